@@ -1,0 +1,18 @@
+//! Test-only crash points. In debug builds, `HERO_USAGE_FAILPOINT=<name>` makes
+//! the process abort (no destructors, no flush: like a power cut for the spool)
+//! when it reaches `failpoint("<name>")`. Release builds compile this to nothing.
+
+/// Abort here if the environment names this point (debug builds only).
+#[inline]
+pub fn failpoint(name: &str) {
+    #[cfg(debug_assertions)]
+    {
+        if let Some(wanted) = std::env::var_os("HERO_USAGE_FAILPOINT") {
+            if wanted == name {
+                std::process::abort();
+            }
+        }
+    }
+    #[cfg(not(debug_assertions))]
+    let _ = name;
+}

@@ -1,0 +1,12 @@
+//! hero_usage: per-node usage metering for Hero nodes.
+//!
+//! Records are validated ([`record`]), dropped into a durable local spool
+//! ([`spool`]), and pushed hourly ([`push`]) as canonical OTOML batch files
+//! ([`otoml`]) to a Forgejo billing repository ([`forgejo`]). The arrows go one
+//! way: record and otoml know no files or network, the spool knows no network,
+//! the client knows no spool, and only push joins them.
+
+pub mod config;
+pub mod error;
+pub mod failpoint;
+pub mod record;

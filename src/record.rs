@@ -1,0 +1,579 @@
+//! The usage record and its rules (DESIGN.md, "Usage record"). Knows no files
+//! and no network: input comes in as loosely typed fields, out goes a
+//! validated [`UsageRecord`] or a list of [`FieldError`]s naming each field.
+
+use chrono::{DateTime, NaiveDateTime, Timelike, Utc};
+use serde::{Deserialize, Deserializer, Serialize, Serializer};
+use std::fmt;
+
+/// The OTOML time form, always UTC.
+pub const TIME_FORMAT: &str = "%Y-%m-%d %H:%M:%S";
+/// Largest accepted `amount_cents` (10^12).
+pub const MAX_AMOUNT_CENTS: u64 = 1_000_000_000_000;
+/// How far in the future `occurred_at` may lie (clock skew between callers).
+pub const MAX_FUTURE_SECS: i64 = 300;
+/// The record's field names, in canonical (alphabetical) order.
+pub const FIELDS: [&str; 7] = [
+    "amount_cents",
+    "description",
+    "idempotency_key",
+    "node_id",
+    "occurred_at",
+    "resource_kind",
+    "user_sid",
+];
+
+/// A UTC instant to the second, rendered as `YYYY-MM-DD HH:MM:SS`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct UtcSecond(pub NaiveDateTime);
+
+impl UtcSecond {
+    pub fn from_utc(t: DateTime<Utc>) -> Self {
+        UtcSecond(t.naive_utc().with_nanosecond(0).expect("0 ns is valid"))
+    }
+
+    /// Parse the accepted input forms: `YYYY-MM-DD HH:MM:SS` (UTC), the same
+    /// with a `T`, or RFC 3339 with an offset (converted to UTC). Fractions of
+    /// a second are dropped.
+    pub fn parse(s: &str) -> Result<Self, String> {
+        let s = s.trim();
+        for fmt in [TIME_FORMAT, "%Y-%m-%dT%H:%M:%S"] {
+            if let Ok(t) = NaiveDateTime::parse_from_str(s, fmt) {
+                return Ok(UtcSecond(t));
+            }
+        }
+        if let Ok(t) = DateTime::parse_from_rfc3339(s) {
+            return Ok(UtcSecond::from_utc(t.with_timezone(&Utc)));
+        }
+        Err("must be `YYYY-MM-DD HH:MM:SS` in UTC or RFC 3339 with an offset \
+             (e.g. 2026-11-26T16:04:05+01:00)"
+            .to_string())
+    }
+
+    pub fn hour_bucket(self) -> HourBucket {
+        HourBucket(UtcSecond(
+            self.0
+                .with_minute(0)
+                .and_then(|t| t.with_second(0))
+                .expect("minute and second 0 are valid"),
+        ))
+    }
+}
+
+impl fmt::Display for UtcSecond {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}", self.0.format(TIME_FORMAT))
+    }
+}
+
+impl Serialize for UtcSecond {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.collect_str(self)
+    }
+}
+
+impl<'de> Deserialize<'de> for UtcSecond {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let s = String::deserialize(d)?;
+        NaiveDateTime::parse_from_str(&s, TIME_FORMAT)
+            .map(UtcSecond)
+            .map_err(|_| serde::de::Error::custom("occurred_at must be `YYYY-MM-DD HH:MM:SS`"))
+    }
+}
+
+/// The UTC hour a record belongs to; names its batch file.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct HourBucket(pub UtcSecond);
+
+impl HourBucket {
+    /// `usage_<YYYY-MM-DD-HH>.otoml`
+    pub fn file_name(self) -> String {
+        format!("usage_{}.otoml", self.0.0.format("%Y-%m-%d-%H"))
+    }
+
+    /// `nodes/<node>/usage_<YYYY-MM-DD-HH>.otoml`; `node` must be a valid node name.
+    pub fn remote_path(self, node: &str) -> String {
+        format!("nodes/{node}/{}", self.file_name())
+    }
+}
+
+impl fmt::Display for HourBucket {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}", self.0.0.format("%Y-%m-%d-%H"))
+    }
+}
+
+/// One validated usage record. Field order is alphabetical, so serializing it
+/// gives canonical key order.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct UsageRecord {
+    pub amount_cents: u64,
+    pub description: String,
+    pub idempotency_key: String,
+    pub node_id: String,
+    pub occurred_at: UtcSecond,
+    pub resource_kind: String,
+    pub user_sid: String,
+}
+
+impl UsageRecord {
+    pub fn hour_bucket(&self) -> HourBucket {
+        self.occurred_at.hour_bucket()
+    }
+
+    /// The names of the fields that differ from `other`; `occurred_at` is left
+    /// out when `ignore_occurred_at` (a retry whose time defaulted to "now").
+    pub fn differing_fields(&self, other: &UsageRecord, ignore_occurred_at: bool) -> Vec<&'static str> {
+        let mut out = Vec::new();
+        if self.amount_cents != other.amount_cents {
+            out.push("amount_cents");
+        }
+        if self.description != other.description {
+            out.push("description");
+        }
+        if self.idempotency_key != other.idempotency_key {
+            out.push("idempotency_key");
+        }
+        if self.node_id != other.node_id {
+            out.push("node_id");
+        }
+        if !ignore_occurred_at && self.occurred_at != other.occurred_at {
+            out.push("occurred_at");
+        }
+        if self.resource_kind != other.resource_kind {
+            out.push("resource_kind");
+        }
+        if self.user_sid != other.user_sid {
+            out.push("user_sid");
+        }
+        out
+    }
+
+    /// Check every rule again (for records read back from disk or the forge).
+    pub fn check(&self) -> Result<(), Vec<FieldError>> {
+        let mut errs = Vec::new();
+        let mut push = |field: &'static str, r: Result<(), String>| {
+            if let Err(problem) = r {
+                errs.push(FieldError { field, problem });
+            }
+        };
+        push("idempotency_key", check_idempotency_key(&self.idempotency_key));
+        push("node_id", check_node_name(&self.node_id));
+        push("user_sid", check_user_sid(&self.user_sid));
+        push("amount_cents", check_amount(self.amount_cents));
+        push("resource_kind", check_resource_kind(&self.resource_kind));
+        push("description", check_description(&self.description));
+        if errs.is_empty() { Ok(()) } else { Err(errs) }
+    }
+}
+
+/// One broken rule: which field, and what is wrong with it and how to fix it.
+/// Never contains the value itself (it may be something a caller keeps secret).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FieldError {
+    pub field: &'static str,
+    pub problem: String,
+}
+
+impl fmt::Display for FieldError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}: {}", self.field, self.problem)
+    }
+}
+
+/// Join field errors into one line: `a: ...; b: ...`.
+pub fn describe(errors: &[FieldError]) -> String {
+    errors.iter().map(|e| e.to_string()).collect::<Vec<_>>().join("; ")
+}
+
+/// A field value as it arrived, before its type is checked.
+#[derive(Debug, Clone, PartialEq)]
+pub enum RawValue {
+    Str(String),
+    Int(i128),
+    /// Anything else; the string names its type for the message.
+    Other(&'static str),
+}
+
+/// A record as it arrived: any field may be missing or of the wrong type.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct RecordInput {
+    pub idempotency_key: Option<RawValue>,
+    pub node_id: Option<RawValue>,
+    pub user_sid: Option<RawValue>,
+    pub amount_cents: Option<RawValue>,
+    pub resource_kind: Option<RawValue>,
+    pub description: Option<RawValue>,
+    pub occurred_at: Option<RawValue>,
+    /// Keys that are not record fields (reported, never accepted).
+    pub unknown: Vec<String>,
+}
+
+/// What validation fills in when a field is missing.
+#[derive(Debug, Clone)]
+pub struct Defaults {
+    /// The node name (`node_id` default).
+    pub node: String,
+    /// "Now": `occurred_at` default and the future limit.
+    pub now: DateTime<Utc>,
+    /// `occurred_at` for an input without one, when it is not "now" (a drop
+    /// file's modification time).
+    pub occurred_at: Option<DateTime<Utc>>,
+}
+
+/// A record that passed validation, and whether its time was given.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Validated {
+    pub record: UsageRecord,
+    /// False when `occurred_at` defaulted: duplicates are then compared without it.
+    pub occurred_at_given: bool,
+}
+
+impl RecordInput {
+    /// Set a field by name; unknown names are remembered as such.
+    pub fn set(&mut self, name: &str, value: RawValue) {
+        let slot = match name {
+            "idempotency_key" => &mut self.idempotency_key,
+            "node_id" => &mut self.node_id,
+            "user_sid" => &mut self.user_sid,
+            "amount_cents" => &mut self.amount_cents,
+            "resource_kind" => &mut self.resource_kind,
+            "description" => &mut self.description,
+            "occurred_at" => &mut self.occurred_at,
+            _ => {
+                self.unknown.push(name.to_string());
+                return;
+            }
+        };
+        *slot = Some(value);
+    }
+
+    /// From one JSON object (a `--stdin` line or a shim body).
+    pub fn from_json(value: &serde_json::Value) -> Result<Self, String> {
+        let obj = value
+            .as_object()
+            .ok_or("expected a JSON object with the record's fields")?;
+        let mut input = RecordInput::default();
+        for (k, v) in obj {
+            let raw = match v {
+                serde_json::Value::String(s) => RawValue::Str(s.clone()),
+                serde_json::Value::Number(n) => match n.as_i64() {
+                    Some(i) => RawValue::Int(i as i128),
+                    None => match n.as_u64() {
+                        Some(u) => RawValue::Int(u as i128),
+                        None => RawValue::Other("a fractional number"),
+                    },
+                },
+                serde_json::Value::Null => continue,
+                serde_json::Value::Bool(_) => RawValue::Other("a boolean"),
+                serde_json::Value::Array(_) => RawValue::Other("an array"),
+                serde_json::Value::Object(_) => RawValue::Other("an object"),
+            };
+            input.set(k, raw);
+        }
+        Ok(input)
+    }
+
+    /// From a TOML document (a spool record file).
+    pub fn from_toml(text: &str) -> Result<Self, String> {
+        let table: toml::Table = text.parse().map_err(|e: toml::de::Error| {
+            format!("not valid TOML: {}", e.message())
+        })?;
+        let mut input = RecordInput::default();
+        for (k, v) in table {
+            let raw = match v {
+                toml::Value::String(s) => RawValue::Str(s),
+                toml::Value::Integer(i) => RawValue::Int(i as i128),
+                toml::Value::Datetime(d) => RawValue::Str(d.to_string()),
+                toml::Value::Float(_) => RawValue::Other("a float"),
+                toml::Value::Boolean(_) => RawValue::Other("a boolean"),
+                toml::Value::Array(_) => RawValue::Other("an array"),
+                toml::Value::Table(_) => RawValue::Other("a table"),
+            };
+            input.set(&k, raw);
+        }
+        Ok(input)
+    }
+
+    /// Check every rule; all broken rules are reported at once.
+    pub fn validate(&self, defaults: &Defaults) -> Result<Validated, Vec<FieldError>> {
+        let mut errs: Vec<FieldError> = self
+            .unknown
+            .iter()
+            .map(|name| FieldError {
+                field: "record",
+                problem: format!(
+                    "unknown field `{}`; the fields are {}",
+                    printable(name),
+                    FIELDS.join(", ")
+                ),
+            })
+            .collect();
+        let mut field = |name: &'static str, r: Result<(), String>| {
+            if let Err(problem) = r {
+                errs.push(FieldError { field: name, problem });
+            }
+        };
+
+        let key = required_str(&self.idempotency_key);
+        field("idempotency_key", key.clone().and_then(|k| check_idempotency_key(&k)));
+        let node = match &self.node_id {
+            None => Ok(defaults.node.clone()),
+            v => required_str(v),
+        };
+        field("node_id", node.clone().and_then(|n| check_node_name(&n)));
+        let sid = required_str(&self.user_sid);
+        field("user_sid", sid.clone().and_then(|s| check_user_sid(&s)));
+        let amount = required_amount(&self.amount_cents);
+        field("amount_cents", amount.clone().and_then(check_amount));
+        let kind = required_str(&self.resource_kind);
+        field("resource_kind", kind.clone().and_then(|k| check_resource_kind(&k)));
+        let description = match &self.description {
+            None => Ok(String::new()),
+            v => required_str(v),
+        };
+        field("description", description.clone().and_then(|d| check_description(&d)));
+        let occurred = match &self.occurred_at {
+            None => Ok(UtcSecond::from_utc(defaults.occurred_at.unwrap_or(defaults.now))),
+            v => required_str(v).and_then(|s| UtcSecond::parse(&s)),
+        };
+        let occurred = occurred.and_then(|t| {
+            let limit = defaults.now + chrono::Duration::seconds(MAX_FUTURE_SECS);
+            if t.0 > limit.naive_utc() {
+                Err(format!(
+                    "lies more than {} minutes in the future (now is {} UTC); check the caller's clock",
+                    MAX_FUTURE_SECS / 60,
+                    UtcSecond::from_utc(defaults.now)
+                ))
+            } else {
+                Ok(t)
+            }
+        });
+        field("occurred_at", occurred.clone().map(|_| ()));
+
+        if !errs.is_empty() {
+            return Err(errs);
+        }
+        // Every field is Ok here: the errors above were empty.
+        Ok(Validated {
+            record: UsageRecord {
+                amount_cents: amount.unwrap_or_default(),
+                description: description.unwrap_or_default(),
+                idempotency_key: key.unwrap_or_default(),
+                node_id: node.unwrap_or_default(),
+                occurred_at: occurred.expect("checked above"),
+                resource_kind: kind.unwrap_or_default(),
+                user_sid: sid.unwrap_or_default(),
+            },
+            occurred_at_given: self.occurred_at.is_some(),
+        })
+    }
+}
+
+fn required_str(v: &Option<RawValue>) -> Result<String, String> {
+    match v {
+        None => Err("is required but missing".to_string()),
+        Some(RawValue::Str(s)) => Ok(s.clone()),
+        Some(RawValue::Int(_)) => Err("must be a string, not a number; put it in quotes".to_string()),
+        Some(RawValue::Other(t)) => Err(format!("must be a string, not {t}")),
+    }
+}
+
+fn required_amount(v: &Option<RawValue>) -> Result<u64, String> {
+    let range = format!("must be a whole number of cents from 0 to {MAX_AMOUNT_CENTS}");
+    match v {
+        None => Err("is required but missing".to_string()),
+        Some(RawValue::Int(i)) if (0..=MAX_AMOUNT_CENTS as i128).contains(i) => Ok(*i as u64),
+        Some(RawValue::Int(i)) if *i < 0 => Err(format!("{range}; it is negative")),
+        Some(RawValue::Int(_)) => Err(format!("{range}; it is larger")),
+        // Flags arrive as strings; JSON and TOML callers must send a number.
+        Some(RawValue::Str(s)) => match s.trim().parse::<i128>() {
+            Ok(i) => required_amount(&Some(RawValue::Int(i))),
+            Err(_) => Err(format!("{range}; it is not an integer")),
+        },
+        Some(RawValue::Other(t)) => Err(format!("{range}, not {t}")),
+    }
+}
+
+/// Describe a character without echoing the value around it.
+fn char_problem(s: &str, ok: impl Fn(usize, char) -> bool) -> Option<String> {
+    s.chars().enumerate().find(|&(i, c)| !ok(i, c)).map(|(i, c)| {
+        let what = if c.is_ascii_graphic() {
+            format!("`{c}`")
+        } else {
+            format!("U+{:04X}", c as u32)
+        };
+        format!("character {} is {what}", i + 1)
+    })
+}
+
+pub fn check_idempotency_key(k: &str) -> Result<(), String> {
+    let rule = "must be 1 to 255 visible ASCII characters (0x21 to 0x7E, no spaces)";
+    if k.is_empty() {
+        return Err(format!("{rule}; it is empty"));
+    }
+    if k.len() > 255 {
+        return Err(format!("{rule}; it is {} bytes long", k.len()));
+    }
+    match char_problem(k, |_, c| ('\x21'..='\x7e').contains(&c)) {
+        Some(p) => Err(format!("{rule}; {p}")),
+        None => Ok(()),
+    }
+}
+
+/// The rule for `node_id` and the node name (it becomes a path segment).
+pub fn check_node_name(n: &str) -> Result<(), String> {
+    let rule = "must be 1 to 64 of A-Z a-z 0-9 . _ - and not start with `.`";
+    if n.is_empty() {
+        return Err(format!("{rule}; it is empty"));
+    }
+    if n.chars().count() > 64 {
+        return Err(format!("{rule}; it is {} characters long", n.chars().count()));
+    }
+    match char_problem(n, |i, c| {
+        (c.is_ascii_alphanumeric() || c == '_' || c == '-' || c == '.') && !(i == 0 && c == '.')
+    }) {
+        Some(p) => Err(format!("{rule}; {p}")),
+        None => Ok(()),
+    }
+}
+
+pub fn check_user_sid(s: &str) -> Result<(), String> {
+    let rule = "must be a Hero SmartID: 4 to 6 of 0-9 a-z";
+    let n = s.chars().count();
+    if !(4..=6).contains(&n) {
+        return Err(format!("{rule}; it is {n} characters long"));
+    }
+    match char_problem(s, |_, c| c.is_ascii_digit() || c.is_ascii_lowercase()) {
+        Some(p) => Err(format!("{rule}; {p}")),
+        None => Ok(()),
+    }
+}
+
+pub fn check_amount(a: u64) -> Result<(), String> {
+    if a > MAX_AMOUNT_CENTS {
+        return Err(format!(
+            "must be a whole number of cents from 0 to {MAX_AMOUNT_CENTS}; it is larger"
+        ));
+    }
+    Ok(())
+}
+
+pub fn check_resource_kind(k: &str) -> Result<(), String> {
+    let rule = "must be 1 to 64 characters matching ^[a-z][a-z0-9_.-]*$";
+    let n = k.chars().count();
+    if !(1..=64).contains(&n) {
+        return Err(format!("{rule}; it is {n} characters long"));
+    }
+    match char_problem(k, |i, c| {
+        c.is_ascii_lowercase() || (i > 0 && (c.is_ascii_digit() || "_.-".contains(c)))
+    }) {
+        Some(p) => Err(format!("{rule}; {p}")),
+        None => Ok(()),
+    }
+}
+
+pub fn check_description(d: &str) -> Result<(), String> {
+    let rule = "must be at most 1024 characters with no control characters (one line)";
+    let n = d.chars().count();
+    if n > 1024 {
+        return Err(format!("{rule}; it is {n} characters long"));
+    }
+    match char_problem(d, |_, c| !c.is_control()) {
+        Some(p) => Err(format!("{rule}; {p}")),
+        None => Ok(()),
+    }
+}
+
+/// A name for a message: printable ASCII kept, the rest escaped, cut short.
+fn printable(s: &str) -> String {
+    s.chars().take(64).flat_map(char::escape_default).collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use chrono::TimeZone;
+
+    fn defaults() -> Defaults {
+        Defaults {
+            node: "node-7".into(),
+            now: Utc.with_ymd_and_hms(2026, 11, 26, 16, 30, 0).unwrap(),
+            occurred_at: None,
+        }
+    }
+
+    fn input(pairs: &[(&str, RawValue)]) -> RecordInput {
+        let mut i = RecordInput::default();
+        for (k, v) in pairs {
+            i.set(k, v.clone());
+        }
+        i
+    }
+
+    fn good() -> RecordInput {
+        input(&[
+            ("idempotency_key", RawValue::Str("job-42".into())),
+            ("user_sid", RawValue::Str("0a1b".into())),
+            ("amount_cents", RawValue::Int(250)),
+            ("resource_kind", RawValue::Str("cpu_hours".into())),
+        ])
+    }
+
+    #[test]
+    fn defaults_fill_node_time_and_description() {
+        let v = good().validate(&defaults()).unwrap();
+        assert_eq!(v.record.node_id, "node-7");
+        assert_eq!(v.record.description, "");
+        assert_eq!(v.record.occurred_at.to_string(), "2026-11-26 16:30:00");
+        assert!(!v.occurred_at_given);
+        assert_eq!(v.record.hour_bucket().remote_path("n1"), "nodes/n1/usage_2026-11-26-16.otoml");
+    }
+
+    #[test]
+    fn rfc3339_with_offset_becomes_utc() {
+        let mut i = good();
+        i.set("occurred_at", RawValue::Str("2026-11-26T17:04:05.9+01:00".into()));
+        let v = i.validate(&defaults()).unwrap();
+        assert_eq!(v.record.occurred_at.to_string(), "2026-11-26 16:04:05");
+        assert!(v.occurred_at_given);
+    }
+
+    #[test]
+    fn each_rule_names_its_field() {
+        let cases: Vec<(&str, RawValue)> = vec![
+            ("idempotency_key", RawValue::Str("has space".into())),
+            ("idempotency_key", RawValue::Str("k".repeat(256))),
+            ("node_id", RawValue::Str(".hidden".into())),
+            ("node_id", RawValue::Str("a/b".into())),
+            ("user_sid", RawValue::Str("ABCD".into())),
+            ("user_sid", RawValue::Str("abc".into())),
+            ("amount_cents", RawValue::Int(-1)),
+            ("amount_cents", RawValue::Int(1_000_000_000_001)),
+            ("amount_cents", RawValue::Str("12x".into())),
+            ("resource_kind", RawValue::Str("9cpu".into())),
+            ("description", RawValue::Str("two\nlines".into())),
+            ("occurred_at", RawValue::Str("2026-11-26 16:36:00".into())),
+            ("occurred_at", RawValue::Str("yesterday".into())),
+        ];
+        for (name, value) in cases {
+            let mut i = good();
+            i.set(name, value.clone());
+            let errs = i.validate(&defaults()).unwrap_err();
+            assert_eq!(errs.len(), 1, "{name} {value:?}: {errs:?}");
+            assert_eq!(errs[0].field, name);
+        }
+    }
+
+    #[test]
+    fn differing_fields_can_ignore_time() {
+        let a = good().validate(&defaults()).unwrap().record;
+        let mut b = a.clone();
+        b.occurred_at = UtcSecond::parse("2026-11-26 10:00:00").unwrap();
+        assert_eq!(a.differing_fields(&b, false), vec!["occurred_at"]);
+        assert!(a.differing_fields(&b, true).is_empty());
+        b.amount_cents = 1;
+        assert_eq!(a.differing_fields(&b, true), vec!["amount_cents"]);
+    }
+}

@@ -1,0 +1,1 @@
+//! placeholder: the test forge (issue 3)

@@ -1,0 +1,4 @@
+//! One integration-test binary: every test runs the real binaries on real
+//! temporary directories (see `support::TestEnv`).
+
+mod support;

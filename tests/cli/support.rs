@@ -1,0 +1,81 @@
+//! Shared test helpers: `TestEnv` owns a temporary HOME and spool and hands
+//! them to the binaries through the environment, nothing else leaks in.
+
+#![allow(dead_code)]
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+/// The path of one of the package's binaries, built by cargo for the tests.
+pub fn bin(name: &str) -> PathBuf {
+    match name {
+        "hero_usage_record" => PathBuf::from(env!("CARGO_BIN_EXE_hero_usage_record")),
+        other => panic!("unknown binary {other}"),
+    }
+}
+
+pub struct TestEnv {
+    pub dir: tempfile::TempDir,
+    pub home: PathBuf,
+    pub spool: PathBuf,
+    pub node: String,
+}
+
+impl TestEnv {
+    pub fn new() -> TestEnv {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let home = dir.path().join("home");
+        std::fs::create_dir_all(&home).unwrap();
+        let spool = dir.path().join("spool");
+        TestEnv {
+            dir,
+            home,
+            spool,
+            node: "test-node".to_string(),
+        }
+    }
+
+    /// A command for `binary` with a clean environment: HOME, spool and node
+    /// from this env, no HERO_* variables from the caller.
+    pub fn cmd(&self, binary: &str) -> Command {
+        let mut c = Command::new(bin(binary));
+        for (k, _) in std::env::vars_os() {
+            if k.to_string_lossy().starts_with("HERO_") {
+                c.env_remove(k);
+            }
+        }
+        c.env("HOME", &self.home)
+            .env("HERO_USAGE_SPOOL", &self.spool)
+            .env("HERO_NODE_ID", &self.node);
+        c
+    }
+
+    pub fn path(&self, rel: &str) -> PathBuf {
+        self.dir.path().join(rel)
+    }
+}
+
+/// Run and return output; panics only if the process could not start.
+pub fn run(cmd: &mut Command) -> Output {
+    cmd.output().expect("spawn binary")
+}
+
+pub fn stdout(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stdout).into_owned()
+}
+
+pub fn stderr(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stderr).into_owned()
+}
+
+/// Every regular file below `dir` (recursively), sorted.
+pub fn files_under(dir: &Path) -> Vec<PathBuf> {
+    let mut out: Vec<PathBuf> = walkdir::WalkDir::new(dir)
+        .into_iter()
+        .filter_map(Result::ok)
+        .filter(|e| e.file_type().is_file())
+        .map(|e| e.into_path())
+        .collect();
+    out.sort();
+    out
+}
