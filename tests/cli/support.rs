@@ -6,12 +6,14 @@
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
-/// The path of one of the package's binaries, built by cargo for the tests.
+/// The path of one of the package's binaries. Cargo builds them next to the
+/// test binary's `deps/` folder before it runs integration tests.
 pub fn bin(name: &str) -> PathBuf {
-    match name {
-        "hero_usage_record" => PathBuf::from(env!("CARGO_BIN_EXE_hero_usage_record")),
-        other => panic!("unknown binary {other}"),
-    }
+    let exe = std::env::current_exe().expect("test binary path");
+    let dir = exe.parent().and_then(Path::parent).expect("target dir");
+    let path = dir.join(name);
+    assert!(path.exists(), "{} not built", path.display());
+    path
 }
 
 pub struct TestEnv {
