@@ -9,4 +9,5 @@
 pub mod config;
 pub mod error;
 pub mod failpoint;
+pub mod otoml;
 pub mod record;
