@@ -6,8 +6,10 @@
 //! way: record and otoml know no files or network, the spool knows no network,
 //! the client knows no spool, and only push joins them.
 
+pub mod cli;
 pub mod config;
 pub mod error;
 pub mod failpoint;
 pub mod otoml;
 pub mod record;
+pub mod schedule;

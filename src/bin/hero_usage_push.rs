@@ -1,0 +1,86 @@
+//! `hero_usage_push`: the hourly job. Thin: flags, then `hero_usage::push`.
+
+use anyhow::Result;
+use clap::Parser;
+use hero_usage::config::{Common, ForgeArgs, ForgeSettings, SpoolArgs};
+use hero_usage::push::{self, PushOptions};
+use hero_usage::schedule::{self, Scheduler};
+use hero_usage::spool::Spool;
+
+/// Push pending usage records, bundled per UTC hour, to the billing repository in one commit.
+#[derive(Parser, Debug)]
+#[command(version, about, long_about = None)]
+struct Cli {
+    #[command(flatten)]
+    spool: SpoolArgs,
+    #[command(flatten)]
+    forge: ForgeArgs,
+    /// Accepted for schedulers configured with it; every run is one-shot
+    #[arg(long)]
+    once: bool,
+    /// Read and print what a push would commit; change nothing anywhere
+    #[arg(long)]
+    dry_run: bool,
+    /// Print the summary as one JSON object
+    #[arg(long)]
+    json: bool,
+    /// Push at most N pending records this run, oldest hours first
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u64).range(1..))]
+    max_records: Option<u64>,
+    /// Keep sent records (for duplicate detection) this many days
+    #[arg(long, value_name = "N", default_value_t = 35)]
+    retention_days: u32,
+    /// Print what a scheduler needs to run this job hourly, then exit
+    #[arg(long, value_name = "SCHEDULER")]
+    print_schedule: Option<Scheduler>,
+}
+
+fn run() -> Result<i32> {
+    let cli = hero_usage::cli::parse::<Cli>();
+    let common = Common::resolve(&cli.spool)?;
+    if let Some(scheduler) = cli.print_schedule {
+        let exe = std::env::current_exe()?;
+        let command = format!("{} --once", exe.display());
+        print!("{}", schedule::render(scheduler, &common.node, &command));
+        return Ok(0);
+    }
+    let forge = ForgeSettings::resolve(&cli.forge, &common.file)?;
+    let spool = Spool::open(&common.spool)?;
+    let summary = push::run(
+        &spool,
+        &PushOptions {
+            node: common.node.clone(),
+            dry_run: cli.dry_run,
+            max_records: cli.max_records.map(|n| n as usize),
+            retention_days: cli.retention_days,
+            forge,
+        },
+    )?;
+    if cli.json {
+        println!("{}", serde_json::to_string(&summary)?);
+    } else {
+        println!("{}", summary.line());
+        if cli.dry_run {
+            for f in &summary.files {
+                println!(
+                    "would {} {}: {} new, {} in all",
+                    f.operation, f.path, f.new_records, f.total_records
+                );
+            }
+        }
+    }
+    for q in &summary.quarantined {
+        eprintln!("hero_usage_push: quarantined {}: {}", q.what, q.reason);
+    }
+    for u in &summary.unreadable_hours {
+        eprintln!("hero_usage_push: left pending {}: {}", u.what, u.reason);
+    }
+    if let Some(e) = &summary.error {
+        eprintln!("hero_usage_push: error: {e}");
+    }
+    Ok(summary.exit_code)
+}
+
+fn main() {
+    hero_usage::error::main_with("hero_usage_push", run)
+}

@@ -1,0 +1,537 @@
+//! The push job (DESIGN.md, "The push job"): the only module that joins the
+//! spool and the forge. One run: lock, ingest, group by hour, make sure the
+//! repository exists, merge every touched hour file with what the billing
+//! repository holds, commit all changed files in one commit, and only then
+//! mark the records sent.
+//!
+//! Exactly once: the billing repository is the source of truth. A record is
+//! marked sent only after a commit that holds it succeeded, and a record found
+//! in the remote file with identical fields is never committed again, so a
+//! crash or a lost reply between commit and marking heals on the next run.
+
+use crate::config::ForgeSettings;
+use crate::error::{Kind, fail};
+use crate::failpoint::failpoint;
+use crate::forgejo::{
+    ClientConfig, CommitOptions, FileChange, FileOp, ForgeError, ForgejoClient, Repository,
+};
+use crate::otoml::{parse_batch, render_batch};
+use crate::record::{HourBucket, UsageRecord};
+use crate::spool::{PendingId, Spool};
+use anyhow::Result;
+use chrono::Utc;
+use serde::Serialize;
+use std::collections::{BTreeMap, HashMap};
+use std::time::{Duration, Instant};
+
+/// How often one run reads, merges and commits before it gives up (exit 75).
+pub const MAX_ATTEMPTS: u32 = 5;
+/// The file `hero_usage_status` reads, inside the spool's state directory.
+pub const OUTCOME_FILE: &str = "last_push.json";
+
+/// What one run is asked to do.
+#[derive(Debug, Clone)]
+pub struct PushOptions {
+    pub node: String,
+    pub dry_run: bool,
+    /// At most this many pending records per run, oldest hours first.
+    pub max_records: Option<usize>,
+    pub retention_days: u32,
+    pub forge: ForgeSettings,
+}
+
+/// One hour file the run would write or wrote.
+#[derive(Debug, Clone, Serialize)]
+pub struct FilePlan {
+    pub path: String,
+    /// Records this run adds to the file.
+    pub new_records: usize,
+    /// Records in the file after the change.
+    pub total_records: usize,
+    /// `create` or `update`.
+    pub operation: &'static str,
+}
+
+/// A record or file set aside, with why.
+#[derive(Debug, Clone, Serialize)]
+pub struct Problem {
+    pub what: String,
+    pub reason: String,
+}
+
+/// What one run did: printed as the summary line or `--json`, and written to
+/// the outcome file for `hero_usage_status`.
+#[derive(Debug, Clone, Serialize, Default)]
+pub struct PushSummary {
+    /// `pushed`, `nothing-to-push`, `locked`, `dry-run` or `failed`.
+    pub outcome: String,
+    pub node: String,
+    pub started_at: String,
+    pub finished_at: String,
+    pub duration_ms: u64,
+    pub ingested: usize,
+    pub ingest_duplicates: usize,
+    /// Records committed by this run.
+    pub pushed: usize,
+    /// Pending records the billing repository already held identically.
+    pub already_present: usize,
+    pub files: Vec<FilePlan>,
+    pub commit: Option<String>,
+    pub attempts: u32,
+    /// Bad drops and conflicting records moved to `rejected/`.
+    pub quarantined: Vec<Problem>,
+    /// Hours left pending because their remote file could not be parsed.
+    pub unreadable_hours: Vec<Problem>,
+    /// Records still pending after the run.
+    pub pending_after: usize,
+    pub pruned: usize,
+    pub exit_code: i32,
+    pub error: Option<String>,
+}
+
+impl PushSummary {
+    /// The one summary line.
+    pub fn line(&self) -> String {
+        let mut s = match self.outcome.as_str() {
+            "locked" => return "another push holds the lock; nothing done".to_string(),
+            "dry-run" => format!(
+                "dry run: would push {} records in {} files ({} already present)",
+                self.pushed,
+                self.files.len(),
+                self.already_present
+            ),
+            "nothing-to-push" => format!("nothing to push ({} already present)", self.already_present),
+            "failed" => format!(
+                "push failed after {} attempts: {}",
+                self.attempts,
+                self.error.as_deref().unwrap_or("unknown error")
+            ),
+            _ => format!(
+                "pushed {} records in {} files, commit {} ({} already present)",
+                self.pushed,
+                self.files.len(),
+                self.commit.as_deref().map(short).unwrap_or("none"),
+                self.already_present
+            ),
+        };
+        s.push_str(&format!(
+            "; ingested {}, quarantined {}, unreadable hours {}, pending {}, pruned {}",
+            self.ingested,
+            self.quarantined.len(),
+            self.unreadable_hours.len(),
+            self.pending_after,
+            self.pruned
+        ));
+        s
+    }
+}
+
+fn short(sha: &str) -> &str {
+    &sha[..sha.len().min(12)]
+}
+
+/// One attempt's plan: the file changes and what they mean for the spool.
+#[derive(Default)]
+struct Plan {
+    changes: Vec<FileChange>,
+    files: Vec<FilePlan>,
+    /// Pending records the commit holds (new) or the remote holds already.
+    done: Vec<PendingId>,
+    pushed: usize,
+    already_present: usize,
+    unreadable: Vec<Problem>,
+}
+
+/// Run one push. Errors that end the run early come back as `Err` with their
+/// kind; everything else is in the summary (whose `exit_code` is the run's).
+pub fn run(spool: &Spool, opts: &PushOptions) -> Result<PushSummary> {
+    let started = Instant::now();
+    let start_time = Utc::now();
+    let mut summary = PushSummary {
+        node: opts.node.clone(),
+        started_at: start_time.format("%Y-%m-%d %H:%M:%S").to_string(),
+        ..Default::default()
+    };
+
+    let Some(_push_lock) = spool.try_lock_push()? else {
+        summary.outcome = "locked".into();
+        return Ok(finish(summary, started));
+    };
+
+    if !opts.dry_run {
+        let report = spool.ingest_incoming(&opts.node, start_time)?;
+        summary.ingested = report.ingested;
+        summary.ingest_duplicates = report.duplicates;
+        summary.quarantined.extend(report.quarantined.into_iter().map(|(what, reason)| Problem {
+            what: format!("incoming/{what}"),
+            reason,
+        }));
+        failpoint("push-after-ingest");
+    }
+
+    let hours = select(spool.pending_index()?, opts.max_records);
+    let result = if hours.is_empty() {
+        summary.outcome = "nothing-to-push".into();
+        Ok(())
+    } else {
+        push_hours(spool, opts, &hours, &mut summary)
+    };
+
+    if let Err(err) = result {
+        summary.outcome = "failed".into();
+        summary.exit_code = crate::error::exit_code_of(&err);
+        summary.error = Some(format!("{err:#}"));
+    }
+
+    if !opts.dry_run {
+        let horizon = Utc::now() - chrono::Duration::days(i64::from(opts.retention_days));
+        summary.pruned = spool.prune_sent(horizon)?;
+    }
+    summary.pending_after = spool.pending_index()?.values().map(Vec::len).sum();
+    if summary.exit_code == 0 && !(summary.quarantined.is_empty() && summary.unreadable_hours.is_empty()) {
+        // Shown to the scheduler once; the quarantined files fail no later run.
+        summary.exit_code = Kind::Data.exit_code();
+    }
+    let summary = finish(summary, started);
+    if !opts.dry_run {
+        write_outcome(spool, &summary)?;
+    }
+    Ok(summary)
+}
+
+fn finish(mut summary: PushSummary, started: Instant) -> PushSummary {
+    summary.finished_at = Utc::now().format("%Y-%m-%d %H:%M:%S").to_string();
+    summary.duration_ms = started.elapsed().as_millis() as u64;
+    summary
+}
+
+/// Oldest hours first, at most `max` records in all.
+fn select(
+    index: BTreeMap<HourBucket, Vec<PendingId>>,
+    max: Option<usize>,
+) -> Vec<(HourBucket, Vec<PendingId>)> {
+    let mut left = max.unwrap_or(usize::MAX);
+    let mut out = Vec::new();
+    for (hour, mut ids) in index {
+        if left == 0 {
+            break;
+        }
+        ids.sort();
+        ids.truncate(left);
+        left -= ids.len();
+        out.push((hour, ids));
+    }
+    out
+}
+
+fn push_hours(
+    spool: &Spool,
+    opts: &PushOptions,
+    hours: &[(HourBucket, Vec<PendingId>)],
+    summary: &mut PushSummary,
+) -> Result<()> {
+    let client = ForgejoClient::new(ClientConfig {
+        base_url: opts.forge.url.clone(),
+        token: opts.forge.token.clone(),
+        insecure_http: opts.forge.insecure_http,
+        connect_timeout: Duration::from_secs(10),
+        timeout: Duration::from_secs(120),
+    })
+    .map_err(forge_err)?;
+    let (owner, name) = (&opts.forge.owner, &opts.forge.repo);
+
+    let repo = ensure_repo(&client, owner, name, opts.dry_run)?;
+    let branch = opts
+        .forge
+        .branch
+        .clone()
+        .or_else(|| repo.as_ref().map(|r| r.default_branch.clone()))
+        .filter(|b| !b.is_empty())
+        .unwrap_or_else(|| "main".to_string());
+    let repo_empty = repo.as_ref().is_none_or(|r| r.empty);
+
+    let mut attempt = 0;
+    loop {
+        attempt += 1;
+        summary.attempts = attempt;
+        let err = match try_once(spool, opts, &client, &branch, repo_empty, hours, summary) {
+            Ok(()) => return Ok(()),
+            Err(err) => err,
+        };
+        let forge = err.downcast_ref::<ForgeError>();
+        match forge {
+            Some(e) if e.is_retryable() && attempt < MAX_ATTEMPTS => {
+                eprintln!(
+                    "hero_usage_push: attempt {attempt} of {MAX_ATTEMPTS} failed ({e}); re-reading and retrying"
+                );
+                std::thread::sleep(backoff(attempt));
+            }
+            Some(e) => {
+                let retries = if e.is_retryable() { ", retries used up; nothing is lost, the next run retries" } else { "" };
+                return Err(fail(e.kind(), format!("{e}{retries}")));
+            }
+            None => return Err(err),
+        }
+    }
+}
+
+/// Bounded, jittered exponential backoff: 0.25 s, 0.5 s, 1 s, 2 s, each
+/// plus up to half again, so that many nodes do not retry in step.
+fn backoff(attempt: u32) -> Duration {
+    let base = 250u64 << (attempt - 1).min(4);
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.subsec_nanos() as u64)
+        .unwrap_or(0);
+    let jitter = (nanos ^ u64::from(std::process::id())) % (base / 2 + 1);
+    Duration::from_millis(base + jitter)
+}
+
+/// The repository, created when missing (not in a dry run: `None` then).
+fn ensure_repo(
+    client: &ForgejoClient,
+    owner: &str,
+    name: &str,
+    dry_run: bool,
+) -> Result<Option<Repository>> {
+    match client.get_repo(owner, name) {
+        Ok(r) => return Ok(Some(r)),
+        Err(ForgeError::NotFound(_)) if dry_run => return Ok(None),
+        Err(ForgeError::NotFound(_)) => {}
+        Err(e) => return Err(forge_err(e)),
+    }
+    match client.create_repo(owner, name) {
+        Ok(r) => Ok(Some(r)),
+        // Another node created it first.
+        Err(ForgeError::AlreadyExists(_)) => client.get_repo(owner, name).map(Some).map_err(forge_err),
+        Err(ForgeError::NotFound(m)) => Err(fail(
+            Kind::Config,
+            format!("cannot create repository {owner}/{name}: owner {owner} is neither an organisation nor the token's user ({m}); check --repo"),
+        )),
+        Err(e) => Err(forge_err(e)),
+    }
+}
+
+/// One read-merge-commit-mark attempt. Forge errors come back as a
+/// [`ForgeError`] in the chain so the caller can tell a retryable one.
+fn try_once(
+    spool: &Spool,
+    opts: &PushOptions,
+    client: &ForgejoClient,
+    branch: &str,
+    repo_empty: bool,
+    hours: &[(HourBucket, Vec<PendingId>)],
+    summary: &mut PushSummary,
+) -> Result<()> {
+    let mut plan = Plan::default();
+    for (hour, ids) in hours {
+        plan_hour(spool, opts, client, branch, repo_empty, *hour, ids, &mut plan, summary)?;
+    }
+    failpoint("push-after-read");
+    summary.pushed = plan.pushed;
+    summary.already_present = plan.already_present;
+    summary.files = plan.files.clone();
+    summary.unreadable_hours = plan.unreadable.clone();
+
+    if opts.dry_run {
+        summary.outcome = "dry-run".into();
+        return Ok(());
+    }
+    if !plan.changes.is_empty() {
+        let message = format!(
+            "usage: {} records from node {} in {} files",
+            plan.pushed,
+            opts.node,
+            plan.changes.len()
+        );
+        let commit_opts = CommitOptions {
+            branch: Some(branch.to_string()),
+            message,
+            author_name: format!("hero_usage_push on {}", opts.node),
+            author_email: format!("{}@hero-usage.invalid", opts.node),
+        };
+        let sha = commit(client, opts, &plan.changes, &commit_opts)?;
+        failpoint("push-after-commit");
+        summary.commit = Some(sha);
+    }
+    spool.mark_sent(&plan.done)?;
+    failpoint("push-after-mark");
+    summary.outcome = if plan.changes.is_empty() {
+        "nothing-to-push".into()
+    } else {
+        "pushed".into()
+    };
+    Ok(())
+}
+
+/// Merge one hour's pending records with its remote file.
+#[allow(clippy::too_many_arguments)]
+fn plan_hour(
+    spool: &Spool,
+    opts: &PushOptions,
+    client: &ForgejoClient,
+    branch: &str,
+    repo_empty: bool,
+    hour: HourBucket,
+    ids: &[PendingId],
+    plan: &mut Plan,
+    summary: &mut PushSummary,
+) -> Result<()> {
+    let path = hour.remote_path(&opts.node);
+    let remote = if repo_empty {
+        None
+    } else {
+        client.read_file(&opts.forge.owner, &opts.forge.repo, &path, Some(branch))?
+    };
+    let (mut records, sha) = match remote {
+        None => (Vec::new(), None),
+        Some(file) => {
+            let parsed = String::from_utf8(file.content)
+                .map_err(|_| "not UTF-8".to_string())
+                .and_then(|t| parse_batch(&t));
+            match parsed {
+                Ok(r) => (r, Some(file.sha)),
+                Err(reason) => {
+                    plan.unreadable.push(Problem {
+                        what: path,
+                        reason: format!("{reason}; its records stay pending until the file is repaired"),
+                    });
+                    return Ok(());
+                }
+            }
+        }
+    };
+    let known: HashMap<String, usize> = records
+        .iter()
+        .enumerate()
+        .map(|(i, r)| (r.idempotency_key.clone(), i))
+        .collect();
+
+    let mut added = 0;
+    let mut fresh: Vec<UsageRecord> = Vec::new();
+    for id in ids {
+        if summary.quarantined.iter().any(|p| p.what == quarantine_name(id)) {
+            continue; // set aside by an earlier attempt of this run
+        }
+        let local = match spool.read_pending(id) {
+            Ok(r) => r,
+            Err(e) => {
+                quarantine(spool, opts, id, &format!("unreadable pending record: {e:#}"), summary);
+                continue;
+            }
+        };
+        match known.get(&local.idempotency_key) {
+            Some(&i) => {
+                let differing = records[i].differing_fields(&local, false);
+                if differing.is_empty() {
+                    plan.already_present += 1;
+                    plan.done.push(id.clone());
+                } else {
+                    let reason = format!(
+                        "conflict: idempotency key already in {path} of the billing repository with different {}; never pushed",
+                        differing.join(", ")
+                    );
+                    quarantine(spool, opts, id, &reason, summary);
+                }
+            }
+            None => {
+                added += 1;
+                plan.done.push(id.clone());
+                fresh.push(local);
+            }
+        }
+    }
+    if added == 0 {
+        return Ok(());
+    }
+    records.extend(fresh);
+    let content = render_batch(&records).into_bytes();
+    let operation = if sha.is_some() { FileOp::Update } else { FileOp::Create };
+    plan.files.push(FilePlan {
+        path: path.clone(),
+        new_records: added,
+        total_records: records.len(),
+        operation: if sha.is_some() { "update" } else { "create" },
+    });
+    plan.pushed += added;
+    plan.changes.push(FileChange {
+        operation,
+        path,
+        content,
+        sha,
+    });
+    Ok(())
+}
+
+/// Move a pending record to `rejected/` (not in a dry run) and report it.
+fn quarantine(spool: &Spool, opts: &PushOptions, id: &PendingId, reason: &str, summary: &mut PushSummary) {
+    let what = quarantine_name(id);
+    if !opts.dry_run {
+        if let Err(e) = spool.quarantine_pending(id, reason) {
+            summary.unreadable_hours.push(Problem {
+                what: what.clone(),
+                reason: format!("could not quarantine: {e:#}"),
+            });
+            return;
+        }
+    }
+    if !summary.quarantined.iter().any(|p| p.what == what) {
+        summary.quarantined.push(Problem {
+            what,
+            reason: reason.to_string(),
+        });
+    }
+}
+
+fn quarantine_name(id: &PendingId) -> String {
+    format!("pending/{}", id.0)
+}
+
+/// One commit for all files; one request per file on servers without the
+/// many-files endpoint (before Forgejo/Gitea 1.20).
+fn commit(
+    client: &ForgejoClient,
+    opts: &PushOptions,
+    changes: &[FileChange],
+    commit_opts: &CommitOptions,
+) -> std::result::Result<String, ForgeError> {
+    let (owner, name) = (&opts.forge.owner, &opts.forge.repo);
+    match client.change_files(owner, name, changes, commit_opts) {
+        Ok(r) => Ok(r.commit_sha),
+        Err(ForgeError::Unsupported(_)) => {
+            let mut last = String::new();
+            for c in changes {
+                let r = match (&c.operation, &c.sha) {
+                    (FileOp::Update, Some(sha)) => {
+                        client.update_file(owner, name, &c.path, &c.content, sha, commit_opts)?
+                    }
+                    _ => client.create_file(owner, name, &c.path, &c.content, commit_opts)?,
+                };
+                last = r.commit_sha;
+            }
+            Ok(last)
+        }
+        Err(e) => Err(e),
+    }
+}
+
+/// A forge error as an error of its kind, for the exit code.
+fn forge_err(e: ForgeError) -> anyhow::Error {
+    fail(e.kind(), e.to_string())
+}
+
+/// Write the outcome file atomically (tmp + rename) for `hero_usage_status`.
+fn write_outcome(spool: &Spool, summary: &PushSummary) -> Result<()> {
+    let dir = spool.state_dir();
+    let tmp = dir.join(format!(".{OUTCOME_FILE}.{}", std::process::id()));
+    let json = serde_json::to_vec_pretty(summary)?;
+    std::fs::write(&tmp, json)?;
+    std::fs::rename(&tmp, dir.join(OUTCOME_FILE))?;
+    Ok(())
+}
+
+/// When a push last finished, from the outcome file (for status and tests).
+pub fn read_outcome(spool: &Spool) -> Option<serde_json::Value> {
+    let text = std::fs::read_to_string(spool.state_dir().join(OUTCOME_FILE)).ok()?;
+    serde_json::from_str(&text).ok()
+}

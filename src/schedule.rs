@@ -1,0 +1,81 @@
+//! What each scheduler needs to run the push job hourly (DESIGN.md,
+//! "Scheduling"). The minute past the hour is derived from the node name so
+//! that many nodes do not all reach the forge at :00.
+
+use sha2::{Digest, Sha256};
+
+/// The schedulers `--print-schedule` knows.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum Scheduler {
+    HeroProc,
+    Systemd,
+    Cron,
+}
+
+/// The name of the hero_proc action.
+pub const ACTION_NAME: &str = "hero_usage_billing_cron";
+/// One hour.
+pub const INTERVAL_MS: u64 = 3_600_000;
+
+/// The minute past the hour this node pushes at: stable per node, spread
+/// evenly over 0..60.
+pub fn minute_for(node: &str) -> u32 {
+    let digest = Sha256::digest(node.as_bytes());
+    u32::from_be_bytes([digest[0], digest[1], digest[2], digest[3]]) % 60
+}
+
+/// The text to install for `scheduler`; `push` is the push command line
+/// (the binary's absolute path, `--once` and any settings).
+pub fn render(scheduler: Scheduler, node: &str, push: &str) -> String {
+    let minute = minute_for(node);
+    match scheduler {
+        Scheduler::HeroProc => {
+            let action = serde_json::json!({
+                "name": ACTION_NAME,
+                "kind": "action",
+                "script": push,
+                "description": "hourly push of usage records to the billing repository (one-shot; non-zero exit is the failure signal)",
+                "schedule_policy": { "interval_ms": INTERVAL_MS },
+            });
+            format!("{}\n", serde_json::to_string_pretty(&action).expect("static json"))
+        }
+        Scheduler::Systemd => format!(
+            "# /etc/systemd/system/hero_usage_push.service\n\
+             [Unit]\n\
+             Description=Push usage records to the billing repository\n\
+             Wants=network-online.target\n\
+             After=network-online.target\n\
+             \n\
+             [Service]\n\
+             Type=oneshot\n\
+             ExecStart={push}\n\
+             # Exit 75 is a temporary failure: the next run retries, nothing is lost.\n\
+             \n\
+             # /etc/systemd/system/hero_usage_push.timer\n\
+             [Unit]\n\
+             Description=Hourly usage push for node {node}\n\
+             \n\
+             [Timer]\n\
+             OnCalendar=*-*-* *:{minute:02}:00\n\
+             Persistent=true\n\
+             \n\
+             [Install]\n\
+             WantedBy=timers.target\n"
+        ),
+        Scheduler::Cron => format!("{minute} * * * * {push}\n"),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn minute_is_stable_and_spread() {
+        assert_eq!(minute_for("node-7"), minute_for("node-7"));
+        let distinct: std::collections::HashSet<u32> =
+            (0..200).map(|i| minute_for(&format!("node-{i}"))).collect();
+        assert!(distinct.len() > 40, "minutes cluster: {}", distinct.len());
+        assert!(distinct.iter().all(|m| *m < 60));
+    }
+}
