@@ -7,6 +7,7 @@ use sha2::{Digest, Sha256};
 /// The schedulers `--print-schedule` knows.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
 pub enum Scheduler {
+    #[value(name = "hero_proc")]
     HeroProc,
     Systemd,
     Cron,
