@@ -248,13 +248,16 @@ fn push_hours(
         .or_else(|| repo.as_ref().map(|r| r.default_branch.clone()))
         .filter(|b| !b.is_empty())
         .unwrap_or_else(|| "main".to_string());
-    let repo_empty = repo.as_ref().is_none_or(|r| r.empty);
+    // Only a dry run against a missing repository has nothing to read. An
+    // empty repository is read all the same: after a lost reply it may no
+    // longer be empty.
+    let repo_exists = repo.is_some();
 
     let mut attempt = 0;
     loop {
         attempt += 1;
         summary.attempts = attempt;
-        let err = match try_once(spool, opts, &client, &branch, repo_empty, hours, summary) {
+        let err = match try_once(spool, opts, &client, &branch, repo_exists, hours, summary) {
             Ok(()) => return Ok(()),
             Err(err) => err,
         };
@@ -319,13 +322,13 @@ fn try_once(
     opts: &PushOptions,
     client: &ForgejoClient,
     branch: &str,
-    repo_empty: bool,
+    repo_exists: bool,
     hours: &[(HourBucket, Vec<PendingId>)],
     summary: &mut PushSummary,
 ) -> Result<()> {
     let mut plan = Plan::default();
     for (hour, ids) in hours {
-        plan_hour(spool, opts, client, branch, repo_empty, *hour, ids, &mut plan, summary)?;
+        plan_hour(spool, opts, client, branch, repo_exists, *hour, ids, &mut plan, summary)?;
     }
     failpoint("push-after-read");
     summary.pushed = plan.pushed;
@@ -371,17 +374,17 @@ fn plan_hour(
     opts: &PushOptions,
     client: &ForgejoClient,
     branch: &str,
-    repo_empty: bool,
+    repo_exists: bool,
     hour: HourBucket,
     ids: &[PendingId],
     plan: &mut Plan,
     summary: &mut PushSummary,
 ) -> Result<()> {
     let path = hour.remote_path(&opts.node);
-    let remote = if repo_empty {
-        None
-    } else {
+    let remote = if repo_exists {
         client.read_file(&opts.forge.owner, &opts.forge.repo, &path, Some(branch))?
+    } else {
+        None
     };
     let (mut records, sha) = match remote {
         None => (Vec::new(), None),

@@ -2,4 +2,5 @@
 //! temporary directories (see `support::TestEnv`).
 
 mod otoml;
+mod push;
 mod support;

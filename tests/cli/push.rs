@@ -1,0 +1,549 @@
+//! The push job end to end: the real `hero_usage_record` and
+//! `hero_usage_push` binaries against the in-process test forge (real HTTP on
+//! loopback, real bare git repositories).
+
+use crate::support::{TestEnv, files_under, run, stderr, stdout};
+use hero_usage::otoml::{parse_batch, render_batch};
+use hero_usage::record::{UsageRecord, UtcSecond};
+use hero_usage_test_forge::{Fault, FaultAction, ForgeOptions, TestForge};
+use std::path::PathBuf;
+use std::process::{Command, Output};
+use std::time::Duration;
+
+const OWNER: &str = "lhumina_code";
+const REPO: &str = "billing";
+
+/// A node with its spool, talking to one forge.
+struct Node {
+    env: TestEnv,
+    token_file: PathBuf,
+    url: String,
+    repo: String,
+}
+
+impl Node {
+    fn new(forge: &TestForge) -> Node {
+        Node::named(forge, "test-node", &format!("{OWNER}/{REPO}"))
+    }
+
+    fn named(forge: &TestForge, node: &str, repo: &str) -> Node {
+        let mut env = TestEnv::new();
+        env.node = node.to_string();
+        let token_file = env.path("token");
+        std::fs::write(&token_file, format!("{}\n", forge.token())).unwrap();
+        Node {
+            env,
+            token_file,
+            url: forge.base_url(),
+            repo: repo.to_string(),
+        }
+    }
+
+    fn push_cmd(&self) -> Command {
+        let mut c = self.env.cmd("hero_usage_push");
+        c.env("HERO_USAGE_FORGEJO_URL", &self.url)
+            .env("HERO_USAGE_FORGEJO_TOKEN_FILE", &self.token_file)
+            .env("HERO_USAGE_REPO", &self.repo);
+        c
+    }
+
+    fn push(&self, args: &[&str]) -> Output {
+        run(self.push_cmd().args(args))
+    }
+
+    fn record(&self, rec: &UsageRecord) {
+        let out = run(self.env.cmd("hero_usage_record").args([
+            "--idempotency-key",
+            &rec.idempotency_key,
+            "--user-sid",
+            &rec.user_sid,
+            "--amount-cents",
+            &rec.amount_cents.to_string(),
+            "--resource-kind",
+            &rec.resource_kind,
+            "--description",
+            &rec.description,
+            "--occurred-at",
+            &rec.occurred_at.to_string(),
+        ]));
+        assert_eq!(out.status.code(), Some(0), "record: {}", stderr(&out));
+    }
+
+    fn pending(&self) -> usize {
+        files_under(&self.env.spool.join("pending")).len()
+    }
+
+    fn rejected(&self) -> Vec<PathBuf> {
+        files_under(&self.env.spool.join("rejected"))
+    }
+}
+
+fn rec(key: &str, at: &str, amount: u64) -> UsageRecord {
+    UsageRecord {
+        amount_cents: amount,
+        description: format!("work \"{key}\""),
+        idempotency_key: key.to_string(),
+        node_id: "test-node".to_string(),
+        occurred_at: UtcSecond::parse(at).unwrap(),
+        resource_kind: "cpu_hours".to_string(),
+        user_sid: "0a1b".to_string(),
+    }
+}
+
+/// Three records over two hours, recent enough to be valid.
+fn three() -> Vec<UsageRecord> {
+    vec![
+        rec("job-1", "2026-11-20 16:04:05", 250),
+        rec("job-2", "2026-11-20 16:59:59", 100),
+        rec("job-3", "2026-11-20 17:00:00", 7),
+    ]
+}
+
+const H16: &str = "nodes/test-node/usage_2026-11-20-16.otoml";
+const H17: &str = "nodes/test-node/usage_2026-11-20-17.otoml";
+
+fn forge() -> TestForge {
+    TestForge::start(ForgeOptions::default())
+}
+
+fn file(forge: &TestForge, path: &str) -> Option<String> {
+    forge
+        .file(OWNER, REPO, "main", path)
+        .map(|b| String::from_utf8(b).unwrap())
+}
+
+fn git(forge: &TestForge, args: &[&str]) -> String {
+    let out = Command::new("git")
+        .arg("--git-dir")
+        .arg(forge.bare_repo(OWNER, REPO))
+        .args(args)
+        .output()
+        .expect("git");
+    assert!(out.status.success(), "git {args:?}: {}", stderr(&out));
+    stdout(&out)
+}
+
+fn commits(forge: &TestForge) -> usize {
+    if forge.head(OWNER, REPO, "main").is_none() {
+        return 0;
+    }
+    git(forge, &["rev-list", "--count", "main"]).trim().parse().unwrap()
+}
+
+/// Every key in the billing repo's files for this node, with repeats.
+fn remote_keys(forge: &TestForge, paths: &[&str]) -> Vec<String> {
+    let mut keys: Vec<String> = paths
+        .iter()
+        .filter_map(|p| file(forge, p))
+        .flat_map(|t| parse_batch(&t).unwrap())
+        .map(|r| r.idempotency_key)
+        .collect();
+    keys.sort();
+    keys
+}
+
+fn code(o: &Output) -> Option<i32> {
+    o.status.code()
+}
+
+#[test]
+fn three_records_two_hours_one_canonical_commit() {
+    let forge = forge();
+    let node = Node::new(&forge);
+    let records = three();
+    for r in &records {
+        node.record(r);
+    }
+    let out = node.push(&["--json"]);
+    assert_eq!(code(&out), Some(0), "{}", stderr(&out));
+    let summary: serde_json::Value = serde_json::from_str(stdout(&out).trim()).unwrap();
+    assert_eq!(summary["outcome"], "pushed");
+    assert_eq!(summary["pushed"], 3);
+
+    assert_eq!(file(&forge, H16).unwrap(), render_batch(&records[..2]));
+    assert_eq!(file(&forge, H17).unwrap(), render_batch(&records[2..]));
+    assert_eq!(commits(&forge), 1, "the repo was created empty: one commit");
+    let author = git(&forge, &["log", "-1", "--format=%an <%ae>|%s", "main"]);
+    assert!(author.contains("test-node"), "{author}");
+    assert!(author.contains('3'), "message names the count: {author}");
+    assert_eq!(node.pending(), 0);
+    assert_eq!(files_under(&node.env.spool.join("sent")).len(), 3);
+    // The summary the status command reads.
+    let outcome = std::fs::read_to_string(node.env.spool.join("state/last_push.json")).unwrap();
+    assert!(outcome.contains("\"pushed\""));
+}
+
+#[test]
+fn push_again_is_a_no_op_and_a_late_record_updates_its_hour() {
+    let forge = forge();
+    let node = Node::new(&forge);
+    let records = three();
+    for r in &records {
+        node.record(r);
+    }
+    assert_eq!(code(&node.push(&[])), Some(0));
+    let h17_before = file(&forge, H17).unwrap();
+
+    let again = node.push(&[]);
+    assert_eq!(code(&again), Some(0), "{}", stderr(&again));
+    assert!(stdout(&again).contains("nothing to push"), "{}", stdout(&again));
+    assert_eq!(commits(&forge), 1);
+
+    let late = rec("job-0-late", "2026-11-20 16:00:00", 5);
+    node.record(&late);
+    let out = node.push(&[]);
+    assert_eq!(code(&out), Some(0), "{}", stderr(&out));
+    assert_eq!(commits(&forge), 2);
+    let mut h16 = records[..2].to_vec();
+    h16.push(late);
+    assert_eq!(file(&forge, H16).unwrap(), render_batch(&h16));
+    assert_eq!(file(&forge, H17).unwrap(), h17_before, "untouched hour is unchanged");
+    let changed = git(&forge, &["show", "--name-only", "--format=", "main"]);
+    assert_eq!(changed.trim(), H16);
+}
+
+#[test]
+fn lost_reply_is_healed_by_rereading_in_the_same_run() {
+    let forge = forge();
+    let node = Node::new(&forge);
+    for r in &three() {
+        node.record(r);
+    }
+    forge.create_repo(OWNER, REPO, true);
+    forge.inject(Fault::new(Some("POST"), "/contents", FaultAction::DropAfter));
+    let out = node.push(&[]);
+    assert_eq!(code(&out), Some(0), "{}", stderr(&out));
+    assert_eq!(commits(&forge), 1, "the re-read found the landed commit");
+    assert_eq!(remote_keys(&forge, &[H16, H17]), ["job-1", "job-2", "job-3"]);
+    assert_eq!(node.pending(), 0);
+}
+
+#[test]
+fn lost_reply_then_forge_down_exits_75_and_next_run_makes_no_new_commit() {
+    let forge = forge();
+    let node = Node::new(&forge);
+    for r in &three() {
+        node.record(r);
+    }
+    forge.create_repo(OWNER, REPO, false);
+    // The first reads (one per hour) pass, the commit lands but its reply is
+    // lost, and from then on the forge drops every read.
+    forge.inject(Fault::new(Some("GET"), "/contents/", FaultAction::Delay(Duration::ZERO)).times(2));
+    forge.inject(Fault::new(Some("POST"), "/contents", FaultAction::DropAfter));
+    forge.inject(Fault::new(Some("GET"), "/contents/", FaultAction::DropBefore).times(100));
+    let out = node.push(&[]);
+    assert_eq!(code(&out), Some(75), "{}", stderr(&out));
+    assert!(stderr(&out).contains("next run retries"), "{}", stderr(&out));
+    assert_eq!(commits(&forge), 2, "README commit + the landed one");
+    assert_eq!(node.pending(), 3, "not marked: the reply was lost");
+
+    forge.clear_faults();
+    let out = node.push(&[]);
+    assert_eq!(code(&out), Some(0), "{}", stderr(&out));
+    assert_eq!(commits(&forge), 2, "no second commit");
+    assert_eq!(remote_keys(&forge, &[H16, H17]), ["job-1", "job-2", "job-3"]);
+    assert_eq!(node.pending(), 0);
+}
+
+#[test]
+fn server_errors_exit_75_lose_nothing_and_the_next_run_succeeds() {
+    let forge = forge();
+    let node = Node::new(&forge);
+    for r in &three() {
+        node.record(r);
+    }
+    forge.inject(Fault::fail("POST", "/contents", 500, "").times(100));
+    let out = node.push(&[]);
+    assert_eq!(code(&out), Some(75), "{}", stderr(&out));
+    assert_eq!(node.pending(), 3);
+    let posts = forge
+        .requests()
+        .iter()
+        .filter(|r| r.method == "POST" && r.path.ends_with("/contents"))
+        .count();
+    assert_eq!(posts, 5, "bounded retries");
+
+    forge.clear_faults();
+    let out = node.push(&[]);
+    assert_eq!(code(&out), Some(0), "{}", stderr(&out));
+    assert_eq!(remote_keys(&forge, &[H16, H17]), ["job-1", "job-2", "job-3"]);
+    assert_eq!(node.pending(), 0);
+}
+
+#[test]
+fn a_refused_token_exits_77_and_keeps_the_records() {
+    let forge = forge();
+    let node = Node::new(&forge);
+    node.record(&three()[0]);
+    std::fs::write(&node.token_file, "not-the-token\n").unwrap();
+    let out = node.push(&[]);
+    assert_eq!(code(&out), Some(77), "{}", stderr(&out));
+    assert!(!stderr(&out).contains("not-the-token"));
+    assert_eq!(node.pending(), 1);
+}
+
+#[test]
+fn stale_sha_is_retried_and_both_writers_survive() {
+    for legacy in [false, true] {
+        let forge = TestForge::start(ForgeOptions {
+            legacy_422: legacy,
+            ..ForgeOptions::default()
+        });
+        let node = Node::new(&forge);
+        let records = three();
+        node.record(&records[0]);
+        assert_eq!(code(&node.push(&[])), Some(0));
+        node.record(&records[1]);
+        // Another writer updates the hour file between our read and our commit.
+        let other = rec("other-writer", "2026-11-20 16:30:00", 1);
+        let concurrent = render_batch(&[records[0].clone(), other.clone()]);
+        forge.inject(Fault::new(
+            Some("POST"),
+            "/contents",
+            FaultAction::ConcurrentCommit {
+                path: H16.to_string(),
+                content: concurrent.into_bytes(),
+            },
+        ));
+        let out = node.push(&[]);
+        assert_eq!(code(&out), Some(0), "legacy={legacy}: {}", stderr(&out));
+        assert_eq!(
+            file(&forge, H16).unwrap(),
+            render_batch(&[records[0].clone(), records[1].clone(), other]),
+            "legacy={legacy}"
+        );
+        let statuses: Vec<u16> = forge.requests().iter().map(|r| r.status).collect();
+        let stale = if legacy { 422 } else { 409 };
+        assert!(statuses.contains(&stale), "legacy={legacy}: {statuses:?}");
+    }
+}
+
+#[test]
+fn servers_without_the_many_files_endpoint_get_one_request_per_file() {
+    let forge = TestForge::start(ForgeOptions {
+        no_multi_file: true,
+        ..ForgeOptions::default()
+    });
+    let node = Node::new(&forge);
+    let records = three();
+    for r in &records {
+        node.record(r);
+    }
+    let out = node.push(&[]);
+    assert_eq!(code(&out), Some(0), "{}", stderr(&out));
+    assert_eq!(file(&forge, H16).unwrap(), render_batch(&records[..2]));
+    assert_eq!(file(&forge, H17).unwrap(), render_batch(&records[2..]));
+    // A late record: the per-file update path (PUT with the sha).
+    node.record(&rec("job-4", "2026-11-20 17:30:00", 1));
+    let out = node.push(&[]);
+    assert_eq!(code(&out), Some(0), "{}", stderr(&out));
+    assert_eq!(remote_keys(&forge, &[H16, H17]), ["job-1", "job-2", "job-3", "job-4"]);
+    assert!(forge.requests().iter().any(|r| r.method == "PUT" && r.status == 200));
+}
+
+#[test]
+fn a_missing_repo_is_created_under_the_org_or_the_user_and_an_empty_repo_works() {
+    let forge = forge();
+    // Under the org (the default forge has org lhumina_code).
+    let node = Node::new(&forge);
+    node.record(&three()[0]);
+    assert_eq!(code(&node.push(&[])), Some(0));
+    assert!(forge.requests().iter().any(|r| r.path.starts_with("/api/v1/orgs/lhumina_code/repos") && r.status == 201));
+    assert_eq!(remote_keys(&forge, &[H16]), ["job-1"]);
+
+    // Under the token's user.
+    let user_repo = format!("{}/mine", forge.user());
+    let node = Node::named(&forge, "test-node", &user_repo);
+    node.record(&three()[0]);
+    let out = node.push(&[]);
+    assert_eq!(code(&out), Some(0), "{}", stderr(&out));
+    assert!(forge.requests().iter().any(|r| r.path.starts_with("/api/v1/user/repos") && r.status == 201));
+    assert!(forge.file(&forge.user(), "mine", "main", H16).is_some());
+
+    // An existing empty repository.
+    forge.create_repo(OWNER, "empty", true);
+    let node = Node::named(&forge, "test-node", &format!("{OWNER}/empty"));
+    node.record(&three()[0]);
+    let out = node.push(&[]);
+    assert_eq!(code(&out), Some(0), "{}", stderr(&out));
+    assert!(forge.file(OWNER, "empty", "main", H16).is_some());
+}
+
+#[test]
+fn a_crash_at_every_step_heals_on_the_next_push() {
+    for point in [
+        "push-after-ingest",
+        "push-after-read",
+        "push-after-commit",
+        "push-after-mark",
+    ] {
+        let forge = forge();
+        let node = Node::new(&forge);
+        let records = three();
+        for r in &records[..2] {
+            node.record(r);
+        }
+        // One record arrives as a shell drop, ingested by the push.
+        let drop = node.env.spool.join("incoming/drop-1.toml");
+        std::fs::write(
+            &drop,
+            "idempotency_key = \"job-3\"\nuser_sid = \"0a1b\"\namount_cents = 7\nresource_kind = \"cpu_hours\"\n\
+             description = 'work \"job-3\"'\noccurred_at = \"2026-11-20 17:00:00\"\n",
+        )
+        .unwrap();
+        let crashed = run(node.push_cmd().env("HERO_USAGE_FAILPOINT", point));
+        assert_eq!(code(&crashed), None, "{point}: expected an abort, got {:?}", crashed.status);
+
+        let out = node.push(&[]);
+        assert_eq!(code(&out), Some(0), "{point}: {}", stderr(&out));
+        assert_eq!(
+            remote_keys(&forge, &[H16, H17]),
+            ["job-1", "job-2", "job-3"],
+            "{point}: every record exactly once"
+        );
+        assert_eq!(file(&forge, H16).unwrap(), render_batch(&records[..2]), "{point}");
+        assert_eq!(commits(&forge), 1, "{point}: one commit in all");
+        assert_eq!(node.pending(), 0, "{point}: spool drained");
+        assert!(files_under(&node.env.spool.join("incoming")).is_empty(), "{point}");
+    }
+}
+
+#[test]
+fn two_pushes_at_once_one_pushes_the_other_says_the_lock_is_held() {
+    let forge = forge();
+    let node = Node::new(&forge);
+    for r in &three() {
+        node.record(r);
+    }
+    forge.inject(Fault::new(Some("GET"), "/repos/", FaultAction::Delay(Duration::from_millis(1500))));
+    let mut first = node.push_cmd().stdout(std::process::Stdio::piped()).spawn().unwrap();
+    // Wait until the first push is talking to the forge (it holds the lock).
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    while forge.pending_faults().first().is_some_and(|f| f.times > 0) && std::time::Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let second = node.push(&[]);
+    assert_eq!(code(&second), Some(0), "{}", stderr(&second));
+    assert!(stdout(&second).contains("another push holds the lock"), "{}", stdout(&second));
+    let first = first.wait_with_output().unwrap();
+    assert_eq!(code(&first), Some(0));
+    assert!(stdout(&first).contains("pushed 3 records"), "{}", stdout(&first));
+    assert_eq!(commits(&forge), 1);
+}
+
+#[test]
+fn a_conflicting_record_is_quarantined_and_everything_else_pushed() {
+    let forge = forge();
+    let node = Node::new(&forge);
+    let records = three();
+    node.record(&records[0]);
+    assert_eq!(code(&node.push(&[])), Some(0));
+    let before = file(&forge, H16).unwrap();
+
+    // Another spool of the same node reuses the key with another amount.
+    let other = Node::new(&forge);
+    other.record(&rec("job-1", "2026-11-20 16:04:05", 999));
+    other.record(&records[2]);
+    let out = other.push(&["--json"]);
+    assert_eq!(code(&out), Some(65), "{}", stderr(&out));
+    assert!(stderr(&out).contains("amount_cents"), "{}", stderr(&out));
+    assert_eq!(file(&forge, H16).unwrap(), before, "conflict never pushed");
+    assert_eq!(remote_keys(&forge, &[H17]), ["job-3"], "the rest is pushed");
+    let rejected = other.rejected();
+    assert_eq!(rejected.len(), 2, "record and its reason: {rejected:?}");
+    assert_eq!(other.pending(), 0);
+    // The quarantined file fails no later run.
+    assert_eq!(code(&other.push(&[])), Some(0));
+}
+
+#[test]
+fn an_unparseable_remote_hour_stays_pending_and_other_hours_push() {
+    let forge = forge();
+    forge.create_repo(OWNER, REPO, false);
+    forge.commit_files(OWNER, REPO, "main", &[(H16, Some(b"this is = = not toml"))], "garbage");
+    let node = Node::new(&forge);
+    for r in &three() {
+        node.record(r);
+    }
+    let out = node.push(&[]);
+    assert_eq!(code(&out), Some(65), "{}", stderr(&out));
+    assert!(stderr(&out).contains(H16), "{}", stderr(&out));
+    assert_eq!(remote_keys(&forge, &[H17]), ["job-3"]);
+    assert_eq!(node.pending(), 2);
+}
+
+#[test]
+fn dry_run_changes_nothing_anywhere() {
+    let forge = forge();
+    let node = Node::new(&forge);
+    for r in &three() {
+        node.record(r);
+    }
+    let drop = node.env.spool.join("incoming/d.toml");
+    std::fs::write(&drop, "idempotency_key = \"d\"\nuser_sid = \"0a1b\"\namount_cents = 1\nresource_kind = \"x\"\n").unwrap();
+    let out = node.push(&["--dry-run"]);
+    assert_eq!(code(&out), Some(0), "{}", stderr(&out));
+    let text = stdout(&out);
+    assert!(text.contains("would create nodes/test-node/usage_2026-11-20-16.otoml: 2 new"), "{text}");
+    assert!(!forge.bare_repo(OWNER, REPO).exists(), "no repository created");
+    assert!(drop.exists(), "no ingestion");
+    assert_eq!(node.pending(), 3);
+    assert!(!node.env.spool.join("state/last_push.json").exists());
+    assert!(forge.requests().iter().all(|r| r.method == "GET"));
+}
+
+#[test]
+fn max_records_takes_the_oldest_hours_first() {
+    let forge = forge();
+    let node = Node::new(&forge);
+    for r in &three() {
+        node.record(r);
+    }
+    let out = node.push(&["--max-records", "2", "--once"]);
+    assert_eq!(code(&out), Some(0), "{}", stderr(&out));
+    assert_eq!(remote_keys(&forge, &[H16, H17]), ["job-1", "job-2"]);
+    assert_eq!(node.pending(), 1);
+    assert_eq!(code(&node.push(&["--max-records", "2"])), Some(0));
+    assert_eq!(remote_keys(&forge, &[H16, H17]), ["job-1", "job-2", "job-3"]);
+}
+
+#[test]
+fn configuration_errors_exit_78_without_touching_the_forge() {
+    let forge = forge();
+    let node = Node::new(&forge);
+    node.record(&three()[0]);
+    let out = run(node.push_cmd().env_remove("HERO_USAGE_FORGEJO_URL"));
+    assert_eq!(code(&out), Some(78), "{}", stderr(&out));
+    assert!(stderr(&out).contains("--forgejo-url"), "{}", stderr(&out));
+    let out = run(node.push_cmd().env_remove("HERO_USAGE_FORGEJO_TOKEN_FILE"));
+    assert_eq!(code(&out), Some(78), "{}", stderr(&out));
+    let out = run(node.push_cmd().env("HERO_USAGE_FORGEJO_URL", "http://billing.example.org"));
+    assert_eq!(code(&out), Some(78), "{}", stderr(&out));
+    assert!(stderr(&out).contains("https"), "{}", stderr(&out));
+    let cfg = node.env.path("cfg.toml");
+    std::fs::write(&cfg, "forgejo_ulr = \"x\"\n").unwrap();
+    let out = run(node.push_cmd().env("HERO_USAGE_CONFIG", &cfg));
+    assert_eq!(code(&out), Some(78), "{}", stderr(&out));
+    assert!(stderr(&out).contains("forgejo_ulr"), "{}", stderr(&out));
+    let out = node.push(&["--max-records", "0"]);
+    assert_eq!(code(&out), Some(64), "{}", stderr(&out));
+    assert!(forge.requests().is_empty());
+    assert_eq!(node.pending(), 1);
+}
+
+#[test]
+fn print_schedule_gives_each_scheduler_its_snippet() {
+    let forge = forge();
+    let node = Node::new(&forge);
+    let cron = stdout(&node.push(&["--print-schedule", "cron"]));
+    let minute: u32 = cron.split_whitespace().next().unwrap().parse().unwrap();
+    assert!(minute < 60);
+    assert!(cron.trim_end().ends_with("hero_usage_push --once"), "{cron}");
+    let hero = stdout(&node.push(&["--print-schedule", "hero_proc"]));
+    let v: serde_json::Value = serde_json::from_str(&hero).unwrap();
+    assert_eq!(v["name"], "hero_usage_billing_cron");
+    assert_eq!(v["schedule_policy"]["interval_ms"], 3_600_000);
+    let systemd = stdout(&node.push(&["--print-schedule", "systemd"]));
+    assert!(systemd.contains(&format!("OnCalendar=*-*-* *:{minute:02}:00")), "{systemd}");
+    assert!(systemd.contains("Type=oneshot"));
+}
