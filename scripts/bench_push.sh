@@ -1,0 +1,74 @@
+#!/usr/bin/env bash
+# Benchmark of hero_usage_push: RECORDS pending records (default 100,000) spread
+# over 24 UTC hours, pushed to the test forge on loopback. Prints a table:
+# wall time of the push against the floor of reading the same spool files
+# (`cat` of them all, warm cache), peak memory (max RSS), HTTP requests and
+# commits. Goals: within 3x of the floor, peak memory under 128 MiB, one
+# commit, requests proportional to hours, not records.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+RECORDS=${RECORDS:-100000}
+RUNS=${RUNS:-3}
+
+command -v /usr/bin/time >/dev/null || { apt-get update -qq && apt-get install -y -qq time >/dev/null; }
+cargo build --release --quiet --bin hero_usage_record --bin hero_usage_push -p hero_usage -p hero_usage_test_forge
+BIN=target/release
+work=$(mktemp -d)
+trap 'kill "${forge_pid:-0}" 2>/dev/null || true; rm -rf "$work"' EXIT
+
+# One pristine spool with RECORDS pending records over 24 hours ending an hour ago.
+start=$(( $(date -u +%s) / 3600 * 3600 - 24 * 3600 ))
+python3 - "$RECORDS" "$start" >"$work/records.jsonl" <<'PY'
+import sys, datetime
+n, start = int(sys.argv[1]), int(sys.argv[2])
+for i in range(n):
+    t = datetime.datetime.fromtimestamp(start + (i * 24 * 3600) // n, datetime.timezone.utc)
+    print('{"idempotency_key":"bench-%d","user_sid":"u%04d","amount_cents":%d,"resource_kind":"cpu_hours","description":"bench record %d","occurred_at":"%s"}'
+          % (i, i % 10000, i % 977, i, t.strftime("%Y-%m-%d %H:%M:%S")))
+PY
+HERO_NODE_ID=bench-node "$BIN/hero_usage_record" --spool "$work/pristine" --stdin <"$work/records.jsonl" >/dev/null
+
+printf 'bench-token-%s\n' "$$" >"$work/token"
+chmod 600 "$work/token"
+median() { sort -n | awk '{a[NR]=$1} END {print a[int((NR+1)/2)]}'; }
+now() { date +%s.%N; }
+
+floor=(); wall=(); rss=(); reqs=(); commits=()
+for run in $(seq 1 "$RUNS"); do
+    rm -rf "$work/spool" "$work/forge"
+    cp -a "$work/pristine" "$work/spool"
+    # Floor: read every pending file once (cache warmed by the copy).
+    t0=$(now); find "$work/spool/pending" -type f -print0 | xargs -0 cat >/dev/null; t1=$(now)
+    floor+=("$(echo "$t1 - $t0" | bc)")
+
+    "$BIN/../release/hero_usage_test_forge" --root "$work/forge" --token-file "$work/token" >"$work/forge.out" &
+    forge_pid=$!
+    for _ in $(seq 100); do grep -q '^http' "$work/forge.out" 2>/dev/null && break; sleep 0.05; done
+    url=$(head -n1 "$work/forge.out")
+
+    t0=$(now)
+    HERO_NODE_ID=bench-node HERO_USAGE_FORGEJO_URL=$url HERO_USAGE_FORGEJO_TOKEN_FILE=$work/token \
+        HERO_USAGE_REPO=lhumina_code/billing \
+        /usr/bin/time -f '%M' -o "$work/rss" "$BIN/hero_usage_push" --spool "$work/spool" >"$work/push.out"
+    t1=$(now)
+    wall+=("$(echo "$t1 - $t0" | bc)")
+    rss+=("$(cat "$work/rss")")
+    reqs+=("$(curl -s -H "Authorization: token $(cat "$work/token")" "$url/_testforge/log" | python3 -c 'import json,sys; print(len(json.load(sys.stdin)))')")
+    commits+=("$(git --git-dir "$work/forge/lhumina_code/billing.git" rev-list --count main)")
+    pending=$(find "$work/spool/pending" -type f | wc -l)
+    [ "$pending" = 0 ] || { echo "push left $pending records pending: $(cat "$work/push.out")" >&2; exit 1; }
+    kill "$forge_pid"; wait "$forge_pid" 2>/dev/null || true
+done
+
+f=$(printf '%s\n' "${floor[@]}" | median)
+w=$(printf '%s\n' "${wall[@]}" | median)
+r=$(printf '%s\n' "${rss[@]}" | median)
+printf '\nhero_usage_push: %d records over 24 hours, median of %d runs\n\n' "$RECORDS" "$RUNS"
+printf '%-44s %12s\n' "measure" "value"
+printf '%-44s %12.3f\n' "floor: cat of all pending files (s)" "$f"
+printf '%-44s %12.3f\n' "push wall time, incl. test forge (s)" "$w"
+printf '%-44s %12.2f\n' "push / floor (goal <= 3)" "$(echo "$w / $f" | bc -l)"
+printf '%-44s %12.1f\n' "push peak RSS (MiB, goal < 128)" "$(echo "$r / 1024" | bc -l)"
+printf '%-44s %12s\n' "HTTP requests (goal ~ hours, not records)" "${reqs[0]}"
+printf '%-44s %12s\n' "commits in the billing repo (goal 1)" "${commits[0]}"
+printf '%-44s %12s\n' "summary" "$(cat "$work/push.out")"
