@@ -32,6 +32,7 @@ printf 'bench-token-%s\n' "$$" >"$work/token"
 chmod 600 "$work/token"
 median() { sort -n | awk '{a[NR]=$1} END {print a[int((NR+1)/2)]}'; }
 now() { date +%s.%N; }
+calc() { awk "BEGIN { printf \"%.6f\", $1 }"; }
 
 floor=(); wall=(); rss=(); reqs=(); commits=()
 for run in $(seq 1 "$RUNS"); do
@@ -39,9 +40,9 @@ for run in $(seq 1 "$RUNS"); do
     cp -a "$work/pristine" "$work/spool"
     # Floor: read every pending file once (cache warmed by the copy).
     t0=$(now); find "$work/spool/pending" -type f -print0 | xargs -0 cat >/dev/null; t1=$(now)
-    floor+=("$(echo "$t1 - $t0" | bc)")
+    floor+=("$(calc "$t1 - $t0")")
 
-    "$BIN/../release/hero_usage_test_forge" --root "$work/forge" --token-file "$work/token" >"$work/forge.out" &
+    "$BIN/hero_usage_test_forge" --root "$work/forge" --token-file "$work/token" >"$work/forge.out" &
     forge_pid=$!
     for _ in $(seq 100); do grep -q '^http' "$work/forge.out" 2>/dev/null && break; sleep 0.05; done
     url=$(head -n1 "$work/forge.out")
@@ -51,9 +52,15 @@ for run in $(seq 1 "$RUNS"); do
         HERO_USAGE_REPO=lhumina_code/billing \
         /usr/bin/time -f '%M' -o "$work/rss" "$BIN/hero_usage_push" --spool "$work/spool" >"$work/push.out"
     t1=$(now)
-    wall+=("$(echo "$t1 - $t0" | bc)")
+    wall+=("$(calc "$t1 - $t0")")
     rss+=("$(cat "$work/rss")")
-    reqs+=("$(curl -s -H "Authorization: token $(cat "$work/token")" "$url/_testforge/log" | python3 -c 'import json,sys; print(len(json.load(sys.stdin)))')")
+    reqs+=("$(python3 - "$url" "$work/token" <<'PY'
+import json, sys, urllib.request
+req = urllib.request.Request(sys.argv[1] + "/_testforge/log",
+                             headers={"Authorization": "token " + open(sys.argv[2]).read().strip()})
+print(len(json.load(urllib.request.urlopen(req))))
+PY
+)")
     commits+=("$(git --git-dir "$work/forge/lhumina_code/billing.git" rev-list --count main)")
     pending=$(find "$work/spool/pending" -type f | wc -l)
     [ "$pending" = 0 ] || { echo "push left $pending records pending: $(cat "$work/push.out")" >&2; exit 1; }
@@ -67,8 +74,8 @@ printf '\nhero_usage_push: %d records over 24 hours, median of %d runs\n\n' "$RE
 printf '%-44s %12s\n' "measure" "value"
 printf '%-44s %12.3f\n' "floor: cat of all pending files (s)" "$f"
 printf '%-44s %12.3f\n' "push wall time, incl. test forge (s)" "$w"
-printf '%-44s %12.2f\n' "push / floor (goal <= 3)" "$(echo "$w / $f" | bc -l)"
-printf '%-44s %12.1f\n' "push peak RSS (MiB, goal < 128)" "$(echo "$r / 1024" | bc -l)"
+printf '%-44s %12.2f\n' "push / floor (goal <= 3)" "$(calc "$w / $f")"
+printf '%-44s %12.1f\n' "push peak RSS (MiB, goal < 128)" "$(calc "$r / 1024")"
 printf '%-44s %12s\n' "HTTP requests (goal ~ hours, not records)" "${reqs[0]}"
 printf '%-44s %12s\n' "commits in the billing repo (goal 1)" "${commits[0]}"
 printf '%-44s %12s\n' "summary" "$(cat "$work/push.out")"
