@@ -9,4 +9,5 @@
 pub mod config;
 pub mod error;
 pub mod failpoint;
+pub mod forgejo;
 pub mod record;
