@@ -152,9 +152,10 @@ impl ForgeError {
             | ForgeError::AlreadyExists(_) => Kind::TempFail,
             ForgeError::Unauthorized(_) | ForgeError::Forbidden(_) => Kind::NoPerm,
             ForgeError::Config(_) | ForgeError::NotFound(_) => Kind::Config,
-            ForgeError::Invalid { status, .. } if matches!(status, 408 | 413 | 429) => {
-                Kind::TempFail
-            }
+            ForgeError::Invalid {
+                status: 408 | 413 | 429,
+                ..
+            } => Kind::TempFail,
             ForgeError::Unsupported(_) | ForgeError::Invalid { .. } => Kind::Internal,
         }
     }
@@ -340,7 +341,14 @@ fn encode_segment(s: &str) -> String {
 
 impl ForgejoClient {
     pub fn new(cfg: ClientConfig) -> Result<ForgejoClient, ForgeError> {
-        let base = check_base_url(cfg.base_url.trim(), cfg.insecure_http)?;
+        let token = cfg.token.expose();
+        let base = check_base_url(cfg.base_url.trim(), cfg.insecure_http).map_err(|e| {
+            ForgeError::Config(if token.is_empty() {
+                e.message().to_string()
+            } else {
+                e.message().replace(token, "<redacted>")
+            })
+        })?;
         if cfg.token.expose().is_empty() {
             return Err(ForgeError::Config("the token is empty".into()));
         }

@@ -2,3 +2,5 @@
 //! temporary directories (see `support::TestEnv`).
 
 mod support;
+
+mod forge;
