@@ -481,6 +481,7 @@ fn get_contents(st: &State, req: &Request, g: &Git, owner: &str, name: &str, pat
         name,
         r: &r,
         commit: &commit,
+        when: String::new(),
     };
     if path.is_empty() {
         let list: Vec<Value> = g
@@ -534,11 +535,26 @@ struct Ctx<'a> {
     name: &'a str,
     r: &'a str,
     commit: &'a str,
+    /// The commit's date, when known.
+    when: String,
 }
 
 impl Ctx<'_> {
     /// A `ContentsResponse` for `path` (`with_content` for a single file).
     fn contents(&self, path: &str, e: &Entry, with_content: bool) -> Value {
+        self.contents_known(path, e, with_content, None, None)
+    }
+
+    /// As [`Ctx::contents`], with the content and last commit already known
+    /// (a file just written), which saves two git calls per file.
+    fn contents_known(
+        &self,
+        path: &str,
+        e: &Entry,
+        with_content: bool,
+        known: Option<&[u8]>,
+        last_commit: Option<&str>,
+    ) -> Value {
         let base = self.st.base();
         let full = format!("{}/{}", self.owner, self.name);
         let kind = match e.kind.as_str() {
@@ -547,7 +563,10 @@ impl Ctx<'_> {
             _ if e.mode == "120000" => "symlink",
             _ => "file",
         };
-        let (last, when) = self.g.last_commit(self.commit, path);
+        let (last, when) = match last_commit {
+            Some(c) => (c.to_string(), self.when.clone()),
+            None => self.g.last_commit(self.commit, path),
+        };
         let enc = encode_path(path);
         let self_url = format!("{base}/api/v1/repos/{full}/contents/{enc}?ref={}", self.r);
         let git_url = format!(
@@ -573,7 +592,10 @@ impl Ctx<'_> {
             if e.size > self.st.opts.max_blob_size {
                 v["content"] = json!("");
             } else {
-                let data = self.g.blob(&e.sha).unwrap_or_default();
+                let data = match known {
+                    Some(d) => d.to_vec(),
+                    None => self.g.blob(&e.sha).unwrap_or_default(),
+                };
                 v["content"] = json!(B64.encode(data));
             }
         }
@@ -814,6 +836,10 @@ fn write_one(
         name,
         r: &branch,
         commit: &commit,
+        when: g
+            .commit_info(&commit)
+            .map(|i| i.committer.2)
+            .unwrap_or_default(),
     };
     let e = g.entry(&commit, &path).ok_or_else(|| internal(st))?;
     let resp = json!({
@@ -880,9 +906,14 @@ fn change_files(st: &State, req: &Request, g: &Git, owner: &str, name: &str) -> 
     }
     let _lock = st.git_lock.lock().unwrap();
     let (branch, parent) = target(st, g, &c)?;
+    let paths: Vec<&str> = ops.iter().map(|o| o.path.as_str()).collect();
+    let mut before = match parent.as_deref() {
+        Some(p) => g.entries(p, &paths),
+        None => Default::default(),
+    };
     let mut changes = Vec::new();
     for o in &ops {
-        let existing = parent.as_deref().and_then(|p| g.entry(p, &o.path));
+        let existing = before.remove(&o.path);
         match o.op.as_str() {
             "create" => {
                 if existing.is_some() {
@@ -929,11 +960,18 @@ fn change_files(st: &State, req: &Request, g: &Git, owner: &str, name: &str) -> 
         name,
         r: &branch,
         commit: &commit,
+        when: g
+            .commit_info(&commit)
+            .map(|i| i.committer.2)
+            .unwrap_or_default(),
     };
+    let after = g.entries(&commit, &paths);
     let files: Vec<Value> = ops
         .iter()
-        .map(|o| match g.entry(&commit, &o.path) {
-            Some(e) if o.op != "delete" => ctx.contents(&o.path, &e, true),
+        .map(|o| match after.get(&o.path) {
+            Some(e) if o.op != "delete" => {
+                ctx.contents_known(&o.path, e, true, o.content.as_deref(), Some(&commit))
+            }
             _ => Value::Null,
         })
         .collect();

@@ -45,6 +45,7 @@ impl Git {
         c.env("GIT_DIR", &self.dir)
             .env_remove("GIT_INDEX_FILE")
             .env_remove("GIT_WORK_TREE")
+            .env("GIT_LITERAL_PATHSPECS", "1")
             .env("GIT_CONFIG_NOSYSTEM", "1")
             .env("GIT_CONFIG_GLOBAL", "/dev/null")
             .stdin(Stdio::null());
@@ -143,6 +144,28 @@ impl Git {
         parse_entries(&out).into_iter().find(|e| e.name == path)
     }
 
+    /// The entries at several paths of `commit`, in one `git ls-tree` call
+    /// per chunk; a path that does not exist is absent from the map.
+    pub fn entries(
+        &self,
+        commit: &str,
+        paths: &[&str],
+    ) -> std::collections::HashMap<String, Entry> {
+        let mut out = std::collections::HashMap::new();
+        for chunk in paths.chunks(2000) {
+            let mut args = vec!["ls-tree", "-l", "-z", commit, "--"];
+            args.extend_from_slice(chunk);
+            if let Ok(raw) = self.git(&args, None) {
+                for e in parse_entries(&raw) {
+                    if chunk.contains(&e.name.as_str()) {
+                        out.insert(e.name.clone(), e);
+                    }
+                }
+            }
+        }
+        out
+    }
+
     /// The entries of the directory `path` ("" for the root) in `commit`.
     pub fn list_dir(&self, commit: &str, path: &str) -> Vec<Entry> {
         let spec = if path.is_empty() {
@@ -215,12 +238,31 @@ impl Git {
         if let Some(p) = parent {
             with_index(&["read-tree", p], None)?;
         }
+        // Write every blob with one `hash-object --stdin-paths` call.
+        let mut list = Vec::new();
+        for (i, ch) in changes.iter().enumerate() {
+            if let Some(data) = &ch.content {
+                let f = tmp.path().join(format!("blob-{i}"));
+                std::fs::write(&f, data).map_err(|e| e.to_string())?;
+                list.extend_from_slice(f.to_string_lossy().as_bytes());
+                list.push(b'\n');
+            }
+        }
+        let shas = if list.is_empty() {
+            Vec::new()
+        } else {
+            self.git(
+                &["hash-object", "-w", "--no-filters", "--stdin-paths"],
+                Some(&list),
+            )?
+        };
+        let shas = String::from_utf8_lossy(&shas).into_owned();
+        let mut shas = shas.lines();
         let mut info = Vec::new();
         for ch in changes {
             match &ch.content {
-                Some(data) => {
-                    let sha = self.git(&["hash-object", "-w", "--stdin"], Some(data))?;
-                    let sha = String::from_utf8_lossy(&sha).trim().to_string();
+                Some(_) => {
+                    let sha = shas.next().ok_or("hash-object gave too few shas")?;
                     info.extend_from_slice(format!("100644 {sha}\t{}\0", ch.path).as_bytes());
                 }
                 None => {
