@@ -10,6 +10,7 @@ pub mod cli;
 pub mod config;
 pub mod error;
 pub mod failpoint;
+pub mod forgejo;
 pub mod otoml;
 pub mod record;
 pub mod schedule;

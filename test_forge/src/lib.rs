@@ -1,1 +1,356 @@
-//! placeholder: the test forge (issue 3)
+#![recursion_limit = "256"]
+//! A Forgejo-compatible test forge for hero_usage's tests, scripts and demo.
+//!
+//! It serves the part of Forgejo's `/api/v1` that the push job uses and
+//! follows the behaviours in `shared/forgejo/README.md` status by status:
+//! auth and scopes, JSON error bodies, empty repositories, sha checks (409, or
+//! 422 with `legacy_422`), atomic many-files commits (405 with
+//! `no_multi_file`), repository creation. Repositories are real bare git
+//! repositories under `root/<owner>/<name>.git`, written with git plumbing,
+//! so `git clone` and `git log` show what a real forge would hold.
+//!
+//! Tests steer it with [`Fault`]s (fail, delay, drop the connection before or
+//! after applying, commit a concurrent change first) and read its request log
+//! (never the token). Scripts do the same over HTTP: `POST /_testforge/faults`,
+//! `DELETE /_testforge/faults`, `GET /_testforge/log`, `POST /_testforge/repos`
+//! (all of them need the token).
+//!
+//! This crate does not depend on hero_usage, on purpose: a mistake shared by
+//! client and forge could otherwise hide itself.
+
+mod api;
+pub mod git;
+pub mod http;
+
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, OnceLock};
+use std::time::Duration;
+
+/// How to run a forge.
+#[derive(Clone, Debug)]
+pub struct ForgeOptions {
+    /// Where the bare repositories live; `None`: a temporary directory
+    /// removed when the forge is dropped.
+    pub root: Option<PathBuf>,
+    /// The token with every scope; `None`: a random one.
+    pub token: Option<String>,
+    /// A second, valid token that only has `read:repository`: writes answer
+    /// 403 `token does not have at least one of required scope(s)`.
+    pub read_only_token: Option<String>,
+    /// The token's user (`GET /user` login).
+    pub user: String,
+    /// Organisations that exist (the user may create repositories in them).
+    pub orgs: Vec<String>,
+    /// Pre-v12 behaviour: a stale sha answers 422 instead of 409, and
+    /// many-files updates without sha silently overwrite.
+    pub legacy_422: bool,
+    /// Pre-1.20 behaviour: no many-files endpoint (405).
+    pub no_multi_file: bool,
+    /// `[api] DEFAULT_MAX_BLOB_SIZE`: larger blobs come back with `content: ""`.
+    pub max_blob_size: u64,
+    /// Listen address; loopback only.
+    pub listen: String,
+    /// Serve under this sub-path, e.g. `/forgejo` ("" for none).
+    pub prefix: String,
+}
+
+impl Default for ForgeOptions {
+    fn default() -> Self {
+        ForgeOptions {
+            root: None,
+            token: None,
+            read_only_token: None,
+            user: "billing-bot".to_string(),
+            orgs: vec!["lhumina_code".to_string()],
+            legacy_422: false,
+            no_multi_file: false,
+            max_blob_size: 10 * 1024 * 1024,
+            listen: "127.0.0.1:0".to_string(),
+            prefix: String::new(),
+        }
+    }
+}
+
+/// Something to do to the next `times` requests whose method matches (any
+/// method when `None`) and whose path (after the prefix, without the query)
+/// contains `path_contains`. The control routes are never matched.
+#[derive(Clone, Debug)]
+pub struct Fault {
+    pub method: Option<String>,
+    pub path_contains: String,
+    pub times: usize,
+    pub action: FaultAction,
+}
+
+#[derive(Clone, Debug)]
+pub enum FaultAction {
+    /// Answer `status` with `{"message": message, "url": ...}` without applying.
+    Fail { status: u16, message: String },
+    /// Wait, then handle the request normally.
+    Delay(Duration),
+    /// Close the connection without applying and without a reply.
+    DropBefore,
+    /// Apply the request, then close the connection without a reply (a lost reply).
+    DropAfter,
+    /// First commit `content` at `path` (create or update) on the branch the
+    /// request targets, as another writer would, then handle the request:
+    /// the client's sha is now stale.
+    ConcurrentCommit { path: String, content: Vec<u8> },
+}
+
+impl Fault {
+    /// A fault for the next matching request.
+    pub fn new(method: Option<&str>, path_contains: &str, action: FaultAction) -> Fault {
+        Fault {
+            method: method.map(str::to_string),
+            path_contains: path_contains.to_string(),
+            times: 1,
+            action,
+        }
+    }
+    /// For the next `n` matching requests.
+    pub fn times(mut self, n: usize) -> Fault {
+        self.times = n;
+        self
+    }
+    /// Shorthand: fail the next matching request with `status` and `message`.
+    pub fn fail(method: &str, path_contains: &str, status: u16, message: &str) -> Fault {
+        Fault::new(
+            Some(method),
+            path_contains,
+            FaultAction::Fail {
+                status,
+                message: message.to_string(),
+            },
+        )
+    }
+}
+
+/// One line of the request log. The token is never recorded.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct LoggedRequest {
+    pub method: String,
+    /// Path after the prefix, with the query (credentials in it are redacted).
+    pub path: String,
+    /// The status answered; 0 when the connection was dropped without a reply.
+    pub status: u16,
+    /// The fault applied, if any (`fail`, `delay`, `drop_before`, ...).
+    pub fault: Option<String>,
+}
+
+pub(crate) struct State {
+    pub opts: ForgeOptions,
+    pub root: PathBuf,
+    pub token: String,
+    pub base_url: OnceLock<String>,
+    pub faults: Mutex<Vec<Fault>>,
+    pub log: Mutex<Vec<LoggedRequest>>,
+    /// Held while reading, checking and committing: one writer at a time.
+    pub git_lock: Mutex<()>,
+    pub ids: AtomicU64,
+}
+
+impl State {
+    pub fn base(&self) -> &str {
+        self.base_url.get().map(String::as_str).unwrap_or("")
+    }
+    pub fn repo_dir(&self, owner: &str, name: &str) -> PathBuf {
+        self.root.join(owner).join(format!("{name}.git"))
+    }
+    pub fn next_id(&self) -> u64 {
+        self.ids.fetch_add(1, Ordering::SeqCst)
+    }
+}
+
+/// A running test forge; stops when dropped.
+pub struct TestForge {
+    state: Arc<State>,
+    server: Option<http::Server>,
+    _tmp: Option<tempfile::TempDir>,
+}
+
+impl TestForge {
+    /// Start a forge; panics if it cannot (tests want that).
+    pub fn start(opts: ForgeOptions) -> TestForge {
+        Self::try_start(opts).expect("start test forge")
+    }
+
+    pub fn try_start(opts: ForgeOptions) -> Result<TestForge, String> {
+        let addr: std::net::SocketAddr = opts
+            .listen
+            .parse()
+            .map_err(|e| format!("bad listen address {}: {e}", opts.listen))?;
+        if !addr.ip().is_loopback() {
+            return Err(format!(
+                "the test forge binds loopback only, not {}",
+                opts.listen
+            ));
+        }
+        let (root, tmp) = match &opts.root {
+            Some(r) => {
+                std::fs::create_dir_all(r).map_err(|e| format!("{}: {e}", r.display()))?;
+                (r.clone(), None)
+            }
+            None => {
+                let t = tempfile::Builder::new()
+                    .prefix("testforge-")
+                    .tempdir()
+                    .map_err(|e| e.to_string())?;
+                (t.path().to_path_buf(), Some(t))
+            }
+        };
+        let token = opts.token.clone().unwrap_or_else(random_token);
+        let mut prefix = opts.prefix.trim_end_matches('/').to_string();
+        if !prefix.is_empty() && !prefix.starts_with('/') {
+            prefix.insert(0, '/');
+        }
+        let mut opts = opts;
+        opts.prefix = prefix;
+        let state = Arc::new(State {
+            opts,
+            root,
+            token,
+            base_url: OnceLock::new(),
+            faults: Mutex::new(Vec::new()),
+            log: Mutex::new(Vec::new()),
+            git_lock: Mutex::new(()),
+            ids: AtomicU64::new(1),
+        });
+        let st = state.clone();
+        let handler: http::Handler = Arc::new(move |req| api::handle(&st, req));
+        let server = http::Server::start(&state.opts.listen, handler)
+            .map_err(|e| format!("cannot listen on {}: {e}", state.opts.listen))?;
+        let base = format!("http://{}{}", server.addr, state.opts.prefix);
+        let _ = state.base_url.set(base);
+        Ok(TestForge {
+            state,
+            server: Some(server),
+            _tmp: tmp,
+        })
+    }
+
+    /// `http://127.0.0.1:PORT[/prefix]`, without a trailing slash.
+    pub fn base_url(&self) -> String {
+        self.state.base().to_string()
+    }
+
+    pub fn addr(&self) -> std::net::SocketAddr {
+        self.server.as_ref().expect("running").addr
+    }
+
+    /// The token with every scope.
+    pub fn token(&self) -> String {
+        self.state.token.clone()
+    }
+
+    pub fn user(&self) -> String {
+        self.state.opts.user.clone()
+    }
+
+    pub fn root(&self) -> &Path {
+        &self.state.root
+    }
+
+    /// Queue a fault; faults are matched in the order they were queued.
+    pub fn inject(&self, fault: Fault) {
+        self.state.faults.lock().unwrap().push(fault);
+    }
+
+    /// Drop every queued fault.
+    pub fn clear_faults(&self) {
+        self.state.faults.lock().unwrap().clear();
+    }
+
+    /// Faults still queued (with what remains of their `times`).
+    pub fn pending_faults(&self) -> Vec<Fault> {
+        self.state.faults.lock().unwrap().clone()
+    }
+
+    /// Every request so far, oldest first.
+    pub fn requests(&self) -> Vec<LoggedRequest> {
+        self.state.log.lock().unwrap().clone()
+    }
+
+    pub fn clear_requests(&self) {
+        self.state.log.lock().unwrap().clear();
+    }
+
+    /// The bare repository of `owner/name` on disk.
+    pub fn bare_repo(&self, owner: &str, name: &str) -> PathBuf {
+        self.state.repo_dir(owner, name)
+    }
+
+    /// Create `owner/name` (private, default branch `main`); unless `empty`,
+    /// with a first commit holding `README.md`.
+    pub fn create_repo(&self, owner: &str, name: &str, empty: bool) {
+        api::create_repo_on_disk(&self.state, owner, name, true, "main", !empty)
+            .expect("create repo");
+    }
+
+    /// Commit files directly (as another writer would): `(path, Some(content))`
+    /// creates or updates, `(path, None)` deletes. Returns the commit sha.
+    pub fn commit_files(
+        &self,
+        owner: &str,
+        name: &str,
+        branch: &str,
+        files: &[(&str, Option<&[u8]>)],
+        message: &str,
+    ) -> String {
+        let _g = self.state.git_lock.lock().unwrap();
+        let g = git::Git::new(&self.state.repo_dir(owner, name));
+        let parent = g.branch_commit(branch);
+        let changes: Vec<git::Change> = files
+            .iter()
+            .map(|(p, c)| git::Change {
+                path: p.to_string(),
+                content: c.map(<[u8]>::to_vec),
+            })
+            .collect();
+        let who = git::Person {
+            name: "other-writer".into(),
+            email: "other-writer@example.org".into(),
+        };
+        g.commit(branch, parent.as_deref(), &changes, message, &who, &who)
+            .expect("commit")
+    }
+
+    /// The content of `path` on `branch`, read from git directly.
+    pub fn file(&self, owner: &str, name: &str, branch: &str, path: &str) -> Option<Vec<u8>> {
+        let g = git::Git::new(&self.state.repo_dir(owner, name));
+        let c = g.branch_commit(branch)?;
+        let e = g.entry(&c, path)?;
+        g.blob(&e.sha).ok()
+    }
+
+    /// The commit `branch` points at.
+    pub fn head(&self, owner: &str, name: &str, branch: &str) -> Option<String> {
+        git::Git::new(&self.state.repo_dir(owner, name)).branch_commit(branch)
+    }
+}
+
+impl Drop for TestForge {
+    fn drop(&mut self) {
+        self.server.take();
+    }
+}
+
+fn random_token() -> String {
+    use std::collections::hash_map::RandomState;
+    use std::hash::{BuildHasher, Hasher};
+    let mut out = String::new();
+    for i in 0..3u64 {
+        let mut h = RandomState::new().build_hasher();
+        h.write_u64(i);
+        h.write_u128(
+            std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map(|d| d.as_nanos())
+                .unwrap_or(0),
+        );
+        out.push_str(&format!("{:016x}", h.finish()));
+    }
+    out.truncate(40);
+    out
+}

@@ -4,3 +4,5 @@
 mod otoml;
 mod push;
 mod support;
+
+mod forge;

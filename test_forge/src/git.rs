@@ -1,0 +1,342 @@
+//! Bare repositories driven through `git` plumbing, so that `git clone` and
+//! `git log` of a repository show exactly what the API committed.
+
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+
+pub const ZERO: &str = "0000000000000000000000000000000000000000";
+
+/// A person on a commit.
+#[derive(Clone, Debug)]
+pub struct Person {
+    pub name: String,
+    pub email: String,
+}
+
+/// One change of a commit: new content, or `None` to delete.
+pub struct Change {
+    pub path: String,
+    pub content: Option<Vec<u8>>,
+}
+
+/// An entry of a tree listing.
+pub struct Entry {
+    pub mode: String,
+    pub kind: String,
+    pub sha: String,
+    pub size: u64,
+    pub name: String,
+}
+
+pub struct Git {
+    pub dir: PathBuf,
+}
+
+impl Git {
+    pub fn new(dir: &Path) -> Git {
+        Git {
+            dir: dir.to_path_buf(),
+        }
+    }
+
+    fn cmd(&self) -> Command {
+        let mut c = Command::new("git");
+        c.env("GIT_DIR", &self.dir)
+            .env_remove("GIT_INDEX_FILE")
+            .env_remove("GIT_WORK_TREE")
+            .env("GIT_LITERAL_PATHSPECS", "1")
+            .env("GIT_CONFIG_NOSYSTEM", "1")
+            .env("GIT_CONFIG_GLOBAL", "/dev/null")
+            .stdin(Stdio::null());
+        c
+    }
+
+    fn run(&self, mut c: Command, input: Option<&[u8]>) -> Result<Vec<u8>, String> {
+        if input.is_some() {
+            c.stdin(Stdio::piped());
+        }
+        c.stdout(Stdio::piped()).stderr(Stdio::piped());
+        let mut child = c.spawn().map_err(|e| format!("cannot run git: {e}"))?;
+        if let Some(data) = input {
+            let mut stdin = child.stdin.take().expect("stdin");
+            let data = data.to_vec();
+            let writer = std::thread::spawn(move || {
+                let _ = stdin.write_all(&data);
+            });
+            let out = child.wait_with_output().map_err(|e| e.to_string())?;
+            let _ = writer.join();
+            return check(out);
+        }
+        check(child.wait_with_output().map_err(|e| e.to_string())?)
+    }
+
+    fn git(&self, args: &[&str], input: Option<&[u8]>) -> Result<Vec<u8>, String> {
+        let mut c = self.cmd();
+        c.args(args);
+        self.run(c, input)
+    }
+
+    fn text(&self, args: &[&str]) -> Result<String, String> {
+        Ok(String::from_utf8_lossy(&self.git(args, None)?)
+            .trim()
+            .to_string())
+    }
+
+    /// `git init --bare` with HEAD on `branch`.
+    pub fn init(&self, branch: &str) -> Result<(), String> {
+        std::fs::create_dir_all(&self.dir).map_err(|e| e.to_string())?;
+        let mut c = Command::new("git");
+        c.args(["init", "--bare", "-q", "--initial-branch", branch])
+            .arg(&self.dir)
+            .env("GIT_CONFIG_NOSYSTEM", "1")
+            .env("GIT_CONFIG_GLOBAL", "/dev/null");
+        self.run(c, None).map(|_| ())
+    }
+
+    /// The branch HEAD points at.
+    pub fn head_branch(&self) -> String {
+        std::fs::read_to_string(self.dir.join("HEAD"))
+            .ok()
+            .and_then(|h| {
+                h.trim()
+                    .strip_prefix("ref: refs/heads/")
+                    .map(str::to_string)
+            })
+            .unwrap_or_else(|| "main".to_string())
+    }
+
+    pub fn set_head_branch(&self, branch: &str) -> Result<(), String> {
+        self.git(
+            &["symbolic-ref", "HEAD", &format!("refs/heads/{branch}")],
+            None,
+        )
+        .map(|_| ())
+    }
+
+    /// True when no branch exists yet.
+    pub fn is_empty(&self) -> bool {
+        self.text(&["for-each-ref", "--count=1", "refs/heads/"])
+            .map(|s| s.is_empty())
+            .unwrap_or(true)
+    }
+
+    /// The commit a branch points at.
+    pub fn branch_commit(&self, branch: &str) -> Option<String> {
+        if branch.is_empty() || branch.contains("..") || branch.starts_with('-') {
+            return None;
+        }
+        self.text(&[
+            "rev-parse",
+            "--verify",
+            "-q",
+            &format!("refs/heads/{branch}^{{commit}}"),
+        ])
+        .ok()
+        .filter(|s| !s.is_empty())
+    }
+
+    /// The entry at `path` in `commit` (`None` if absent).
+    pub fn entry(&self, commit: &str, path: &str) -> Option<Entry> {
+        let out = self
+            .git(&["ls-tree", "-l", "-z", commit, "--", path], None)
+            .ok()?;
+        parse_entries(&out).into_iter().find(|e| e.name == path)
+    }
+
+    /// The entries at several paths of `commit`, in one `git ls-tree` call
+    /// per chunk; a path that does not exist is absent from the map.
+    pub fn entries(
+        &self,
+        commit: &str,
+        paths: &[&str],
+    ) -> std::collections::HashMap<String, Entry> {
+        let mut out = std::collections::HashMap::new();
+        for chunk in paths.chunks(2000) {
+            let mut args = vec!["ls-tree", "-l", "-z", commit, "--"];
+            args.extend_from_slice(chunk);
+            if let Ok(raw) = self.git(&args, None) {
+                for e in parse_entries(&raw) {
+                    if chunk.contains(&e.name.as_str()) {
+                        out.insert(e.name.clone(), e);
+                    }
+                }
+            }
+        }
+        out
+    }
+
+    /// The entries of the directory `path` ("" for the root) in `commit`.
+    pub fn list_dir(&self, commit: &str, path: &str) -> Vec<Entry> {
+        let spec = if path.is_empty() {
+            format!("{commit}^{{tree}}")
+        } else {
+            format!("{commit}:{path}")
+        };
+        let out = self
+            .git(&["ls-tree", "-l", "-z", &spec], None)
+            .unwrap_or_default();
+        parse_entries(&out)
+    }
+
+    pub fn blob(&self, sha: &str) -> Result<Vec<u8>, String> {
+        self.git(&["cat-file", "blob", sha], None)
+    }
+
+    /// The last commit at or before `commit` touching `path`, and its date.
+    pub fn last_commit(&self, commit: &str, path: &str) -> (String, String) {
+        let s = self
+            .text(&["log", "-1", "--format=%H %cI", commit, "--", path])
+            .unwrap_or_default();
+        let (sha, when) = s.split_once(' ').unwrap_or((&s, ""));
+        (sha.to_string(), when.to_string())
+    }
+
+    /// (author name, email, date), (committer...), message, parents, tree of a commit.
+    pub fn commit_info(&self, commit: &str) -> Result<CommitInfo, String> {
+        let s = self.text(&[
+            "show",
+            "-s",
+            "--format=%an%x00%ae%x00%aI%x00%cn%x00%ce%x00%cI%x00%P%x00%T%x00%B",
+            commit,
+        ])?;
+        let f: Vec<&str> = s.splitn(9, '\0').collect();
+        if f.len() < 9 {
+            return Err("bad commit".into());
+        }
+        Ok(CommitInfo {
+            sha: commit.to_string(),
+            author: (f[0].into(), f[1].into(), f[2].into()),
+            committer: (f[3].into(), f[4].into(), f[5].into()),
+            parents: f[6].split_whitespace().map(str::to_string).collect(),
+            tree: f[7].to_string(),
+            message: f[8].to_string(),
+        })
+    }
+
+    /// Write a commit on `branch` from `parent` (None: a root commit) and
+    /// move the branch with a compare-and-swap on its old value.
+    pub fn commit(
+        &self,
+        branch: &str,
+        parent: Option<&str>,
+        changes: &[Change],
+        message: &str,
+        author: &Person,
+        committer: &Person,
+    ) -> Result<String, String> {
+        let tmp = tempfile::Builder::new()
+            .prefix("testforge-index-")
+            .tempdir()
+            .map_err(|e| e.to_string())?;
+        let index = tmp.path().join("index");
+        let with_index = |args: &[&str], input: Option<&[u8]>| {
+            let mut c = self.cmd();
+            c.env("GIT_INDEX_FILE", &index).args(args);
+            self.run(c, input)
+        };
+        if let Some(p) = parent {
+            with_index(&["read-tree", p], None)?;
+        }
+        // Write every blob with one `hash-object --stdin-paths` call.
+        let mut list = Vec::new();
+        for (i, ch) in changes.iter().enumerate() {
+            if let Some(data) = &ch.content {
+                let f = tmp.path().join(format!("blob-{i}"));
+                std::fs::write(&f, data).map_err(|e| e.to_string())?;
+                list.extend_from_slice(f.to_string_lossy().as_bytes());
+                list.push(b'\n');
+            }
+        }
+        let shas = if list.is_empty() {
+            Vec::new()
+        } else {
+            self.git(
+                &["hash-object", "-w", "--no-filters", "--stdin-paths"],
+                Some(&list),
+            )?
+        };
+        let shas = String::from_utf8_lossy(&shas).into_owned();
+        let mut shas = shas.lines();
+        let mut info = Vec::new();
+        for ch in changes {
+            match &ch.content {
+                Some(_) => {
+                    let sha = shas.next().ok_or("hash-object gave too few shas")?;
+                    info.extend_from_slice(format!("100644 {sha}\t{}\0", ch.path).as_bytes());
+                }
+                None => {
+                    info.extend_from_slice(format!("0 {ZERO}\t{}\0", ch.path).as_bytes());
+                }
+            }
+        }
+        with_index(&["update-index", "-z", "--index-info"], Some(&info))?;
+        let tree = String::from_utf8_lossy(&with_index(&["write-tree"], None)?)
+            .trim()
+            .to_string();
+        let mut c = self.cmd();
+        c.arg("commit-tree").arg(&tree);
+        if let Some(p) = parent {
+            c.args(["-p", p]);
+        }
+        c.args(["-F", "-"])
+            .env("GIT_AUTHOR_NAME", &author.name)
+            .env("GIT_AUTHOR_EMAIL", &author.email)
+            .env("GIT_COMMITTER_NAME", &committer.name)
+            .env("GIT_COMMITTER_EMAIL", &committer.email);
+        let sha = self.run(c, Some(message.as_bytes()))?;
+        let sha = String::from_utf8_lossy(&sha).trim().to_string();
+        self.git(
+            &[
+                "update-ref",
+                &format!("refs/heads/{branch}"),
+                &sha,
+                parent.unwrap_or(ZERO),
+            ],
+            None,
+        )?;
+        Ok(sha)
+    }
+}
+
+pub struct CommitInfo {
+    pub sha: String,
+    pub author: (String, String, String),
+    pub committer: (String, String, String),
+    pub parents: Vec<String>,
+    pub tree: String,
+    pub message: String,
+}
+
+fn check(out: std::process::Output) -> Result<Vec<u8>, String> {
+    if out.status.success() {
+        Ok(out.stdout)
+    } else {
+        Err(format!(
+            "git failed: {}",
+            String::from_utf8_lossy(&out.stderr).trim()
+        ))
+    }
+}
+
+fn parse_entries(out: &[u8]) -> Vec<Entry> {
+    out.split(|b| *b == 0)
+        .filter(|l| !l.is_empty())
+        .filter_map(|l| {
+            let l = String::from_utf8_lossy(l);
+            let (meta, name) = l.split_once('\t')?;
+            let mut m = meta.split_whitespace();
+            let mode = m.next()?.to_string();
+            let kind = m.next()?.to_string();
+            let sha = m.next()?.to_string();
+            let size = m.next().and_then(|s| s.parse().ok()).unwrap_or(0);
+            Some(Entry {
+                mode,
+                kind,
+                sha,
+                size,
+                name: name.to_string(),
+            })
+        })
+        .collect()
+}
