@@ -487,7 +487,7 @@ fn quarantine(spool: &Spool, opts: &PushOptions, id: &PendingId, reason: &str, s
 }
 
 fn quarantine_name(id: &PendingId) -> String {
-    format!("pending/{}", id.0)
+    format!("pending/{}", id.as_str())
 }
 
 /// One commit for all files; one request per file on servers without the
