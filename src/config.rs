@@ -163,7 +163,12 @@ impl Common {
             Some(p) => p,
             None => home()
                 .map(|h| h.join("hero/var/hero_usage/queue"))
-                .ok_or_else(|| fail(Kind::Config, "no spool: set --spool, HERO_USAGE_SPOOL or HOME"))?,
+                .ok_or_else(|| {
+                    fail(
+                        Kind::Config,
+                        "no spool: set --spool, HERO_USAGE_SPOOL or HOME",
+                    )
+                })?,
         };
         let node = match args.node.clone().or_else(|| file.node.clone()) {
             Some(n) => n,

@@ -76,7 +76,10 @@ pub fn kind_of(err: &anyhow::Error) -> Kind {
             return e.kind;
         }
     }
-    if err.chain().any(|c| c.downcast_ref::<std::io::Error>().is_some()) {
+    if err
+        .chain()
+        .any(|c| c.downcast_ref::<std::io::Error>().is_some())
+    {
         return Kind::CantCreate;
     }
     Kind::Internal

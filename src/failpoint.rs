@@ -7,10 +7,8 @@
 pub fn failpoint(name: &str) {
     #[cfg(debug_assertions)]
     {
-        if let Some(wanted) = std::env::var_os("HERO_USAGE_FAILPOINT") {
-            if wanted == name {
-                std::process::abort();
-            }
+        if std::env::var_os("HERO_USAGE_FAILPOINT").is_some_and(|w| w == name) {
+            std::process::abort();
         }
     }
     #[cfg(not(debug_assertions))]

@@ -10,3 +10,5 @@ pub mod config;
 pub mod error;
 pub mod failpoint;
 pub mod record;
+pub mod recorder;
+pub mod spool;

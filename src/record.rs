@@ -45,9 +45,11 @@ impl UtcSecond {
         if let Ok(t) = DateTime::parse_from_rfc3339(s) {
             return Ok(UtcSecond::from_utc(t.with_timezone(&Utc)));
         }
-        Err("must be `YYYY-MM-DD HH:MM:SS` in UTC or RFC 3339 with an offset \
+        Err(
+            "must be `YYYY-MM-DD HH:MM:SS` in UTC or RFC 3339 with an offset \
              (e.g. 2026-11-26T16:04:05+01:00)"
-            .to_string())
+                .to_string(),
+        )
     }
 
     pub fn hour_bucket(self) -> HourBucket {
@@ -124,7 +126,11 @@ impl UsageRecord {
 
     /// The names of the fields that differ from `other`; `occurred_at` is left
     /// out when `ignore_occurred_at` (a retry whose time defaulted to "now").
-    pub fn differing_fields(&self, other: &UsageRecord, ignore_occurred_at: bool) -> Vec<&'static str> {
+    pub fn differing_fields(
+        &self,
+        other: &UsageRecord,
+        ignore_occurred_at: bool,
+    ) -> Vec<&'static str> {
         let mut out = Vec::new();
         if self.amount_cents != other.amount_cents {
             out.push("amount_cents");
@@ -158,7 +164,10 @@ impl UsageRecord {
                 errs.push(FieldError { field, problem });
             }
         };
-        push("idempotency_key", check_idempotency_key(&self.idempotency_key));
+        push(
+            "idempotency_key",
+            check_idempotency_key(&self.idempotency_key),
+        );
         push("node_id", check_node_name(&self.node_id));
         push("user_sid", check_user_sid(&self.user_sid));
         push("amount_cents", check_amount(self.amount_cents));
@@ -184,7 +193,11 @@ impl fmt::Display for FieldError {
 
 /// Join field errors into one line: `a: ...; b: ...`.
 pub fn describe(errors: &[FieldError]) -> String {
-    errors.iter().map(|e| e.to_string()).collect::<Vec<_>>().join("; ")
+    errors
+        .iter()
+        .map(|e| e.to_string())
+        .collect::<Vec<_>>()
+        .join("; ")
 }
 
 /// A field value as it arrived, before its type is checked.
@@ -277,9 +290,9 @@ impl RecordInput {
 
     /// From a TOML document (a spool record file).
     pub fn from_toml(text: &str) -> Result<Self, String> {
-        let table: toml::Table = text.parse().map_err(|e: toml::de::Error| {
-            format!("not valid TOML: {}", e.message())
-        })?;
+        let table: toml::Table = text
+            .parse()
+            .map_err(|e: toml::de::Error| format!("not valid TOML: {}", e.message()))?;
         let mut input = RecordInput::default();
         for (k, v) in table {
             let raw = match v {
@@ -312,12 +325,18 @@ impl RecordInput {
             .collect();
         let mut field = |name: &'static str, r: Result<(), String>| {
             if let Err(problem) = r {
-                errs.push(FieldError { field: name, problem });
+                errs.push(FieldError {
+                    field: name,
+                    problem,
+                });
             }
         };
 
         let key = required_str(&self.idempotency_key);
-        field("idempotency_key", key.clone().and_then(|k| check_idempotency_key(&k)));
+        field(
+            "idempotency_key",
+            key.clone().and_then(|k| check_idempotency_key(&k)),
+        );
         let node = match &self.node_id {
             None => Ok(defaults.node.clone()),
             v => required_str(v),
@@ -328,14 +347,22 @@ impl RecordInput {
         let amount = required_amount(&self.amount_cents);
         field("amount_cents", amount.clone().and_then(check_amount));
         let kind = required_str(&self.resource_kind);
-        field("resource_kind", kind.clone().and_then(|k| check_resource_kind(&k)));
+        field(
+            "resource_kind",
+            kind.clone().and_then(|k| check_resource_kind(&k)),
+        );
         let description = match &self.description {
             None => Ok(String::new()),
             v => required_str(v),
         };
-        field("description", description.clone().and_then(|d| check_description(&d)));
+        field(
+            "description",
+            description.clone().and_then(|d| check_description(&d)),
+        );
         let occurred = match &self.occurred_at {
-            None => Ok(UtcSecond::from_utc(defaults.occurred_at.unwrap_or(defaults.now))),
+            None => Ok(UtcSecond::from_utc(
+                defaults.occurred_at.unwrap_or(defaults.now),
+            )),
             v => required_str(v).and_then(|s| UtcSecond::parse(&s)),
         };
         let occurred = occurred.and_then(|t| {
@@ -375,7 +402,9 @@ fn required_str(v: &Option<RawValue>) -> Result<String, String> {
     match v {
         None => Err("is required but missing".to_string()),
         Some(RawValue::Str(s)) => Ok(s.clone()),
-        Some(RawValue::Int(_)) => Err("must be a string, not a number; put it in quotes".to_string()),
+        Some(RawValue::Int(_)) => {
+            Err("must be a string, not a number; put it in quotes".to_string())
+        }
         Some(RawValue::Other(t)) => Err(format!("must be a string, not {t}")),
     }
 }
@@ -398,14 +427,17 @@ fn required_amount(v: &Option<RawValue>) -> Result<u64, String> {
 
 /// Describe a character without echoing the value around it.
 fn char_problem(s: &str, ok: impl Fn(usize, char) -> bool) -> Option<String> {
-    s.chars().enumerate().find(|&(i, c)| !ok(i, c)).map(|(i, c)| {
-        let what = if c.is_ascii_graphic() {
-            format!("`{c}`")
-        } else {
-            format!("U+{:04X}", c as u32)
-        };
-        format!("character {} is {what}", i + 1)
-    })
+    s.chars()
+        .enumerate()
+        .find(|&(i, c)| !ok(i, c))
+        .map(|(i, c)| {
+            let what = if c.is_ascii_graphic() {
+                format!("`{c}`")
+            } else {
+                format!("U+{:04X}", c as u32)
+            };
+            format!("character {} is {what}", i + 1)
+        })
 }
 
 pub fn check_idempotency_key(k: &str) -> Result<(), String> {
@@ -429,7 +461,10 @@ pub fn check_node_name(n: &str) -> Result<(), String> {
         return Err(format!("{rule}; it is empty"));
     }
     if n.chars().count() > 64 {
-        return Err(format!("{rule}; it is {} characters long", n.chars().count()));
+        return Err(format!(
+            "{rule}; it is {} characters long",
+            n.chars().count()
+        ));
     }
     match char_problem(n, |i, c| {
         (c.is_ascii_alphanumeric() || c == '_' || c == '-' || c == '.') && !(i == 0 && c == '.')
@@ -528,13 +563,19 @@ mod tests {
         assert_eq!(v.record.description, "");
         assert_eq!(v.record.occurred_at.to_string(), "2026-11-26 16:30:00");
         assert!(!v.occurred_at_given);
-        assert_eq!(v.record.hour_bucket().remote_path("n1"), "nodes/n1/usage_2026-11-26-16.otoml");
+        assert_eq!(
+            v.record.hour_bucket().remote_path("n1"),
+            "nodes/n1/usage_2026-11-26-16.otoml"
+        );
     }
 
     #[test]
     fn rfc3339_with_offset_becomes_utc() {
         let mut i = good();
-        i.set("occurred_at", RawValue::Str("2026-11-26T17:04:05.9+01:00".into()));
+        i.set(
+            "occurred_at",
+            RawValue::Str("2026-11-26T17:04:05.9+01:00".into()),
+        );
         let v = i.validate(&defaults()).unwrap();
         assert_eq!(v.record.occurred_at.to_string(), "2026-11-26 16:04:05");
         assert!(v.occurred_at_given);
