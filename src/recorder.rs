@@ -242,7 +242,7 @@ mod tests {
         let data = format!("{}\nshort\nlast", "x".repeat(MAX_LINE_BYTES + 1));
         let mut r = std::io::BufReader::with_capacity(16, data.as_bytes());
         let mut buf = Vec::new();
-        assert_eq!(read_line_bounded(&mut r, &mut buf).unwrap().1, true);
+        assert!(read_line_bounded(&mut r, &mut buf).unwrap().1);
         buf.clear();
         read_line_bounded(&mut r, &mut buf).unwrap();
         assert_eq!(buf, b"short");

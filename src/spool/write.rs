@@ -15,7 +15,7 @@ use std::io;
 use std::path::{Path, PathBuf};
 
 /// At most this many threads write and fsync a batch's files.
-const SYNC_THREADS: usize = 16;
+const SYNC_THREADS: usize = 8;
 
 /// What one writer thread made, and the error that stopped it.
 type ThreadResult = (Vec<(usize, PathBuf)>, Option<anyhow::Error>);
