@@ -4,4 +4,5 @@
 mod forge;
 mod otoml;
 mod push;
+mod record;
 mod support;

@@ -1,0 +1,90 @@
+#!/usr/bin/env bash
+# Benchmark hero_usage_record (release build) against the shell drop and a
+# minimal durable write, and measure --stdin throughput and peak memory.
+# Prints a table. Usage: scripts/bench_record.sh [CALLS] [BATCH]
+#   CALLS: single calls timed per method (default 200)
+#   BATCH: records for the --stdin throughput run (default 100000)
+set -euo pipefail
+cd "$(dirname "$0")/.."
+calls=${1:-200}
+batch=${2:-100000}
+
+cargo build --release --quiet --bin hero_usage_record
+rec=$PWD/target/release/hero_usage_record
+[ -x /usr/bin/time ] || { apt-get update -qq && apt-get install -y -qq time >/dev/null; }
+work=$(mktemp -d -p "$PWD/target" bench.XXXXXX)
+trap 'rm -rf "$work"' EXIT
+
+# The single-call comparison: each method runs `calls` times, interleaved so
+# that load on the machine hits them alike; the median of each is reported.
+python3 - "$rec" "$work" "$calls" <<'PY'
+import os, statistics, subprocess, sys, time
+rec, work, calls = sys.argv[1], sys.argv[2], int(sys.argv[3])
+spool = os.path.join(work, "single")
+env = dict(os.environ, HERO_USAGE_SPOOL=spool, HERO_NODE_ID="bench")
+subprocess.run([rec, "--idempotency-key", "warmup", "--user-sid", "0a1b",
+                "--amount-cents", "1", "--resource-kind", "cpu"], env=env, check=True,
+               stdout=subprocess.DEVNULL)
+drop = r'''f=$(mktemp -p "$SPOOL/tmp") && cat >"$f" <<EOF && sync "$f" &&
+idempotency_key = "drop-$N"
+user_sid = "0a1b"
+amount_cents = 250
+resource_kind = "cpu_hours"
+EOF
+mv "$f" "$SPOOL/incoming/$(basename "$f").toml" && sync "$SPOOL/incoming"
+'''
+floor_dir = os.path.join(work, "floor")
+os.makedirs(floor_dir)
+body = b'amount_cents = 250\nidempotency_key = "x"\nresource_kind = "cpu_hours"\nuser_sid = "0a1b"\n'
+def floor(i):
+    tmp = os.path.join(floor_dir, f".t{i}")
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    os.write(fd, body); os.fsync(fd); os.close(fd)
+    os.rename(tmp, os.path.join(floor_dir, f"r{i}.toml"))
+    d = os.open(floor_dir, os.O_RDONLY); os.fsync(d); os.close(d)
+t = {"record": [], "drop": [], "floor": []}
+for i in range(calls):
+    s = time.perf_counter()
+    subprocess.run([rec, "--idempotency-key", f"one-{i}", "--user-sid", "0a1b",
+                    "--amount-cents", "250", "--resource-kind", "cpu_hours"],
+                   env=env, check=True, stdout=subprocess.DEVNULL)
+    t["record"].append(time.perf_counter() - s)
+    s = time.perf_counter()
+    subprocess.run(["sh", "-c", drop], env=dict(env, SPOOL=spool, N=str(i)), check=True)
+    t["drop"].append(time.perf_counter() - s)
+    s = time.perf_counter()
+    floor(i)
+    t["floor"].append(time.perf_counter() - s)
+ms = lambda k: statistics.median(t[k]) * 1000
+print(f"| single record ({calls} calls, median)                     | ms/record |")
+print(f"| --- | ---: |")
+print(f"| hero_usage_record, one call                              | {ms('record'):9.2f} |")
+print(f"| shell drop: mktemp + cat + sync + mv + sync (sh)         | {ms('drop'):9.2f} |")
+print(f"| floor: create+write+fsync+rename+fsync dir (in-process)  | {ms('floor'):9.2f} |")
+PY
+
+gen() {
+    python3 -c '
+import sys
+n, tag = int(sys.argv[1]), sys.argv[2]
+w = sys.stdout.write
+for i in range(n):
+    w("{\"idempotency_key\":\"%s-%d\",\"user_sid\":\"0a1b\",\"amount_cents\":%d,\"resource_kind\":\"cpu_hours\",\"occurred_at\":\"2026-11-26 10:00:00\"}\n" % (tag, i, i))
+' "$1" "$2"
+}
+echo
+echo "| --stdin run | records | seconds | records/s | peak RSS KiB |"
+echo "| --- | ---: | ---: | ---: | ---: |"
+for n in 10000 "$batch"; do
+    gen "$n" "b$n" >"$work/in-$n.jsonl"
+    spool="$work/stdin-$n"
+    /usr/bin/time -f "%e %M" -o "$work/time-$n" \
+        "$rec" --stdin --spool "$spool" --node bench <"$work/in-$n.jsonl" >"$work/out-$n"
+    read -r secs rss <"$work/time-$n"
+    got=$(grep -c '^recorded ' "$work/out-$n")
+    [ "$got" -eq "$n" ] || { echo "only $got of $n recorded" >&2; exit 1; }
+    rate=$(python3 -c "print(round($n / max($secs, 0.001)))")
+    echo "| durable group commit | $n | $secs | $rate | $rss |"
+done
+echo
+echo "(machine: $(nproc) CPUs, load average $(cut -d' ' -f1-3 /proc/loadavg))"

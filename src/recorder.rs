@@ -1,0 +1,255 @@
+//! `hero_usage_record`'s job: one record from flags, or many from JSON lines
+//! on stdin in group-committed chunks. The binary only parses flags.
+
+use crate::config::{Common, SpoolArgs};
+use crate::error::{Kind, fail};
+use crate::record::{Defaults, RawValue, RecordInput, Validated, describe};
+use crate::spool::{RecordOutcome, Spool};
+use anyhow::Result;
+use chrono::Utc;
+use std::io::{BufRead, Write};
+
+pub const BINARY: &str = "hero_usage_record";
+/// Lines per group commit with `--stdin`.
+pub const CHUNK_LINES: usize = 1024;
+/// Longest accepted `--stdin` line (a record is far shorter).
+pub const MAX_LINE_BYTES: usize = 64 * 1024;
+
+/// The record's fields as given on the command line.
+#[derive(Debug, Clone, Default)]
+pub struct FieldFlags {
+    pub idempotency_key: Option<String>,
+    pub user_sid: Option<String>,
+    pub amount_cents: Option<String>,
+    pub resource_kind: Option<String>,
+    pub description: Option<String>,
+    pub occurred_at: Option<String>,
+    pub node_id: Option<String>,
+}
+
+impl FieldFlags {
+    fn any(&self) -> bool {
+        self.input().1 > 0
+    }
+
+    /// The flags as a record input, and how many were given.
+    fn input(&self) -> (RecordInput, usize) {
+        let mut i = RecordInput::default();
+        let mut n = 0;
+        for (name, v) in [
+            ("idempotency_key", &self.idempotency_key),
+            ("user_sid", &self.user_sid),
+            ("amount_cents", &self.amount_cents),
+            ("resource_kind", &self.resource_kind),
+            ("description", &self.description),
+            ("occurred_at", &self.occurred_at),
+            ("node_id", &self.node_id),
+        ] {
+            if let Some(v) = v {
+                i.set(name, RawValue::Str(v.clone()));
+                n += 1;
+            }
+        }
+        (i, n)
+    }
+}
+
+/// Exit-code severity: 0 < 65 < 73/75 (the worse of two outcomes wins).
+fn worse(a: i32, b: i32) -> i32 {
+    let rank = |c: i32| match c {
+        0 => 0,
+        65 => 1,
+        _ => 2,
+    };
+    if rank(b) > rank(a) { b } else { a }
+}
+
+fn conflict_message(key: &str, fields: &[&str]) -> String {
+    format!(
+        "idempotency key `{key}` was already recorded with different {}; nothing changed. \
+         Use a new key for a new record, or repeat the original fields exactly",
+        fields.join(", ")
+    )
+}
+
+/// Record one record given by flags; returns the exit code.
+pub fn run_fields(args: &SpoolArgs, flags: &FieldFlags) -> Result<i32> {
+    if !flags.any() {
+        return Err(fail(
+            Kind::Usage,
+            "give the record's fields as flags (--idempotency-key, --user-sid, --amount-cents, \
+             --resource-kind, ...) or --stdin for JSON lines; see --help",
+        ));
+    }
+    let common = Common::resolve(args)?;
+    let defaults = Defaults {
+        node: common.node.clone(),
+        now: Utc::now(),
+        occurred_at: None,
+    };
+    // Validate before the spool is touched: an invalid record writes nothing.
+    let v = match flags.input().0.validate(&defaults) {
+        Ok(v) => v,
+        Err(errs) => {
+            for e in &errs {
+                eprintln!("{BINARY}: error: invalid record: {e}");
+            }
+            return Ok(Kind::Data.exit_code());
+        }
+    };
+    let spool = Spool::open(&common.spool)?;
+    let key = &v.record.idempotency_key;
+    match spool.record(&v)? {
+        RecordOutcome::Recorded => println!("recorded {key}"),
+        RecordOutcome::Duplicate => println!("duplicate {key}"),
+        RecordOutcome::Conflict(fields) => {
+            eprintln!("{BINARY}: error: {}", conflict_message(key, &fields));
+            return Ok(Kind::Data.exit_code());
+        }
+    }
+    Ok(0)
+}
+
+/// Record JSON lines from `input`; every good line is recorded, each bad one
+/// reported as `line N: <problem>`; returns the worst exit code.
+pub fn run_stdin(args: &SpoolArgs, input: &mut dyn BufRead, out: &mut dyn Write) -> Result<i32> {
+    let common = Common::resolve(args)?;
+    let spool = Spool::open(&common.spool)?;
+    let mut code = 0;
+    let mut line_no = 0usize;
+    let mut buf = Vec::with_capacity(1024);
+    let mut chunk: Vec<(usize, Validated)> = Vec::with_capacity(CHUNK_LINES);
+    let mut eof = false;
+    while !eof {
+        chunk.clear();
+        let now = Utc::now();
+        while chunk.len() < CHUNK_LINES {
+            buf.clear();
+            let (n, too_long) = read_line_bounded(input, &mut buf)?;
+            if n == 0 {
+                eof = true;
+                break;
+            }
+            line_no += 1;
+            let bad = |problem: String| {
+                eprintln!("{BINARY}: error: line {line_no}: {problem}");
+            };
+            if too_long {
+                bad(format!("longer than {MAX_LINE_BYTES} bytes"));
+                code = worse(code, 65);
+                continue;
+            }
+            let Ok(text) = std::str::from_utf8(&buf) else {
+                bad("not UTF-8 text".into());
+                code = worse(code, 65);
+                continue;
+            };
+            if text.trim().is_empty() {
+                continue;
+            }
+            let rec = serde_json::from_str::<serde_json::Value>(text)
+                .map_err(|e| format!("not valid JSON: {e}"))
+                .and_then(|j| RecordInput::from_json(&j));
+            let defaults = Defaults {
+                node: common.node.clone(),
+                now,
+                occurred_at: None,
+            };
+            match rec.and_then(|i| i.validate(&defaults).map_err(|errs| describe(&errs))) {
+                Ok(v) => chunk.push((line_no, v)),
+                Err(problem) => {
+                    bad(problem);
+                    code = worse(code, 65);
+                }
+            }
+        }
+        if chunk.is_empty() {
+            continue;
+        }
+        let items: Vec<Validated> = chunk.iter().map(|(_, v)| v.clone()).collect();
+        // Every file and the directory are fsynced before any line is printed.
+        let outcomes = spool.record_batch(&items)?;
+        for ((n, v), outcome) in chunk.iter().zip(outcomes) {
+            let key = &v.record.idempotency_key;
+            match outcome {
+                RecordOutcome::Recorded => writeln!(out, "recorded {key}")?,
+                RecordOutcome::Duplicate => writeln!(out, "duplicate {key}")?,
+                RecordOutcome::Conflict(fields) => {
+                    eprintln!(
+                        "{BINARY}: error: line {n}: {}",
+                        conflict_message(key, &fields)
+                    );
+                    code = worse(code, 65);
+                }
+            }
+        }
+        out.flush()?;
+    }
+    Ok(code)
+}
+
+/// Read one line (without its newline) of at most [`MAX_LINE_BYTES`]; a
+/// longer line is consumed and reported as too long. Returns (bytes read
+/// from input, too long).
+fn read_line_bounded(input: &mut dyn BufRead, buf: &mut Vec<u8>) -> Result<(usize, bool)> {
+    let mut total = 0;
+    let mut too_long = false;
+    loop {
+        let avail = input
+            .fill_buf()
+            .map_err(|e| fail(Kind::TempFail, format!("cannot read stdin: {e}")))?;
+        if avail.is_empty() {
+            break;
+        }
+        let (take, done) = match avail.iter().position(|&b| b == b'\n') {
+            Some(i) => (i + 1, true),
+            None => (avail.len(), false),
+        };
+        let content = if done {
+            &avail[..take - 1]
+        } else {
+            &avail[..take]
+        };
+        if !too_long && buf.len() + content.len() <= MAX_LINE_BYTES {
+            buf.extend_from_slice(content);
+        } else {
+            too_long = true;
+            buf.clear();
+        }
+        total += take;
+        input.consume(take);
+        if done {
+            break;
+        }
+    }
+    Ok((total, too_long))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn worst_code_wins() {
+        assert_eq!(worse(0, 65), 65);
+        assert_eq!(worse(65, 0), 65);
+        assert_eq!(worse(65, 73), 73);
+        assert_eq!(worse(75, 65), 75);
+    }
+
+    #[test]
+    fn long_lines_are_cut_and_skipped() {
+        let data = format!("{}\nshort\nlast", "x".repeat(MAX_LINE_BYTES + 1));
+        let mut r = std::io::BufReader::with_capacity(16, data.as_bytes());
+        let mut buf = Vec::new();
+        assert!(read_line_bounded(&mut r, &mut buf).unwrap().1);
+        buf.clear();
+        read_line_bounded(&mut r, &mut buf).unwrap();
+        assert_eq!(buf, b"short");
+        buf.clear();
+        read_line_bounded(&mut r, &mut buf).unwrap();
+        assert_eq!(buf, b"last");
+        buf.clear();
+        assert_eq!(read_line_bounded(&mut r, &mut buf).unwrap().0, 0);
+    }
+}

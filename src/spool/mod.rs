@@ -1,0 +1,527 @@
+//! The spool on disk (layout and protocol: `man 5 hero_usage_spool`).
+//!
+//! ```text
+//! SPOOL/                         0700, created on first use
+//!   lock                         writers' flock(2), exclusive (interoperates with flock(1))
+//!   push.lock                    the push job's own flock
+//!   tmp/                         scratch: writers create files here first
+//!   incoming/                    drop box for shell scripts (*.toml, dot names ignored)
+//!   pending/<sha256(key)>.toml   accepted, not yet pushed
+//!   sent/<sha256(key)>.toml      pushed; kept for the retention window (mtime = when sent)
+//!   rejected/NAME, NAME.reason   quarantine, never deleted, never pushed
+//!   state/                       the push job's outcome file
+//! ```
+//!
+//! Knows no network. Every record file is the TOML of a full [`UsageRecord`].
+
+mod fsx;
+mod ingest;
+mod write;
+
+use crate::error::{Kind, fail};
+use crate::record::{HourBucket, TIME_FORMAT, UsageRecord, UtcSecond, describe};
+use anyhow::{Context, Result};
+use chrono::{DateTime, NaiveDateTime, Utc};
+use sha2::{Digest, Sha256};
+use std::collections::BTreeMap;
+use std::fs::{self, File};
+use std::io;
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+pub use ingest::IngestReport;
+
+/// How long a writer waits for the writers' lock before giving up (exit 75).
+pub const LOCK_WAIT: Duration = Duration::from_secs(10);
+/// Largest record file read back from the spool (a record is far smaller).
+pub const MAX_RECORD_BYTES: u64 = 64 * 1024;
+/// Files in `tmp/` older than this are leftovers of crashed writers.
+pub const TMP_MAX_AGE: Duration = Duration::from_secs(3600);
+
+const SUBDIRS: [&str; 6] = ["tmp", "incoming", "pending", "sent", "rejected", "state"];
+
+/// A spool directory whose layout exists.
+#[derive(Debug, Clone)]
+pub struct Spool {
+    root: PathBuf,
+}
+
+/// The writers' lock (`SPOOL/lock`), held until dropped.
+#[derive(Debug)]
+pub struct WriterLock {
+    file: File,
+}
+
+/// The push job's lock (`SPOOL/push.lock`), held until dropped.
+#[derive(Debug)]
+pub struct PushLock {
+    file: File,
+}
+
+impl Drop for WriterLock {
+    fn drop(&mut self) {
+        let _ = self.file.unlock();
+    }
+}
+
+impl Drop for PushLock {
+    fn drop(&mut self) {
+        let _ = self.file.unlock();
+    }
+}
+
+/// What became of one record handed to the spool.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum RecordOutcome {
+    /// Newly accepted, durable.
+    Recorded,
+    /// The key is known with identical fields: nothing changed.
+    Duplicate,
+    /// The key is known with these fields different: nothing changed.
+    Conflict(Vec<&'static str>),
+}
+
+/// A pending record: its file name in `pending/` (`<sha256-hex(key)>.toml`).
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct PendingId(String);
+
+impl PendingId {
+    /// The id a record with this idempotency key has.
+    pub fn for_key(key: &str) -> PendingId {
+        PendingId(file_name_for_key(key))
+    }
+    /// The file name.
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl std::fmt::Display for PendingId {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+/// What the spool holds.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct SpoolCounts {
+    pub pending: usize,
+    pub sent: usize,
+    /// Quarantined files (not counting their `.reason` files).
+    pub rejected: usize,
+    /// Drops waiting in `incoming/` (names ending in `.toml`, not dot names).
+    pub incoming: usize,
+    /// The oldest `occurred_at` among pending records.
+    pub oldest_pending_occurred_at: Option<UtcSecond>,
+    /// The oldest modification time (when it was accepted) among pending records.
+    pub oldest_pending_mtime: Option<DateTime<Utc>>,
+}
+
+/// `<sha256-hex(key)>.toml`: keys are never file names as they are.
+pub fn file_name_for_key(key: &str) -> String {
+    format!("{}.toml", fsx::hex(&Sha256::digest(key.as_bytes())))
+}
+
+fn is_record_name(name: &str) -> bool {
+    name.len() == 69 && name.ends_with(".toml") && name[..64].bytes().all(|b| b.is_ascii_hexdigit())
+}
+
+fn cant(what: String) -> impl FnOnce(io::Error) -> anyhow::Error {
+    move |e| fail(Kind::CantCreate, format!("{what}: {e}"))
+}
+
+impl Spool {
+    /// Open the spool at `root`, creating its layout (mode 0700) if missing.
+    /// A symlinked subdirectory is refused.
+    pub fn open(root: &Path) -> Result<Spool> {
+        let hint = "check --spool / HERO_USAGE_SPOOL and the directory's owner and mode";
+        let missing = !fsx::exists_nofollow(root)
+            .map_err(cant(format!("cannot reach spool {}", root.display())))?;
+        if let Some(parent) = root
+            .parent()
+            .filter(|p| missing && !p.as_os_str().is_empty())
+        {
+            fs::create_dir_all(parent).map_err(cant(format!(
+                "cannot create spool parent {}; {hint}",
+                parent.display()
+            )))?;
+        }
+        // The root itself may be reached through a symlink the operator chose;
+        // nothing inside it may be one.
+        if !root.is_dir() {
+            fsx::ensure_dir(root).map_err(cant(format!(
+                "cannot create spool {}; {hint}",
+                root.display()
+            )))?;
+        }
+        let mut created = false;
+        for sub in SUBDIRS {
+            let p = root.join(sub);
+            created |= fsx::ensure_dir(&p).map_err(cant(format!(
+                "cannot create spool directory {}; {hint}",
+                p.display()
+            )))?;
+        }
+        if created {
+            fsx::sync_dir(root).map_err(cant(format!("cannot sync spool {}", root.display())))?;
+        }
+        Ok(Spool {
+            root: root.to_path_buf(),
+        })
+    }
+
+    pub fn root(&self) -> &Path {
+        &self.root
+    }
+
+    pub fn state_dir(&self) -> PathBuf {
+        self.root.join("state")
+    }
+
+    pub(crate) fn dir(&self, sub: &str) -> PathBuf {
+        self.root.join(sub)
+    }
+
+    /// Take the writers' lock, waiting at most [`LOCK_WAIT`] (then TempFail).
+    pub fn lock_writers(&self) -> Result<WriterLock> {
+        let path = self.root.join("lock");
+        let file = fsx::open_lock_file(&path)
+            .map_err(cant(format!("cannot open lock {}", path.display())))?;
+        let start = Instant::now();
+        let mut pause = Duration::from_millis(1);
+        loop {
+            match file.try_lock() {
+                Ok(()) => return Ok(WriterLock { file }),
+                Err(fs::TryLockError::WouldBlock) => {}
+                Err(fs::TryLockError::Error(e)) => {
+                    return Err(cant(format!("cannot lock {}", path.display()))(e));
+                }
+            }
+            if start.elapsed() >= LOCK_WAIT {
+                return Err(fail(
+                    Kind::TempFail,
+                    format!(
+                        "the spool lock {} is still held by another process after {} s; nothing was written, try again",
+                        path.display(),
+                        LOCK_WAIT.as_secs()
+                    ),
+                ));
+            }
+            std::thread::sleep(pause);
+            pause = (pause * 2).min(Duration::from_millis(20));
+        }
+    }
+
+    /// Take the push lock if free; `None` when another push holds it.
+    pub fn try_lock_push(&self) -> Result<Option<PushLock>> {
+        let path = self.root.join("push.lock");
+        let file = fsx::open_lock_file(&path)
+            .map_err(cant(format!("cannot open lock {}", path.display())))?;
+        match file.try_lock() {
+            Ok(()) => Ok(Some(PushLock { file })),
+            Err(fs::TryLockError::WouldBlock) => Ok(None),
+            Err(fs::TryLockError::Error(e)) => {
+                Err(cant(format!("cannot lock {}", path.display()))(e))
+            }
+        }
+    }
+
+    /// Read and check a record file of the spool.
+    pub(crate) fn read_record_file(path: &Path) -> Result<UsageRecord> {
+        let bytes = fsx::read_regular(path, MAX_RECORD_BYTES)
+            .map_err(cant(format!("cannot read record {}", path.display())))?;
+        let text = String::from_utf8(bytes).map_err(|_| {
+            fail(
+                Kind::CantCreate,
+                format!("record {} is not UTF-8", path.display()),
+            )
+        })?;
+        let rec: UsageRecord = toml::from_str(&text).map_err(|e| {
+            fail(
+                Kind::CantCreate,
+                format!("record {} is damaged: {}", path.display(), e.message()),
+            )
+        })?;
+        rec.check().map_err(|errs| {
+            fail(
+                Kind::CantCreate,
+                format!(
+                    "record {} breaks the rules: {}",
+                    path.display(),
+                    describe(&errs)
+                ),
+            )
+        })?;
+        Ok(rec)
+    }
+
+    /// The pending records grouped by hour bucket. Reads only each file's
+    /// `occurred_at` line; records are not kept in memory. A pending file
+    /// without a readable time is quarantined (it cannot be bucketed).
+    pub fn pending_index(&self) -> Result<BTreeMap<HourBucket, Vec<PendingId>>> {
+        let mut out: BTreeMap<HourBucket, Vec<PendingId>> = BTreeMap::new();
+        let mut bad = Vec::new();
+        for name in self.record_names("pending")? {
+            let path = self.dir("pending").join(&name);
+            match occurred_at_of(&path) {
+                Ok(Some(t)) => out
+                    .entry(t.hour_bucket())
+                    .or_default()
+                    .push(PendingId(name)),
+                Ok(None) => bad.push(PendingId(name)),
+                // Gone meanwhile (marked sent by another process): skip.
+                Err(e) if e.kind() == io::ErrorKind::NotFound => {}
+                Err(e) => return Err(cant(format!("cannot read {}", path.display()))(e)),
+            }
+        }
+        for id in bad {
+            self.quarantine_pending(
+                &id,
+                "pending record file has no valid occurred_at line (damaged)",
+            )?;
+        }
+        for ids in out.values_mut() {
+            ids.sort();
+        }
+        Ok(out)
+    }
+
+    /// One pending record, read back and checked.
+    pub fn read_pending(&self, id: &PendingId) -> Result<UsageRecord> {
+        Self::read_record_file(&self.dir("pending").join(&id.0))
+    }
+
+    /// Move pushed records from `pending/` to `sent/` (under the writers'
+    /// lock), set their mtime to now, fsync both directories once.
+    pub fn mark_sent(&self, ids: &[PendingId]) -> Result<()> {
+        if ids.is_empty() {
+            return Ok(());
+        }
+        let _lock = self.lock_writers()?;
+        let now = std::time::SystemTime::now();
+        let (pending, sent) = (self.dir("pending"), self.dir("sent"));
+        for id in ids {
+            let from = pending.join(&id.0);
+            let to = sent.join(&id.0);
+            match fs::symlink_metadata(&from) {
+                Ok(m) if m.is_file() => {}
+                Ok(_) => {
+                    return Err(fail(
+                        Kind::CantCreate,
+                        format!("{} is not a regular file; not marked sent", from.display()),
+                    ));
+                }
+                Err(e) if e.kind() == io::ErrorKind::NotFound => {
+                    if fsx::exists_nofollow(&to)
+                        .map_err(cant(format!("cannot check {}", to.display())))?
+                    {
+                        continue; // already marked
+                    }
+                    return Err(fail(
+                        Kind::Internal,
+                        format!("pending record {id} vanished before it was marked sent"),
+                    ));
+                }
+                Err(e) => return Err(cant(format!("cannot check {}", from.display()))(e)),
+            }
+            fs::rename(&from, &to)
+                .map_err(cant(format!("cannot move {} to sent/", from.display())))?;
+            let f = fsx::open_regular(&to, false)
+                .map_err(cant(format!("cannot open {}", to.display())))?;
+            f.set_modified(now)
+                .map_err(cant(format!("cannot set the time of {}", to.display())))?;
+        }
+        fsx::sync_dir(&sent).map_err(cant(format!("cannot sync {}", sent.display())))?;
+        fsx::sync_dir(&pending).map_err(cant(format!("cannot sync {}", pending.display())))?;
+        Ok(())
+    }
+
+    /// Move a pending record into `rejected/` with a `.reason` file (a
+    /// conflict found at push time).
+    pub fn quarantine_pending(&self, id: &PendingId, reason: &str) -> Result<()> {
+        let _lock = self.lock_writers()?;
+        self.quarantine_locked(&self.dir("pending").join(&id.0), &id.0, reason)?;
+        Ok(())
+    }
+
+    /// Move `from` (any kind of file, symlinks moved themselves) into
+    /// `rejected/` under a name that clobbers nothing, with `NAME.reason`.
+    /// The caller holds the writers' lock. Returns the name used.
+    pub(crate) fn quarantine_locked(
+        &self,
+        from: &Path,
+        name: &str,
+        reason: &str,
+    ) -> Result<String> {
+        let rejected = self.dir("rejected");
+        let base = if name.starts_with('.') || name.is_empty() {
+            format!("_{name}")
+        } else {
+            name.to_string()
+        };
+        let mut n = 0u32;
+        let chosen = loop {
+            let cand = if n == 0 {
+                base.clone()
+            } else {
+                format!("{base}.{n}")
+            };
+            let a = fsx::exists_nofollow(&rejected.join(&cand))
+                .map_err(cant(format!("cannot check {}", rejected.display())))?;
+            let b = fsx::exists_nofollow(&rejected.join(format!("{cand}.reason")))
+                .map_err(cant(format!("cannot check {}", rejected.display())))?;
+            if !a && !b {
+                break cand;
+            }
+            n += 1;
+        };
+        let tmp = self.dir("tmp").join(fsx::unique_name("reason"));
+        let text = format!(
+            "{reason}\nquarantined {} UTC from {}\n",
+            UtcSecond::from_utc(Utc::now()),
+            from.parent()
+                .and_then(Path::file_name)
+                .map(|s| s.to_string_lossy().into_owned())
+                .unwrap_or_default()
+        );
+        fsx::write_new_synced(&tmp, text.as_bytes())
+            .map_err(cant(format!("cannot write {}", tmp.display())))?;
+        fs::rename(from, rejected.join(&chosen))
+            .map_err(cant(format!("cannot move {} to rejected/", from.display())))?;
+        fs::rename(&tmp, rejected.join(format!("{chosen}.reason"))).map_err(cant(format!(
+            "cannot write the reason in {}",
+            rejected.display()
+        )))?;
+        fsx::sync_dir(&rejected).map_err(cant(format!("cannot sync {}", rejected.display())))?;
+        if let Some(parent) = from.parent() {
+            fsx::sync_dir(parent).map_err(cant(format!("cannot sync {}", parent.display())))?;
+        }
+        Ok(chosen)
+    }
+
+    /// Remove sent records marked sent before `older_than`; returns how many.
+    pub fn prune_sent(&self, older_than: DateTime<Utc>) -> Result<usize> {
+        let _lock = self.lock_writers()?;
+        let sent = self.dir("sent");
+        let limit: std::time::SystemTime = older_than.into();
+        let mut removed = 0;
+        for name in self.record_names("sent")? {
+            let p = sent.join(&name);
+            let m = match fs::symlink_metadata(&p) {
+                Ok(m) => m,
+                Err(e) if e.kind() == io::ErrorKind::NotFound => continue,
+                Err(e) => return Err(cant(format!("cannot check {}", p.display()))(e)),
+            };
+            if m.modified().map(|t| t < limit).unwrap_or(false) {
+                fs::remove_file(&p).map_err(cant(format!("cannot remove {}", p.display())))?;
+                removed += 1;
+            }
+        }
+        if removed > 0 {
+            fsx::sync_dir(&sent).map_err(cant(format!("cannot sync {}", sent.display())))?;
+        }
+        Ok(removed)
+    }
+
+    /// What the spool holds.
+    pub fn counts(&self) -> Result<SpoolCounts> {
+        let mut c = SpoolCounts::default();
+        let pending = self.dir("pending");
+        for name in self.record_names("pending")? {
+            let p = pending.join(&name);
+            let m = match fs::symlink_metadata(&p) {
+                Ok(m) => m,
+                Err(e) if e.kind() == io::ErrorKind::NotFound => continue,
+                Err(e) => return Err(cant(format!("cannot check {}", p.display()))(e)),
+            };
+            c.pending += 1;
+            if let Ok(t) = m.modified() {
+                let t = DateTime::<Utc>::from(t);
+                c.oldest_pending_mtime = Some(c.oldest_pending_mtime.map_or(t, |o| o.min(t)));
+            }
+            if let Ok(Some(t)) = occurred_at_of(&p) {
+                c.oldest_pending_occurred_at =
+                    Some(c.oldest_pending_occurred_at.map_or(t, |o| o.min(t)));
+            }
+        }
+        c.sent = self.record_names("sent")?.len();
+        c.rejected = self
+            .names("rejected")?
+            .iter()
+            .filter(|n| !n.ends_with(".reason"))
+            .count();
+        c.incoming = self
+            .names("incoming")?
+            .iter()
+            .filter(|n| ingest::is_drop_name(n))
+            .count();
+        Ok(c)
+    }
+
+    /// All names in a subdirectory (UTF-8 ones; others are not ours).
+    pub(crate) fn names(&self, sub: &str) -> Result<Vec<String>> {
+        let dir = self.dir(sub);
+        let rd = fs::read_dir(&dir).map_err(cant(format!("cannot list {}", dir.display())))?;
+        let mut out = Vec::new();
+        for e in rd {
+            let e = e.map_err(cant(format!("cannot list {}", dir.display())))?;
+            if let Ok(name) = e.file_name().into_string() {
+                out.push(name);
+            }
+        }
+        out.sort();
+        Ok(out)
+    }
+
+    /// Names of record files (`<64 hex>.toml`) in a subdirectory.
+    fn record_names(&self, sub: &str) -> Result<Vec<String>> {
+        Ok(self
+            .names(sub)?
+            .into_iter()
+            .filter(|n| is_record_name(n))
+            .collect())
+    }
+}
+
+/// The `occurred_at` of a spool record file, from its line alone. `Ok(None)`
+/// when the file has no valid such line (or is not a regular file).
+fn occurred_at_of(path: &Path) -> io::Result<Option<UtcSecond>> {
+    let bytes = match fsx::read_regular(path, MAX_RECORD_BYTES) {
+        Ok(b) => b,
+        Err(e) if e.kind() == io::ErrorKind::NotFound => return Err(e),
+        Err(e)
+            if matches!(
+                e.kind(),
+                io::ErrorKind::InvalidInput | io::ErrorKind::InvalidData
+            ) =>
+        {
+            return Ok(None);
+        }
+        Err(e) => return Err(e),
+    };
+    let text = String::from_utf8_lossy(&bytes);
+    Ok(text.lines().find_map(|l| {
+        let v = l.strip_prefix("occurred_at = \"")?.strip_suffix('"')?;
+        NaiveDateTime::parse_from_str(v, TIME_FORMAT)
+            .ok()
+            .map(UtcSecond)
+    }))
+}
+
+/// Render a record as its spool file.
+pub(crate) fn render(rec: &UsageRecord) -> Result<String> {
+    toml::to_string(rec).context("cannot render record as TOML (a bug)")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn key_names_are_sha256_hex() {
+        let n = file_name_for_key("job-42");
+        assert!(is_record_name(&n), "{n}");
+        assert_ne!(n, file_name_for_key("job-43"));
+        assert!(!is_record_name("x.toml"));
+    }
+}

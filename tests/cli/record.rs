@@ -1,0 +1,742 @@
+//! `hero_usage_record` and the spool: validation, idempotency, concurrency,
+//! the shell drop box, crash safety, modes, locking, man pages.
+
+use crate::support::*;
+use chrono::Utc;
+use hero_usage::record::UsageRecord;
+use hero_usage::spool::{PendingId, Spool, file_name_for_key};
+use std::os::unix::fs::PermissionsExt;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+const REC: &str = "hero_usage_record";
+
+fn good_args() -> Vec<(&'static str, &'static str)> {
+    vec![
+        ("--idempotency-key", "job-42-2026-11-26T16"),
+        ("--user-sid", "0a1b"),
+        ("--amount-cents", "250"),
+        ("--resource-kind", "cpu_hours"),
+        ("--description", "4 vCPU for 1 h"),
+        ("--occurred-at", "2026-11-26 16:04:05"),
+    ]
+}
+
+fn record_cmd(env: &TestEnv, args: &[(&str, &str)]) -> Command {
+    let mut c = env.cmd(REC);
+    for (k, v) in args {
+        c.arg(format!("{k}={v}"));
+    }
+    c
+}
+
+fn with(
+    args: &[(&'static str, &'static str)],
+    flag: &'static str,
+    value: &'static str,
+) -> Vec<(&'static str, &'static str)> {
+    let mut out: Vec<_> = args.iter().copied().filter(|(k, _)| *k != flag).collect();
+    out.push((flag, value));
+    out
+}
+
+/// Record files (pending and sent), parsed and checked.
+fn records(spool: &Path) -> Vec<(PathBuf, UsageRecord)> {
+    let mut out = Vec::new();
+    for sub in ["pending", "sent"] {
+        for p in files_under(&spool.join(sub)) {
+            let text = std::fs::read_to_string(&p).unwrap();
+            let rec: UsageRecord = toml::from_str(&text).unwrap_or_else(|e| {
+                panic!("{} is not a complete record: {e}\n{text}", p.display())
+            });
+            rec.check()
+                .unwrap_or_else(|e| panic!("{} breaks rules: {e:?}", p.display()));
+            assert_eq!(
+                p.file_name().unwrap().to_str().unwrap(),
+                file_name_for_key(&rec.idempotency_key),
+                "file named after the key's hash"
+            );
+            out.push((p, rec));
+        }
+    }
+    out
+}
+
+/// Every file in the spool that is not a lock file.
+fn non_lock_files(spool: &Path) -> Vec<PathBuf> {
+    files_under(spool)
+        .into_iter()
+        .filter(|p| !p.ends_with("lock") && !p.ends_with("push.lock"))
+        .collect()
+}
+
+#[test]
+fn records_and_prints_recorded() {
+    let env = TestEnv::new();
+    let o = run(&mut record_cmd(&env, &good_args()));
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    assert_eq!(stdout(&o), "recorded job-42-2026-11-26T16\n");
+    let recs = records(&env.spool);
+    assert_eq!(recs.len(), 1);
+    let r = &recs[0].1;
+    assert_eq!(r.node_id, "test-node");
+    assert_eq!(r.amount_cents, 250);
+    assert_eq!(r.description, "4 vCPU for 1 h");
+    assert_eq!(r.occurred_at.to_string(), "2026-11-26 16:04:05");
+    assert!(
+        files_under(&env.spool.join("tmp")).is_empty(),
+        "tmp/ left clean"
+    );
+}
+
+#[test]
+fn every_invalid_field_exits_65_names_it_and_writes_nothing() {
+    let cases: [(&str, &str, &str); 12] = [
+        ("--idempotency-key", "has space", "idempotency_key"),
+        ("--idempotency-key", "", "idempotency_key"),
+        ("--user-sid", "ABCD", "user_sid"),
+        ("--user-sid", "abcdefg", "user_sid"),
+        ("--amount-cents", "-1", "amount_cents"),
+        ("--amount-cents", "1000000000001", "amount_cents"),
+        ("--amount-cents", "2.5", "amount_cents"),
+        ("--resource-kind", "CPU", "resource_kind"),
+        ("--description", "tab\there", "description"),
+        ("--occurred-at", "2999-01-01 00:00:00", "occurred_at"),
+        ("--occurred-at", "yesterday", "occurred_at"),
+        ("--node-id", ".hidden", "node_id"),
+    ];
+    for (flag, value, field) in cases {
+        let env = TestEnv::new();
+        let o = run(&mut record_cmd(&env, &with(&good_args(), flag, value)));
+        let err = stderr(&o);
+        assert_eq!(o.status.code(), Some(65), "{flag}={value}: {err}");
+        assert!(err.contains(&format!("{field}:")), "{flag}={value}: {err}");
+        assert!(err.starts_with("hero_usage_record: error: "), "{err}");
+        assert_eq!(stdout(&o), "");
+        assert!(
+            non_lock_files(&env.spool).is_empty(),
+            "{flag}: something was written"
+        );
+    }
+    // A missing required field is named too, and several are named at once.
+    let env = TestEnv::new();
+    let o = run(env
+        .cmd(REC)
+        .args(["--idempotency-key", "k", "--user-sid", "X"]));
+    assert_eq!(o.status.code(), Some(65));
+    let err = stderr(&o);
+    for f in ["user_sid", "amount_cents", "resource_kind"] {
+        assert!(err.contains(f), "{f} not named: {err}");
+    }
+    assert!(non_lock_files(&env.spool).is_empty());
+}
+
+#[test]
+fn duplicate_exits_0_and_keeps_one_file() {
+    let env = TestEnv::new();
+    assert_eq!(
+        run(&mut record_cmd(&env, &good_args())).status.code(),
+        Some(0)
+    );
+    let o = run(&mut record_cmd(&env, &good_args()));
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    assert_eq!(stdout(&o), "duplicate job-42-2026-11-26T16\n");
+    assert_eq!(records(&env.spool).len(), 1);
+    assert_eq!(
+        non_lock_files(&env.spool).len(),
+        1,
+        "no tmp file left either"
+    );
+}
+
+#[test]
+fn conflict_exits_65_and_names_the_fields() {
+    let env = TestEnv::new();
+    assert_eq!(
+        run(&mut record_cmd(&env, &good_args())).status.code(),
+        Some(0)
+    );
+    let changed = with(
+        &with(&good_args(), "--amount-cents", "251"),
+        "--user-sid",
+        "0a1c",
+    );
+    let o = run(&mut record_cmd(&env, &changed));
+    assert_eq!(o.status.code(), Some(65));
+    let err = stderr(&o);
+    assert!(
+        err.contains("amount_cents") && err.contains("user_sid"),
+        "{err}"
+    );
+    assert!(!err.contains("description"), "{err}");
+    assert_eq!(stdout(&o), "");
+    let recs = records(&env.spool);
+    assert_eq!(recs.len(), 1);
+    assert_eq!(recs[0].1.amount_cents, 250, "nothing changed");
+}
+
+#[test]
+fn retry_with_defaulted_time_is_a_duplicate() {
+    let env = TestEnv::new();
+    let args: Vec<_> = good_args()
+        .into_iter()
+        .filter(|(k, _)| *k != "--occurred-at")
+        .collect();
+    assert_eq!(run(&mut record_cmd(&env, &args)).status.code(), Some(0));
+    std::thread::sleep(Duration::from_millis(1100)); // "now" moves on
+    let o = run(&mut record_cmd(&env, &args));
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    assert_eq!(stdout(&o), "duplicate job-42-2026-11-26T16\n");
+    // With an explicit, different time it is a conflict on occurred_at.
+    let o = run(&mut record_cmd(
+        &env,
+        &with(&args, "--occurred-at", "2020-01-01 00:00:00"),
+    ));
+    assert_eq!(o.status.code(), Some(65));
+    assert!(stderr(&o).contains("occurred_at"));
+}
+
+#[test]
+fn usage_errors_exit_64_and_help_works() {
+    let env = TestEnv::new();
+    let o = run(env.cmd(REC).arg("--no-such-flag"));
+    assert_eq!(o.status.code(), Some(64));
+    assert!(
+        stderr(&o).starts_with("hero_usage_record: error:"),
+        "{}",
+        stderr(&o)
+    );
+    let o = run(env.cmd(REC).args(["--stdin", "--user-sid", "0a1b"]));
+    assert_eq!(o.status.code(), Some(64), "--stdin with field flags");
+    let o = run(&mut env.cmd(REC));
+    assert_eq!(o.status.code(), Some(64), "no fields at all");
+    let o = run(env.cmd(REC).arg("--help"));
+    assert_eq!(o.status.code(), Some(0));
+    assert!(stdout(&o).contains("--idempotency-key"));
+    let o = run(env.cmd(REC).arg("--version"));
+    assert_eq!(o.status.code(), Some(0));
+    assert!(stdout(&o).starts_with("hero_usage_record "));
+    assert!(!env.spool.exists(), "nothing created");
+}
+
+#[test]
+fn eight_concurrent_writers_one_file_per_key() {
+    let env = TestEnv::new();
+    let procs = 8;
+    let mut children = Vec::new();
+    for p in 0..procs {
+        let mut input = String::new();
+        for i in 0..500 {
+            // Half the keys are shared by all processes (identical content).
+            let key = if i % 2 == 0 {
+                format!("shared-{i}")
+            } else {
+                format!("p{p}-{i}")
+            };
+            input.push_str(&format!(
+                "{{\"idempotency_key\":\"{key}\",\"user_sid\":\"0a1b\",\"amount_cents\":{i},\
+                 \"resource_kind\":\"cpu_hours\",\"occurred_at\":\"2026-11-26 16:{:02}:00\"}}\n",
+                i % 60
+            ));
+        }
+        let mut child = env
+            .cmd(REC)
+            .arg("--stdin")
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        let mut stdin = child.stdin.take().unwrap();
+        std::thread::spawn(move || {
+            use std::io::Write;
+            stdin.write_all(input.as_bytes()).unwrap();
+        });
+        children.push(child);
+    }
+    let mut recorded = 0;
+    let mut duplicate = 0;
+    for child in children {
+        let o = child.wait_with_output().unwrap();
+        assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+        for line in stdout(&o).lines() {
+            if line.starts_with("recorded ") {
+                recorded += 1;
+            } else if line.starts_with("duplicate ") {
+                duplicate += 1;
+            } else {
+                panic!("unexpected line {line}");
+            }
+        }
+    }
+    let unique = 250 + procs * 250;
+    assert_eq!(recorded, unique, "each unique key recorded exactly once");
+    assert_eq!(duplicate, procs * 500 - unique);
+    let recs = records(&env.spool);
+    assert_eq!(recs.len(), unique);
+    let mut keys: Vec<_> = recs
+        .iter()
+        .map(|(_, r)| r.idempotency_key.clone())
+        .collect();
+    keys.sort();
+    keys.dedup();
+    assert_eq!(keys.len(), unique);
+    assert!(files_under(&env.spool.join("tmp")).is_empty());
+}
+
+#[test]
+fn stdin_mixes_valid_duplicate_and_invalid_lines() {
+    let env = TestEnv::new();
+    let line = |k: &str, sid: &str, amount: &str| {
+        format!(
+            "{{\"idempotency_key\":\"{k}\",\"user_sid\":\"{sid}\",\"amount_cents\":{amount},\"resource_kind\":\"gpu\"}}\n"
+        )
+    };
+    let input = [
+        line("a", "0a1b", "1"),
+        line("a", "0a1b", "1"),     // 2: duplicate of line 1
+        "{not json\n".to_string(),  // 3
+        line("b", "BAD", "2"),      // 4: invalid user_sid
+        "\n".to_string(),           // 5: blank, skipped
+        line("c", "0a1b", "3"),     // 6
+        line("a", "0a1b", "9"),     // 7: conflict
+        "[1,2]\n".to_string(),      // 8: not an object
+        line("d", "0a1b", "\"x\""), // 9: amount not a number
+    ]
+    .concat();
+    let o = run_with_stdin(env.cmd(REC).arg("--stdin"), input.as_bytes());
+    assert_eq!(o.status.code(), Some(65), "{}", stderr(&o));
+    assert_eq!(stdout(&o), "recorded a\nduplicate a\nrecorded c\n");
+    let err = stderr(&o);
+    for (n, what) in [
+        (3, "JSON"),
+        (4, "user_sid"),
+        (7, "amount_cents"),
+        (8, "object"),
+        (9, "amount_cents"),
+    ] {
+        assert!(
+            err.lines()
+                .any(|l| l.contains(&format!("line {n}: ")) && l.contains(what)),
+            "line {n} ({what}) not reported: {err}"
+        );
+    }
+    assert!(!err.contains("line 1:") && !err.contains("line 2:") && !err.contains("line 5:"));
+    assert_eq!(records(&env.spool).len(), 2);
+}
+
+/// The shell drop example of man 5 hero_usage_spool, as `sh` code.
+fn man_page_drop_example() -> String {
+    let page = std::fs::read_to_string(repo_root().join("man/hero_usage_spool.5")).unwrap();
+    let start = page.find(".\\\" drop-example-begin").expect("begin marker");
+    let end = page.find(".\\\" drop-example-end").expect("end marker");
+    page[start..end]
+        .lines()
+        .filter(|l| !l.starts_with('.'))
+        .map(|l| {
+            l.replace("\\-", "-")
+                .replace("\\e", "\\")
+                .replace("\\(dq", "\"")
+        })
+        .collect::<Vec<_>>()
+        .join("\n")
+        + "\n"
+}
+
+#[test]
+fn shell_drop_from_the_man_page_is_ingested() {
+    let env = TestEnv::new();
+    let spool = Spool::open(&env.spool).unwrap();
+    let script = man_page_drop_example();
+    assert!(
+        script.contains("mktemp") && script.contains("incoming"),
+        "{script}"
+    );
+    let o = run(Command::new("sh")
+        .arg("-c")
+        .arg(&script)
+        .env("SPOOL", &env.spool));
+    assert_eq!(o.status.code(), Some(0), "{script}\n{}", stderr(&o));
+    assert_eq!(files_under(&env.spool.join("incoming")).len(), 1);
+    let report = spool.ingest_incoming("test-node", Utc::now()).unwrap();
+    assert_eq!((report.ingested, report.duplicates), (1, 0), "{report:?}");
+    assert!(report.quarantined.is_empty());
+    assert!(files_under(&env.spool.join("incoming")).is_empty());
+    let recs = records(&env.spool);
+    assert_eq!(recs.len(), 1);
+    let r = &recs[0].1;
+    assert_eq!(r.idempotency_key, "job-42-2026-11-26T16");
+    assert_eq!(r.node_id, "test-node", "node_id defaults to the node name");
+    // occurred_at defaulted to the drop's mtime: just now.
+    let age = Utc::now().naive_utc() - r.occurred_at.0;
+    assert!(age.num_seconds().abs() < 60, "{}", r.occurred_at);
+    // The same drop again is a duplicate and is removed.
+    let o = run(Command::new("sh")
+        .arg("-c")
+        .arg(&script)
+        .env("SPOOL", &env.spool));
+    assert_eq!(o.status.code(), Some(0));
+    let report = spool.ingest_incoming("test-node", Utc::now()).unwrap();
+    assert_eq!((report.ingested, report.duplicates), (0, 1));
+    assert!(files_under(&env.spool.join("incoming")).is_empty());
+    // And hero_usage_record sees the key as taken.
+    let o = run(&mut record_cmd(
+        &env,
+        &with(&good_args(), "--amount-cents", "1"),
+    ));
+    assert_eq!(o.status.code(), Some(65));
+}
+
+#[test]
+fn malformed_and_invalid_drops_are_quarantined_with_reasons() {
+    let env = TestEnv::new();
+    let spool = Spool::open(&env.spool).unwrap();
+    let inc = env.spool.join("incoming");
+    std::fs::write(
+        inc.join("broken.toml"),
+        "idempotency_key = \"x\nuser_sid = 1",
+    )
+    .unwrap();
+    std::fs::write(
+        inc.join("bad-sid.toml"),
+        "idempotency_key = \"k1\"\nuser_sid = \"TOOLONGSID\"\namount_cents = 1\nresource_kind = \"cpu\"\n",
+    )
+    .unwrap();
+    std::fs::write(inc.join(".hidden.toml"), "ignored").unwrap();
+    std::fs::write(inc.join("notes.txt"), "ignored").unwrap();
+    // A file of the same name already in rejected/ is not clobbered.
+    std::fs::write(env.spool.join("rejected/broken.toml"), "earlier").unwrap();
+    let report = spool.ingest_incoming("test-node", Utc::now()).unwrap();
+    assert_eq!(report.ingested, 0);
+    let mut q = report.quarantined.clone();
+    q.sort();
+    assert_eq!(q.len(), 2, "{q:?}");
+    assert_eq!(q[0].0, "bad-sid.toml");
+    assert!(q[0].1.contains("user_sid"), "{}", q[0].1);
+    assert_eq!(q[1].0, "broken.toml");
+    assert!(q[1].1.contains("TOML"), "{}", q[1].1);
+    let rej = env.spool.join("rejected");
+    assert_eq!(
+        std::fs::read_to_string(rej.join("broken.toml")).unwrap(),
+        "earlier"
+    );
+    assert!(
+        std::fs::read_to_string(rej.join("broken.toml.1.reason"))
+            .unwrap()
+            .contains("TOML")
+    );
+    assert!(rej.join("broken.toml.1").exists());
+    let reason = std::fs::read_to_string(rej.join("bad-sid.toml.reason")).unwrap();
+    assert!(
+        reason.contains("user_sid:") && reason.contains("SmartID"),
+        "{reason}"
+    );
+    assert!(
+        inc.join(".hidden.toml").exists() && inc.join("notes.txt").exists(),
+        "ignored names stay"
+    );
+    assert!(records(&env.spool).is_empty());
+    // Quarantined files do not come back.
+    let again = spool.ingest_incoming("test-node", Utc::now()).unwrap();
+    assert!(again.quarantined.is_empty());
+    assert_eq!(spool.counts().unwrap().rejected, 3);
+}
+
+#[test]
+fn symlink_drop_is_quarantined_without_reading_its_target() {
+    let env = TestEnv::new();
+    let spool = Spool::open(&env.spool).unwrap();
+    let target = env.path("target.toml");
+    let valid = "idempotency_key = \"via-link\"\nuser_sid = \"0a1b\"\namount_cents = 1\nresource_kind = \"cpu\"\n";
+    std::fs::write(&target, valid).unwrap();
+    std::os::unix::fs::symlink(&target, env.spool.join("incoming/link.toml")).unwrap();
+    let report = spool.ingest_incoming("test-node", Utc::now()).unwrap();
+    assert_eq!(
+        report.ingested, 0,
+        "a valid target would have been ingested had it been read"
+    );
+    assert_eq!(report.quarantined.len(), 1);
+    assert!(report.quarantined[0].1.contains("symbolic link"));
+    let moved = env.spool.join("rejected/link.toml");
+    assert!(
+        std::fs::symlink_metadata(&moved)
+            .unwrap()
+            .file_type()
+            .is_symlink(),
+        "the link itself moved"
+    );
+    assert_eq!(
+        std::fs::read_to_string(&target).unwrap(),
+        valid,
+        "target untouched"
+    );
+    assert!(records(&env.spool).is_empty());
+}
+
+#[test]
+fn symlinked_spool_directory_is_refused() {
+    let env = TestEnv::new();
+    let elsewhere = env.path("elsewhere");
+    std::fs::create_dir_all(&elsewhere).unwrap();
+    std::fs::create_dir_all(&env.spool).unwrap();
+    std::os::unix::fs::symlink(&elsewhere, env.spool.join("pending")).unwrap();
+    let o = run(&mut record_cmd(&env, &good_args()));
+    assert_eq!(o.status.code(), Some(73), "{}", stderr(&o));
+    assert!(stderr(&o).contains("symbolic link"), "{}", stderr(&o));
+    assert!(files_under(&elsewhere).is_empty());
+}
+
+const FAILPOINTS: [&str; 5] = [
+    "record-after-tmp-write",
+    "record-after-fsync",
+    "record-after-link",
+    "record-after-unlink-tmp",
+    "record-after-dir-fsync",
+];
+
+#[test]
+fn crash_at_every_step_leaves_no_record_or_a_complete_one() {
+    for (stdin, fp) in FAILPOINTS.iter().flat_map(|fp| [(false, *fp), (true, *fp)]) {
+        let env = TestEnv::new();
+        let mut c = record_cmd(&env, &good_args());
+        if stdin {
+            c = env.cmd(REC);
+            c.arg("--stdin");
+        }
+        c.env("HERO_USAGE_FAILPOINT", fp);
+        let line = "{\"idempotency_key\":\"job-42-2026-11-26T16\",\"user_sid\":\"0a1b\",\"amount_cents\":250,\
+                    \"resource_kind\":\"cpu_hours\",\"description\":\"4 vCPU for 1 h\",\"occurred_at\":\"2026-11-26 16:04:05\"}\n";
+        let o = run_with_stdin(&mut c, line.as_bytes());
+        assert_eq!(o.status.code(), None, "{fp}: must abort: {}", stderr(&o));
+        assert!(
+            !stdout(&o).contains("recorded"),
+            "{fp}: no success claimed before the end"
+        );
+        let recs = records(&env.spool); // panics on a partial record
+        assert!(recs.len() <= 1, "{fp}");
+        for (_, r) in &recs {
+            assert_eq!(r.amount_cents, 250, "{fp}");
+            assert_eq!(r.occurred_at.to_string(), "2026-11-26 16:04:05");
+        }
+        let o = run(&mut record_cmd(&env, &good_args()));
+        assert_eq!(o.status.code(), Some(0), "{fp}: {}", stderr(&o));
+        let want = if recs.is_empty() {
+            "recorded"
+        } else {
+            "duplicate"
+        };
+        assert_eq!(
+            stdout(&o),
+            format!("{want} job-42-2026-11-26T16\n"),
+            "{fp} stdin={stdin}"
+        );
+        assert_eq!(records(&env.spool).len(), 1, "{fp}");
+        // A different record under the key is still a conflict.
+        let o = run(&mut record_cmd(
+            &env,
+            &with(&good_args(), "--amount-cents", "1"),
+        ));
+        assert_eq!(o.status.code(), Some(65), "{fp}");
+    }
+}
+
+#[test]
+fn crashed_writers_tmp_leftovers_are_cleaned_after_an_hour() {
+    let env = TestEnv::new();
+    let spool = Spool::open(&env.spool).unwrap();
+    let tmp = env.spool.join("tmp");
+    let old = tmp.join("rec.old");
+    let fresh = tmp.join("tmp.fresh");
+    std::fs::write(&old, "partial").unwrap();
+    std::fs::write(&fresh, "a shell drop being written").unwrap();
+    let two_hours_ago = std::time::SystemTime::now() - Duration::from_secs(7200);
+    std::fs::File::options()
+        .write(true)
+        .open(&old)
+        .unwrap()
+        .set_modified(two_hours_ago)
+        .unwrap();
+    spool.ingest_incoming("test-node", Utc::now()).unwrap();
+    assert!(!old.exists(), "old leftover removed");
+    assert!(fresh.exists(), "a fresh file is left alone");
+}
+
+#[test]
+fn modes_are_0700_for_dirs_and_0600_for_files() {
+    let env = TestEnv::new();
+    assert_eq!(
+        run(&mut record_cmd(&env, &good_args())).status.code(),
+        Some(0)
+    );
+    let spool = Spool::open(&env.spool).unwrap();
+    drop(spool.try_lock_push().unwrap());
+    let mut dirs = 0;
+    for e in walkdir::WalkDir::new(&env.spool) {
+        let e = e.unwrap();
+        let mode = e.metadata().unwrap().permissions().mode() & 0o777;
+        if e.file_type().is_dir() {
+            dirs += 1;
+            assert_eq!(mode, 0o700, "{}", e.path().display());
+        } else {
+            assert_eq!(mode, 0o600, "{}", e.path().display());
+        }
+    }
+    assert_eq!(dirs, 7, "root + tmp incoming pending sent rejected state");
+    for f in ["lock", "push.lock"] {
+        assert!(env.spool.join(f).is_file(), "{f}");
+    }
+}
+
+#[test]
+fn sent_records_still_detect_duplicates_and_conflicts() {
+    let env = TestEnv::new();
+    assert_eq!(
+        run(&mut record_cmd(&env, &good_args())).status.code(),
+        Some(0)
+    );
+    let spool = Spool::open(&env.spool).unwrap();
+    let index = spool.pending_index().unwrap();
+    let ids: Vec<PendingId> = index.values().flatten().cloned().collect();
+    assert_eq!(index.keys().next().unwrap().to_string(), "2026-11-26-16");
+    assert_eq!(ids, vec![PendingId::for_key("job-42-2026-11-26T16")]);
+    assert_eq!(spool.read_pending(&ids[0]).unwrap().amount_cents, 250);
+    spool.mark_sent(&ids).unwrap();
+    let c = spool.counts().unwrap();
+    assert_eq!((c.pending, c.sent), (0, 1));
+    let o = run(&mut record_cmd(&env, &good_args()));
+    assert_eq!(stdout(&o), "duplicate job-42-2026-11-26T16\n");
+    let o = run(&mut record_cmd(
+        &env,
+        &with(&good_args(), "--resource-kind", "gpu"),
+    ));
+    assert_eq!(o.status.code(), Some(65));
+    assert!(stderr(&o).contains("resource_kind"));
+    assert!(files_under(&env.spool.join("pending")).is_empty());
+    // Pruning by the time it was marked sent.
+    assert_eq!(
+        spool
+            .prune_sent(Utc::now() - chrono::Duration::hours(1))
+            .unwrap(),
+        0
+    );
+    assert_eq!(
+        spool
+            .prune_sent(Utc::now() + chrono::Duration::seconds(5))
+            .unwrap(),
+        1
+    );
+    // Once forgotten, the key can be recorded again.
+    assert_eq!(
+        stdout(&run(&mut record_cmd(&env, &good_args()))),
+        "recorded job-42-2026-11-26T16\n"
+    );
+}
+
+#[test]
+fn push_lock_is_exclusive_and_quarantine_pending_moves_with_reason() {
+    let env = TestEnv::new();
+    assert_eq!(
+        run(&mut record_cmd(&env, &good_args())).status.code(),
+        Some(0)
+    );
+    let spool = Spool::open(&env.spool).unwrap();
+    let held = spool.try_lock_push().unwrap().expect("free");
+    assert!(
+        spool.try_lock_push().unwrap().is_none(),
+        "second push sees the lock"
+    );
+    drop(held);
+    assert!(spool.try_lock_push().unwrap().is_some());
+    let id = PendingId::for_key("job-42-2026-11-26T16");
+    spool
+        .quarantine_pending(&id, "amount_cents differs from the billing repository")
+        .unwrap();
+    let reason =
+        std::fs::read_to_string(env.spool.join("rejected").join(format!("{id}.reason"))).unwrap();
+    assert!(reason.contains("amount_cents differs"));
+    assert_eq!(spool.counts().unwrap().pending, 0);
+}
+
+/// Start `flock SPOOL/lock sleep SECS` and wait until it holds the lock.
+fn hold_lock_with_flock(spool: &Spool, secs: &str) -> std::process::Child {
+    drop(spool.lock_writers().unwrap()); // the lock file exists
+    let lock = spool.root().join("lock");
+    let child = Command::new("flock")
+        .arg(&lock)
+        .args(["sleep", secs])
+        .spawn()
+        .expect("flock(1) installed");
+    let f = std::fs::File::open(&lock).unwrap();
+    let start = Instant::now();
+    while f.try_lock().is_ok() {
+        f.unlock().unwrap();
+        assert!(
+            start.elapsed() < Duration::from_secs(5),
+            "flock(1) never took the lock"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    child
+}
+
+#[test]
+fn writers_lock_interoperates_with_flock_1() {
+    let env = TestEnv::new();
+    let spool = Spool::open(&env.spool).unwrap();
+    let mut holder = hold_lock_with_flock(&spool, "2");
+    let start = Instant::now();
+    let o = run(&mut record_cmd(&env, &good_args()));
+    let waited = start.elapsed();
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    assert_eq!(stdout(&o), "recorded job-42-2026-11-26T16\n");
+    assert!(
+        waited >= Duration::from_millis(1500),
+        "did not wait for flock(1): {waited:?}"
+    );
+    holder.wait().unwrap();
+}
+
+#[test]
+fn lock_held_too_long_is_a_temporary_failure() {
+    let env = TestEnv::new();
+    let spool = Spool::open(&env.spool).unwrap();
+    let mut holder = hold_lock_with_flock(&spool, "13");
+    let o = run(&mut record_cmd(&env, &good_args()));
+    assert_eq!(o.status.code(), Some(75), "{}", stderr(&o));
+    assert!(stderr(&o).contains("lock"), "{}", stderr(&o));
+    assert!(records(&env.spool).is_empty());
+    assert!(
+        files_under(&env.spool.join("tmp")).is_empty(),
+        "tmp file removed"
+    );
+    holder.kill().unwrap();
+    holder.wait().unwrap();
+}
+
+#[test]
+fn man_pages_render_without_warnings() {
+    let dir = repo_root().join("man");
+    let mut pages: Vec<_> = std::fs::read_dir(&dir)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| {
+            p.extension()
+                .is_some_and(|e| ["1", "5", "7"].contains(&e.to_str().unwrap()))
+        })
+        .collect();
+    pages.sort();
+    for name in ["hero_usage_record.1", "hero_usage_spool.5", "hero_usage.7"] {
+        assert!(pages.contains(&dir.join(name)), "{name} missing");
+    }
+    for p in pages {
+        let o = Command::new("groff")
+            .args(["-man", "-ww", "-z"])
+            .arg(&p)
+            .output()
+            .expect("groff installed (.ci/run installs it)");
+        assert!(o.status.success(), "{}", p.display());
+        assert_eq!(stderr(&o), "", "{} has warnings", p.display());
+        assert_eq!(stdout(&o), "");
+    }
+}
