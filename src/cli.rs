@@ -1,16 +1,22 @@
 //! What every binary's `main` shares besides settings: clap parsing with the
-//! contract's exit code for a bad command line (64, where clap uses 2).
+//! contract's exit code for a bad command line (64, where clap uses 2) and
+//! its error format (`<binary>: error: ...`).
 
 use clap::Parser;
 
-/// Parse the command line; `--help`/`--version` exit 0, errors exit 64.
-pub fn parse<T: Parser>() -> T {
+/// Parse the command line; `--help`/`--version` print and exit 0, errors
+/// print `<binary>: error: ...` and exit 64.
+pub fn parse<T: Parser>(binary: &str) -> T {
     match T::try_parse() {
         Ok(cli) => cli,
+        Err(e) if !e.use_stderr() => {
+            print!("{e}");
+            std::process::exit(0)
+        }
         Err(e) => {
-            let code = if e.use_stderr() { 64 } else { 0 };
-            let _ = e.print();
-            std::process::exit(code)
+            // clap's rendering starts with "error: ".
+            eprint!("{binary}: {}", e.render());
+            std::process::exit(64)
         }
     }
 }

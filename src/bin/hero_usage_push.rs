@@ -36,7 +36,7 @@ struct Cli {
 }
 
 fn run() -> Result<i32> {
-    let cli = hero_usage::cli::parse::<Cli>();
+    let cli = hero_usage::cli::parse::<Cli>("hero_usage_push");
     let common = Common::resolve(&cli.spool)?;
     if let Some(scheduler) = cli.print_schedule {
         let exe = std::env::current_exe()?;

@@ -43,18 +43,7 @@ struct Cli {
 }
 
 fn main() {
-    let cli = match Cli::try_parse() {
-        Ok(cli) => cli,
-        Err(e) if !e.use_stderr() => {
-            // --help, --version
-            print!("{e}");
-            std::process::exit(0);
-        }
-        Err(e) => {
-            eprint!("{BINARY}: {}", e.render());
-            std::process::exit(64);
-        }
-    };
+    let cli: Cli = hero_usage::cli::parse(BINARY);
     main_with(BINARY, || {
         if cli.stdin {
             let stdin = std::io::stdin();

@@ -23,7 +23,7 @@ struct Cli {
 }
 
 fn run() -> Result<i32> {
-    let cli = hero_usage::cli::parse::<Cli>();
+    let cli = hero_usage::cli::parse::<Cli>("hero_usage_status");
     let common = Common::resolve(&cli.spool)?;
     let report = StatusReport::gather(&common.spool, &common.node, chrono::Utc::now())?;
     if cli.json {
