@@ -100,7 +100,9 @@ impl PushSummary {
                 self.files.len(),
                 self.already_present
             ),
-            "nothing-to-push" => format!("nothing to push ({} already present)", self.already_present),
+            "nothing-to-push" => {
+                format!("nothing to push ({} already present)", self.already_present)
+            }
             "failed" => format!(
                 "push failed after {} attempts: {}",
                 self.attempts,
@@ -162,10 +164,15 @@ pub fn run(spool: &Spool, opts: &PushOptions) -> Result<PushSummary> {
         let report = spool.ingest_incoming(&opts.node, start_time)?;
         summary.ingested = report.ingested;
         summary.ingest_duplicates = report.duplicates;
-        summary.quarantined.extend(report.quarantined.into_iter().map(|(what, reason)| Problem {
-            what: format!("incoming/{what}"),
-            reason,
-        }));
+        summary.quarantined.extend(
+            report
+                .quarantined
+                .into_iter()
+                .map(|(what, reason)| Problem {
+                    what: format!("incoming/{what}"),
+                    reason,
+                }),
+        );
         failpoint("push-after-ingest");
     }
 
@@ -188,7 +195,9 @@ pub fn run(spool: &Spool, opts: &PushOptions) -> Result<PushSummary> {
         summary.pruned = spool.prune_sent(horizon)?;
     }
     summary.pending_after = spool.pending_index()?.values().map(Vec::len).sum();
-    if summary.exit_code == 0 && !(summary.quarantined.is_empty() && summary.unreadable_hours.is_empty()) {
+    if summary.exit_code == 0
+        && !(summary.quarantined.is_empty() && summary.unreadable_hours.is_empty())
+    {
         // Shown to the scheduler once; the quarantined files fail no later run.
         summary.exit_code = Kind::Data.exit_code();
     }
@@ -270,7 +279,11 @@ fn push_hours(
                 std::thread::sleep(backoff(attempt));
             }
             Some(e) => {
-                let retries = if e.is_retryable() { ", retries used up; nothing is lost, the next run retries" } else { "" };
+                let retries = if e.is_retryable() {
+                    ", retries used up; nothing is lost, the next run retries"
+                } else {
+                    ""
+                };
                 return Err(fail(e.kind(), format!("{e}{retries}")));
             }
             None => return Err(err),
@@ -306,10 +319,14 @@ fn ensure_repo(
     match client.create_repo(owner, name) {
         Ok(r) => Ok(Some(r)),
         // Another node created it first.
-        Err(ForgeError::AlreadyExists(_)) => client.get_repo(owner, name).map(Some).map_err(forge_err),
+        Err(ForgeError::AlreadyExists(_)) => {
+            client.get_repo(owner, name).map(Some).map_err(forge_err)
+        }
         Err(ForgeError::NotFound(m)) => Err(fail(
             Kind::Config,
-            format!("cannot create repository {owner}/{name}: owner {owner} is neither an organisation nor the token's user ({m}); check --repo"),
+            format!(
+                "cannot create repository {owner}/{name}: owner {owner} is neither an organisation nor the token's user ({m}); check --repo"
+            ),
         )),
         Err(e) => Err(forge_err(e)),
     }
@@ -328,7 +345,17 @@ fn try_once(
 ) -> Result<()> {
     let mut plan = Plan::default();
     for (hour, ids) in hours {
-        plan_hour(spool, opts, client, branch, repo_exists, *hour, ids, &mut plan, summary)?;
+        plan_hour(
+            spool,
+            opts,
+            client,
+            branch,
+            repo_exists,
+            *hour,
+            ids,
+            &mut plan,
+            summary,
+        )?;
     }
     failpoint("push-after-read");
     summary.pushed = plan.pushed;
@@ -397,7 +424,9 @@ fn plan_hour(
                 Err(reason) => {
                     plan.unreadable.push(Problem {
                         what: path,
-                        reason: format!("{reason}; its records stay pending until the file is repaired"),
+                        reason: format!(
+                            "{reason}; its records stay pending until the file is repaired"
+                        ),
                     });
                     return Ok(());
                 }
@@ -413,13 +442,23 @@ fn plan_hour(
     let mut added = 0;
     let mut fresh: Vec<UsageRecord> = Vec::new();
     for id in ids {
-        if summary.quarantined.iter().any(|p| p.what == quarantine_name(id)) {
+        if summary
+            .quarantined
+            .iter()
+            .any(|p| p.what == quarantine_name(id))
+        {
             continue; // set aside by an earlier attempt of this run
         }
         let local = match spool.read_pending(id) {
             Ok(r) => r,
             Err(e) => {
-                quarantine(spool, opts, id, &format!("unreadable pending record: {e:#}"), summary);
+                quarantine(
+                    spool,
+                    opts,
+                    id,
+                    &format!("unreadable pending record: {e:#}"),
+                    summary,
+                );
                 continue;
             }
         };
@@ -449,7 +488,11 @@ fn plan_hour(
     }
     records.extend(fresh);
     let content = render_batch(&records).into_bytes();
-    let operation = if sha.is_some() { FileOp::Update } else { FileOp::Create };
+    let operation = if sha.is_some() {
+        FileOp::Update
+    } else {
+        FileOp::Create
+    };
     plan.files.push(FilePlan {
         path: path.clone(),
         new_records: added,
@@ -467,16 +510,22 @@ fn plan_hour(
 }
 
 /// Move a pending record to `rejected/` (not in a dry run) and report it.
-fn quarantine(spool: &Spool, opts: &PushOptions, id: &PendingId, reason: &str, summary: &mut PushSummary) {
+fn quarantine(
+    spool: &Spool,
+    opts: &PushOptions,
+    id: &PendingId,
+    reason: &str,
+    summary: &mut PushSummary,
+) {
     let what = quarantine_name(id);
-    if !opts.dry_run {
-        if let Err(e) = spool.quarantine_pending(id, reason) {
-            summary.unreadable_hours.push(Problem {
-                what: what.clone(),
-                reason: format!("could not quarantine: {e:#}"),
-            });
-            return;
-        }
+    if !opts.dry_run
+        && let Err(e) = spool.quarantine_pending(id, reason)
+    {
+        summary.unreadable_hours.push(Problem {
+            what: what.clone(),
+            reason: format!("could not quarantine: {e:#}"),
+        });
+        return;
     }
     if !summary.quarantined.iter().any(|p| p.what == what) {
         summary.quarantined.push(Problem {

@@ -38,7 +38,10 @@ pub fn render(scheduler: Scheduler, node: &str, push: &str) -> String {
                 "description": "hourly push of usage records to the billing repository (one-shot; non-zero exit is the failure signal)",
                 "schedule_policy": { "interval_ms": INTERVAL_MS },
             });
-            format!("{}\n", serde_json::to_string_pretty(&action).expect("static json"))
+            format!(
+                "{}\n",
+                serde_json::to_string_pretty(&action).expect("static json")
+            )
         }
         Scheduler::Systemd => format!(
             "# /etc/systemd/system/hero_usage_push.service\n\

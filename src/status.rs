@@ -71,7 +71,10 @@ impl StatusReport {
         let mut s = String::new();
         let _ = writeln!(s, "spool     {} (node {})", self.spool, self.node);
         let _ = write!(s, "pending   {}", self.pending);
-        if let (Some(at), Some(age)) = (&self.oldest_pending_accepted_at, self.oldest_pending_age_seconds) {
+        if let (Some(at), Some(age)) = (
+            &self.oldest_pending_accepted_at,
+            self.oldest_pending_age_seconds,
+        ) {
             let _ = write!(s, " (oldest accepted {at} UTC, {age} s ago)");
         }
         s.push('\n');
@@ -83,7 +86,11 @@ impl StatusReport {
         match &self.last_push {
             None => s.push_str("last push never ran on this spool\n"),
             Some(_) => {
-                let get = |k| self.last(k).map(|v| v.to_string().trim_matches('"').to_string()).unwrap_or_default();
+                let get = |k| {
+                    self.last(k)
+                        .map(|v| v.to_string().trim_matches('"').to_string())
+                        .unwrap_or_default()
+                };
                 let _ = writeln!(
                     s,
                     "last push {} at {} UTC, exit {}: {} pushed, {} quarantined{}",
@@ -91,7 +98,9 @@ impl StatusReport {
                     get("finished_at"),
                     get("exit_code"),
                     get("pushed"),
-                    self.last("quarantined").and_then(|q| q.as_array()).map_or(0, Vec::len),
+                    self.last("quarantined")
+                        .and_then(|q| q.as_array())
+                        .map_or(0, Vec::len),
                     self.last("error")
                         .and_then(|e| e.as_str())
                         .map(|e| format!("; error: {e}"))
@@ -113,24 +122,52 @@ impl StatusReport {
                 let _ = writeln!(s, "hero_usage_{name}{{node=\"{node}\"}} {v}");
             }
         };
-        gauge("pending_records", "Records accepted and waiting for a push.", Some(self.pending as f64));
-        gauge("incoming_files", "Raw drops waiting in incoming/.", Some(self.incoming as f64));
-        gauge("sent_records", "Pushed records kept for duplicate detection.", Some(self.sent as f64));
-        gauge("rejected_files", "Files quarantined in rejected/.", Some(self.rejected as f64));
+        gauge(
+            "pending_records",
+            "Records accepted and waiting for a push.",
+            Some(self.pending as f64),
+        );
+        gauge(
+            "incoming_files",
+            "Raw drops waiting in incoming/.",
+            Some(self.incoming as f64),
+        );
+        gauge(
+            "sent_records",
+            "Pushed records kept for duplicate detection.",
+            Some(self.sent as f64),
+        );
+        gauge(
+            "rejected_files",
+            "Files quarantined in rejected/.",
+            Some(self.rejected as f64),
+        );
         gauge(
             "oldest_pending_age_seconds",
             "How long the oldest pending record has waited.",
             Some(self.oldest_pending_age_seconds.unwrap_or(0) as f64),
         );
         let num = |k: &str| self.last(k).and_then(serde_json::Value::as_f64);
-        gauge("last_push_exit_code", "Exit code of the last push.", num("exit_code"));
-        gauge("last_push_pushed_records", "Records committed by the last push.", num("pushed"));
+        gauge(
+            "last_push_exit_code",
+            "Exit code of the last push.",
+            num("exit_code"),
+        );
+        gauge(
+            "last_push_pushed_records",
+            "Records committed by the last push.",
+            num("pushed"),
+        );
         let finished = self
             .last("finished_at")
             .and_then(|v| v.as_str())
             .and_then(|t| NaiveDateTime::parse_from_str(t, "%Y-%m-%d %H:%M:%S").ok())
             .map(|t| t.and_utc().timestamp() as f64);
-        gauge("last_push_timestamp_seconds", "When the last push finished (Unix time).", finished);
+        gauge(
+            "last_push_timestamp_seconds",
+            "When the last push finished (Unix time).",
+            finished,
+        );
         s
     }
 }

@@ -127,7 +127,10 @@ fn commits(forge: &TestForge) -> usize {
     if forge.head(OWNER, REPO, "main").is_none() {
         return 0;
     }
-    git(forge, &["rev-list", "--count", "main"]).trim().parse().unwrap()
+    git(forge, &["rev-list", "--count", "main"])
+        .trim()
+        .parse()
+        .unwrap()
 }
 
 /// Every key in the billing repo's files for this node, with repeats.
@@ -186,7 +189,11 @@ fn push_again_is_a_no_op_and_a_late_record_updates_its_hour() {
 
     let again = node.push(&[]);
     assert_eq!(code(&again), Some(0), "{}", stderr(&again));
-    assert!(stdout(&again).contains("nothing to push"), "{}", stdout(&again));
+    assert!(
+        stdout(&again).contains("nothing to push"),
+        "{}",
+        stdout(&again)
+    );
     assert_eq!(commits(&forge), 1);
 
     let late = rec("job-0-late", "2026-11-20 16:00:00", 5);
@@ -197,7 +204,11 @@ fn push_again_is_a_no_op_and_a_late_record_updates_its_hour() {
     let mut h16 = records[..2].to_vec();
     h16.push(late);
     assert_eq!(file(&forge, H16).unwrap(), render_batch(&h16));
-    assert_eq!(file(&forge, H17).unwrap(), h17_before, "untouched hour is unchanged");
+    assert_eq!(
+        file(&forge, H17).unwrap(),
+        h17_before,
+        "untouched hour is unchanged"
+    );
     let changed = git(&forge, &["show", "--name-only", "--format=", "main"]);
     assert_eq!(changed.trim(), H16);
 }
@@ -210,11 +221,18 @@ fn lost_reply_is_healed_by_rereading_in_the_same_run() {
         node.record(r);
     }
     forge.create_repo(OWNER, REPO, true);
-    forge.inject(Fault::new(Some("POST"), "/contents", FaultAction::DropAfter));
+    forge.inject(Fault::new(
+        Some("POST"),
+        "/contents",
+        FaultAction::DropAfter,
+    ));
     let out = node.push(&[]);
     assert_eq!(code(&out), Some(0), "{}", stderr(&out));
     assert_eq!(commits(&forge), 1, "the re-read found the landed commit");
-    assert_eq!(remote_keys(&forge, &[H16, H17]), ["job-1", "job-2", "job-3"]);
+    assert_eq!(
+        remote_keys(&forge, &[H16, H17]),
+        ["job-1", "job-2", "job-3"]
+    );
     assert_eq!(node.pending(), 0);
 }
 
@@ -228,12 +246,27 @@ fn lost_reply_then_forge_down_exits_75_and_next_run_makes_no_new_commit() {
     forge.create_repo(OWNER, REPO, false);
     // The first reads (one per hour) pass, the commit lands but its reply is
     // lost, and from then on the forge drops every read.
-    forge.inject(Fault::new(Some("GET"), "/contents/", FaultAction::Delay(Duration::ZERO)).times(2));
-    forge.inject(Fault::new(Some("POST"), "/contents", FaultAction::DropAfter));
+    forge.inject(
+        Fault::new(
+            Some("GET"),
+            "/contents/",
+            FaultAction::Delay(Duration::ZERO),
+        )
+        .times(2),
+    );
+    forge.inject(Fault::new(
+        Some("POST"),
+        "/contents",
+        FaultAction::DropAfter,
+    ));
     forge.inject(Fault::new(Some("GET"), "/contents/", FaultAction::DropBefore).times(100));
     let out = node.push(&[]);
     assert_eq!(code(&out), Some(75), "{}", stderr(&out));
-    assert!(stderr(&out).contains("next run retries"), "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains("next run retries"),
+        "{}",
+        stderr(&out)
+    );
     assert_eq!(commits(&forge), 2, "README commit + the landed one");
     assert_eq!(node.pending(), 3, "not marked: the reply was lost");
 
@@ -241,7 +274,10 @@ fn lost_reply_then_forge_down_exits_75_and_next_run_makes_no_new_commit() {
     let out = node.push(&[]);
     assert_eq!(code(&out), Some(0), "{}", stderr(&out));
     assert_eq!(commits(&forge), 2, "no second commit");
-    assert_eq!(remote_keys(&forge, &[H16, H17]), ["job-1", "job-2", "job-3"]);
+    assert_eq!(
+        remote_keys(&forge, &[H16, H17]),
+        ["job-1", "job-2", "job-3"]
+    );
     assert_eq!(node.pending(), 0);
 }
 
@@ -266,7 +302,10 @@ fn server_errors_exit_75_lose_nothing_and_the_next_run_succeeds() {
     forge.clear_faults();
     let out = node.push(&[]);
     assert_eq!(code(&out), Some(0), "{}", stderr(&out));
-    assert_eq!(remote_keys(&forge, &[H16, H17]), ["job-1", "job-2", "job-3"]);
+    assert_eq!(
+        remote_keys(&forge, &[H16, H17]),
+        ["job-1", "job-2", "job-3"]
+    );
     assert_eq!(node.pending(), 0);
 }
 
@@ -337,8 +376,16 @@ fn servers_without_the_many_files_endpoint_get_one_request_per_file() {
     node.record(&rec("job-4", "2026-11-20 17:30:00", 1));
     let out = node.push(&[]);
     assert_eq!(code(&out), Some(0), "{}", stderr(&out));
-    assert_eq!(remote_keys(&forge, &[H16, H17]), ["job-1", "job-2", "job-3", "job-4"]);
-    assert!(forge.requests().iter().any(|r| r.method == "PUT" && r.status == 200));
+    assert_eq!(
+        remote_keys(&forge, &[H16, H17]),
+        ["job-1", "job-2", "job-3", "job-4"]
+    );
+    assert!(
+        forge
+            .requests()
+            .iter()
+            .any(|r| r.method == "PUT" && r.status == 200)
+    );
 }
 
 #[test]
@@ -348,7 +395,12 @@ fn a_missing_repo_is_created_under_the_org_or_the_user_and_an_empty_repo_works()
     let node = Node::new(&forge);
     node.record(&three()[0]);
     assert_eq!(code(&node.push(&[])), Some(0));
-    assert!(forge.requests().iter().any(|r| r.path.starts_with("/api/v1/orgs/lhumina_code/repos") && r.status == 201));
+    assert!(
+        forge
+            .requests()
+            .iter()
+            .any(|r| r.path.starts_with("/api/v1/orgs/lhumina_code/repos") && r.status == 201)
+    );
     assert_eq!(remote_keys(&forge, &[H16]), ["job-1"]);
 
     // Under the token's user.
@@ -357,7 +409,12 @@ fn a_missing_repo_is_created_under_the_org_or_the_user_and_an_empty_repo_works()
     node.record(&three()[0]);
     let out = node.push(&[]);
     assert_eq!(code(&out), Some(0), "{}", stderr(&out));
-    assert!(forge.requests().iter().any(|r| r.path.starts_with("/api/v1/user/repos") && r.status == 201));
+    assert!(
+        forge
+            .requests()
+            .iter()
+            .any(|r| r.path.starts_with("/api/v1/user/repos") && r.status == 201)
+    );
     assert!(forge.file(&forge.user(), "mine", "main", H16).is_some());
 
     // An existing empty repository.
@@ -392,7 +449,12 @@ fn a_crash_at_every_step_heals_on_the_next_push() {
         )
         .unwrap();
         let crashed = run(node.push_cmd().env("HERO_USAGE_FAILPOINT", point));
-        assert_eq!(code(&crashed), None, "{point}: expected an abort, got {:?}", crashed.status);
+        assert_eq!(
+            code(&crashed),
+            None,
+            "{point}: expected an abort, got {:?}",
+            crashed.status
+        );
 
         let out = node.push(&[]);
         assert_eq!(code(&out), Some(0), "{point}: {}", stderr(&out));
@@ -401,10 +463,17 @@ fn a_crash_at_every_step_heals_on_the_next_push() {
             ["job-1", "job-2", "job-3"],
             "{point}: every record exactly once"
         );
-        assert_eq!(file(&forge, H16).unwrap(), render_batch(&records[..2]), "{point}");
+        assert_eq!(
+            file(&forge, H16).unwrap(),
+            render_batch(&records[..2]),
+            "{point}"
+        );
         assert_eq!(commits(&forge), 1, "{point}: one commit in all");
         assert_eq!(node.pending(), 0, "{point}: spool drained");
-        assert!(files_under(&node.env.spool.join("incoming")).is_empty(), "{point}");
+        assert!(
+            files_under(&node.env.spool.join("incoming")).is_empty(),
+            "{point}"
+        );
     }
 }
 
@@ -415,19 +484,37 @@ fn two_pushes_at_once_one_pushes_the_other_says_the_lock_is_held() {
     for r in &three() {
         node.record(r);
     }
-    forge.inject(Fault::new(Some("GET"), "/repos/", FaultAction::Delay(Duration::from_millis(1500))));
-    let mut first = node.push_cmd().stdout(std::process::Stdio::piped()).spawn().unwrap();
+    forge.inject(Fault::new(
+        Some("GET"),
+        "/repos/",
+        FaultAction::Delay(Duration::from_millis(1500)),
+    ));
+    let first = node
+        .push_cmd()
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
     // Wait until the first push is talking to the forge (it holds the lock).
     let deadline = std::time::Instant::now() + Duration::from_secs(10);
-    while forge.pending_faults().first().is_some_and(|f| f.times > 0) && std::time::Instant::now() < deadline {
+    while forge.pending_faults().first().is_some_and(|f| f.times > 0)
+        && std::time::Instant::now() < deadline
+    {
         std::thread::sleep(Duration::from_millis(20));
     }
     let second = node.push(&[]);
     assert_eq!(code(&second), Some(0), "{}", stderr(&second));
-    assert!(stdout(&second).contains("another push holds the lock"), "{}", stdout(&second));
+    assert!(
+        stdout(&second).contains("another push holds the lock"),
+        "{}",
+        stdout(&second)
+    );
     let first = first.wait_with_output().unwrap();
     assert_eq!(code(&first), Some(0));
-    assert!(stdout(&first).contains("pushed 3 records"), "{}", stdout(&first));
+    assert!(
+        stdout(&first).contains("pushed 3 records"),
+        "{}",
+        stdout(&first)
+    );
     assert_eq!(commits(&forge), 1);
 }
 
@@ -460,7 +547,13 @@ fn a_conflicting_record_is_quarantined_and_everything_else_pushed() {
 fn an_unparseable_remote_hour_stays_pending_and_other_hours_push() {
     let forge = forge();
     forge.create_repo(OWNER, REPO, false);
-    forge.commit_files(OWNER, REPO, "main", &[(H16, Some(b"this is = = not toml"))], "garbage");
+    forge.commit_files(
+        OWNER,
+        REPO,
+        "main",
+        &[(H16, Some(b"this is = = not toml"))],
+        "garbage",
+    );
     let node = Node::new(&forge);
     for r in &three() {
         node.record(r);
@@ -480,12 +573,22 @@ fn dry_run_changes_nothing_anywhere() {
         node.record(r);
     }
     let drop = node.env.spool.join("incoming/d.toml");
-    std::fs::write(&drop, "idempotency_key = \"d\"\nuser_sid = \"0a1b\"\namount_cents = 1\nresource_kind = \"x\"\n").unwrap();
+    std::fs::write(
+        &drop,
+        "idempotency_key = \"d\"\nuser_sid = \"0a1b\"\namount_cents = 1\nresource_kind = \"x\"\n",
+    )
+    .unwrap();
     let out = node.push(&["--dry-run"]);
     assert_eq!(code(&out), Some(0), "{}", stderr(&out));
     let text = stdout(&out);
-    assert!(text.contains("would create nodes/test-node/usage_2026-11-20-16.otoml: 2 new"), "{text}");
-    assert!(!forge.bare_repo(OWNER, REPO).exists(), "no repository created");
+    assert!(
+        text.contains("would create nodes/test-node/usage_2026-11-20-16.otoml: 2 new"),
+        "{text}"
+    );
+    assert!(
+        !forge.bare_repo(OWNER, REPO).exists(),
+        "no repository created"
+    );
     assert!(drop.exists(), "no ingestion");
     assert_eq!(node.pending(), 3);
     assert!(!node.env.spool.join("state/last_push.json").exists());
@@ -504,7 +607,10 @@ fn max_records_takes_the_oldest_hours_first() {
     assert_eq!(remote_keys(&forge, &[H16, H17]), ["job-1", "job-2"]);
     assert_eq!(node.pending(), 1);
     assert_eq!(code(&node.push(&["--max-records", "2"])), Some(0));
-    assert_eq!(remote_keys(&forge, &[H16, H17]), ["job-1", "job-2", "job-3"]);
+    assert_eq!(
+        remote_keys(&forge, &[H16, H17]),
+        ["job-1", "job-2", "job-3"]
+    );
 }
 
 #[test]
@@ -517,7 +623,9 @@ fn configuration_errors_exit_78_without_touching_the_forge() {
     assert!(stderr(&out).contains("--forgejo-url"), "{}", stderr(&out));
     let out = run(node.push_cmd().env_remove("HERO_USAGE_FORGEJO_TOKEN_FILE"));
     assert_eq!(code(&out), Some(78), "{}", stderr(&out));
-    let out = run(node.push_cmd().env("HERO_USAGE_FORGEJO_URL", "http://billing.example.org"));
+    let out = run(node
+        .push_cmd()
+        .env("HERO_USAGE_FORGEJO_URL", "http://billing.example.org"));
     assert_eq!(code(&out), Some(78), "{}", stderr(&out));
     assert!(stderr(&out).contains("https"), "{}", stderr(&out));
     let cfg = node.env.path("cfg.toml");
@@ -538,12 +646,18 @@ fn print_schedule_gives_each_scheduler_its_snippet() {
     let cron = stdout(&node.push(&["--print-schedule", "cron"]));
     let minute: u32 = cron.split_whitespace().next().unwrap().parse().unwrap();
     assert!(minute < 60);
-    assert!(cron.trim_end().ends_with("hero_usage_push --once"), "{cron}");
+    assert!(
+        cron.trim_end().ends_with("hero_usage_push --once"),
+        "{cron}"
+    );
     let hero = stdout(&node.push(&["--print-schedule", "hero_proc"]));
     let v: serde_json::Value = serde_json::from_str(&hero).unwrap();
     assert_eq!(v["name"], "hero_usage_billing_cron");
     assert_eq!(v["schedule_policy"]["interval_ms"], 3_600_000);
     let systemd = stdout(&node.push(&["--print-schedule", "systemd"]));
-    assert!(systemd.contains(&format!("OnCalendar=*-*-* *:{minute:02}:00")), "{systemd}");
+    assert!(
+        systemd.contains(&format!("OnCalendar=*-*-* *:{minute:02}:00")),
+        "{systemd}"
+    );
     assert!(systemd.contains("Type=oneshot"));
 }
