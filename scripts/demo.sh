@@ -1,10 +1,13 @@
 #!/usr/bin/env bash
-# Show the main job so far: record a few usage records into the repository's
-# demo spool queue/ (one of them through the shell drop box), then show them.
+# Show the main job: record a few usage records into the repository's demo
+# spool queue/ (one of them through the shell drop box), push them to a local
+# test forge (a Forgejo-compatible server on loopback, real bare git repos),
+# and show what the billing repository then holds.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-cargo build --release --quiet --bin hero_usage_record
+cargo build --release --quiet --bin hero_usage_record --bin hero_usage_push \
+    --bin hero_usage_status -p hero_usage -p hero_usage_test_forge
 rec=target/release/hero_usage_record
 export HERO_USAGE_SPOOL="$PWD/queue" HERO_NODE_ID="${HERO_NODE_ID:-demo-node}"
 hour=$(date -u +%Y-%m-%dT%H)
@@ -38,3 +41,33 @@ for f in "$SPOOL"/pending/*.toml; do
     echo "--- ${f#"$PWD"/}"
     cat "$f"
 done
+
+echo "== starting a test forge on loopback"
+forge_root=$(mktemp -d)
+trap 'kill "${forge_pid:-0}" 2>/dev/null || true; rm -rf "$forge_root"' EXIT
+head -c 20 /dev/urandom | od -An -tx1 | tr -d ' \n' >"$forge_root/token"
+target/release/hero_usage_test_forge --root "$forge_root/repos" --token-file "$forge_root/token" \
+    >"$forge_root/url" &
+forge_pid=$!
+for _ in $(seq 100); do [ -s "$forge_root/url" ] && break; sleep 0.05; done
+export HERO_USAGE_FORGEJO_URL=$(head -n1 "$forge_root/url")
+export HERO_USAGE_FORGEJO_TOKEN_FILE="$forge_root/token" HERO_USAGE_REPO=lhumina_code/hero_onboarding_billing
+echo "forge at $HERO_USAGE_FORGEJO_URL"
+
+echo "== hero_usage_push --dry-run: what a push would commit"
+target/release/hero_usage_push --dry-run
+echo "== hero_usage_push: one commit into the billing repository"
+target/release/hero_usage_push
+echo "== pushing again commits nothing"
+target/release/hero_usage_push
+
+repo="$forge_root/repos/lhumina_code/hero_onboarding_billing.git"
+echo "== git log of the billing repository"
+git --git-dir "$repo" log --stat --format='%h %an: %s' main
+for path in $(git --git-dir "$repo" ls-tree -r --name-only main); do
+    echo "--- $path"
+    git --git-dir "$repo" show "main:$path"
+done
+
+echo "== hero_usage_status"
+target/release/hero_usage_status

@@ -1,0 +1,100 @@
+//! `hero_usage_status`: counts, the last push, JSON, Prometheus and the
+//! `--max-age` alerting hook, through the real binary.
+
+use crate::support::{TestEnv, files_under, run, stderr, stdout};
+use std::time::{Duration, SystemTime};
+
+fn record(env: &TestEnv, key: &str) {
+    let out = run(env.cmd("hero_usage_record").args([
+        "--idempotency-key",
+        key,
+        "--user-sid",
+        "0a1b",
+        "--amount-cents",
+        "5",
+        "--resource-kind",
+        "cpu_hours",
+    ]));
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+}
+
+fn json(env: &TestEnv, args: &[&str]) -> (Option<i32>, serde_json::Value) {
+    let out = run(env.cmd("hero_usage_status").arg("--json").args(args));
+    let v = serde_json::from_str(stdout(&out).trim())
+        .unwrap_or_else(|e| panic!("{e}: {}", stdout(&out)));
+    (out.status.code(), v)
+}
+
+#[test]
+fn a_missing_spool_reads_as_empty_and_is_not_created() {
+    let env = TestEnv::new();
+    let (code, v) = json(&env, &[]);
+    assert_eq!(code, Some(0));
+    assert_eq!(v["pending"], 0);
+    assert!(v["last_push"].is_null());
+    assert!(!env.spool.exists());
+}
+
+#[test]
+fn counts_pending_and_alerts_on_max_age() {
+    let env = TestEnv::new();
+    record(&env, "a");
+    record(&env, "b");
+    let (code, v) = json(&env, &["--max-age", "3600"]);
+    assert_eq!(code, Some(0));
+    assert_eq!(v["pending"], 2);
+    assert_eq!(v["node"], "test-node");
+    assert!(v["oldest_pending_age_seconds"].as_i64().unwrap() < 3600);
+
+    // Age one record by two hours: the hook fires.
+    let pending = files_under(&env.spool.join("pending"));
+    let old = SystemTime::now() - Duration::from_secs(7200);
+    std::fs::File::options()
+        .write(true)
+        .open(&pending[0])
+        .unwrap()
+        .set_modified(old)
+        .unwrap();
+    let (code, v) = json(&env, &["--max-age", "3600"]);
+    assert_eq!(code, Some(1));
+    assert!(v["oldest_pending_age_seconds"].as_i64().unwrap() >= 7200);
+    let out = run(env.cmd("hero_usage_status").args(["--max-age", "3600"]));
+    assert_eq!(out.status.code(), Some(1));
+    assert!(
+        stderr(&out).contains("more than 3600 s"),
+        "{}",
+        stderr(&out)
+    );
+    assert!(stdout(&out).contains("pending   2"), "{}", stdout(&out));
+}
+
+#[test]
+fn prometheus_exposition_and_the_last_push() {
+    let env = TestEnv::new();
+    record(&env, "a");
+    // A push without a forge configured fails with 78 before touching the
+    // spool; a push against a closed port fails with 75 and writes its outcome.
+    let out = run(env
+        .cmd("hero_usage_push")
+        .env("HERO_USAGE_FORGEJO_URL", "http://127.0.0.1:9")
+        .env("HERO_USAGE_FORGEJO_TOKEN", "t0ken-value"));
+    assert_eq!(out.status.code(), Some(75), "{}", stderr(&out));
+    let (_, v) = json(&env, &[]);
+    assert_eq!(v["last_push"]["outcome"], "failed");
+    assert_eq!(v["last_push"]["exit_code"], 75);
+
+    let out = run(env.cmd("hero_usage_status").arg("--prometheus"));
+    assert_eq!(out.status.code(), Some(0));
+    let text = stdout(&out);
+    for line in [
+        "# TYPE hero_usage_pending_records gauge",
+        "hero_usage_pending_records{node=\"test-node\"} 1",
+        "hero_usage_last_push_exit_code{node=\"test-node\"} 75",
+    ] {
+        assert!(
+            text.lines().any(|l| l == line),
+            "missing {line:?} in\n{text}"
+        );
+    }
+    assert!(!text.contains("t0ken-value"));
+}
