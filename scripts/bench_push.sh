@@ -11,7 +11,8 @@ RECORDS=${RECORDS:-100000}
 RUNS=${RUNS:-3}
 
 command -v /usr/bin/time >/dev/null || { apt-get update -qq && apt-get install -y -qq time >/dev/null; }
-cargo build --release --quiet --bin hero_usage_record --bin hero_usage_push -p hero_usage -p hero_usage_test_forge
+cargo build --release --quiet -p hero_usage --bin hero_usage_record --bin hero_usage_push
+cargo build --release --quiet -p hero_usage_test_forge
 BIN=target/release
 work=$(mktemp -d)
 trap 'kill "${forge_pid:-0}" 2>/dev/null || true; rm -rf "$work"' EXIT
@@ -46,6 +47,7 @@ for run in $(seq 1 "$RUNS"); do
     forge_pid=$!
     for _ in $(seq 100); do grep -q '^http' "$work/forge.out" 2>/dev/null && break; sleep 0.05; done
     url=$(head -n1 "$work/forge.out")
+    [ -n "$url" ] || { echo "the test forge did not start" >&2; exit 1; }
 
     t0=$(now)
     HERO_NODE_ID=bench-node HERO_USAGE_FORGEJO_URL=$url HERO_USAGE_FORGEJO_TOKEN_FILE=$work/token \

@@ -6,8 +6,8 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-cargo build --release --quiet --bin hero_usage_record --bin hero_usage_push \
-    --bin hero_usage_status -p hero_usage -p hero_usage_test_forge
+cargo build --release --quiet -p hero_usage
+cargo build --release --quiet -p hero_usage_test_forge
 rec=target/release/hero_usage_record
 export HERO_USAGE_SPOOL="$PWD/queue" HERO_NODE_ID="${HERO_NODE_ID:-demo-node}"
 hour=$(date -u +%Y-%m-%dT%H)
@@ -50,6 +50,7 @@ target/release/hero_usage_test_forge --root "$forge_root/repos" --token-file "$f
     >"$forge_root/url" &
 forge_pid=$!
 for _ in $(seq 100); do [ -s "$forge_root/url" ] && break; sleep 0.05; done
+[ -s "$forge_root/url" ] || { echo "the test forge did not start" >&2; exit 1; }
 export HERO_USAGE_FORGEJO_URL=$(head -n1 "$forge_root/url")
 export HERO_USAGE_FORGEJO_TOKEN_FILE="$forge_root/token" HERO_USAGE_REPO=lhumina_code/hero_onboarding_billing
 echo "forge at $HERO_USAGE_FORGEJO_URL"
