@@ -395,13 +395,13 @@ impl ForgejoClient {
     }
 
     /// Send one request; answer (status, body bytes).
-    fn send(
+    /// Send one request; the answer's body is left for the caller to read.
+    fn request(
         &self,
         method: &str,
         api_path: &str,
-        body: Option<&Value>,
-        limit: u64,
-    ) -> Result<(u16, Vec<u8>), ForgeError> {
+        body: Option<&[u8]>,
+    ) -> Result<ureq::http::Response<ureq::Body>, ForgeError> {
         let url = self.url(api_path);
         let auth = format!("token {}", self.token.expose());
         let what = format!("{method} {api_path}");
@@ -413,8 +413,6 @@ impl ForgejoClient {
                 .header("Accept", "application/json")
                 .call(),
             (m, b) => {
-                let data = serde_json::to_vec(b.unwrap_or(&Value::Null))
-                    .map_err(|e| ForgeError::Config(format!("cannot encode request: {e}")))?;
                 let req = match m {
                     "POST" => self.agent.post(&url),
                     "PUT" => self.agent.put(&url),
@@ -423,10 +421,22 @@ impl ForgejoClient {
                 req.header("Authorization", &auth)
                     .header("Accept", "application/json")
                     .header("Content-Type", "application/json")
-                    .send(&data[..])
+                    .send(b.unwrap_or(b"null"))
             }
         };
-        let mut resp = result.map_err(|e| self.transport_error(&what, e))?;
+        result.map_err(|e| self.transport_error(&what, e))
+    }
+
+    /// Send one request and read the whole answer (at most `limit` bytes).
+    fn send(
+        &self,
+        method: &str,
+        api_path: &str,
+        body: Option<&[u8]>,
+        limit: u64,
+    ) -> Result<(u16, Vec<u8>), ForgeError> {
+        let what = format!("{method} {api_path}");
+        let mut resp = self.request(method, api_path, body)?;
         let status = resp.status().as_u16();
         let bytes = resp
             .body_mut()
@@ -508,7 +518,11 @@ impl ForgejoClient {
         body: Option<&Value>,
     ) -> Result<Value, ForgeError> {
         let what = format!("{method} {api_path}");
-        let (status, bytes) = self.send(method, api_path, body, MAX_JSON)?;
+        let data = body
+            .map(serde_json::to_vec)
+            .transpose()
+            .map_err(|e| ForgeError::Config(format!("cannot encode request: {e}")))?;
+        let (status, bytes) = self.send(method, api_path, data.as_deref(), MAX_JSON)?;
         if !(200..300).contains(&status) {
             return Err(self.classify(call, &what, status, &bytes));
         }
@@ -677,24 +691,91 @@ impl ForgejoClient {
         changes: &[FileChange],
         opts: &CommitOptions,
     ) -> Result<CommitResult, ForgeError> {
-        let mut body = Self::common_body(opts);
-        let files: Vec<Value> = changes
-            .iter()
-            .map(|c| {
-                let mut f = json!({"operation": c.operation.as_str(), "path": c.path});
-                if c.operation != FileOp::Delete {
-                    f["content"] = json!(B64.encode(&c.content));
-                }
-                if let Some(s) = &c.sha {
-                    f["sha"] = json!(s);
-                }
-                f
-            })
-            .collect();
-        body["files"] = Value::Array(files);
         let api = format!("{}/contents", Self::repo_path(owner, repo));
-        let v = self.call_json(Call::ManyFiles, "POST", &api, Some(&body))?;
-        commit_sha(&v, &api)
+        let what = format!("POST {api}");
+        let body = Self::many_files_body(changes, opts)?;
+        let mut resp = self.request("POST", &api, Some(&body))?;
+        drop(body);
+        let status = resp.status().as_u16();
+        let reader = resp.body_mut().with_config().limit(MAX_JSON).reader();
+        if !(200..300).contains(&status) {
+            let mut bytes = Vec::new();
+            std::io::Read::read_to_end(&mut std::io::Read::take(reader, 64 * 1024), &mut bytes)
+                .map_err(|e| ForgeError::Network(self.scrub(&format!("{what}: {e}"))))?;
+            return Err(self.classify(Call::ManyFiles, &what, status, &bytes));
+        }
+        // The answer echoes every file's content: stream it and keep only
+        // the commit sha, instead of holding it (and a tree of it) in memory.
+        #[derive(serde::Deserialize)]
+        struct Reply {
+            commit: Option<CommitRef>,
+        }
+        #[derive(serde::Deserialize)]
+        struct CommitRef {
+            sha: Option<String>,
+        }
+        let reply: Reply =
+            serde_json::from_reader(std::io::BufReader::new(reader)).map_err(|e| {
+                if e.is_io() {
+                    // The connection broke while the answer was coming: a lost reply.
+                    ForgeError::Network(self.scrub(&format!("{what}: {e}")))
+                } else {
+                    ForgeError::Invalid {
+                        status,
+                        message: format!("{what}: the answer is not JSON: {e}"),
+                    }
+                }
+            })?;
+        match reply.commit.and_then(|c| c.sha).filter(|s| !s.is_empty()) {
+            Some(sha) => Ok(CommitResult { commit_sha: sha }),
+            None => Err(ForgeError::Invalid {
+                status,
+                message: format!("{api}: the answer has no commit.sha"),
+            }),
+        }
+    }
+
+    /// The `ChangeFilesOptions` JSON, written straight into one buffer: the
+    /// base64 of every file goes in place, with no intermediate JSON tree
+    /// (a backlog of 100,000 records is some 30 MB of it).
+    fn many_files_body(
+        changes: &[FileChange],
+        opts: &CommitOptions,
+    ) -> Result<Vec<u8>, ForgeError> {
+        let enc = |e: serde_json::Error| ForgeError::Config(format!("cannot encode request: {e}"));
+        let size: usize = changes
+            .iter()
+            .map(|c| base64::encoded_len(c.content.len(), true).unwrap_or(0) + c.path.len() + 128)
+            .sum();
+        let mut out = serde_json::to_vec(&Self::common_body(opts)).map_err(enc)?;
+        out.reserve(size + 16);
+        out.pop(); // the common options' closing brace
+        out.extend_from_slice(b",\"files\":[");
+        for (i, c) in changes.iter().enumerate() {
+            if i > 0 {
+                out.push(b',');
+            }
+            out.extend_from_slice(b"{\"operation\":");
+            serde_json::to_writer(&mut out, c.operation.as_str()).map_err(enc)?;
+            out.extend_from_slice(b",\"path\":");
+            serde_json::to_writer(&mut out, &c.path).map_err(enc)?;
+            if c.operation != FileOp::Delete {
+                out.extend_from_slice(b",\"content\":\"");
+                let start = out.len();
+                let len = base64::encoded_len(c.content.len(), true).unwrap_or(0);
+                out.resize(start + len, 0);
+                B64.encode_slice(&c.content, &mut out[start..])
+                    .map_err(|e| ForgeError::Config(format!("cannot encode request: {e}")))?;
+                out.push(b'"');
+            }
+            if let Some(sha) = &c.sha {
+                out.extend_from_slice(b",\"sha\":");
+                serde_json::to_writer(&mut out, sha).map_err(enc)?;
+            }
+            out.push(b'}');
+        }
+        out.extend_from_slice(b"]}");
+        Ok(out)
     }
 }
 

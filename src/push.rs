@@ -95,7 +95,7 @@ impl PushSummary {
         let mut s = match self.outcome.as_str() {
             "locked" => return "another push holds the lock; nothing done".to_string(),
             "dry-run" => format!(
-                "dry run: would push {} records in {} files ({} already present)",
+                "dry run: would push {} records in {} file(s) ({} already present)",
                 self.pushed,
                 self.files.len(),
                 self.already_present
@@ -109,7 +109,7 @@ impl PushSummary {
                 self.error.as_deref().unwrap_or("unknown error")
             ),
             _ => format!(
-                "pushed {} records in {} files, commit {} ({} already present)",
+                "pushed {} records in {} file(s), commit {} ({} already present)",
                 self.pushed,
                 self.files.len(),
                 self.commit.as_deref().map(short).unwrap_or("none"),
@@ -369,7 +369,7 @@ fn try_once(
     }
     if !plan.changes.is_empty() {
         let message = format!(
-            "usage: {} records from node {} in {} files",
+            "usage: {} records from node {} in {} file(s)",
             plan.pushed,
             opts.node,
             plan.changes.len()
