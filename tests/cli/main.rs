@@ -5,4 +5,5 @@ mod forge;
 mod otoml;
 mod push;
 mod record;
+mod shim;
 mod support;
