@@ -8,7 +8,7 @@ use hero_usage::shim::{self, BINARY, ShimArgs};
 /// Minimal HTTP shim on loopback: record usage over HTTP, trigger a push,
 /// health and status.
 #[derive(Parser, Debug)]
-#[command(name = "hero_usage_shim", version, about)]
+#[command(name = "hero_usage_shim", version)]
 struct Cli {
     #[command(flatten)]
     shim: ShimArgs,
