@@ -16,5 +16,6 @@ pub mod push;
 pub mod record;
 pub mod recorder;
 pub mod schedule;
+pub mod shim;
 pub mod spool;
 pub mod status;

@@ -3,7 +3,7 @@
 
 use crate::config::{Common, SpoolArgs};
 use crate::error::{Kind, fail};
-use crate::record::{Defaults, RawValue, RecordInput, Validated, describe};
+use crate::record::{Defaults, FieldError, RawValue, RecordInput, Validated, describe};
 use crate::spool::{RecordOutcome, Spool};
 use anyhow::Result;
 use chrono::Utc;
@@ -64,7 +64,8 @@ fn worse(a: i32, b: i32) -> i32 {
     if rank(b) > rank(a) { b } else { a }
 }
 
-fn conflict_message(key: &str, fields: &[&str]) -> String {
+/// The message for a key reused with different content.
+pub fn conflict_message(key: &str, fields: &[&str]) -> String {
     format!(
         "idempotency key `{key}` was already recorded with different {}; nothing changed. \
          Use a new key for a new record, or repeat the original fields exactly",
@@ -82,13 +83,8 @@ pub fn run_fields(args: &SpoolArgs, flags: &FieldFlags) -> Result<i32> {
         ));
     }
     let common = Common::resolve(args)?;
-    let defaults = Defaults {
-        node: common.node.clone(),
-        now: Utc::now(),
-        occurred_at: None,
-    };
     // Validate before the spool is touched: an invalid record writes nothing.
-    let v = match flags.input().0.validate(&defaults) {
+    let v = match flags.input().0.validate(&defaults_now(&common.node)) {
         Ok(v) => v,
         Err(errs) => {
             for e in &errs {
@@ -98,16 +94,60 @@ pub fn run_fields(args: &SpoolArgs, flags: &FieldFlags) -> Result<i32> {
         }
     };
     let spool = Spool::open(&common.spool)?;
-    let key = &v.record.idempotency_key;
-    match spool.record(&v)? {
-        RecordOutcome::Recorded => println!("recorded {key}"),
-        RecordOutcome::Duplicate => println!("duplicate {key}"),
-        RecordOutcome::Conflict(fields) => {
-            eprintln!("{BINARY}: error: {}", conflict_message(key, &fields));
+    match record_validated(&spool, v)? {
+        Written::Recorded(key) => println!("recorded {key}"),
+        Written::Duplicate(key) => println!("duplicate {key}"),
+        Written::Conflict(key, fields) => {
+            eprintln!("{BINARY}: error: {}", conflict_message(&key, &fields));
             return Ok(Kind::Data.exit_code());
         }
     }
     Ok(0)
+}
+
+/// What became of one record: the outcome with the record's key.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Written {
+    Recorded(String),
+    Duplicate(String),
+    Conflict(String, Vec<&'static str>),
+}
+
+/// What validating and recording one input came to.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum OneOutcome {
+    /// Broken rules; nothing was written.
+    Invalid(Vec<FieldError>),
+    Written(Written),
+}
+
+/// The defaults for a record arriving now on this node.
+fn defaults_now(node: &str) -> Defaults {
+    Defaults {
+        node: node.to_string(),
+        now: Utc::now(),
+        occurred_at: None,
+    }
+}
+
+fn record_validated(spool: &Spool, v: Validated) -> Result<Written> {
+    let outcome = spool.record(&v)?;
+    let key = v.record.idempotency_key;
+    Ok(match outcome {
+        RecordOutcome::Recorded => Written::Recorded(key),
+        RecordOutcome::Duplicate => Written::Duplicate(key),
+        RecordOutcome::Conflict(fields) => Written::Conflict(key, fields),
+    })
+}
+
+/// Validate one record (defaults: `node`, now) and record it durably: the
+/// path from a record's fields to the spool that `hero_usage_record` and the
+/// HTTP shim share. An invalid record writes nothing.
+pub fn record_one(spool: &Spool, node: &str, input: &RecordInput) -> Result<OneOutcome> {
+    match input.validate(&defaults_now(node)) {
+        Ok(v) => Ok(OneOutcome::Written(record_validated(spool, v)?)),
+        Err(errs) => Ok(OneOutcome::Invalid(errs)),
+    }
 }
 
 /// Record JSON lines from `input`; every good line is recorded, each bad one

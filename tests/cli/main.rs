@@ -5,5 +5,6 @@ mod forge;
 mod otoml;
 mod push;
 mod record;
+mod shim;
 mod status;
 mod support;

@@ -1,0 +1,264 @@
+//! The shim's routes: each turns a request into the library call a binary
+//! makes (`record_one`, `push::run`, `StatusReport::gather`) and its outcome
+//! into a status code and a JSON body.
+
+use super::auth::{self, SecretSource};
+use super::http::{Handler, Head, Request, Response};
+use crate::config::{ConfigFile, ForgeArgs, ForgeSettings};
+use crate::error::{Kind, exit_code_of, kind_of};
+use crate::push::{self, PushOptions, PushSummary};
+use crate::record::{FieldError, RawValue, RecordInput};
+use crate::recorder::{OneOutcome, Written, conflict_message, record_one};
+use crate::spool::Spool;
+use crate::status::StatusReport;
+use serde_json::json;
+
+/// Days a sent record stays known locally (as `hero_usage_push`'s default).
+pub const RETENTION_DAYS: u32 = 35;
+
+/// Everything a request may need.
+pub struct App {
+    pub spool: Spool,
+    pub node: String,
+    pub secret: SecretSource,
+    /// Resolved at push time, so the shim runs without a forge configured.
+    pub forge: ForgeArgs,
+    pub config: ConfigFile,
+}
+
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Route {
+    Healthz,
+    Status,
+    Record,
+    PushNow,
+}
+
+const ROUTES: &str = "GET /healthz, GET /status, POST /record_usage, POST /admin/push-usage-now";
+
+fn route(path: &str) -> Option<(Route, &'static str)> {
+    Some(match path {
+        "/healthz" => (Route::Healthz, "GET"),
+        "/status" => (Route::Status, "GET"),
+        "/record_usage" => (Route::Record, "POST"),
+        "/admin/push-usage-now" => (Route::PushNow, "POST"),
+        _ => return None,
+    })
+}
+
+impl Handler for App {
+    fn check(&self, head: &Head) -> Result<(), Response> {
+        let Some((route, method)) = route(&head.path) else {
+            return Err(Response::error(
+                404,
+                "not-found",
+                format!("no such route; the routes are {ROUTES}"),
+            ));
+        };
+        if head.method != method {
+            let mut resp = Response::error(
+                405,
+                "method-not-allowed",
+                format!("this route takes {method} only"),
+            );
+            resp.allow = Some(method);
+            return Err(resp);
+        }
+        if route != Route::Healthz {
+            self.authenticate(head)?;
+        }
+        if route == Route::Record && head.content_length.is_none() {
+            return Err(Response::error(
+                411,
+                "length-required",
+                "send the JSON body with a Content-Length header",
+            ));
+        }
+        Ok(())
+    }
+
+    fn handle(&self, request: &Request) -> Response {
+        match route(&request.head.path).map(|r| r.0) {
+            Some(Route::Healthz) => Response::json(200, &json!({"status": "ok"})),
+            Some(Route::Status) => self.status(),
+            Some(Route::Record) => self.record(request),
+            Some(Route::PushNow) => self.push_now(),
+            None => Response::error(404, "not-found", "no such route"),
+        }
+    }
+}
+
+fn unauthorized() -> Response {
+    Response::error(
+        401,
+        "unauthorized",
+        "missing or wrong X-Hero-Onboarding-Admin-Secret header",
+    )
+}
+
+impl App {
+    fn authenticate(&self, head: &Head) -> Result<(), Response> {
+        let secret = self.secret.current().map_err(|e| {
+            // Fail closed: nobody gets in while the secret cannot be read.
+            Response::error(
+                500,
+                "error",
+                "the admin secret cannot be read; see the shim's log",
+            )
+            .with_note(format!("{e:#}"))
+        })?;
+        if head.header_count(auth::HEADER) != 1 {
+            return Err(unauthorized());
+        }
+        match head.header(auth::HEADER) {
+            Some(given) if auth::matches(given, &secret) => Ok(()),
+            _ => Err(unauthorized()),
+        }
+    }
+
+    fn status(&self) -> Response {
+        match StatusReport::gather(self.spool.root(), &self.node, chrono::Utc::now()) {
+            Ok(report) => Response::json(200, &report),
+            Err(e) => failure(&e),
+        }
+    }
+
+    fn record(&self, request: &Request) -> Response {
+        let input = match record_input(request) {
+            Ok(input) => input,
+            Err(errors) => return invalid(&errors),
+        };
+        match record_one(&self.spool, &self.node, &input) {
+            Ok(OneOutcome::Invalid(errors)) => invalid(&errors),
+            Ok(OneOutcome::Written(Written::Recorded(key))) => {
+                Response::json(201, &json!({"status": "recorded", "idempotency_key": key}))
+            }
+            Ok(OneOutcome::Written(Written::Duplicate(key))) => {
+                Response::json(200, &json!({"status": "duplicate", "idempotency_key": key}))
+            }
+            Ok(OneOutcome::Written(Written::Conflict(key, fields))) => Response::json(
+                422,
+                &json!({
+                    "status": "conflict",
+                    "idempotency_key": key,
+                    "fields": fields,
+                    "error": conflict_message(&key, &fields),
+                }),
+            ),
+            Err(e) => failure(&e),
+        }
+    }
+
+    fn push_now(&self) -> Response {
+        let forge = match ForgeSettings::resolve(&self.forge, &self.config) {
+            Ok(f) => f,
+            Err(e) => {
+                let code = exit_code_of(&e);
+                return Response::json(
+                    503,
+                    &json!({
+                        "status": "not-configured",
+                        "outcome": "failed",
+                        "exit_code": code,
+                        "error": format!("push-now is not available: {e:#}"),
+                    }),
+                )
+                .with_note(format!("{e:#}"));
+            }
+        };
+        let opts = PushOptions {
+            node: self.node.clone(),
+            dry_run: false,
+            max_records: None,
+            retention_days: RETENTION_DAYS,
+            forge,
+        };
+        match push::run(&self.spool, &opts) {
+            Ok(summary) => {
+                Response::json(push_status(&summary), &summary).with_note(summary.line())
+            }
+            Err(e) => {
+                let code = exit_code_of(&e);
+                Response::json(
+                    status_for_exit(code),
+                    &json!({"outcome": "failed", "exit_code": code, "error": format!("{e:#}")}),
+                )
+                .with_note(format!("{e:#}"))
+            }
+        }
+    }
+}
+
+/// The record from the body and the `Idempotency-Key` header.
+fn record_input(request: &Request) -> Result<RecordInput, Vec<FieldError>> {
+    let one = |field: &'static str, problem: String| vec![FieldError { field, problem }];
+    let value: serde_json::Value = serde_json::from_slice(&request.body)
+        .map_err(|e| one("body", format!("not valid JSON: {e}")))?;
+    let mut input = RecordInput::from_json(&value).map_err(|p| one("body", p))?;
+    let head = &request.head;
+    if head.header_count("idempotency-key") > 1 {
+        return Err(one(
+            "idempotency_key",
+            "the Idempotency-Key header is given more than once".into(),
+        ));
+    }
+    if let Some(raw) = head.header("idempotency-key") {
+        let key = std::str::from_utf8(raw).map_err(|_| {
+            one(
+                "idempotency_key",
+                "the Idempotency-Key header is not text".into(),
+            )
+        })?;
+        match &input.idempotency_key {
+            None => input.idempotency_key = Some(RawValue::Str(key.to_string())),
+            Some(RawValue::Str(k)) if k == key => {}
+            Some(_) => {
+                return Err(one(
+                    "idempotency_key",
+                    "the Idempotency-Key header and the body's idempotency_key differ; \
+                     give the key once, or the same in both"
+                        .into(),
+                ));
+            }
+        }
+    }
+    Ok(input)
+}
+
+fn invalid(errors: &[FieldError]) -> Response {
+    let list: Vec<_> = errors
+        .iter()
+        .map(|e| json!({"field": e.field, "problem": e.problem}))
+        .collect();
+    Response::json(400, &json!({"status": "invalid", "errors": list}))
+}
+
+/// A library error: 503 when it is temporary (nothing lost), else 500.
+fn failure(e: &anyhow::Error) -> Response {
+    let status = if kind_of(e) == Kind::TempFail {
+        503
+    } else {
+        500
+    };
+    Response::error(status, "error", format!("{e:#}")).with_note(format!("{e:#}"))
+}
+
+/// The answer to a push: 409 while another push holds the lock, else by its exit code.
+pub fn push_status(summary: &PushSummary) -> u16 {
+    if summary.outcome == "locked" {
+        409
+    } else {
+        status_for_exit(summary.exit_code)
+    }
+}
+
+/// 0 and 65 (done; something quarantined) are 200, a temporary failure or
+/// missing forge settings 503, a forge refusal 502, anything else 500.
+pub fn status_for_exit(code: i32) -> u16 {
+    match code {
+        0 | 65 => 200,
+        75 | 78 => 503,
+        77 => 502,
+        _ => 500,
+    }
+}

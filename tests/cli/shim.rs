@@ -1,0 +1,703 @@
+//! `hero_usage_shim` end to end: the real binary on 127.0.0.1:0 with a temp
+//! spool and secret file, driven by raw HTTP over a plain `TcpStream` (which
+//! is also how the limits are tested).
+
+use crate::support::{TestEnv, files_under, run, stderr, stdout};
+use hero_usage::otoml::parse_batch;
+use hero_usage_test_forge::{ForgeOptions, TestForge};
+use serde_json::{Value, json};
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::TcpStream;
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+const SECRET: &str = "s3cret-Admin-Value-42";
+const HEADER: &str = "X-Hero-Onboarding-Admin-Secret";
+
+/// A running shim.
+struct Shim {
+    env: TestEnv,
+    child: Child,
+    addr: String,
+    secret_file: PathBuf,
+    log: PathBuf,
+}
+
+/// One HTTP answer.
+#[derive(Debug)]
+struct Reply {
+    status: u16,
+    head: String,
+    body: String,
+}
+
+impl Reply {
+    fn json(&self) -> Value {
+        serde_json::from_str(&self.body)
+            .unwrap_or_else(|e| panic!("not JSON ({e}): {:?}", self.body))
+    }
+}
+
+fn parse_reply(raw: &[u8]) -> Reply {
+    let text = String::from_utf8_lossy(raw).into_owned();
+    let (head, body) = text
+        .split_once("\r\n\r\n")
+        .unwrap_or_else(|| panic!("no complete answer: {text:?}"));
+    let status = head
+        .split(' ')
+        .nth(1)
+        .and_then(|s| s.parse().ok())
+        .unwrap_or_else(|| panic!("no status: {head:?}"));
+    Reply {
+        status,
+        head: head.to_string(),
+        body: body.to_string(),
+    }
+}
+
+/// Read an answer to its end (the shim closes every connection).
+fn read_reply(stream: &mut TcpStream) -> Reply {
+    stream
+        .set_read_timeout(Some(Duration::from_secs(30)))
+        .unwrap();
+    let mut raw = Vec::new();
+    stream.read_to_end(&mut raw).expect("read answer");
+    parse_reply(&raw)
+}
+
+impl Shim {
+    fn start() -> Shim {
+        Shim::start_with(TestEnv::new(), |_| {})
+    }
+
+    fn start_with(env: TestEnv, setup: impl FnOnce(&mut Command)) -> Shim {
+        Shim::spawn(env, true, "127.0.0.1:0", setup)
+    }
+
+    /// Start on 127.0.0.1:0; `secret_flag`: pass `--admin-secret-file`.
+    fn spawn(
+        env: TestEnv,
+        secret_flag: bool,
+        listen: &str,
+        setup: impl FnOnce(&mut Command),
+    ) -> Shim {
+        let secret_file = env.path("admin_secret");
+        std::fs::write(&secret_file, format!("{SECRET}\n")).unwrap();
+        let log = env.path("shim.log");
+        let mut cmd = env.cmd("hero_usage_shim");
+        cmd.args(["--listen", listen]);
+        if secret_flag {
+            cmd.arg("--admin-secret-file").arg(&secret_file);
+        }
+        cmd.stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(std::fs::File::create(&log).unwrap());
+        setup(&mut cmd);
+        let mut child = cmd.spawn().expect("spawn hero_usage_shim");
+        let mut out = BufReader::new(child.stdout.take().unwrap());
+        let mut line = String::new();
+        out.read_line(&mut line).unwrap();
+        let addr = line
+            .trim()
+            .strip_prefix("listening on http://")
+            .unwrap_or_else(|| {
+                panic!(
+                    "no ready line: {line:?}; stderr: {}",
+                    std::fs::read_to_string(&log).unwrap_or_default()
+                )
+            })
+            .to_string();
+        std::thread::spawn(move || std::io::copy(&mut out, &mut std::io::sink()));
+        Shim {
+            env,
+            child,
+            addr,
+            secret_file,
+            log,
+        }
+    }
+
+    fn connect(&self) -> TcpStream {
+        TcpStream::connect(&self.addr).expect("connect to the shim")
+    }
+
+    /// Send raw bytes, read the answer.
+    fn raw(&self, request: &[u8]) -> Reply {
+        let mut s = self.connect();
+        s.write_all(request).unwrap();
+        read_reply(&mut s)
+    }
+
+    fn request(&self, method: &str, path: &str, headers: &[(&str, &str)], body: &str) -> Reply {
+        let mut req = format!("{method} {path} HTTP/1.1\r\nHost: {}\r\n", self.addr);
+        for (k, v) in headers {
+            req.push_str(&format!("{k}: {v}\r\n"));
+        }
+        if method == "POST" {
+            req.push_str(&format!("Content-Length: {}\r\n", body.len()));
+        }
+        req.push_str("\r\n");
+        req.push_str(body);
+        self.raw(req.as_bytes())
+    }
+
+    fn get(&self, path: &str) -> Reply {
+        self.request("GET", path, &[(HEADER, SECRET)], "")
+    }
+
+    fn post(&self, path: &str, body: &str) -> Reply {
+        self.request("POST", path, &[(HEADER, SECRET)], body)
+    }
+
+    fn record(&self, body: &Value) -> Reply {
+        self.post("/record_usage", &body.to_string())
+    }
+
+    fn log(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap()
+    }
+
+    fn pid(&self) -> String {
+        self.child.id().to_string()
+    }
+
+    /// SIGTERM, wait, and return the exit code and the log.
+    fn stop(mut self) -> (Option<i32>, String) {
+        let k = run(Command::new("kill").args(["-TERM", &self.pid()]));
+        assert!(k.status.success(), "kill: {}", stderr(&k));
+        let code = wait_exit(&mut self.child, Duration::from_secs(15));
+        let log = self.log();
+        assert!(!log.contains(SECRET), "the secret is in the log:\n{log}");
+        (code, log)
+    }
+}
+
+impl Drop for Shim {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn wait_exit(child: &mut Child, limit: Duration) -> Option<i32> {
+    let start = Instant::now();
+    loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            return status.code();
+        }
+        assert!(start.elapsed() < limit, "the shim did not exit");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+fn record(key: &str, amount: u64) -> Value {
+    json!({
+        "idempotency_key": key,
+        "user_sid": "0a1b",
+        "amount_cents": amount,
+        "resource_kind": "cpu_hours",
+        "description": "4 vCPU for 1 h",
+        "occurred_at": "2026-11-20 16:04:05",
+    })
+}
+
+fn pending(shim: &Shim) -> usize {
+    files_under(&shim.env.spool.join("pending")).len()
+}
+
+#[test]
+fn healthz_needs_no_secret() {
+    let shim = Shim::start();
+    let r = shim.request("GET", "/healthz", &[], "");
+    assert_eq!(r.status, 200, "{r:?}");
+    assert_eq!(r.json(), json!({"status": "ok"}));
+    assert!(
+        r.head.contains("Content-Type: application/json"),
+        "{}",
+        r.head
+    );
+    assert!(r.head.contains("Connection: close"), "{}", r.head);
+    let (code, log) = shim.stop();
+    assert_eq!(code, Some(0));
+    assert!(log.contains("GET /healthz 200"), "{log}");
+}
+
+#[test]
+fn missing_or_wrong_secret_is_401_on_every_other_route() {
+    let shim = Shim::start();
+    for (method, path) in [
+        ("GET", "/status"),
+        ("POST", "/record_usage"),
+        ("POST", "/admin/push-usage-now"),
+    ] {
+        let body = record("k-401", 1).to_string();
+        let none = shim.request(method, path, &[], &body);
+        assert_eq!(none.status, 401, "{method} {path}: {none:?}");
+        let wrong = shim.request(method, path, &[(HEADER, "s3cret-Admin-Value-43")], &body);
+        assert_eq!(wrong.status, 401, "{method} {path}: {wrong:?}");
+        let prefix = shim.request(method, path, &[(HEADER, "s3cret")], &body);
+        assert_eq!(prefix.status, 401, "{method} {path}: {prefix:?}");
+        let twice = shim.request(method, path, &[(HEADER, SECRET), (HEADER, "x")], &body);
+        assert_eq!(twice.status, 401, "{method} {path}: {twice:?}");
+    }
+    assert_eq!(pending(&shim), 0, "nothing recorded without the secret");
+    // Unknown route and wrong method.
+    assert_eq!(shim.get("/nope").status, 404);
+    let r = shim.get("/record_usage");
+    assert_eq!(r.status, 405, "{r:?}");
+    assert!(r.head.contains("Allow: POST"), "{}", r.head);
+    assert_eq!(shim.post("/healthz", "").status, 405);
+    let (code, log) = shim.stop();
+    assert_eq!(code, Some(0));
+    assert!(log.contains("GET /status 401"), "{log}");
+}
+
+#[test]
+fn record_then_duplicate_then_conflict() {
+    let shim = Shim::start();
+    let r = shim.record(&record("job-1", 250));
+    assert_eq!(r.status, 201, "{r:?}");
+    assert_eq!(
+        r.json(),
+        json!({"status": "recorded", "idempotency_key": "job-1"})
+    );
+    assert_eq!(pending(&shim), 1, "the record is in pending/");
+
+    let r = shim.record(&record("job-1", 250));
+    assert_eq!(r.status, 200, "{r:?}");
+    assert_eq!(r.json()["status"], "duplicate");
+    assert_eq!(r.json()["idempotency_key"], "job-1");
+
+    let r = shim.record(&record("job-1", 999));
+    assert_eq!(r.status, 422, "{r:?}");
+    let j = r.json();
+    assert_eq!(j["status"], "conflict");
+    assert_eq!(j["fields"], json!(["amount_cents"]));
+    assert_eq!(pending(&shim), 1, "nothing changed");
+
+    // The same spool as hero_usage_status sees it.
+    let out = run(shim.env.cmd("hero_usage_status").arg("--json"));
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    let status: Value = serde_json::from_str(stdout(&out).trim()).unwrap();
+    assert_eq!(status["pending"], 1);
+    // A record without occurred_at defaults to now; retrying it is a duplicate.
+    let mut now = record("job-2", 5);
+    now.as_object_mut().unwrap().remove("occurred_at");
+    assert_eq!(shim.record(&now).status, 201);
+    std::thread::sleep(Duration::from_millis(1100));
+    assert_eq!(shim.record(&now).status, 200);
+    let (code, log) = shim.stop();
+    assert_eq!(code, Some(0));
+    assert!(!log.contains("4 vCPU"), "the body is never logged:\n{log}");
+}
+
+#[test]
+fn bad_fields_and_bad_json_are_400_naming_the_field() {
+    let shim = Shim::start();
+    let mut bad = record("job-bad", 1);
+    bad["user_sid"] = json!("NOT-A-SID");
+    bad["amount_cents"] = json!(-1);
+    let r = shim.record(&bad);
+    assert_eq!(r.status, 400, "{r:?}");
+    let j = r.json();
+    assert_eq!(j["status"], "invalid");
+    let fields: Vec<&str> = j["errors"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["field"].as_str().unwrap())
+        .collect();
+    assert!(fields.contains(&"user_sid"), "{j}");
+    assert!(fields.contains(&"amount_cents"), "{j}");
+    assert!(j["errors"][0]["problem"].as_str().unwrap().len() > 5, "{j}");
+
+    let r = shim.post("/record_usage", "{\"idempotency_key\": ");
+    assert_eq!(r.status, 400, "{r:?}");
+    assert_eq!(r.json()["errors"][0]["field"], "body");
+    assert!(r.body.contains("not valid JSON"), "{}", r.body);
+
+    let r = shim.post("/record_usage", "[1, 2]");
+    assert_eq!(r.status, 400, "{r:?}");
+    assert_eq!(r.json()["errors"][0]["field"], "body");
+
+    let mut missing = record("job-missing", 1);
+    missing.as_object_mut().unwrap().remove("resource_kind");
+    let r = shim.record(&missing);
+    assert_eq!(r.status, 400);
+    assert_eq!(
+        r.json()["errors"][0]["field"],
+        "resource_kind",
+        "{}",
+        r.body
+    );
+    assert_eq!(pending(&shim), 0, "an invalid record writes nothing");
+    assert_eq!(shim.stop().0, Some(0));
+}
+
+#[test]
+fn idempotency_key_header() {
+    let shim = Shim::start();
+    let mut body = record("unused", 7);
+    body.as_object_mut().unwrap().remove("idempotency_key");
+    let body = body.to_string();
+    let with = |key: &str, body: &str| {
+        shim.request(
+            "POST",
+            "/record_usage",
+            &[(HEADER, SECRET), ("Idempotency-Key", key)],
+            body,
+        )
+    };
+    let r = with("hdr-1", &body);
+    assert_eq!(r.status, 201, "{r:?}");
+    assert_eq!(r.json()["idempotency_key"], "hdr-1");
+    // The same key in the body and the header: fine (a duplicate here).
+    let same = record("hdr-1", 7).to_string();
+    assert_eq!(with("hdr-1", &same).status, 200);
+    // Different: 400 naming idempotency_key.
+    let r = with("hdr-2", &same);
+    assert_eq!(r.status, 400, "{r:?}");
+    assert_eq!(r.json()["errors"][0]["field"], "idempotency_key");
+    assert_eq!(pending(&shim), 1);
+    assert_eq!(shim.stop().0, Some(0));
+}
+
+#[test]
+fn framing_limits() {
+    let shim = Shim::start();
+    let auth = format!("{HEADER}: {SECRET}\r\n");
+    // POST /record_usage without Content-Length: 411.
+    let r = shim.raw(format!("POST /record_usage HTTP/1.1\r\n{auth}\r\n").as_bytes());
+    assert_eq!(r.status, 411, "{r:?}");
+    // Any Transfer-Encoding: 400.
+    let r = shim.raw(
+        format!(
+            "POST /record_usage HTTP/1.1\r\n{auth}Transfer-Encoding: chunked\r\n\r\n2\r\n{{}}\r\n0\r\n\r\n"
+        )
+        .as_bytes(),
+    );
+    assert_eq!(r.status, 400, "{r:?}");
+    assert!(r.body.contains("Transfer-Encoding"), "{}", r.body);
+    // Repeated or malformed Content-Length: 400.
+    let r = shim.raw(
+        format!(
+            "POST /record_usage HTTP/1.1\r\n{auth}Content-Length: 2\r\nContent-Length: 2\r\n\r\n{{}}"
+        )
+        .as_bytes(),
+    );
+    assert_eq!(r.status, 400, "{r:?}");
+    let r = shim.raw(
+        format!("POST /record_usage HTTP/1.1\r\n{auth}Content-Length: +2\r\n\r\n{{}}").as_bytes(),
+    );
+    assert_eq!(r.status, 400, "{r:?}");
+    // A 65 KiB body: 413, and the answer arrives although the body is unread.
+    let big = format!("{{\"description\": \"{}\"}}", "x".repeat(65 * 1024 - 19));
+    assert_eq!(big.len(), 65 * 1024);
+    let r = shim.raw(
+        format!(
+            "POST /record_usage HTTP/1.1\r\n{auth}Content-Length: {}\r\n\r\n{big}",
+            big.len()
+        )
+        .as_bytes(),
+    );
+    assert_eq!(r.status, 413, "{r:?}");
+    // A 9 KiB head: 431.
+    let r = shim.raw(
+        format!(
+            "GET /healthz HTTP/1.1\r\nX-Pad: {}\r\n\r\n",
+            "a".repeat(9 * 1024)
+        )
+        .as_bytes(),
+    );
+    assert_eq!(r.status, 431, "{r:?}");
+    // Garbage: 400.
+    assert_eq!(shim.raw(b"\x01\x02 nonsense\r\n\r\n").status, 400);
+    // The shim still serves.
+    assert_eq!(shim.request("GET", "/healthz", &[], "").status, 200);
+    assert_eq!(pending(&shim), 0);
+    assert_eq!(shim.stop().0, Some(0));
+}
+
+#[test]
+fn a_stalled_or_trickling_client_gets_408_while_others_are_served() {
+    let shim = Shim::start();
+    let start = Instant::now();
+    // Stalled: half a head, then nothing.
+    let mut stalled = shim.connect();
+    stalled
+        .write_all(b"POST /record_usage HTTP/1.1\r\nContent-Length: 10\r\n")
+        .unwrap();
+    // Trickling: one byte every 200 ms, forever (slowloris).
+    let mut trickle = shim.connect();
+    let mut writer = trickle.try_clone().unwrap();
+    let trickler = std::thread::spawn(move || {
+        let _ = writer.write_all(b"GET /healthz HTTP/1.1\r\nX-Slow: ");
+        for _ in 0..100 {
+            if writer.write_all(b"a").is_err() {
+                break;
+            }
+            std::thread::sleep(Duration::from_millis(200));
+        }
+    });
+    // Meanwhile others are served, quickly.
+    for _ in 0..3 {
+        let t = Instant::now();
+        let r = shim.request("GET", "/healthz", &[], "");
+        assert_eq!(r.status, 200);
+        assert!(t.elapsed() < Duration::from_secs(1), "{:?}", t.elapsed());
+    }
+    let r = read_reply(&mut stalled);
+    assert_eq!(r.status, 408, "{r:?}");
+    assert!(
+        start.elapsed() < Duration::from_secs(4),
+        "{:?}",
+        start.elapsed()
+    );
+    let r = read_reply(&mut trickle);
+    assert_eq!(r.status, 408, "{r:?}");
+    let took = start.elapsed();
+    assert!(
+        took >= Duration::from_secs(4) && took < Duration::from_secs(8),
+        "the whole-request deadline: {took:?}"
+    );
+    trickler.join().unwrap();
+    assert_eq!(shim.stop().0, Some(0));
+}
+
+#[test]
+fn rotating_the_secret_file_needs_no_restart() {
+    let shim = Shim::start();
+    assert_eq!(shim.get("/status").status, 200);
+    let new = "rotated-Secret-Value-99";
+    let tmp = shim.env.path("admin_secret.new");
+    std::fs::write(&tmp, format!("{new}\n")).unwrap();
+    std::fs::rename(&tmp, &shim.secret_file).unwrap();
+    assert_eq!(shim.get("/status").status, 401, "the old secret is refused");
+    let r = shim.request("GET", "/status", &[(HEADER, new)], "");
+    assert_eq!(r.status, 200, "{r:?}");
+    // A secret file that cannot be read lets nobody in.
+    std::fs::remove_file(&shim.secret_file).unwrap();
+    let r = shim.request("GET", "/status", &[(HEADER, new)], "");
+    assert_eq!(r.status, 500, "{r:?}");
+    let (code, log) = shim.stop();
+    assert_eq!(code, Some(0));
+    assert!(!log.contains(new), "{log}");
+}
+
+const OWNER: &str = "lhumina_code";
+const REPO: &str = "billing";
+
+fn with_forge(url: &str, token_file: PathBuf) -> impl FnOnce(&mut Command) {
+    let url = url.to_string();
+    move |c: &mut Command| {
+        c.env("HERO_USAGE_FORGEJO_URL", url)
+            .env("HERO_USAGE_FORGEJO_TOKEN_FILE", token_file)
+            .env("HERO_USAGE_REPO", format!("{OWNER}/{REPO}"));
+    }
+}
+
+#[test]
+fn push_now_pushes_to_the_forge() {
+    let forge = TestForge::start(ForgeOptions::default());
+    let env = TestEnv::new();
+    let token = env.path("token");
+    std::fs::write(&token, forge.token()).unwrap();
+    let shim = Shim::start_with(env, with_forge(&forge.base_url(), token));
+    assert_eq!(shim.record(&record("job-1", 250)).status, 201);
+    assert_eq!(shim.record(&record("job-2", 100)).status, 201);
+    let r = shim.post("/admin/push-usage-now", "");
+    assert_eq!(r.status, 200, "{r:?}");
+    let j = r.json();
+    assert_eq!(j["outcome"], "pushed", "{j}");
+    assert_eq!(j["pushed"], 2);
+    assert_eq!(j["exit_code"], 0);
+    let text = forge
+        .file(
+            OWNER,
+            REPO,
+            "main",
+            "nodes/test-node/usage_2026-11-20-16.otoml",
+        )
+        .expect("hour file in the billing repo");
+    let keys: Vec<String> = parse_batch(&String::from_utf8(text).unwrap())
+        .unwrap()
+        .into_iter()
+        .map(|r| r.idempotency_key)
+        .collect();
+    assert_eq!(keys, ["job-1", "job-2"]);
+    assert_eq!(pending(&shim), 0);
+    // Again: nothing to push, still 200. No body needed (curl -X POST sends none).
+    let r = shim.raw(
+        format!("POST /admin/push-usage-now HTTP/1.1\r\n{HEADER}: {SECRET}\r\n\r\n").as_bytes(),
+    );
+    assert_eq!(r.status, 200, "{r:?}");
+    assert_eq!(r.json()["outcome"], "nothing-to-push");
+    // /status shows the last push.
+    let s = shim.get("/status").json();
+    assert_eq!(s["sent"], 2);
+    assert_eq!(s["last_push"]["outcome"], "nothing-to-push");
+    let (code, log) = shim.stop();
+    assert_eq!(code, Some(0));
+    assert!(!log.contains(&forge.token()), "the token is in the log");
+}
+
+/// A loopback URL where nothing listens.
+fn closed_port_url() -> String {
+    let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = l.local_addr().unwrap().port();
+    drop(l);
+    format!("http://127.0.0.1:{port}")
+}
+
+#[test]
+fn push_now_is_503_when_the_forge_is_down_or_not_configured() {
+    let env = TestEnv::new();
+    let token = env.path("token");
+    std::fs::write(&token, "some-token").unwrap();
+    let shim = Shim::start_with(env, with_forge(&closed_port_url(), token));
+    assert_eq!(shim.record(&record("job-1", 250)).status, 201);
+    let r = shim.post("/admin/push-usage-now", "");
+    assert_eq!(r.status, 503, "{r:?}");
+    let j = r.json();
+    assert_eq!(j["outcome"], "failed");
+    assert_eq!(j["exit_code"], 75);
+    assert_eq!(pending(&shim), 1, "nothing lost");
+    assert_eq!(shim.stop().0, Some(0));
+
+    // No forge configured: the shim runs; push-now says so.
+    let shim = Shim::start();
+    let r = shim.post("/admin/push-usage-now", "");
+    assert_eq!(r.status, 503, "{r:?}");
+    assert_eq!(r.json()["status"], "not-configured");
+    assert_eq!(r.json()["exit_code"], 78);
+    assert!(r.body.contains("Forgejo URL"), "{}", r.body);
+    assert_eq!(shim.stop().0, Some(0));
+}
+
+#[test]
+fn push_now_is_409_while_another_push_runs() {
+    let env = TestEnv::new();
+    let token = env.path("token");
+    std::fs::write(&token, "some-token").unwrap();
+    let shim = Shim::start_with(env, with_forge(&closed_port_url(), token));
+    let spool = hero_usage::spool::Spool::open(&shim.env.spool).unwrap();
+    let lock = spool.try_lock_push().unwrap().expect("push lock is free");
+    let r = shim.post("/admin/push-usage-now", "");
+    assert_eq!(r.status, 409, "{r:?}");
+    assert_eq!(r.json()["outcome"], "locked");
+    drop(lock);
+    assert_eq!(shim.stop().0, Some(0));
+}
+
+#[test]
+fn status_is_the_same_json_as_hero_usage_status() {
+    let shim = Shim::start();
+    assert_eq!(shim.record(&record("job-1", 1)).status, 201);
+    let r = shim.get("/status");
+    assert_eq!(r.status, 200, "{r:?}");
+    let mut served = r.json();
+    let out = run(shim.env.cmd("hero_usage_status").arg("--json"));
+    let mut cli: Value = serde_json::from_str(stdout(&out).trim()).unwrap();
+    // The age moves with the clock.
+    served["oldest_pending_age_seconds"] = Value::Null;
+    cli["oldest_pending_age_seconds"] = Value::Null;
+    assert_eq!(served, cli);
+    assert_eq!(served["pending"], 1);
+    assert_eq!(served["node"], "test-node");
+    assert_eq!(shim.stop().0, Some(0));
+}
+
+#[test]
+fn sigterm_finishes_the_request_in_flight_then_exits_0() {
+    let shim = Shim::start();
+    let body = record("job-term", 3).to_string();
+    let mut s = shim.connect();
+    s.write_all(
+        format!(
+            "POST /record_usage HTTP/1.1\r\n{HEADER}: {SECRET}\r\nContent-Length: {}\r\n",
+            body.len()
+        )
+        .as_bytes(),
+    )
+    .unwrap();
+    std::thread::sleep(Duration::from_millis(300));
+    let k = run(Command::new("kill").args(["-TERM", &shim.pid()]));
+    assert!(k.status.success());
+    std::thread::sleep(Duration::from_millis(300));
+    // No longer accepting.
+    assert!(
+        TcpStream::connect(&shim.addr).is_err(),
+        "still accepting after SIGTERM"
+    );
+    s.write_all(format!("\r\n{body}").as_bytes()).unwrap();
+    let r = read_reply(&mut s);
+    assert_eq!(r.status, 201, "{r:?}");
+    let mut shim = shim;
+    assert_eq!(wait_exit(&mut shim.child, Duration::from_secs(10)), Some(0));
+    assert_eq!(pending(&shim), 1);
+    let log = shim.log();
+    assert!(log.contains("POST /record_usage 201"), "{log}");
+}
+
+#[test]
+fn refuses_a_non_loopback_address_without_allow_remote() {
+    let env = TestEnv::new();
+    let secret = env.path("admin_secret");
+    std::fs::write(&secret, SECRET).unwrap();
+    let out = run(env
+        .cmd("hero_usage_shim")
+        .args(["--listen", "0.0.0.0:0", "--admin-secret-file"])
+        .arg(&secret));
+    assert_eq!(out.status.code(), Some(78), "{}", stderr(&out));
+    assert!(stderr(&out).contains("--allow-remote"), "{}", stderr(&out));
+    assert!(stderr(&out).starts_with("hero_usage_shim: error: "));
+    // The environment and the config file are held to the same rule.
+    let out = run(env
+        .cmd("hero_usage_shim")
+        .env("HERO_USAGE_LISTEN", "0.0.0.0:0")
+        .env("HERO_ONBOARDING_ADMIN_SECRET_FILE", &secret));
+    assert_eq!(out.status.code(), Some(78), "{}", stderr(&out));
+}
+
+#[test]
+fn allow_remote_binds_any_address() {
+    let shim = Shim::spawn(TestEnv::new(), true, "0.0.0.0:0", |c| {
+        c.arg("--allow-remote");
+    });
+    let port = shim.addr.rsplit(':').next().unwrap().to_string();
+    let mut s = TcpStream::connect(format!("127.0.0.1:{port}")).unwrap();
+    s.write_all(b"GET /healthz HTTP/1.1\r\n\r\n").unwrap();
+    assert_eq!(read_reply(&mut s).status, 200);
+    assert_eq!(shim.stop().0, Some(0));
+}
+
+#[test]
+fn no_admin_secret_refuses_to_start() {
+    let env = TestEnv::new();
+    let out = run(env.cmd("hero_usage_shim").args(["--listen", "127.0.0.1:0"]));
+    assert_eq!(out.status.code(), Some(78), "{}", stderr(&out));
+    assert!(stderr(&out).contains("admin secret"), "{}", stderr(&out));
+    // An empty secret file is no secret either.
+    let empty = env.path("empty");
+    std::fs::write(&empty, "\n").unwrap();
+    let out = run(env
+        .cmd("hero_usage_shim")
+        .args(["--listen", "127.0.0.1:0", "--admin-secret-file"])
+        .arg(&empty));
+    assert_eq!(out.status.code(), Some(78), "{}", stderr(&out));
+}
+
+#[test]
+fn the_secret_from_the_environment_works_and_is_never_logged() {
+    let value = "env-Secret-Value-7";
+    let shim = Shim::spawn(TestEnv::new(), false, "127.0.0.1:0", |c| {
+        c.env("HERO_ONBOARDING_ADMIN_SECRET", value);
+    });
+    let r = shim.request("GET", "/status", &[(HEADER, value)], "");
+    assert_eq!(r.status, 200, "{r:?}");
+    assert_eq!(shim.get("/status").status, 401);
+    let (code, log) = shim.stop();
+    assert_eq!(code, Some(0));
+    assert!(!log.contains(value), "{log}");
+}
