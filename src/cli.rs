@@ -10,7 +10,8 @@ pub fn parse<T: Parser>(binary: &str) -> T {
     match T::try_parse() {
         Ok(cli) => cli,
         Err(e) if !e.use_stderr() => {
-            print!("{e}");
+            // `--help | head` closes the pipe early: not an error worth a panic.
+            let _ = std::io::Write::write_all(&mut std::io::stdout(), e.to_string().as_bytes());
             std::process::exit(0)
         }
         Err(e) => {

@@ -21,7 +21,7 @@ use crate::spool::{PendingId, Spool};
 use anyhow::Result;
 use chrono::Utc;
 use serde::Serialize;
-use std::collections::{BTreeMap, HashMap};
+use std::collections::HashMap;
 use std::time::{Duration, Instant};
 
 /// How often one run reads, merges and commits before it gives up (exit 75).
@@ -82,6 +82,8 @@ pub struct PushSummary {
     pub quarantined: Vec<Problem>,
     /// Hours left pending because their remote file could not be parsed.
     pub unreadable_hours: Vec<Problem>,
+    /// Records marked sent (pushed now, or found already in the repository).
+    pub marked_sent: usize,
     /// Records still pending after the run.
     pub pending_after: usize,
     pub pruned: usize,
@@ -176,7 +178,8 @@ pub fn run(spool: &Spool, opts: &PushOptions) -> Result<PushSummary> {
         failpoint("push-after-ingest");
     }
 
-    let hours = select(spool.pending_index()?, opts.max_records);
+    let load = spool.load_pending(opts.max_records.unwrap_or(usize::MAX))?;
+    let hours: Vec<HourRecords> = load.hours.into_iter().collect();
     let result = if hours.is_empty() {
         summary.outcome = "nothing-to-push".into();
         Ok(())
@@ -194,7 +197,14 @@ pub fn run(spool: &Spool, opts: &PushOptions) -> Result<PushSummary> {
         let horizon = Utc::now() - chrono::Duration::days(i64::from(opts.retention_days));
         summary.pruned = spool.prune_sent(horizon)?;
     }
-    summary.pending_after = spool.pending_index()?.values().map(Vec::len).sum();
+    // Pending now: what was there, less what this run marked sent or set
+    // aside (records recorded meanwhile are the next run's).
+    let set_aside = summary
+        .quarantined
+        .iter()
+        .filter(|q| q.what.starts_with("pending/"))
+        .count();
+    summary.pending_after = load.total.saturating_sub(summary.marked_sent + set_aside);
     if summary.exit_code == 0
         && !(summary.quarantined.is_empty() && summary.unreadable_hours.is_empty())
     {
@@ -214,29 +224,13 @@ fn finish(mut summary: PushSummary, started: Instant) -> PushSummary {
     summary
 }
 
-/// Oldest hours first, at most `max` records in all.
-fn select(
-    index: BTreeMap<HourBucket, Vec<PendingId>>,
-    max: Option<usize>,
-) -> Vec<(HourBucket, Vec<PendingId>)> {
-    let mut left = max.unwrap_or(usize::MAX);
-    let mut out = Vec::new();
-    for (hour, mut ids) in index {
-        if left == 0 {
-            break;
-        }
-        ids.sort();
-        ids.truncate(left);
-        left -= ids.len();
-        out.push((hour, ids));
-    }
-    out
-}
+/// One hour's pending records, with their spool ids.
+type HourRecords = (HourBucket, Vec<(PendingId, UsageRecord)>);
 
 fn push_hours(
     spool: &Spool,
     opts: &PushOptions,
-    hours: &[(HourBucket, Vec<PendingId>)],
+    hours: &[HourRecords],
     summary: &mut PushSummary,
 ) -> Result<()> {
     let client = ForgejoClient::new(ClientConfig {
@@ -340,7 +334,7 @@ fn try_once(
     client: &ForgejoClient,
     branch: &str,
     repo_exists: bool,
-    hours: &[(HourBucket, Vec<PendingId>)],
+    hours: &[HourRecords],
     summary: &mut PushSummary,
 ) -> Result<()> {
     let mut plan = Plan::default();
@@ -385,6 +379,7 @@ fn try_once(
         summary.commit = Some(sha);
     }
     spool.mark_sent(&plan.done)?;
+    summary.marked_sent = plan.done.len();
     failpoint("push-after-mark");
     summary.outcome = if plan.changes.is_empty() {
         "nothing-to-push".into()
@@ -403,7 +398,7 @@ fn plan_hour(
     branch: &str,
     repo_exists: bool,
     hour: HourBucket,
-    ids: &[PendingId],
+    pending: &[(PendingId, UsageRecord)],
     plan: &mut Plan,
     summary: &mut PushSummary,
 ) -> Result<()> {
@@ -441,7 +436,7 @@ fn plan_hour(
 
     let mut added = 0;
     let mut fresh: Vec<UsageRecord> = Vec::new();
-    for id in ids {
+    for (id, local) in pending {
         if summary
             .quarantined
             .iter()
@@ -449,22 +444,9 @@ fn plan_hour(
         {
             continue; // set aside by an earlier attempt of this run
         }
-        let local = match spool.read_pending(id) {
-            Ok(r) => r,
-            Err(e) => {
-                quarantine(
-                    spool,
-                    opts,
-                    id,
-                    &format!("unreadable pending record: {e:#}"),
-                    summary,
-                );
-                continue;
-            }
-        };
         match known.get(&local.idempotency_key) {
             Some(&i) => {
-                let differing = records[i].differing_fields(&local, false);
+                let differing = records[i].differing_fields(local, false);
                 if differing.is_empty() {
                     plan.already_present += 1;
                     plan.done.push(id.clone());
@@ -479,7 +461,7 @@ fn plan_hour(
             None => {
                 added += 1;
                 plan.done.push(id.clone());
-                fresh.push(local);
+                fresh.push(local.clone());
             }
         }
     }

@@ -9,7 +9,7 @@ use hero_usage::spool::Spool;
 
 /// Push pending usage records, bundled per UTC hour, to the billing repository in one commit.
 #[derive(Parser, Debug)]
-#[command(version, about, long_about = None)]
+#[command(version)]
 struct Cli {
     #[command(flatten)]
     spool: SpoolArgs,

@@ -7,7 +7,7 @@ use hero_usage::status::StatusReport;
 
 /// Show what the spool holds and how the last push went.
 #[derive(Parser, Debug)]
-#[command(version, about, long_about = None)]
+#[command(version)]
 struct Cli {
     #[command(flatten)]
     spool: SpoolArgs,

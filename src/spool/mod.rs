@@ -7,7 +7,7 @@
 //!   tmp/                         scratch: writers create files here first
 //!   incoming/                    drop box for shell scripts (*.toml, dot names ignored)
 //!   pending/<sha256(key)>.toml   accepted, not yet pushed
-//!   sent/<sha256(key)>.toml      pushed; kept for the retention window (mtime = when sent)
+//!   sent/<sha256(key)>.toml      pushed; kept for the retention window (ctime = when sent)
 //!   rejected/NAME, NAME.reason   quarantine, never deleted, never pushed
 //!   state/                       the push job's outcome file
 //! ```
@@ -100,6 +100,15 @@ impl std::fmt::Display for PendingId {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.write_str(&self.0)
     }
+}
+
+/// Pending records loaded for a push (see [`Spool::load_pending`]).
+#[derive(Debug, Default)]
+pub struct PendingLoad {
+    /// The loaded records by hour, oldest hour first, each hour by id.
+    pub hours: BTreeMap<HourBucket, Vec<(PendingId, UsageRecord)>>,
+    /// Valid pending records in all, loaded or not.
+    pub total: usize,
 }
 
 /// What the spool holds.
@@ -230,75 +239,80 @@ impl Spool {
     pub(crate) fn read_record_file(path: &Path) -> Result<UsageRecord> {
         let bytes = fsx::read_regular(path, MAX_RECORD_BYTES)
             .map_err(cant(format!("cannot read record {}", path.display())))?;
-        let text = String::from_utf8(bytes).map_err(|_| {
+        parse_record(bytes).map_err(|reason| {
             fail(
                 Kind::CantCreate,
-                format!("record {} is not UTF-8", path.display()),
+                format!("record {}: {reason}", path.display()),
             )
-        })?;
-        let rec: UsageRecord = toml::from_str(&text).map_err(|e| {
-            fail(
-                Kind::CantCreate,
-                format!("record {} is damaged: {}", path.display(), e.message()),
-            )
-        })?;
-        rec.check().map_err(|errs| {
-            fail(
-                Kind::CantCreate,
-                format!(
-                    "record {} breaks the rules: {}",
-                    path.display(),
-                    describe(&errs)
-                ),
-            )
-        })?;
-        Ok(rec)
+        })
     }
 
-    /// The pending records grouped by hour bucket. Reads only each file's
-    /// `occurred_at` line; records are not kept in memory. A pending file
-    /// without a readable time is quarantined (it cannot be bucketed).
-    pub fn pending_index(&self) -> Result<BTreeMap<HourBucket, Vec<PendingId>>> {
-        let mut out: BTreeMap<HourBucket, Vec<PendingId>> = BTreeMap::new();
-        let mut bad = Vec::new();
+    /// The pending records of the oldest hours, at most `max` of them,
+    /// grouped by hour bucket and read in one pass over `pending/` (each
+    /// file is read once: a push of a large backlog is bound by reading
+    /// it). Records past `max` (the newest) wait for a later run, so memory
+    /// is bounded by `max`. A damaged file is quarantined with its reason.
+    pub fn load_pending(&self, max: usize) -> Result<PendingLoad> {
+        let mut load = PendingLoad::default();
+        let mut held = 0;
+        let mut damaged = Vec::new();
+        let dir = self.dir("pending");
         for name in self.record_names("pending")? {
-            let path = self.dir("pending").join(&name);
-            match occurred_at_of(&path) {
-                Ok(Some(t)) => out
-                    .entry(t.hour_bucket())
-                    .or_default()
-                    .push(PendingId(name)),
-                Ok(None) => bad.push(PendingId(name)),
-                // Gone meanwhile (marked sent by another process): skip.
-                Err(e) if e.kind() == io::ErrorKind::NotFound => {}
+            let path = dir.join(&name);
+            let bytes = match fsx::read_regular(&path, MAX_RECORD_BYTES) {
+                Ok(b) => b,
+                // Gone meanwhile: nothing else moves pending files while the
+                // push lock is held, but be safe.
+                Err(e) if e.kind() == io::ErrorKind::NotFound => continue,
+                Err(e)
+                    if matches!(
+                        e.kind(),
+                        io::ErrorKind::InvalidInput | io::ErrorKind::InvalidData
+                    ) =>
+                {
+                    damaged.push((PendingId(name), format!("not a record file: {e}")));
+                    continue;
+                }
                 Err(e) => return Err(cant(format!("cannot read {}", path.display()))(e)),
+            };
+            let rec = match parse_record(bytes) {
+                Ok(r) => r,
+                Err(reason) => {
+                    damaged.push((PendingId(name), format!("damaged pending record: {reason}")));
+                    continue;
+                }
+            };
+            load.total += 1;
+            load.hours
+                .entry(rec.hour_bucket())
+                .or_default()
+                .push((PendingId(name), rec));
+            held += 1;
+            if held > max {
+                let mut newest = load.hours.last_entry().expect("held > 0");
+                newest.get_mut().pop();
+                if newest.get().is_empty() {
+                    newest.remove();
+                }
+                held -= 1;
             }
         }
-        for id in bad {
-            self.quarantine_pending(
-                &id,
-                "pending record file has no valid occurred_at line (damaged)",
-            )?;
+        for (id, reason) in damaged {
+            self.quarantine_pending(&id, &reason)?;
         }
-        for ids in out.values_mut() {
-            ids.sort();
+        for records in load.hours.values_mut() {
+            records.sort_by(|a, b| a.0.cmp(&b.0));
         }
-        Ok(out)
-    }
-
-    /// One pending record, read back and checked.
-    pub fn read_pending(&self, id: &PendingId) -> Result<UsageRecord> {
-        Self::read_record_file(&self.dir("pending").join(&id.0))
+        Ok(load)
     }
 
     /// Move pushed records from `pending/` to `sent/` (under the writers'
-    /// lock), set their mtime to now, fsync both directories once.
+    /// lock; the rename sets their ctime), fsync both directories once.
     pub fn mark_sent(&self, ids: &[PendingId]) -> Result<()> {
         if ids.is_empty() {
             return Ok(());
         }
         let _lock = self.lock_writers()?;
-        let now = std::time::SystemTime::now();
         let (pending, sent) = (self.dir("pending"), self.dir("sent"));
         for id in ids {
             let from = pending.join(&id.0);
@@ -324,12 +338,10 @@ impl Spool {
                 }
                 Err(e) => return Err(cant(format!("cannot check {}", from.display()))(e)),
             }
+            // rename(2) sets the file's ctime: that is when it was marked
+            // sent, which retention counts from (no extra open per record).
             fs::rename(&from, &to)
                 .map_err(cant(format!("cannot move {} to sent/", from.display())))?;
-            let f = fsx::open_regular(&to, false)
-                .map_err(cant(format!("cannot open {}", to.display())))?;
-            f.set_modified(now)
-                .map_err(cant(format!("cannot set the time of {}", to.display())))?;
         }
         fsx::sync_dir(&sent).map_err(cant(format!("cannot sync {}", sent.display())))?;
         fsx::sync_dir(&pending).map_err(cant(format!("cannot sync {}", pending.display())))?;
@@ -412,7 +424,7 @@ impl Spool {
                 Err(e) if e.kind() == io::ErrorKind::NotFound => continue,
                 Err(e) => return Err(cant(format!("cannot check {}", p.display()))(e)),
             };
-            if m.modified().map(|t| t < limit).unwrap_or(false) {
+            if sent_at(&m) < limit {
                 fs::remove_file(&p).map_err(cant(format!("cannot remove {}", p.display())))?;
                 removed += 1;
             }
@@ -506,6 +518,28 @@ fn occurred_at_of(path: &Path) -> io::Result<Option<UtcSecond>> {
             .ok()
             .map(UtcSecond)
     }))
+}
+
+/// A spool record file's bytes as a record that keeps every rule.
+fn parse_record(bytes: Vec<u8>) -> std::result::Result<UsageRecord, String> {
+    let text = String::from_utf8(bytes).map_err(|_| "not UTF-8".to_string())?;
+    let rec: UsageRecord =
+        toml::from_str(&text).map_err(|e| format!("not a valid record: {}", e.message()))?;
+    rec.check()
+        .map_err(|errs| format!("breaks the rules: {}", describe(&errs)))?;
+    Ok(rec)
+}
+
+/// When a file in `sent/` was marked sent: its ctime, which the rename into
+/// `sent/` set and nothing later changes.
+fn sent_at(m: &fs::Metadata) -> std::time::SystemTime {
+    use std::os::unix::fs::MetadataExt;
+    let (secs, nanos) = (m.ctime(), m.ctime_nsec());
+    if secs < 0 {
+        return std::time::UNIX_EPOCH;
+    }
+    std::time::UNIX_EPOCH
+        + std::time::Duration::new(secs as u64, nanos.clamp(0, 999_999_999) as u32)
 }
 
 /// Render a record as its spool file.

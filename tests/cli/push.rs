@@ -661,3 +661,37 @@ fn print_schedule_gives_each_scheduler_its_snippet() {
     );
     assert!(systemd.contains("Type=oneshot"));
 }
+
+#[test]
+fn past_retention_the_billing_repo_still_knows_the_key() {
+    let forge = forge();
+    let node = Node::new(&forge);
+    let records = three();
+    for r in &records {
+        node.record(r);
+    }
+    let out = node.push(&["--retention-days", "0", "--json"]);
+    assert_eq!(code(&out), Some(0), "{}", stderr(&out));
+    let summary: serde_json::Value = serde_json::from_str(stdout(&out).trim()).unwrap();
+    assert_eq!(
+        summary["pruned"], 3,
+        "sent records past a zero-day window are pruned"
+    );
+    assert!(files_under(&node.env.spool.join("sent")).is_empty());
+
+    // The spool forgot the key, so the same record is accepted again...
+    node.record(&records[0]);
+    assert_eq!(node.pending(), 1);
+    // ...and the billing repository recognises it: no second copy, no commit.
+    let out = node.push(&["--json"]);
+    assert_eq!(code(&out), Some(0), "{}", stderr(&out));
+    let summary: serde_json::Value = serde_json::from_str(stdout(&out).trim()).unwrap();
+    assert_eq!(summary["already_present"], 1);
+    assert_eq!(summary["pushed"], 0);
+    assert_eq!(commits(&forge), 1);
+    assert_eq!(node.pending(), 0);
+    assert_eq!(
+        remote_keys(&forge, &[H16, H17]),
+        ["job-1", "job-2", "job-3"]
+    );
+}

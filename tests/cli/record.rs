@@ -596,11 +596,15 @@ fn sent_records_still_detect_duplicates_and_conflicts() {
         Some(0)
     );
     let spool = Spool::open(&env.spool).unwrap();
-    let index = spool.pending_index().unwrap();
-    let ids: Vec<PendingId> = index.values().flatten().cloned().collect();
-    assert_eq!(index.keys().next().unwrap().to_string(), "2026-11-26-16");
+    let load = spool.load_pending(usize::MAX).unwrap();
+    assert_eq!(load.total, 1);
+    assert_eq!(
+        load.hours.keys().next().unwrap().to_string(),
+        "2026-11-26-16"
+    );
+    let (ids, records): (Vec<PendingId>, Vec<_>) = load.hours.into_values().flatten().unzip();
     assert_eq!(ids, vec![PendingId::for_key("job-42-2026-11-26T16")]);
-    assert_eq!(spool.read_pending(&ids[0]).unwrap().amount_cents, 250);
+    assert_eq!(records[0].amount_cents, 250);
     spool.mark_sent(&ids).unwrap();
     let c = spool.counts().unwrap();
     assert_eq!((c.pending, c.sent), (0, 1));
