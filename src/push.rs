@@ -157,6 +157,16 @@ pub fn run(spool: &Spool, opts: &PushOptions) -> Result<PushSummary> {
         ..Default::default()
     };
 
+    // A bad URL is a configuration error even when there is nothing to push.
+    let client = ForgejoClient::new(ClientConfig {
+        base_url: opts.forge.url.clone(),
+        token: opts.forge.token.clone(),
+        insecure_http: opts.forge.insecure_http,
+        connect_timeout: Duration::from_secs(10),
+        timeout: Duration::from_secs(120),
+    })
+    .map_err(forge_err)?;
+
     let Some(_push_lock) = spool.try_lock_push()? else {
         summary.outcome = "locked".into();
         return Ok(finish(summary, started));
@@ -184,7 +194,7 @@ pub fn run(spool: &Spool, opts: &PushOptions) -> Result<PushSummary> {
         summary.outcome = "nothing-to-push".into();
         Ok(())
     } else {
-        push_hours(spool, opts, &hours, &mut summary)
+        push_hours(spool, opts, &client, &hours, &mut summary)
     };
 
     if let Err(err) = result {
@@ -230,20 +240,13 @@ type HourRecords = (HourBucket, Vec<(PendingId, UsageRecord)>);
 fn push_hours(
     spool: &Spool,
     opts: &PushOptions,
+    client: &ForgejoClient,
     hours: &[HourRecords],
     summary: &mut PushSummary,
 ) -> Result<()> {
-    let client = ForgejoClient::new(ClientConfig {
-        base_url: opts.forge.url.clone(),
-        token: opts.forge.token.clone(),
-        insecure_http: opts.forge.insecure_http,
-        connect_timeout: Duration::from_secs(10),
-        timeout: Duration::from_secs(120),
-    })
-    .map_err(forge_err)?;
     let (owner, name) = (&opts.forge.owner, &opts.forge.repo);
 
-    let repo = ensure_repo(&client, owner, name, opts.dry_run)?;
+    let repo = ensure_repo(client, owner, name, opts.dry_run)?;
     let branch = opts
         .forge
         .branch
@@ -260,7 +263,7 @@ fn push_hours(
     loop {
         attempt += 1;
         summary.attempts = attempt;
-        let err = match try_once(spool, opts, &client, &branch, repo_exists, hours, summary) {
+        let err = match try_once(spool, opts, client, &branch, repo_exists, hours, summary) {
             Ok(()) => return Ok(()),
             Err(err) => err,
         };
