@@ -26,6 +26,10 @@ use std::time::{Duration, Instant};
 
 /// How often one run reads, merges and commits before it gives up (exit 75).
 pub const MAX_ATTEMPTS: u32 = 5;
+/// Records one run pushes at most unless told otherwise: bounds a run's
+/// memory (about 0.7 KiB a record at its peak) on a large backlog; the rest
+/// waits for the next run.
+pub const DEFAULT_MAX_RECORDS: usize = 100_000;
 /// The file `hero_usage_status` reads, inside the spool's state directory.
 pub const OUTCOME_FILE: &str = "last_push.json";
 
@@ -35,7 +39,7 @@ pub struct PushOptions {
     pub node: String,
     pub dry_run: bool,
     /// At most this many pending records per run, oldest hours first.
-    pub max_records: Option<usize>,
+    pub max_records: usize,
     pub retention_days: u32,
     pub forge: ForgeSettings,
 }
@@ -188,7 +192,7 @@ pub fn run(spool: &Spool, opts: &PushOptions) -> Result<PushSummary> {
         failpoint("push-after-ingest");
     }
 
-    let load = spool.load_pending(opts.max_records.unwrap_or(usize::MAX))?;
+    let load = spool.load_pending(opts.max_records)?;
     let hours: Vec<HourRecords> = load.hours.into_iter().collect();
     let result = if hours.is_empty() {
         summary.outcome = "nothing-to-push".into();

@@ -24,9 +24,10 @@ struct Cli {
     /// Print the summary as one JSON object
     #[arg(long)]
     json: bool,
-    /// Push at most N pending records this run, oldest hours first
-    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u64).range(1..))]
-    max_records: Option<u64>,
+    /// Push at most N pending records this run, oldest hours first (bounds memory)
+    #[arg(long, value_name = "N", default_value_t = push::DEFAULT_MAX_RECORDS as u64,
+          value_parser = clap::value_parser!(u64).range(1..))]
+    max_records: u64,
     /// Keep sent records (for duplicate detection) this many days
     #[arg(long, value_name = "N", default_value_t = 35)]
     retention_days: u32,
@@ -51,7 +52,7 @@ fn run() -> Result<i32> {
         &PushOptions {
             node: common.node.clone(),
             dry_run: cli.dry_run,
-            max_records: cli.max_records.map(|n| n as usize),
+            max_records: usize::try_from(cli.max_records).unwrap_or(usize::MAX),
             retention_days: cli.retention_days,
             forge,
         },

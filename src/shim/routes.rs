@@ -169,7 +169,7 @@ impl App {
         let opts = PushOptions {
             node: self.node.clone(),
             dry_run: false,
-            max_records: None,
+            max_records: push::DEFAULT_MAX_RECORDS,
             retention_days: RETENTION_DAYS,
             forge,
         };
