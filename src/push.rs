@@ -27,7 +27,7 @@ use std::time::{Duration, Instant};
 /// How often one run reads, merges and commits before it gives up (exit 75).
 pub const MAX_ATTEMPTS: u32 = 5;
 /// Records one run pushes at most unless told otherwise: bounds a run's
-/// memory (about 0.7 KiB a record at its peak) on a large backlog; the rest
+/// memory (under 1 KiB a record at its peak) on a large backlog; the rest
 /// waits for the next run.
 pub const DEFAULT_MAX_RECORDS: usize = 100_000;
 /// The file `hero_usage_status` reads, inside the spool's state directory.
@@ -192,13 +192,12 @@ pub fn run(spool: &Spool, opts: &PushOptions) -> Result<PushSummary> {
         failpoint("push-after-ingest");
     }
 
-    let load = spool.load_pending(opts.max_records)?;
-    let hours: Vec<HourRecords> = load.hours.into_iter().collect();
+    let hours: Vec<HourRecords> = spool.load_pending(opts.max_records)?.into_iter().collect();
     let result = if hours.is_empty() {
         summary.outcome = "nothing-to-push".into();
         Ok(())
     } else {
-        push_hours(spool, opts, &client, &hours, &mut summary)
+        push_hours(spool, opts, &client, hours, &mut summary)
     };
 
     if let Err(err) = result {
@@ -211,14 +210,7 @@ pub fn run(spool: &Spool, opts: &PushOptions) -> Result<PushSummary> {
         let horizon = Utc::now() - chrono::Duration::days(i64::from(opts.retention_days));
         summary.pruned = spool.prune_sent(horizon)?;
     }
-    // Pending now: what was there, less what this run marked sent or set
-    // aside (records recorded meanwhile are the next run's).
-    let set_aside = summary
-        .quarantined
-        .iter()
-        .filter(|q| q.what.starts_with("pending/"))
-        .count();
-    summary.pending_after = load.total.saturating_sub(summary.marked_sent + set_aside);
+    summary.pending_after = spool.pending_count()?;
     if summary.exit_code == 0
         && !(summary.quarantined.is_empty() && summary.unreadable_hours.is_empty())
     {
@@ -245,7 +237,7 @@ fn push_hours(
     spool: &Spool,
     opts: &PushOptions,
     client: &ForgejoClient,
-    hours: &[HourRecords],
+    hours: Vec<HourRecords>,
     summary: &mut PushSummary,
 ) -> Result<()> {
     let (owner, name) = (&opts.forge.owner, &opts.forge.repo);
@@ -263,10 +255,18 @@ fn push_hours(
     // longer be empty.
     let repo_exists = repo.is_some();
 
+    // An attempt consumes the records it merges (each hour's are dropped once
+    // rendered, keeping memory to about one copy of the batch); a retry
+    // reads them from the spool again, where they are durable.
+    let mut first = Some(hours);
     let mut attempt = 0;
     loop {
         attempt += 1;
         summary.attempts = attempt;
+        let hours = match first.take() {
+            Some(h) => h,
+            None => spool.load_pending(opts.max_records)?.into_iter().collect(),
+        };
         let err = match try_once(spool, opts, client, &branch, repo_exists, hours, summary) {
             Ok(()) => return Ok(()),
             Err(err) => err,
@@ -341,19 +341,19 @@ fn try_once(
     client: &ForgejoClient,
     branch: &str,
     repo_exists: bool,
-    hours: &[HourRecords],
+    hours: Vec<HourRecords>,
     summary: &mut PushSummary,
 ) -> Result<()> {
     let mut plan = Plan::default();
-    for (hour, ids) in hours {
+    for (hour, records) in hours {
         plan_hour(
             spool,
             opts,
             client,
             branch,
             repo_exists,
-            *hour,
-            ids,
+            hour,
+            records,
             &mut plan,
             summary,
         )?;
@@ -405,7 +405,7 @@ fn plan_hour(
     branch: &str,
     repo_exists: bool,
     hour: HourBucket,
-    pending: &[(PendingId, UsageRecord)],
+    pending: Vec<(PendingId, UsageRecord)>,
     plan: &mut Plan,
     summary: &mut PushSummary,
 ) -> Result<()> {
@@ -447,28 +447,28 @@ fn plan_hour(
         if summary
             .quarantined
             .iter()
-            .any(|p| p.what == quarantine_name(id))
+            .any(|p| p.what == quarantine_name(&id))
         {
             continue; // set aside by an earlier attempt of this run
         }
         match known.get(&local.idempotency_key) {
             Some(&i) => {
-                let differing = records[i].differing_fields(local, false);
+                let differing = records[i].differing_fields(&local, false);
                 if differing.is_empty() {
                     plan.already_present += 1;
-                    plan.done.push(id.clone());
+                    plan.done.push(id);
                 } else {
                     let reason = format!(
                         "conflict: idempotency key already in {path} of the billing repository with different {}; never pushed",
                         differing.join(", ")
                     );
-                    quarantine(spool, opts, id, &reason, summary);
+                    quarantine(spool, opts, &id, &reason, summary);
                 }
             }
             None => {
                 added += 1;
-                plan.done.push(id.clone());
-                fresh.push(local.clone());
+                plan.done.push(id);
+                fresh.push(local);
             }
         }
     }

@@ -102,14 +102,9 @@ impl std::fmt::Display for PendingId {
     }
 }
 
-/// Pending records loaded for a push (see [`Spool::load_pending`]).
-#[derive(Debug, Default)]
-pub struct PendingLoad {
-    /// The loaded records by hour, oldest hour first, each hour by id.
-    pub hours: BTreeMap<HourBucket, Vec<(PendingId, UsageRecord)>>,
-    /// Valid pending records in all, loaded or not.
-    pub total: usize,
-}
+/// Pending records loaded for a push (see [`Spool::load_pending`]): by hour,
+/// oldest hour first, each hour's records in id order.
+pub type PendingByHour = BTreeMap<HourBucket, Vec<(PendingId, UsageRecord)>>;
 
 /// What the spool holds.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -252,8 +247,8 @@ impl Spool {
     /// file is read once: a push of a large backlog is bound by reading
     /// it). Records past `max` (the newest) wait for a later run, so memory
     /// is bounded by `max`. A damaged file is quarantined with its reason.
-    pub fn load_pending(&self, max: usize) -> Result<PendingLoad> {
-        let mut load = PendingLoad::default();
+    pub fn load_pending(&self, max: usize) -> Result<PendingByHour> {
+        let mut hours = PendingByHour::new();
         let mut held = 0;
         let mut damaged = Vec::new();
         let dir = self.dir("pending");
@@ -282,14 +277,13 @@ impl Spool {
                     continue;
                 }
             };
-            load.total += 1;
-            load.hours
+            hours
                 .entry(rec.hour_bucket())
                 .or_default()
                 .push((PendingId(name), rec));
             held += 1;
             if held > max {
-                let mut newest = load.hours.last_entry().expect("held > 0");
+                let mut newest = hours.last_entry().expect("held > 0");
                 newest.get_mut().pop();
                 if newest.get().is_empty() {
                     newest.remove();
@@ -300,31 +294,35 @@ impl Spool {
         for (id, reason) in damaged {
             self.quarantine_pending(&id, &reason)?;
         }
-        for records in load.hours.values_mut() {
+        for records in hours.values_mut() {
             records.sort_by(|a, b| a.0.cmp(&b.0));
         }
-        Ok(load)
+        Ok(hours)
+    }
+
+    /// How many records are pending (names only; nothing is read).
+    pub fn pending_count(&self) -> Result<usize> {
+        Ok(self.record_names("pending")?.len())
     }
 
     /// Move pushed records from `pending/` to `sent/` (under the writers'
     /// lock; the rename sets their ctime), fsync both directories once.
-    pub fn mark_sent(&self, ids: &[PendingId]) -> Result<()> {
+    pub fn mark_sent<I: std::borrow::Borrow<PendingId>>(&self, ids: &[I]) -> Result<()> {
         if ids.is_empty() {
             return Ok(());
         }
         let _lock = self.lock_writers()?;
         let (pending, sent) = (self.dir("pending"), self.dir("sent"));
         for id in ids {
+            let id = id.borrow();
             let from = pending.join(&id.0);
             let to = sent.join(&id.0);
-            match fs::symlink_metadata(&from) {
-                Ok(m) if m.is_file() => {}
-                Ok(_) => {
-                    return Err(fail(
-                        Kind::CantCreate,
-                        format!("{} is not a regular file; not marked sent", from.display()),
-                    ));
-                }
+            // rename(2) moves a symbolic link itself, never what it points
+            // to, so no lstat is needed first. It also sets the file's
+            // ctime: that is when it was marked sent, which retention counts
+            // from (no extra open per record).
+            match fs::rename(&from, &to) {
+                Ok(()) => {}
                 Err(e) if e.kind() == io::ErrorKind::NotFound => {
                     if fsx::exists_nofollow(&to)
                         .map_err(cant(format!("cannot check {}", to.display())))?
@@ -336,12 +334,10 @@ impl Spool {
                         format!("pending record {id} vanished before it was marked sent"),
                     ));
                 }
-                Err(e) => return Err(cant(format!("cannot check {}", from.display()))(e)),
+                Err(e) => {
+                    return Err(cant(format!("cannot move {} to sent/", from.display()))(e));
+                }
             }
-            // rename(2) sets the file's ctime: that is when it was marked
-            // sent, which retention counts from (no extra open per record).
-            fs::rename(&from, &to)
-                .map_err(cant(format!("cannot move {} to sent/", from.display())))?;
         }
         fsx::sync_dir(&sent).map_err(cant(format!("cannot sync {}", sent.display())))?;
         fsx::sync_dir(&pending).map_err(cant(format!("cannot sync {}", pending.display())))?;
