@@ -172,7 +172,8 @@ pub fn run_stdin(args: &SpoolArgs, input: &mut dyn BufRead, out: &mut dyn Write)
             }
             line_no += 1;
             let bad = |problem: String| {
-                eprintln!("{BINARY}: error: line {line_no}: {problem}");
+                // DESIGN: each bad line is reported as `line N: <problem>`.
+                eprintln!("line {line_no}: {problem}");
             };
             if too_long {
                 bad(format!("longer than {MAX_LINE_BYTES} bytes"));
@@ -215,10 +216,7 @@ pub fn run_stdin(args: &SpoolArgs, input: &mut dyn BufRead, out: &mut dyn Write)
                 RecordOutcome::Recorded => writeln!(out, "recorded {key}")?,
                 RecordOutcome::Duplicate => writeln!(out, "duplicate {key}")?,
                 RecordOutcome::Conflict(fields) => {
-                    eprintln!(
-                        "{BINARY}: error: line {n}: {}",
-                        conflict_message(key, &fields)
-                    );
+                    eprintln!("line {n}: {}", conflict_message(key, &fields));
                     code = worse(code, 65);
                 }
             }

@@ -598,10 +598,7 @@ fn sent_records_still_detect_duplicates_and_conflicts() {
     let spool = Spool::open(&env.spool).unwrap();
     let load = spool.load_pending(usize::MAX).unwrap();
     assert_eq!(spool.pending_count().unwrap(), 1);
-    assert_eq!(
-        load.keys().next().unwrap().to_string(),
-        "2026-11-26-16"
-    );
+    assert_eq!(load.keys().next().unwrap().to_string(), "2026-11-26-16");
     let (ids, records): (Vec<PendingId>, Vec<_>) = load.into_values().flatten().unzip();
     assert_eq!(ids, vec![PendingId::for_key("job-42-2026-11-26T16")]);
     assert_eq!(records[0].amount_cents, 250);
