@@ -93,11 +93,7 @@ impl ConfigFile {
         toml::from_str(&text).map_err(|e| {
             fail(
                 Kind::Config,
-                format!(
-                    "config file {}: {}; the keys are spool, node, forgejo_url, token_file, repo, branch, admin_secret_file, listen",
-                    path.display(),
-                    e.message()
-                ),
+                format!("config file {}: {}", path.display(), e.message()),
             )
         })
     }

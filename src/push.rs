@@ -110,8 +110,12 @@ impl PushSummary {
                 format!("nothing to push ({} already present)", self.already_present)
             }
             "failed" => format!(
-                "push failed after {} attempts: {}",
-                self.attempts,
+                "push failed{}: {}",
+                if self.attempts > 1 {
+                    format!(" after {} attempts", self.attempts)
+                } else {
+                    String::new()
+                },
                 self.error.as_deref().unwrap_or("unknown error")
             ),
             _ => format!(
