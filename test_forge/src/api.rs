@@ -539,7 +539,31 @@ struct Ctx<'a> {
     when: String,
 }
 
-impl Ctx<'_> {
+impl<'a> Ctx<'a> {
+    /// The context of a commit just made on `r`, dated as the commit is.
+    fn after_commit(
+        st: &'a State,
+        g: &'a Git,
+        owner: &'a str,
+        name: &'a str,
+        r: &'a str,
+        commit: &'a str,
+    ) -> Ctx<'a> {
+        let when = g
+            .commit_info(commit)
+            .map(|i| i.committer.2)
+            .unwrap_or_default();
+        Ctx {
+            st,
+            g,
+            owner,
+            name,
+            r,
+            commit,
+            when,
+        }
+    }
+
     /// A `ContentsResponse` for `path` (`with_content` for a single file).
     fn contents(&self, path: &str, e: &Entry, with_content: bool) -> Value {
         self.contents_known(path, e, with_content, None, None)
@@ -829,18 +853,7 @@ fn write_one(
         &message,
         &c,
     )?;
-    let ctx = Ctx {
-        st,
-        g,
-        owner,
-        name,
-        r: &branch,
-        commit: &commit,
-        when: g
-            .commit_info(&commit)
-            .map(|i| i.committer.2)
-            .unwrap_or_default(),
-    };
+    let ctx = Ctx::after_commit(st, g, owner, name, &branch, &commit);
     let e = g.entry(&commit, &path).ok_or_else(|| internal(st))?;
     let resp = json!({
         "content": ctx.contents(&path, &e, true),
@@ -953,18 +966,7 @@ fn change_files(st: &State, req: &Request, g: &Git, owner: &str, name: &str) -> 
         .clone()
         .unwrap_or_else(|| format!("Change {} files", ops.len()));
     let commit = finish_commit(st, g, &branch, parent.as_deref(), &changes, &message, &c)?;
-    let ctx = Ctx {
-        st,
-        g,
-        owner,
-        name,
-        r: &branch,
-        commit: &commit,
-        when: g
-            .commit_info(&commit)
-            .map(|i| i.committer.2)
-            .unwrap_or_default(),
-    };
+    let ctx = Ctx::after_commit(st, g, owner, name, &branch, &commit);
     let after = g.entries(&commit, &paths);
     let files: Vec<Value> = ops
         .iter()
