@@ -54,7 +54,7 @@ fn push_kv(out: &mut String, key: &str, value: &str) {
 }
 
 /// A basic TOML string: `"` `\` tab and CR escaped, other control characters
-/// as `\uXXXX` (uppercase hex). A newline, which valid records never hold, is
+/// as `\u` and four uppercase hex digits. A newline, which valid records never hold, is
 /// escaped too (the reference writer would switch to a multi-line string).
 fn push_string(out: &mut String, s: &str) {
     out.push('"');
