@@ -10,8 +10,7 @@ pub fn parse<T: Parser>(binary: &str) -> T {
     match T::try_parse() {
         Ok(cli) => cli,
         Err(e) if !e.use_stderr() => {
-            // `--help | head` closes the pipe early: not an error worth a panic.
-            let _ = std::io::Write::write_all(&mut std::io::stdout(), e.to_string().as_bytes());
+            let _ = out(&e.to_string());
             std::process::exit(0)
         }
         Err(e) => {
@@ -19,5 +18,19 @@ pub fn parse<T: Parser>(binary: &str) -> T {
             eprint!("{binary}: {}", e.render());
             std::process::exit(64)
         }
+    }
+}
+
+/// Write normal output to stdout. A reader that went away (`| head`) is not
+/// the program's failure: the rest is dropped silently; other errors count.
+pub fn out(text: &str) -> std::io::Result<()> {
+    use std::io::Write;
+    let mut stdout = std::io::stdout().lock();
+    match stdout
+        .write_all(text.as_bytes())
+        .and_then(|()| stdout.flush())
+    {
+        Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => Ok(()),
+        other => other,
     }
 }

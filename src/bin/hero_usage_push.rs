@@ -2,8 +2,9 @@
 
 use anyhow::Result;
 use clap::Parser;
+use hero_usage::cli::out;
 use hero_usage::config::{Common, ForgeArgs, ForgeSettings, SpoolArgs};
-use hero_usage::push::{self, PushOptions};
+use hero_usage::push::{self, PushOptions, PushSummary};
 use hero_usage::schedule::{self, Scheduler};
 use hero_usage::spool::Spool;
 
@@ -42,33 +43,42 @@ fn run() -> Result<i32> {
     if let Some(scheduler) = cli.print_schedule {
         let exe = std::env::current_exe()?;
         let command = format!("{} --once", exe.display());
-        print!("{}", schedule::render(scheduler, &common.node, &command));
+        out(&schedule::render(scheduler, &common.node, &command))?;
         return Ok(0);
     }
     let forge = ForgeSettings::resolve(&cli.forge, &common.file)?;
-    let spool = Spool::open(&common.spool)?;
-    let summary = push::run(
-        &spool,
-        &PushOptions {
+    let summary = if cli.dry_run && !common.spool.exists() {
+        // A dry run creates nothing, not even the spool: nothing to push.
+        PushSummary {
+            outcome: "dry-run".into(),
             node: common.node.clone(),
-            dry_run: cli.dry_run,
-            max_records: usize::try_from(cli.max_records).unwrap_or(usize::MAX),
-            retention_days: cli.retention_days,
-            forge,
-        },
-    )?;
-    if cli.json {
-        println!("{}", serde_json::to_string(&summary)?);
+            ..Default::default()
+        }
     } else {
-        println!("{}", summary.line());
+        push::run(
+            &Spool::open(&common.spool)?,
+            &PushOptions {
+                node: common.node.clone(),
+                dry_run: cli.dry_run,
+                max_records: usize::try_from(cli.max_records).unwrap_or(usize::MAX),
+                retention_days: cli.retention_days,
+                forge,
+            },
+        )?
+    };
+    if cli.json {
+        out(&format!("{}\n", serde_json::to_string(&summary)?))?;
+    } else {
+        let mut text = format!("{}\n", summary.line());
         if cli.dry_run {
             for f in &summary.files {
-                println!(
-                    "would {} {}: {} new, {} in all",
+                text.push_str(&format!(
+                    "would {} {}: {} new, {} in all\n",
                     f.operation, f.path, f.new_records, f.total_records
-                );
+                ));
             }
         }
+        out(&text)?;
     }
     for q in &summary.quarantined {
         eprintln!("hero_usage_push: quarantined {}: {}", q.what, q.reason);

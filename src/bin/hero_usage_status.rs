@@ -2,6 +2,7 @@
 
 use anyhow::Result;
 use clap::Parser;
+use hero_usage::cli::out;
 use hero_usage::config::{Common, SpoolArgs};
 use hero_usage::status::StatusReport;
 
@@ -27,11 +28,11 @@ fn run() -> Result<i32> {
     let common = Common::resolve(&cli.spool)?;
     let report = StatusReport::gather(&common.spool, &common.node, chrono::Utc::now())?;
     if cli.json {
-        println!("{}", serde_json::to_string(&report)?);
+        out(&format!("{}\n", serde_json::to_string(&report)?))?;
     } else if cli.prometheus {
-        print!("{}", report.prometheus());
+        out(&report.prometheus())?;
     } else {
-        print!("{}", report.text());
+        out(&report.text())?;
     }
     match cli.max_age {
         Some(max) if report.too_old(max) => {

@@ -593,6 +593,13 @@ fn dry_run_changes_nothing_anywhere() {
     assert_eq!(node.pending(), 3);
     assert!(!node.env.spool.join("state/last_push.json").exists());
     assert!(forge.requests().iter().all(|r| r.method == "GET"));
+
+    // Not even a spool is created by a dry run.
+    let fresh = Node::new(&forge);
+    let out = fresh.push(&["--dry-run", "--json"]);
+    assert_eq!(code(&out), Some(0), "{}", stderr(&out));
+    assert!(stdout(&out).contains("\"dry-run\""), "{}", stdout(&out));
+    assert!(!fresh.env.spool.exists());
 }
 
 #[test]
