@@ -71,18 +71,8 @@ impl ConfigFile {
     /// Load the file named by `--config`/`HERO_USAGE_CONFIG`, or the default
     /// path if it exists, or nothing.
     pub fn load(named: Option<&Path>) -> Result<ConfigFile> {
-        let path = match named {
-            Some(p) => p.to_path_buf(),
-            None => match home() {
-                Some(h) => {
-                    let p = h.join("hero/cfg/hero_usage.toml");
-                    if !p.exists() {
-                        return Ok(ConfigFile::default());
-                    }
-                    p
-                }
-                None => return Ok(ConfigFile::default()),
-            },
+        let Some(path) = Self::locate(named) else {
+            return Ok(ConfigFile::default());
         };
         let text = std::fs::read_to_string(&path).map_err(|e| {
             fail(
@@ -96,6 +86,19 @@ impl ConfigFile {
                 format!("config file {}: {}", path.display(), e.message()),
             )
         })
+    }
+}
+
+impl ConfigFile {
+    /// The config file in force: the one named, or the default path when it
+    /// exists, or none.
+    pub fn locate(named: Option<&Path>) -> Option<PathBuf> {
+        match named {
+            Some(p) => Some(p.to_path_buf()),
+            None => home()
+                .map(|h| h.join("hero/cfg/hero_usage.toml"))
+                .filter(|p| p.exists()),
+        }
     }
 }
 

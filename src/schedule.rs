@@ -25,6 +25,24 @@ pub fn minute_for(node: &str) -> u32 {
     u32::from_be_bytes([digest[0], digest[1], digest[2], digest[3]]) % 60
 }
 
+/// Join words into one shell command line, quoting those that need it.
+pub fn command_line(words: &[String]) -> String {
+    words
+        .iter()
+        .map(|w| {
+            let plain = !w.is_empty()
+                && w.chars()
+                    .all(|c| c.is_ascii_alphanumeric() || "/._-=:,+@".contains(c));
+            if plain {
+                w.clone()
+            } else {
+                format!("'{}'", w.replace('\'', "'\\''"))
+            }
+        })
+        .collect::<Vec<_>>()
+        .join(" ")
+}
+
 /// The text to install for `scheduler`; `push` is the push command line
 /// (the binary's absolute path, `--once` and any settings).
 pub fn render(scheduler: Scheduler, node: &str, push: &str) -> String {
@@ -73,6 +91,12 @@ pub fn render(scheduler: Scheduler, node: &str, push: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn command_lines_quote_what_needs_it() {
+        let words = ["/bin/p".to_string(), "--spool".into(), "/a b/it's".into()];
+        assert_eq!(command_line(&words), "/bin/p --spool '/a b/it'\\''s'");
+    }
 
     #[test]
     fn minute_is_stable_and_spread() {

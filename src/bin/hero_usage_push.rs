@@ -3,7 +3,7 @@
 use anyhow::Result;
 use clap::Parser;
 use hero_usage::cli::out;
-use hero_usage::config::{Common, ForgeArgs, ForgeSettings, SpoolArgs};
+use hero_usage::config::{Common, ConfigFile, ForgeArgs, ForgeSettings, SpoolArgs};
 use hero_usage::push::{self, PushOptions, PushSummary};
 use hero_usage::schedule::{self, Scheduler};
 use hero_usage::spool::Spool;
@@ -41,8 +41,20 @@ fn run() -> Result<i32> {
     let cli = hero_usage::cli::parse::<Cli>("hero_usage_push");
     let common = Common::resolve(&cli.spool)?;
     if let Some(scheduler) = cli.print_schedule {
-        let exe = std::env::current_exe()?;
-        let command = format!("{} --once", exe.display());
+        // The scheduler's environment is not this shell's: name the spool,
+        // the node and the config file (none of them secret) on the line.
+        let mut command = vec![
+            std::env::current_exe()?.display().to_string(),
+            "--once".into(),
+            "--spool".into(),
+            common.spool.display().to_string(),
+            "--node".into(),
+            common.node.clone(),
+        ];
+        if let Some(config) = ConfigFile::locate(cli.spool.config.as_deref()) {
+            command.extend(["--config".into(), config.display().to_string()]);
+        }
+        let command = schedule::command_line(&command);
         out(&schedule::render(scheduler, &common.node, &command))?;
         return Ok(0);
     }
