@@ -653,10 +653,12 @@ fn print_schedule_gives_each_scheduler_its_snippet() {
     let cron = stdout(&node.push(&["--print-schedule", "cron"]));
     let minute: u32 = cron.split_whitespace().next().unwrap().parse().unwrap();
     assert!(minute < 60);
-    assert!(
-        cron.trim_end().ends_with("hero_usage_push --once"),
-        "{cron}"
+    // The scheduler's environment is not ours: spool and node are on the line.
+    let line = format!(
+        "hero_usage_push --once --spool {} --node test-node",
+        node.env.spool.display()
     );
+    assert!(cron.trim_end().ends_with(&line), "{cron}");
     let hero = stdout(&node.push(&["--print-schedule", "hero_proc"]));
     let v: serde_json::Value = serde_json::from_str(&hero).unwrap();
     assert_eq!(v["name"], "hero_usage_billing_cron");
