@@ -95,8 +95,8 @@ pub fn run_fields(args: &SpoolArgs, flags: &FieldFlags) -> Result<i32> {
     };
     let spool = Spool::open(&common.spool)?;
     match record_validated(&spool, v)? {
-        Written::Recorded(key) => println!("recorded {key}"),
-        Written::Duplicate(key) => println!("duplicate {key}"),
+        Written::Recorded(key) => crate::cli::out(&format!("recorded {key}\n"))?,
+        Written::Duplicate(key) => crate::cli::out(&format!("duplicate {key}\n"))?,
         Written::Conflict(key, fields) => {
             eprintln!("{BINARY}: error: {}", conflict_message(&key, &fields));
             return Ok(Kind::Data.exit_code());
