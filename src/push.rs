@@ -254,10 +254,13 @@ fn push_hours(
         .or_else(|| repo.as_ref().map(|r| r.default_branch.clone()))
         .filter(|b| !b.is_empty())
         .unwrap_or_else(|| "main".to_string());
-    // Only a dry run against a missing repository has nothing to read. An
-    // empty repository is read all the same: after a lost reply it may no
-    // longer be empty.
-    let repo_exists = repo.is_some();
+    let run = Run {
+        spool,
+        opts,
+        client,
+        branch,
+        repo_exists: repo.is_some(),
+    };
 
     // An attempt consumes the records it merges (each hour's are dropped once
     // rendered, keeping memory to about one copy of the batch); a retry
@@ -271,7 +274,7 @@ fn push_hours(
             Some(h) => h,
             None => spool.load_pending(opts.max_records)?.into_iter().collect(),
         };
-        let err = match try_once(spool, opts, client, &branch, repo_exists, hours, summary) {
+        let err = match run.try_once(hours, summary) {
             Ok(()) => return Ok(()),
             Err(err) => err,
         };
@@ -337,227 +340,224 @@ fn ensure_repo(
     }
 }
 
-/// One read-merge-commit-mark attempt. Forge errors come back as a
-/// [`ForgeError`] in the chain so the caller can tell a retryable one.
-fn try_once(
-    spool: &Spool,
-    opts: &PushOptions,
-    client: &ForgejoClient,
-    branch: &str,
+/// What every step of one run shares, once the repository is known.
+struct Run<'a> {
+    spool: &'a Spool,
+    opts: &'a PushOptions,
+    client: &'a ForgejoClient,
+    /// The branch read and committed to.
+    branch: String,
+    /// False only in a dry run against a missing repository: nothing to read.
+    /// An empty repository is read all the same: after a lost reply it may
+    /// no longer be empty.
     repo_exists: bool,
-    hours: Vec<HourRecords>,
-    summary: &mut PushSummary,
-) -> Result<()> {
-    let mut plan = Plan::default();
-    for (hour, records) in hours {
-        plan_hour(
-            spool,
-            opts,
-            client,
-            branch,
-            repo_exists,
-            hour,
-            records,
-            &mut plan,
-            summary,
-        )?;
-    }
-    failpoint("push-after-read");
-    summary.pushed = plan.pushed;
-    summary.already_present = plan.already_present;
-    summary.files = plan.files.clone();
-    summary.unreadable_hours = plan.unreadable.clone();
+}
 
-    if opts.dry_run {
-        summary.outcome = "dry-run".into();
-        return Ok(());
-    }
-    if !plan.changes.is_empty() {
-        let message = format!(
-            "usage: {} records from node {} in {} file(s)",
-            plan.pushed,
-            opts.node,
-            plan.changes.len()
-        );
-        let commit_opts = CommitOptions {
-            branch: Some(branch.to_string()),
-            message,
-            author_name: format!("hero_usage_push on {}", opts.node),
-            author_email: format!("{}@hero-usage.invalid", opts.node),
+impl Run<'_> {
+    /// One read-merge-commit-mark attempt. Forge errors come back as a
+    /// [`ForgeError`] in the chain so the caller can tell a retryable one.
+    fn try_once(&self, hours: Vec<HourRecords>, summary: &mut PushSummary) -> Result<()> {
+        let (spool, opts) = (self.spool, self.opts);
+        let mut plan = Plan::default();
+        for (hour, records) in hours {
+            self.plan_hour(hour, records, &mut plan, summary)?;
+        }
+        failpoint("push-after-read");
+        summary.pushed = plan.pushed;
+        summary.already_present = plan.already_present;
+        summary.files = plan.files.clone();
+        summary.unreadable_hours = plan.unreadable.clone();
+
+        if opts.dry_run {
+            summary.outcome = "dry-run".into();
+            return Ok(());
+        }
+        if !plan.changes.is_empty() {
+            let message = format!(
+                "usage: {} records from node {} in {} file(s)",
+                plan.pushed,
+                opts.node,
+                plan.changes.len()
+            );
+            let commit_opts = CommitOptions {
+                branch: Some(self.branch.clone()),
+                message,
+                author_name: format!("hero_usage_push on {}", opts.node),
+                author_email: format!("{}@hero-usage.invalid", opts.node),
+            };
+            let sha = self.commit(&plan.changes, &commit_opts)?;
+            failpoint("push-after-commit");
+            summary.commit = Some(sha);
+        }
+        spool.mark_sent(&plan.done)?;
+        summary.marked_sent = plan.done.len();
+        failpoint("push-after-mark");
+        summary.outcome = if plan.changes.is_empty() {
+            "nothing-to-push".into()
+        } else {
+            "pushed".into()
         };
-        let sha = commit(client, opts, &plan.changes, &commit_opts)?;
-        failpoint("push-after-commit");
-        summary.commit = Some(sha);
+        Ok(())
     }
-    spool.mark_sent(&plan.done)?;
-    summary.marked_sent = plan.done.len();
-    failpoint("push-after-mark");
-    summary.outcome = if plan.changes.is_empty() {
-        "nothing-to-push".into()
-    } else {
-        "pushed".into()
-    };
-    Ok(())
-}
 
-/// Merge one hour's pending records with its remote file.
-#[allow(clippy::too_many_arguments)]
-fn plan_hour(
-    spool: &Spool,
-    opts: &PushOptions,
-    client: &ForgejoClient,
-    branch: &str,
-    repo_exists: bool,
-    hour: HourBucket,
-    pending: Vec<(PendingId, UsageRecord)>,
-    plan: &mut Plan,
-    summary: &mut PushSummary,
-) -> Result<()> {
-    let path = hour.remote_path(&opts.node);
-    let remote = if repo_exists {
-        client.read_file(&opts.forge.owner, &opts.forge.repo, &path, Some(branch))?
-    } else {
-        None
-    };
-    let (mut records, sha) = match remote {
-        None => (Vec::new(), None),
-        Some(file) => {
-            let parsed = String::from_utf8(file.content)
-                .map_err(|_| "not UTF-8".to_string())
-                .and_then(|t| parse_batch(&t));
-            match parsed {
-                Ok(r) => (r, Some(file.sha)),
-                Err(reason) => {
-                    plan.unreadable.push(Problem {
-                        what: path,
-                        reason: format!(
-                            "{reason}; its records stay pending until the file is repaired"
-                        ),
-                    });
-                    return Ok(());
+    /// Merge one hour's pending records with its remote file.
+    fn plan_hour(
+        &self,
+        hour: HourBucket,
+        pending: Vec<(PendingId, UsageRecord)>,
+        plan: &mut Plan,
+        summary: &mut PushSummary,
+    ) -> Result<()> {
+        let opts = self.opts;
+        let path = hour.remote_path(&opts.node);
+        let remote = if self.repo_exists {
+            self.client.read_file(
+                &opts.forge.owner,
+                &opts.forge.repo,
+                &path,
+                Some(&self.branch),
+            )?
+        } else {
+            None
+        };
+        let (mut records, sha) = match remote {
+            None => (Vec::new(), None),
+            Some(file) => {
+                let parsed = String::from_utf8(file.content)
+                    .map_err(|_| "not UTF-8".to_string())
+                    .and_then(|t| parse_batch(&t));
+                match parsed {
+                    Ok(r) => (r, Some(file.sha)),
+                    Err(reason) => {
+                        plan.unreadable.push(Problem {
+                            what: path,
+                            reason: format!(
+                                "{reason}; its records stay pending until the file is repaired"
+                            ),
+                        });
+                        return Ok(());
+                    }
                 }
             }
-        }
-    };
-    let known: HashMap<String, usize> = records
-        .iter()
-        .enumerate()
-        .map(|(i, r)| (r.idempotency_key.clone(), i))
-        .collect();
-
-    let mut added = 0;
-    let mut fresh: Vec<UsageRecord> = Vec::new();
-    for (id, local) in pending {
-        if summary
-            .quarantined
+        };
+        let known: HashMap<String, usize> = records
             .iter()
-            .any(|p| p.what == quarantine_name(&id))
-        {
-            continue; // set aside by an earlier attempt of this run
-        }
-        match known.get(&local.idempotency_key) {
-            Some(&i) => {
-                let differing = records[i].differing_fields(&local, false);
-                if differing.is_empty() {
-                    plan.already_present += 1;
+            .enumerate()
+            .map(|(i, r)| (r.idempotency_key.clone(), i))
+            .collect();
+
+        let mut added = 0;
+        let mut fresh: Vec<UsageRecord> = Vec::new();
+        for (id, local) in pending {
+            if summary
+                .quarantined
+                .iter()
+                .any(|p| p.what == quarantine_name(&id))
+            {
+                continue; // set aside by an earlier attempt of this run
+            }
+            match known.get(&local.idempotency_key) {
+                Some(&i) => {
+                    let differing = records[i].differing_fields(&local, false);
+                    if differing.is_empty() {
+                        plan.already_present += 1;
+                        plan.done.push(id);
+                    } else {
+                        let reason = format!(
+                            "conflict: idempotency key already in {path} of the billing repository with different {}; never pushed",
+                            differing.join(", ")
+                        );
+                        self.quarantine(&id, &reason, summary);
+                    }
+                }
+                None => {
+                    added += 1;
                     plan.done.push(id);
-                } else {
-                    let reason = format!(
-                        "conflict: idempotency key already in {path} of the billing repository with different {}; never pushed",
-                        differing.join(", ")
-                    );
-                    quarantine(spool, opts, &id, &reason, summary);
+                    fresh.push(local);
                 }
             }
-            None => {
-                added += 1;
-                plan.done.push(id);
-                fresh.push(local);
-            }
+        }
+        if added == 0 {
+            return Ok(());
+        }
+        records.extend(fresh);
+        let content = render_batch(&records).into_bytes();
+        let operation = if sha.is_some() {
+            FileOp::Update
+        } else {
+            FileOp::Create
+        };
+        plan.files.push(FilePlan {
+            path: path.clone(),
+            new_records: added,
+            total_records: records.len(),
+            operation: if sha.is_some() { "update" } else { "create" },
+        });
+        plan.pushed += added;
+        plan.changes.push(FileChange {
+            operation,
+            path,
+            content,
+            sha,
+        });
+        Ok(())
+    }
+
+    /// Move a pending record to `rejected/` (not in a dry run) and report it.
+    fn quarantine(&self, id: &PendingId, reason: &str, summary: &mut PushSummary) {
+        let what = quarantine_name(id);
+        if !self.opts.dry_run
+            && let Err(e) = self.spool.quarantine_pending(id, reason)
+        {
+            summary.unreadable_hours.push(Problem {
+                what: what.clone(),
+                reason: format!("could not quarantine: {e:#}"),
+            });
+            return;
+        }
+        if !summary.quarantined.iter().any(|p| p.what == what) {
+            summary.quarantined.push(Problem {
+                what,
+                reason: reason.to_string(),
+            });
         }
     }
-    if added == 0 {
-        return Ok(());
-    }
-    records.extend(fresh);
-    let content = render_batch(&records).into_bytes();
-    let operation = if sha.is_some() {
-        FileOp::Update
-    } else {
-        FileOp::Create
-    };
-    plan.files.push(FilePlan {
-        path: path.clone(),
-        new_records: added,
-        total_records: records.len(),
-        operation: if sha.is_some() { "update" } else { "create" },
-    });
-    plan.pushed += added;
-    plan.changes.push(FileChange {
-        operation,
-        path,
-        content,
-        sha,
-    });
-    Ok(())
-}
 
-/// Move a pending record to `rejected/` (not in a dry run) and report it.
-fn quarantine(
-    spool: &Spool,
-    opts: &PushOptions,
-    id: &PendingId,
-    reason: &str,
-    summary: &mut PushSummary,
-) {
-    let what = quarantine_name(id);
-    if !opts.dry_run
-        && let Err(e) = spool.quarantine_pending(id, reason)
-    {
-        summary.unreadable_hours.push(Problem {
-            what: what.clone(),
-            reason: format!("could not quarantine: {e:#}"),
-        });
-        return;
-    }
-    if !summary.quarantined.iter().any(|p| p.what == what) {
-        summary.quarantined.push(Problem {
-            what,
-            reason: reason.to_string(),
-        });
+    /// One commit for all files; one request per file on servers without the
+    /// many-files endpoint (before Forgejo/Gitea 1.20).
+    fn commit(
+        &self,
+        changes: &[FileChange],
+        commit_opts: &CommitOptions,
+    ) -> std::result::Result<String, ForgeError> {
+        let (client, owner, name) = (self.client, &self.opts.forge.owner, &self.opts.forge.repo);
+        match client.change_files(owner, name, changes, commit_opts) {
+            Ok(r) => Ok(r.commit_sha),
+            Err(ForgeError::Unsupported(_)) => {
+                let mut last = String::new();
+                for c in changes {
+                    let r = match (&c.operation, &c.sha) {
+                        (FileOp::Update, Some(sha)) => client.update_file(
+                            owner,
+                            name,
+                            &c.path,
+                            &c.content,
+                            sha,
+                            commit_opts,
+                        )?,
+                        _ => client.create_file(owner, name, &c.path, &c.content, commit_opts)?,
+                    };
+                    last = r.commit_sha;
+                }
+                Ok(last)
+            }
+            Err(e) => Err(e),
+        }
     }
 }
 
 fn quarantine_name(id: &PendingId) -> String {
     format!("pending/{}", id.as_str())
-}
-
-/// One commit for all files; one request per file on servers without the
-/// many-files endpoint (before Forgejo/Gitea 1.20).
-fn commit(
-    client: &ForgejoClient,
-    opts: &PushOptions,
-    changes: &[FileChange],
-    commit_opts: &CommitOptions,
-) -> std::result::Result<String, ForgeError> {
-    let (owner, name) = (&opts.forge.owner, &opts.forge.repo);
-    match client.change_files(owner, name, changes, commit_opts) {
-        Ok(r) => Ok(r.commit_sha),
-        Err(ForgeError::Unsupported(_)) => {
-            let mut last = String::new();
-            for c in changes {
-                let r = match (&c.operation, &c.sha) {
-                    (FileOp::Update, Some(sha)) => {
-                        client.update_file(owner, name, &c.path, &c.content, sha, commit_opts)?
-                    }
-                    _ => client.create_file(owner, name, &c.path, &c.content, commit_opts)?,
-                };
-                last = r.commit_sha;
-            }
-            Ok(last)
-        }
-        Err(e) => Err(e),
-    }
 }
 
 /// A forge error as an error of its kind, for the exit code.
@@ -575,7 +575,7 @@ fn write_outcome(spool: &Spool, summary: &PushSummary) -> Result<()> {
     Ok(())
 }
 
-/// When a push last finished, from the outcome file (for status and tests).
+/// The last run's summary, from the outcome file (for `hero_usage_status`).
 pub fn read_outcome(spool: &Spool) -> Option<serde_json::Value> {
     let text = std::fs::read_to_string(spool.state_dir().join(OUTCOME_FILE)).ok()?;
     serde_json::from_str(&text).ok()

@@ -2,7 +2,7 @@
 //! `hero_usage_status`), for people, scripts (`--json`) and monitoring
 //! (`--prometheus`). Read-only: a missing spool reads as empty.
 
-use crate::push::OUTCOME_FILE;
+use crate::push::read_outcome;
 use crate::spool::{Spool, SpoolCounts};
 use anyhow::Result;
 use chrono::{DateTime, NaiveDateTime, Utc};
@@ -32,10 +32,7 @@ impl StatusReport {
     pub fn gather(spool_dir: &Path, node: &str, now: DateTime<Utc>) -> Result<StatusReport> {
         let (counts, last_push) = if spool_dir.is_dir() {
             let spool = Spool::open(spool_dir)?;
-            let outcome = std::fs::read_to_string(spool.state_dir().join(OUTCOME_FILE))
-                .ok()
-                .and_then(|t| serde_json::from_str(&t).ok());
-            (spool.counts()?, outcome)
+            (spool.counts()?, read_outcome(&spool))
         } else {
             (SpoolCounts::default(), None)
         };
