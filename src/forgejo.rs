@@ -384,6 +384,16 @@ impl ForgejoClient {
         format!("/repos/{}/{}", encode_segment(owner), encode_segment(repo))
     }
 
+    /// `/repos/{owner}/{repo}/{route}/{path}`, each path segment encoded
+    /// (`route` is `contents` or `raw`).
+    fn file_path(route: &str, owner: &str, repo: &str, path: &str) -> String {
+        format!(
+            "{}/{route}/{}",
+            Self::repo_path(owner, repo),
+            encode_path(path)
+        )
+    }
+
     /// Remove the token from any text that came from elsewhere.
     fn scrub(&self, s: &str) -> String {
         let t = self.token.expose();
@@ -569,11 +579,7 @@ impl ForgejoClient {
         let query = git_ref
             .map(|r| format!("?ref={}", encode_segment(r)))
             .unwrap_or_default();
-        let api = format!(
-            "{}/contents/{}{query}",
-            Self::repo_path(owner, repo),
-            encode_path(path)
-        );
+        let api = format!("{}{query}", Self::file_path("contents", owner, repo, path));
         let v = match self.call_json(Call::Other, "GET", &api, None) {
             Ok(v) => v,
             Err(ForgeError::NotFound(_)) => return Ok(None),
@@ -600,11 +606,7 @@ impl ForgejoClient {
         let size = v.get("size").and_then(Value::as_u64).unwrap_or(0);
         let encoded = v.get("content").and_then(Value::as_str).unwrap_or("");
         if encoded.is_empty() && size > 0 {
-            let raw = format!(
-                "{}/raw/{}{query}",
-                Self::repo_path(owner, repo),
-                encode_path(path)
-            );
+            let raw = format!("{}{query}", Self::file_path("raw", owner, repo, path));
             let (status, bytes) = self.send("GET", &raw, None, MAX_RAW)?;
             if status == 404 {
                 return Ok(None);
@@ -649,15 +651,7 @@ impl ForgejoClient {
         content: &[u8],
         opts: &CommitOptions,
     ) -> Result<CommitResult, ForgeError> {
-        let mut body = Self::common_body(opts);
-        body["content"] = json!(B64.encode(content));
-        let api = format!(
-            "{}/contents/{}",
-            Self::repo_path(owner, repo),
-            encode_path(path)
-        );
-        let v = self.call_json(Call::CreateFile, "POST", &api, Some(&body))?;
-        commit_sha(&v, &api)
+        self.write_file(owner, repo, path, content, None, opts)
     }
 
     /// Update one file (PUT) whose current blob sha is `sha`.
@@ -670,15 +664,30 @@ impl ForgejoClient {
         sha: &str,
         opts: &CommitOptions,
     ) -> Result<CommitResult, ForgeError> {
+        self.write_file(owner, repo, path, content, Some(sha), opts)
+    }
+
+    /// Create (POST, no `sha`) or update (PUT with `sha`) one file.
+    fn write_file(
+        &self,
+        owner: &str,
+        repo: &str,
+        path: &str,
+        content: &[u8],
+        sha: Option<&str>,
+        opts: &CommitOptions,
+    ) -> Result<CommitResult, ForgeError> {
         let mut body = Self::common_body(opts);
         body["content"] = json!(B64.encode(content));
-        body["sha"] = json!(sha);
-        let api = format!(
-            "{}/contents/{}",
-            Self::repo_path(owner, repo),
-            encode_path(path)
-        );
-        let v = self.call_json(Call::Other, "PUT", &api, Some(&body))?;
+        let (call, method) = match sha {
+            Some(sha) => {
+                body["sha"] = json!(sha);
+                (Call::Other, "PUT")
+            }
+            None => (Call::CreateFile, "POST"),
+        };
+        let api = Self::file_path("contents", owner, repo, path);
+        let v = self.call_json(call, method, &api, Some(&body))?;
         commit_sha(&v, &api)
     }
 
