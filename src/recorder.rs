@@ -15,15 +15,31 @@ pub const CHUNK_LINES: usize = 1024;
 /// Longest accepted `--stdin` line (a record is far shorter).
 pub const MAX_LINE_BYTES: usize = 64 * 1024;
 
-/// The record's fields as given on the command line.
-#[derive(Debug, Clone, Default)]
+/// The record's fields as given on the command line: one flag per field,
+/// named after it with dashes. Defined once here; the binary flattens it.
+#[derive(clap::Args, Debug, Clone, Default)]
+#[group(id = "record_fields", multiple = true)]
 pub struct FieldFlags {
+    /// Unique key of the usage event: 1 to 255 visible ASCII characters
+    #[arg(long, value_name = "KEY")]
     pub idempotency_key: Option<String>,
+    /// The user's Hero SmartID: 4 to 6 of 0-9 a-z
+    #[arg(long, value_name = "SID")]
     pub user_sid: Option<String>,
+    /// Amount in cents: 0 to 10^12
+    #[arg(long, value_name = "CENTS", allow_hyphen_values = true)]
     pub amount_cents: Option<String>,
+    /// What was used: ^[a-z][a-z0-9_.-]*$, at most 64 characters
+    #[arg(long, value_name = "KIND")]
     pub resource_kind: Option<String>,
+    /// Free text, one line, at most 1024 characters [default: empty]
+    #[arg(long, value_name = "TEXT", allow_hyphen_values = true)]
     pub description: Option<String>,
+    /// When: `YYYY-MM-DD HH:MM:SS` UTC or RFC 3339 with an offset [default: now]
+    #[arg(long, value_name = "TIME")]
     pub occurred_at: Option<String>,
+    /// Node of the record [default: the node name]
+    #[arg(long, value_name = "NODE")]
     pub node_id: Option<String>,
 }
 
