@@ -319,6 +319,16 @@ fn a_refused_token_exits_77_and_keeps_the_records() {
     assert_eq!(code(&out), Some(77), "{}", stderr(&out));
     assert!(!stderr(&out).contains("not-the-token"));
     assert_eq!(node.pending(), 1);
+    // Secrets are never written into the spool (the outcome file included).
+    for f in files_under(&node.env.spool) {
+        let text = String::from_utf8_lossy(&std::fs::read(&f).unwrap()).into_owned();
+        assert!(
+            !text.contains("not-the-token"),
+            "{} holds the token",
+            f.display()
+        );
+    }
+    assert!(node.env.spool.join("state/last_push.json").exists());
 }
 
 #[test]
@@ -703,4 +713,54 @@ fn past_retention_the_billing_repo_still_knows_the_key() {
         remote_keys(&forge, &[H16, H17]),
         ["job-1", "job-2", "job-3"]
     );
+}
+
+#[test]
+fn every_race_answer_is_reread_and_retried() {
+    for (status, message) in [
+        (403, "PushRejected: another push won the race"),
+        (
+            422,
+            "repository file already exists [path: nodes/test-node/x]",
+        ),
+        (422, "sha does not match [given: a, expected: b]"),
+        (409, "sha does not match [given: a, expected: b]"),
+        (500, ""),
+    ] {
+        let forge = forge();
+        let node = Node::new(&forge);
+        for r in &three() {
+            node.record(r);
+        }
+        forge.inject(Fault::fail("POST", "/contents", status, message));
+        let out = node.push(&["--json"]);
+        assert_eq!(code(&out), Some(0), "{status} {message}: {}", stderr(&out));
+        let summary: serde_json::Value = serde_json::from_str(stdout(&out).trim()).unwrap();
+        assert_eq!(summary["attempts"], 2, "{status} {message}");
+        assert_eq!(commits(&forge), 1, "{status} {message}");
+        assert_eq!(
+            remote_keys(&forge, &[H16, H17]),
+            ["job-1", "job-2", "job-3"]
+        );
+        assert_eq!(node.pending(), 0);
+    }
+}
+
+#[test]
+fn a_token_without_the_write_scope_exits_77_and_keeps_the_records() {
+    let read_only = "read-only-token-0123456789abcdef";
+    let forge = TestForge::start(ForgeOptions {
+        read_only_token: Some(read_only.to_string()),
+        ..ForgeOptions::default()
+    });
+    forge.create_repo(OWNER, REPO, false);
+    let node = Node::new(&forge);
+    node.record(&three()[0]);
+    std::fs::write(&node.token_file, read_only).unwrap();
+    let out = node.push(&[]);
+    assert_eq!(code(&out), Some(77), "{}", stderr(&out));
+    assert!(stderr(&out).contains("scope"), "{}", stderr(&out));
+    assert!(!stderr(&out).contains(read_only));
+    assert_eq!(commits(&forge), 1, "only the README commit");
+    assert_eq!(node.pending(), 1);
 }

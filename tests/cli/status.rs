@@ -98,3 +98,63 @@ fn prometheus_exposition_and_the_last_push() {
     }
     assert!(!text.contains("t0ken-value"));
 }
+
+#[test]
+fn settings_come_from_flag_then_environment_then_config_then_default() {
+    let env = TestEnv::new();
+    let (a, b, c) = (
+        env.path("from-config"),
+        env.path("from-env"),
+        env.path("from-flag"),
+    );
+    let cfg = env.home.join("hero/cfg/hero_usage.toml");
+    std::fs::create_dir_all(cfg.parent().unwrap()).unwrap();
+    let spool_of = |cmd: &mut std::process::Command| {
+        let out = run(cmd.arg("--json"));
+        assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+        let v: serde_json::Value = serde_json::from_str(stdout(&out).trim()).unwrap();
+        (
+            v["spool"].as_str().unwrap().to_string(),
+            v["node"].as_str().unwrap().to_string(),
+        )
+    };
+    let show = |p: &std::path::Path| p.display().to_string();
+
+    // Default: $HOME/hero/var/hero_usage/queue; node from HERO_NODE_ID.
+    let got = spool_of(env.cmd("hero_usage_status").env_remove("HERO_USAGE_SPOOL"));
+    assert_eq!(got.0, show(&env.home.join("hero/var/hero_usage/queue")));
+    // The default config file, when it exists.
+    std::fs::write(
+        &cfg,
+        format!("spool = {:?}\nnode = \"cfg-node\"\n", show(&a)),
+    )
+    .unwrap();
+    let got = spool_of(
+        env.cmd("hero_usage_status")
+            .env_remove("HERO_USAGE_SPOOL")
+            .env_remove("HERO_NODE_ID"),
+    );
+    assert_eq!(got, (show(&a), "cfg-node".to_string()));
+    // The environment beats the config file.
+    let got = spool_of(env.cmd("hero_usage_status").env("HERO_USAGE_SPOOL", &b));
+    assert_eq!(got, (show(&b), "test-node".to_string()));
+    // A flag beats the environment.
+    let got = spool_of(
+        env.cmd("hero_usage_status")
+            .env("HERO_USAGE_SPOOL", &b)
+            .args(["--spool", &show(&c), "--node", "flag-node"]),
+    );
+    assert_eq!(got, (show(&c), "flag-node".to_string()));
+    // A config file named by HERO_USAGE_CONFIG replaces the default one.
+    let other = env.path("other.toml");
+    std::fs::write(&other, "node = \"other-node\"\n").unwrap();
+    let got = spool_of(
+        env.cmd("hero_usage_status")
+            .env("HERO_USAGE_CONFIG", &other)
+            .env_remove("HERO_NODE_ID"),
+    );
+    assert_eq!(got.1, "other-node");
+    // A bad node name is a configuration error.
+    let out = run(env.cmd("hero_usage_status").env("HERO_NODE_ID", "../etc"));
+    assert_eq!(out.status.code(), Some(78), "{}", stderr(&out));
+}
