@@ -86,8 +86,6 @@ pub struct PushSummary {
     pub quarantined: Vec<Problem>,
     /// Hours left pending because their remote file could not be parsed.
     pub unreadable_hours: Vec<Problem>,
-    /// Records marked sent (pushed now, or found already in the repository).
-    pub marked_sent: usize,
     /// Records still pending after the run.
     pub pending_after: usize,
     pub pruned: usize,
@@ -149,7 +147,6 @@ struct Plan {
     files: Vec<FilePlan>,
     /// Pending records the commit holds (new) or the remote holds already.
     done: Vec<PendingId>,
-    pushed: usize,
     already_present: usize,
     unreadable: Vec<Problem>,
 }
@@ -363,7 +360,7 @@ impl Run<'_> {
             self.plan_hour(hour, records, &mut plan, summary)?;
         }
         failpoint("push-after-read");
-        summary.pushed = plan.pushed;
+        summary.pushed = plan.files.iter().map(|f| f.new_records).sum();
         summary.already_present = plan.already_present;
         summary.files = plan.files.clone();
         summary.unreadable_hours = plan.unreadable.clone();
@@ -375,7 +372,7 @@ impl Run<'_> {
         if !plan.changes.is_empty() {
             let message = format!(
                 "usage: {} records from node {} in {} file(s)",
-                plan.pushed,
+                summary.pushed,
                 opts.node,
                 plan.changes.len()
             );
@@ -390,7 +387,6 @@ impl Run<'_> {
             summary.commit = Some(sha);
         }
         spool.mark_sent(&plan.done)?;
-        summary.marked_sent = plan.done.len();
         failpoint("push-after-mark");
         summary.outcome = if plan.changes.is_empty() {
             "nothing-to-push".into()
@@ -493,7 +489,6 @@ impl Run<'_> {
             total_records: records.len(),
             operation: if sha.is_some() { "update" } else { "create" },
         });
-        plan.pushed += added;
         plan.changes.push(FileChange {
             operation,
             path,
