@@ -764,3 +764,25 @@ fn a_token_without_the_write_scope_exits_77_and_keeps_the_records() {
     assert_eq!(commits(&forge), 1, "only the README commit");
     assert_eq!(node.pending(), 1);
 }
+
+#[test]
+fn a_remote_file_in_plain_toml_is_merged_and_rewritten_canonically() {
+    let forge = forge();
+    forge.create_repo(OWNER, REPO, false);
+    let records = three();
+    // An older tool wrote the hour without the `O:` line.
+    let older = render_batch(&records[..1]);
+    let plain = older.strip_prefix("O:\n").unwrap();
+    forge.commit_files(
+        OWNER,
+        REPO,
+        "main",
+        &[(H16, Some(plain.as_bytes()))],
+        "older tool",
+    );
+    let node = Node::new(&forge);
+    node.record(&records[1]);
+    let out = node.push(&[]);
+    assert_eq!(code(&out), Some(0), "{}", stderr(&out));
+    assert_eq!(file(&forge, H16).unwrap(), render_batch(&records[..2]));
+}
