@@ -68,7 +68,13 @@ pub fn open_regular(path: &Path, write: bool) -> io::Result<File> {
 
 /// Read a regular file of at most `limit` bytes without following symlinks.
 pub fn read_regular(path: &Path, limit: u64) -> io::Result<Vec<u8>> {
+    read_regular_meta(path, limit).map(|(bytes, _)| bytes)
+}
+
+/// [`read_regular`], with the metadata of the file that was read.
+pub fn read_regular_meta(path: &Path, limit: u64) -> io::Result<(Vec<u8>, fs::Metadata)> {
     let f = open_regular(path, false)?;
+    let meta = f.metadata()?;
     let mut buf = Vec::new();
     f.take(limit + 1).read_to_end(&mut buf)?;
     if buf.len() as u64 > limit {
@@ -77,7 +83,7 @@ pub fn read_regular(path: &Path, limit: u64) -> io::Result<Vec<u8>> {
             format!("{} is larger than {limit} bytes", path.display()),
         ));
     }
-    Ok(buf)
+    Ok((buf, meta))
 }
 
 /// Create a new file (O_EXCL, so never through a symlink), mode 0600.

@@ -6,22 +6,24 @@
 //!   push.lock                    the push job's own flock
 //!   tmp/                         scratch: writers create files here first
 //!   incoming/                    drop box for shell scripts (*.toml, dot names ignored)
-//!   pending/<sha256(key)>.toml   accepted, not yet pushed
+//!   pending/<sha256(key)>.toml   accepted, not yet pushed (a single record, or a
+//!                                hard link to a chunk of a group commit: see `files`)
 //!   sent/<sha256(key)>.toml      pushed; kept for the retention window (ctime = when sent)
 //!   rejected/NAME, NAME.reason   quarantine, never deleted, never pushed
 //!   state/                       the push job's outcome file
 //! ```
 //!
-//! Knows no network. Every record file is the TOML of a full [`UsageRecord`].
+//! Knows no network. Every record file holds full [`UsageRecord`]s as TOML.
 
+mod files;
 mod fsx;
 mod ingest;
 mod write;
 
 use crate::error::{Kind, fail};
-use crate::record::{HourBucket, TIME_FORMAT, UsageRecord, UtcSecond, describe};
-use anyhow::{Context, Result};
-use chrono::{DateTime, NaiveDateTime, Utc};
+use crate::record::{HourBucket, UsageRecord, UtcSecond};
+use anyhow::Result;
+use chrono::{DateTime, Utc};
 use sha2::{Digest, Sha256};
 use std::collections::BTreeMap;
 use std::fs::{self, File};
@@ -29,11 +31,12 @@ use std::io;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
+pub use files::CHUNK_RECORDS;
 pub use ingest::IngestReport;
 
 /// How long a writer waits for the writers' lock before giving up (exit 75).
 pub const LOCK_WAIT: Duration = Duration::from_secs(10);
-/// Largest record file read back from the spool (a record is far smaller).
+/// Largest drop read from `incoming/` (a record is far smaller).
 pub const MAX_RECORD_BYTES: u64 = 64 * 1024;
 /// Files in `tmp/` older than this are leftovers of crashed writers.
 pub const TMP_MAX_AGE: Duration = Duration::from_secs(3600);
@@ -230,18 +233,6 @@ impl Spool {
         }
     }
 
-    /// Read and check a record file of the spool.
-    pub(crate) fn read_record_file(path: &Path) -> Result<UsageRecord> {
-        let bytes = fsx::read_regular(path, MAX_RECORD_BYTES)
-            .map_err(cant(format!("cannot read record {}", path.display())))?;
-        parse_record(bytes).map_err(|reason| {
-            fail(
-                Kind::CantCreate,
-                format!("record {}: {reason}", path.display()),
-            )
-        })
-    }
-
     /// The pending records of the oldest hours, at most `max` of them,
     /// grouped by hour bucket and read in one pass over `pending/` (each
     /// file is read once: a push of a large backlog is bound by reading
@@ -251,36 +242,18 @@ impl Spool {
         let mut hours = PendingByHour::new();
         let mut held = 0;
         let mut damaged = Vec::new();
-        let dir = self.dir("pending");
-        for name in self.record_names("pending")? {
-            let path = dir.join(&name);
-            let bytes = match fsx::read_regular(&path, MAX_RECORD_BYTES) {
-                Ok(b) => b,
-                // Gone meanwhile: nothing else moves pending files while the
-                // push lock is held, but be safe.
-                Err(e) if e.kind() == io::ErrorKind::NotFound => continue,
-                Err(e)
-                    if matches!(
-                        e.kind(),
-                        io::ErrorKind::InvalidInput | io::ErrorKind::InvalidData
-                    ) =>
-                {
-                    damaged.push((PendingId(name), format!("not a record file: {e}")));
-                    continue;
-                }
-                Err(e) => return Err(cant(format!("cannot read {}", path.display()))(e)),
-            };
-            let rec = match parse_record(bytes) {
+        self.read_entries("pending", |entry| {
+            let rec = match entry.record {
                 Ok(r) => r,
                 Err(reason) => {
-                    damaged.push((PendingId(name), format!("damaged pending record: {reason}")));
-                    continue;
+                    damaged.push((entry.id, format!("damaged pending record: {reason}")));
+                    return Ok(true);
                 }
             };
             hours
                 .entry(rec.hour_bucket())
                 .or_default()
-                .push((PendingId(name), rec));
+                .push((entry.id, rec));
             held += 1;
             if held > max {
                 let mut newest = hours.last_entry().expect("held > 0");
@@ -290,7 +263,8 @@ impl Spool {
                 }
                 held -= 1;
             }
-        }
+            Ok(true)
+        })?;
         for (id, reason) in damaged {
             self.quarantine_pending(&id, &reason)?;
         }
@@ -412,18 +386,21 @@ impl Spool {
         let _lock = self.lock_writers()?;
         let sent = self.dir("sent");
         let limit: std::time::SystemTime = older_than.into();
-        let mut removed = 0;
+        // Decide before removing anything: entries of one chunk share an
+        // inode, and removing one sets the ctime the others are judged by.
+        let mut old = Vec::new();
         for name in self.record_names("sent")? {
             let p = sent.join(&name);
-            let m = match fs::symlink_metadata(&p) {
-                Ok(m) => m,
-                Err(e) if e.kind() == io::ErrorKind::NotFound => continue,
+            match fs::symlink_metadata(&p) {
+                Ok(m) if sent_at(&m) < limit => old.push(p),
+                Ok(_) => {}
+                Err(e) if e.kind() == io::ErrorKind::NotFound => {}
                 Err(e) => return Err(cant(format!("cannot check {}", p.display()))(e)),
-            };
-            if sent_at(&m) < limit {
-                fs::remove_file(&p).map_err(cant(format!("cannot remove {}", p.display())))?;
-                removed += 1;
             }
+        }
+        let removed = old.len();
+        for p in old {
+            fs::remove_file(&p).map_err(cant(format!("cannot remove {}", p.display())))?;
         }
         if removed > 0 {
             fsx::sync_dir(&sent).map_err(cant(format!("cannot sync {}", sent.display())))?;
@@ -434,24 +411,19 @@ impl Spool {
     /// What the spool holds.
     pub fn counts(&self) -> Result<SpoolCounts> {
         let mut c = SpoolCounts::default();
-        let pending = self.dir("pending");
-        for name in self.record_names("pending")? {
-            let p = pending.join(&name);
-            let m = match fs::symlink_metadata(&p) {
-                Ok(m) => m,
-                Err(e) if e.kind() == io::ErrorKind::NotFound => continue,
-                Err(e) => return Err(cant(format!("cannot check {}", p.display()))(e)),
-            };
+        self.read_entries("pending", |entry| {
             c.pending += 1;
-            if let Ok(t) = m.modified() {
+            if let Some(t) = entry.modified {
                 let t = DateTime::<Utc>::from(t);
                 c.oldest_pending_mtime = Some(c.oldest_pending_mtime.map_or(t, |o| o.min(t)));
             }
-            if let Ok(Some(t)) = occurred_at_of(&p) {
+            if let Ok(rec) = entry.record {
+                let t = rec.occurred_at;
                 c.oldest_pending_occurred_at =
                     Some(c.oldest_pending_occurred_at.map_or(t, |o| o.min(t)));
             }
-        }
+            Ok(true)
+        })?;
         c.sent = self.record_names("sent")?.len();
         c.rejected = self
             .names("rejected")?
@@ -491,43 +463,9 @@ impl Spool {
     }
 }
 
-/// The `occurred_at` of a spool record file, from its line alone. `Ok(None)`
-/// when the file has no valid such line (or is not a regular file).
-fn occurred_at_of(path: &Path) -> io::Result<Option<UtcSecond>> {
-    let bytes = match fsx::read_regular(path, MAX_RECORD_BYTES) {
-        Ok(b) => b,
-        Err(e) if e.kind() == io::ErrorKind::NotFound => return Err(e),
-        Err(e)
-            if matches!(
-                e.kind(),
-                io::ErrorKind::InvalidInput | io::ErrorKind::InvalidData
-            ) =>
-        {
-            return Ok(None);
-        }
-        Err(e) => return Err(e),
-    };
-    let text = String::from_utf8_lossy(&bytes);
-    Ok(text.lines().find_map(|l| {
-        let v = l.strip_prefix("occurred_at = \"")?.strip_suffix('"')?;
-        NaiveDateTime::parse_from_str(v, TIME_FORMAT)
-            .ok()
-            .map(UtcSecond)
-    }))
-}
-
-/// A spool record file's bytes as a record that keeps every rule.
-fn parse_record(bytes: Vec<u8>) -> std::result::Result<UsageRecord, String> {
-    let text = String::from_utf8(bytes).map_err(|_| "not UTF-8".to_string())?;
-    let rec: UsageRecord =
-        toml::from_str(&text).map_err(|e| format!("not a valid record: {}", e.message()))?;
-    rec.check()
-        .map_err(|errs| format!("breaks the rules: {}", describe(&errs)))?;
-    Ok(rec)
-}
-
 /// When a file in `sent/` was marked sent: its ctime, which the rename into
-/// `sent/` set and nothing later changes.
+/// `sent/` set. Entries of one chunk share it, so it is the latest such
+/// rename (or link change) of any of them: pruning can only come later.
 fn sent_at(m: &fs::Metadata) -> std::time::SystemTime {
     use std::os::unix::fs::MetadataExt;
     let (secs, nanos) = (m.ctime(), m.ctime_nsec());
@@ -536,11 +474,6 @@ fn sent_at(m: &fs::Metadata) -> std::time::SystemTime {
     }
     std::time::UNIX_EPOCH
         + std::time::Duration::new(secs as u64, nanos.clamp(0, 999_999_999) as u32)
-}
-
-/// Render a record as its spool file.
-pub(crate) fn render(rec: &UsageRecord) -> Result<String> {
-    toml::to_string(rec).context("cannot render record as TOML (a bug)")
 }
 
 #[cfg(test)]

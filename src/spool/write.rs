@@ -1,31 +1,27 @@
 //! Writing records: tmp file → write → fsync → (writers' lock) check sent/ →
 //! link(2) into pending/ (no clobber) → unlink tmp → fsync pending/.
 //!
-//! A batch is one group commit: every file is written and fsynced (in
-//! parallel, so the file system can fold the fsyncs into few journal
-//! commits), then all are linked under one lock hold, then the directory is
-//! fsynced once.
+//! A batch is one group commit: its new records go into one chunk file
+//! (per [`CHUNK_RECORDS`]), written and fsynced once, then hard-linked under
+//! each record's name under one hold of the lock, then the directory is
+//! fsynced once. A lone record gets a single-record file.
 
-use super::{RecordOutcome, Spool, cant, file_name_for_key, fsx, render};
+use super::files::{CHUNK_RECORDS, RecordLookup, render_chunk, render_single};
+use super::{RecordOutcome, Spool, cant, file_name_for_key, fsx};
 use crate::failpoint::failpoint;
-use crate::record::Validated;
+use crate::record::{UsageRecord, Validated};
 use anyhow::Result;
+use std::collections::HashMap;
 use std::fs;
 use std::io;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 
-/// At most this many threads write and fsync a batch's files.
-const SYNC_THREADS: usize = 8;
-
-/// What one writer thread made, and the error that stopped it.
-type ThreadResult = (Vec<(usize, PathBuf)>, Option<anyhow::Error>);
-
-/// Temporary files that are removed when dropped (on error paths).
-struct TmpFiles(Vec<Option<PathBuf>>);
+/// Temporary files that are removed when dropped (on error paths too).
+struct TmpFiles(Vec<PathBuf>);
 
 impl Drop for TmpFiles {
     fn drop(&mut self) {
-        for p in self.0.iter().flatten() {
+        for p in &self.0 {
             let _ = fs::remove_file(p);
         }
     }
@@ -49,50 +45,76 @@ impl Spool {
             .map(|v| file_name_for_key(&v.record.idempotency_key))
             .collect();
 
-        // Lock-free pre-check: a key already known needs no tmp file (records
-        // only ever move pending → sent, and the locked check below decides).
-        let mut todo = Vec::new();
-        for (i, name) in names.iter().enumerate() {
-            let known = fsx::exists_nofollow(&pending.join(name))
-                .and_then(|p| Ok(p || fsx::exists_nofollow(&sent.join(name))?))
+        // Each key gets one file to link: the first occurrence's, which
+        // repeats within the batch share (their link then finds the name).
+        let mut first: HashMap<&str, usize> = HashMap::new();
+        let first_of: Vec<usize> = names
+            .iter()
+            .enumerate()
+            .map(|(i, name)| *first.entry(name.as_str()).or_insert(i))
+            .collect();
+        let mut todo: Vec<usize> = (0..items.len()).filter(|&i| first_of[i] == i).collect();
+        // A lone record already known needs no file at all: a retried call
+        // costs no fsync. In a batch a known record costs only its bytes in
+        // the chunk, less than looking each up twice.
+        if let [only] = todo[..] {
+            let known = fsx::exists_nofollow(&pending.join(&names[only]))
+                .and_then(|p| Ok(p || fsx::exists_nofollow(&sent.join(&names[only]))?))
                 .map_err(cant(format!("cannot check {}", pending.display())))?;
-            if !known {
-                todo.push(i);
+            if known {
+                todo.clear();
             }
         }
-        let mut tmps = TmpFiles(vec![None; items.len()]);
-        self.write_tmps(items, &todo, &mut tmps)?;
+        // Which tmp file holds item i's record, if one was written for it.
+        let mut file_of: Vec<Option<usize>> = vec![None; items.len()];
+        let mut tmps = TmpFiles(Vec::new());
+        for group in todo.chunks(CHUNK_RECORDS) {
+            let records = group.iter().map(|&i| &items[i].record);
+            tmps.0.push(self.write_tmp(records, group.len())?);
+            for &i in group {
+                file_of[i] = Some(tmps.0.len() - 1);
+            }
+        }
         failpoint("record-after-fsync");
 
         let lock = self.lock_writers()?;
+        let mut lookup = RecordLookup::default();
         let mut outcomes = Vec::with_capacity(items.len());
         let mut changed = false;
         for (i, v) in items.iter().enumerate() {
-            let target = pending.join(&names[i]);
-            let in_sent = sent.join(&names[i]);
+            let name = &names[i];
+            let target = pending.join(name);
+            let in_sent = sent.join(name);
             if fsx::exists_nofollow(&in_sent)
                 .map_err(cant(format!("cannot check {}", sent.display())))?
             {
-                outcomes.push(compare(v, &in_sent)?);
+                outcomes.push(compare(v, &lookup.get(&in_sent, name)?));
                 continue;
             }
-            let tmp = match &tmps.0[i] {
-                Some(t) => t.clone(),
+            let tmp = match file_of[first_of[i]] {
+                Some(f) => tmps.0[f].clone(),
                 None => {
                     if fsx::exists_nofollow(&target)
                         .map_err(cant(format!("cannot check {}", pending.display())))?
                     {
                         changed = true; // make sure what we call a duplicate is durable
-                        outcomes.push(compare(v, &target)?);
+                        outcomes.push(compare(v, &lookup.get(&target, name)?));
                         continue;
                     }
-                    // Known at the pre-check, pruned since: write it now.
-                    let t = self.write_one_tmp(v)?;
-                    tmps.0[i] = Some(t.clone());
-                    t
+                    // Known at the pre-check, gone since (pruned): write it now.
+                    tmps.0.push(self.write_tmp(std::iter::once(&v.record), 1)?);
+                    tmps.0.last().expect("just pushed").clone()
                 }
             };
-            match fs::hard_link(&tmp, &target) {
+            let linked = match fs::hard_link(&tmp, &target) {
+                // A file system with few links per file: this record alone.
+                Err(e) if e.kind() == io::ErrorKind::TooManyLinks => {
+                    tmps.0.push(self.write_tmp(std::iter::once(&v.record), 1)?);
+                    fs::hard_link(tmps.0.last().expect("just pushed"), &target)
+                }
+                other => other,
+            };
+            match linked {
                 Ok(()) => {
                     failpoint("record-after-link");
                     changed = true;
@@ -100,7 +122,7 @@ impl Spool {
                 }
                 Err(e) if e.kind() == io::ErrorKind::AlreadyExists => {
                     changed = true;
-                    outcomes.push(compare(v, &target)?);
+                    outcomes.push(compare(v, &lookup.get(&target, name)?));
                 }
                 Err(e) => {
                     return Err(cant(format!(
@@ -110,10 +132,8 @@ impl Spool {
                 }
             }
         }
-        for p in tmps.0.iter_mut() {
-            if let Some(t) = p.take() {
-                fs::remove_file(&t).map_err(cant(format!("cannot remove {}", t.display())))?;
-            }
+        for t in std::mem::take(&mut tmps.0) {
+            fs::remove_file(&t).map_err(cant(format!("cannot remove {}", t.display())))?;
         }
         failpoint("record-after-unlink-tmp");
         if changed {
@@ -124,56 +144,19 @@ impl Spool {
         Ok(outcomes)
     }
 
-    /// Write and fsync the tmp files of `items[todo]`, in parallel.
-    fn write_tmps(&self, items: &[Validated], todo: &[usize], tmps: &mut TmpFiles) -> Result<()> {
-        if todo.is_empty() {
-            return Ok(());
-        }
-        let threads = todo.len().div_ceil(8).clamp(1, SYNC_THREADS);
-        if threads == 1 {
-            for &i in todo {
-                tmps.0[i] = Some(self.write_one_tmp(&items[i])?);
-            }
-            return Ok(());
-        }
-        let results: Vec<ThreadResult> = std::thread::scope(|s| {
-            let handles: Vec<_> = (0..threads)
-                .map(|t| {
-                    s.spawn(move || {
-                        let mut done = Vec::new();
-                        for &i in todo.iter().skip(t).step_by(threads) {
-                            match self.write_one_tmp(&items[i]) {
-                                Ok(p) => done.push((i, p)),
-                                Err(e) => return (done, Some(e)),
-                            }
-                        }
-                        (done, None)
-                    })
-                })
-                .collect();
-            handles
-                .into_iter()
-                .map(|h| h.join().expect("writer thread panicked"))
-                .collect()
-        });
-        let mut first_err = None;
-        for (done, err) in results {
-            for (i, p) in done {
-                tmps.0[i] = Some(p);
-            }
-            if first_err.is_none() {
-                first_err = err;
-            }
-        }
-        match first_err {
-            Some(e) => Err(e),
-            None => Ok(()),
-        }
-    }
-
-    /// Create a tmp file (O_EXCL, 0600) with the record, fsync it.
-    fn write_one_tmp(&self, v: &Validated) -> Result<PathBuf> {
-        let text = render(&v.record)?;
+    /// Create a tmp file (O_EXCL, 0600) holding `records` (`count` of
+    /// them: one is a single-record file, more a chunk) and fsync it.
+    fn write_tmp<'a>(
+        &self,
+        records: impl Iterator<Item = &'a UsageRecord>,
+        count: usize,
+    ) -> Result<PathBuf> {
+        let mut records = records.peekable();
+        let text = if count == 1 {
+            render_single(records.next().expect("one record"))?
+        } else {
+            render_chunk(records)?
+        };
         let tmp_dir = self.dir("tmp");
         let path = tmp_dir.join(fsx::unique_name("rec"));
         let mut f = fsx::create_new(&path).map_err(cant(format!(
@@ -191,12 +174,11 @@ impl Spool {
 }
 
 /// Compare a new record with the one already stored under its key.
-fn compare(v: &Validated, existing: &Path) -> Result<RecordOutcome> {
-    let old = Spool::read_record_file(existing)?;
-    let diff = v.record.differing_fields(&old, !v.occurred_at_given);
-    Ok(if diff.is_empty() {
+fn compare(v: &Validated, old: &UsageRecord) -> RecordOutcome {
+    let diff = v.record.differing_fields(old, !v.occurred_at_given);
+    if diff.is_empty() {
         RecordOutcome::Duplicate
     } else {
         RecordOutcome::Conflict(diff)
-    })
+    }
 }

@@ -786,3 +786,101 @@ fn a_remote_file_in_plain_toml_is_merged_and_rewritten_canonically() {
     assert_eq!(code(&out), Some(0), "{}", stderr(&out));
     assert_eq!(file(&forge, H16).unwrap(), render_batch(&records[..2]));
 }
+
+/// JSON lines for `hero_usage_record --stdin`: `n` records spread over
+/// three hours of 2026-11-20.
+fn stdin_lines(prefix: &str, n: usize) -> String {
+    (0..n)
+        .map(|i| {
+            format!(
+                "{{\"idempotency_key\":\"{prefix}-{i}\",\"user_sid\":\"0a1b\",\"amount_cents\":{i},\
+                 \"resource_kind\":\"cpu_hours\",\"occurred_at\":\"2026-11-20 1{}:{:02}:00\"}}\n",
+                4 + i % 3,
+                i % 60
+            )
+        })
+        .collect()
+}
+
+const H14_16: [&str; 3] = [
+    "nodes/test-node/usage_2026-11-20-14.otoml",
+    "nodes/test-node/usage_2026-11-20-15.otoml",
+    H16,
+];
+
+#[test]
+fn a_stdin_batch_is_pushed_exactly_once_across_runs_and_pruned_whole() {
+    let forge = forge();
+    let node = Node::new(&forge);
+    let n = 2 * hero_usage::spool::CHUNK_RECORDS + 100; // three chunk files
+    let o = crate::support::run_with_stdin(
+        node.env.cmd("hero_usage_record").arg("--stdin"),
+        stdin_lines("b", n).as_bytes(),
+    );
+    assert_eq!(code(&o), Some(0), "{}", stderr(&o));
+    assert_eq!(node.pending(), n);
+
+    // Runs of at most 1000 records split the chunk files between runs.
+    let mut runs = 0;
+    while node.pending() > 0 {
+        let out = node.push(&["--max-records", "1000", "--json"]);
+        assert_eq!(code(&out), Some(0), "{}", stderr(&out));
+        runs += 1;
+        assert!(runs <= 3, "three runs drain {n} records");
+    }
+    let mut want: Vec<String> = (0..n).map(|i| format!("b-{i}")).collect();
+    want.sort();
+    assert_eq!(
+        remote_keys(&forge, &H14_16),
+        want,
+        "each record exactly once"
+    );
+    assert_eq!(files_under(&node.env.spool.join("sent")).len(), n);
+
+    // Retention judges every entry of a chunk before removing any (they
+    // share one inode, whose ctime a removal changes).
+    let out = node.push(&["--retention-days", "0", "--json"]);
+    assert_eq!(code(&out), Some(0), "{}", stderr(&out));
+    let summary: serde_json::Value = serde_json::from_str(stdout(&out).trim()).unwrap();
+    assert_eq!(summary["pruned"], n as u64, "{summary}");
+    assert!(files_under(&node.env.spool.join("sent")).is_empty());
+}
+
+#[test]
+fn a_damaged_chunk_quarantines_each_of_its_records_and_the_rest_is_pushed() {
+    let forge = forge();
+    let node = Node::new(&forge);
+    let o = crate::support::run_with_stdin(
+        node.env.cmd("hero_usage_record").arg("--stdin"),
+        stdin_lines("c", 3).as_bytes(),
+    );
+    assert_eq!(code(&o), Some(0), "{}", stderr(&o));
+    let records = three();
+    node.record(&records[0]);
+    // Damage the chunk through one of its names: all three share the file.
+    let chunk = files_under(&node.env.spool.join("pending"))
+        .into_iter()
+        .find(|p| {
+            std::fs::read_to_string(p)
+                .unwrap()
+                .starts_with("[[record]]")
+        })
+        .expect("a chunk file");
+    std::fs::write(&chunk, "[[record]]\namount_cents = \"lots\"\n").unwrap();
+
+    let out = node.push(&["--json"]);
+    assert_eq!(code(&out), Some(0), "{}", stderr(&out));
+    assert_eq!(remote_keys(&forge, &H14_16), ["job-1"]);
+    assert_eq!(node.pending(), 0);
+    let rejected = node.rejected();
+    let reasons: Vec<_> = rejected
+        .iter()
+        .filter(|p| p.extension().is_some_and(|e| e == "reason"))
+        .map(|p| std::fs::read_to_string(p).unwrap())
+        .collect();
+    assert_eq!(rejected.len(), 6, "three records and their reasons");
+    assert_eq!(reasons.len(), 3);
+    for r in reasons {
+        assert!(r.contains("damaged pending record"), "{r}");
+    }
+}

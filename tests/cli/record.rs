@@ -41,22 +41,51 @@ fn with(
     out
 }
 
-/// Record files (pending and sent), parsed and checked.
+/// A chunk file: the records of one group commit, hard-linked under each
+/// record's name (man 5 hero_usage_spool).
+#[derive(serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+struct Chunk {
+    record: Vec<UsageRecord>,
+}
+
+/// Record entries (pending and sent), parsed and checked: each is a single
+/// record file or a chunk holding the record its name is the hash of.
 fn records(spool: &Path) -> Vec<(PathBuf, UsageRecord)> {
+    use std::os::unix::fs::MetadataExt;
+    // Each file parsed once, however many names link to it.
+    let mut parsed: std::collections::HashMap<u64, Vec<UsageRecord>> = Default::default();
     let mut out = Vec::new();
     for sub in ["pending", "sent"] {
         for p in files_under(&spool.join(sub)) {
-            let text = std::fs::read_to_string(&p).unwrap();
-            let rec: UsageRecord = toml::from_str(&text).unwrap_or_else(|e| {
-                panic!("{} is not a complete record: {e}\n{text}", p.display())
+            let name = p.file_name().unwrap().to_str().unwrap();
+            let ino = std::fs::symlink_metadata(&p).unwrap().ino();
+            let all = parsed.entry(ino).or_insert_with(|| {
+                let text = std::fs::read_to_string(&p).unwrap();
+                if text.starts_with("[[record]]\n") {
+                    toml::from_str::<Chunk>(&text)
+                        .unwrap_or_else(|e| panic!("{} is not a complete chunk: {e}", p.display()))
+                        .record
+                } else {
+                    vec![toml::from_str(&text).unwrap_or_else(|e| {
+                        panic!("{} is not a complete record: {e}\n{text}", p.display())
+                    })]
+                }
             });
+            let mut candidates: Vec<UsageRecord> = all
+                .iter()
+                .filter(|r| file_name_for_key(&r.idempotency_key) == name)
+                .cloned()
+                .collect();
+            assert_eq!(
+                candidates.len(),
+                1,
+                "{}: exactly one record whose key's hash is the name",
+                p.display()
+            );
+            let rec = candidates.pop().unwrap();
             rec.check()
                 .unwrap_or_else(|e| panic!("{} breaks rules: {e:?}", p.display()));
-            assert_eq!(
-                p.file_name().unwrap().to_str().unwrap(),
-                file_name_for_key(&rec.idempotency_key),
-                "file named after the key's hash"
-            );
             out.push((p, rec));
         }
     }
@@ -505,23 +534,39 @@ fn crash_at_every_step_leaves_no_record_or_a_complete_one() {
             c.arg("--stdin");
         }
         c.env("HERO_USAGE_FAILPOINT", fp);
-        let line = "{\"idempotency_key\":\"job-42-2026-11-26T16\",\"user_sid\":\"0a1b\",\"amount_cents\":250,\
-                    \"resource_kind\":\"cpu_hours\",\"description\":\"4 vCPU for 1 h\",\"occurred_at\":\"2026-11-26 16:04:05\"}\n";
-        let o = run_with_stdin(&mut c, line.as_bytes());
+        // With --stdin, three records: one chunk file linked three times.
+        let lines = ["job-42-2026-11-26T16", "other-1", "other-2"].map(|key| {
+            format!(
+                "{{\"idempotency_key\":\"{key}\",\"user_sid\":\"0a1b\",\"amount_cents\":250,\
+                 \"resource_kind\":\"cpu_hours\",\"description\":\"4 vCPU for 1 h\",\"occurred_at\":\"2026-11-26 16:04:05\"}}\n"
+            )
+        });
+        let input = if stdin { lines.concat() } else { String::new() };
+        let o = run_with_stdin(&mut c, input.as_bytes());
         assert_eq!(o.status.code(), None, "{fp}: must abort: {}", stderr(&o));
         assert!(
             !stdout(&o).contains("recorded"),
             "{fp}: no success claimed before the end"
         );
         let recs = records(&env.spool); // panics on a partial record
-        assert!(recs.len() <= 1, "{fp}");
+        assert!(recs.len() <= if stdin { 3 } else { 1 }, "{fp}");
         for (_, r) in &recs {
             assert_eq!(r.amount_cents, 250, "{fp}");
             assert_eq!(r.occurred_at.to_string(), "2026-11-26 16:04:05");
         }
+        if stdin {
+            // The same batch again: what survived is a duplicate, the rest
+            // is recorded, nothing is lost or doubled.
+            let o = run_with_stdin(env.cmd(REC).arg("--stdin"), lines.concat().as_bytes());
+            assert_eq!(o.status.code(), Some(0), "{fp}: {}", stderr(&o));
+            let out = stdout(&o);
+            assert_eq!(out.matches("duplicate ").count(), recs.len(), "{fp}: {out}");
+            assert_eq!(out.matches("recorded ").count(), 3 - recs.len(), "{fp}");
+            assert_eq!(records(&env.spool).len(), 3, "{fp}");
+        }
         let o = run(&mut record_cmd(&env, &good_args()));
         assert_eq!(o.status.code(), Some(0), "{fp}: {}", stderr(&o));
-        let want = if recs.is_empty() {
+        let want = if recs.is_empty() && !stdin {
             "recorded"
         } else {
             "duplicate"
@@ -531,7 +576,7 @@ fn crash_at_every_step_leaves_no_record_or_a_complete_one() {
             format!("{want} job-42-2026-11-26T16\n"),
             "{fp} stdin={stdin}"
         );
-        assert_eq!(records(&env.spool).len(), 1, "{fp}");
+        assert_eq!(records(&env.spool).len(), if stdin { 3 } else { 1 }, "{fp}");
         // A different record under the key is still a conflict.
         let o = run(&mut record_cmd(
             &env,
@@ -740,4 +785,53 @@ fn man_pages_render_without_warnings() {
         assert_eq!(stderr(&o), "", "{} has warnings", p.display());
         assert_eq!(stdout(&o), "");
     }
+}
+
+#[test]
+fn stdin_batch_is_one_fsynced_chunk_file_linked_under_each_key() {
+    use std::os::unix::fs::MetadataExt;
+    let env = TestEnv::new();
+    let n = hero_usage::spool::CHUNK_RECORDS + 5; // two chunks
+    let mut input: String = (0..n)
+        .map(|i| {
+            format!(
+                "{{\"idempotency_key\":\"k-{i}\",\"user_sid\":\"0a1b\",\"amount_cents\":{i},\"resource_kind\":\"gpu\"}}\n"
+            )
+        })
+        .collect();
+    // A repeat inside the batch is a duplicate of its first line.
+    input.push_str("{\"idempotency_key\":\"k-3\",\"user_sid\":\"0a1b\",\"amount_cents\":3,\"resource_kind\":\"gpu\"}\n");
+    let o = run_with_stdin(env.cmd(REC).arg("--stdin"), input.as_bytes());
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    assert_eq!(stdout(&o).matches("recorded ").count(), n);
+    assert!(stdout(&o).ends_with("duplicate k-3\n"), "{}", stdout(&o));
+
+    let recs = records(&env.spool); // each name holds its own record
+    assert_eq!(recs.len(), n);
+    let mut files: std::collections::BTreeMap<u64, u64> = Default::default();
+    for (p, _) in &recs {
+        let m = std::fs::symlink_metadata(p).unwrap();
+        assert!(m.file_type().is_file(), "a hard link, never a symlink");
+        files.insert(m.ino(), m.nlink());
+    }
+    let mut links: Vec<u64> = files.into_values().collect();
+    links.sort();
+    assert_eq!(links, [5, hero_usage::spool::CHUNK_RECORDS as u64]);
+    assert!(files_under(&env.spool.join("tmp")).is_empty());
+
+    // A record inside a chunk is found by a single call like any other.
+    let one = |amount: &str| {
+        run(env.cmd(REC).args([
+            "--idempotency-key=k-7",
+            "--user-sid=0a1b",
+            &format!("--amount-cents={amount}"),
+            "--resource-kind=gpu",
+        ]))
+    };
+    let o = one("7");
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    assert_eq!(stdout(&o), "duplicate k-7\n");
+    let o = one("8");
+    assert_eq!(o.status.code(), Some(65));
+    assert!(stderr(&o).contains("amount_cents"), "{}", stderr(&o));
 }
