@@ -4,14 +4,12 @@
 use crate::config::{Common, SpoolArgs};
 use crate::error::{Kind, fail};
 use crate::record::{Defaults, FieldError, RawValue, RecordInput, Validated, describe};
-use crate::spool::{RecordOutcome, Spool};
+use crate::spool::{CHUNK_RECORDS, RecordOutcome, Spool};
 use anyhow::Result;
 use chrono::Utc;
 use std::io::{BufRead, Write};
 
 pub const BINARY: &str = "hero_usage_record";
-/// Lines per group commit with `--stdin`.
-pub const CHUNK_LINES: usize = 1024;
 /// Longest accepted `--stdin` line (a record is far shorter).
 pub const MAX_LINE_BYTES: usize = 64 * 1024;
 
@@ -168,65 +166,68 @@ pub fn record_one(spool: &Spool, node: &str, input: &RecordInput) -> Result<OneO
 
 /// Record JSON lines from `input`; every good line is recorded, each bad one
 /// reported as `line N: <problem>`; returns the worst exit code.
-pub fn run_stdin(args: &SpoolArgs, input: &mut dyn BufRead, out: &mut dyn Write) -> Result<i32> {
+///
+/// A reader thread parses and validates lines while this one commits them:
+/// each commit takes the lines that are ready (up to [`CHUNK_RECORDS`]), so a
+/// file is recorded in full chunks and a slow stream line by line as it
+/// comes, never held back waiting for more. The reader is not joined on an
+/// error: it may be blocked on a stdin that never ends, and the process
+/// exits anyway.
+pub fn run_stdin(
+    args: &SpoolArgs,
+    input: Box<dyn BufRead + Send>,
+    out: &mut dyn Write,
+) -> Result<i32> {
     let common = Common::resolve(args)?;
     let spool = Spool::open(&common.spool)?;
-    let mut code = 0;
-    let mut line_no = 0usize;
-    let mut buf = Vec::with_capacity(1024);
-    let mut chunk: Vec<(usize, Validated)> = Vec::with_capacity(CHUNK_LINES);
-    let mut eof = false;
-    while !eof {
-        chunk.clear();
-        let now = Utc::now();
-        while chunk.len() < CHUNK_LINES {
-            buf.clear();
-            let (n, too_long) = read_line_bounded(input, &mut buf)?;
-            if n == 0 {
-                eof = true;
+    let (send, lines) = std::sync::mpsc::sync_channel::<Result<Line>>(2 * CHUNK_RECORDS);
+    let node = common.node.clone();
+    std::thread::spawn(move || {
+        let mut reader = LineReader {
+            input,
+            line_no: 0,
+            buf: Vec::with_capacity(1024),
+        };
+        loop {
+            let next = reader.next_line(&node);
+            let more = matches!(next, Ok(Some(_)));
+            // Stop at the end, after an error, or when nobody listens.
+            let Some(line) = next.transpose() else { break };
+            if send.send(line).is_err() || !more {
                 break;
             }
-            line_no += 1;
-            let bad = |problem: String| {
-                // DESIGN: each bad line is reported as `line N: <problem>`.
-                eprintln!("line {line_no}: {problem}");
-            };
-            if too_long {
-                bad(format!("longer than {MAX_LINE_BYTES} bytes"));
-                code = worse(code, 65);
-                continue;
-            }
-            let Ok(text) = std::str::from_utf8(&buf) else {
-                bad("not UTF-8 text".into());
-                code = worse(code, 65);
-                continue;
-            };
-            if text.trim().is_empty() {
-                continue;
-            }
-            let rec = serde_json::from_str::<serde_json::Value>(text)
-                .map_err(|e| format!("not valid JSON: {e}"))
-                .and_then(|j| RecordInput::from_json(&j));
-            let defaults = Defaults {
-                node: common.node.clone(),
-                now,
-                occurred_at: None,
-            };
-            match rec.and_then(|i| i.validate(&defaults).map_err(|errs| describe(&errs))) {
-                Ok(v) => chunk.push((line_no, v)),
-                Err(problem) => {
-                    bad(problem);
+        }
+    });
+    let mut code = 0;
+    let mut line_nos = Vec::with_capacity(CHUNK_RECORDS);
+    let mut items = Vec::with_capacity(CHUNK_RECORDS);
+    // Block for one line, then take what else is ready.
+    while let Ok(first) = lines.recv() {
+        line_nos.clear();
+        items.clear();
+        let mut next = Some(first);
+        while let Some(line) = next.take() {
+            match line? {
+                Line::Good(n, v) => {
+                    line_nos.push(n);
+                    items.push(v);
+                }
+                Line::Bad(n, problem) => {
+                    // DESIGN: each bad line is reported as `line N: <problem>`.
+                    eprintln!("line {n}: {problem}");
                     code = worse(code, 65);
                 }
             }
+            if items.len() < CHUNK_RECORDS {
+                next = lines.try_recv().ok();
+            }
         }
-        if chunk.is_empty() {
+        if items.is_empty() {
             continue;
         }
-        let items: Vec<Validated> = chunk.iter().map(|(_, v)| v.clone()).collect();
         // Every file and the directory are fsynced before any line is printed.
         let outcomes = spool.record_batch(&items)?;
-        for ((n, v), outcome) in chunk.iter().zip(outcomes) {
+        for ((n, v), outcome) in line_nos.iter().zip(&items).zip(outcomes) {
             let key = &v.record.idempotency_key;
             match outcome {
                 RecordOutcome::Recorded => writeln!(out, "recorded {key}")?,
@@ -240,6 +241,53 @@ pub fn run_stdin(args: &SpoolArgs, input: &mut dyn BufRead, out: &mut dyn Write)
         out.flush()?;
     }
     Ok(code)
+}
+
+/// One input line: a valid record, or the problem that makes it bad.
+enum Line {
+    Good(usize, Validated),
+    Bad(usize, String),
+}
+
+/// JSON lines from stdin, numbered.
+struct LineReader {
+    input: Box<dyn BufRead + Send>,
+    line_no: usize,
+    buf: Vec<u8>,
+}
+
+impl LineReader {
+    /// The next line that is not blank; `None` at the end of the input.
+    fn next_line(&mut self, node: &str) -> Result<Option<Line>> {
+        loop {
+            self.buf.clear();
+            let (n, too_long) = read_line_bounded(&mut *self.input, &mut self.buf)?;
+            if n == 0 {
+                return Ok(None);
+            }
+            self.line_no += 1;
+            let bad = |problem: String| Ok(Some(Line::Bad(self.line_no, problem)));
+            if too_long {
+                return bad(format!("longer than {MAX_LINE_BYTES} bytes"));
+            }
+            let Ok(text) = std::str::from_utf8(&self.buf) else {
+                return bad("not UTF-8 text".into());
+            };
+            if text.trim().is_empty() {
+                continue;
+            }
+            let rec = serde_json::from_str::<serde_json::Value>(text)
+                .map_err(|e| format!("not valid JSON: {e}"))
+                .and_then(|j| RecordInput::from_json(&j));
+            return match rec.and_then(|i| {
+                i.validate(&defaults_now(node))
+                    .map_err(|errs| describe(&errs))
+            }) {
+                Ok(v) => Ok(Some(Line::Good(self.line_no, v))),
+                Err(problem) => bad(problem),
+            };
+        }
+    }
 }
 
 /// Read one line (without its newline) of at most [`MAX_LINE_BYTES`]; a

@@ -24,10 +24,10 @@ fn main() {
     let cli: Cli = hero_usage::cli::parse(BINARY);
     main_with(BINARY, || {
         if cli.stdin {
-            let stdin = std::io::stdin();
+            let stdin = std::io::BufReader::with_capacity(64 * 1024, std::io::stdin());
             let stdout = std::io::stdout();
             let mut out = std::io::BufWriter::new(stdout.lock());
-            run_stdin(&cli.spool, &mut stdin.lock(), &mut out)
+            run_stdin(&cli.spool, Box::new(stdin), &mut out)
         } else {
             run_fields(&cli.spool, &cli.fields)
         }

@@ -9,9 +9,6 @@ use std::fs;
 use std::io;
 use std::time::SystemTime;
 
-/// Drops handled per group commit (memory stays flat however many wait).
-const CHUNK: usize = 1024;
-
 /// What one ingestion did.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct IngestReport {
@@ -66,7 +63,9 @@ impl Spool {
             .filter(|n| is_drop_name(n))
             .collect();
         let mut report = IngestReport::default();
-        for chunk in names.chunks(CHUNK) {
+        // One group commit (one chunk file) per CHUNK_RECORDS drops: memory
+        // stays flat however many wait.
+        for chunk in names.chunks(super::CHUNK_RECORDS) {
             let mut valid: Vec<(&String, Validated)> = Vec::new();
             let mut bad: Vec<(String, String)> = Vec::new();
             for name in chunk {

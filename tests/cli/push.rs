@@ -850,11 +850,22 @@ fn a_stdin_batch_is_pushed_exactly_once_across_runs_and_pruned_whole() {
 fn a_damaged_chunk_quarantines_each_of_its_records_and_the_rest_is_pushed() {
     let forge = forge();
     let node = Node::new(&forge);
-    let o = crate::support::run_with_stdin(
-        node.env.cmd("hero_usage_record").arg("--stdin"),
-        stdin_lines("c", 3).as_bytes(),
-    );
-    assert_eq!(code(&o), Some(0), "{}", stderr(&o));
+    // Three drops, ingested as one group commit: one chunk file.
+    for i in 0..3 {
+        std::fs::create_dir_all(node.env.spool.join("incoming")).unwrap();
+        std::fs::write(
+            node.env.spool.join(format!("incoming/c-{i}.toml")),
+            format!(
+                "idempotency_key = \"c-{i}\"\nuser_sid = \"0a1b\"\namount_cents = 1\nresource_kind = \"gpu\"\n"
+            ),
+        )
+        .unwrap();
+    }
+    let spool = hero_usage::spool::Spool::open(&node.env.spool).unwrap();
+    let report = spool
+        .ingest_incoming("test-node", chrono::Utc::now())
+        .unwrap();
+    assert_eq!(report.ingested, 3);
     let records = three();
     node.record(&records[0]);
     // Damage the chunk through one of its names: all three share the file.

@@ -748,9 +748,29 @@ fn lock_held_too_long_is_a_temporary_failure() {
     let env = TestEnv::new();
     let spool = Spool::open(&env.spool).unwrap();
     let mut holder = hold_lock_with_flock(&spool, "13");
+    // --stdin too, with its input never closed: the failure ends the run
+    // without waiting for the end of the input.
+    let mut batch = env
+        .cmd(REC)
+        .arg("--stdin")
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut open_stdin = batch.stdin.take().unwrap();
+    std::io::Write::write_all(
+        &mut open_stdin,
+        b"{\"idempotency_key\":\"s-1\",\"user_sid\":\"0a1b\",\"amount_cents\":1,\"resource_kind\":\"gpu\"}\n",
+    )
+    .unwrap();
     let o = run(&mut record_cmd(&env, &good_args()));
     assert_eq!(o.status.code(), Some(75), "{}", stderr(&o));
     assert!(stderr(&o).contains("lock"), "{}", stderr(&o));
+    let o = batch.wait_with_output().unwrap();
+    assert_eq!(o.status.code(), Some(75), "{}", stderr(&o));
+    assert_eq!(stdout(&o), "", "nothing claimed");
+    drop(open_stdin);
     assert!(records(&env.spool).is_empty());
     assert!(
         files_under(&env.spool.join("tmp")).is_empty(),
@@ -814,9 +834,16 @@ fn stdin_batch_is_one_fsynced_chunk_file_linked_under_each_key() {
         assert!(m.file_type().is_file(), "a hard link, never a symlink");
         files.insert(m.ino(), m.nlink());
     }
-    let mut links: Vec<u64> = files.into_values().collect();
-    links.sort();
-    assert_eq!(links, [5, hero_usage::spool::CHUNK_RECORDS as u64]);
+    // How lines group into commits depends on how fast they arrive; each
+    // commit is at most one chunk file, shared by its records.
+    let links: Vec<u64> = files.into_values().collect();
+    assert_eq!(links.iter().sum::<u64>(), n as u64);
+    assert!(
+        links
+            .iter()
+            .all(|&l| l <= hero_usage::spool::CHUNK_RECORDS as u64)
+    );
+    assert!(links.len() < n / 4, "records share files: {links:?}");
     assert!(files_under(&env.spool.join("tmp")).is_empty());
 
     // A record inside a chunk is found by a single call like any other.
@@ -834,4 +861,96 @@ fn stdin_batch_is_one_fsynced_chunk_file_linked_under_each_key() {
     let o = one("8");
     assert_eq!(o.status.code(), Some(65));
     assert!(stderr(&o).contains("amount_cents"), "{}", stderr(&o));
+}
+
+/// Validated records for the library's own batch API.
+fn validated(keys: impl Iterator<Item = String>) -> Vec<hero_usage::record::Validated> {
+    let defaults = hero_usage::record::Defaults {
+        node: "test-node".into(),
+        now: Utc::now(),
+        occurred_at: None,
+    };
+    keys.map(|k| {
+        let j = serde_json::json!({"idempotency_key": k, "user_sid": "0a1b",
+            "amount_cents": 1, "resource_kind": "gpu"});
+        hero_usage::record::RecordInput::from_json(&j)
+            .unwrap()
+            .validate(&defaults)
+            .unwrap()
+    })
+    .collect()
+}
+
+#[test]
+fn a_group_commit_writes_one_chunk_file_per_1024_new_records() {
+    use std::os::unix::fs::MetadataExt;
+    let env = TestEnv::new();
+    let spool = Spool::open(&env.spool).unwrap();
+    // Three known keys first: a batch never links a known name.
+    spool
+        .record_batch(&validated((0..3).map(|i| format!("k-{i}"))))
+        .unwrap();
+    let n = hero_usage::spool::CHUNK_RECORDS + 8;
+    let outcomes = spool
+        .record_batch(&validated((0..n).map(|i| format!("k-{i}"))))
+        .unwrap();
+    let recorded = outcomes
+        .iter()
+        .filter(|o| **o == hero_usage::spool::RecordOutcome::Recorded)
+        .count();
+    assert_eq!(recorded, n - 3);
+    let mut files: std::collections::BTreeMap<u64, u64> = Default::default();
+    for (p, _) in records(&env.spool) {
+        let m = std::fs::symlink_metadata(&p).unwrap();
+        files.insert(m.ino(), m.nlink());
+    }
+    let mut links: Vec<u64> = files.into_values().collect();
+    links.sort();
+    // The first batch; then a full chunk (whose three known records it
+    // holds but no name links to) and the rest.
+    let full = hero_usage::spool::CHUNK_RECORDS as u64;
+    assert_eq!(links, [3, 8, full - 3]);
+}
+
+#[test]
+fn stdin_records_each_line_as_it_comes_without_waiting_for_more() {
+    use std::io::{BufRead, Write};
+    let env = TestEnv::new();
+    let mut child = env
+        .cmd(REC)
+        .arg("--stdin")
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut input = child.stdin.take().unwrap();
+    let (tx, rx) = std::sync::mpsc::channel();
+    let output = std::io::BufReader::new(child.stdout.take().unwrap());
+    std::thread::spawn(move || {
+        for line in output.lines() {
+            if tx.send(line.unwrap()).is_err() {
+                break;
+            }
+        }
+    });
+    for key in ["live-1", "live-2"] {
+        writeln!(
+            input,
+            "{{\"idempotency_key\":\"{key}\",\"user_sid\":\"0a1b\",\"amount_cents\":1,\"resource_kind\":\"gpu\"}}"
+        )
+        .unwrap();
+        input.flush().unwrap();
+        // Recorded (durably) while the input is still open.
+        let got = rx.recv_timeout(Duration::from_secs(30)).expect("a reply");
+        assert_eq!(got, format!("recorded {key}"));
+        assert!(
+            records(&env.spool)
+                .iter()
+                .any(|(_, r)| r.idempotency_key == key)
+        );
+    }
+    drop(input);
+    let status = child.wait().unwrap();
+    assert_eq!(status.code(), Some(0));
 }
