@@ -128,14 +128,22 @@ impl Spool {
         }
         for (ino, mut names) in by_inode {
             names.sort();
-            let (records, modified) = match read_file(&dir.join(&names[0]), Some(ino)) {
-                Ok(Some((records, modified))) => (Ok(records), Some(modified)),
-                Ok(None) => continue, // gone meanwhile
-                Err(ReadError::Io(e)) => return Err(e),
-                Err(ReadError::Damaged(reason)) => (Err(reason), None),
+            // Read the file through the first of its names still there: a
+            // reader without the push lock (status) races with marking sent.
+            let mut read = None;
+            let mut first = 0;
+            while read.is_none() && first < names.len() {
+                match read_file(&dir.join(&names[first]), Some(ino)) {
+                    Ok(Some((records, modified))) => read = Some((Ok(records), Some(modified))),
+                    Ok(None) => first += 1, // gone meanwhile
+                    Err(ReadError::Io(e)) => return Err(e),
+                    Err(ReadError::Damaged(reason)) => read = Some((Err(reason), None)),
+                }
+            }
+            let Some((mut records, modified)) = read else {
+                continue;
             };
-            let mut records = records;
-            for name in names {
+            for name in names.into_iter().skip(first) {
                 let record = match &mut records {
                     Ok(map) => take_named(map, &name),
                     Err(reason) => Err(reason.clone()),
