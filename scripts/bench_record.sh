@@ -98,6 +98,18 @@ print(f"| one fsync per record: 8 threads (python) | {n} | {secs:.2f} | {round(n
 PY
 }
 
+# stdin_run N WANT LABEL: record in-N.jsonl into $spool, check that every
+# line answered WANT, print a table row.
+stdin_run() {
+    /usr/bin/time -f "%e %M" -o "$work/time-$1" \
+        "$rec" --stdin --spool "$spool" --node bench <"$work/in-$1.jsonl" >"$work/out-$1"
+    read -r secs rss <"$work/time-$1"
+    got=$(grep -c "^$2 " "$work/out-$1")
+    [ "$got" -eq "$1" ] || { echo "only $got of $1 lines answered $2" >&2; exit 1; }
+    rate=$(python3 -c "print(round($1 / max($secs, 0.001)))")
+    echo "| $3 | $1 | $secs | $rate | $rss |"
+}
+
 echo
 echo "| --stdin run | records | seconds | records/s | peak RSS KiB |"
 echo "| --- | ---: | ---: | ---: | ---: |"
@@ -105,21 +117,9 @@ for n in 10000 "$batch"; do
     gen "$n" "b$n" >"$work/in-$n.jsonl"
     batch_floor "$n" "$work/floor-$n"
     spool="$work/stdin-$n"
-    /usr/bin/time -f "%e %M" -o "$work/time-$n" \
-        "$rec" --stdin --spool "$spool" --node bench <"$work/in-$n.jsonl" >"$work/out-$n"
-    read -r secs rss <"$work/time-$n"
-    got=$(grep -c '^recorded ' "$work/out-$n")
-    [ "$got" -eq "$n" ] || { echo "only $got of $n recorded" >&2; exit 1; }
-    rate=$(python3 -c "print(round($n / max($secs, 0.001)))")
-    echo "| hero_usage_record --stdin (chunk files) | $n | $secs | $rate | $rss |"
+    stdin_run "$n" recorded "hero_usage_record --stdin (chunk files)"
     # The same input again: every line a duplicate.
-    /usr/bin/time -f "%e %M" -o "$work/time-$n" \
-        "$rec" --stdin --spool "$spool" --node bench <"$work/in-$n.jsonl" >"$work/out-$n"
-    read -r secs rss <"$work/time-$n"
-    got=$(grep -c '^duplicate ' "$work/out-$n")
-    [ "$got" -eq "$n" ] || { echo "only $got of $n duplicates" >&2; exit 1; }
-    rate=$(python3 -c "print(round($n / max($secs, 0.001)))")
-    echo "| the same input again (all duplicates) | $n | $secs | $rate | $rss |"
+    stdin_run "$n" duplicate "the same input again (all duplicates)"
 done
 echo
 echo "(machine: $(nproc) CPUs, load average $(cut -d' ' -f1-3 /proc/loadavg))"

@@ -92,6 +92,20 @@ fn records(spool: &Path) -> Vec<(PathBuf, UsageRecord)> {
     out
 }
 
+/// `hero_usage_record --stdin` started, with its input still open.
+fn spawn_stdin(env: &TestEnv) -> (std::process::Child, std::process::ChildStdin) {
+    let mut child = env
+        .cmd(REC)
+        .arg("--stdin")
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let input = child.stdin.take().unwrap();
+    (child, input)
+}
+
 /// Every file in the spool that is not a lock file.
 fn non_lock_files(spool: &Path) -> Vec<PathBuf> {
     files_under(spool)
@@ -269,15 +283,7 @@ fn eight_concurrent_writers_one_file_per_key() {
                 i % 60
             ));
         }
-        let mut child = env
-            .cmd(REC)
-            .arg("--stdin")
-            .stdin(Stdio::piped())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .unwrap();
-        let mut stdin = child.stdin.take().unwrap();
+        let (child, mut stdin) = spawn_stdin(&env);
         std::thread::spawn(move || {
             use std::io::Write;
             stdin.write_all(input.as_bytes()).unwrap();
@@ -750,15 +756,7 @@ fn lock_held_too_long_is_a_temporary_failure() {
     let mut holder = hold_lock_with_flock(&spool, "13");
     // --stdin too, with its input never closed: the failure ends the run
     // without waiting for the end of the input.
-    let mut batch = env
-        .cmd(REC)
-        .arg("--stdin")
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let mut open_stdin = batch.stdin.take().unwrap();
+    let (batch, mut open_stdin) = spawn_stdin(&env);
     std::io::Write::write_all(
         &mut open_stdin,
         b"{\"idempotency_key\":\"s-1\",\"user_sid\":\"0a1b\",\"amount_cents\":1,\"resource_kind\":\"gpu\"}\n",
@@ -916,15 +914,7 @@ fn a_group_commit_writes_one_chunk_file_per_1024_new_records() {
 fn stdin_records_each_line_as_it_comes_without_waiting_for_more() {
     use std::io::{BufRead, Write};
     let env = TestEnv::new();
-    let mut child = env
-        .cmd(REC)
-        .arg("--stdin")
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let mut input = child.stdin.take().unwrap();
+    let (mut child, mut input) = spawn_stdin(&env);
     let (tx, rx) = std::sync::mpsc::channel();
     let output = std::io::BufReader::new(child.stdout.take().unwrap());
     std::thread::spawn(move || {
