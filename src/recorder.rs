@@ -182,7 +182,7 @@ pub fn run_stdin(
     let spool = Spool::open(&common.spool)?;
     let (send, lines) = std::sync::mpsc::sync_channel::<Result<Line>>(2 * CHUNK_RECORDS);
     let node = common.node.clone();
-    std::thread::spawn(move || {
+    let reader = std::thread::spawn(move || {
         let mut reader = LineReader {
             input,
             line_no: 0,
@@ -239,6 +239,14 @@ pub fn run_stdin(
             }
         }
         out.flush()?;
+    }
+    // The channel closed: the reader is done. Had it panicked, lines would
+    // be left unread: never report that as success.
+    if reader.join().is_err() {
+        return Err(fail(
+            Kind::Internal,
+            "the stdin reader failed; lines after the last answered one were not recorded",
+        ));
     }
     Ok(code)
 }
