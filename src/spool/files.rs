@@ -2,7 +2,7 @@
 //!
 //! An entry `<sha256-hex(key)>.toml` names one record, the one whose key
 //! hashes to the name. Its file is either a single record (flat TOML, what
-//! one `hero_usage_record` call writes) or a chunk: `[[record]]` tables that
+//! one `hero_usage_record` call writes) or a chunk: `[[records]]` tables that
 //! a group commit wrote and fsynced once, then hard-linked under each new
 //! record's name. A chunk turns a thousand fsyncs into one; every entry still
 //! is a directory entry of its own, so duplicate checks, marking sent
@@ -27,12 +27,12 @@ pub const CHUNK_RECORDS: usize = 1024;
 /// of records with the longest descriptions fits.
 pub const MAX_FILE_BYTES: u64 = 16 * 1024 * 1024;
 /// The line that starts every record table of a chunk file.
-const CHUNK_TABLE: &str = "[[record]]";
+const CHUNK_TABLE: &str = "[[records]]";
 
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
 struct Chunk {
-    record: Vec<UsageRecord>,
+    records: Vec<UsageRecord>,
 }
 
 /// One record as its single-record file.
@@ -64,7 +64,7 @@ fn parse_file(bytes: Vec<u8>) -> std::result::Result<HashMap<String, UsageRecord
     let records = if is_chunk {
         toml::from_str::<Chunk>(&text)
             .map_err(|e| format!("not a valid record chunk: {}", e.message()))?
-            .record
+            .records
     } else {
         vec![toml::from_str(&text).map_err(|e| format!("not a valid record: {}", e.message()))?]
     };
@@ -265,7 +265,7 @@ mod tests {
 
         let (a, b) = (rec("a"), rec("b"));
         let chunk = render_chunk([&a, &b].into_iter()).unwrap();
-        assert!(chunk.starts_with("[[record]]\n"), "{chunk}");
+        assert!(chunk.starts_with("[[records]]\n"), "{chunk}");
         let mut got = parse_file(chunk.into_bytes()).unwrap();
         assert_eq!(got.len(), 2);
         assert_eq!(take_named(&mut got, &file_name_for_key("b")), Ok(b));

@@ -874,10 +874,10 @@ fn a_damaged_chunk_quarantines_each_of_its_records_and_the_rest_is_pushed() {
         .find(|p| {
             std::fs::read_to_string(p)
                 .unwrap()
-                .starts_with("[[record]]")
+                .starts_with("[[records]]")
         })
         .expect("a chunk file");
-    std::fs::write(&chunk, "[[record]]\namount_cents = \"lots\"\n").unwrap();
+    std::fs::write(&chunk, "[[records]]\namount_cents = \"lots\"\n").unwrap();
 
     let out = node.push(&["--json"]);
     assert_eq!(code(&out), Some(0), "{}", stderr(&out));

@@ -46,7 +46,7 @@ fn with(
 #[derive(serde::Deserialize)]
 #[serde(deny_unknown_fields)]
 struct Chunk {
-    record: Vec<UsageRecord>,
+    records: Vec<UsageRecord>,
 }
 
 /// Record entries (pending and sent), parsed and checked: each is a single
@@ -62,10 +62,10 @@ fn records(spool: &Path) -> Vec<(PathBuf, UsageRecord)> {
             let ino = std::fs::symlink_metadata(&p).unwrap().ino();
             let all = parsed.entry(ino).or_insert_with(|| {
                 let text = std::fs::read_to_string(&p).unwrap();
-                if text.starts_with("[[record]]\n") {
+                if text.starts_with("[[records]]\n") {
                     toml::from_str::<Chunk>(&text)
                         .unwrap_or_else(|e| panic!("{} is not a complete chunk: {e}", p.display()))
-                        .record
+                        .records
                 } else {
                     vec![toml::from_str(&text).unwrap_or_else(|e| {
                         panic!("{} is not a complete record: {e}\n{text}", p.display())
