@@ -193,7 +193,7 @@ pub fn run(spool: &Spool, opts: &PushOptions) -> Result<PushSummary> {
         failpoint("push-after-ingest");
     }
 
-    let hours: Vec<HourRecords> = spool.load_pending(opts.max_records)?.into_iter().collect();
+    let hours = load_pending(spool, opts, &mut summary)?;
     let result = if hours.is_empty() {
         summary.outcome = "nothing-to-push".into();
         Ok(())
@@ -269,7 +269,7 @@ fn push_hours(
         summary.attempts = attempt;
         let hours = match first.take() {
             Some(h) => h,
-            None => spool.load_pending(opts.max_records)?.into_iter().collect(),
+            None => load_pending(spool, opts, summary)?,
         };
         let err = match run.try_once(hours, summary) {
             Ok(()) => return Ok(()),
@@ -463,7 +463,7 @@ impl Run<'_> {
                             "conflict: idempotency key already in {path} of the billing repository with different {}; never pushed",
                             differing.join(", ")
                         );
-                        self.quarantine(&id, &reason, summary);
+                        quarantine(self.spool, self.opts, &id, &reason, summary);
                     }
                 }
                 None => {
@@ -496,26 +496,6 @@ impl Run<'_> {
             sha,
         });
         Ok(())
-    }
-
-    /// Move a pending record to `rejected/` (not in a dry run) and report it.
-    fn quarantine(&self, id: &PendingId, reason: &str, summary: &mut PushSummary) {
-        let what = quarantine_name(id);
-        if !self.opts.dry_run
-            && let Err(e) = self.spool.quarantine_pending(id, reason)
-        {
-            summary.unreadable_hours.push(Problem {
-                what: what.clone(),
-                reason: format!("could not quarantine: {e:#}"),
-            });
-            return;
-        }
-        if !summary.quarantined.iter().any(|p| p.what == what) {
-            summary.quarantined.push(Problem {
-                what,
-                reason: reason.to_string(),
-            });
-        }
     }
 
     /// One commit for all files; one request per file on servers without the
@@ -553,6 +533,48 @@ impl Run<'_> {
 
 fn quarantine_name(id: &PendingId) -> String {
     format!("pending/{}", id.as_str())
+}
+
+/// The oldest pending records, at most `--max-records`; damaged entries are
+/// quarantined (not in a dry run) and reported.
+fn load_pending(
+    spool: &Spool,
+    opts: &PushOptions,
+    summary: &mut PushSummary,
+) -> Result<Vec<HourRecords>> {
+    let load = spool.load_pending(opts.max_records)?;
+    for (id, reason) in &load.damaged {
+        quarantine(spool, opts, id, reason, summary);
+    }
+    Ok(load.hours.into_iter().collect())
+}
+
+/// Move a pending record to `rejected/` (not in a dry run) and report it
+/// once, however many attempts of the run meet it.
+fn quarantine(
+    spool: &Spool,
+    opts: &PushOptions,
+    id: &PendingId,
+    reason: &str,
+    summary: &mut PushSummary,
+) {
+    let what = quarantine_name(id);
+    if summary.quarantined.iter().any(|p| p.what == what) {
+        return;
+    }
+    if !opts.dry_run
+        && let Err(e) = spool.quarantine_pending(id, reason)
+    {
+        summary.unreadable_hours.push(Problem {
+            what,
+            reason: format!("could not quarantine: {e:#}"),
+        });
+        return;
+    }
+    summary.quarantined.push(Problem {
+        what,
+        reason: reason.to_string(),
+    });
 }
 
 /// A forge error as an error of its kind, for the exit code.

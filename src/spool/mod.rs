@@ -109,6 +109,15 @@ impl std::fmt::Display for PendingId {
 /// oldest hour first, each hour's records in id order.
 pub type PendingByHour = BTreeMap<HourBucket, Vec<(PendingId, UsageRecord)>>;
 
+/// What [`Spool::load_pending`] found.
+#[derive(Debug, Default)]
+pub struct PendingLoad {
+    pub hours: PendingByHour,
+    /// Entries that are not valid records, with why: the caller quarantines
+    /// them (reading changes nothing, so a dry run can read too).
+    pub damaged: Vec<(PendingId, String)>,
+}
+
 /// What the spool holds.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct SpoolCounts {
@@ -237,8 +246,8 @@ impl Spool {
     /// grouped by hour bucket and read in one pass over `pending/` (each
     /// file is read once: a push of a large backlog is bound by reading
     /// it). Records past `max` (the newest) wait for a later run, so memory
-    /// is bounded by `max`. A damaged file is quarantined with its reason.
-    pub fn load_pending(&self, max: usize) -> Result<PendingByHour> {
+    /// is bounded by `max`. Damaged entries are returned, not moved.
+    pub fn load_pending(&self, max: usize) -> Result<PendingLoad> {
         let mut hours = PendingByHour::new();
         let mut held = 0;
         let mut damaged = Vec::new();
@@ -265,13 +274,10 @@ impl Spool {
             }
             Ok(true)
         })?;
-        for (id, reason) in damaged {
-            self.quarantine_pending(&id, &reason)?;
-        }
         for records in hours.values_mut() {
             records.sort_by(|a, b| a.0.cmp(&b.0));
         }
-        Ok(hours)
+        Ok(PendingLoad { hours, damaged })
     }
 
     /// How many records are pending (names only; nothing is read).

@@ -879,8 +879,21 @@ fn a_damaged_chunk_quarantines_each_of_its_records_and_the_rest_is_pushed() {
         .expect("a chunk file");
     std::fs::write(&chunk, "[[records]]\namount_cents = \"lots\"\n").unwrap();
 
+    // A dry run reports them and moves nothing.
+    let out = node.push(&["--dry-run", "--json"]);
+    assert_eq!(code(&out), Some(65), "{}", stderr(&out));
+    let summary: serde_json::Value = serde_json::from_str(stdout(&out).trim()).unwrap();
+    assert_eq!(
+        summary["quarantined"].as_array().unwrap().len(),
+        3,
+        "{summary}"
+    );
+    assert!(node.rejected().is_empty());
+    assert_eq!(node.pending(), 4);
+
+    // DESIGN: a run that quarantined anything pushes the rest, exits 65.
     let out = node.push(&["--json"]);
-    assert_eq!(code(&out), Some(0), "{}", stderr(&out));
+    assert_eq!(code(&out), Some(65), "{}", stderr(&out));
     assert_eq!(remote_keys(&forge, &H14_16), ["job-1"]);
     assert_eq!(node.pending(), 0);
     let rejected = node.rejected();
@@ -894,4 +907,6 @@ fn a_damaged_chunk_quarantines_each_of_its_records_and_the_rest_is_pushed() {
     for r in reasons {
         assert!(r.contains("damaged pending record"), "{r}");
     }
+    // The quarantined files fail no later run.
+    assert_eq!(code(&node.push(&[])), Some(0));
 }

@@ -648,6 +648,8 @@ fn sent_records_still_detect_duplicates_and_conflicts() {
     );
     let spool = Spool::open(&env.spool).unwrap();
     let load = spool.load_pending(usize::MAX).unwrap();
+    assert!(load.damaged.is_empty());
+    let load = load.hours;
     assert_eq!(spool.pending_count().unwrap(), 1);
     assert_eq!(load.keys().next().unwrap().to_string(), "2026-11-26-16");
     let (ids, records): (Vec<PendingId>, Vec<_>) = load.into_values().flatten().unzip();
