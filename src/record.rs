@@ -262,28 +262,33 @@ impl RecordInput {
         *slot = Some(value);
     }
 
-    /// From one JSON object (a `--stdin` line or a shim body).
-    pub fn from_json(value: &serde_json::Value) -> Result<Self, String> {
-        let obj = value
-            .as_object()
-            .ok_or("expected a JSON object with the record's fields")?;
+    /// From the text of one JSON object (a `--stdin` line or a shim body).
+    /// A field given twice is refused: which copy a billing record meant
+    /// cannot be guessed.
+    pub fn from_json_text(text: &str) -> Result<Self, String> {
+        let UniqueObject(fields) = serde_json::from_str(text).map_err(|e| match e.classify() {
+            serde_json::error::Category::Data => e.to_string(),
+            _ => format!("not valid JSON: {e}"),
+        })?;
         let mut input = RecordInput::default();
-        for (k, v) in obj {
+        for (k, v) in fields {
             let raw = match v {
-                serde_json::Value::String(s) => RawValue::Str(s.clone()),
-                serde_json::Value::Number(n) => match n.as_i64() {
-                    Some(i) => RawValue::Int(i as i128),
-                    None => match n.as_u64() {
-                        Some(u) => RawValue::Int(u as i128),
-                        None => RawValue::Other("a fractional number"),
-                    },
+                serde_json::Value::String(s) => RawValue::Str(s),
+                serde_json::Value::Number(n) => match (n.as_i64(), n.as_u64(), n.as_f64()) {
+                    (Some(i), _, _) => RawValue::Int(i128::from(i)),
+                    (_, Some(u), _) => RawValue::Int(i128::from(u)),
+                    // Whole but beyond 64 bits: out of range, not fractional.
+                    (_, _, Some(f)) if f.fract() == 0.0 && f.abs() >= 9.2e18 => {
+                        RawValue::Int(if f < 0.0 { i128::MIN } else { i128::MAX })
+                    }
+                    _ => RawValue::Other("a number with a fraction or an exponent"),
                 },
                 serde_json::Value::Null => continue,
                 serde_json::Value::Bool(_) => RawValue::Other("a boolean"),
                 serde_json::Value::Array(_) => RawValue::Other("an array"),
                 serde_json::Value::Object(_) => RawValue::Other("an object"),
             };
-            input.set(k, raw);
+            input.set(&k, raw);
         }
         Ok(input)
     }
@@ -416,12 +421,54 @@ fn required_amount(v: &Option<RawValue>) -> Result<u64, String> {
         Some(RawValue::Int(i)) if (0..=MAX_AMOUNT_CENTS as i128).contains(i) => Ok(*i as u64),
         Some(RawValue::Int(i)) if *i < 0 => Err(format!("{range}; it is negative")),
         Some(RawValue::Int(_)) => Err(format!("{range}; it is larger")),
-        // Flags arrive as strings; JSON and TOML callers must send a number.
-        Some(RawValue::Str(s)) => match s.trim().parse::<i128>() {
-            Ok(i) => required_amount(&Some(RawValue::Int(i))),
-            Err(_) => Err(format!("{range}; it is not an integer")),
-        },
+        // Flags become numbers before this (see `amount_from_flag`).
+        Some(RawValue::Str(_)) => Err(format!(
+            "{range}, not a string; send the number without quotes"
+        )),
         Some(RawValue::Other(t)) => Err(format!("{range}, not {t}")),
+    }
+}
+
+/// The `--amount-cents` flag's text as a value: digits only (no sign, no
+/// spaces), so that what a script passes is exactly the number billed.
+pub fn amount_from_flag(text: &str) -> RawValue {
+    if text.is_empty() || !text.bytes().all(|b| b.is_ascii_digit()) {
+        return RawValue::Other("text other than the digits 0-9");
+    }
+    // Longer than any i128 is out of range all the same.
+    RawValue::Int(text.parse::<i128>().unwrap_or(i128::MAX))
+}
+
+/// A JSON object's fields in order; a name given twice is an error
+/// (`serde_json::Value` would keep the last silently).
+struct UniqueObject(Vec<(String, serde_json::Value)>);
+
+impl<'de> Deserialize<'de> for UniqueObject {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct Fields;
+        impl<'de> serde::de::Visitor<'de> for Fields {
+            type Value = UniqueObject;
+            fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+                f.write_str("a JSON object with the record's fields")
+            }
+            fn visit_map<A: serde::de::MapAccess<'de>>(
+                self,
+                mut map: A,
+            ) -> Result<UniqueObject, A::Error> {
+                let mut fields: Vec<(String, serde_json::Value)> = Vec::new();
+                while let Some((k, v)) = map.next_entry::<String, serde_json::Value>()? {
+                    if fields.iter().any(|(seen, _)| *seen == k) {
+                        return Err(serde::de::Error::custom(format!(
+                            "field `{}` is given twice; give each field once",
+                            printable(&k)
+                        )));
+                    }
+                    fields.push((k, v));
+                }
+                Ok(UniqueObject(fields))
+            }
+        }
+        d.deserialize_map(Fields)
     }
 }
 

@@ -3,7 +3,9 @@
 
 use crate::config::{Common, SpoolArgs};
 use crate::error::{Kind, fail};
-use crate::record::{Defaults, FieldError, RawValue, RecordInput, Validated, describe};
+use crate::record::{
+    Defaults, FieldError, RawValue, RecordInput, Validated, amount_from_flag, describe,
+};
 use crate::spool::{CHUNK_RECORDS, RecordOutcome, Spool};
 use anyhow::Result;
 use chrono::Utc;
@@ -24,7 +26,7 @@ pub struct FieldFlags {
     /// The user's Hero SmartID: 4 to 6 of 0-9 a-z
     #[arg(long, value_name = "SID")]
     pub user_sid: Option<String>,
-    /// Amount in cents: 0 to 10^12
+    /// Amount in cents: 0 to 10^12, digits only
     #[arg(long, value_name = "CENTS", allow_hyphen_values = true)]
     pub amount_cents: Option<String>,
     /// What was used: ^[a-z][a-z0-9_.-]*$, at most 64 characters
@@ -60,7 +62,11 @@ impl FieldFlags {
             ("node_id", &self.node_id),
         ] {
             if let Some(v) = v {
-                i.set(name, RawValue::Str(v.clone()));
+                let raw = match name {
+                    "amount_cents" => amount_from_flag(v),
+                    _ => RawValue::Str(v.clone()),
+                };
+                i.set(name, raw);
                 n += 1;
             }
         }
@@ -284,9 +290,7 @@ impl LineReader {
             if text.trim().is_empty() {
                 continue;
             }
-            let rec = serde_json::from_str::<serde_json::Value>(text)
-                .map_err(|e| format!("not valid JSON: {e}"))
-                .and_then(|j| RecordInput::from_json(&j));
+            let rec = RecordInput::from_json_text(text);
             return match rec.and_then(|i| {
                 i.validate(&defaults_now(node))
                     .map_err(|errs| describe(&errs))

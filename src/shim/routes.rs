@@ -192,9 +192,9 @@ impl App {
 /// The record from the body and the `Idempotency-Key` header.
 fn record_input(request: &Request) -> Result<RecordInput, Vec<FieldError>> {
     let one = |field: &'static str, problem: String| vec![FieldError { field, problem }];
-    let value: serde_json::Value = serde_json::from_slice(&request.body)
-        .map_err(|e| one("body", format!("not valid JSON: {e}")))?;
-    let mut input = RecordInput::from_json(&value).map_err(|p| one("body", p))?;
+    let text = std::str::from_utf8(&request.body)
+        .map_err(|_| one("body", "not valid JSON: not UTF-8 text".into()))?;
+    let mut input = RecordInput::from_json_text(text).map_err(|p| one("body", p))?;
     let head = &request.head;
     if head.header_count("idempotency-key") > 1 {
         return Err(one(

@@ -873,7 +873,7 @@ fn validated(keys: impl Iterator<Item = String>) -> Vec<hero_usage::record::Vali
     keys.map(|k| {
         let j = serde_json::json!({"idempotency_key": k, "user_sid": "0a1b",
             "amount_cents": 1, "resource_kind": "gpu"});
-        hero_usage::record::RecordInput::from_json(&j)
+        hero_usage::record::RecordInput::from_json_text(&j.to_string())
             .unwrap()
             .validate(&defaults)
             .unwrap()
@@ -945,4 +945,68 @@ fn stdin_records_each_line_as_it_comes_without_waiting_for_more() {
     drop(input);
     let status = child.wait().unwrap();
     assert_eq!(status.code(), Some(0));
+}
+
+#[test]
+fn amounts_are_plain_numbers_and_each_field_is_given_once() {
+    let env = TestEnv::new();
+    let input = [
+        // 1: a quoted amount (a drop or a script would bill what it meant?)
+        r#"{"idempotency_key":"q1","user_sid":"0a1b","amount_cents":"250","resource_kind":"gpu"}"#,
+        // 2: a field twice: which one was meant cannot be guessed
+        r#"{"idempotency_key":"q2","user_sid":"0a1b","amount_cents":1,"amount_cents":2,"resource_kind":"gpu"}"#,
+        // 3: whole but beyond 64 bits: out of range, not "fractional"
+        r#"{"idempotency_key":"q3","user_sid":"0a1b","amount_cents":100000000000000000000000,"resource_kind":"gpu"}"#,
+        // 4: an exponent
+        r#"{"idempotency_key":"q4","user_sid":"0a1b","amount_cents":1e2,"resource_kind":"gpu"}"#,
+        r#"{"idempotency_key":"ok","user_sid":"0a1b","amount_cents":5,"resource_kind":"gpu"}"#,
+    ]
+    .map(|l| format!("{l}\n"))
+    .concat();
+    let o = run_with_stdin(env.cmd(REC).arg("--stdin"), input.as_bytes());
+    assert_eq!(o.status.code(), Some(65), "{}", stderr(&o));
+    assert_eq!(stdout(&o), "recorded ok\n");
+    let err = stderr(&o);
+    for (n, what) in [
+        (
+            1,
+            "amount_cents: must be a whole number of cents from 0 to 1000000000000, not a string",
+        ),
+        (2, "field `amount_cents` is given twice"),
+        (
+            3,
+            "amount_cents: must be a whole number of cents from 0 to 1000000000000; it is larger",
+        ),
+        (4, "not a number with a fraction or an exponent"),
+    ] {
+        assert!(
+            err.lines()
+                .any(|l| l.starts_with(&format!("line {n}: ")) && l.contains(what)),
+            "line {n}: {what}\n{err}"
+        );
+    }
+    // The flag takes digits only: no sign, no spaces.
+    for bad in ["+5", " 5", "5 ", "-0", ""] {
+        let o = run(&mut record_cmd(
+            &env,
+            &with(&good_args(), "--amount-cents", bad),
+        ));
+        assert_eq!(o.status.code(), Some(65), "{bad:?}: {}", stderr(&o));
+        assert!(stderr(&o).contains("amount_cents"), "{}", stderr(&o));
+    }
+    assert_eq!(records(&env.spool).len(), 1);
+    // A drop with a quoted amount is quarantined, not billed.
+    std::fs::write(
+        env.spool.join("incoming/q.toml"),
+        "idempotency_key = \"d1\"\nuser_sid = \"0a1b\"\namount_cents = \"5\"\nresource_kind = \"gpu\"\n",
+    )
+    .unwrap();
+    let spool = Spool::open(&env.spool).unwrap();
+    let report = spool.ingest_incoming("test-node", Utc::now()).unwrap();
+    assert_eq!(report.quarantined.len(), 1);
+    assert!(
+        report.quarantined[0].1.contains("amount_cents"),
+        "{:?}",
+        report.quarantined
+    );
 }
