@@ -30,6 +30,11 @@ pub const MAX_ATTEMPTS: u32 = 5;
 /// memory (under 1 KiB a record at its peak) on a large backlog; the rest
 /// waits for the next run.
 pub const DEFAULT_MAX_RECORDS: usize = 100_000;
+/// Days a sent record stays known locally by default.
+pub const DEFAULT_RETENTION_DAYS: u32 = 35;
+/// The longest retention window accepted (a hundred years): longer ones
+/// would overflow the date arithmetic and mean "for ever" anyway.
+pub const MAX_RETENTION_DAYS: u32 = 36_500;
 /// The file `hero_usage_status` reads, inside the spool's state directory.
 pub const OUTCOME_FILE: &str = "last_push.json";
 
@@ -40,7 +45,10 @@ pub struct PushOptions {
     pub dry_run: bool,
     /// At most this many pending records per run, oldest hours first.
     pub max_records: usize,
-    pub retention_days: u32,
+    /// Prune sent records older than this many days; `None` prunes nothing
+    /// (a push-now through the shim leaves pruning to the hourly job, whose
+    /// window it cannot know).
+    pub retention_days: Option<u32>,
     pub forge: ForgeSettings,
 }
 
@@ -207,8 +215,8 @@ pub fn run(spool: &Spool, opts: &PushOptions) -> Result<PushSummary> {
         summary.error = Some(format!("{err:#}"));
     }
 
-    if !opts.dry_run {
-        let horizon = Utc::now() - chrono::Duration::days(i64::from(opts.retention_days));
+    if let Some(days) = opts.retention_days.filter(|_| !opts.dry_run) {
+        let horizon = Utc::now() - chrono::Duration::days(i64::from(days));
         summary.pruned = spool.prune_sent(horizon)?;
     }
     summary.pending_after = spool.pending_count()?;

@@ -29,8 +29,9 @@ struct Cli {
     #[arg(long, value_name = "N", default_value_t = push::DEFAULT_MAX_RECORDS as u64,
           value_parser = clap::value_parser!(u64).range(1..))]
     max_records: u64,
-    /// Keep sent records (for duplicate detection) this many days
-    #[arg(long, value_name = "N", default_value_t = 35)]
+    /// Keep sent records (for duplicate detection) this many days, at most 36500
+    #[arg(long, value_name = "N", default_value_t = push::DEFAULT_RETENTION_DAYS,
+          value_parser = clap::value_parser!(u32).range(0..=push::MAX_RETENTION_DAYS as i64))]
     retention_days: u32,
     /// Print what a scheduler needs to run this job hourly, then exit
     #[arg(long, value_name = "SCHEDULER")]
@@ -73,7 +74,7 @@ fn run() -> Result<i32> {
                 node: common.node.clone(),
                 dry_run: cli.dry_run,
                 max_records: usize::try_from(cli.max_records).unwrap_or(usize::MAX),
-                retention_days: cli.retention_days,
+                retention_days: Some(cli.retention_days),
                 forge,
             },
         )?

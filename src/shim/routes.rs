@@ -13,9 +13,6 @@ use crate::spool::Spool;
 use crate::status::StatusReport;
 use serde_json::json;
 
-/// Days a sent record stays known locally (as `hero_usage_push`'s default).
-pub const RETENTION_DAYS: u32 = 35;
-
 /// Everything a request may need.
 pub struct App {
     pub spool: Spool,
@@ -170,7 +167,7 @@ impl App {
             node: self.node.clone(),
             dry_run: false,
             max_records: push::DEFAULT_MAX_RECORDS,
-            retention_days: RETENTION_DAYS,
+            retention_days: None,
             forge,
         };
         match push::run(&self.spool, &opts) {

@@ -652,6 +652,13 @@ fn configuration_errors_exit_78_without_touching_the_forge() {
     assert!(stderr(&out).contains("forgejo_ulr"), "{}", stderr(&out));
     let out = node.push(&["--max-records", "0"]);
     assert_eq!(code(&out), Some(64), "{}", stderr(&out));
+    // A window past a hundred years would overflow the date arithmetic
+    // after the commit: refused before anything is done.
+    for days in ["36501", "4294967295"] {
+        let out = node.push(&["--retention-days", days]);
+        assert_eq!(code(&out), Some(64), "{days}: {}", stderr(&out));
+        assert!(stderr(&out).contains("retention-days"), "{}", stderr(&out));
+    }
     assert!(forge.requests().is_empty());
     assert_eq!(node.pending(), 1);
 }
