@@ -137,6 +137,9 @@ pub enum ForgeError {
     Invalid { status: u16, message: String },
     /// Bad client configuration (URL).
     Config(String),
+    /// The path holds something other than a file (a directory, a symlink,
+    /// a submodule): it cannot be read or rewritten as one.
+    NotAFile(String),
 }
 
 impl ForgeError {
@@ -156,6 +159,7 @@ impl ForgeError {
                 status: 408 | 413 | 429,
                 ..
             } => Kind::TempFail,
+            ForgeError::NotAFile(_) => Kind::Data,
             ForgeError::Unsupported(_) | ForgeError::Invalid { .. } => Kind::Internal,
         }
     }
@@ -186,7 +190,8 @@ impl ForgeError {
             | ForgeError::Unsupported(m)
             | ForgeError::Network(m)
             | ForgeError::Timeout(m)
-            | ForgeError::Config(m) => m,
+            | ForgeError::Config(m)
+            | ForgeError::NotAFile(m) => m,
             ForgeError::Server { message, .. } | ForgeError::Invalid { message, .. } => message,
         }
     }
@@ -225,6 +230,7 @@ impl fmt::Display for ForgeError {
                 write!(f, "forge: unexpected answer {status}: {message}")
             }
             ForgeError::Config(m) => write!(f, "forge URL: {m}"),
+            ForgeError::NotAFile(m) => write!(f, "forge: {m}"),
         }
     }
 }
@@ -590,17 +596,15 @@ impl ForgejoClient {
             if list.is_empty() {
                 return Ok(None); // an empty repository answers [] for any path
             }
-            return Err(ForgeError::Invalid {
-                status: 200,
-                message: format!("{what}: {path} is a directory, not a file"),
-            });
+            return Err(ForgeError::NotAFile(format!(
+                "{path} is a directory, not a file"
+            )));
         }
         let kind = v.get("type").and_then(Value::as_str).unwrap_or("file");
         if kind != "file" {
-            return Err(ForgeError::Invalid {
-                status: 200,
-                message: format!("{what}: {path} is a {kind}, not a file"),
-            });
+            return Err(ForgeError::NotAFile(format!(
+                "{path} is a {kind}, not a file"
+            )));
         }
         let sha = str_field(&v, "sha", &what)?;
         let size = v.get("size").and_then(Value::as_u64).unwrap_or(0);

@@ -420,28 +420,30 @@ impl Run<'_> {
                 &opts.forge.repo,
                 &path,
                 Some(&self.branch),
-            )?
+            )
         } else {
-            None
+            Ok(None)
         };
-        let (mut records, sha) = match remote {
-            None => (Vec::new(), None),
-            Some(file) => {
-                let parsed = String::from_utf8(file.content)
-                    .map_err(|_| "not UTF-8".to_string())
-                    .and_then(|t| parse_batch(&t));
-                match parsed {
-                    Ok(r) => (r, Some(file.sha)),
-                    Err(reason) => {
-                        plan.unreadable.push(Problem {
-                            what: path,
-                            reason: format!(
-                                "{reason}; its records stay pending until the file is repaired"
-                            ),
-                        });
-                        return Ok(());
-                    }
-                }
+        let parsed = match remote {
+            Ok(None) => Ok((Vec::new(), None)),
+            Ok(Some(file)) => String::from_utf8(file.content)
+                .map_err(|_| "not UTF-8".to_string())
+                .and_then(|t| parse_batch(&t))
+                .and_then(|records| in_hour(records, hour))
+                .map(|records| (records, Some(file.sha))),
+            Err(ForgeError::NotAFile(m)) => Err(m),
+            Err(e) => return Err(e.into()),
+        };
+        let (mut records, sha) = match parsed {
+            Ok(x) => x,
+            Err(reason) => {
+                plan.unreadable.push(Problem {
+                    what: path,
+                    reason: format!(
+                        "{reason}; its records stay pending until the file is repaired"
+                    ),
+                });
+                return Ok(());
             }
         };
         let known: HashMap<String, usize> = records
@@ -536,6 +538,21 @@ impl Run<'_> {
             }
             Err(e) => Err(e),
         }
+    }
+}
+
+/// The records of an hour's file, all inside that hour
+/// (man 5 hero_usage_otoml); otherwise the file is not understood whole.
+fn in_hour(
+    records: Vec<UsageRecord>,
+    hour: HourBucket,
+) -> std::result::Result<Vec<UsageRecord>, String> {
+    match records.iter().find(|r| r.hour_bucket() != hour) {
+        Some(r) => Err(format!(
+            "record `{}` occurred at {}, outside the file's hour {hour}",
+            r.idempotency_key, r.occurred_at
+        )),
+        None => Ok(records),
     }
 }
 

@@ -295,7 +295,7 @@ fn read_file_empty_repo_missing_present_and_large() {
         None
     );
     let e = c.read_file(ORG, "r", "dir", None).unwrap_err();
-    assert!(matches!(e, ForgeError::Invalid { .. }), "{e:?}");
+    assert!(matches!(e, ForgeError::NotAFile(_)), "{e:?}");
 }
 
 // ------------------------------------------------------------------ writing, and git agrees

@@ -555,24 +555,36 @@ fn a_conflicting_record_is_quarantined_and_everything_else_pushed() {
 
 #[test]
 fn an_unparseable_remote_hour_stays_pending_and_other_hours_push() {
-    let forge = forge();
-    forge.create_repo(OWNER, REPO, false);
-    forge.commit_files(
-        OWNER,
-        REPO,
-        "main",
-        &[(H16, Some(b"this is = = not toml"))],
-        "garbage",
-    );
-    let node = Node::new(&forge);
-    for r in &three() {
-        node.record(r);
+    let outside = "O:\n[[records]]\namount_cents = 1\ndescription = \"\"\nidempotency_key = \"other\"\n\
+         node_id = \"test-node\"\noccurred_at = \"2026-11-20 17:00:00\"\nresource_kind = \"x\"\nuser_sid = \"0a1b\"\n";
+    let dir_inside = format!("{H16}/x");
+    // Garbage; a record outside the file's hour (rewriting it would keep a
+    // record where the aggregator does not look); a directory at the path.
+    for (path, content, why) in [
+        (H16, "this is = = not toml", "not a usage batch"),
+        (H16, outside, "outside the file's hour"),
+        (dir_inside.as_str(), "x", "is a directory"),
+    ] {
+        let forge = forge();
+        forge.create_repo(OWNER, REPO, false);
+        forge.commit_files(
+            OWNER,
+            REPO,
+            "main",
+            &[(path, Some(content.as_bytes()))],
+            "bad",
+        );
+        let node = Node::new(&forge);
+        for r in &three() {
+            node.record(r);
+        }
+        let out = node.push(&[]);
+        assert_eq!(code(&out), Some(65), "{why}: {}", stderr(&out));
+        assert!(stderr(&out).contains(H16), "{}", stderr(&out));
+        assert!(stderr(&out).contains(why), "{why}: {}", stderr(&out));
+        assert_eq!(remote_keys(&forge, &[H17]), ["job-3"], "{why}");
+        assert_eq!(node.pending(), 2, "{why}");
     }
-    let out = node.push(&[]);
-    assert_eq!(code(&out), Some(65), "{}", stderr(&out));
-    assert!(stderr(&out).contains(H16), "{}", stderr(&out));
-    assert_eq!(remote_keys(&forge, &[H17]), ["job-3"]);
-    assert_eq!(node.pending(), 2);
 }
 
 #[test]
