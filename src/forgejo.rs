@@ -272,6 +272,13 @@ impl fmt::Debug for ForgejoClient {
 /// Parse and check a base URL: `(scheme, host, rest)`. https is required
 /// unless the host is loopback or `insecure_http`.
 pub fn check_base_url(url: &str, insecure_http: bool) -> Result<String, ForgeError> {
+    if url.contains('@') {
+        // Never echo credentials back, whatever the scheme: no URL in this
+        // message.
+        return Err(ForgeError::Config(
+            "the Forgejo URL may not contain user information (user:password@); put the token in the token file".into(),
+        ));
+    }
     let bad = |m: &str| ForgeError::Config(format!("{m}: {url:?}"));
     let (scheme, rest) = url
         .split_once("://")
@@ -287,12 +294,6 @@ pub fn check_base_url(url: &str, insecure_http: bool) -> Result<String, ForgeErr
         Some(i) => (&rest[..i], &rest[i..]),
         None => (rest, ""),
     };
-    if authority.contains('@') {
-        // Never echo credentials back: drop the URL from this message.
-        return Err(ForgeError::Config(
-            "the Forgejo URL may not contain user information (user:password@); put the token in the token file".into(),
-        ));
-    }
     let host = host_of(authority).ok_or_else(|| bad("no host in URL"))?;
     if scheme == "http" && !insecure_http && !is_loopback(&host) {
         return Err(bad(
@@ -872,6 +873,11 @@ mod tests {
             );
         }
         assert!(check_base_url("http://forge.example.org", true).is_ok());
+        // Credentials are never echoed, whatever else is wrong.
+        for with_secret in ["ftp://user:s3cret@host", "https://u:s3cret@h/x", "s3cret@h"] {
+            let e = check_base_url(with_secret, false).unwrap_err().to_string();
+            assert!(!e.contains("s3cret"), "{e}");
+        }
     }
 
     #[test]

@@ -609,12 +609,7 @@ fn forge_err(e: ForgeError) -> anyhow::Error {
 
 /// Write the outcome file atomically (tmp + rename) for `hero_usage_status`.
 fn write_outcome(spool: &Spool, summary: &PushSummary) -> Result<()> {
-    let dir = spool.state_dir();
-    let tmp = dir.join(format!(".{OUTCOME_FILE}.{}", std::process::id()));
-    let json = serde_json::to_vec_pretty(summary)?;
-    std::fs::write(&tmp, json)?;
-    std::fs::rename(&tmp, dir.join(OUTCOME_FILE))?;
-    Ok(())
+    spool.write_state(OUTCOME_FILE, &serde_json::to_vec_pretty(summary)?)
 }
 
 /// The last run's summary, from the outcome file (for `hero_usage_status`).

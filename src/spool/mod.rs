@@ -198,6 +198,20 @@ impl Spool {
         self.root.join(sub)
     }
 
+    /// Replace `state/<name>` atomically with `data` (mode 0600, like every
+    /// spool file).
+    pub fn write_state(&self, name: &str, data: &[u8]) -> Result<()> {
+        let dir = self.state_dir();
+        let tmp = dir.join(fsx::unique_name(&format!(".{name}")));
+        let target = dir.join(name);
+        fsx::write_new_synced(&tmp, data)
+            .and_then(|()| fs::rename(&tmp, &target))
+            .map_err(|e| {
+                let _ = fs::remove_file(&tmp);
+                cant(format!("cannot write {}", target.display()))(e)
+            })
+    }
+
     /// Take the writers' lock, waiting at most [`LOCK_WAIT`] (then TempFail).
     pub fn lock_writers(&self) -> Result<WriterLock> {
         let path = self.root.join("lock");
@@ -374,8 +388,25 @@ impl Spool {
         );
         fsx::write_new_synced(&tmp, text.as_bytes())
             .map_err(cant(format!("cannot write {}", tmp.display())))?;
-        fs::rename(from, rejected.join(&chosen))
+        let moved = rejected.join(&chosen);
+        fs::rename(from, &moved)
             .map_err(cant(format!("cannot move {} to rejected/", from.display())))?;
+        // A drop keeps its writer's mode; in the spool every file is 0600 and
+        // every directory 0700. A symlink is left as it is (never followed).
+        if let Ok(m) = fs::symlink_metadata(&moved) {
+            let mode = if m.is_dir() {
+                Some(fsx::DIR_MODE)
+            } else if m.is_file() {
+                Some(fsx::FILE_MODE)
+            } else {
+                None
+            };
+            if let Some(mode) = mode {
+                use std::os::unix::fs::PermissionsExt;
+                fs::set_permissions(&moved, fs::Permissions::from_mode(mode))
+                    .map_err(cant(format!("cannot set the mode of {}", moved.display())))?;
+            }
+        }
         fs::rename(&tmp, rejected.join(format!("{chosen}.reason"))).map_err(cant(format!(
             "cannot write the reason in {}",
             rejected.display()

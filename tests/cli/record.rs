@@ -622,6 +622,16 @@ fn modes_are_0700_for_dirs_and_0600_for_files() {
     );
     let spool = Spool::open(&env.spool).unwrap();
     drop(spool.try_lock_push().unwrap());
+    spool.write_state("outcome.json", b"{}").unwrap();
+    // A drop written with the writer's own modes is quarantined as 0600/0700.
+    let loose = env.spool.join("incoming/loose.toml");
+    std::fs::write(&loose, "not a record").unwrap();
+    std::fs::set_permissions(&loose, std::fs::Permissions::from_mode(0o644)).unwrap();
+    let loose_dir = env.spool.join("incoming/dir.toml");
+    std::fs::create_dir(&loose_dir).unwrap();
+    std::fs::set_permissions(&loose_dir, std::fs::Permissions::from_mode(0o755)).unwrap();
+    let report = spool.ingest_incoming("test-node", Utc::now()).unwrap();
+    assert_eq!(report.quarantined.len(), 2, "{:?}", report.quarantined);
     let mut dirs = 0;
     for e in walkdir::WalkDir::new(&env.spool) {
         let e = e.unwrap();
@@ -633,7 +643,10 @@ fn modes_are_0700_for_dirs_and_0600_for_files() {
             assert_eq!(mode, 0o600, "{}", e.path().display());
         }
     }
-    assert_eq!(dirs, 7, "root + tmp incoming pending sent rejected state");
+    assert_eq!(
+        dirs, 8,
+        "root + tmp incoming pending sent rejected state + the bad drop"
+    );
     for f in ["lock", "push.lock"] {
         assert!(env.spool.join(f).is_file(), "{f}");
     }
