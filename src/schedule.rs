@@ -25,15 +25,19 @@ pub fn minute_for(node: &str) -> u32 {
     u32::from_be_bytes([digest[0], digest[1], digest[2], digest[3]]) % 60
 }
 
+/// A word that needs no quoting anywhere (shell, systemd, cron).
+fn is_plain(w: &str) -> bool {
+    !w.is_empty()
+        && w.chars()
+            .all(|c| c.is_ascii_alphanumeric() || "/._-=:,+@".contains(c))
+}
+
 /// Join words into one shell command line, quoting those that need it.
 pub fn command_line(words: &[String]) -> String {
     words
         .iter()
         .map(|w| {
-            let plain = !w.is_empty()
-                && w.chars()
-                    .all(|c| c.is_ascii_alphanumeric() || "/._-=:,+@".contains(c));
-            if plain {
+            if is_plain(w) {
                 w.clone()
             } else {
                 format!("'{}'", w.replace('\'', "'\\''"))
@@ -43,10 +47,40 @@ pub fn command_line(words: &[String]) -> String {
         .join(" ")
 }
 
-/// The text to install for `scheduler`; `push` is the push command line
-/// (the binary's absolute path, `--once` and any settings).
-pub fn render(scheduler: Scheduler, node: &str, push: &str) -> String {
+/// Join words into a systemd `ExecStart=` line. systemd is no shell: a
+/// word is double-quoted whole with C escapes, and `%` (a specifier) and
+/// `$` (a variable) are doubled.
+fn systemd_command_line(words: &[String]) -> String {
+    words
+        .iter()
+        .map(|w| {
+            if is_plain(w) {
+                return w.clone();
+            }
+            let mut q = String::from("\"");
+            for c in w.chars() {
+                match c {
+                    '\\' => q.push_str("\\\\"),
+                    '"' => q.push_str("\\\""),
+                    '\n' => q.push_str("\\n"),
+                    '%' => q.push_str("%%"),
+                    '$' => q.push_str("$$"),
+                    c => q.push(c),
+                }
+            }
+            q.push('"');
+            q
+        })
+        .collect::<Vec<_>>()
+        .join(" ")
+}
+
+/// The text to install for `scheduler`; `words` is the push command (the
+/// binary's absolute path, `--once` and any settings), quoted here as each
+/// scheduler needs.
+pub fn render(scheduler: Scheduler, node: &str, words: &[String]) -> String {
     let minute = minute_for(node);
+    let push = command_line(words);
     match scheduler {
         Scheduler::HeroProc => {
             let action = serde_json::json!({
@@ -70,7 +104,7 @@ pub fn render(scheduler: Scheduler, node: &str, push: &str) -> String {
              \n\
              [Service]\n\
              Type=oneshot\n\
-             ExecStart={push}\n\
+             ExecStart={}\n\
              # Exit 75 is a temporary failure: the next run retries, nothing is lost.\n\
              \n\
              # /etc/systemd/system/hero_usage_push.timer\n\
@@ -82,9 +116,11 @@ pub fn render(scheduler: Scheduler, node: &str, push: &str) -> String {
              Persistent=true\n\
              \n\
              [Install]\n\
-             WantedBy=timers.target\n"
+             WantedBy=timers.target\n",
+            systemd_command_line(words)
         ),
-        Scheduler::Cron => format!("{minute} * * * * {push}\n"),
+        // cron turns an unescaped % into a newline.
+        Scheduler::Cron => format!("{minute} * * * * {}\n", push.replace('%', "\\%")),
     }
 }
 
@@ -96,6 +132,26 @@ mod tests {
     fn command_lines_quote_what_needs_it() {
         let words = ["/bin/p".to_string(), "--spool".into(), "/a b/it's".into()];
         assert_eq!(command_line(&words), "/bin/p --spool '/a b/it'\\''s'");
+    }
+
+    #[test]
+    fn each_scheduler_gets_its_own_quoting() {
+        let words = [
+            "/bin/p".to_string(),
+            "--spool".into(),
+            r#"/s p/50%$x"'"#.into(),
+        ];
+        let systemd = render(Scheduler::Systemd, "n", &words);
+        assert!(
+            systemd.contains(r#"ExecStart=/bin/p --spool "/s p/50%%$$x\"'""#),
+            "{systemd}"
+        );
+        let cron = render(Scheduler::Cron, "n", &words);
+        let want = concat!(r#" /bin/p --spool '/s p/50\%$x"'\'''"#, "\n");
+        assert!(cron.ends_with(want), "{cron}");
+        let hero_proc = render(Scheduler::HeroProc, "n", &words);
+        let v: serde_json::Value = serde_json::from_str(&hero_proc).unwrap();
+        assert_eq!(v["script"], command_line(&words));
     }
 
     #[test]

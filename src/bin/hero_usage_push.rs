@@ -55,7 +55,6 @@ fn run() -> Result<i32> {
         if let Some(config) = ConfigFile::locate(cli.spool.config.as_deref()) {
             command.extend(["--config".into(), config.display().to_string()]);
         }
-        let command = schedule::command_line(&command);
         out(&schedule::render(scheduler, &common.node, &command))?;
         return Ok(0);
     }
