@@ -182,6 +182,7 @@ pub fn run(spool: &Spool, opts: &PushOptions) -> Result<PushSummary> {
 
     let Some(_push_lock) = spool.try_lock_push()? else {
         summary.outcome = "locked".into();
+        summary.pending_after = spool.pending_count()?;
         return Ok(finish(summary, started));
     };
 
@@ -390,7 +391,7 @@ impl Run<'_> {
                 author_name: format!("hero_usage_push on {}", opts.node),
                 author_email: format!("{}@hero-usage.invalid", opts.node),
             };
-            let sha = self.commit(&plan.changes, &commit_opts)?;
+            let sha = self.commit(&plan.changes, &plan.files, &commit_opts)?;
             failpoint("push-after-commit");
             summary.commit = Some(sha);
         }
@@ -513,6 +514,7 @@ impl Run<'_> {
     fn commit(
         &self,
         changes: &[FileChange],
+        files: &[FilePlan],
         commit_opts: &CommitOptions,
     ) -> std::result::Result<String, ForgeError> {
         let (client, owner, name) = (self.client, &self.opts.forge.owner, &self.opts.forge.repo);
@@ -520,7 +522,19 @@ impl Run<'_> {
             Ok(r) => Ok(r.commit_sha),
             Err(ForgeError::Unsupported(_)) => {
                 let mut last = String::new();
-                for c in changes {
+                for (i, (c, file)) in changes.iter().zip(files).enumerate() {
+                    // Each commit's message names its own file and count.
+                    let commit_opts = &CommitOptions {
+                        message: format!(
+                            "usage: {} records from node {} in {} (file {} of {})",
+                            file.new_records,
+                            self.opts.node,
+                            file.path,
+                            i + 1,
+                            changes.len()
+                        ),
+                        ..commit_opts.clone()
+                    };
                     let r = match (&c.operation, &c.sha) {
                         (FileOp::Update, Some(sha)) => client.update_file(
                             owner,

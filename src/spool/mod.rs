@@ -231,7 +231,7 @@ impl Spool {
                 return Err(fail(
                     Kind::TempFail,
                     format!(
-                        "the spool lock {} is still held by another process after {} s; nothing was written, try again",
+                        "the spool lock {} is still held by another process after {} s; try again (nothing is lost)",
                         path.display(),
                         LOCK_WAIT.as_secs()
                     ),

@@ -382,6 +382,20 @@ fn servers_without_the_many_files_endpoint_get_one_request_per_file() {
     assert_eq!(code(&out), Some(0), "{}", stderr(&out));
     assert_eq!(file(&forge, H16).unwrap(), render_batch(&records[..2]));
     assert_eq!(file(&forge, H17).unwrap(), render_batch(&records[2..]));
+    // One commit per file, each message naming its own file and count.
+    let log = git(&forge, &["log", "--format=%s", "main"]);
+    assert!(
+        log.contains(&format!(
+            "usage: 2 records from node test-node in {H16} (file 1 of 2)"
+        )),
+        "{log}"
+    );
+    assert!(
+        log.contains(&format!(
+            "usage: 1 records from node test-node in {H17} (file 2 of 2)"
+        )),
+        "{log}"
+    );
     // A late record: the per-file update path (PUT with the sha).
     node.record(&rec("job-4", "2026-11-20 17:30:00", 1));
     let out = node.push(&[]);
@@ -928,4 +942,22 @@ fn a_damaged_chunk_quarantines_each_of_its_records_and_the_rest_is_pushed() {
     }
     // The quarantined files fail no later run.
     assert_eq!(code(&node.push(&[])), Some(0));
+}
+
+#[test]
+fn a_push_that_finds_the_lock_held_reports_what_is_pending() {
+    let forge = forge();
+    let node = Node::new(&forge);
+    for r in &three() {
+        node.record(r);
+    }
+    let spool = hero_usage::spool::Spool::open(&node.env.spool).unwrap();
+    let held = spool.try_lock_push().unwrap().expect("free");
+    let out = node.push(&["--json"]);
+    assert_eq!(code(&out), Some(0), "{}", stderr(&out));
+    let summary: serde_json::Value = serde_json::from_str(stdout(&out).trim()).unwrap();
+    assert_eq!(summary["outcome"], "locked");
+    assert_eq!(summary["pending_after"], 3, "{summary}");
+    drop(held);
+    assert!(forge.requests().is_empty());
 }
