@@ -6,9 +6,11 @@ use hero_usage::cli::out;
 use hero_usage::config::{Common, SpoolArgs};
 use hero_usage::status::StatusReport;
 
+const BINARY: &str = "hero_usage_status";
+
 /// Show what the spool holds and how the last push went.
 #[derive(Parser, Debug)]
-#[command(version)]
+#[command(name = BINARY, version)]
 struct Cli {
     #[command(flatten)]
     spool: SpoolArgs,
@@ -24,7 +26,7 @@ struct Cli {
 }
 
 fn run() -> Result<i32> {
-    let cli = hero_usage::cli::parse::<Cli>("hero_usage_status");
+    let cli = hero_usage::cli::parse::<Cli>(BINARY);
     let common = Common::resolve(&cli.spool)?;
     let report = StatusReport::gather(&common.spool, &common.node, chrono::Utc::now())?;
     if cli.json {
@@ -37,7 +39,7 @@ fn run() -> Result<i32> {
     match cli.max_age {
         Some(max) if report.too_old(max) => {
             eprintln!(
-                "hero_usage_status: the oldest pending record has waited {} s, more than {max} s: check hero_usage_push",
+                "{BINARY}: the oldest pending record has waited {} s, more than {max} s: check hero_usage_push",
                 report.oldest_pending_age_seconds.unwrap_or(0)
             );
             Ok(1)
@@ -47,5 +49,5 @@ fn run() -> Result<i32> {
 }
 
 fn main() {
-    hero_usage::error::main_with("hero_usage_status", run)
+    hero_usage::error::main_with(BINARY, run)
 }

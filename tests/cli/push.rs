@@ -910,3 +910,16 @@ fn a_damaged_chunk_quarantines_each_of_its_records_and_the_rest_is_pushed() {
     // The quarantined files fail no later run.
     assert_eq!(code(&node.push(&[])), Some(0));
 }
+
+#[test]
+fn version_names_the_binary() {
+    let env = TestEnv::new();
+    let out = run(env.cmd("hero_usage_push").arg("--version"));
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    assert!(
+        stdout(&out).starts_with("hero_usage_push "),
+        "{}",
+        stdout(&out)
+    );
+    assert!(!env.spool.exists(), "nothing created");
+}

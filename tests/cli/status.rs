@@ -158,3 +158,15 @@ fn settings_come_from_flag_then_environment_then_config_then_default() {
     let out = run(env.cmd("hero_usage_status").env("HERO_NODE_ID", "../etc"));
     assert_eq!(out.status.code(), Some(78), "{}", stderr(&out));
 }
+
+#[test]
+fn version_names_the_binary() {
+    let env = TestEnv::new();
+    let out = run(env.cmd("hero_usage_status").arg("--version"));
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    assert!(
+        stdout(&out).starts_with("hero_usage_status "),
+        "{}",
+        stdout(&out)
+    );
+}
