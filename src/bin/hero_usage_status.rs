@@ -20,7 +20,7 @@ struct Cli {
     /// Print Prometheus text exposition (for node_exporter's textfile collector)
     #[arg(long)]
     prometheus: bool,
-    /// Exit 1 when the oldest pending record has waited longer than SECONDS
+    /// Exit 1 when the oldest pending record or incoming drop has waited longer than SECONDS
     #[arg(long, value_name = "SECONDS")]
     max_age: Option<u64>,
 }
@@ -39,7 +39,7 @@ fn run() -> Result<i32> {
     match cli.max_age {
         Some(max) if report.too_old(max) => {
             eprintln!(
-                "{BINARY}: the oldest pending record has waited {} s, more than {max} s: check hero_usage_push",
+                "{BINARY}: the oldest pending record or incoming drop has waited {} s, more than {max} s: check hero_usage_push",
                 report.oldest_pending_age_seconds.unwrap_or(0)
             );
             Ok(1)
