@@ -1,13 +1,16 @@
 //! What the spool holds and how the last push went (DESIGN.md,
 //! `hero_usage_status`), for people, scripts (`--json`) and monitoring
-//! (`--prometheus`). Read-only: a missing spool reads as empty.
+//! (`--prometheus`). Read-only: a missing spool reads as empty; anything
+//! else that is not a directory is an error (73).
 
+use crate::error::{Kind, fail};
 use crate::push::read_outcome;
 use crate::spool::{Spool, SpoolCounts};
 use anyhow::Result;
 use chrono::{DateTime, NaiveDateTime, Utc};
 use serde::Serialize;
 use std::fmt::Write;
+use std::io;
 use std::path::Path;
 
 /// The facts `hero_usage_status` prints (and the shim's `GET /status` serves).
@@ -54,11 +57,31 @@ impl Waiting {
 
 impl StatusReport {
     pub fn gather(spool_dir: &Path, node: &str, now: DateTime<Utc>) -> Result<StatusReport> {
-        let (counts, last_push) = if spool_dir.is_dir() {
-            let spool = Spool::open(spool_dir)?;
-            (spool.counts()?, read_outcome(&spool))
-        } else {
-            (SpoolCounts::default(), None)
+        let cannot = |why: String| {
+            fail(
+                Kind::CantCreate,
+                format!(
+                    "cannot read spool {}: {why}; check --spool / HERO_USAGE_SPOOL",
+                    spool_dir.display()
+                ),
+            )
+        };
+        // Only a spool that does not exist yet reads as empty: anything else
+        // in its place (a file, a dangling symbolic link, a path through a
+        // file) is a mistake to report, never an empty spool.
+        let (counts, last_push) = match std::fs::metadata(spool_dir) {
+            Ok(m) if m.is_dir() => {
+                let spool = Spool::open(spool_dir)?;
+                (spool.counts()?, read_outcome(&spool))
+            }
+            Ok(_) => return Err(cannot("it is not a directory".into())),
+            Err(e) if e.kind() == io::ErrorKind::NotFound => {
+                if std::fs::symlink_metadata(spool_dir).is_ok() {
+                    return Err(cannot("it is a symbolic link to nothing".into()));
+                }
+                (SpoolCounts::default(), None)
+            }
+            Err(e) => return Err(cannot(e.to_string())),
         };
         let oldest_accepted = counts.oldest_pending_mtime.map(|t| Waiting::new(t, now));
         let oldest_dropped = counts.oldest_incoming_mtime.map(|t| Waiting::new(t, now));

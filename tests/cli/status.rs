@@ -260,3 +260,26 @@ fn a_symlinked_drop_is_aged_by_the_link_not_its_target() {
         "{v}"
     );
 }
+
+#[test]
+fn a_spool_that_is_not_a_directory_is_an_error_not_an_empty_spool() {
+    let env = TestEnv::new();
+    let file = env.path("afile");
+    std::fs::write(&file, "").unwrap();
+    let below = file.join("queue");
+    let dangling = env.path("dangling");
+    std::os::unix::fs::symlink(env.path("nowhere"), &dangling).unwrap();
+    for spool in [&file, &below, &dangling] {
+        let out = run(env
+            .cmd("hero_usage_status")
+            .arg("--spool")
+            .arg(spool)
+            .args(["--json", "--max-age", "1"]));
+        assert_eq!(out.status.code(), Some(73), "{}", stdout(&out));
+        let err = stderr(&out);
+        assert!(err.starts_with("hero_usage_status: error: "), "{err}");
+        assert!(err.contains(&spool.display().to_string()), "{err}");
+        assert_eq!(stdout(&out), "", "no report of an unreadable spool");
+    }
+    assert!(!env.path("nowhere").exists(), "nothing created");
+}
