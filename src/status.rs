@@ -31,6 +31,10 @@ pub struct StatusReport {
     pub oldest_pending_occurred_at: Option<String>,
     /// The last push's summary (`hero_usage_push --json`), if any ran.
     pub last_push: Option<serde_json::Value>,
+    /// Why the last push's outcome file cannot be read, when it is there
+    /// but broken (`last_push` is then null, which alone would read as
+    /// "never ran").
+    pub last_push_unreadable: Option<String>,
     /// The oldest pending record and the oldest drop, each on its own, for
     /// the text (the JSON keeps its keys: the age above counts both).
     #[serde(skip)]
@@ -69,7 +73,7 @@ impl StatusReport {
         // Only a spool that does not exist yet reads as empty: anything else
         // in its place (a file, a dangling symbolic link, a path through a
         // file) is a mistake to report, never an empty spool.
-        let (counts, last_push) = match std::fs::metadata(spool_dir) {
+        let (counts, outcome) = match std::fs::metadata(spool_dir) {
             Ok(m) if m.is_dir() => {
                 let spool = Spool::open(spool_dir)?;
                 (spool.counts()?, read_outcome(&spool))
@@ -79,9 +83,13 @@ impl StatusReport {
                 if std::fs::symlink_metadata(spool_dir).is_ok() {
                     return Err(cannot("it is a symbolic link to nothing".into()));
                 }
-                (SpoolCounts::default(), None)
+                (SpoolCounts::default(), Ok(None))
             }
             Err(e) => return Err(cannot(e.to_string())),
+        };
+        let (last_push, last_push_unreadable) = match outcome {
+            Ok(summary) => (summary, None),
+            Err(why) => (None, Some(why)),
         };
         let oldest_accepted = counts.oldest_pending_mtime.map(|t| Waiting::new(t, now));
         let oldest_dropped = counts.oldest_incoming_mtime.map(|t| Waiting::new(t, now));
@@ -100,6 +108,7 @@ impl StatusReport {
                 .max(),
             oldest_pending_occurred_at: counts.oldest_pending_occurred_at.map(|t| t.to_string()),
             last_push,
+            last_push_unreadable,
             oldest_accepted,
             oldest_dropped,
         })
@@ -137,9 +146,12 @@ impl StatusReport {
             "sent      {} (kept for duplicate detection)\nrejected  {}",
             self.sent, self.rejected
         );
-        match &self.last_push {
-            None => s.push_str("last push never ran on this spool\n"),
-            Some(_) => {
+        match (&self.last_push, &self.last_push_unreadable) {
+            (_, Some(why)) => {
+                let _ = writeln!(s, "last push unreadable outcome file {why}");
+            }
+            (None, None) => s.push_str("last push never ran on this spool\n"),
+            (Some(_), None) => {
                 let get = |k| {
                     self.last(k)
                         .map(|v| v.to_string().trim_matches('"').to_string())
@@ -200,6 +212,11 @@ impl StatusReport {
             "oldest_pending_age_seconds",
             "How long the oldest pending record or incoming drop has waited.",
             Some(self.oldest_pending_age_seconds.unwrap_or(0) as f64),
+        );
+        gauge(
+            "last_push_outcome_unreadable",
+            "1 when the last push's outcome file is there but cannot be read.",
+            Some(f64::from(u8::from(self.last_push_unreadable.is_some()))),
         );
         let num = |k: &str| self.last(k).and_then(serde_json::Value::as_f64);
         gauge(

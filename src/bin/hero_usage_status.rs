@@ -36,6 +36,9 @@ fn run() -> Result<i32> {
     } else {
         out(&report.text())?;
     }
+    if let Some(why) = &report.last_push_unreadable {
+        eprintln!("{BINARY}: cannot read the last push's outcome: {why}");
+    }
     match cli.max_age {
         Some(max) if report.too_old(max) => {
             eprintln!(

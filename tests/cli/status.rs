@@ -283,3 +283,58 @@ fn a_spool_that_is_not_a_directory_is_an_error_not_an_empty_spool() {
     }
     assert!(!env.path("nowhere").exists(), "nothing created");
 }
+
+#[test]
+fn a_corrupt_outcome_file_is_reported_unreadable_not_as_never_ran() {
+    let env = TestEnv::new();
+    record(&env, "a");
+    let outcome = env.spool.join("state/last_push.json");
+    for (content, why) in [
+        ("{\"outcome\": \"ok\", trunc", "not valid JSON"),
+        ("", "not valid JSON"),
+        ("[1, 2]", "not a JSON object"),
+    ] {
+        std::fs::write(&outcome, content).unwrap();
+        let (code, v) = json(&env, &[]);
+        assert_eq!(code, Some(0), "{v}");
+        assert!(v["last_push"].is_null(), "{v}");
+        let reason = v["last_push_unreadable"].as_str().unwrap_or_default();
+        assert!(reason.contains(why), "{content:?}: {v}");
+
+        let out = run(&mut env.cmd("hero_usage_status"));
+        assert_eq!(out.status.code(), Some(0));
+        let text = stdout(&out);
+        assert!(
+            text.contains("last push unreadable outcome file "),
+            "{text}"
+        );
+        assert!(!text.contains("never ran"), "{text}");
+        assert!(stderr(&out).contains("last_push.json"), "{}", stderr(&out));
+
+        let out = run(env.cmd("hero_usage_status").arg("--prometheus"));
+        let text = stdout(&out);
+        assert!(
+            text.contains("hero_usage_last_push_outcome_unreadable{node=\"test-node\"} 1"),
+            "{text}"
+        );
+    }
+    // A directory in its place cannot be read either.
+    std::fs::remove_file(&outcome).unwrap();
+    std::fs::create_dir(&outcome).unwrap();
+    let (code, v) = json(&env, &[]);
+    assert_eq!(code, Some(0), "{v}");
+    assert!(v["last_push_unreadable"].is_string(), "{v}");
+    // No file: never ran, nothing unreadable.
+    std::fs::remove_dir(&outcome).unwrap();
+    let (_, v) = json(&env, &[]);
+    assert!(
+        v["last_push"].is_null() && v["last_push_unreadable"].is_null(),
+        "{v}"
+    );
+    let out = run(env.cmd("hero_usage_status").arg("--prometheus"));
+    assert!(
+        stdout(&out).contains("hero_usage_last_push_outcome_unreadable{node=\"test-node\"} 0"),
+        "{}",
+        stdout(&out)
+    );
+}
