@@ -626,8 +626,20 @@ fn write_outcome(spool: &Spool, summary: &PushSummary) -> Result<()> {
     spool.write_state(OUTCOME_FILE, &serde_json::to_vec_pretty(summary)?)
 }
 
-/// The last run's summary, from the outcome file (for `hero_usage_status`).
-pub fn read_outcome(spool: &Spool) -> Option<serde_json::Value> {
-    let text = std::fs::read_to_string(spool.state_dir().join(OUTCOME_FILE)).ok()?;
-    serde_json::from_str(&text).ok()
+/// The last run's summary, from the outcome file (for `hero_usage_status`):
+/// `Ok(None)` when no push ran on this spool, `Err(why)` when the file is
+/// there but is no summary: monitoring must not take a broken file for a
+/// push that never ran.
+pub fn read_outcome(spool: &Spool) -> std::result::Result<Option<serde_json::Value>, String> {
+    let path = spool.state_dir().join(OUTCOME_FILE);
+    let text = match std::fs::read_to_string(&path) {
+        Ok(text) => text,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+        Err(e) => return Err(format!("{}: {e}", path.display())),
+    };
+    match serde_json::from_str::<serde_json::Value>(&text) {
+        Ok(v) if v.is_object() => Ok(Some(v)),
+        Ok(_) => Err(format!("{}: not a JSON object", path.display())),
+        Err(e) => Err(format!("{}: not valid JSON ({e})", path.display())),
+    }
 }

@@ -1,13 +1,16 @@
 //! What the spool holds and how the last push went (DESIGN.md,
 //! `hero_usage_status`), for people, scripts (`--json`) and monitoring
-//! (`--prometheus`). Read-only: a missing spool reads as empty.
+//! (`--prometheus`). Read-only: a missing spool reads as empty; anything
+//! else that is not a directory is an error (73).
 
+use crate::error::{Kind, fail};
 use crate::push::read_outcome;
 use crate::spool::{Spool, SpoolCounts};
 use anyhow::Result;
 use chrono::{DateTime, NaiveDateTime, Utc};
 use serde::Serialize;
 use std::fmt::Write;
+use std::io;
 use std::path::Path;
 
 /// The facts `hero_usage_status` prints (and the shim's `GET /status` serves).
@@ -21,22 +24,75 @@ pub struct StatusReport {
     pub rejected: usize,
     /// When the oldest pending record was accepted into the spool (UTC).
     pub oldest_pending_accepted_at: Option<String>,
-    /// How long it has waited, in seconds.
+    /// How long the oldest record waiting in the spool has waited, in
+    /// seconds: a pending record since it was accepted, or a drop in
+    /// `incoming/` since its file was written, whichever is older.
     pub oldest_pending_age_seconds: Option<i64>,
     pub oldest_pending_occurred_at: Option<String>,
     /// The last push's summary (`hero_usage_push --json`), if any ran.
     pub last_push: Option<serde_json::Value>,
+    /// Why the last push's outcome file cannot be read, when it is there
+    /// but broken (`last_push` is then null, which alone would read as
+    /// "never ran").
+    pub last_push_unreadable: Option<String>,
+    /// The oldest pending record and the oldest drop, each on its own, for
+    /// the text (the JSON keeps its keys: the age above counts both).
+    #[serde(skip)]
+    pub oldest_accepted: Option<Waiting>,
+    #[serde(skip)]
+    pub oldest_dropped: Option<Waiting>,
+}
+
+/// The oldest of one kind of waiting file: since when (UTC) and for how long.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Waiting {
+    pub since: String,
+    pub age_seconds: i64,
+}
+
+impl Waiting {
+    fn new(since: DateTime<Utc>, now: DateTime<Utc>) -> Waiting {
+        Waiting {
+            since: since.format("%Y-%m-%d %H:%M:%S").to_string(),
+            age_seconds: (now - since).num_seconds().max(0),
+        }
+    }
 }
 
 impl StatusReport {
     pub fn gather(spool_dir: &Path, node: &str, now: DateTime<Utc>) -> Result<StatusReport> {
-        let (counts, last_push) = if spool_dir.is_dir() {
-            let spool = Spool::open(spool_dir)?;
-            (spool.counts()?, read_outcome(&spool))
-        } else {
-            (SpoolCounts::default(), None)
+        let cannot = |why: String| {
+            fail(
+                Kind::CantCreate,
+                format!(
+                    "cannot read spool {}: {why}; check --spool / HERO_USAGE_SPOOL",
+                    spool_dir.display()
+                ),
+            )
         };
-        let fmt = |t: DateTime<Utc>| t.format("%Y-%m-%d %H:%M:%S").to_string();
+        // Only a spool that does not exist yet reads as empty: anything else
+        // in its place (a file, a dangling symbolic link, a path through a
+        // file) is a mistake to report, never an empty spool.
+        let (counts, outcome) = match std::fs::metadata(spool_dir) {
+            Ok(m) if m.is_dir() => {
+                let spool = Spool::open(spool_dir)?;
+                (spool.counts()?, read_outcome(&spool))
+            }
+            Ok(_) => return Err(cannot("it is not a directory".into())),
+            Err(e) if e.kind() == io::ErrorKind::NotFound => {
+                if std::fs::symlink_metadata(spool_dir).is_ok() {
+                    return Err(cannot("it is a symbolic link to nothing".into()));
+                }
+                (SpoolCounts::default(), Ok(None))
+            }
+            Err(e) => return Err(cannot(e.to_string())),
+        };
+        let (last_push, last_push_unreadable) = match outcome {
+            Ok(summary) => (summary, None),
+            Err(why) => (None, Some(why)),
+        };
+        let oldest_accepted = counts.oldest_pending_mtime.map(|t| Waiting::new(t, now));
+        let oldest_dropped = counts.oldest_incoming_mtime.map(|t| Waiting::new(t, now));
         Ok(StatusReport {
             spool: spool_dir.display().to_string(),
             node: node.to_string(),
@@ -44,16 +100,21 @@ impl StatusReport {
             incoming: counts.incoming,
             sent: counts.sent,
             rejected: counts.rejected,
-            oldest_pending_accepted_at: counts.oldest_pending_mtime.map(fmt),
-            oldest_pending_age_seconds: counts
-                .oldest_pending_mtime
-                .map(|t| (now - t).num_seconds().max(0)),
+            oldest_pending_accepted_at: oldest_accepted.as_ref().map(|w| w.since.clone()),
+            oldest_pending_age_seconds: [&oldest_accepted, &oldest_dropped]
+                .into_iter()
+                .flatten()
+                .map(|w| w.age_seconds)
+                .max(),
             oldest_pending_occurred_at: counts.oldest_pending_occurred_at.map(|t| t.to_string()),
             last_push,
+            last_push_unreadable,
+            oldest_accepted,
+            oldest_dropped,
         })
     }
 
-    /// True when the oldest pending record has waited longer than `max_age` seconds.
+    /// True when the oldest pending record or drop has waited longer than `max_age` seconds.
     pub fn too_old(&self, max_age: u64) -> bool {
         self.oldest_pending_age_seconds
             .is_some_and(|age| age > max_age as i64)
@@ -67,22 +128,30 @@ impl StatusReport {
     pub fn text(&self) -> String {
         let mut s = String::new();
         let _ = writeln!(s, "spool     {} (node {})", self.spool, self.node);
-        let _ = write!(s, "pending   {}", self.pending);
-        if let (Some(at), Some(age)) = (
-            &self.oldest_pending_accepted_at,
-            self.oldest_pending_age_seconds,
-        ) {
-            let _ = write!(s, " (oldest accepted {at} UTC, {age} s ago)");
-        }
-        s.push('\n');
+        let mut count = |label: &str, n: usize, oldest: &Option<Waiting>, how: &str| {
+            let _ = write!(s, "{label:<10}{n}");
+            if let Some(w) = oldest {
+                let _ = write!(
+                    s,
+                    " (oldest {how} {} UTC, {} s ago)",
+                    w.since, w.age_seconds
+                );
+            }
+            s.push('\n');
+        };
+        count("pending", self.pending, &self.oldest_accepted, "accepted");
+        count("incoming", self.incoming, &self.oldest_dropped, "dropped");
         let _ = writeln!(
             s,
-            "incoming  {}\nsent      {} (kept for duplicate detection)\nrejected  {}",
-            self.incoming, self.sent, self.rejected
+            "sent      {} (kept for duplicate detection)\nrejected  {}",
+            self.sent, self.rejected
         );
-        match &self.last_push {
-            None => s.push_str("last push never ran on this spool\n"),
-            Some(_) => {
+        match (&self.last_push, &self.last_push_unreadable) {
+            (_, Some(why)) => {
+                let _ = writeln!(s, "last push unreadable outcome file {why}");
+            }
+            (None, None) => s.push_str("last push never ran on this spool\n"),
+            (Some(_), None) => {
                 let get = |k| {
                     self.last(k)
                         .map(|v| v.to_string().trim_matches('"').to_string())
@@ -141,8 +210,13 @@ impl StatusReport {
         );
         gauge(
             "oldest_pending_age_seconds",
-            "How long the oldest pending record has waited.",
+            "How long the oldest pending record or incoming drop has waited.",
             Some(self.oldest_pending_age_seconds.unwrap_or(0) as f64),
+        );
+        gauge(
+            "last_push_outcome_unreadable",
+            "1 when the last push's outcome file is there but cannot be read.",
+            Some(f64::from(u8::from(self.last_push_unreadable.is_some()))),
         );
         let num = |k: &str| self.last(k).and_then(serde_json::Value::as_f64);
         gauge(

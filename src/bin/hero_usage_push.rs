@@ -8,9 +8,11 @@ use hero_usage::push::{self, PushOptions, PushSummary};
 use hero_usage::schedule::{self, Scheduler};
 use hero_usage::spool::Spool;
 
+const BINARY: &str = "hero_usage_push";
+
 /// Push pending usage records, bundled per UTC hour, to the billing repository in one commit.
 #[derive(Parser, Debug)]
-#[command(version)]
+#[command(name = BINARY, version)]
 struct Cli {
     #[command(flatten)]
     spool: SpoolArgs,
@@ -39,7 +41,7 @@ struct Cli {
 }
 
 fn run() -> Result<i32> {
-    let cli = hero_usage::cli::parse::<Cli>("hero_usage_push");
+    let cli = hero_usage::cli::parse::<Cli>(BINARY);
     let common = Common::resolve(&cli.spool)?;
     if let Some(scheduler) = cli.print_schedule {
         // The scheduler's environment is not this shell's: name the spool,
@@ -93,17 +95,17 @@ fn run() -> Result<i32> {
         out(&text)?;
     }
     for q in &summary.quarantined {
-        eprintln!("hero_usage_push: quarantined {}: {}", q.what, q.reason);
+        eprintln!("{BINARY}: quarantined {}: {}", q.what, q.reason);
     }
     for u in &summary.unreadable_hours {
-        eprintln!("hero_usage_push: left pending {}: {}", u.what, u.reason);
+        eprintln!("{BINARY}: left pending {}: {}", u.what, u.reason);
     }
     if let Some(e) = &summary.error {
-        eprintln!("hero_usage_push: error: {e}");
+        eprintln!("{BINARY}: error: {e}");
     }
     Ok(summary.exit_code)
 }
 
 fn main() {
-    hero_usage::error::main_with("hero_usage_push", run)
+    hero_usage::error::main_with(BINARY, run)
 }

@@ -6,9 +6,11 @@ use hero_usage::cli::out;
 use hero_usage::config::{Common, SpoolArgs};
 use hero_usage::status::StatusReport;
 
+const BINARY: &str = "hero_usage_status";
+
 /// Show what the spool holds and how the last push went.
 #[derive(Parser, Debug)]
-#[command(version)]
+#[command(name = BINARY, version)]
 struct Cli {
     #[command(flatten)]
     spool: SpoolArgs,
@@ -18,13 +20,13 @@ struct Cli {
     /// Print Prometheus text exposition (for node_exporter's textfile collector)
     #[arg(long)]
     prometheus: bool,
-    /// Exit 1 when the oldest pending record has waited longer than SECONDS
+    /// Exit 1 when the oldest pending record or incoming drop has waited longer than SECONDS
     #[arg(long, value_name = "SECONDS")]
     max_age: Option<u64>,
 }
 
 fn run() -> Result<i32> {
-    let cli = hero_usage::cli::parse::<Cli>("hero_usage_status");
+    let cli = hero_usage::cli::parse::<Cli>(BINARY);
     let common = Common::resolve(&cli.spool)?;
     let report = StatusReport::gather(&common.spool, &common.node, chrono::Utc::now())?;
     if cli.json {
@@ -34,10 +36,13 @@ fn run() -> Result<i32> {
     } else {
         out(&report.text())?;
     }
+    if let Some(why) = &report.last_push_unreadable {
+        eprintln!("{BINARY}: cannot read the last push's outcome: {why}");
+    }
     match cli.max_age {
         Some(max) if report.too_old(max) => {
             eprintln!(
-                "hero_usage_status: the oldest pending record has waited {} s, more than {max} s: check hero_usage_push",
+                "{BINARY}: the oldest pending record or incoming drop has waited {} s, more than {max} s: check hero_usage_push",
                 report.oldest_pending_age_seconds.unwrap_or(0)
             );
             Ok(1)
@@ -47,5 +52,5 @@ fn run() -> Result<i32> {
 }
 
 fn main() {
-    hero_usage::error::main_with("hero_usage_status", run)
+    hero_usage::error::main_with(BINARY, run)
 }

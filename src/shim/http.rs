@@ -258,12 +258,21 @@ impl Server {
     }
 }
 
-/// Every worker is busy and the queue is full: a short 503, without waiting.
+/// Every worker is busy and the queue is full: a short 503, without waiting
+/// (nothing is read, so the method and path are unknown).
 fn busy(stream: TcpStream, name: &str) {
     let _ = stream.set_nonblocking(true);
     let resp = Response::error(503, "busy", "the shim is busy; try again");
     let _ = (&stream).write_all(&resp.bytes());
-    eprintln!("{name}: - - 503 0ms busy");
+    eprintln!("{name}: {} - - 503 0ms busy", peer_of(&stream));
+}
+
+/// The client's address for a log line, `-` when unknown.
+fn peer_of(stream: &TcpStream) -> String {
+    stream
+        .peer_addr()
+        .map(|a| a.to_string())
+        .unwrap_or_else(|_| "-".into())
 }
 
 /// Why reading a request stopped.
@@ -311,8 +320,15 @@ impl Conn {
     }
 }
 
+/// Refuse a request the server itself cannot take (framing, limits, time):
+/// the message is the answer's error and the log line's note, so it never
+/// holds a header value or anything else the client sent.
+fn refuse(status: u16, status_word: &str, message: String) -> Stop {
+    Stop::Answer(Response::error(status, status_word, message.clone()).with_note(message))
+}
+
 fn timeout() -> Stop {
-    Stop::Answer(Response::error(
+    refuse(
         408,
         "timeout",
         format!(
@@ -320,24 +336,26 @@ fn timeout() -> Stop {
             IDLE_TIMEOUT.as_secs(),
             REQUEST_DEADLINE.as_secs()
         ),
-    ))
+    )
 }
 
 fn bad(message: impl Into<String>) -> Stop {
-    Stop::Answer(Response::error(400, "bad-request", message))
+    refuse(400, "bad-request", message.into())
 }
 
-/// Read and check the head; returns it with the bytes read past it.
-fn read_head(conn: &mut Conn) -> Result<(Head, Vec<u8>), Stop> {
+/// Read and check the head; returns it with the bytes read past it. The
+/// request line goes into `seen` as soon as it is parsed, so that a request
+/// refused later (framing, limits, time) is still logged with it.
+fn read_head(conn: &mut Conn, seen: &mut Seen) -> Result<(Head, Vec<u8>), Stop> {
     let mut buf = vec![0u8; MAX_HEAD];
     let mut len = 0;
     loop {
         if len == MAX_HEAD {
-            return Err(Stop::Answer(Response::error(
+            return Err(refuse(
                 431,
                 "head-too-large",
                 format!("the request head is larger than {MAX_HEAD} bytes"),
-            )));
+            ));
         }
         let n = conn.read_some(&mut buf[len..])?;
         if n == 0 {
@@ -350,28 +368,38 @@ fn read_head(conn: &mut Conn) -> Result<(Head, Vec<u8>), Stop> {
         len += n;
         let mut headers = [httparse::EMPTY_HEADER; MAX_HEADERS];
         let mut req = httparse::Request::new(&mut headers);
-        match req.parse(&buf[..len]) {
+        let parsed = req.parse(&buf[..len]);
+        if let (Some(method), Some(target)) = (req.method, req.path) {
+            seen.method = method.to_string();
+            seen.path = path_of(target);
+        }
+        match parsed {
             Ok(httparse::Status::Partial) => continue,
             Ok(httparse::Status::Complete(end)) => {
                 let head = make_head(&req)?;
                 return Ok((head, buf[end..len].to_vec()));
             }
             Err(httparse::Error::TooManyHeaders) => {
-                return Err(Stop::Answer(Response::error(
+                return Err(refuse(
                     431,
                     "head-too-large",
                     format!("more than {MAX_HEADERS} header fields"),
-                )));
+                ));
             }
             Err(e) => return Err(bad(format!("malformed request: {e}"))),
         }
     }
 }
 
+/// The path of a request target: without the query string, which is
+/// neither routed on nor logged.
+fn path_of(target: &str) -> String {
+    target.split('?').next().unwrap_or_default().to_string()
+}
+
 fn make_head(req: &httparse::Request) -> Result<Head, Stop> {
     let method = req.method.unwrap_or_default().to_string();
-    let target = req.path.unwrap_or_default();
-    let path = target.split('?').next().unwrap_or_default().to_string();
+    let path = path_of(req.path.unwrap_or_default());
     let headers: Vec<(String, Vec<u8>)> = req
         .headers
         .iter()
@@ -398,11 +426,11 @@ fn make_head(req: &httparse::Request) -> Result<Head, Stop> {
                 .and_then(|s| s.parse().ok())
                 .ok_or_else(|| bad("invalid Content-Length"))?;
             if n > MAX_BODY {
-                return Err(Stop::Answer(Response::error(
+                return Err(refuse(
                     413,
                     "body-too-large",
                     format!("the body is larger than {MAX_BODY} bytes"),
-                )));
+                ));
             }
             Some(n)
         }
@@ -443,10 +471,7 @@ struct Seen {
 /// Serve one connection: read one request, answer it, close.
 fn serve_connection(stream: TcpStream, handler: &dyn Handler, name: &str) {
     let start = Instant::now();
-    let peer = stream
-        .peer_addr()
-        .map(|a| a.to_string())
-        .unwrap_or_else(|_| "-".into());
+    let peer = peer_of(&stream);
     let _ = stream.set_write_timeout(Some(WRITE_TIMEOUT));
     let _ = stream.set_nodelay(true);
     let mut conn = Conn {
@@ -484,9 +509,7 @@ fn serve_connection(stream: TcpStream, handler: &dyn Handler, name: &str) {
 }
 
 fn exchange(conn: &mut Conn, handler: &dyn Handler, seen: &mut Seen) -> Result<Response, Stop> {
-    let (head, rest) = read_head(conn)?;
-    seen.method = head.method.clone();
-    seen.path = head.path.clone();
+    let (head, rest) = read_head(conn, seen)?;
     handler.check(&head).map_err(Stop::Answer)?;
     let expects_continue = head
         .header("expect")

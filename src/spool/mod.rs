@@ -131,6 +131,9 @@ pub struct SpoolCounts {
     pub oldest_pending_occurred_at: Option<UtcSecond>,
     /// The oldest modification time (when it was accepted) among pending records.
     pub oldest_pending_mtime: Option<DateTime<Utc>>,
+    /// The oldest modification time among drops in `incoming/` (of the
+    /// entry itself: a symbolic link is not followed).
+    pub oldest_incoming_mtime: Option<DateTime<Utc>>,
 }
 
 /// `<sha256-hex(key)>.toml`: keys are never file names as they are.
@@ -467,11 +470,25 @@ impl Spool {
             .iter()
             .filter(|n| !n.ends_with(".reason"))
             .count();
-        c.incoming = self
-            .names("incoming")?
-            .iter()
-            .filter(|n| ingest::is_drop_name(n))
-            .count();
+        // A drop waits in the spool as much as a pending record does: the
+        // age alert must see it (a push that never runs never ingests it).
+        let incoming = self.dir("incoming");
+        for name in self.names("incoming")? {
+            if !ingest::is_drop_name(&name) {
+                continue;
+            }
+            let p = incoming.join(&name);
+            let m = match fs::symlink_metadata(&p) {
+                Ok(m) => m,
+                Err(e) if e.kind() == io::ErrorKind::NotFound => continue, // ingested meanwhile
+                Err(e) => return Err(cant(format!("cannot check {}", p.display()))(e)),
+            };
+            c.incoming += 1;
+            if let Ok(t) = m.modified() {
+                let t = DateTime::<Utc>::from(t);
+                c.oldest_incoming_mtime = Some(c.oldest_incoming_mtime.map_or(t, |o| o.min(t)));
+            }
+        }
         Ok(c)
     }
 

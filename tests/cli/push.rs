@@ -961,3 +961,16 @@ fn a_push_that_finds_the_lock_held_reports_what_is_pending() {
     drop(held);
     assert!(forge.requests().is_empty());
 }
+
+#[test]
+fn version_names_the_binary() {
+    let env = TestEnv::new();
+    let out = run(env.cmd("hero_usage_push").arg("--version"));
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    assert!(
+        stdout(&out).starts_with("hero_usage_push "),
+        "{}",
+        stdout(&out)
+    );
+    assert!(!env.spool.exists(), "nothing created");
+}

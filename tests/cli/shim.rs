@@ -419,6 +419,113 @@ fn framing_limits() {
     assert_eq!(shim.stop().0, Some(0));
 }
 
+/// The log line of the request from `peer` (the client's own address).
+fn log_line<'a>(log: &'a str, peer: &str) -> &'a str {
+    let prefix = format!("hero_usage_shim: {peer} ");
+    log.lines()
+        .find(|l| l.starts_with(&prefix))
+        .unwrap_or_else(|| panic!("no line for {peer} in\n{log}"))
+}
+
+#[test]
+fn framing_errors_are_logged_with_the_method_path_and_a_note() {
+    let shim = Shim::start();
+    let auth = format!("{HEADER}: {SECRET}\r\n");
+    let post = "POST /record_usage?q=query-not-logged HTTP/1.1\r\n";
+    let cases: Vec<(String, u16, &str, &str)> = vec![
+        (
+            format!("{post}{auth}Transfer-Encoding: te-value-not-logged\r\n\r\n"),
+            400,
+            "POST /record_usage 400",
+            "Transfer-Encoding is not supported",
+        ),
+        (
+            format!("{post}{auth}Content-Length: 2\r\nContent-Length: 2\r\n\r\n{{}}"),
+            400,
+            "POST /record_usage 400",
+            "Content-Length is given more than once",
+        ),
+        (
+            format!("{post}{auth}Content-Length: 70000\r\n\r\n"),
+            413,
+            "POST /record_usage 413",
+            "larger than 65536 bytes",
+        ),
+        (
+            format!(
+                "GET /healthz HTTP/1.1\r\nX-Pad: {}\r\n\r\n",
+                "a".repeat(9 * 1024)
+            ),
+            431,
+            "GET /healthz 431",
+            "head is larger than",
+        ),
+        (
+            "\x01\x02 nonsense\r\n\r\n".to_string(),
+            400,
+            "- - 400",
+            "malformed request",
+        ),
+    ];
+    let mut peers = Vec::new();
+    for (raw, status, _, _) in &cases {
+        let mut s = shim.connect();
+        peers.push(s.local_addr().unwrap().to_string());
+        s.write_all(raw.as_bytes()).unwrap();
+        assert_eq!(read_reply(&mut s).status, *status, "{raw:.80?}");
+    }
+    // Stalled after the request line: 408, still with the method and path.
+    let mut stalled = shim.connect();
+    let stalled_peer = stalled.local_addr().unwrap().to_string();
+    stalled
+        .write_all(b"POST /record_usage HTTP/1.1\r\nContent-Length: 10\r\n")
+        .unwrap();
+    assert_eq!(read_reply(&mut stalled).status, 408);
+    let (code, log) = shim.stop();
+    assert_eq!(code, Some(0));
+    for ((_, _, what, note), peer) in cases.iter().zip(&peers) {
+        let line = log_line(&log, peer);
+        assert!(line.contains(what) && line.contains(note), "{line}");
+    }
+    let line = log_line(&log, &stalled_peer);
+    assert!(
+        line.contains("POST /record_usage 408") && line.contains("did not arrive in time"),
+        "{line}"
+    );
+    for secret in ["query-not-logged", "te-value-not-logged", "aaaaaaaa"] {
+        assert!(!log.contains(secret), "{secret} in the log:\n{log}");
+    }
+}
+
+#[test]
+fn a_busy_503_is_logged_with_the_peer() {
+    let shim = Shim::start();
+    // Every worker waits on a silent client and the queue is full: the
+    // next connection is answered 503 at once (well within the 2 s idle
+    // timeout that would free a worker).
+    let silent: Vec<TcpStream> = (0..4 + 64).map(|_| shim.connect()).collect();
+    let mut late = Vec::new();
+    let mut busy = None;
+    for _ in 0..8 {
+        let mut s = shim.connect();
+        let peer = s.local_addr().unwrap().to_string();
+        s.set_read_timeout(Some(Duration::from_millis(500)))
+            .unwrap();
+        let mut raw = Vec::new();
+        if s.read_to_end(&mut raw).is_ok() && !raw.is_empty() {
+            assert_eq!(parse_reply(&raw).status, 503);
+            busy = Some(peer);
+            break;
+        }
+        late.push(s);
+    }
+    let busy = busy.expect("no 503 while every worker and the queue were busy");
+    drop((silent, late));
+    let (code, log) = shim.stop();
+    assert_eq!(code, Some(0));
+    assert!(log_line(&log, &busy).contains(" - - 503 "), "{log}");
+}
+
 #[test]
 fn a_stalled_or_trickling_client_gets_408_while_others_are_served() {
     let shim = Shim::start();

@@ -158,3 +158,183 @@ fn settings_come_from_flag_then_environment_then_config_then_default() {
     let out = run(env.cmd("hero_usage_status").env("HERO_NODE_ID", "../etc"));
     assert_eq!(out.status.code(), Some(78), "{}", stderr(&out));
 }
+
+#[test]
+fn version_names_the_binary() {
+    let env = TestEnv::new();
+    let out = run(env.cmd("hero_usage_status").arg("--version"));
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    assert!(
+        stdout(&out).starts_with("hero_usage_status "),
+        "{}",
+        stdout(&out)
+    );
+}
+
+/// Write `name` into `incoming/` with its modification time `age` ago.
+fn drop_aged(env: &TestEnv, name: &str, age: Duration) -> std::path::PathBuf {
+    let incoming = env.spool.join("incoming");
+    std::fs::create_dir_all(&incoming).unwrap();
+    let p = incoming.join(name);
+    std::fs::write(
+        &p,
+        format!(
+            "idempotency_key = {name:?}\nuser_sid = \"0a1b\"\namount_cents = 5\nresource_kind = \"cpu_hours\"\n"
+        ),
+    )
+    .unwrap();
+    std::fs::File::options()
+        .write(true)
+        .open(&p)
+        .unwrap()
+        .set_modified(SystemTime::now() - age)
+        .unwrap();
+    p
+}
+
+#[test]
+fn a_drop_waiting_in_incoming_counts_for_the_age_and_the_alert() {
+    let env = TestEnv::new();
+    let three_days = 3 * 86400;
+    drop_aged(&env, "x.toml", Duration::from_secs(three_days));
+    let (code, v) = json(&env, &["--max-age", "3600"]);
+    assert_eq!(code, Some(1), "{v}");
+    assert_eq!(
+        (v["pending"].as_i64(), v["incoming"].as_i64()),
+        (Some(0), Some(1))
+    );
+    let age = v["oldest_pending_age_seconds"].as_i64().unwrap();
+    assert!(
+        (three_days as i64..three_days as i64 + 60).contains(&age),
+        "{v}"
+    );
+    // Nothing was accepted yet: no accepted time is made up.
+    assert!(v["oldest_pending_accepted_at"].is_null(), "{v}");
+
+    let out = run(env.cmd("hero_usage_status").args(["--max-age", "3600"]));
+    assert_eq!(out.status.code(), Some(1));
+    assert!(
+        stdout(&out).contains("incoming  1 (oldest dropped "),
+        "{}",
+        stdout(&out)
+    );
+    assert!(
+        stderr(&out).contains("more than 3600 s"),
+        "{}",
+        stderr(&out)
+    );
+    let out = run(env.cmd("hero_usage_status").arg("--prometheus"));
+    let gauge: i64 = stdout(&out)
+        .lines()
+        .find_map(|l| l.strip_prefix("hero_usage_oldest_pending_age_seconds{node=\"test-node\"} "))
+        .and_then(|v| v.parse().ok())
+        .unwrap_or_else(|| panic!("no age gauge in\n{}", stdout(&out)));
+    assert!(gauge >= three_days as i64, "{}", stdout(&out));
+
+    // A newer pending record does not hide the older drop; a dot name is no drop.
+    record(&env, "a");
+    drop_aged(&env, ".hidden.toml", Duration::from_secs(10 * 86400));
+    let (code, v) = json(&env, &["--max-age", "3600"]);
+    assert_eq!(code, Some(1), "{v}");
+    assert!(v["oldest_pending_age_seconds"].as_i64().unwrap() < three_days as i64 + 60);
+    assert!(!v["oldest_pending_accepted_at"].is_null(), "{v}");
+
+    // Once pushed into pending/ (here: taken away), the alert is quiet again.
+    std::fs::remove_file(env.spool.join("incoming/x.toml")).unwrap();
+    let (code, _) = json(&env, &["--max-age", "3600"]);
+    assert_eq!(code, Some(0));
+}
+
+#[test]
+fn a_symlinked_drop_is_aged_by_the_link_not_its_target() {
+    let env = TestEnv::new();
+    let target = drop_aged(&env, "old.toml", Duration::from_secs(3 * 86400));
+    let kept = env.path("old.toml");
+    std::fs::rename(&target, &kept).unwrap();
+    std::os::unix::fs::symlink(&kept, env.spool.join("incoming/link.toml")).unwrap();
+    let (code, v) = json(&env, &["--max-age", "3600"]);
+    assert_eq!(code, Some(0), "{v}");
+    assert_eq!(v["incoming"], 1);
+    assert!(
+        v["oldest_pending_age_seconds"].as_i64().unwrap() < 3600,
+        "{v}"
+    );
+}
+
+#[test]
+fn a_spool_that_is_not_a_directory_is_an_error_not_an_empty_spool() {
+    let env = TestEnv::new();
+    let file = env.path("afile");
+    std::fs::write(&file, "").unwrap();
+    let below = file.join("queue");
+    let dangling = env.path("dangling");
+    std::os::unix::fs::symlink(env.path("nowhere"), &dangling).unwrap();
+    for spool in [&file, &below, &dangling] {
+        let out = run(env
+            .cmd("hero_usage_status")
+            .arg("--spool")
+            .arg(spool)
+            .args(["--json", "--max-age", "1"]));
+        assert_eq!(out.status.code(), Some(73), "{}", stdout(&out));
+        let err = stderr(&out);
+        assert!(err.starts_with("hero_usage_status: error: "), "{err}");
+        assert!(err.contains(&spool.display().to_string()), "{err}");
+        assert_eq!(stdout(&out), "", "no report of an unreadable spool");
+    }
+    assert!(!env.path("nowhere").exists(), "nothing created");
+}
+
+#[test]
+fn a_corrupt_outcome_file_is_reported_unreadable_not_as_never_ran() {
+    let env = TestEnv::new();
+    record(&env, "a");
+    let outcome = env.spool.join("state/last_push.json");
+    for (content, why) in [
+        ("{\"outcome\": \"ok\", trunc", "not valid JSON"),
+        ("", "not valid JSON"),
+        ("[1, 2]", "not a JSON object"),
+    ] {
+        std::fs::write(&outcome, content).unwrap();
+        let (code, v) = json(&env, &[]);
+        assert_eq!(code, Some(0), "{v}");
+        assert!(v["last_push"].is_null(), "{v}");
+        let reason = v["last_push_unreadable"].as_str().unwrap_or_default();
+        assert!(reason.contains(why), "{content:?}: {v}");
+
+        let out = run(&mut env.cmd("hero_usage_status"));
+        assert_eq!(out.status.code(), Some(0));
+        let text = stdout(&out);
+        assert!(
+            text.contains("last push unreadable outcome file "),
+            "{text}"
+        );
+        assert!(!text.contains("never ran"), "{text}");
+        assert!(stderr(&out).contains("last_push.json"), "{}", stderr(&out));
+
+        let out = run(env.cmd("hero_usage_status").arg("--prometheus"));
+        let text = stdout(&out);
+        assert!(
+            text.contains("hero_usage_last_push_outcome_unreadable{node=\"test-node\"} 1"),
+            "{text}"
+        );
+    }
+    // A directory in its place cannot be read either.
+    std::fs::remove_file(&outcome).unwrap();
+    std::fs::create_dir(&outcome).unwrap();
+    let (code, v) = json(&env, &[]);
+    assert_eq!(code, Some(0), "{v}");
+    assert!(v["last_push_unreadable"].is_string(), "{v}");
+    // No file: never ran, nothing unreadable.
+    std::fs::remove_dir(&outcome).unwrap();
+    let (_, v) = json(&env, &[]);
+    assert!(
+        v["last_push"].is_null() && v["last_push_unreadable"].is_null(),
+        "{v}"
+    );
+    let out = run(env.cmd("hero_usage_status").arg("--prometheus"));
+    assert!(
+        stdout(&out).contains("hero_usage_last_push_outcome_unreadable{node=\"test-node\"} 0"),
+        "{}",
+        stdout(&out)
+    );
+}
