@@ -632,12 +632,12 @@ fn write_outcome(spool: &Spool, summary: &PushSummary) -> Result<()> {
 /// push that never ran.
 pub fn read_outcome(spool: &Spool) -> std::result::Result<Option<serde_json::Value>, String> {
     let path = spool.state_dir().join(OUTCOME_FILE);
-    let text = match std::fs::read_to_string(&path) {
-        Ok(text) => text,
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+    let bytes = match spool.read_state(OUTCOME_FILE) {
+        Ok(Some(bytes)) => bytes,
+        Ok(None) => return Ok(None),
         Err(e) => return Err(format!("{}: {e}", path.display())),
     };
-    match serde_json::from_str::<serde_json::Value>(&text) {
+    match serde_json::from_slice::<serde_json::Value>(&bytes) {
         Ok(v) if v.is_object() => Ok(Some(v)),
         Ok(_) => Err(format!("{}: not a JSON object", path.display())),
         Err(e) => Err(format!("{}: not valid JSON ({e})", path.display())),

@@ -215,6 +215,16 @@ impl Spool {
             })
     }
 
+    /// The contents of `state/<name>` (at most 1 MiB, never through a
+    /// symlink), or `None` when there is no such file.
+    pub fn read_state(&self, name: &str) -> io::Result<Option<Vec<u8>>> {
+        match fsx::read_regular(&self.state_dir().join(name), 1024 * 1024) {
+            Ok(bytes) => Ok(Some(bytes)),
+            Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(None),
+            Err(e) => Err(e),
+        }
+    }
+
     /// Take the writers' lock, waiting at most [`LOCK_WAIT`] (then TempFail).
     pub fn lock_writers(&self) -> Result<WriterLock> {
         let path = self.root.join("lock");

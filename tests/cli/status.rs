@@ -324,8 +324,18 @@ fn a_corrupt_outcome_file_is_reported_unreadable_not_as_never_ran() {
     let (code, v) = json(&env, &[]);
     assert_eq!(code, Some(0), "{v}");
     assert!(v["last_push_unreadable"].is_string(), "{v}");
-    // No file: never ran, nothing unreadable.
+    // Nor is a symlink followed, even to a good outcome.
     std::fs::remove_dir(&outcome).unwrap();
+    let elsewhere = env.path("elsewhere.json");
+    std::fs::write(&elsewhere, r#"{"outcome":"pushed","exit_code":0}"#).unwrap();
+    std::os::unix::fs::symlink(&elsewhere, &outcome).unwrap();
+    let (_, v) = json(&env, &[]);
+    assert!(
+        v["last_push"].is_null() && v["last_push_unreadable"].is_string(),
+        "{v}"
+    );
+    // No file: never ran, nothing unreadable.
+    std::fs::remove_file(&outcome).unwrap();
     let (_, v) = json(&env, &[]);
     assert!(
         v["last_push"].is_null() && v["last_push_unreadable"].is_null(),
