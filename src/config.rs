@@ -22,10 +22,10 @@ pub const DEFAULT_LISTEN: &str = "127.0.0.1:9920";
 #[derive(Args, Debug, Clone, Default)]
 pub struct SpoolArgs {
     /// Spool directory [default: $HOME/hero/var/hero_usage/queue]
-    #[arg(long, value_name = "DIR", env = "HERO_USAGE_SPOOL")]
+    #[arg(long, value_name = "DIR", env = "HERO_USAGE_SPOOL", value_parser = path_setting())]
     pub spool: Option<PathBuf>,
     /// Config file (TOML) [default: $HOME/hero/cfg/hero_usage.toml if it exists]
-    #[arg(long, value_name = "FILE", env = "HERO_USAGE_CONFIG")]
+    #[arg(long, value_name = "FILE", env = "HERO_USAGE_CONFIG", value_parser = path_setting())]
     pub config: Option<PathBuf>,
     /// Node name: the default node_id and the remote folder name [default: the host name]
     #[arg(long, value_name = "NAME", env = "HERO_NODE_ID")]
@@ -50,6 +50,19 @@ pub struct ForgeArgs {
     /// Allow a plain http:// Forgejo URL that is not a loopback address
     #[arg(long)]
     pub insecure_http: bool,
+}
+
+/// A path setting that may be given empty: clap's own path parser refuses
+/// an empty value (exit 64), but an empty environment variable means unset.
+fn path_setting() -> impl clap::builder::TypedValueParser<Value = PathBuf> {
+    use clap::builder::TypedValueParser;
+    clap::builder::OsStringValueParser::new().map(PathBuf::from)
+}
+
+/// A setting as given by flag or environment, empty meaning not given (as
+/// the shell's `VAR=` usually means), so that the next source applies.
+pub fn given<T: AsRef<std::ffi::OsStr> + Clone>(v: &Option<T>) -> Option<T> {
+    v.clone().filter(|v| !v.as_ref().is_empty())
 }
 
 /// The config file; its keys are the setting names in snake_case. Unknown
@@ -157,8 +170,8 @@ pub struct Common {
 
 impl Common {
     pub fn resolve(args: &SpoolArgs) -> Result<Common> {
-        let file = ConfigFile::load(args.config.as_deref())?;
-        let spool = match args.spool.clone().or_else(|| file.spool.clone()) {
+        let file = ConfigFile::load(given(&args.config).as_deref())?;
+        let spool = match given(&args.spool).or_else(|| file.spool.clone()) {
             Some(p) => p,
             None => home()
                 .map(|h| h.join("hero/var/hero_usage/queue"))
@@ -169,7 +182,7 @@ impl Common {
                     )
                 })?,
         };
-        let node = match args.node.clone().or_else(|| file.node.clone()) {
+        let node = match given(&args.node).or_else(|| file.node.clone()) {
             Some(n) => n,
             None => host_name()?,
         };
@@ -205,9 +218,7 @@ pub struct ForgeSettings {
 
 impl ForgeSettings {
     pub fn resolve(args: &ForgeArgs, file: &ConfigFile) -> Result<ForgeSettings> {
-        let url = args
-            .forgejo_url
-            .clone()
+        let url = given(&args.forgejo_url)
             .or_else(|| file.forgejo_url.clone())
             .ok_or_else(|| {
                 fail(
@@ -216,13 +227,11 @@ impl ForgeSettings {
                 )
             })?;
         let token = resolve_token(args, file)?;
-        let full = args
-            .repo
-            .clone()
+        let full = given(&args.repo)
             .or_else(|| file.repo.clone())
             .unwrap_or_else(|| DEFAULT_REPO.to_string());
         let (owner, repo) = split_repo(&full)?;
-        let branch = args.branch.clone().or_else(|| file.branch.clone());
+        let branch = given(&args.branch).or_else(|| file.branch.clone());
         Ok(ForgeSettings {
             url,
             token,

@@ -54,7 +54,9 @@ fn run() -> Result<i32> {
             "--node".into(),
             common.node.clone(),
         ];
-        if let Some(config) = ConfigFile::locate(cli.spool.config.as_deref()) {
+        if let Some(config) =
+            ConfigFile::locate(hero_usage::config::given(&cli.spool.config).as_deref())
+        {
             command.extend(["--config".into(), config.display().to_string()]);
         }
         out(&schedule::render(scheduler, &common.node, &command))?;

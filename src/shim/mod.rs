@@ -67,9 +67,7 @@ pub fn listen_addr(listen: &str, allow_remote: bool) -> Result<SocketAddr> {
 /// Run the shim until SIGTERM or SIGINT; returns the exit code (0).
 pub fn run(spool_args: &SpoolArgs, forge: &ForgeArgs, args: &ShimArgs) -> Result<i32> {
     let common = Common::resolve(spool_args)?;
-    let listen = args
-        .listen
-        .clone()
+    let listen = crate::config::given(&args.listen)
         .or_else(|| common.file.listen.clone())
         .unwrap_or_else(|| DEFAULT_LISTEN.to_string());
     let addr = listen_addr(&listen, args.allow_remote)?;

@@ -154,6 +154,14 @@ fn settings_come_from_flag_then_environment_then_config_then_default() {
             .env_remove("HERO_NODE_ID"),
     );
     assert_eq!(got.1, "other-node");
+    // An empty environment variable is not given: the config file applies.
+    let got = spool_of(
+        env.cmd("hero_usage_status")
+            .env("HERO_USAGE_SPOOL", "")
+            .env("HERO_NODE_ID", "")
+            .env("HERO_USAGE_CONFIG", ""),
+    );
+    assert_eq!(got, (show(&a), "cfg-node".to_string()));
     // A bad node name is a configuration error.
     let out = run(env.cmd("hero_usage_status").env("HERO_NODE_ID", "../etc"));
     assert_eq!(out.status.code(), Some(78), "{}", stderr(&out));
