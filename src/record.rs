@@ -32,15 +32,20 @@ impl UtcSecond {
         UtcSecond(t.naive_utc().with_nanosecond(0).expect("0 ns is valid"))
     }
 
-    /// Parse the accepted input forms: `YYYY-MM-DD HH:MM:SS` (UTC), the same
-    /// with a `T`, or RFC 3339 with an offset (converted to UTC). Fractions of
-    /// a second are dropped.
+    /// Parse the accepted input forms: exactly `YYYY-MM-DD HH:MM:SS` (UTC),
+    /// or RFC 3339 with an offset (converted to UTC; fractions of a second
+    /// are dropped). A time without an offset in any other shape is refused:
+    /// it may be local time, and would be billed in the wrong hour.
     pub fn parse(s: &str) -> Result<Self, String> {
-        let s = s.trim();
-        for fmt in [TIME_FORMAT, "%Y-%m-%dT%H:%M:%S"] {
-            if let Ok(t) = NaiveDateTime::parse_from_str(s, fmt) {
-                return Ok(UtcSecond(t));
-            }
+        let exact = s.len() == 19
+            && s.bytes().enumerate().all(|(i, b)| match i {
+                4 | 7 => b == b'-',
+                10 => b == b' ',
+                13 | 16 => b == b':',
+                _ => b.is_ascii_digit(),
+            });
+        if exact && let Ok(t) = NaiveDateTime::parse_from_str(s, TIME_FORMAT) {
+            return Ok(UtcSecond(t));
         }
         if let Ok(t) = DateTime::parse_from_rfc3339(s) {
             return Ok(UtcSecond::from_utc(t.with_timezone(&Utc)));
@@ -613,6 +618,26 @@ mod tests {
         assert_eq!(
             v.record.hour_bucket().remote_path("n1"),
             "nodes/n1/usage_2026-11-26-16.otoml"
+        );
+    }
+
+    #[test]
+    fn a_time_is_exact_or_carries_its_offset() {
+        for bad in [
+            "2026-11-26T16:04:05",   // no offset: maybe local time
+            " 2026-11-26 16:04:05",  // padded
+            "2026-11-26  16:04:05",  // two spaces
+            "2026-11-26 16:04:05 ",  // trailing space
+            "2026-11-26 16:04",      // no seconds
+            "2026-11-26 16:04:05.5", // a fraction without an offset
+        ] {
+            assert!(UtcSecond::parse(bad).is_err(), "{bad:?}");
+        }
+        assert_eq!(
+            UtcSecond::parse("2026-11-26T16:04:05Z")
+                .unwrap()
+                .to_string(),
+            "2026-11-26 16:04:05"
         );
     }
 
