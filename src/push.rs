@@ -180,10 +180,17 @@ pub fn run(spool: &Spool, opts: &PushOptions) -> Result<PushSummary> {
     })
     .map_err(forge_err)?;
 
-    let Some(_push_lock) = spool.try_lock_push()? else {
-        summary.outcome = "locked".into();
-        summary.pending_after = spool.pending_count()?;
-        return Ok(finish(summary, started));
+    // A dry run changes nothing, not even by creating the lock file: it
+    // only reads, and reading tolerates records marked sent meanwhile.
+    let _push_lock = if opts.dry_run {
+        None
+    } else {
+        let Some(lock) = spool.try_lock_push()? else {
+            summary.outcome = "locked".into();
+            summary.pending_after = spool.pending_count()?;
+            return Ok(finish(summary, started));
+        };
+        Some(lock)
     };
 
     if !opts.dry_run {

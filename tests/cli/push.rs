@@ -628,6 +628,10 @@ fn dry_run_changes_nothing_anywhere() {
     assert!(drop.exists(), "no ingestion");
     assert_eq!(node.pending(), 3);
     assert!(!node.env.spool.join("state/last_push.json").exists());
+    assert!(
+        !node.env.spool.join("push.lock").exists(),
+        "not even the lock file"
+    );
     assert!(forge.requests().iter().all(|r| r.method == "GET"));
 
     // Not even a spool is created by a dry run.
