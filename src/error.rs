@@ -93,8 +93,14 @@ pub fn exit_code_of(err: &anyhow::Error) -> i32 {
 /// Print `<binary>: error: <chain>` on stderr and return the exit code: the one
 /// place every binary turns an error into an exit status.
 pub fn report(binary: &str, err: &anyhow::Error) -> i32 {
-    eprintln!("{binary}: error: {err:#}");
+    eprintln!("{binary}: error: {}", one_line(&format!("{err:#}")));
     exit_code_of(err)
+}
+
+/// A message on one line (some parsers' messages span several), so that
+/// every stderr line starts with `<binary>:` and scripts can grep it.
+pub fn one_line(message: &str) -> String {
+    message.split_whitespace().collect::<Vec<_>>().join(" ")
 }
 
 /// Run a binary's `run()` and exit with the code its outcome maps to.

@@ -376,19 +376,22 @@ impl Run<'_> {
             self.plan_hour(hour, records, &mut plan, summary)?;
         }
         failpoint("push-after-read");
-        summary.pushed = plan.files.iter().map(|f| f.new_records).sum();
+        let adding: usize = plan.files.iter().map(|f| f.new_records).sum();
+        // `pushed` counts what was committed: only a commit sets it (a dry
+        // run reports what it would push).
+        summary.pushed = 0;
         summary.already_present = plan.already_present;
         summary.files = plan.files.clone();
         summary.unreadable_hours = plan.unreadable.clone();
 
         if opts.dry_run {
+            summary.pushed = adding;
             summary.outcome = "dry-run".into();
             return Ok(());
         }
         if !plan.changes.is_empty() {
             let message = format!(
-                "usage: {} records from node {} in {} file(s)",
-                summary.pushed,
+                "usage: {adding} records from node {} in {} file(s)",
                 opts.node,
                 plan.changes.len()
             );
@@ -401,6 +404,7 @@ impl Run<'_> {
             let sha = self.commit(&plan.changes, &plan.files, &commit_opts)?;
             failpoint("push-after-commit");
             summary.commit = Some(sha);
+            summary.pushed = adding;
         }
         spool.mark_sent(&plan.done)?;
         failpoint("push-after-mark");

@@ -37,15 +37,8 @@ impl UtcSecond {
     /// are dropped). A time without an offset in any other shape is refused:
     /// it may be local time, and would be billed in the wrong hour.
     pub fn parse(s: &str) -> Result<Self, String> {
-        let exact = s.len() == 19
-            && s.bytes().enumerate().all(|(i, b)| match i {
-                4 | 7 => b == b'-',
-                10 => b == b' ',
-                13 | 16 => b == b':',
-                _ => b.is_ascii_digit(),
-            });
-        if exact && let Ok(t) = NaiveDateTime::parse_from_str(s, TIME_FORMAT) {
-            return Ok(UtcSecond(t));
+        if let Some(t) = UtcSecond::parse_exact(s) {
+            return Ok(t);
         }
         if let Ok(t) = DateTime::parse_from_rfc3339(s) {
             return Ok(UtcSecond::from_utc(t.with_timezone(&Utc)));
@@ -55,6 +48,21 @@ impl UtcSecond {
              (e.g. 2026-11-26T16:04:05+01:00)"
                 .to_string(),
         )
+    }
+
+    /// Exactly `YYYY-MM-DD HH:MM:SS`, the spool's and OTOML's own form. A
+    /// leap second (`:60`) is folded into `:59`, as RFC 3339 input is, so
+    /// that a record never sits in an hour of its own making.
+    pub fn parse_exact(s: &str) -> Option<Self> {
+        let exact = s.len() == 19
+            && s.bytes().enumerate().all(|(i, b)| match i {
+                4 | 7 => b == b'-',
+                10 => b == b' ',
+                13 | 16 => b == b':',
+                _ => b.is_ascii_digit(),
+            });
+        let t = NaiveDateTime::parse_from_str(s, TIME_FORMAT).ok()?;
+        exact.then(|| UtcSecond(t.with_nanosecond(0).expect("0 ns is valid")))
     }
 
     pub fn hour_bucket(self) -> HourBucket {
@@ -82,9 +90,8 @@ impl Serialize for UtcSecond {
 impl<'de> Deserialize<'de> for UtcSecond {
     fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
         let s = String::deserialize(d)?;
-        NaiveDateTime::parse_from_str(&s, TIME_FORMAT)
-            .map(UtcSecond)
-            .map_err(|_| serde::de::Error::custom("occurred_at must be `YYYY-MM-DD HH:MM:SS`"))
+        UtcSecond::parse_exact(&s)
+            .ok_or_else(|| serde::de::Error::custom("occurred_at must be `YYYY-MM-DD HH:MM:SS`"))
     }
 }
 
@@ -567,7 +574,10 @@ pub fn check_description(d: &str) -> Result<(), String> {
     if n > 1024 {
         return Err(format!("{rule}; it is {n} characters long"));
     }
-    match char_problem(d, |_, c| !c.is_control()) {
+    // U+2028/U+2029 are no control characters, but they end a line.
+    match char_problem(d, |_, c| {
+        !c.is_control() && c != '\u{2028}' && c != '\u{2029}'
+    }) {
         Some(p) => Err(format!("{rule}; {p}")),
         None => Ok(()),
     }
@@ -619,6 +629,21 @@ mod tests {
             v.record.hour_bucket().remote_path("n1"),
             "nodes/n1/usage_2026-11-26-16.otoml"
         );
+    }
+
+    #[test]
+    fn a_leap_second_folds_into_the_same_hour() {
+        for s in ["2026-11-25 22:59:60", "2026-11-25T22:59:60Z"] {
+            let t = UtcSecond::parse(s).unwrap();
+            assert_eq!(t.to_string(), "2026-11-25 22:59:59", "{s}");
+            assert_eq!(
+                t.hour_bucket(),
+                UtcSecond::parse("2026-11-25 22:10:00")
+                    .unwrap()
+                    .hour_bucket()
+            );
+        }
+        assert!(check_description("a\u{2028}b").is_err());
     }
 
     #[test]

@@ -4,6 +4,7 @@ use anyhow::Result;
 use clap::Parser;
 use hero_usage::cli::out;
 use hero_usage::config::{Common, ConfigFile, ForgeArgs, ForgeSettings, SpoolArgs};
+use hero_usage::error::one_line;
 use hero_usage::push::{self, PushOptions, PushSummary};
 use hero_usage::schedule::{self, Scheduler};
 use hero_usage::spool::Spool;
@@ -97,13 +98,13 @@ fn run() -> Result<i32> {
         out(&text)?;
     }
     for q in &summary.quarantined {
-        eprintln!("{BINARY}: quarantined {}: {}", q.what, q.reason);
+        eprintln!("{BINARY}: quarantined {}: {}", q.what, one_line(&q.reason));
     }
     for u in &summary.unreadable_hours {
-        eprintln!("{BINARY}: left pending {}: {}", u.what, u.reason);
+        eprintln!("{BINARY}: left pending {}: {}", u.what, one_line(&u.reason));
     }
     if let Some(e) = &summary.error {
-        eprintln!("{BINARY}: error: {e}");
+        eprintln!("{BINARY}: error: {}", one_line(e));
     }
     Ok(summary.exit_code)
 }

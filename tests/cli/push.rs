@@ -576,6 +576,7 @@ fn an_unparseable_remote_hour_stays_pending_and_other_hours_push() {
     // record where the aggregator does not look); a directory at the path.
     for (path, content, why) in [
         (H16, "this is = = not toml", "not a usage batch"),
+        (H16, "garbage = ", "not a usage batch"),
         (H16, outside, "outside the file's hour"),
         (dir_inside.as_str(), "x", "is a directory"),
     ] {
@@ -596,6 +597,13 @@ fn an_unparseable_remote_hour_stays_pending_and_other_hours_push() {
         assert_eq!(code(&out), Some(65), "{why}: {}", stderr(&out));
         assert!(stderr(&out).contains(H16), "{}", stderr(&out));
         assert!(stderr(&out).contains(why), "{why}: {}", stderr(&out));
+        assert!(
+            stderr(&out)
+                .lines()
+                .all(|l| l.starts_with("hero_usage_push: ")),
+            "one line per message: {}",
+            stderr(&out)
+        );
         assert_eq!(remote_keys(&forge, &[H17]), ["job-3"], "{why}");
         assert_eq!(node.pending(), 2, "{why}");
     }
@@ -794,12 +802,17 @@ fn a_token_without_the_write_scope_exits_77_and_keeps_the_records() {
     let node = Node::new(&forge);
     node.record(&three()[0]);
     std::fs::write(&node.token_file, read_only).unwrap();
-    let out = node.push(&[]);
+    let out = node.push(&["--json"]);
     assert_eq!(code(&out), Some(77), "{}", stderr(&out));
     assert!(stderr(&out).contains("scope"), "{}", stderr(&out));
     assert!(!stderr(&out).contains(read_only));
     assert_eq!(commits(&forge), 1, "only the README commit");
     assert_eq!(node.pending(), 1);
+    // Nothing was committed, so nothing is reported pushed (monitoring
+    // reads this).
+    let summary: serde_json::Value = serde_json::from_str(stdout(&out).trim()).unwrap();
+    assert_eq!(summary["outcome"], "failed", "{summary}");
+    assert_eq!(summary["pushed"], 0, "{summary}");
 }
 
 #[test]
@@ -977,4 +990,33 @@ fn version_names_the_binary() {
         stdout(&out)
     );
     assert!(!env.spool.exists(), "nothing created");
+}
+
+#[test]
+fn a_leap_second_is_folded_into_its_hour_and_pushes() {
+    let forge = forge();
+    let node = Node::new(&forge);
+    // Through the binary, as a caller writes it (the test's own `rec`
+    // would parse and fold it first).
+    let out = run(node.env.cmd("hero_usage_record").args([
+        "--idempotency-key=leap",
+        "--user-sid=0a1b",
+        "--amount-cents=1",
+        "--resource-kind=cpu_hours",
+        "--occurred-at=2026-11-20 16:59:60",
+    ]));
+    assert_eq!(code(&out), Some(0), "{}", stderr(&out));
+    node.record(&rec("plain", "2026-11-20 16:10:00", 2));
+    let out = node.push(&[]);
+    assert_eq!(code(&out), Some(0), "{}", stderr(&out));
+    let text = file(&forge, H16).unwrap();
+    assert!(
+        text.contains("occurred_at = \"2026-11-20 16:59:59\""),
+        "{text}"
+    );
+    assert_eq!(remote_keys(&forge, &[H16]), ["leap", "plain"]);
+    // The file it wrote reads back: a later record of the hour merges.
+    node.record(&rec("later", "2026-11-20 16:30:00", 3));
+    assert_eq!(code(&node.push(&[])), Some(0));
+    assert_eq!(remote_keys(&forge, &[H16]), ["later", "leap", "plain"]);
 }
