@@ -205,16 +205,33 @@ fn read_file(
     Ok(Some((records, modified)))
 }
 
-/// Point lookups of stored records (duplicate checks), each file parsed
-/// once per cache: a batch of duplicates mostly hits a few chunk files.
+/// Point lookups of stored records (duplicate checks, under the writers'
+/// lock). In a chunk the record is found by its key's line, parsing only its
+/// own table: parsing whole chunks made a batch of duplicates spread over
+/// many chunks hold the lock for seconds. Whole parses, the fallback, are
+/// kept per file.
 #[derive(Default)]
 pub(crate) struct RecordLookup {
     files: HashMap<u64, HashMap<String, UsageRecord>>,
 }
 
+/// The table of a chunk that holds the record rendered with `key_line`
+/// (the line `idempotency_key = ...` exactly as the writer renders it),
+/// parsed alone; `None` when it is not found so (the caller parses whole).
+fn find_in_chunk(text: &str, key_line: &str, name: &str) -> Option<UsageRecord> {
+    let at = text.find(&format!("\n{key_line}\n"))?;
+    let start = text[..at].rfind(CHUNK_TABLE)? + CHUNK_TABLE.len();
+    let end = text[at + 1..]
+        .find(&format!("\n{CHUNK_TABLE}\n"))
+        .map_or(text.len(), |e| at + 1 + e);
+    let rec: UsageRecord = toml::from_str(&text[start..end]).ok()?;
+    (rec.check().is_ok() && file_name_for_key(&rec.idempotency_key) == name).then_some(rec)
+}
+
 impl RecordLookup {
-    /// The record stored at `path` (an entry named `name`).
-    pub fn get(&mut self, path: &Path, name: &str) -> Result<UsageRecord> {
+    /// The record stored at `path` (an entry named `name`); `like` is the
+    /// record it is compared with, whose rendering finds it in a chunk.
+    pub fn get(&mut self, path: &Path, name: &str, like: &UsageRecord) -> Result<UsageRecord> {
         let bad = |reason: String| {
             fail(
                 Kind::CantCreate,
@@ -224,6 +241,18 @@ impl RecordLookup {
         let ino = fs::symlink_metadata(path)
             .map_err(cant(format!("cannot check {}", path.display())))?
             .ino();
+        if !self.files.contains_key(&ino)
+            && let Ok((bytes, meta)) = fsx::read_regular_meta(path, MAX_FILE_BYTES)
+            && meta.ino() == ino
+            && let Ok(text) = std::str::from_utf8(&bytes)
+            && text.starts_with(CHUNK_TABLE)
+            && let Some(key_line) = render_single(like)?
+                .lines()
+                .find(|l| l.starts_with("idempotency_key = "))
+            && let Some(rec) = find_in_chunk(text, key_line, name)
+        {
+            return Ok(rec);
+        }
         let records = match self.files.entry(ino) {
             std::collections::hash_map::Entry::Occupied(e) => e.into_mut(),
             std::collections::hash_map::Entry::Vacant(e) => match read_file(path, Some(ino)) {
@@ -270,6 +299,27 @@ mod tests {
         assert_eq!(got.len(), 2);
         assert_eq!(take_named(&mut got, &file_name_for_key("b")), Ok(b));
         assert!(take_named(&mut got, &file_name_for_key("c")).is_err());
+    }
+
+    #[test]
+    fn a_record_is_found_in_a_chunk_by_its_key_line_alone() {
+        let (a, b, c) = (rec("a"), rec(r#"b"q\x"#), rec("c"));
+        let chunk = render_chunk([&a, &b, &c].into_iter()).unwrap();
+        for r in [&a, &b, &c] {
+            let single = render_single(r).unwrap();
+            let line = single
+                .lines()
+                .find(|l| l.starts_with("idempotency_key = "))
+                .unwrap();
+            let name = file_name_for_key(&r.idempotency_key);
+            assert_eq!(find_in_chunk(&chunk, line, &name).as_ref(), Some(r));
+        }
+        let single = render_single(&rec("d")).unwrap();
+        let line = single
+            .lines()
+            .find(|l| l.starts_with("idempotency_key = "))
+            .unwrap();
+        assert_eq!(find_in_chunk(&chunk, line, &file_name_for_key("d")), None);
     }
 
     #[test]
