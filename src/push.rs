@@ -485,7 +485,7 @@ impl Run<'_> {
                             "conflict: idempotency key already in {path} of the billing repository with different {}; never pushed",
                             differing.join(", ")
                         );
-                        quarantine(self.spool, self.opts, &id, &reason, summary);
+                        quarantine(self.spool, self.opts, &id, Some(&local), &reason, summary);
                     }
                 }
                 None => {
@@ -594,17 +594,19 @@ fn load_pending(
 ) -> Result<Vec<HourRecords>> {
     let load = spool.load_pending(opts.max_records)?;
     for (id, reason) in &load.damaged {
-        quarantine(spool, opts, id, reason, summary);
+        quarantine(spool, opts, id, None, reason, summary);
     }
     Ok(load.hours.into_iter().collect())
 }
 
 /// Move a pending record to `rejected/` (not in a dry run) and report it
-/// once, however many attempts of the run meet it.
+/// once, however many attempts of the run meet it. `record` is the entry's
+/// record when it could be read.
 fn quarantine(
     spool: &Spool,
     opts: &PushOptions,
     id: &PendingId,
+    record: Option<&UsageRecord>,
     reason: &str,
     summary: &mut PushSummary,
 ) {
@@ -613,7 +615,7 @@ fn quarantine(
         return;
     }
     if !opts.dry_run
-        && let Err(e) = spool.quarantine_pending(id, reason)
+        && let Err(e) = spool.quarantine_pending(id, record, reason)
     {
         summary.unreadable_hours.push(Problem {
             what,

@@ -352,10 +352,34 @@ impl Spool {
     }
 
     /// Move a pending record into `rejected/` with a `.reason` file (a
-    /// conflict found at push time).
-    pub fn quarantine_pending(&self, id: &PendingId, reason: &str) -> Result<()> {
+    /// conflict or a damaged file found at push time). `record` is the
+    /// entry's record when it could be read: an entry of a chunk is first
+    /// replaced by a file of its own record, so that what is quarantined
+    /// shows that record alone, not the chunk's others.
+    pub fn quarantine_pending(
+        &self,
+        id: &PendingId,
+        record: Option<&UsageRecord>,
+        reason: &str,
+    ) -> Result<()> {
         let _lock = self.lock_writers()?;
-        self.quarantine_locked(&self.dir("pending").join(&id.0), &id.0, reason)?;
+        let pending = self.dir("pending");
+        let entry = pending.join(&id.0);
+        let shared = fs::symlink_metadata(&entry).is_ok_and(|m| {
+            use std::os::unix::fs::MetadataExt;
+            m.is_file() && m.nlink() > 1
+        });
+        if let Some(rec) = record.filter(|_| shared) {
+            let tmp = self.dir("tmp").join(fsx::unique_name("rec"));
+            fsx::write_new_synced(&tmp, files::render_single(rec)?.as_bytes())
+                .and_then(|()| fs::rename(&tmp, &entry))
+                .and_then(|()| fsx::sync_dir(&pending))
+                .map_err(|e| {
+                    let _ = fs::remove_file(&tmp);
+                    cant(format!("cannot write {}", entry.display()))(e)
+                })?;
+        }
+        self.quarantine_locked(&entry, &id.0, reason)?;
         Ok(())
     }
 

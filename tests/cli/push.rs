@@ -1020,3 +1020,51 @@ fn a_leap_second_is_folded_into_its_hour_and_pushes() {
     assert_eq!(code(&node.push(&[])), Some(0));
     assert_eq!(remote_keys(&forge, &[H16]), ["later", "leap", "plain"]);
 }
+
+#[test]
+fn a_conflicting_record_of_a_chunk_is_quarantined_alone() {
+    let forge = forge();
+    let first = Node::new(&forge);
+    let lines = |amount: u64, keys: &[&str]| -> String {
+        keys.iter()
+            .map(|k| {
+                format!(
+                    "{{\"idempotency_key\":\"{k}\",\"user_sid\":\"0a1b\",\"amount_cents\":{amount},\
+                     \"resource_kind\":\"gpu\",\"occurred_at\":\"2026-11-20 16:00:00\"}}\n"
+                )
+            })
+            .collect()
+    };
+    let record = |node: &Node, input: String| {
+        let o = crate::support::run_with_stdin(
+            node.env.cmd("hero_usage_record").arg("--stdin"),
+            input.as_bytes(),
+        );
+        assert_eq!(code(&o), Some(0), "{}", stderr(&o));
+    };
+    record(&first, lines(1, &["q1", "q2"]));
+    assert_eq!(code(&first.push(&[])), Some(0));
+    // Another spool of the node reuses both keys with another amount, in
+    // one chunk with a new record.
+    let other = Node::new(&forge);
+    record(&other, lines(2, &["q1", "q2", "q3"]));
+    let out = other.push(&[]);
+    assert_eq!(code(&out), Some(65), "{}", stderr(&out));
+    assert_eq!(remote_keys(&forge, &[H16]), ["q1", "q2", "q3"]);
+    let rejected: Vec<_> = other
+        .rejected()
+        .into_iter()
+        .filter(|p| p.extension().is_some_and(|e| e == "toml"))
+        .collect();
+    assert_eq!(rejected.len(), 2, "{rejected:?}");
+    for p in rejected {
+        let text = std::fs::read_to_string(&p).unwrap();
+        let rec: UsageRecord = toml::from_str(&text)
+            .unwrap_or_else(|e| panic!("{}: one record alone: {e}\n{text}", p.display()));
+        assert_eq!(
+            p.file_name().unwrap().to_str().unwrap(),
+            hero_usage::spool::file_name_for_key(&rec.idempotency_key)
+        );
+        assert_eq!(rec.amount_cents, 2);
+    }
+}

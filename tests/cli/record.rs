@@ -717,7 +717,11 @@ fn push_lock_is_exclusive_and_quarantine_pending_moves_with_reason() {
     assert!(spool.try_lock_push().unwrap().is_some());
     let id = PendingId::for_key("job-42-2026-11-26T16");
     spool
-        .quarantine_pending(&id, "amount_cents differs from the billing repository")
+        .quarantine_pending(
+            &id,
+            None,
+            "amount_cents differs from the billing repository",
+        )
         .unwrap();
     let reason =
         std::fs::read_to_string(env.spool.join("rejected").join(format!("{id}.reason"))).unwrap();
