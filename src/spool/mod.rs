@@ -29,7 +29,7 @@ use std::collections::BTreeMap;
 use std::fs::{self, File};
 use std::io;
 use std::path::{Path, PathBuf};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 pub use files::CHUNK_RECORDS;
 pub use ingest::IngestReport;
@@ -230,28 +230,38 @@ impl Spool {
         let path = self.root.join("lock");
         let file = fsx::open_lock_file(&path)
             .map_err(cant(format!("cannot open lock {}", path.display())))?;
-        let start = Instant::now();
-        let mut pause = Duration::from_millis(1);
-        loop {
-            match file.try_lock() {
-                Ok(()) => return Ok(WriterLock { file }),
-                Err(fs::TryLockError::WouldBlock) => {}
-                Err(fs::TryLockError::Error(e)) => {
-                    return Err(cant(format!("cannot lock {}", path.display()))(e));
-                }
+        match file.try_lock() {
+            Ok(()) => return Ok(WriterLock { file }),
+            Err(fs::TryLockError::WouldBlock) => {}
+            Err(fs::TryLockError::Error(e)) => {
+                return Err(cant(format!("cannot lock {}", path.display()))(e));
             }
-            if start.elapsed() >= LOCK_WAIT {
-                return Err(fail(
-                    Kind::TempFail,
-                    format!(
-                        "the spool lock {} is still held by another process after {} s; try again (nothing is lost)",
-                        path.display(),
-                        LOCK_WAIT.as_secs()
-                    ),
-                ));
-            }
-            std::thread::sleep(pause);
-            pause = (pause * 2).min(Duration::from_millis(20));
+        }
+        // Wait in flock(2) itself, woken the moment the holder lets go:
+        // polling let busy writers take the lock again and again in between,
+        // and a waiting writer gave up after LOCK_WAIT though no hold was
+        // long. A thread waits so that the wait can end; the lock belongs to
+        // the open file, which both descriptors share. Should it come after
+        // we gave up, the thread's descriptor is the last and closing it
+        // releases the lock at once.
+        let waiter = file
+            .try_clone()
+            .map_err(cant(format!("cannot open lock {}", path.display())))?;
+        let (tx, rx) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            let _ = tx.send(waiter.lock());
+        });
+        match rx.recv_timeout(LOCK_WAIT) {
+            Ok(Ok(())) => Ok(WriterLock { file }),
+            Ok(Err(e)) => Err(cant(format!("cannot lock {}", path.display()))(e)),
+            Err(_) => Err(fail(
+                Kind::TempFail,
+                format!(
+                    "the spool lock {} is still held by another process after {} s; try again (nothing is lost)",
+                    path.display(),
+                    LOCK_WAIT.as_secs()
+                ),
+            )),
         }
     }
 
