@@ -206,31 +206,111 @@ fn read_file(
 }
 
 /// Point lookups of stored records (duplicate checks, under the writers'
-/// lock). In a chunk the record is found by its key's line, parsing only its
-/// own table: parsing whole chunks made a batch of duplicates spread over
-/// many chunks hold the lock for seconds. Whole parses, the fallback, are
-/// kept per file.
+/// lock). A chunk is indexed by its records' key lines and only the table
+/// asked for is parsed: parsing whole chunks made a batch of duplicates
+/// spread over many chunks hold the lock for seconds. The last few files
+/// read are kept, so a batch whose duplicates sit together reads each once,
+/// while memory stays bounded however many files a batch touches.
 #[derive(Default)]
 pub(crate) struct RecordLookup {
-    files: HashMap<u64, HashMap<String, UsageRecord>>,
+    /// By inode, the most recently used last.
+    recent: Vec<(u64, StoredFile)>,
 }
 
-/// The table of a chunk that holds the record rendered with `key_line`
-/// (the line `idempotency_key = ...` exactly as the writer renders it),
-/// parsed alone; `None` when it is not found so (the caller parses whole).
-fn find_in_chunk(text: &str, key_line: &str, name: &str) -> Option<UsageRecord> {
-    let at = text.find(&format!("\n{key_line}\n"))?;
-    let start = text[..at].rfind(CHUNK_TABLE)? + CHUNK_TABLE.len();
-    let end = text[at + 1..]
-        .find(&format!("\n{CHUNK_TABLE}\n"))
-        .map_or(text.len(), |e| at + 1 + e);
-    let rec: UsageRecord = toml::from_str(&text[start..end]).ok()?;
-    (rec.check().is_ok() && file_name_for_key(&rec.idempotency_key) == name).then_some(rec)
+/// Files kept by a [`RecordLookup`] (a chunk is at most a few MiB).
+const RECENT_FILES: usize = 8;
+
+enum StoredFile {
+    /// A single-record file (or anything but a chunk), parsed whole.
+    Parsed(HashMap<String, UsageRecord>),
+    /// A chunk: its text, and the table of each `idempotency_key = ...` line.
+    Chunk {
+        text: String,
+        tables: HashMap<String, std::ops::Range<usize>>,
+    },
+}
+
+/// Where each record table of a chunk is, by its key line exactly as the
+/// writer renders it. Headers are found at line starts only.
+fn index_chunk(text: &str) -> HashMap<String, std::ops::Range<usize>> {
+    let header = format!("{CHUNK_TABLE}\n");
+    let starts: Vec<usize> = text
+        .match_indices(&header)
+        .filter(|(i, _)| *i == 0 || text.as_bytes()[i - 1] == b'\n')
+        .map(|(i, _)| i)
+        .collect();
+    let mut tables = HashMap::with_capacity(starts.len());
+    for (n, &at) in starts.iter().enumerate() {
+        let body = at + header.len()..starts.get(n + 1).copied().unwrap_or(text.len());
+        if let Some(line) = text[body.clone()]
+            .lines()
+            .find(|l| l.starts_with("idempotency_key = "))
+        {
+            tables.entry(line.to_string()).or_insert(body);
+        }
+    }
+    tables
+}
+
+impl StoredFile {
+    fn read(path: &Path, ino: u64) -> std::result::Result<Option<StoredFile>, ReadError> {
+        let bytes = match fsx::read_regular_meta(path, MAX_FILE_BYTES) {
+            Ok((_, meta)) if meta.ino() != ino => {
+                return Err(ReadError::Damaged(
+                    "its file changed while it was read".into(),
+                ));
+            }
+            Ok((bytes, _)) => bytes,
+            Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(None),
+            Err(e) => {
+                return Err(ReadError::Io(cant(format!(
+                    "cannot read {}",
+                    path.display()
+                ))(e)));
+            }
+        };
+        match String::from_utf8(bytes) {
+            Ok(text) if text.starts_with(CHUNK_TABLE) => {
+                let tables = index_chunk(&text);
+                Ok(Some(StoredFile::Chunk { text, tables }))
+            }
+            Ok(text) => parse_file(text.into_bytes())
+                .map(|records| Some(StoredFile::Parsed(records)))
+                .map_err(|r| ReadError::Damaged(format!("damaged: {r}"))),
+            Err(_) => Err(ReadError::Damaged("damaged: not UTF-8".into())),
+        }
+    }
+
+    /// The record named `name`; `like` (the record compared with it) gives
+    /// the key line that finds it in a chunk.
+    fn record(&self, name: &str, like: &UsageRecord) -> std::result::Result<UsageRecord, String> {
+        let none = || "its file holds no record whose key hashes to its name".to_string();
+        match self {
+            StoredFile::Parsed(records) => records.get(name).cloned().ok_or_else(none),
+            StoredFile::Chunk { text, tables } => {
+                let single = render_single(like).map_err(|e| format!("{e:#}"))?;
+                let found = single
+                    .lines()
+                    .find(|l| l.starts_with("idempotency_key = "))
+                    .and_then(|line| tables.get(line))
+                    .and_then(|body| toml::from_str::<UsageRecord>(&text[body.clone()]).ok())
+                    .filter(|r| r.check().is_ok() && file_name_for_key(&r.idempotency_key) == name);
+                match found {
+                    Some(rec) => Ok(rec),
+                    // Not found by its line: read the chunk whole to be sure.
+                    None => parse_file(text.clone().into_bytes())
+                        .map_err(|r| format!("damaged: {r}"))?
+                        .remove(name)
+                        .ok_or_else(none),
+                }
+            }
+        }
+    }
 }
 
 impl RecordLookup {
     /// The record stored at `path` (an entry named `name`); `like` is the
-    /// record it is compared with, whose rendering finds it in a chunk.
+    /// record it is compared with.
     pub fn get(&mut self, path: &Path, name: &str, like: &UsageRecord) -> Result<UsageRecord> {
         let bad = |reason: String| {
             fail(
@@ -241,31 +321,26 @@ impl RecordLookup {
         let ino = fs::symlink_metadata(path)
             .map_err(cant(format!("cannot check {}", path.display())))?
             .ino();
-        if !self.files.contains_key(&ino)
-            && let Ok((bytes, meta)) = fsx::read_regular_meta(path, MAX_FILE_BYTES)
-            && meta.ino() == ino
-            && let Ok(text) = std::str::from_utf8(&bytes)
-            && text.starts_with(CHUNK_TABLE)
-            && let Some(key_line) = render_single(like)?
-                .lines()
-                .find(|l| l.starts_with("idempotency_key = "))
-            && let Some(rec) = find_in_chunk(text, key_line, name)
-        {
-            return Ok(rec);
+        match self.recent.iter().position(|(i, _)| *i == ino) {
+            Some(at) => {
+                let hit = self.recent.remove(at);
+                self.recent.push(hit);
+            }
+            None => {
+                let file = match StoredFile::read(path, ino) {
+                    Ok(Some(file)) => file,
+                    Ok(None) => return Err(bad("vanished while it was read".into())),
+                    Err(ReadError::Io(err)) => return Err(err),
+                    Err(ReadError::Damaged(reason)) => return Err(bad(reason)),
+                };
+                if self.recent.len() == RECENT_FILES {
+                    self.recent.remove(0);
+                }
+                self.recent.push((ino, file));
+            }
         }
-        let records = match self.files.entry(ino) {
-            std::collections::hash_map::Entry::Occupied(e) => e.into_mut(),
-            std::collections::hash_map::Entry::Vacant(e) => match read_file(path, Some(ino)) {
-                Ok(Some((records, _))) => e.insert(records),
-                Ok(None) => return Err(bad("vanished while it was read".into())),
-                Err(ReadError::Io(err)) => return Err(err),
-                Err(ReadError::Damaged(reason)) => return Err(bad(reason)),
-            },
-        };
-        records
-            .get(name)
-            .cloned()
-            .ok_or_else(|| bad("its file holds no record whose key hashes to its name".into()))
+        let (_, file) = self.recent.last().expect("just pushed");
+        file.record(name, like).map_err(bad)
     }
 }
 
@@ -304,22 +379,16 @@ mod tests {
     #[test]
     fn a_record_is_found_in_a_chunk_by_its_key_line_alone() {
         let (a, b, c) = (rec("a"), rec(r#"b"q\x"#), rec("c"));
-        let chunk = render_chunk([&a, &b, &c].into_iter()).unwrap();
+        let text = render_chunk([&a, &b, &c].into_iter()).unwrap();
+        let tables = index_chunk(&text);
+        assert_eq!(tables.len(), 3);
+        let chunk = StoredFile::Chunk { text, tables };
         for r in [&a, &b, &c] {
-            let single = render_single(r).unwrap();
-            let line = single
-                .lines()
-                .find(|l| l.starts_with("idempotency_key = "))
-                .unwrap();
             let name = file_name_for_key(&r.idempotency_key);
-            assert_eq!(find_in_chunk(&chunk, line, &name).as_ref(), Some(r));
+            assert_eq!(chunk.record(&name, r).as_ref(), Ok(r));
         }
-        let single = render_single(&rec("d")).unwrap();
-        let line = single
-            .lines()
-            .find(|l| l.starts_with("idempotency_key = "))
-            .unwrap();
-        assert_eq!(find_in_chunk(&chunk, line, &file_name_for_key("d")), None);
+        let d = rec("d");
+        assert!(chunk.record(&file_name_for_key("d"), &d).is_err());
     }
 
     #[test]
