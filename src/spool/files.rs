@@ -133,7 +133,7 @@ impl Spool {
             let mut read = None;
             let mut first = 0;
             while read.is_none() && first < names.len() {
-                match read_file(&dir.join(&names[first]), Some(ino)) {
+                match read_file(&dir.join(&names[first]), ino) {
                     Ok(Some((records, modified))) => read = Some((Ok(records), Some(modified))),
                     Ok(None) => first += 1, // gone meanwhile
                     Err(ReadError::Io(e)) => return Err(e),
@@ -169,14 +169,13 @@ enum ReadError {
     Damaged(String),
 }
 
-/// Read and parse the record file at `path` without following a symlink;
-/// `expect_ino` guards against a file swapped in since it was listed.
-/// `Ok(None)` when it is gone.
-#[allow(clippy::type_complexity)]
-fn read_file(
+/// The bytes and metadata of the record file at `path`, read without
+/// following a symlink; `ino` guards against a file swapped in since it was
+/// seen. `Ok(None)` when it is gone.
+fn read_bytes(
     path: &Path,
-    expect_ino: Option<u64>,
-) -> std::result::Result<Option<(HashMap<String, UsageRecord>, SystemTime)>, ReadError> {
+    ino: u64,
+) -> std::result::Result<Option<(Vec<u8>, fs::Metadata)>, ReadError> {
     let (bytes, meta) = match fsx::read_regular_meta(path, MAX_FILE_BYTES) {
         Ok(x) => x,
         Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(None),
@@ -195,11 +194,24 @@ fn read_file(
             ))(e)));
         }
     };
-    if expect_ino.is_some_and(|ino| ino != meta.ino()) {
+    if meta.ino() != ino {
         return Err(ReadError::Damaged(
             "its file changed while it was read".into(),
         ));
     }
+    Ok(Some((bytes, meta)))
+}
+
+/// Read and parse the record file at `path` (see [`read_bytes`]), with
+/// when it was written.
+#[allow(clippy::type_complexity)]
+fn read_file(
+    path: &Path,
+    ino: u64,
+) -> std::result::Result<Option<(HashMap<String, UsageRecord>, SystemTime)>, ReadError> {
+    let Some((bytes, meta)) = read_bytes(path, ino)? else {
+        return Ok(None);
+    };
     let modified = meta.modified().unwrap_or(SystemTime::UNIX_EPOCH);
     let records = parse_file(bytes).map_err(|r| ReadError::Damaged(format!("damaged: {r}")))?;
     Ok(Some((records, modified)))
@@ -254,20 +266,8 @@ fn index_chunk(text: &str) -> HashMap<String, std::ops::Range<usize>> {
 
 impl StoredFile {
     fn read(path: &Path, ino: u64) -> std::result::Result<Option<StoredFile>, ReadError> {
-        let bytes = match fsx::read_regular_meta(path, MAX_FILE_BYTES) {
-            Ok((_, meta)) if meta.ino() != ino => {
-                return Err(ReadError::Damaged(
-                    "its file changed while it was read".into(),
-                ));
-            }
-            Ok((bytes, _)) => bytes,
-            Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(None),
-            Err(e) => {
-                return Err(ReadError::Io(cant(format!(
-                    "cannot read {}",
-                    path.display()
-                ))(e)));
-            }
+        let Some((bytes, _)) = read_bytes(path, ino)? else {
+            return Ok(None);
         };
         match String::from_utf8(bytes) {
             Ok(text) if text.starts_with(CHUNK_TABLE) => {
