@@ -69,8 +69,8 @@ impl Spool {
         let mut file_of: Vec<Option<usize>> = vec![None; items.len()];
         let mut tmps = TmpFiles(Vec::new());
         for group in todo.chunks(CHUNK_RECORDS) {
-            let records = group.iter().map(|&i| &items[i].record);
-            tmps.0.push(self.write_tmp(records, group.len())?);
+            let records: Vec<&UsageRecord> = group.iter().map(|&i| &items[i].record).collect();
+            tmps.0.push(self.write_tmp(&records)?);
             for &i in group {
                 file_of[i] = Some(tmps.0.len() - 1);
             }
@@ -102,14 +102,14 @@ impl Spool {
                         continue;
                     }
                     // Known at the pre-check, gone since (pruned): write it now.
-                    tmps.0.push(self.write_tmp(std::iter::once(&v.record), 1)?);
+                    tmps.0.push(self.write_tmp(&[&v.record])?);
                     tmps.0.last().expect("just pushed").clone()
                 }
             };
             let linked = match fs::hard_link(&tmp, &target) {
                 // A file system with few links per file: this record alone.
                 Err(e) if e.kind() == io::ErrorKind::TooManyLinks => {
-                    tmps.0.push(self.write_tmp(std::iter::once(&v.record), 1)?);
+                    tmps.0.push(self.write_tmp(&[&v.record])?);
                     fs::hard_link(tmps.0.last().expect("just pushed"), &target)
                 }
                 other => other,
@@ -144,18 +144,12 @@ impl Spool {
         Ok(outcomes)
     }
 
-    /// Create a tmp file (O_EXCL, 0600) holding `records` (`count` of
-    /// them: one is a single-record file, more a chunk) and fsync it.
-    fn write_tmp<'a>(
-        &self,
-        records: impl Iterator<Item = &'a UsageRecord>,
-        count: usize,
-    ) -> Result<PathBuf> {
-        let mut records = records.peekable();
-        let text = if count == 1 {
-            render_single(records.next().expect("one record"))?
-        } else {
-            render_chunk(records)?
+    /// Create a tmp file (O_EXCL, 0600) holding `records` (one is a
+    /// single-record file, more a chunk) and fsync it.
+    fn write_tmp(&self, records: &[&UsageRecord]) -> Result<PathBuf> {
+        let text = match records {
+            [one] => render_single(one)?,
+            _ => render_chunk(records.iter().copied())?,
         };
         let tmp_dir = self.dir("tmp");
         let path = tmp_dir.join(fsx::unique_name("rec"));
