@@ -103,11 +103,14 @@ pub fn one_line(message: &str) -> String {
     message.split_whitespace().collect::<Vec<_>>().join(" ")
 }
 
-/// Run a binary's `run()` and exit with the code its outcome maps to.
-pub fn main_with(binary: &str, run: impl FnOnce() -> anyhow::Result<i32>) -> ! {
+/// Run a binary's `run()` and return the exit code its outcome maps to.
+pub fn main_with(
+    binary: &str,
+    run: impl FnOnce() -> anyhow::Result<i32>,
+) -> std::process::ExitCode {
     let code = match run() {
         Ok(code) => code,
         Err(err) => report(binary, &err),
     };
-    std::process::exit(code)
+    std::process::ExitCode::from(u8::try_from(code).unwrap_or(70))
 }

@@ -7,6 +7,7 @@
 //! the client knows no spool, and only push joins them.
 
 pub mod cli;
+pub mod cmd;
 pub mod config;
 pub mod error;
 pub mod failpoint;
@@ -14,7 +15,6 @@ pub mod forgejo;
 pub mod otoml;
 pub mod push;
 pub mod record;
-pub mod recorder;
 pub mod schedule;
 pub mod shim;
 pub mod spool;

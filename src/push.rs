@@ -102,6 +102,21 @@ pub struct PushSummary {
 }
 
 impl PushSummary {
+    /// What the push binary prints: the summary line, and for a dry run the
+    /// file each commit would write.
+    pub fn text(&self, dry_run: bool) -> String {
+        let mut text = format!("{}\n", self.line());
+        if dry_run {
+            for f in &self.files {
+                text.push_str(&format!(
+                    "would {} {}: {} new, {} in all\n",
+                    f.operation, f.path, f.new_records, f.total_records
+                ));
+            }
+        }
+        text
+    }
+
     /// The one summary line.
     pub fn line(&self) -> String {
         let mut s = match self.outcome.as_str() {

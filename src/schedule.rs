@@ -2,6 +2,7 @@
 //! "Scheduling"). The minute past the hour is derived from the node name so
 //! that many nodes do not all reach the forge at :00.
 
+use crate::config::{Common, ConfigFile, SpoolArgs, given};
 use sha2::{Digest, Sha256};
 
 /// The schedulers `--print-schedule` knows.
@@ -17,6 +18,24 @@ pub enum Scheduler {
 pub const ACTION_NAME: &str = "hero_usage_billing_cron";
 /// One hour.
 pub const INTERVAL_MS: u64 = 3_600_000;
+
+/// The push job's command line for a scheduler. The scheduler's environment
+/// is not this shell's: name the spool, the node and the config file (none of
+/// them secret) on the line.
+pub fn push_command(args: &SpoolArgs, common: &Common) -> anyhow::Result<Vec<String>> {
+    let mut command = vec![
+        std::env::current_exe()?.display().to_string(),
+        "--once".into(),
+        "--spool".into(),
+        common.spool.display().to_string(),
+        "--node".into(),
+        common.node.clone(),
+    ];
+    if let Some(config) = ConfigFile::locate(given(&args.config).as_deref()) {
+        command.extend(["--config".into(), config.display().to_string()]);
+    }
+    Ok(command)
+}
 
 /// The minute past the hour this node pushes at: stable per node, spread
 /// evenly over 0..60.

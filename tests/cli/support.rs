@@ -6,14 +6,30 @@
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
-/// The path of one of the package's binaries. Cargo builds them next to the
-/// test binary's `deps/` folder before it runs integration tests.
+/// The path of one of the package's binaries (Cargo builds them before the
+/// integration tests and names them in `CARGO_BIN_EXE_<name>`).
 pub fn bin(name: &str) -> PathBuf {
-    let exe = std::env::current_exe().expect("test binary path");
-    let dir = exe.parent().and_then(Path::parent).expect("target dir");
-    let path = dir.join(name);
+    let path = PathBuf::from(match name {
+        "hero_usage_record" => env!("CARGO_BIN_EXE_hero_usage_record"),
+        "hero_usage_push" => env!("CARGO_BIN_EXE_hero_usage_push"),
+        "hero_usage_shim" => env!("CARGO_BIN_EXE_hero_usage_shim"),
+        "hero_usage_status" => env!("CARGO_BIN_EXE_hero_usage_status"),
+        other => panic!("no binary named {other}"),
+    });
     assert!(path.exists(), "{} not built", path.display());
     path
+}
+
+/// Assert a process's exit code; on failure print its stdout and stderr.
+#[track_caller]
+pub fn assert_exit(o: &Output, code: i32) {
+    assert_eq!(
+        o.status.code(),
+        Some(code),
+        "expected exit {code}\n--- stdout:\n{}\n--- stderr:\n{}",
+        stdout(o),
+        stderr(o)
+    );
 }
 
 pub struct TestEnv {

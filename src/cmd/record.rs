@@ -1,5 +1,5 @@
-//! `hero_usage_record`'s job: one record from flags, or many from JSON lines
-//! on stdin in group-committed chunks. The binary only parses flags.
+//! `hero_usage_record`: one record from flags, or many from JSON lines on
+//! stdin in group-committed chunks. See `man 1 hero_usage_record`.
 
 use crate::config::{Common, SpoolArgs};
 use crate::error::{Kind, fail};
@@ -9,11 +9,44 @@ use crate::record::{
 use crate::spool::{CHUNK_RECORDS, RecordOutcome, Spool};
 use anyhow::Result;
 use chrono::Utc;
+use clap::Parser;
 use std::io::{BufRead, Write};
+use std::process::ExitCode;
 
 pub const BINARY: &str = "hero_usage_record";
 /// Longest accepted `--stdin` line (a record is far shorter).
 pub const MAX_LINE_BYTES: usize = 64 * 1024;
+
+/// Validate a usage record and drop it durably into the local spool,
+/// deduplicated by its idempotency key.
+#[derive(Parser, Debug)]
+#[command(name = BINARY, version)]
+pub struct Cli {
+    #[command(flatten)]
+    pub fields: FieldFlags,
+    /// Read records as JSON lines from stdin (one object per line, the fields' own names)
+    #[arg(long, conflicts_with = "record_fields")]
+    pub stdin: bool,
+    #[command(flatten)]
+    pub spool: SpoolArgs,
+}
+
+/// The binary's `main`.
+pub fn main() -> ExitCode {
+    crate::error::main_with(BINARY, || run(crate::cli::parse(BINARY)))
+}
+
+/// Record from the flags, or from JSON lines on stdin; returns the exit code.
+pub fn run(cli: Cli) -> Result<i32> {
+    if cli.stdin {
+        let stdin = std::io::BufReader::with_capacity(64 * 1024, std::io::stdin());
+        let stdout = std::io::stdout();
+        let mut out = std::io::BufWriter::new(stdout.lock());
+        run_stdin(&cli.spool, Box::new(stdin), &mut out)
+    } else {
+        run_fields(&cli.spool, &cli.fields)
+    }
+}
 
 /// The record's fields as given on the command line: one flag per field,
 /// named after it with dashes. Defined once here; the binary flattens it.

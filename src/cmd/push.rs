@@ -1,0 +1,94 @@
+//! `hero_usage_push`: the hourly job. Flags here, the job in [`crate::push`].
+//! See `man 1 hero_usage_push`.
+
+use crate::cli::out;
+use crate::config::{Common, ForgeArgs, ForgeSettings, SpoolArgs};
+use crate::error::one_line;
+use crate::push::{self, PushOptions, PushSummary};
+use crate::schedule::{self, Scheduler};
+use crate::spool::Spool;
+use anyhow::Result;
+use clap::Parser;
+use std::process::ExitCode;
+
+pub const BINARY: &str = "hero_usage_push";
+
+/// Push pending usage records, bundled per UTC hour, to the billing repository in one commit.
+#[derive(Parser, Debug)]
+#[command(name = BINARY, version)]
+pub struct Cli {
+    #[command(flatten)]
+    pub spool: SpoolArgs,
+    #[command(flatten)]
+    pub forge: ForgeArgs,
+    /// Accepted for schedulers configured with it; every run is one-shot
+    #[arg(long)]
+    pub once: bool,
+    /// Read and print what a push would commit; change nothing anywhere
+    #[arg(long)]
+    pub dry_run: bool,
+    /// Print the summary as one JSON object
+    #[arg(long)]
+    pub json: bool,
+    /// Push at most N pending records this run, oldest hours first (bounds memory)
+    #[arg(long, value_name = "N", default_value_t = push::DEFAULT_MAX_RECORDS as u64,
+          value_parser = clap::value_parser!(u64).range(1..))]
+    pub max_records: u64,
+    /// Keep sent records (for duplicate detection) this many days, at most 36500
+    #[arg(long, value_name = "N", default_value_t = push::DEFAULT_RETENTION_DAYS,
+          value_parser = clap::value_parser!(u32).range(0..=push::MAX_RETENTION_DAYS as i64))]
+    pub retention_days: u32,
+    /// Print what a scheduler needs to run this job hourly, then exit
+    #[arg(long, value_name = "SCHEDULER")]
+    pub print_schedule: Option<Scheduler>,
+}
+
+/// The binary's `main`.
+pub fn main() -> ExitCode {
+    crate::error::main_with(BINARY, || run(crate::cli::parse(BINARY)))
+}
+
+/// One push run (or a printed schedule); returns the exit code.
+pub fn run(cli: Cli) -> Result<i32> {
+    let common = Common::resolve(&cli.spool)?;
+    if let Some(scheduler) = cli.print_schedule {
+        let command = schedule::push_command(&cli.spool, &common)?;
+        out(&schedule::render(scheduler, &common.node, &command))?;
+        return Ok(0);
+    }
+    let forge = ForgeSettings::resolve(&cli.forge, &common.file)?;
+    let summary = if cli.dry_run && !common.spool.exists() {
+        // A dry run creates nothing, not even the spool: nothing to push.
+        PushSummary {
+            outcome: "dry-run".into(),
+            node: common.node.clone(),
+            ..Default::default()
+        }
+    } else {
+        push::run(
+            &Spool::open(&common.spool)?,
+            &PushOptions {
+                node: common.node.clone(),
+                dry_run: cli.dry_run,
+                max_records: usize::try_from(cli.max_records).unwrap_or(usize::MAX),
+                retention_days: Some(cli.retention_days),
+                forge,
+            },
+        )?
+    };
+    if cli.json {
+        out(&format!("{}\n", serde_json::to_string(&summary)?))?;
+    } else {
+        out(&summary.text(cli.dry_run))?;
+    }
+    for q in &summary.quarantined {
+        eprintln!("{BINARY}: quarantined {}: {}", q.what, one_line(&q.reason));
+    }
+    for u in &summary.unreadable_hours {
+        eprintln!("{BINARY}: left pending {}: {}", u.what, one_line(&u.reason));
+    }
+    if let Some(e) = &summary.error {
+        eprintln!("{BINARY}: error: {}", one_line(e));
+    }
+    Ok(summary.exit_code)
+}

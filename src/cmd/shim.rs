@@ -1,0 +1,33 @@
+//! `hero_usage_shim`: flags here, the server in [`crate::shim`].
+//! See `man 1 hero_usage_shim`.
+
+use crate::config::{ForgeArgs, SpoolArgs};
+use crate::shim::{self, ShimArgs};
+use anyhow::Result;
+use clap::Parser;
+use std::process::ExitCode;
+
+pub use crate::shim::BINARY;
+
+/// Minimal HTTP shim on loopback: record usage over HTTP, trigger a push,
+/// health and status.
+#[derive(Parser, Debug)]
+#[command(name = BINARY, version)]
+pub struct Cli {
+    #[command(flatten)]
+    pub shim: ShimArgs,
+    #[command(flatten)]
+    pub spool: SpoolArgs,
+    #[command(flatten)]
+    pub forge: ForgeArgs,
+}
+
+/// The binary's `main`.
+pub fn main() -> ExitCode {
+    crate::error::main_with(BINARY, || run(crate::cli::parse(BINARY)))
+}
+
+/// Serve until SIGTERM or SIGINT.
+pub fn run(cli: Cli) -> Result<i32> {
+    shim::run(&cli.spool, &cli.forge, &cli.shim)
+}

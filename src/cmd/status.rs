@@ -1,0 +1,59 @@
+//! `hero_usage_status`: what the spool holds and how the last push went.
+//! See `man 1 hero_usage_status`.
+
+use crate::cli::out;
+use crate::config::{Common, SpoolArgs};
+use crate::status::StatusReport;
+use anyhow::Result;
+use clap::Parser;
+use std::process::ExitCode;
+
+pub const BINARY: &str = "hero_usage_status";
+
+/// Show what the spool holds and how the last push went.
+#[derive(Parser, Debug)]
+#[command(name = BINARY, version)]
+pub struct Cli {
+    #[command(flatten)]
+    pub spool: SpoolArgs,
+    /// Print one JSON object
+    #[arg(long, conflicts_with = "prometheus")]
+    pub json: bool,
+    /// Print Prometheus text exposition (for node_exporter's textfile collector)
+    #[arg(long)]
+    pub prometheus: bool,
+    /// Exit 1 when the oldest pending record or incoming drop has waited longer than SECONDS
+    #[arg(long, value_name = "SECONDS")]
+    pub max_age: Option<u64>,
+}
+
+/// The binary's `main`.
+pub fn main() -> ExitCode {
+    crate::error::main_with(BINARY, || run(crate::cli::parse(BINARY)))
+}
+
+/// Print the report; exit 1 when `--max-age` is exceeded.
+pub fn run(cli: Cli) -> Result<i32> {
+    let common = Common::resolve(&cli.spool)?;
+    let report = StatusReport::gather(&common.spool, &common.node, chrono::Utc::now())?;
+    if cli.json {
+        out(&format!("{}\n", serde_json::to_string(&report)?))?;
+    } else if cli.prometheus {
+        out(&report.prometheus())?;
+    } else {
+        out(&report.text())?;
+    }
+    if let Some(why) = &report.last_push_unreadable {
+        eprintln!("{BINARY}: cannot read the last push's outcome: {why}");
+    }
+    match cli.max_age {
+        Some(max) if report.too_old(max) => {
+            eprintln!(
+                "{BINARY}: the oldest pending record or incoming drop has waited {} s, more than {max} s: check hero_usage_push",
+                report.oldest_pending_age_seconds.unwrap_or(0)
+            );
+            Ok(1)
+        }
+        _ => Ok(0),
+    }
+}
