@@ -1,7 +1,9 @@
 //! `hero_usage_record`: one record from flags, or many from JSON lines on
 //! stdin in group-committed chunks. See `man 1 hero_usage_record`.
 
+use crate::cli::err_line;
 use crate::config::{Common, SpoolArgs};
+use crate::error::escape_controls;
 use crate::error::{Kind, fail};
 use crate::record::{
     Defaults, FieldError, RawValue, RecordInput, Validated, amount_from_flag, describe,
@@ -81,6 +83,20 @@ impl FieldFlags {
         self.input().1 > 0
     }
 
+    /// The flags of required fields that were not given.
+    fn missing_required(&self) -> Vec<&'static str> {
+        [
+            ("--idempotency-key", &self.idempotency_key),
+            ("--user-sid", &self.user_sid),
+            ("--amount-cents", &self.amount_cents),
+            ("--resource-kind", &self.resource_kind),
+        ]
+        .into_iter()
+        .filter(|(_, v)| v.is_none())
+        .map(|(flag, _)| flag)
+        .collect()
+    }
+
     /// The flags as a record input, and how many were given.
     fn input(&self) -> (RecordInput, usize) {
         let mut i = RecordInput::default();
@@ -141,20 +157,36 @@ pub fn run_fields(args: &SpoolArgs, flags: &FieldFlags) -> Result<i32> {
         Ok(v) => v,
         Err(errs) => {
             for e in &errs {
-                eprintln!("{BINARY}: error: invalid record: {e}");
+                let _ = err_line(&format!("{BINARY}: error: invalid record: {e}"));
+            }
+            // A required flag left out is a bad command line, not bad data.
+            let missing = flags.missing_required();
+            if !missing.is_empty() {
+                let _ = err_line(&format!(
+                    "{BINARY}: error: missing {}; see --help",
+                    missing.join(", ")
+                ));
+                return Ok(Kind::Usage.exit_code());
             }
             return Ok(Kind::Data.exit_code());
         }
     };
     let spool = Spool::open(&common.spool)?;
-    match record_validated(&spool, v)? {
-        Written::Recorded(key) => crate::cli::out(&format!("recorded {key}\n"))?,
-        Written::Duplicate(key) => crate::cli::out(&format!("duplicate {key}\n"))?,
+    let (line, stored) = match record_validated(&spool, v)? {
+        Written::Recorded(key) => (format!("recorded {key}\n"), "the record was stored"),
+        Written::Duplicate(key) => (
+            format!("duplicate {key}\n"),
+            "the record was already stored",
+        ),
         Written::Conflict(key, fields) => {
-            eprintln!("{BINARY}: error: {}", conflict_message(&key, &fields));
+            let _ = err_line(&format!(
+                "{BINARY}: error: {}",
+                conflict_message(&key, &fields)
+            ));
             return Ok(Kind::Data.exit_code());
         }
-    }
+    };
+    crate::cli::out(&line).map_err(|e| fail(Kind::Output, format!("{stored}, but {e:#}")))?;
     Ok(0)
 }
 
@@ -253,7 +285,7 @@ pub fn run_stdin(
                 }
                 Line::Bad(n, problem) => {
                     // DESIGN: each bad line is reported as `line N: <problem>`.
-                    eprintln!("line {n}: {problem}");
+                    let _ = err_line(&format!("line {n}: {}", escape_controls(&problem)));
                     code = worse(code, 65);
                 }
             }
@@ -266,18 +298,19 @@ pub fn run_stdin(
         }
         // Every file and the directory are fsynced before any line is printed.
         let outcomes = spool.record_batch(&items)?;
+        let mut answers = String::new();
         for ((n, v), outcome) in line_nos.iter().zip(&items).zip(outcomes) {
             let key = &v.record.idempotency_key;
             match outcome {
-                RecordOutcome::Recorded => writeln!(out, "recorded {key}")?,
-                RecordOutcome::Duplicate => writeln!(out, "duplicate {key}")?,
+                RecordOutcome::Recorded => answers.push_str(&format!("recorded {key}\n")),
+                RecordOutcome::Duplicate => answers.push_str(&format!("duplicate {key}\n")),
                 RecordOutcome::Conflict(fields) => {
-                    eprintln!("line {n}: {}", conflict_message(key, &fields));
+                    let _ = err_line(&format!("line {n}: {}", conflict_message(key, &fields)));
                     code = worse(code, 65);
                 }
             }
         }
-        out.flush()?;
+        answer(out, &answers, line_nos.last().copied().unwrap_or(0))?;
     }
     // The channel closed: the reader is done. Had it panicked, lines would
     // be left unread: never report that as success.
@@ -288,6 +321,23 @@ pub fn run_stdin(
         ));
     }
     Ok(code)
+}
+
+/// Write a batch's answers. The batch is stored by then: an output error
+/// (74) says so. A reader that went away (`| head`) is not a failure.
+fn answer(out: &mut dyn Write, answers: &str, last_line: usize) -> Result<()> {
+    match out.write_all(answers.as_bytes()).and_then(|()| out.flush()) {
+        Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => Ok(()),
+        Err(e) => Err(fail(
+            Kind::Output,
+            format!(
+                "the records of lines 1 to {last_line} were handled (the good ones stored), \
+                 but {:#}",
+                crate::cli::output_error("stdout", &e)
+            ),
+        )),
+        Ok(()) => Ok(()),
+    }
 }
 
 /// One input line: a valid record, or the problem that makes it bad.
@@ -344,7 +394,7 @@ fn read_line_bounded(input: &mut dyn BufRead, buf: &mut Vec<u8>) -> Result<(usiz
     loop {
         let avail = input
             .fill_buf()
-            .map_err(|e| fail(Kind::TempFail, format!("cannot read stdin: {e}")))?;
+            .map_err(|e| fail(Kind::NoInput, format!("cannot read stdin: {e}")))?;
         if avail.is_empty() {
             break;
         }

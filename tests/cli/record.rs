@@ -162,16 +162,21 @@ fn every_invalid_field_exits_65_names_it_and_writes_nothing() {
             "{flag}: something was written"
         );
     }
-    // A missing required field is named too, and several are named at once.
+    // A missing required flag is a bad command line (64); every problem is
+    // named at once, the missing flags as flags.
     let env = TestEnv::new();
     let o = run(env
         .cmd(REC)
         .args(["--idempotency-key", "k", "--user-sid", "X"]));
-    assert_eq!(o.status.code(), Some(65));
+    assert_eq!(o.status.code(), Some(64), "{}", stderr(&o));
     let err = stderr(&o);
     for f in ["user_sid", "amount_cents", "resource_kind"] {
         assert!(err.contains(f), "{f} not named: {err}");
     }
+    assert!(
+        err.contains("missing --amount-cents, --resource-kind"),
+        "{err}"
+    );
     assert!(non_lock_files(&env.spool).is_empty());
 }
 
