@@ -26,7 +26,7 @@ pub struct StatusReport {
     pub oldest_pending_accepted_at: Option<String>,
     /// How long the oldest record waiting in the spool has waited, in
     /// seconds: a pending record since it was accepted, or a drop in
-    /// `incoming/` since its file was written, whichever is older.
+    /// `incoming/` since it was renamed there (its ctime), whichever is older.
     pub oldest_pending_age_seconds: Option<i64>,
     pub oldest_pending_occurred_at: Option<String>,
     /// The last push's summary (`hero_usage_push --json`), if any ran.
@@ -75,7 +75,8 @@ impl StatusReport {
         // file) is a mistake to report, never an empty spool.
         let (counts, outcome) = match std::fs::metadata(spool_dir) {
             Ok(m) if m.is_dir() => {
-                let spool = Spool::open(spool_dir)?;
+                // Read-only: status creates nothing in the spool.
+                let spool = Spool::open_read_only(spool_dir)?;
                 (spool.counts()?, read_outcome(&spool))
             }
             Ok(_) => return Err(cannot("it is not a directory".into())),
@@ -92,7 +93,7 @@ impl StatusReport {
             Err(why) => (None, Some(why)),
         };
         let oldest_accepted = counts.oldest_pending_mtime.map(|t| Waiting::new(t, now));
-        let oldest_dropped = counts.oldest_incoming_mtime.map(|t| Waiting::new(t, now));
+        let oldest_dropped = counts.oldest_incoming_ctime.map(|t| Waiting::new(t, now));
         Ok(StatusReport {
             spool: spool_dir.display().to_string(),
             node: node.to_string(),
@@ -116,8 +117,10 @@ impl StatusReport {
 
     /// True when the oldest pending record or drop has waited longer than `max_age` seconds.
     pub fn too_old(&self, max_age: u64) -> bool {
+        // Compared as u64: a limit of 2^63 or more must not wrap negative.
         self.oldest_pending_age_seconds
-            .is_some_and(|age| age > max_age as i64)
+            .and_then(|age| u64::try_from(age).ok())
+            .is_some_and(|age| age > max_age)
     }
 
     fn last(&self, key: &str) -> Option<&serde_json::Value> {
