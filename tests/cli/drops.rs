@@ -1,9 +1,11 @@
 //! Holes an adversarial review found (issue 8): drops of any name, length
 //! and kind are ingested or quarantined, never unseen and never stopping
-//! the push; read-only commands create nothing. Real binaries, real
-//! spools, the test forge.
+//! the push; read-only commands create nothing; remote hour files as
+//! editors leave them are read. Real binaries, real spools, the test forge.
 
 use crate::support::{TestEnv, assert_exit, files_under, run, stderr, stdout};
+use hero_usage::otoml::render_batch;
+use hero_usage::record::{UsageRecord, UtcSecond};
 use hero_usage_test_forge::{ForgeOptions, TestForge};
 use std::ffi::OsString;
 use std::os::unix::ffi::OsStringExt;
@@ -250,5 +252,64 @@ fn max_age_of_2_to_the_63_or_more_does_not_wrap() {
     for max in ["9223372036854775808", "18446744073709551615"] {
         let (code, v) = status_json(&node.env, &["--max-age", max]);
         assert_eq!(code, Some(0), "--max-age {max}: {v}");
+    }
+}
+
+#[test]
+fn remote_hours_with_a_bom_a_comment_or_a_spaced_prefix_are_read_and_rewritten() {
+    let node = Node::new();
+    node.forge.create_repo(OWNER, REPO, false);
+    let at = |h: u32| format!("2026-11-2{h} 10:00:00");
+    let rec = |key: &str, h: u32| UsageRecord {
+        amount_cents: 1,
+        description: String::new(),
+        idempotency_key: key.into(),
+        node_id: "test-node".into(),
+        occurred_at: UtcSecond::parse(&at(h)).unwrap(),
+        resource_kind: "cpu".into(),
+        user_sid: "0a1b".into(),
+    };
+    let path = |h: u32| format!("nodes/test-node/usage_2026-11-2{h}-10.otoml");
+    let body = |r: &UsageRecord| {
+        render_batch(std::slice::from_ref(r))
+            .strip_prefix("O:\n")
+            .unwrap()
+            .to_string()
+    };
+    let old = [rec("old1", 1), rec("old2", 2), rec("old3", 3)];
+    let texts = [
+        format!("\u{feff}O:\n{}", body(&old[0])),
+        format!("# hand edited\nO:\n{}", body(&old[1])),
+        format!("O: \n{}", body(&old[2])),
+    ];
+    let files: Vec<(String, Vec<u8>)> = (1..=3)
+        .map(|h| (path(h), texts[h as usize - 1].clone().into_bytes()))
+        .collect();
+    let refs: Vec<(&str, Option<&[u8]>)> = files
+        .iter()
+        .map(|(p, t)| (p.as_str(), Some(t.as_slice())))
+        .collect();
+    node.forge
+        .commit_files(OWNER, REPO, "main", &refs, "an editor was here");
+    for h in 1..=3 {
+        let out = run(node.env.cmd("hero_usage_record").args([
+            "--idempotency-key",
+            &format!("new{h}"),
+            "--user-sid",
+            "0a1b",
+            "--amount-cents",
+            "1",
+            "--resource-kind",
+            "cpu",
+            "--occurred-at",
+            &at(h),
+        ]));
+        assert_exit(&out, 0);
+    }
+    assert_exit(&node.push(&[]), 0);
+    for h in 1..=3 {
+        let got = node.forge.file(OWNER, REPO, "main", &path(h)).unwrap();
+        let want = render_batch(&[old[h as usize - 1].clone(), rec(&format!("new{h}"), h)]);
+        assert_eq!(String::from_utf8(got).unwrap(), want, "hour {h}");
     }
 }
