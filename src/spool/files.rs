@@ -123,7 +123,8 @@ impl Spool {
         // group together without a stat each.
         let mut by_inode: BTreeMap<u64, Vec<String>> = BTreeMap::new();
         for e in rd {
-            let e = e.map_err(cant(format!("cannot list {}", dir.display())))?;
+            // Lazily: a message built per entry costs a scan more than its reading.
+            let e = e.map_err(|e| cant(format!("cannot list {}", dir.display()))(e))?;
             if let Ok(name) = e.file_name().into_string()
                 && super::is_record_name(&name)
             {

@@ -528,7 +528,7 @@ impl Spool {
         }
         let removed = old.len();
         for p in old {
-            fs::remove_file(&p).map_err(cant(format!("cannot remove {}", p.display())))?;
+            fs::remove_file(&p).map_err(|e| cant(format!("cannot remove {}", p.display()))(e))?;
         }
         if removed > 0 {
             fsx::sync_dir(&sent).map_err(cant(format!("cannot sync {}", sent.display())))?;
@@ -574,7 +574,8 @@ impl Spool {
         };
         let mut out = Vec::new();
         for e in rd {
-            let e = e.map_err(cant(format!("cannot list {}", dir.display())))?;
+            // Lazily: a message built per entry costs a scan more than its reading.
+            let e = e.map_err(|e| cant(format!("cannot list {}", dir.display()))(e))?;
             if let Ok(name) = e.file_name().into_string() {
                 out.push(name);
             }
