@@ -141,15 +141,36 @@ impl fmt::Debug for Secret {
     }
 }
 
+/// Largest secret file read (a token is 40 characters).
+const MAX_SECRET_BYTES: u64 = 64 * 1024;
+
 /// Read a secret from a file: surrounding white space (a trailing newline) is
 /// dropped; an empty file is an error. The error never contains the content.
+/// Only a regular file is read (a symbolic link to one is followed: mounted
+/// secrets are links), and at most 64 KiB of it: a fifo would hang the run,
+/// `/dev/zero` would fill the memory.
 pub fn read_secret_file(path: &Path, what: &str) -> Result<Secret> {
-    let text = std::fs::read_to_string(path).map_err(|e| {
+    use std::io::Read;
+    let cannot = |why: String| {
         fail(
             Kind::Config,
-            format!("cannot read {what} file {}: {e}", path.display()),
+            format!("cannot read {what} file {}: {why}", path.display()),
         )
-    })?;
+    };
+    let meta = std::fs::metadata(path).map_err(|e| cannot(e.to_string()))?;
+    if !meta.is_file() {
+        return Err(cannot("it is not a regular file".into()));
+    }
+    let mut bytes = Vec::new();
+    std::fs::File::open(path)
+        .and_then(|f| f.take(MAX_SECRET_BYTES + 1).read_to_end(&mut bytes))
+        .map_err(|e| cannot(e.to_string()))?;
+    if bytes.len() as u64 > MAX_SECRET_BYTES {
+        return Err(cannot(format!(
+            "it is larger than {MAX_SECRET_BYTES} bytes"
+        )));
+    }
+    let text = String::from_utf8(bytes).map_err(|_| cannot("it is not UTF-8 text".into()))?;
     let s = text.trim();
     if s.is_empty() {
         return Err(fail(

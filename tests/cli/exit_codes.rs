@@ -127,6 +127,16 @@ fn bad_tokens_and_branches_are_configuration_78() {
         assert_exit(&out, 78);
         assert!(stderr(&out).contains(problem), "{}", stderr(&out));
     }
+    // A token "file" that is a fifo or a device is refused, never read.
+    for special in ["/dev/zero", "/dev/null"] {
+        let out = run(push().env("HERO_USAGE_FORGEJO_TOKEN_FILE", special));
+        assert_exit(&out, 78);
+        assert!(
+            stderr(&out).contains("not a regular file"),
+            "{}",
+            stderr(&out)
+        );
+    }
     std::fs::write(&token_file, forge.token()).unwrap();
     let out = run(push().env("HERO_USAGE_BRANCH", "../main"));
     assert_exit(&out, 78);
