@@ -3,7 +3,7 @@
 //! (`--prometheus`). Read-only: a missing spool reads as empty; anything
 //! else that is not a directory is an error (73).
 
-use crate::error::{Kind, fail};
+use crate::error::{Kind, escape_controls, fail, one_line};
 use crate::push::read_outcome;
 use crate::spool::{Spool, SpoolCounts};
 use anyhow::Result;
@@ -130,7 +130,13 @@ impl StatusReport {
     /// For people.
     pub fn text(&self) -> String {
         let mut s = String::new();
-        let _ = writeln!(s, "spool     {} (node {})", self.spool, self.node);
+        // A path or a message may hold control characters: never raw.
+        let _ = writeln!(
+            s,
+            "spool     {} (node {})",
+            escape_controls(&self.spool),
+            self.node
+        );
         let mut count = |label: &str, n: usize, oldest: &Option<Waiting>, how: &str| {
             let _ = write!(s, "{label:<10}{n}");
             if let Some(w) = oldest {
@@ -151,7 +157,7 @@ impl StatusReport {
         );
         match (&self.last_push, &self.last_push_unreadable) {
             (_, Some(why)) => {
-                let _ = writeln!(s, "last push unreadable outcome file {why}");
+                let _ = writeln!(s, "last push unreadable outcome file {}", one_line(why));
             }
             (None, None) => s.push_str("last push never ran on this spool\n"),
             (Some(_), None) => {
@@ -172,7 +178,7 @@ impl StatusReport {
                         .map_or(0, Vec::len),
                     self.last("error")
                         .and_then(|e| e.as_str())
-                        .map(|e| format!("; error: {e}"))
+                        .map(|e| format!("; error: {}", one_line(e)))
                         .unwrap_or_default()
                 );
             }

@@ -123,12 +123,14 @@ impl FieldFlags {
     }
 }
 
-/// Exit-code severity: 0 < 65 < 73/75 (the worse of two outcomes wins).
-fn worse(a: i32, b: i32) -> i32 {
-    let rank = |c: i32| match c {
-        0 => 0,
-        65 => 1,
-        _ => 2,
+/// The worse of two outcomes (`None` is success): the exit code of a run
+/// of many lines is that of its worst line.
+fn worse(a: Option<Kind>, b: Option<Kind>) -> Option<Kind> {
+    // Bad data is the mildest failure; anything else stops or fails a run.
+    let rank = |k: Option<Kind>| match k {
+        None => 0,
+        Some(Kind::Data) => 1,
+        Some(_) => 2,
     };
     if rank(b) > rank(a) { b } else { a }
 }
@@ -269,7 +271,7 @@ pub fn run_stdin(
             }
         }
     });
-    let mut code = 0;
+    let mut worst: Option<Kind> = None;
     let mut line_nos = Vec::with_capacity(CHUNK_RECORDS);
     let mut items = Vec::with_capacity(CHUNK_RECORDS);
     // Block for one line, then take what else is ready.
@@ -286,7 +288,7 @@ pub fn run_stdin(
                 Line::Bad(n, problem) => {
                     // DESIGN: each bad line is reported as `line N: <problem>`.
                     let _ = err_line(&format!("line {n}: {}", escape_controls(&problem)));
-                    code = worse(code, 65);
+                    worst = worse(worst, Some(Kind::Data));
                 }
             }
             if items.len() < CHUNK_RECORDS {
@@ -306,7 +308,7 @@ pub fn run_stdin(
                 RecordOutcome::Duplicate => answers.push_str(&format!("duplicate {key}\n")),
                 RecordOutcome::Conflict(fields) => {
                     let _ = err_line(&format!("line {n}: {}", conflict_message(key, &fields)));
-                    code = worse(code, 65);
+                    worst = worse(worst, Some(Kind::Data));
                 }
             }
         }
@@ -320,7 +322,7 @@ pub fn run_stdin(
             "the stdin reader failed; lines after the last answered one were not recorded",
         ));
     }
-    Ok(code)
+    Ok(worst.map_or(0, Kind::exit_code))
 }
 
 /// Write a batch's answers. The batch is stored by then: an output error
@@ -428,10 +430,15 @@ mod tests {
 
     #[test]
     fn worst_code_wins() {
-        assert_eq!(worse(0, 65), 65);
-        assert_eq!(worse(65, 0), 65);
-        assert_eq!(worse(65, 73), 73);
-        assert_eq!(worse(75, 65), 75);
+        let (data, spool, temp) = (
+            Some(Kind::Data),
+            Some(Kind::CantCreate),
+            Some(Kind::TempFail),
+        );
+        assert_eq!(worse(None, data), data);
+        assert_eq!(worse(data, None), data);
+        assert_eq!(worse(data, spool), spool);
+        assert_eq!(worse(temp, data), temp);
     }
 
     #[test]

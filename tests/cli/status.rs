@@ -350,3 +350,14 @@ fn a_corrupt_outcome_file_is_reported_unreadable_not_as_never_ran() {
         stdout(&out)
     );
 }
+
+#[test]
+fn control_characters_in_the_spool_path_are_escaped_in_the_text() {
+    let env = TestEnv::new();
+    let spool = env.path("sp\x1b[2Jool\nx");
+    let out = run(env.cmd("hero_usage_status").env("HERO_USAGE_SPOOL", &spool));
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    let text = stdout(&out);
+    assert!(!text.contains('\x1b'), "{text:?}");
+    assert!(text.contains("sp\\u{1b}[2Jool\\nx"), "{text}");
+}
