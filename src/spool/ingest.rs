@@ -80,23 +80,30 @@ fn rejected_name(name: &OsStr) -> String {
 }
 
 impl Spool {
-    /// The drops in `incoming/`, by name (any bytes), sorted.
-    pub(crate) fn drop_names(&self) -> Result<Vec<OsString>> {
-        let dir = self.dir("incoming");
+    /// Every name in a sub-directory, whatever its bytes (`names` skips
+    /// those that are not UTF-8, which no drop and no leftover may hide
+    /// behind), sorted; a missing sub-directory is empty.
+    fn names_any(&self, sub: &str) -> Result<Vec<OsString>> {
+        let dir = self.dir(sub);
         let rd = match fs::read_dir(&dir) {
             Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(Vec::new()),
             other => other.map_err(|e| cant(format!("cannot list {}", dir.display()))(e))?,
         };
         let mut names = Vec::new();
         for e in rd {
-            let name = e
-                .map_err(|e| cant(format!("cannot list {}", dir.display()))(e))?
-                .file_name();
-            if is_drop_name(&name) {
-                names.push(name);
-            }
+            names.push(
+                e.map_err(|e| cant(format!("cannot list {}", dir.display()))(e))?
+                    .file_name(),
+            );
         }
         names.sort();
+        Ok(names)
+    }
+
+    /// The drops in `incoming/`, by name (any bytes), sorted.
+    pub(crate) fn drop_names(&self) -> Result<Vec<OsString>> {
+        let mut names = self.names_any("incoming")?;
+        names.retain(|n| is_drop_name(n));
         Ok(names)
     }
 
@@ -128,7 +135,7 @@ impl Spool {
         let dir = self.dir("tmp");
         let limit = SystemTime::now() - TMP_MAX_AGE;
         let mut removed = 0;
-        for name in self.names("tmp")? {
+        for name in self.names_any("tmp")? {
             let p = dir.join(&name);
             let Ok(m) = fs::symlink_metadata(&p) else {
                 continue;
@@ -328,6 +335,18 @@ mod tests {
         assert!(is_drop_name(&OsString::from_vec(b"caf\xe9.toml".to_vec())));
         assert!(!is_drop_name(OsStr::new(".a.toml")));
         assert!(!is_drop_name(OsStr::new("a.txt")));
+    }
+
+    #[test]
+    fn names_that_are_not_utf8_are_listed_for_ingestion_and_cleanup() {
+        let dir = tempfile::tempdir().unwrap();
+        let spool = Spool::open(dir.path()).unwrap();
+        let odd = OsString::from_vec(b"caf\xe9".to_vec());
+        fs::write(dir.path().join("tmp").join(&odd), "left").unwrap();
+        fs::write(dir.path().join("incoming/caf\u{e9}.toml"), "x").unwrap();
+        assert_eq!(spool.names_any("tmp").unwrap(), [odd]);
+        assert_eq!(spool.drop_names().unwrap().len(), 1);
+        assert!(spool.names_any("state").unwrap().is_empty());
     }
 
     #[test]
