@@ -249,9 +249,21 @@ impl Spool {
             if m.is_file() && m.nlink() > 1 {
                 self.unshare_drop(&p)?;
             }
-            let chosen = self.quarantine_locked(&p, &kept, &reason)?;
-            if chosen.as_bytes() != name.as_bytes() {
-                reason.push_str(&format!("; kept as rejected/{chosen}"));
+            match self.quarantine_locked(&p, &kept, &reason) {
+                Ok(chosen) if chosen.as_bytes() != name.as_bytes() => {
+                    reason.push_str(&format!("; kept as rejected/{chosen}"));
+                }
+                Ok(_) => {}
+                // Not moved (a directory without write permission, a mount
+                // point): it stays, reported every run until someone moves
+                // it, and stops nothing else.
+                Err(err) if fsx::exists_nofollow(&p).unwrap_or(false) => {
+                    reason.push_str(&format!(
+                        "; it cannot be moved to rejected/ and stays in incoming/ \
+                         until it is moved by hand: {err:#}"
+                    ));
+                }
+                Err(err) => return Err(err),
             }
             report.quarantined.push((shown, reason.replace('\n', "; ")));
         }

@@ -313,3 +313,53 @@ fn remote_hours_with_a_bom_a_comment_or_a_spaced_prefix_are_read_and_rewritten()
         assert_eq!(String::from_utf8(got).unwrap(), want, "hour {h}");
     }
 }
+
+/// `cmd` as user `nobody` when this test runs as root (root may move any
+/// directory), else as it is; `tree` is handed to that user first.
+fn unprivileged(cmd: &Command, tree: &Path) -> Command {
+    let root = std::fs::metadata("/proc/self").unwrap().uid() == 0;
+    let mut c = if root {
+        let chown = run(Command::new("chown").arg("-R").arg("65534:65534").arg(tree));
+        assert!(chown.status.success(), "{}", stderr(&chown));
+        let mut c = Command::new("setpriv");
+        c.args(["--reuid=65534", "--regid=65534", "--clear-groups", "--"])
+            .arg(cmd.get_program());
+        c
+    } else {
+        Command::new(cmd.get_program())
+    };
+    c.args(cmd.get_args());
+    for (k, v) in cmd.get_envs() {
+        match v {
+            Some(v) => c.env(k, v),
+            None => c.env_remove(k),
+        };
+    }
+    c
+}
+
+#[test]
+fn a_drop_that_cannot_be_moved_is_reported_and_stops_nothing() {
+    let node = Node::new();
+    node.open();
+    // Moving a directory to another parent needs write permission on it.
+    let stuck = node.incoming().join("stuck.toml");
+    std::fs::create_dir(&stuck).unwrap();
+    node.drop_file("good.toml", &valid("good"));
+    let mut push = unprivileged(&node.push_cmd(), node.env.dir.path());
+    std::fs::set_permissions(&stuck, std::fs::Permissions::from_mode(0o500)).unwrap();
+    let out = run(&mut push);
+    assert_exit(&out, 65);
+    assert!(
+        stdout(&out).contains("pushed 1 records"),
+        "{}",
+        stdout(&out)
+    );
+    assert!(
+        stderr(&out).contains("stays in incoming/"),
+        "{}",
+        stderr(&out)
+    );
+    assert!(stuck.is_dir(), "left where it was");
+    assert_eq!(node.pending(), 0);
+}
