@@ -253,24 +253,7 @@ pub fn run_stdin(
 ) -> Result<i32> {
     let common = Common::resolve(args)?;
     let spool = Spool::open(&common.spool)?;
-    let (send, lines) = std::sync::mpsc::sync_channel::<Result<Line>>(2 * CHUNK_RECORDS);
-    let node = common.node.clone();
-    let reader = std::thread::spawn(move || {
-        let mut reader = LineReader {
-            input,
-            line_no: 0,
-            buf: Vec::with_capacity(1024),
-        };
-        loop {
-            let next = reader.next_line(&node);
-            let more = matches!(next, Ok(Some(_)));
-            // Stop at the end, after an error, or when nobody listens.
-            let Some(line) = next.transpose() else { break };
-            if send.send(line).is_err() || !more {
-                break;
-            }
-        }
-    });
+    let (lines, reader) = spawn_reader(input, common.node.clone());
     let mut worst: Option<Kind> = None;
     let mut line_nos = Vec::with_capacity(CHUNK_RECORDS);
     let mut items = Vec::with_capacity(CHUNK_RECORDS);
@@ -295,24 +278,9 @@ pub fn run_stdin(
                 next = lines.try_recv().ok();
             }
         }
-        if items.is_empty() {
-            continue;
+        if !items.is_empty() {
+            worst = worse(worst, commit_lines(&spool, &line_nos, &items, out)?);
         }
-        // Every file and the directory are fsynced before any line is printed.
-        let outcomes = spool.record_batch(&items)?;
-        let mut answers = String::new();
-        for ((n, v), outcome) in line_nos.iter().zip(&items).zip(outcomes) {
-            let key = &v.record.idempotency_key;
-            match outcome {
-                RecordOutcome::Recorded => answers.push_str(&format!("recorded {key}\n")),
-                RecordOutcome::Duplicate => answers.push_str(&format!("duplicate {key}\n")),
-                RecordOutcome::Conflict(fields) => {
-                    let _ = err_line(&format!("line {n}: {}", conflict_message(key, &fields)));
-                    worst = worse(worst, Some(Kind::Data));
-                }
-            }
-        }
-        answer(out, &answers, line_nos.last().copied().unwrap_or(0))?;
     }
     // The channel closed: the reader is done. Had it panicked, lines would
     // be left unread: never report that as success.
@@ -323,6 +291,62 @@ pub fn run_stdin(
         ));
     }
     Ok(worst.map_or(0, Kind::exit_code))
+}
+
+/// The thread that reads, parses and validates lines, and the channel it
+/// hands them over.
+fn spawn_reader(
+    input: Box<dyn BufRead + Send>,
+    node: String,
+) -> (
+    std::sync::mpsc::Receiver<Result<Line>>,
+    std::thread::JoinHandle<()>,
+) {
+    let (send, lines) = std::sync::mpsc::sync_channel::<Result<Line>>(2 * CHUNK_RECORDS);
+    let reader = std::thread::spawn(move || {
+        let mut reader = LineReader {
+            input,
+            line_no: 0,
+            buf: Vec::with_capacity(1024),
+        };
+        loop {
+            let next = reader.next_line(&node);
+            let more = matches!(next, Ok(Some(_)));
+            // Stop at the end, after an error, or when nobody listens.
+            let Some(line) = next.transpose() else { break };
+            if send.send(line).is_err() || !more {
+                break;
+            }
+        }
+    });
+    (lines, reader)
+}
+
+/// Record one batch of valid lines as a group commit, then answer each:
+/// every file and the directory are fsynced before any line is printed.
+/// Returns the worst outcome (a conflict is bad data).
+fn commit_lines(
+    spool: &Spool,
+    line_nos: &[usize],
+    items: &[Validated],
+    out: &mut dyn Write,
+) -> Result<Option<Kind>> {
+    let outcomes = spool.record_batch(items)?;
+    let mut worst = None;
+    let mut answers = String::new();
+    for ((n, v), outcome) in line_nos.iter().zip(items).zip(outcomes) {
+        let key = &v.record.idempotency_key;
+        match outcome {
+            RecordOutcome::Recorded => answers.push_str(&format!("recorded {key}\n")),
+            RecordOutcome::Duplicate => answers.push_str(&format!("duplicate {key}\n")),
+            RecordOutcome::Conflict(fields) => {
+                let _ = err_line(&format!("line {n}: {}", conflict_message(key, &fields)));
+                worst = Some(Kind::Data);
+            }
+        }
+    }
+    answer(out, &answers, line_nos.last().copied().unwrap_or(0))?;
+    Ok(worst)
 }
 
 /// Write a batch's answers. The batch is stored by then: an output error
