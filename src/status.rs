@@ -197,57 +197,66 @@ impl StatusReport {
                 let _ = writeln!(s, "hero_usage_{name}{{node=\"{node}\"}} {v}");
             }
         };
-        gauge(
-            "pending_records",
-            "Records accepted and waiting for a push.",
-            Some(self.pending as f64),
-        );
-        gauge(
-            "incoming_files",
-            "Raw drops waiting in incoming/.",
-            Some(self.incoming as f64),
-        );
-        gauge(
-            "sent_records",
-            "Pushed records kept for duplicate detection.",
-            Some(self.sent as f64),
-        );
-        gauge(
-            "rejected_files",
-            "Files quarantined in rejected/.",
-            Some(self.rejected as f64),
-        );
-        gauge(
-            "oldest_pending_age_seconds",
-            "How long the oldest pending record or incoming drop has waited.",
-            Some(self.oldest_pending_age_seconds.unwrap_or(0) as f64),
-        );
-        gauge(
-            "last_push_outcome_unreadable",
-            "1 when the last push's outcome file is there but cannot be read.",
-            Some(f64::from(u8::from(self.last_push_unreadable.is_some()))),
-        );
+        for (name, help, value) in self.gauges() {
+            gauge(name, help, value);
+        }
+        s
+    }
+
+    /// Each gauge's name, help and value (`None`: not exposed).
+    fn gauges(&self) -> [(&'static str, &'static str, Option<f64>); 9] {
         let num = |k: &str| self.last(k).and_then(serde_json::Value::as_f64);
-        gauge(
-            "last_push_exit_code",
-            "Exit code of the last push.",
-            num("exit_code"),
-        );
-        gauge(
-            "last_push_pushed_records",
-            "Records committed by the last push.",
-            num("pushed"),
-        );
         let finished = self
             .last("finished_at")
             .and_then(|v| v.as_str())
             .and_then(|t| NaiveDateTime::parse_from_str(t, "%Y-%m-%d %H:%M:%S").ok())
             .map(|t| t.and_utc().timestamp() as f64);
-        gauge(
-            "last_push_timestamp_seconds",
-            "When the last push finished (Unix time).",
-            finished,
-        );
-        s
+        [
+            (
+                "pending_records",
+                "Records accepted and waiting for a push.",
+                Some(self.pending as f64),
+            ),
+            (
+                "incoming_files",
+                "Raw drops waiting in incoming/.",
+                Some(self.incoming as f64),
+            ),
+            (
+                "sent_records",
+                "Pushed records kept for duplicate detection.",
+                Some(self.sent as f64),
+            ),
+            (
+                "rejected_files",
+                "Files quarantined in rejected/.",
+                Some(self.rejected as f64),
+            ),
+            (
+                "oldest_pending_age_seconds",
+                "How long the oldest pending record or incoming drop has waited.",
+                Some(self.oldest_pending_age_seconds.unwrap_or(0) as f64),
+            ),
+            (
+                "last_push_outcome_unreadable",
+                "1 when the last push's outcome file is there but cannot be read.",
+                Some(f64::from(u8::from(self.last_push_unreadable.is_some()))),
+            ),
+            (
+                "last_push_exit_code",
+                "Exit code of the last push.",
+                num("exit_code"),
+            ),
+            (
+                "last_push_pushed_records",
+                "Records committed by the last push.",
+                num("pushed"),
+            ),
+            (
+                "last_push_timestamp_seconds",
+                "When the last push finished (Unix time).",
+                finished,
+            ),
+        ]
     }
 }
