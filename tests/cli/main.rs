@@ -2,6 +2,7 @@
 //! temporary directories (see `support::TestEnv`).
 
 mod forge;
+mod ops;
 mod otoml;
 mod push;
 mod record;
