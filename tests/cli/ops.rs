@@ -581,3 +581,63 @@ fn the_example_config_holds_every_setting_and_loads() {
         stdout(&out)
     );
 }
+
+/// A web server that is not Forgejo: every request gets the same HTML page.
+fn plain_web_server() -> String {
+    use std::io::{Read, Write};
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = listener.local_addr().unwrap();
+    std::thread::spawn(move || {
+        for conn in listener.incoming() {
+            let Ok(mut conn) = conn else { continue };
+            let mut head = Vec::new();
+            let mut byte = [0u8; 1];
+            while !head.ends_with(b"\r\n\r\n") && conn.read(&mut byte).unwrap_or(0) == 1 {
+                head.push(byte[0]);
+            }
+            let body = "<html>\n<body>\nWelcome to nginx!\n</body>\n</html>\n";
+            let _ = write!(
+                conn,
+                "HTTP/1.1 200 OK\r\nContent-Type: text/html\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+                body.len()
+            );
+        }
+    });
+    format!("http://{addr}")
+}
+
+#[test]
+fn check_names_a_web_server_that_is_not_forgejo() {
+    let forge = TestForge::start(ForgeOptions::default());
+    let op = Op::new(&forge);
+    let url = plain_web_server();
+    let out = run(op.push().args(["--check", "--forgejo-url", &url]));
+    assert_exit(&out, 78);
+    let text = stdout(&out);
+    let fail = text.lines().find(|l| l.starts_with("FAIL")).unwrap();
+    assert!(fail.contains("is --forgejo-url the base URL?"), "{text}");
+    assert!(fail.contains("<html> <body> Welcome to nginx!"), "{text}");
+}
+
+#[test]
+fn the_shim_warns_about_an_admin_secret_open_to_others() {
+    let env = TestEnv::new();
+    let secret = env.path("secret");
+    std::fs::write(&secret, "a-long-admin-secret\n").unwrap();
+    std::fs::set_permissions(&secret, std::fs::Permissions::from_mode(0o640)).unwrap();
+    // A port in use: the shim gives up after the settings are read.
+    let busy = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let out = run(env
+        .cmd("hero_usage_shim")
+        .arg("--listen")
+        .arg(busy.local_addr().unwrap().to_string())
+        .arg("--admin-secret-file")
+        .arg(&secret));
+    assert!(out.status.code() != Some(0));
+    let err = stderr(&out);
+    assert!(
+        err.contains(&format!("warning: admin secret file {}", secret.display())),
+        "{err}"
+    );
+    assert!(err.contains("chmod 600"), "{err}");
+}
