@@ -78,7 +78,7 @@ pub fn run(spool_args: &SpoolArgs, forge: &ForgeArgs, args: &ShimArgs) -> Result
         eprintln!("{BINARY}: warning: {w}");
     }
     let spool = Spool::open(&common.spool)?;
-    let server = http::Server::bind(addr, BINARY).map_err(|e| {
+    let server = http::Server::bind(addr, BINARY, http::Limits::from_env()).map_err(|e| {
         let kind = if e.kind() == std::io::ErrorKind::AddrInUse {
             Kind::TempFail
         } else {
