@@ -13,6 +13,7 @@ pub mod config;
 pub mod error;
 pub mod failpoint;
 pub mod forgejo;
+pub mod last_success;
 pub mod otoml;
 pub mod push;
 pub mod record;

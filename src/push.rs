@@ -651,23 +651,13 @@ fn forge_err(e: ForgeError) -> anyhow::Error {
 
 /// Write the outcome file atomically (tmp + rename) for `hero_usage_status`.
 /// A run that exited 0 (and was not merely locked out) also leaves its
-/// time in [`LAST_SUCCESS_FILE`], which a failed run does not overwrite.
+/// time for monitoring ([`crate::last_success`]).
 fn write_outcome(spool: &Spool, summary: &PushSummary) -> Result<()> {
     spool.write_state(OUTCOME_FILE, &serde_json::to_vec_pretty(summary)?)?;
     if summary.exit_code == 0 && summary.outcome != "locked" {
-        spool.write_state(LAST_SUCCESS_FILE, summary.finished_at.as_bytes())?;
+        crate::last_success::write(spool, &summary.finished_at)?;
     }
     Ok(())
-}
-
-/// When the last push that exited 0 finished (UTC, `YYYY-MM-DD HH:MM:SS`),
-/// for monitoring: kept apart from the outcome file, which every run rewrites.
-pub const LAST_SUCCESS_FILE: &str = "last_success";
-
-/// The time in [`LAST_SUCCESS_FILE`], if a push ever succeeded on this spool.
-pub fn read_last_success(spool: &Spool) -> Option<String> {
-    let bytes = spool.read_state(LAST_SUCCESS_FILE).ok()??;
-    Some(String::from_utf8_lossy(&bytes).trim().to_string())
 }
 
 /// The last run's summary, from the outcome file (for `hero_usage_status`):

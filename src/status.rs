@@ -4,7 +4,7 @@
 //! else that is not a directory is an error (73).
 
 use crate::error::{Kind, fail};
-use crate::push::{read_last_success, read_outcome};
+use crate::push::read_outcome;
 use crate::spool::{Spool, SpoolCounts};
 use anyhow::Result;
 use chrono::{DateTime, NaiveDateTime, Utc};
@@ -79,7 +79,7 @@ impl StatusReport {
         let (counts, outcome) = match std::fs::metadata(spool_dir) {
             Ok(m) if m.is_dir() => {
                 let spool = Spool::open(spool_dir)?;
-                last_success_at = read_last_success(&spool);
+                last_success_at = crate::last_success::read(&spool);
                 (spool.counts()?, read_outcome(&spool))
             }
             Ok(_) => return Err(cannot("it is not a directory".into())),
