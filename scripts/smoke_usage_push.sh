@@ -41,6 +41,10 @@ shim_pid="" forge_pid="" repo_created=""
 
 cleanup() {
     local rc=$?
+    # From here on a failed write (a reader that went away) must not stop
+    # the cleanup: ignore SIGPIPE; the shim stops first, the forge last.
+    trap '' PIPE
+    if [ -n "$shim_pid" ]; then kill "$shim_pid" 2>/dev/null; wait "$shim_pid" 2>/dev/null; fi
     if [ -n "$repo_created" ]; then
         local status
         status=$(api DELETE "/repos/$owner/$repo" -o /dev/null -w '%{http_code}')
@@ -49,15 +53,16 @@ cleanup() {
             rc=1
         fi
     fi
-    [ -n "$shim_pid" ] && kill "$shim_pid" 2>/dev/null && wait "$shim_pid" 2>/dev/null
-    [ -n "$forge_pid" ] && kill "$forge_pid" 2>/dev/null && wait "$forge_pid" 2>/dev/null
+    if [ -n "$forge_pid" ]; then kill "$forge_pid" 2>/dev/null; wait "$forge_pid" 2>/dev/null; fi
     rm -rf "$work"
     [ "$failures" -gt 0 ] && [ "$rc" -eq 0 ] && rc=1
     if [ "$rc" -eq 0 ]; then echo "smoke test passed"; else echo "smoke test FAILED"; fi
     exit "$rc"
 }
 trap cleanup EXIT
-trap 'exit 130' INT TERM
+trap 'exit 130' INT TERM HUP
+# A reader that went away (| head) must not skip the cleanup either.
+trap 'exit 141' PIPE
 
 # ---------------------------------------------------------------- binaries
 if [ -n "${HERO_USAGE_BIN_DIR:-}" ]; then
