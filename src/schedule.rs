@@ -201,12 +201,31 @@ fn run_as_lines(run_as: &RunAs) -> String {
     }
 }
 
-fn systemd_units(job: &Job) -> Vec<ScheduleFile> {
-    let run_as = run_as_lines(&job.run_as);
+/// The shim's service: the same spool, node, config and user as the push.
+fn shim_unit(job: &Job, run_as: &str) -> String {
     let wanted_by = match job.run_as {
         RunAs::System { .. } => "multi-user.target",
         RunAs::User { .. } => "default.target",
     };
+    format!(
+        "[Unit]\n\
+         Description=hero_usage HTTP shim for node {node} (record over HTTP, push now, status)\n\
+         After=network.target\n\
+         \n\
+         [Service]\n\
+         {run_as}\
+         ExecStart={exec}\n\
+         Restart=on-failure\n\
+         \n\
+         [Install]\n\
+         WantedBy={wanted_by}\n",
+        node = job.node,
+        exec = systemd_command_line(&job.shim),
+    )
+}
+
+fn systemd_units(job: &Job) -> Vec<ScheduleFile> {
+    let run_as = run_as_lines(&job.run_as);
     let service = format!(
         "[Unit]\n\
          Description=Push usage records of node {node} to the billing repository\n\
@@ -237,21 +256,7 @@ fn systemd_units(job: &Job) -> Vec<ScheduleFile> {
         node = job.node,
         minute = minute_for(&job.node),
     );
-    let shim = format!(
-        "[Unit]\n\
-         Description=hero_usage HTTP shim for node {node} (record over HTTP, push now, status)\n\
-         After=network.target\n\
-         \n\
-         [Service]\n\
-         {run_as}\
-         ExecStart={exec}\n\
-         Restart=on-failure\n\
-         \n\
-         [Install]\n\
-         WantedBy={wanted_by}\n",
-        node = job.node,
-        exec = systemd_command_line(&job.shim),
-    );
+    let shim = shim_unit(job, &run_as);
     let file = |name: &str, content| ScheduleFile {
         name: name.into(),
         content,
