@@ -226,11 +226,15 @@ fn shim_unit(job: &Job, run_as: &str) -> String {
 
 fn systemd_units(job: &Job) -> Vec<ScheduleFile> {
     let run_as = run_as_lines(&job.run_as);
+    // A user manager has no network-online.target to wait for.
+    let network = match job.run_as {
+        RunAs::System { .. } => "Wants=network-online.target\nAfter=network-online.target\n",
+        RunAs::User { .. } => "",
+    };
     let service = format!(
         "[Unit]\n\
          Description=Push usage records of node {node} to the billing repository\n\
-         Wants=network-online.target\n\
-         After=network-online.target\n\
+         {network}\
          \n\
          [Service]\n\
          Type=oneshot\n\
@@ -609,6 +613,7 @@ mod tests {
         let mut j = job(&["/bin/p", "--once"]);
         let user = render(Scheduler::Systemd, &j);
         assert!(user.iter().all(|f| !f.content.contains("User=")));
+        assert!(user.iter().all(|f| !f.content.contains("network-online")));
         j.run_as = RunAs::System {
             user: "billing".into(),
             group: "staff".into(),
