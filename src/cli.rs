@@ -8,6 +8,9 @@ use clap::Parser;
 /// Parse the command line; `--help`/`--version` print and exit 0, errors
 /// print `<binary>: error: ...` and exit 64.
 pub fn parse<T: Parser>(binary: &str) -> T {
+    if let Some(code) = completions::<T>(binary) {
+        std::process::exit(code)
+    }
     match T::try_parse() {
         Ok(cli) => cli,
         Err(e) if !e.use_stderr() => match out(&e.to_string()) {
@@ -68,4 +71,36 @@ pub fn survive_file_size_limit() {
     let seen = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
     // Should registering fail, the default stays: nothing else changes.
     let _ = signal_hook::flag::register(signal_hook::consts::SIGXFSZ, seen);
+}
+
+/// `<binary> --completions bash|zsh|fish` (hidden; the install script
+/// uses it): print the shell completion script and exit. Handled before
+/// clap parses, so that it needs none of the binary's settings.
+fn completions<T: clap::CommandFactory>(binary: &str) -> Option<i32> {
+    let mut args = std::env::args_os().skip(1);
+    if args.next()? != "--completions" {
+        return None;
+    }
+    let shell = match args.next().and_then(|s| s.into_string().ok()).as_deref() {
+        Some("bash") => clap_complete::Shell::Bash,
+        Some("zsh") => clap_complete::Shell::Zsh,
+        Some("fish") => clap_complete::Shell::Fish,
+        _ => {
+            let _ = err_line(&format!(
+                "{binary}: error: --completions takes bash, zsh or fish"
+            ));
+            return Some(64);
+        }
+    };
+    let mut script = Vec::new();
+    clap_complete::generate(shell, &mut T::command(), binary, &mut script);
+    match out(&String::from_utf8_lossy(&script)) {
+        Ok(()) => Some(0),
+        Err(e) => {
+            let _ = err_line(&format!(
+                "{binary}: error: cannot write the completion script: {e:#}"
+            ));
+            Some(74)
+        }
+    }
 }

@@ -5,6 +5,7 @@ mod docs;
 mod drops;
 mod exit_codes;
 mod forge;
+mod ops;
 mod otoml;
 mod push;
 mod record;
