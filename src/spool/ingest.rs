@@ -247,7 +247,7 @@ impl Spool {
                 reason.push_str(&format!("\noriginal name in incoming/: {shown}"));
             }
             if m.is_file() && m.nlink() > 1 {
-                self.unshare_drop(&p)?;
+                self.unshare_drop(&p);
             }
             match self.quarantine_locked(&p, &kept, &reason) {
                 Ok(chosen) if chosen.as_bytes() != name.as_bytes() => {
@@ -274,7 +274,7 @@ impl Spool {
     /// so that quarantining it changes nothing of the inode it shares with
     /// a name outside the spool. A drop that cannot be copied (unreadable)
     /// is left linked: it is then moved as it is, its mode untouched.
-    fn unshare_drop(&self, path: &Path) -> Result<()> {
+    fn unshare_drop(&self, path: &Path) {
         let tmp = self.dir("tmp").join(fsx::unique_name("drop"));
         let copied = fsx::open_regular(path, false).and_then(|mut from| {
             let mut to = fsx::create_new(&tmp)?;
@@ -285,7 +285,6 @@ impl Spool {
         if copied.is_err() {
             let _ = fs::remove_file(&tmp);
         }
-        Ok(())
     }
 }
 
