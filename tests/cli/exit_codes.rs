@@ -163,3 +163,13 @@ fn a_missing_required_flag_is_64_a_missing_json_field_65() {
     );
     assert_exit(&out, 65);
 }
+
+#[test]
+fn status_and_help_to_a_full_stdout_are_74() {
+    let env = TestEnv::new();
+    for args in ["", "--json", "--version"] {
+        let bin = crate::support::bin("hero_usage_status");
+        let out = sh(&env, &format!("exec '{}' {args} >/dev/full", bin.display()));
+        assert_exit(&out, 74);
+    }
+}
