@@ -99,7 +99,32 @@ impl ConfigFile {
                 format!("config file {}: {}", path.display(), e.message()),
             )
         })?;
+        file.refuse_empty_paths(&path)?;
         Ok(file.relative_to(path.parent().unwrap_or(Path::new("/"))))
+    }
+
+    /// An empty path in the file is a mistake, never "unset" (a line that
+    /// is not wanted is removed or commented): `spool = ""` would otherwise
+    /// be read as a spool in no directory at all.
+    fn refuse_empty_paths(&self, path: &Path) -> Result<()> {
+        let paths = [
+            ("spool", &self.spool),
+            ("token_file", &self.token_file),
+            ("admin_secret_file", &self.admin_secret_file),
+        ];
+        match paths
+            .iter()
+            .find(|(_, p)| p.as_ref().is_some_and(|p| p.as_os_str().is_empty()))
+        {
+            Some((key, _)) => Err(fail(
+                Kind::Config,
+                format!(
+                    "config file {}: {key} is empty; give a path, or remove the line to use the default",
+                    path.display()
+                ),
+            )),
+            None => Ok(()),
+        }
     }
 
     /// Paths in a config file name files beside it, not in whatever
@@ -270,6 +295,7 @@ impl ForgeSettings {
                     "no Forgejo URL: set --forgejo-url, HERO_USAGE_FORGEJO_URL or forgejo_url in the config file",
                 )
             })?;
+        refuse_control_in_url(&url)?;
         let token = resolve_token(args, file)?;
         let full = given(&args.repo)
             .or_else(|| file.repo.clone())
@@ -296,6 +322,25 @@ impl ForgeSettings {
             branch,
             insecure_http: args.insecure_http,
         })
+    }
+}
+
+/// A control character in the URL can never reach a server: every request
+/// would fail the same way, which is configuration (78), not a forge that
+/// is down (75, retried for ever).
+fn refuse_control_in_url(url: &str) -> Result<()> {
+    match url.chars().position(char::is_control) {
+        Some(at) => Err(fail(
+            Kind::Config,
+            format!(
+                "Forgejo URL `{}` contains a control character (at character {}); set \
+                 --forgejo-url, HERO_USAGE_FORGEJO_URL or forgejo_url to the server's base URL, \
+                 e.g. https://forge.example.org",
+                crate::error::escape_controls(url),
+                at + 1
+            ),
+        )),
+        None => Ok(()),
     }
 }
 
