@@ -165,7 +165,7 @@ fn probe(settings: &ForgeSettings) -> (String, Option<Kind>) {
     let kind = match result {
         Ok(()) => None,
         Err((kind, why)) => {
-            let _ = writeln!(lines, "FAIL {why}");
+            let _ = writeln!(lines, "FAIL {}", one_line(&why));
             Some(kind)
         }
     };
@@ -190,12 +190,21 @@ fn probe_steps(settings: &ForgeSettings, lines: &mut String) -> Result<(), Faile
         base: base.clone(),
         token: settings.token.expose().to_string(),
     };
+    // What the server says is shown escaped: never raw bytes to a terminal.
     let version = probe_version(&p)?;
-    let _ = writeln!(lines, "ok   forge at {base}: Forgejo API version {version}");
+    let _ = writeln!(
+        lines,
+        "ok   forge at {base}: Forgejo API version {}",
+        one_line(&version)
+    );
     let login = probe_user(&p)?;
-    let _ = writeln!(lines, "ok   the token is accepted: user {login}");
+    let _ = writeln!(
+        lines,
+        "ok   the token is accepted: user {}",
+        one_line(&login)
+    );
     let line = probe_repo(&p, settings, &login)?;
-    let _ = writeln!(lines, "ok   {line}");
+    let _ = writeln!(lines, "ok   {}", one_line(&line));
     Ok(())
 }
 

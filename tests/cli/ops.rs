@@ -641,3 +641,52 @@ fn the_shim_warns_about_an_admin_secret_open_to_others() {
     );
     assert!(err.contains("chmod 600"), "{err}");
 }
+
+/// A server that answers Forgejo's version and user with control
+/// characters in them, and 404 to anything else.
+fn hostile_forge() -> String {
+    use std::io::{Read, Write};
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = listener.local_addr().unwrap();
+    std::thread::spawn(move || {
+        for conn in listener.incoming() {
+            let Ok(mut conn) = conn else { continue };
+            let mut head = Vec::new();
+            let mut byte = [0u8; 1];
+            while !head.ends_with(b"\r\n\r\n") && conn.read(&mut byte).unwrap_or(0) == 1 {
+                head.push(byte[0]);
+            }
+            let head = String::from_utf8_lossy(&head);
+            let (status, body) = if head.contains(" /api/v1/version ") {
+                ("200 OK", r#"{"version":"1.0\u001b[2J"}"#)
+            } else if head.contains(" /api/v1/user ") {
+                ("200 OK", r#"{"login":"bot\u001b]0;owned\u0007"}"#)
+            } else {
+                ("404 Not Found", r#"{"message":"not\u001b[31m found"}"#)
+            };
+            let _ = write!(
+                conn,
+                "HTTP/1.1 {status}\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+                body.len()
+            );
+        }
+    });
+    format!("http://{addr}")
+}
+
+#[test]
+fn check_shows_what_a_server_says_escaped_never_raw() {
+    let forge = TestForge::start(ForgeOptions::default());
+    let op = Op::new(&forge);
+    let url = hostile_forge();
+    let out = run(op
+        .push()
+        .args(["--check", "--repo", "someorg/x", "--forgejo-url", &url]));
+    let text = stdout(&out);
+    assert!(
+        !text.chars().any(|c| c.is_control() && c != '\n'),
+        "{text:?}"
+    );
+    assert!(text.contains("version 1.0\\u{1b}[2J"), "{text}");
+    assert!(text.contains("user bot\\u{1b}]0;owned\\u{7}"), "{text}");
+}
