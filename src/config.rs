@@ -87,10 +87,10 @@ impl ConfigFile {
         let Some(path) = Self::locate(named) else {
             return Ok(ConfigFile::default());
         };
-        let text = std::fs::read_to_string(&path).map_err(|e| {
+        let text = read_small_text(&path, MAX_CONFIG_BYTES).map_err(|why| {
             fail(
                 Kind::Config,
-                format!("cannot read config file {}: {e}", path.display()),
+                format!("cannot read config file {}: {why}", path.display()),
             )
         })?;
         let file: ConfigFile = toml::from_str(&text).map_err(|e| {
@@ -191,6 +191,28 @@ impl fmt::Debug for Secret {
 
 /// Largest secret file read (a token is 40 characters).
 const MAX_SECRET_BYTES: u64 = 64 * 1024;
+/// Largest config file read (the example, comments and all, is 3 KiB).
+const MAX_CONFIG_BYTES: u64 = 1024 * 1024;
+
+/// A small text file: only a regular file (a symbolic link to one is
+/// followed), and at most `max` bytes of it, so that a fifo cannot hang the
+/// run nor `/dev/zero` fill the memory. The error is why, for a message
+/// that never quotes the content.
+fn read_small_text(path: &Path, max: u64) -> std::result::Result<String, String> {
+    use std::io::Read;
+    let meta = std::fs::metadata(path).map_err(|e| e.to_string())?;
+    if !meta.is_file() {
+        return Err("it is not a regular file".into());
+    }
+    let mut bytes = Vec::new();
+    std::fs::File::open(path)
+        .and_then(|f| f.take(max + 1).read_to_end(&mut bytes))
+        .map_err(|e| e.to_string())?;
+    if bytes.len() as u64 > max {
+        return Err(format!("it is larger than {max} bytes"));
+    }
+    String::from_utf8(bytes).map_err(|_| "it is not UTF-8 text".into())
+}
 
 /// Read a secret from a file: surrounding white space (a trailing newline) is
 /// dropped; an empty file is an error. The error never contains the content.
@@ -198,27 +220,12 @@ const MAX_SECRET_BYTES: u64 = 64 * 1024;
 /// secrets are links), and at most 64 KiB of it: a fifo would hang the run,
 /// `/dev/zero` would fill the memory.
 pub fn read_secret_file(path: &Path, what: &str) -> Result<Secret> {
-    use std::io::Read;
-    let cannot = |why: String| {
+    let text = read_small_text(path, MAX_SECRET_BYTES).map_err(|why| {
         fail(
             Kind::Config,
             format!("cannot read {what} file {}: {why}", path.display()),
         )
-    };
-    let meta = std::fs::metadata(path).map_err(|e| cannot(e.to_string()))?;
-    if !meta.is_file() {
-        return Err(cannot("it is not a regular file".into()));
-    }
-    let mut bytes = Vec::new();
-    std::fs::File::open(path)
-        .and_then(|f| f.take(MAX_SECRET_BYTES + 1).read_to_end(&mut bytes))
-        .map_err(|e| cannot(e.to_string()))?;
-    if bytes.len() as u64 > MAX_SECRET_BYTES {
-        return Err(cannot(format!(
-            "it is larger than {MAX_SECRET_BYTES} bytes"
-        )));
-    }
-    let text = String::from_utf8(bytes).map_err(|_| cannot("it is not UTF-8 text".into()))?;
+    })?;
     let s = text.trim();
     if s.is_empty() {
         return Err(fail(

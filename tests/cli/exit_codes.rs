@@ -4,6 +4,7 @@
 
 use crate::support::{TestEnv, assert_exit, files_under, run, stderr, stdout};
 use hero_usage_test_forge::{ForgeOptions, TestForge};
+use std::path::Path;
 use std::process::{Command, Output};
 
 fn record_args(key: &str) -> Vec<String> {
@@ -227,5 +228,34 @@ fn an_empty_path_in_the_config_file_is_78_naming_the_key() {
                 stderr(&out)
             );
         }
+    }
+}
+
+#[test]
+fn a_config_file_that_is_a_device_or_a_fifo_is_78_never_read() {
+    // /dev/zero would fill the memory, a fifo would hang the run for ever.
+    let env = TestEnv::new();
+    let fifo = env.path("config.fifo");
+    assert!(
+        Command::new("mkfifo")
+            .arg(&fifo)
+            .status()
+            .unwrap()
+            .success()
+    );
+    let bin = crate::support::bin("hero_usage_status");
+    for config in [Path::new("/dev/zero"), &fifo] {
+        let script = format!(
+            "exec timeout 20 '{}' --config '{}'",
+            bin.display(),
+            config.display()
+        );
+        let out = sh(&env, &script);
+        assert_exit(&out, 78);
+        assert!(
+            stderr(&out).contains("not a regular file"),
+            "{}",
+            stderr(&out)
+        );
     }
 }
