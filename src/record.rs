@@ -12,6 +12,9 @@ pub const TIME_FORMAT: &str = "%Y-%m-%d %H:%M:%S";
 pub const MAX_AMOUNT_CENTS: u64 = 1_000_000_000_000;
 /// How far in the future `occurred_at` may lie (clock skew between callers).
 pub const MAX_FUTURE_SECS: i64 = 300;
+/// The earliest accepted `occurred_at` (UTC): earlier instants are typos, and
+/// years outside 4 digits would not read back from the spool or OTOML.
+pub const EARLIEST_OCCURRED_AT: &str = "2000-01-01 00:00:00";
 /// The record's field names, in canonical (alphabetical) order.
 pub const FIELDS: [&str; 7] = [
     "amount_cents",
@@ -382,18 +385,7 @@ impl RecordInput {
             )),
             v => required_str(v).and_then(|s| UtcSecond::parse(&s)),
         };
-        let occurred = occurred.and_then(|t| {
-            let limit = defaults.now + chrono::Duration::seconds(MAX_FUTURE_SECS);
-            if t.0 > limit.naive_utc() {
-                Err(format!(
-                    "lies more than {} minutes in the future (now is {} UTC); check the caller's clock",
-                    MAX_FUTURE_SECS / 60,
-                    UtcSecond::from_utc(defaults.now)
-                ))
-            } else {
-                Ok(t)
-            }
-        });
+        let occurred = occurred.and_then(|t| check_occurred_at(t, defaults.now));
         field("occurred_at", occurred.clone().map(|_| ()));
 
         if !errs.is_empty() {
@@ -412,6 +404,28 @@ impl RecordInput {
             },
             occurred_at_given: self.occurred_at.is_some(),
         })
+    }
+}
+
+/// `occurred_at` (already in UTC) must lie in [`EARLIEST_OCCURRED_AT`,
+/// `now` + [`MAX_FUTURE_SECS`]]: only such a time reads back unchanged
+/// everywhere and is a plausible usage time.
+pub fn check_occurred_at(t: UtcSecond, now: DateTime<Utc>) -> Result<UtcSecond, String> {
+    let earliest = UtcSecond::parse_exact(EARLIEST_OCCURRED_AT).expect("a valid constant");
+    let limit = now + chrono::Duration::seconds(MAX_FUTURE_SECS);
+    if t < earliest {
+        Err(format!(
+            "lies before {EARLIEST_OCCURRED_AT} UTC (after conversion to UTC); \
+             give the time the usage happened"
+        ))
+    } else if t.0 > limit.naive_utc() {
+        Err(format!(
+            "lies more than {} minutes in the future (now is {} UTC); check the caller's clock",
+            MAX_FUTURE_SECS / 60,
+            UtcSecond::from_utc(now)
+        ))
+    } else {
+        Ok(t)
     }
 }
 
@@ -694,6 +708,16 @@ mod tests {
             ("description", RawValue::Str("two\nlines".into())),
             ("occurred_at", RawValue::Str("2026-11-26 16:36:00".into())),
             ("occurred_at", RawValue::Str("yesterday".into())),
+            (
+                "occurred_at",
+                RawValue::Str("0000-01-01T00:30:00+01:00".into()),
+            ),
+            ("occurred_at", RawValue::Str("1999-12-31 23:59:59".into())),
+            (
+                "occurred_at",
+                RawValue::Str("2000-01-01T00:30:00+01:00".into()),
+            ),
+            ("occurred_at", RawValue::Str("2026-11-26 16:35:01".into())),
         ];
         for (name, value) in cases {
             let mut i = good();
@@ -702,6 +726,24 @@ mod tests {
             assert_eq!(errs.len(), 1, "{name} {value:?}: {errs:?}");
             assert_eq!(errs[0].field, name);
         }
+    }
+
+    #[test]
+    fn the_time_range_is_inclusive_and_uses_the_defaults_now() {
+        for ok in [
+            "2000-01-01 00:00:00",
+            "2000-01-01T01:00:00+01:00",
+            "2026-11-26 16:35:00",
+        ] {
+            let mut i = good();
+            i.set("occurred_at", RawValue::Str(ok.into()));
+            assert!(i.validate(&defaults()).is_ok(), "{ok}");
+        }
+        // A drop's mtime (the defaulted time) is checked all the same.
+        let mut d = defaults();
+        d.occurred_at = Some(Utc.with_ymd_and_hms(1970, 1, 1, 0, 0, 0).unwrap());
+        let errs = good().validate(&d).unwrap_err();
+        assert_eq!(errs[0].field, "occurred_at");
     }
 
     #[test]

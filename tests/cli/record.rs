@@ -1027,3 +1027,30 @@ fn amounts_are_plain_numbers_and_each_field_is_given_once() {
         report.quarantined
     );
 }
+
+#[test]
+fn occurred_at_outside_2000_to_now_plus_5_min_is_refused_naming_it() {
+    let env = TestEnv::new();
+    for bad in [
+        "0000-01-01T00:30:00+01:00",
+        "1999-12-31 23:59:59",
+        "2000-01-01T00:59:59+01:00",
+    ] {
+        let o = run(&mut record_cmd(
+            &env,
+            &with(&good_args(), "--occurred-at", bad),
+        ));
+        assert_exit(&o, 65);
+        assert!(stderr(&o).contains("occurred_at"), "{bad}: {}", stderr(&o));
+    }
+    let line = r#"{"idempotency_key":"k1","user_sid":"0a1b","amount_cents":1,"resource_kind":"cpu","occurred_at":"0000-01-01T00:30:00+01:00"}"#;
+    let o = run_with_stdin(env.cmd(REC).arg("--stdin"), format!("{line}\n").as_bytes());
+    assert_exit(&o, 65);
+    assert!(stderr(&o).contains("line 1: occurred_at"), "{}", stderr(&o));
+    assert!(records(&env.spool).is_empty());
+    let o = run(&mut record_cmd(
+        &env,
+        &with(&good_args(), "--occurred-at", "2000-01-01 00:00:00"),
+    ));
+    assert_exit(&o, 0);
+}
