@@ -88,7 +88,10 @@ impl Spool {
             if fsx::exists_nofollow(&in_sent)
                 .map_err(cant(format!("cannot check {}", sent.display())))?
             {
-                outcomes.push(compare(v, &lookup.get(&in_sent, name, &v.record)?));
+                outcomes.push(compare(
+                    v,
+                    &lookup.get(&in_sent, name, &v.record.idempotency_key)?,
+                ));
                 continue;
             }
             let tmp = match file_of[first_of[i]] {
@@ -98,7 +101,10 @@ impl Spool {
                         .map_err(cant(format!("cannot check {}", pending.display())))?
                     {
                         changed = true; // make sure what we call a duplicate is durable
-                        outcomes.push(compare(v, &lookup.get(&target, name, &v.record)?));
+                        outcomes.push(compare(
+                            v,
+                            &lookup.get(&target, name, &v.record.idempotency_key)?,
+                        ));
                         continue;
                     }
                     // Known at the pre-check, gone since (pruned): write it now.
@@ -122,7 +128,10 @@ impl Spool {
                 }
                 Err(e) if e.kind() == io::ErrorKind::AlreadyExists => {
                     changed = true;
-                    outcomes.push(compare(v, &lookup.get(&target, name, &v.record)?));
+                    outcomes.push(compare(
+                        v,
+                        &lookup.get(&target, name, &v.record.idempotency_key)?,
+                    ));
                 }
                 Err(e) => {
                     return Err(cant(format!(

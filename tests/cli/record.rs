@@ -7,7 +7,7 @@ use hero_usage::record::UsageRecord;
 use hero_usage::spool::{PendingId, Spool, file_name_for_key};
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
+use std::process::{Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
 const REC: &str = "hero_usage_record";
@@ -1053,4 +1053,79 @@ fn occurred_at_outside_2000_to_now_plus_5_min_is_refused_naming_it() {
         &with(&good_args(), "--occurred-at", "2000-01-01 00:00:00"),
     ));
     assert_exit(&o, 0);
+}
+
+/// A push of `env`'s spool to `forge` (repo `o/billing`), with extra args.
+fn push_to(env: &TestEnv, forge: &hero_usage_test_forge::TestForge, args: &[&str]) -> Output {
+    let token = env.path("token");
+    std::fs::write(&token, forge.token()).unwrap();
+    run(env
+        .cmd("hero_usage_push")
+        .env("HERO_USAGE_FORGEJO_URL", forge.base_url())
+        .env("HERO_USAGE_FORGEJO_TOKEN_FILE", &token)
+        .env("HERO_USAGE_REPO", "lhumina_code/billing")
+        .args(args))
+}
+
+/// Every key of the billing repo's hour files of `node`, with repeats.
+fn remote_keys(forge: &hero_usage_test_forge::TestForge, node: &str) -> Vec<String> {
+    let mut keys = Vec::new();
+    if forge.head("lhumina_code", "billing", "main").is_none() {
+        return keys;
+    }
+    let ls = run(Command::new("git")
+        .arg("--git-dir")
+        .arg(forge.bare_repo("lhumina_code", "billing"))
+        .args(["ls-tree", "-r", "--name-only", "main"]));
+    for p in stdout(&ls).lines() {
+        if p.starts_with(&format!("nodes/{node}/")) {
+            let text = String::from_utf8(forge.file("lhumina_code", "billing", "main", p).unwrap())
+                .unwrap();
+            keys.extend(
+                hero_usage::otoml::parse_batch(&text)
+                    .unwrap()
+                    .into_iter()
+                    .map(|r| r.idempotency_key),
+            );
+        }
+    }
+    keys.sort();
+    keys
+}
+
+fn json_line(key: &str, at: &str, amount: u64) -> String {
+    format!(
+        r#"{{"idempotency_key":"{key}","user_sid":"0a1b","amount_cents":{amount},"resource_kind":"cpu","occurred_at":"{at}"}}"#
+    )
+}
+
+#[test]
+fn one_damaged_table_of_a_chunk_quarantines_only_its_own_entry() {
+    let forge = hero_usage_test_forge::TestForge::start(Default::default());
+    let env = TestEnv::new();
+    let at = "2026-11-20 16:04:05";
+    let lines: String = ["a", "b", "c"]
+        .iter()
+        .map(|k| json_line(k, at, 7) + "\n")
+        .collect();
+    assert_exit(
+        &run_with_stdin(env.cmd(REC).arg("--stdin"), lines.as_bytes()),
+        0,
+    );
+    // Damage the table of `b` only, in the chunk all three share.
+    let entry = env.spool.join("pending").join(file_name_for_key("b"));
+    let text = std::fs::read_to_string(&entry).unwrap();
+    let torn = text.replacen(
+        "amount_cents = 7\ndescription = \"\"\nidempotency_key = \"b\"",
+        "amount_cents = \"7",
+        1,
+    );
+    assert_ne!(text, torn);
+    std::fs::write(&entry, torn).unwrap(); // in place: every link sees it
+    let o = push_to(&env, &forge, &[]);
+    assert_exit(&o, 65);
+    assert_eq!(remote_keys(&forge, "test-node"), ["a", "c"]);
+    let rejected = files_under(&env.spool.join("rejected"));
+    assert_eq!(rejected.len(), 2, "{rejected:?}"); // the entry and its reason
+    assert!(files_under(&env.spool.join("pending")).is_empty());
 }
