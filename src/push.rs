@@ -185,6 +185,7 @@ pub fn run(spool: &Spool, opts: &PushOptions) -> Result<PushSummary> {
         ..Default::default()
     };
 
+    spool.bind_node_unless_dry(&opts.node, opts.dry_run)?;
     // A bad URL is a configuration error even when there is nothing to push.
     let client = ForgejoClient::new(ClientConfig {
         base_url: opts.forge.url.clone(),

@@ -147,6 +147,7 @@ pub fn run_fields(args: &SpoolArgs, flags: &FieldFlags) -> Result<i32> {
         }
     };
     let spool = Spool::open(&common.spool)?;
+    spool.bind_node(&common.node)?;
     match record_validated(&spool, v)? {
         Written::Recorded(key) => crate::cli::out(&format!("recorded {key}\n"))?,
         Written::Duplicate(key) => crate::cli::out(&format!("duplicate {key}\n"))?,
@@ -219,6 +220,7 @@ pub fn run_stdin(
 ) -> Result<i32> {
     let common = Common::resolve(args)?;
     let spool = Spool::open(&common.spool)?;
+    spool.bind_node(&common.node)?;
     let (send, lines) = std::sync::mpsc::sync_channel::<Result<Line>>(2 * CHUNK_RECORDS);
     let node = common.node.clone();
     let reader = std::thread::spawn(move || {

@@ -10,7 +10,8 @@
 //!                                hard link to a chunk of a group commit: see `files`)
 //!   sent/<sha256(key)>.toml      pushed; kept for the retention window (ctime = when sent)
 //!   rejected/NAME, NAME.reason   quarantine, never deleted, never pushed
-//!   state/                       the push job's outcome file
+//!   state/                       the push job's outcome file; `node`, the node
+//!                                name the spool belongs to (see `node`)
 //! ```
 //!
 //! Knows no network. Every record file holds full [`UsageRecord`]s as TOML.
@@ -18,6 +19,7 @@
 mod files;
 mod fsx;
 mod ingest;
+mod node;
 mod write;
 
 use crate::error::{Kind, fail};

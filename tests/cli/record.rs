@@ -106,11 +106,11 @@ fn spawn_stdin(env: &TestEnv) -> (std::process::Child, std::process::ChildStdin)
     (child, input)
 }
 
-/// Every file in the spool that is not a lock file.
+/// Every file in the spool that is not a lock file or the node name.
 fn non_lock_files(spool: &Path) -> Vec<PathBuf> {
     files_under(spool)
         .into_iter()
-        .filter(|p| !p.ends_with("lock") && !p.ends_with("push.lock"))
+        .filter(|p| !p.ends_with("lock") && !p.ends_with("push.lock") && !p.ends_with("state/node"))
         .collect()
 }
 
@@ -1128,4 +1128,73 @@ fn one_damaged_table_of_a_chunk_quarantines_only_its_own_entry() {
     let rejected = files_under(&env.spool.join("rejected"));
     assert_eq!(rejected.len(), 2, "{rejected:?}"); // the entry and its reason
     assert!(files_under(&env.spool.join("pending")).is_empty());
+}
+
+#[test]
+fn a_spool_belongs_to_one_node_a_renamed_node_exits_78_naming_both() {
+    use hero_usage_test_forge::{Fault, FaultAction};
+    let forge = hero_usage_test_forge::TestForge::start(Default::default());
+    let mut env = TestEnv::new();
+    env.node = "nodeA".into();
+    let line = json_line("r1", "2026-11-20 16:04:05", 7) + "\n";
+    assert_exit(
+        &run_with_stdin(env.cmd(REC).arg("--stdin"), line.as_bytes()),
+        0,
+    );
+    assert_eq!(
+        std::fs::read_to_string(env.spool.join("state/node")).unwrap(),
+        "nodeA\n"
+    );
+    // The commit lands, its reply is lost, and the forge is then down.
+    forge.create_repo("lhumina_code", "billing", false);
+    forge.inject(Fault::new(
+        Some("GET"),
+        "/contents/",
+        FaultAction::Delay(Duration::ZERO),
+    ));
+    forge.inject(Fault::new(
+        Some("POST"),
+        "/contents",
+        FaultAction::DropAfter,
+    ));
+    forge.inject(Fault::new(Some("GET"), "/contents/", FaultAction::DropBefore).times(100));
+    assert_exit(&push_to(&env, &forge, &[]), 75);
+    forge.clear_faults();
+
+    env.node = "nodeB".into();
+    for o in [
+        push_to(&env, &forge, &[]),
+        push_to(&env, &forge, &["--dry-run"]),
+        run(&mut record_cmd(
+            &env,
+            &with(&good_args(), "--idempotency-key", "r2"),
+        )),
+        run_with_stdin(env.cmd(REC).arg("--stdin"), line.as_bytes()),
+    ] {
+        assert_exit(&o, 78);
+        let err = stderr(&o);
+        assert!(err.contains("`nodeA`") && err.contains("`nodeB`"), "{err}");
+    }
+    assert_eq!(remote_keys(&forge, "nodeB"), Vec::<String>::new());
+    assert_eq!(remote_keys(&forge, "nodeA"), ["r1"]);
+    assert_eq!(records(&env.spool).len(), 1, "nothing recorded under nodeB");
+
+    // The old name still works, and heals the lost reply without a repeat.
+    env.node = "nodeA".into();
+    assert_exit(&push_to(&env, &forge, &[]), 0);
+    assert_eq!(remote_keys(&forge, "nodeA"), ["r1"]);
+}
+
+#[test]
+fn read_only_users_do_not_bind_the_spool() {
+    let env = TestEnv::new();
+    assert_exit(&run(&mut record_cmd(&env, &good_args())), 0);
+    std::fs::remove_file(env.spool.join("state/node")).unwrap();
+    assert_exit(&run(env.cmd("hero_usage_status").arg("--json")), 0);
+    let o = run(env
+        .cmd("hero_usage_push")
+        .arg("--dry-run")
+        .env("HERO_USAGE_FORGEJO_URL", "http://127.0.0.1:9")
+        .env("HERO_USAGE_FORGEJO_TOKEN", "0123456789abcdef"));
+    assert!(!env.spool.join("state/node").exists(), "{}", stderr(&o));
 }
