@@ -49,6 +49,8 @@ pub struct PushOptions {
     /// (a push-now through the shim leaves pruning to the hourly job, whose
     /// window it cannot know).
     pub retention_days: Option<u32>,
+    /// Forget ledgered keys sent more than this many days ago; `None`: never.
+    pub ledger_days: Option<u32>,
     pub forge: ForgeSettings,
 }
 
@@ -241,7 +243,7 @@ pub fn run(spool: &Spool, opts: &PushOptions) -> Result<PushSummary> {
 
     if let Some(days) = opts.retention_days.filter(|_| !opts.dry_run) {
         let horizon = Utc::now() - chrono::Duration::days(i64::from(days));
-        summary.pruned = spool.prune_sent(horizon)?;
+        summary.pruned = spool.prune_sent(horizon, opts.ledger_days)?;
     }
     summary.pending_after = spool.pending_count()?;
     if summary.exit_code == 0

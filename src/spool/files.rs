@@ -149,7 +149,7 @@ impl Spool {
     pub(crate) fn read_entries(
         &self,
         sub: &str,
-        mut each: impl FnMut(Entry) -> Result<bool>,
+        each: impl FnMut(Entry) -> Result<bool>,
     ) -> Result<()> {
         let dir = self.dir(sub);
         let rd = fs::read_dir(&dir).map_err(cant(format!("cannot list {}", dir.display())))?;
@@ -164,40 +164,50 @@ impl Spool {
                 by_inode.entry(e.ino()).or_default().push(name);
             }
         }
-        for (ino, mut names) in by_inode {
-            names.sort();
-            // Read the file through the first of its names still there: a
-            // reader without the push lock (status) races with marking sent.
-            let mut read = None;
-            let mut first = 0;
-            while read.is_none() && first < names.len() {
-                match read_file(&dir.join(&names[first]), ino) {
-                    Ok(Some((records, modified))) => read = Some((Ok(records), Some(modified))),
-                    Ok(None) => first += 1, // gone meanwhile
-                    Err(ReadError::Io(e)) => return Err(e),
-                    Err(ReadError::Damaged(reason)) => read = Some((Err(reason), None)),
-                }
-            }
-            let Some((mut records, modified)) = read else {
-                continue;
-            };
-            for name in names.into_iter().skip(first) {
-                let record = match &mut records {
-                    Ok(parsed) => parsed.take(&name).map_err(|r| format!("damaged: {r}")),
-                    Err(reason) => Err(reason.clone()),
-                };
-                let entry = Entry {
-                    id: PendingId(name),
-                    record,
-                    modified,
-                };
-                if !each(entry)? {
-                    return Ok(());
-                }
+        read_grouped(&dir, by_inode, each)
+    }
+}
+
+/// Read the entries named in `by_inode` (names grouped by the inode their
+/// directory entries carry), each file once, handing each to `each`.
+pub(crate) fn read_grouped(
+    dir: &Path,
+    by_inode: BTreeMap<u64, Vec<String>>,
+    mut each: impl FnMut(Entry) -> Result<bool>,
+) -> Result<()> {
+    for (ino, mut names) in by_inode {
+        names.sort();
+        // Read the file through the first of its names still there: a
+        // reader without the push lock (status) races with marking sent.
+        let mut read = None;
+        let mut first = 0;
+        while read.is_none() && first < names.len() {
+            match read_file(&dir.join(&names[first]), ino) {
+                Ok(Some((records, modified))) => read = Some((Ok(records), Some(modified))),
+                Ok(None) => first += 1, // gone meanwhile
+                Err(ReadError::Io(e)) => return Err(e),
+                Err(ReadError::Damaged(reason)) => read = Some((Err(reason), None)),
             }
         }
-        Ok(())
+        let Some((mut records, modified)) = read else {
+            continue;
+        };
+        for name in names.into_iter().skip(first) {
+            let record = match &mut records {
+                Ok(parsed) => parsed.take(&name).map_err(|r| format!("damaged: {r}")),
+                Err(reason) => Err(reason.clone()),
+            };
+            let entry = Entry {
+                id: PendingId(name),
+                record,
+                modified,
+            };
+            if !each(entry)? {
+                return Ok(());
+            }
+        }
     }
+    Ok(())
 }
 
 enum ReadError {

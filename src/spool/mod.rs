@@ -10,6 +10,7 @@
 //!                                hard link to a chunk of a group commit: see `files`)
 //!   sent/<sha256(key)>.toml      pushed; kept for the retention window (ctime = when sent)
 //!   rejected/NAME, NAME.reason   quarantine, never deleted, never pushed
+//!   ledger/XX.base, XX.log       every key ever pushed, as 64-byte digests (see `ledger`)
 //!   state/                       the push job's outcome file; `node`, the node
 //!                                name the spool belongs to (see `node`)
 //! ```
@@ -19,6 +20,7 @@
 mod files;
 mod fsx;
 mod ingest;
+pub mod ledger;
 mod node;
 mod write;
 
@@ -27,7 +29,7 @@ use crate::record::{HourBucket, UsageRecord, UtcSecond};
 use anyhow::Result;
 use chrono::{DateTime, Utc};
 use sha2::{Digest, Sha256};
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 use std::fs::{self, File};
 use std::io;
 use std::path::{Path, PathBuf};
@@ -35,6 +37,7 @@ use std::time::Duration;
 
 pub use files::CHUNK_RECORDS;
 pub use ingest::IngestReport;
+pub use ledger::{Ledger, LedgerEntry};
 
 /// How long a writer waits for the writers' lock before giving up (exit 75).
 pub const LOCK_WAIT: Duration = Duration::from_secs(10);
@@ -118,6 +121,14 @@ pub struct PendingLoad {
     /// Entries that are not valid records, with why: the caller quarantines
     /// them (reading changes nothing, so a dry run can read too).
     pub damaged: Vec<(PendingId, String)>,
+}
+
+/// Sent entries past retention (see `Spool::old_sent`).
+#[derive(Default)]
+struct OldSent {
+    by_inode: BTreeMap<u64, Vec<String>>,
+    /// The day each was sent (days since 1970-01-01).
+    days: HashMap<String, u32>,
 }
 
 /// What the spool holds.
@@ -467,31 +478,101 @@ impl Spool {
         Ok(chosen)
     }
 
-    /// Remove sent records marked sent before `older_than`; returns how many.
-    pub fn prune_sent(&self, older_than: DateTime<Utc>) -> Result<usize> {
+    /// The spool's ledger of pushed keys (`ledger/`, see [`ledger`]).
+    pub fn ledger(&self) -> Ledger {
+        Ledger::open(self.dir("ledger"))
+    }
+
+    /// Remove sent records marked sent before `older_than`, once their keys
+    /// are in the ledger (fsynced first); returns how many. With
+    /// `ledger_days`, ledger entries older than that many days are dropped.
+    /// A sent entry that cannot be read is quarantined, not forgotten.
+    pub fn prune_sent(&self, older_than: DateTime<Utc>, ledger_days: Option<u32>) -> Result<usize> {
         let _lock = self.lock_writers()?;
         let sent = self.dir("sent");
+        let old = self.old_sent(older_than)?;
+        let mut ledger = self.ledger();
+        let ledger_dir = self.dir("ledger");
+        let ledger_err = cant(format!("cannot write the ledger {}", ledger_dir.display()));
+        let mut entries = Vec::new();
+        let mut damaged = Vec::new();
+        files::read_grouped(&sent, old.by_inode, |entry| {
+            match entry.record {
+                Ok(rec) => {
+                    let day = old.days.get(entry.id.as_str()).copied().unwrap_or(0);
+                    entries.push((entry.id, LedgerEntry::of(&rec, day)));
+                }
+                Err(reason) => damaged.push((entry.id, reason)),
+            }
+            Ok(true)
+        })?;
+        // An entry seen twice is harmless; still, a crash after the append
+        // and before the removal would otherwise append it again.
+        let mut new = Vec::with_capacity(entries.len());
+        for (_, e) in &entries {
+            if ledger
+                .find_entry(e)
+                .map_err(cant(format!("cannot read {}", ledger_dir.display())))?
+                .is_none()
+            {
+                new.push(*e);
+            }
+        }
+        ledger.append(&new).map_err(ledger_err)?;
+        for (id, _) in &entries {
+            let p = sent.join(id.as_str());
+            match fs::remove_file(&p) {
+                Err(e) if e.kind() != io::ErrorKind::NotFound => {
+                    return Err(cant(format!("cannot remove {}", p.display()))(e));
+                }
+                _ => {}
+            }
+        }
+        for (id, reason) in &damaged {
+            let why =
+                format!("damaged sent record, its key could not be kept in the ledger: {reason}");
+            self.quarantine_locked(&sent.join(id.as_str()), id.as_str(), &why)?;
+        }
+        if !entries.is_empty() {
+            fsx::sync_dir(&sent).map_err(cant(format!("cannot sync {}", sent.display())))?;
+        }
+        if let Some(days) = ledger_days {
+            let horizon =
+                (Utc::now() - chrono::Duration::days(i64::from(days))).timestamp() / 86_400;
+            ledger
+                .expire(u32::try_from(horizon).unwrap_or(0))
+                .map_err(cant(format!(
+                    "cannot expire the ledger {}",
+                    ledger_dir.display()
+                )))?;
+        }
+        Ok(entries.len())
+    }
+
+    /// The entries of `sent/` marked sent before `older_than`, by inode,
+    /// with the day each was sent. Decided before anything is removed:
+    /// entries of one chunk share an inode, and removing one sets the ctime
+    /// the others are judged by.
+    fn old_sent(&self, older_than: DateTime<Utc>) -> Result<OldSent> {
+        use std::os::unix::fs::MetadataExt;
+        let sent = self.dir("sent");
         let limit: std::time::SystemTime = older_than.into();
-        // Decide before removing anything: entries of one chunk share an
-        // inode, and removing one sets the ctime the others are judged by.
-        let mut old = Vec::new();
+        let mut old = OldSent::default();
         for name in self.record_names("sent")? {
             let p = sent.join(&name);
             match fs::symlink_metadata(&p) {
-                Ok(m) if sent_at(&m) < limit => old.push(p),
+                Ok(m) if sent_at(&m) < limit => {
+                    let day = m.ctime().max(0) / 86_400;
+                    old.days
+                        .insert(name.clone(), u32::try_from(day).unwrap_or(u32::MAX));
+                    old.by_inode.entry(m.ino()).or_default().push(name);
+                }
                 Ok(_) => {}
                 Err(e) if e.kind() == io::ErrorKind::NotFound => {}
                 Err(e) => return Err(cant(format!("cannot check {}", p.display()))(e)),
             }
         }
-        let removed = old.len();
-        for p in old {
-            fs::remove_file(&p).map_err(cant(format!("cannot remove {}", p.display())))?;
-        }
-        if removed > 0 {
-            fsx::sync_dir(&sent).map_err(cant(format!("cannot sync {}", sent.display())))?;
-        }
-        Ok(removed)
+        Ok(old)
     }
 
     /// What the spool holds.

@@ -57,11 +57,25 @@ impl Spool {
         // A lone record already known needs no file at all: a retried call
         // costs no fsync. In a batch a known record costs only its bytes in
         // the chunk, less than looking each up twice.
+        let mut ledger = self.ledger();
+        let ledger_err = || {
+            cant(format!(
+                "cannot read the ledger {}",
+                self.dir("ledger").display()
+            ))
+        };
         if let [only] = todo[..] {
             let known = fsx::exists_nofollow(&pending.join(&names[only]))
                 .and_then(|p| Ok(p || fsx::exists_nofollow(&sent.join(&names[only]))?))
                 .map_err(cant(format!("cannot check {}", pending.display())))?;
-            if known {
+            // Read without the lock: at worst a stale answer, which the
+            // check under the lock corrects.
+            let ledgered = !known
+                && ledger
+                    .find(&items[only].record.idempotency_key)
+                    .map_err(ledger_err())?
+                    .is_some();
+            if known || ledgered {
                 todo.clear();
             }
         }
@@ -78,6 +92,8 @@ impl Spool {
         failpoint("record-after-fsync");
 
         let lock = self.lock_writers()?;
+        // Fresh reads under the lock.
+        let mut ledger = self.ledger();
         let mut lookup = RecordLookup::default();
         let mut outcomes = Vec::with_capacity(items.len());
         let mut changed = false;
@@ -92,6 +108,15 @@ impl Spool {
                     v,
                     &lookup.get(&in_sent, name, &v.record.idempotency_key)?,
                 ));
+                continue;
+            }
+            // Pushed and pruned long ago: the ledger still knows the key.
+            if let Some(known) = ledger
+                .find(&v.record.idempotency_key)
+                .map_err(ledger_err())?
+            {
+                let diff = known.differing_fields(&v.record, !v.occurred_at_given);
+                outcomes.push(outcome_of(diff));
                 continue;
             }
             let tmp = match file_of[first_of[i]] {
@@ -178,7 +203,11 @@ impl Spool {
 
 /// Compare a new record with the one already stored under its key.
 fn compare(v: &Validated, old: &UsageRecord) -> RecordOutcome {
-    let diff = v.record.differing_fields(old, !v.occurred_at_given);
+    outcome_of(v.record.differing_fields(old, !v.occurred_at_given))
+}
+
+/// Duplicate when no field differs, else a conflict naming them.
+fn outcome_of(diff: Vec<&'static str>) -> RecordOutcome {
     if diff.is_empty() {
         RecordOutcome::Duplicate
     } else {

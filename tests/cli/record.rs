@@ -683,21 +683,27 @@ fn sent_records_still_detect_duplicates_and_conflicts() {
     // Pruning by the time it was marked sent.
     assert_eq!(
         spool
-            .prune_sent(Utc::now() - chrono::Duration::hours(1))
+            .prune_sent(Utc::now() - chrono::Duration::hours(1), None)
             .unwrap(),
         0
     );
     assert_eq!(
         spool
-            .prune_sent(Utc::now() + chrono::Duration::seconds(5))
+            .prune_sent(Utc::now() + chrono::Duration::seconds(5), None)
             .unwrap(),
         1
     );
-    // Once forgotten, the key can be recorded again.
+    // Pruned, the key is still known through the ledger.
     assert_eq!(
         stdout(&run(&mut record_cmd(&env, &good_args()))),
-        "recorded job-42-2026-11-26T16\n"
+        "duplicate job-42-2026-11-26T16\n"
     );
+    let o = run(&mut record_cmd(
+        &env,
+        &with(&good_args(), "--resource-kind", "gpu"),
+    ));
+    assert_exit(&o, 65);
+    assert!(stderr(&o).contains("resource_kind"), "{}", stderr(&o));
 }
 
 #[test]
@@ -1197,4 +1203,53 @@ fn read_only_users_do_not_bind_the_spool() {
         .env("HERO_USAGE_FORGEJO_URL", "http://127.0.0.1:9")
         .env("HERO_USAGE_FORGEJO_TOKEN", "0123456789abcdef"));
     assert!(!env.spool.join("state/node").exists(), "{}", stderr(&o));
+}
+
+#[test]
+fn a_pushed_key_is_known_for_ever_after_its_record_was_pruned() {
+    let forge = hero_usage_test_forge::TestForge::start(Default::default());
+    let env = TestEnv::new();
+    let h = (Utc::now() - chrono::Duration::hours(2))
+        .format("%Y-%m-%d %H:10:00")
+        .to_string();
+    let r1 = |amount: &'static str, at: Option<&str>| {
+        let mut c = env.cmd(REC);
+        c.args([
+            "--idempotency-key",
+            "r1",
+            "--user-sid",
+            "0a1b",
+            "--resource-kind",
+            "cpu",
+        ])
+        .args(["--amount-cents", amount]);
+        if let Some(at) = at {
+            c.args(["--occurred-at", at]);
+        }
+        run(&mut c)
+    };
+    assert_exit(&r1("5", Some(&h)), 0);
+    assert_exit(&push_to(&env, &forge, &["--retention-days", "0"]), 0);
+    assert_exit(&push_to(&env, &forge, &["--retention-days", "0"]), 0);
+    assert!(files_under(&env.spool.join("sent")).is_empty(), "pruned");
+    let o = r1("5", None);
+    assert_exit(&o, 0);
+    assert_eq!(stdout(&o), "duplicate r1\n");
+    let o = r1("6", None);
+    assert_exit(&o, 65);
+    assert!(stderr(&o).contains("amount_cents"), "{}", stderr(&o));
+    let o = r1("5", Some("2026-01-01 00:00:00"));
+    assert_exit(&o, 65);
+    assert!(stderr(&o).contains("occurred_at"), "{}", stderr(&o));
+    // The same through --stdin, and nothing new to push.
+    let line = format!(
+        r#"{{"idempotency_key":"r1","user_sid":"0a1b","amount_cents":5,"resource_kind":"cpu","occurred_at":"{h}"}}"#
+    );
+    let o = run_with_stdin(env.cmd(REC).arg("--stdin"), format!("{line}\n").as_bytes());
+    assert_eq!(stdout(&o), "duplicate r1\n");
+    assert_exit(&push_to(&env, &forge, &[]), 0);
+    assert_eq!(remote_keys(&forge, "test-node"), ["r1"]);
+    // --ledger-days bounds it: a key sent today stays for 0 days' horizon.
+    assert_exit(&push_to(&env, &forge, &["--ledger-days", "0"]), 0);
+    assert_eq!(stdout(&r1("5", None)), "duplicate r1\n");
 }
