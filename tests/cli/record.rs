@@ -1253,3 +1253,114 @@ fn a_pushed_key_is_known_for_ever_after_its_record_was_pruned() {
     assert_exit(&push_to(&env, &forge, &["--ledger-days", "0"]), 0);
     assert_eq!(stdout(&r1("5", None)), "duplicate r1\n");
 }
+
+mod round_trip {
+    //! Whatever validation accepts reads back unchanged everywhere: spool
+    //! write → spool read → OTOML render → OTOML parse (DESIGN, "Usage
+    //! record").
+    use super::*;
+    use chrono::{DateTime, TimeZone};
+    use hero_usage::record::{Defaults, RawValue, RecordInput};
+    use proptest::prelude::*;
+
+    /// An instant in the accepted range, as one of the accepted input forms.
+    fn time_text(now: DateTime<Utc>) -> impl Strategy<Value = String> {
+        let earliest = Utc
+            .with_ymd_and_hms(2000, 1, 1, 0, 0, 0)
+            .unwrap()
+            .timestamp();
+        let latest = now.timestamp() + 300;
+        let instant = prop_oneof![
+            Just(earliest),
+            Just(latest),
+            earliest..=latest,
+            (earliest..=latest).prop_map(|t| t - t.rem_euclid(60) + 59), // :59, for leap seconds
+            // Outside the range (validation must refuse): year 0 and before,
+            // and the far future.
+            (-62_167_219_200i64 - 86_400..earliest),
+            (-62_167_219_200i64 - 86_400..-62_167_219_200),
+            (latest + 1..253_402_300_799),
+        ];
+        let offset = prop_oneof![
+            Just(0),
+            Just(86_340),
+            Just(-86_340),
+            (-1439i32..=1439).prop_map(|m| m * 60)
+        ];
+        (instant, offset, 0..3u8).prop_map(|(t, off, form)| {
+            let utc = Utc.timestamp_opt(t, 0).unwrap();
+            let exact = utc.format("%Y-%m-%d %H:%M:%S").to_string();
+            match form {
+                // A leap second in the exact form folds into :59.
+                0 if exact.ends_with(":59") => format!("{}60", &exact[..17]),
+                0 => exact,
+                _ => {
+                    let local = utc.naive_utc() + chrono::Duration::seconds(i64::from(off));
+                    let sign = if off < 0 { '-' } else { '+' };
+                    let (h, m) = (off.abs() / 3600, off.abs() % 3600 / 60);
+                    format!("{}{sign}{h:02}:{m:02}", local.format("%Y-%m-%dT%H:%M:%S"))
+                }
+            }
+        })
+    }
+
+    fn input(now: DateTime<Utc>) -> impl Strategy<Value = RecordInput> {
+        (
+            "[\\x21-\\x7e]{1,255}",
+            "[A-Za-z0-9_-][A-Za-z0-9._-]{0,63}",
+            "[0-9a-z]{4,6}",
+            0..=1_000_000_000_000u64,
+            "[a-z][a-z0-9_.-]{0,63}",
+            prop_oneof![
+                "\\PC{0,40}",
+                "[\"\\\\'#=\\[\\]{}\\x20-\\x7e]{0,1024}",
+                "\\PC{1000,1024}"
+            ],
+            time_text(now),
+        )
+            .prop_map(|(key, node, sid, amount, kind, description, at)| {
+                let mut i = RecordInput::default();
+                i.set("idempotency_key", RawValue::Str(key));
+                i.set("node_id", RawValue::Str(node));
+                i.set("user_sid", RawValue::Str(sid));
+                i.set("amount_cents", RawValue::Int(i128::from(amount)));
+                i.set("resource_kind", RawValue::Str(kind));
+                i.set("description", RawValue::Str(description));
+                i.set("occurred_at", RawValue::Str(at));
+                i
+            })
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(48))]
+        #[test]
+        fn what_validation_accepts_reads_back_unchanged(
+            inputs in proptest::collection::vec(input(Utc::now()), 1..12)
+        ) {
+            let defaults = Defaults { node: "n1".into(), now: Utc::now(), occurred_at: None };
+            let mut seen = std::collections::HashSet::new();
+            let valid: Vec<_> = inputs
+                .iter()
+                .filter_map(|i| i.validate(&defaults).ok())
+                .filter(|v| seen.insert(v.record.idempotency_key.clone()))
+                .collect();
+            let dir = tempfile::tempdir().unwrap();
+            let spool = Spool::open(&dir.path().join("spool")).unwrap();
+            let outcomes = spool.record_batch(&valid).unwrap();
+            prop_assert!(outcomes.iter().all(|o| *o == hero_usage::spool::RecordOutcome::Recorded));
+            let load = spool.load_pending(usize::MAX).unwrap();
+            prop_assert!(load.damaged.is_empty(), "{:?}", load.damaged);
+            let mut back: Vec<UsageRecord> = Vec::new();
+            for (hour, recs) in load.hours {
+                let recs: Vec<UsageRecord> = recs.into_iter().map(|(_, r)| r).collect();
+                prop_assert!(recs.iter().all(|r| r.hour_bucket() == hour));
+                let text = hero_usage::otoml::render_batch(&recs);
+                back.extend(hero_usage::otoml::parse_batch(&text).unwrap());
+            }
+            let mut want: Vec<UsageRecord> = valid.into_iter().map(|v| v.record).collect();
+            want.sort_by(|a, b| a.idempotency_key.cmp(&b.idempotency_key));
+            back.sort_by(|a, b| a.idempotency_key.cmp(&b.idempotency_key));
+            prop_assert_eq!(back, want);
+        }
+    }
+}
