@@ -53,16 +53,18 @@ struct Chunk {
 /// record file or a chunk holding the record its name is the hash of.
 fn records(spool: &Path) -> Vec<(PathBuf, UsageRecord)> {
     use std::os::unix::fs::MetadataExt;
-    // Each file parsed once, however many names link to it.
-    let mut parsed: std::collections::HashMap<u64, Vec<UsageRecord>> = Default::default();
+    // Each file parsed once, however many names link to it, and indexed by
+    // the entry name of each record (hashing each key once, not per entry).
+    type ByName = std::collections::HashMap<String, Vec<UsageRecord>>;
+    let mut parsed: std::collections::HashMap<u64, ByName> = Default::default();
     let mut out = Vec::new();
     for sub in ["pending", "sent"] {
         for p in files_under(&spool.join(sub)) {
             let name = p.file_name().unwrap().to_str().unwrap();
             let ino = std::fs::symlink_metadata(&p).unwrap().ino();
-            let all = parsed.entry(ino).or_insert_with(|| {
+            let by_name = parsed.entry(ino).or_insert_with(|| {
                 let text = std::fs::read_to_string(&p).unwrap();
-                if text.starts_with("[[records]]\n") {
+                let all: Vec<UsageRecord> = if text.starts_with("[[records]]\n") {
                     toml::from_str::<Chunk>(&text)
                         .unwrap_or_else(|e| panic!("{} is not a complete chunk: {e}", p.display()))
                         .records
@@ -70,13 +72,17 @@ fn records(spool: &Path) -> Vec<(PathBuf, UsageRecord)> {
                     vec![toml::from_str(&text).unwrap_or_else(|e| {
                         panic!("{} is not a complete record: {e}\n{text}", p.display())
                     })]
+                };
+                let mut by_name = ByName::new();
+                for r in all {
+                    by_name
+                        .entry(file_name_for_key(&r.idempotency_key))
+                        .or_default()
+                        .push(r);
                 }
+                by_name
             });
-            let mut candidates: Vec<UsageRecord> = all
-                .iter()
-                .filter(|r| file_name_for_key(&r.idempotency_key) == name)
-                .cloned()
-                .collect();
+            let mut candidates = by_name.get(name).cloned().unwrap_or_default();
             assert_eq!(
                 candidates.len(),
                 1,
