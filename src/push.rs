@@ -183,7 +183,7 @@ pub fn run(spool: &Spool, opts: &PushOptions) -> Result<PushSummary> {
     let start_time = Utc::now();
     let mut summary = PushSummary {
         node: opts.node.clone(),
-        started_at: start_time.format("%Y-%m-%d %H:%M:%S").to_string(),
+        started_at: start_time.format(crate::record::TIME_FORMAT).to_string(),
         ..Default::default()
     };
 
@@ -260,7 +260,7 @@ pub fn run(spool: &Spool, opts: &PushOptions) -> Result<PushSummary> {
 }
 
 fn finish(mut summary: PushSummary, started: Instant) -> PushSummary {
-    summary.finished_at = Utc::now().format("%Y-%m-%d %H:%M:%S").to_string();
+    summary.finished_at = Utc::now().format(crate::record::TIME_FORMAT).to_string();
     summary.duration_ms = started.elapsed().as_millis() as u64;
     summary
 }

@@ -53,7 +53,7 @@ pub struct Waiting {
 impl Waiting {
     fn new(since: DateTime<Utc>, now: DateTime<Utc>) -> Waiting {
         Waiting {
-            since: since.format("%Y-%m-%d %H:%M:%S").to_string(),
+            since: since.format(crate::record::TIME_FORMAT).to_string(),
             age_seconds: (now - since).num_seconds().max(0),
         }
     }
@@ -232,7 +232,7 @@ impl StatusReport {
         let finished = self
             .last("finished_at")
             .and_then(|v| v.as_str())
-            .and_then(|t| NaiveDateTime::parse_from_str(t, "%Y-%m-%d %H:%M:%S").ok())
+            .and_then(|t| NaiveDateTime::parse_from_str(t, crate::record::TIME_FORMAT).ok())
             .map(|t| t.and_utc().timestamp() as f64);
         gauge(
             "last_push_timestamp_seconds",

@@ -1295,7 +1295,7 @@ mod round_trip {
         ];
         (instant, offset, 0..3u8).prop_map(|(t, off, form)| {
             let utc = Utc.timestamp_opt(t, 0).unwrap();
-            let exact = utc.format("%Y-%m-%d %H:%M:%S").to_string();
+            let exact = utc.format(hero_usage::record::TIME_FORMAT).to_string();
             match form {
                 // A leap second in the exact form folds into :59.
                 0 if exact.ends_with(":59") => format!("{}60", &exact[..17]),
