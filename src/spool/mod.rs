@@ -54,25 +54,14 @@ pub struct Spool {
     root: PathBuf,
 }
 
-/// The writers' lock (`SPOOL/lock`), held until dropped.
+/// An exclusive flock(2) on a spool lock file (the writers' `SPOOL/lock`
+/// or the push job's `SPOOL/push.lock`), held until dropped.
 #[derive(Debug)]
-pub struct WriterLock {
+pub struct SpoolLock {
     file: File,
 }
 
-/// The push job's lock (`SPOOL/push.lock`), held until dropped.
-#[derive(Debug)]
-pub struct PushLock {
-    file: File,
-}
-
-impl Drop for WriterLock {
-    fn drop(&mut self) {
-        let _ = self.file.unlock();
-    }
-}
-
-impl Drop for PushLock {
+impl Drop for SpoolLock {
     fn drop(&mut self) {
         let _ = self.file.unlock();
     }
@@ -239,12 +228,12 @@ impl Spool {
     }
 
     /// Take the writers' lock, waiting at most [`LOCK_WAIT`] (then TempFail).
-    pub fn lock_writers(&self) -> Result<WriterLock> {
+    pub fn lock_writers(&self) -> Result<SpoolLock> {
         let path = self.root.join("lock");
         let file = fsx::open_lock_file(&path)
             .map_err(cant(format!("cannot open lock {}", path.display())))?;
         match file.try_lock() {
-            Ok(()) => return Ok(WriterLock { file }),
+            Ok(()) => return Ok(SpoolLock { file }),
             Err(fs::TryLockError::WouldBlock) => {}
             Err(fs::TryLockError::Error(e)) => {
                 return Err(cant(format!("cannot lock {}", path.display()))(e));
@@ -265,7 +254,7 @@ impl Spool {
             let _ = tx.send(waiter.lock());
         });
         match rx.recv_timeout(LOCK_WAIT) {
-            Ok(Ok(())) => Ok(WriterLock { file }),
+            Ok(Ok(())) => Ok(SpoolLock { file }),
             Ok(Err(e)) => Err(cant(format!("cannot lock {}", path.display()))(e)),
             Err(_) => Err(fail(
                 Kind::TempFail,
@@ -279,12 +268,12 @@ impl Spool {
     }
 
     /// Take the push lock if free; `None` when another push holds it.
-    pub fn try_lock_push(&self) -> Result<Option<PushLock>> {
+    pub fn try_lock_push(&self) -> Result<Option<SpoolLock>> {
         let path = self.root.join("push.lock");
         let file = fsx::open_lock_file(&path)
             .map_err(cant(format!("cannot open lock {}", path.display())))?;
         match file.try_lock() {
-            Ok(()) => Ok(Some(PushLock { file })),
+            Ok(()) => Ok(Some(SpoolLock { file })),
             Err(fs::TryLockError::WouldBlock) => Ok(None),
             Err(fs::TryLockError::Error(e)) => {
                 Err(cant(format!("cannot lock {}", path.display()))(e))
