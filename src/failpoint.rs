@@ -1,6 +1,8 @@
-//! Test-only crash points. In debug builds, `HERO_USAGE_FAILPOINT=<name>` makes
-//! the process abort (no destructors, no flush: like a power cut for the spool)
-//! when it reaches `failpoint("<name>")`. Release builds compile this to nothing.
+//! Test-only hooks. In debug builds, `HERO_USAGE_FAILPOINT=<name>` makes the
+//! process abort (no destructors, no flush: like a power cut for the spool)
+//! when it reaches `failpoint("<name>")`, and `HERO_USAGE_TEST_<NAME>_MS`
+//! shortens a wait (see [`wait`]) so that tests do not sleep for real.
+//! Release builds compile this to nothing.
 
 /// Abort here if the environment names this point (debug builds only).
 #[inline]
@@ -13,4 +15,20 @@ pub fn failpoint(name: &str) {
     }
     #[cfg(not(debug_assertions))]
     let _ = name;
+}
+
+/// How long to wait for `name` (e.g. `LOCK_WAIT`): `default`, or in debug
+/// builds `HERO_USAGE_TEST_<name>_MS` milliseconds when that is set.
+pub fn wait(name: &str, default: std::time::Duration) -> std::time::Duration {
+    #[cfg(debug_assertions)]
+    {
+        if let Some(ms) = std::env::var(format!("HERO_USAGE_TEST_{name}_MS"))
+            .ok()
+            .and_then(|v| v.parse::<u64>().ok())
+        {
+            return std::time::Duration::from_millis(ms);
+        }
+    }
+    let _ = name;
+    default
 }

@@ -52,6 +52,8 @@ const SUBDIRS: [&str; 6] = ["tmp", "incoming", "pending", "sent", "rejected", "s
 #[derive(Debug, Clone)]
 pub struct Spool {
     root: PathBuf,
+    /// How long a writer waits for the writers' lock ([`LOCK_WAIT`]).
+    lock_wait: Duration,
 }
 
 /// An exclusive flock(2) on a spool lock file (the writers' `SPOOL/lock`
@@ -188,7 +190,14 @@ impl Spool {
         }
         Ok(Spool {
             root: root.to_path_buf(),
+            lock_wait: crate::failpoint::wait("LOCK_WAIT", LOCK_WAIT),
         })
+    }
+
+    /// The same spool with another wait for the writers' lock.
+    pub fn with_lock_wait(mut self, wait: Duration) -> Spool {
+        self.lock_wait = wait;
+        self
     }
 
     pub fn root(&self) -> &Path {
@@ -227,7 +236,8 @@ impl Spool {
         }
     }
 
-    /// Take the writers' lock, waiting at most [`LOCK_WAIT`] (then TempFail).
+    /// Take the writers' lock, waiting at most the spool's lock wait
+    /// ([`LOCK_WAIT`] unless set otherwise; then TempFail).
     pub fn lock_writers(&self) -> Result<SpoolLock> {
         let path = self.root.join("lock");
         let file = fsx::open_lock_file(&path)
@@ -253,7 +263,7 @@ impl Spool {
         std::thread::spawn(move || {
             let _ = tx.send(waiter.lock());
         });
-        match rx.recv_timeout(LOCK_WAIT) {
+        match rx.recv_timeout(self.lock_wait) {
             Ok(Ok(())) => Ok(SpoolLock { file }),
             Ok(Err(e)) => Err(cant(format!("cannot lock {}", path.display()))(e)),
             Err(_) => Err(fail(
@@ -261,7 +271,7 @@ impl Spool {
                 format!(
                     "the spool lock {} is still held by another process after {} s; try again (nothing is lost)",
                     path.display(),
-                    LOCK_WAIT.as_secs()
+                    self.lock_wait.as_secs_f64()
                 ),
             )),
         }

@@ -784,18 +784,34 @@ fn writers_lock_interoperates_with_flock_1() {
 fn lock_held_too_long_is_a_temporary_failure() {
     let env = TestEnv::new();
     let spool = Spool::open(&env.spool).unwrap();
-    let mut holder = hold_lock_with_flock(&spool, "13");
+    let mut holder = hold_lock_with_flock(&spool, "30");
     // --stdin too, with its input never closed: the failure ends the run
-    // without waiting for the end of the input.
-    let (batch, mut open_stdin) = spawn_stdin(&env);
+    // without waiting for the end of the input. The wait is shortened from
+    // 10 s (a debug-build test hook) so that the test does not sleep.
+    const WAIT: (&str, &str) = ("HERO_USAGE_TEST_LOCK_WAIT_MS", "300");
+    let mut batch = env.cmd(REC);
+    let mut batch = batch
+        .env(WAIT.0, WAIT.1)
+        .arg("--stdin")
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut open_stdin = batch.stdin.take().unwrap();
     std::io::Write::write_all(
         &mut open_stdin,
         b"{\"idempotency_key\":\"s-1\",\"user_sid\":\"0a1b\",\"amount_cents\":1,\"resource_kind\":\"gpu\"}\n",
     )
     .unwrap();
-    let o = run(&mut record_cmd(&env, &good_args()));
+    let started = Instant::now();
+    let o = run(record_cmd(&env, &good_args()).env(WAIT.0, WAIT.1));
     assert_eq!(o.status.code(), Some(75), "{}", stderr(&o));
     assert!(stderr(&o).contains("lock"), "{}", stderr(&o));
+    assert!(
+        started.elapsed() < Duration::from_secs(5),
+        "the wait was shortened"
+    );
     let o = batch.wait_with_output().unwrap();
     assert_eq!(o.status.code(), Some(75), "{}", stderr(&o));
     assert_eq!(stdout(&o), "", "nothing claimed");
