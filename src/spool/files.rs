@@ -152,12 +152,12 @@ impl Spool {
         each: impl FnMut(Entry) -> Result<bool>,
     ) -> Result<()> {
         let dir = self.dir(sub);
-        let rd = fs::read_dir(&dir).map_err(cant(format!("cannot list {}", dir.display())))?;
+        let rd = fs::read_dir(&dir).map_err(cant(|| format!("cannot list {}", dir.display())))?;
         // The directory entry carries the inode: links to one chunk file
         // group together without a stat each.
         let mut by_inode: BTreeMap<u64, Vec<String>> = BTreeMap::new();
         for e in rd {
-            let e = e.map_err(cant(format!("cannot list {}", dir.display())))?;
+            let e = e.map_err(cant(|| format!("cannot list {}", dir.display())))?;
             if let Ok(name) = e.file_name().into_string()
                 && super::is_record_name(&name)
             {
@@ -236,10 +236,9 @@ fn read_bytes(
             return Err(ReadError::Damaged(format!("not a record file: {e}")));
         }
         Err(e) => {
-            return Err(ReadError::Io(cant(format!(
-                "cannot read {}",
-                path.display()
-            ))(e)));
+            return Err(ReadError::Io(cant(|| {
+                format!("cannot read {}", path.display())
+            })(e)));
         }
     };
     if meta.ino() != ino {
@@ -354,7 +353,7 @@ impl RecordLookup {
             )
         };
         let ino = fs::symlink_metadata(path)
-            .map_err(cant(format!("cannot check {}", path.display())))?
+            .map_err(cant(|| format!("cannot check {}", path.display())))?
             .ino();
         match self.recent.iter().position(|(i, _)| *i == ino) {
             Some(at) => {

@@ -149,8 +149,28 @@ fn is_record_name(name: &str) -> bool {
     name.len() == 69 && name.ends_with(".toml") && name[..64].bytes().all(|b| b.is_ascii_hexdigit())
 }
 
-fn cant(what: String) -> impl FnOnce(io::Error) -> anyhow::Error {
-    move |e| fail(Kind::CantCreate, format!("{what}: {e}"))
+/// What failed, for a spool error's message: a closure, so that the message
+/// is only built when the error happens (directory scans and the writers'
+/// lock call this per entry), or a ready `String` on cold paths.
+pub(crate) trait What {
+    fn what(self) -> String;
+}
+
+impl What for String {
+    fn what(self) -> String {
+        self
+    }
+}
+
+impl<F: FnOnce() -> String> What for F {
+    fn what(self) -> String {
+        self()
+    }
+}
+
+/// An I/O error as "the spool cannot be written" (73), saying what failed.
+fn cant(what: impl What) -> impl FnOnce(io::Error) -> anyhow::Error {
+    move |e| fail(Kind::CantCreate, format!("{}: {e}", what.what()))
 }
 
 impl Spool {
@@ -159,34 +179,32 @@ impl Spool {
     pub fn open(root: &Path) -> Result<Spool> {
         let hint = "check --spool / HERO_USAGE_SPOOL and the directory's owner and mode";
         let missing = !fsx::exists_nofollow(root)
-            .map_err(cant(format!("cannot reach spool {}", root.display())))?;
+            .map_err(cant(|| format!("cannot reach spool {}", root.display())))?;
         if let Some(parent) = root
             .parent()
             .filter(|p| missing && !p.as_os_str().is_empty())
         {
-            fs::create_dir_all(parent).map_err(cant(format!(
-                "cannot create spool parent {}; {hint}",
-                parent.display()
-            )))?;
+            fs::create_dir_all(parent).map_err(cant(|| {
+                format!("cannot create spool parent {}; {hint}", parent.display())
+            }))?;
         }
         // The root itself may be reached through a symlink the operator chose;
         // nothing inside it may be one.
         if !root.is_dir() {
-            fsx::ensure_dir(root).map_err(cant(format!(
-                "cannot create spool {}; {hint}",
-                root.display()
-            )))?;
+            fsx::ensure_dir(root).map_err(cant(|| {
+                format!("cannot create spool {}; {hint}", root.display())
+            }))?;
         }
         let mut created = false;
         for sub in SUBDIRS {
             let p = root.join(sub);
-            created |= fsx::ensure_dir(&p).map_err(cant(format!(
-                "cannot create spool directory {}; {hint}",
-                p.display()
-            )))?;
+            created |= fsx::ensure_dir(&p).map_err(cant(|| {
+                format!("cannot create spool directory {}; {hint}", p.display())
+            }))?;
         }
         if created {
-            fsx::sync_dir(root).map_err(cant(format!("cannot sync spool {}", root.display())))?;
+            fsx::sync_dir(root)
+                .map_err(cant(|| format!("cannot sync spool {}", root.display())))?;
         }
         Ok(Spool {
             root: root.to_path_buf(),
@@ -222,7 +240,7 @@ impl Spool {
             .and_then(|()| fs::rename(&tmp, &target))
             .map_err(|e| {
                 let _ = fs::remove_file(&tmp);
-                cant(format!("cannot write {}", target.display()))(e)
+                cant(|| format!("cannot write {}", target.display()))(e)
             })
     }
 
@@ -241,12 +259,12 @@ impl Spool {
     pub fn lock_writers(&self) -> Result<SpoolLock> {
         let path = self.root.join("lock");
         let file = fsx::open_lock_file(&path)
-            .map_err(cant(format!("cannot open lock {}", path.display())))?;
+            .map_err(cant(|| format!("cannot open lock {}", path.display())))?;
         match file.try_lock() {
             Ok(()) => return Ok(SpoolLock { file }),
             Err(fs::TryLockError::WouldBlock) => {}
             Err(fs::TryLockError::Error(e)) => {
-                return Err(cant(format!("cannot lock {}", path.display()))(e));
+                return Err(cant(|| format!("cannot lock {}", path.display()))(e));
             }
         }
         // Wait in flock(2) itself, woken the moment the holder lets go:
@@ -258,14 +276,14 @@ impl Spool {
         // releases the lock at once.
         let waiter = file
             .try_clone()
-            .map_err(cant(format!("cannot open lock {}", path.display())))?;
+            .map_err(cant(|| format!("cannot open lock {}", path.display())))?;
         let (tx, rx) = std::sync::mpsc::channel();
         std::thread::spawn(move || {
             let _ = tx.send(waiter.lock());
         });
         match rx.recv_timeout(self.lock_wait) {
             Ok(Ok(())) => Ok(SpoolLock { file }),
-            Ok(Err(e)) => Err(cant(format!("cannot lock {}", path.display()))(e)),
+            Ok(Err(e)) => Err(cant(|| format!("cannot lock {}", path.display()))(e)),
             Err(_) => Err(fail(
                 Kind::TempFail,
                 format!(
@@ -281,12 +299,12 @@ impl Spool {
     pub fn try_lock_push(&self) -> Result<Option<SpoolLock>> {
         let path = self.root.join("push.lock");
         let file = fsx::open_lock_file(&path)
-            .map_err(cant(format!("cannot open lock {}", path.display())))?;
+            .map_err(cant(|| format!("cannot open lock {}", path.display())))?;
         match file.try_lock() {
             Ok(()) => Ok(Some(SpoolLock { file })),
             Err(fs::TryLockError::WouldBlock) => Ok(None),
             Err(fs::TryLockError::Error(e)) => {
-                Err(cant(format!("cannot lock {}", path.display()))(e))
+                Err(cant(|| format!("cannot lock {}", path.display()))(e))
             }
         }
     }
@@ -354,7 +372,7 @@ impl Spool {
                 Ok(()) => {}
                 Err(e) if e.kind() == io::ErrorKind::NotFound => {
                     if fsx::exists_nofollow(&to)
-                        .map_err(cant(format!("cannot check {}", to.display())))?
+                        .map_err(cant(|| format!("cannot check {}", to.display())))?
                     {
                         continue; // already marked
                     }
@@ -364,12 +382,14 @@ impl Spool {
                     ));
                 }
                 Err(e) => {
-                    return Err(cant(format!("cannot move {} to sent/", from.display()))(e));
+                    return Err(cant(|| format!("cannot move {} to sent/", from.display()))(
+                        e,
+                    ));
                 }
             }
         }
-        fsx::sync_dir(&sent).map_err(cant(format!("cannot sync {}", sent.display())))?;
-        fsx::sync_dir(&pending).map_err(cant(format!("cannot sync {}", pending.display())))?;
+        fsx::sync_dir(&sent).map_err(cant(|| format!("cannot sync {}", sent.display())))?;
+        fsx::sync_dir(&pending).map_err(cant(|| format!("cannot sync {}", pending.display())))?;
         Ok(())
     }
 
@@ -398,7 +418,7 @@ impl Spool {
                 .and_then(|()| fsx::sync_dir(&pending))
                 .map_err(|e| {
                     let _ = fs::remove_file(&tmp);
-                    cant(format!("cannot write {}", entry.display()))(e)
+                    cant(|| format!("cannot write {}", entry.display()))(e)
                 })?;
         }
         self.quarantine_locked(&entry, &id.0, reason)?;
@@ -428,9 +448,9 @@ impl Spool {
                 format!("{base}.{n}")
             };
             let a = fsx::exists_nofollow(&rejected.join(&cand))
-                .map_err(cant(format!("cannot check {}", rejected.display())))?;
+                .map_err(cant(|| format!("cannot check {}", rejected.display())))?;
             let b = fsx::exists_nofollow(&rejected.join(format!("{cand}.reason")))
-                .map_err(cant(format!("cannot check {}", rejected.display())))?;
+                .map_err(cant(|| format!("cannot check {}", rejected.display())))?;
             if !a && !b {
                 break cand;
             }
@@ -446,10 +466,11 @@ impl Spool {
                 .unwrap_or_default()
         );
         fsx::write_new_synced(&tmp, text.as_bytes())
-            .map_err(cant(format!("cannot write {}", tmp.display())))?;
+            .map_err(cant(|| format!("cannot write {}", tmp.display())))?;
         let moved = rejected.join(&chosen);
-        fs::rename(from, &moved)
-            .map_err(cant(format!("cannot move {} to rejected/", from.display())))?;
+        fs::rename(from, &moved).map_err(cant(|| {
+            format!("cannot move {} to rejected/", from.display())
+        }))?;
         // A drop keeps its writer's mode; in the spool every file is 0600 and
         // every directory 0700. A symlink is left as it is (never followed).
         if let Ok(m) = fs::symlink_metadata(&moved) {
@@ -462,17 +483,17 @@ impl Spool {
             };
             if let Some(mode) = mode {
                 use std::os::unix::fs::PermissionsExt;
-                fs::set_permissions(&moved, fs::Permissions::from_mode(mode))
-                    .map_err(cant(format!("cannot set the mode of {}", moved.display())))?;
+                fs::set_permissions(&moved, fs::Permissions::from_mode(mode)).map_err(cant(
+                    || format!("cannot set the mode of {}", moved.display()),
+                ))?;
             }
         }
-        fs::rename(&tmp, rejected.join(format!("{chosen}.reason"))).map_err(cant(format!(
-            "cannot write the reason in {}",
-            rejected.display()
-        )))?;
-        fsx::sync_dir(&rejected).map_err(cant(format!("cannot sync {}", rejected.display())))?;
+        fs::rename(&tmp, rejected.join(format!("{chosen}.reason"))).map_err(cant(|| {
+            format!("cannot write the reason in {}", rejected.display())
+        }))?;
+        fsx::sync_dir(&rejected).map_err(cant(|| format!("cannot sync {}", rejected.display())))?;
         if let Some(parent) = from.parent() {
-            fsx::sync_dir(parent).map_err(cant(format!("cannot sync {}", parent.display())))?;
+            fsx::sync_dir(parent).map_err(cant(|| format!("cannot sync {}", parent.display())))?;
         }
         Ok(chosen)
     }
@@ -492,7 +513,7 @@ impl Spool {
         let old = self.old_sent(older_than)?;
         let mut ledger = self.ledger();
         let ledger_dir = self.dir("ledger");
-        let ledger_err = cant(format!("cannot write the ledger {}", ledger_dir.display()));
+        let ledger_err = cant(|| format!("cannot write the ledger {}", ledger_dir.display()));
         let mut entries = Vec::new();
         let mut damaged = Vec::new();
         files::read_grouped(&sent, old.by_inode, |entry| {
@@ -511,7 +532,7 @@ impl Spool {
         for (_, e) in &entries {
             if ledger
                 .find_entry(e)
-                .map_err(cant(format!("cannot read {}", ledger_dir.display())))?
+                .map_err(cant(|| format!("cannot read {}", ledger_dir.display())))?
                 .is_none()
             {
                 new.push(*e);
@@ -522,7 +543,7 @@ impl Spool {
             let p = sent.join(id.as_str());
             match fs::remove_file(&p) {
                 Err(e) if e.kind() != io::ErrorKind::NotFound => {
-                    return Err(cant(format!("cannot remove {}", p.display()))(e));
+                    return Err(cant(|| format!("cannot remove {}", p.display()))(e));
                 }
                 _ => {}
             }
@@ -533,17 +554,16 @@ impl Spool {
             self.quarantine_locked(&sent.join(id.as_str()), id.as_str(), &why)?;
         }
         if !entries.is_empty() {
-            fsx::sync_dir(&sent).map_err(cant(format!("cannot sync {}", sent.display())))?;
+            fsx::sync_dir(&sent).map_err(cant(|| format!("cannot sync {}", sent.display())))?;
         }
         if let Some(days) = ledger_days {
             let horizon =
                 (Utc::now() - chrono::Duration::days(i64::from(days))).timestamp() / 86_400;
             ledger
                 .expire(u32::try_from(horizon).unwrap_or(0))
-                .map_err(cant(format!(
-                    "cannot expire the ledger {}",
-                    ledger_dir.display()
-                )))?;
+                .map_err(cant(|| {
+                    format!("cannot expire the ledger {}", ledger_dir.display())
+                }))?;
         }
         Ok(entries.len())
     }
@@ -568,7 +588,7 @@ impl Spool {
                 }
                 Ok(_) => {}
                 Err(e) if e.kind() == io::ErrorKind::NotFound => {}
-                Err(e) => return Err(cant(format!("cannot check {}", p.display()))(e)),
+                Err(e) => return Err(cant(|| format!("cannot check {}", p.display()))(e)),
             }
         }
         Ok(old)
@@ -607,7 +627,7 @@ impl Spool {
             let m = match fs::symlink_metadata(&p) {
                 Ok(m) => m,
                 Err(e) if e.kind() == io::ErrorKind::NotFound => continue, // ingested meanwhile
-                Err(e) => return Err(cant(format!("cannot check {}", p.display()))(e)),
+                Err(e) => return Err(cant(|| format!("cannot check {}", p.display()))(e)),
             };
             c.incoming += 1;
             if let Ok(t) = m.modified() {
@@ -621,10 +641,10 @@ impl Spool {
     /// All names in a subdirectory (UTF-8 ones; others are not ours).
     pub(crate) fn names(&self, sub: &str) -> Result<Vec<String>> {
         let dir = self.dir(sub);
-        let rd = fs::read_dir(&dir).map_err(cant(format!("cannot list {}", dir.display())))?;
+        let rd = fs::read_dir(&dir).map_err(cant(|| format!("cannot list {}", dir.display())))?;
         let mut out = Vec::new();
         for e in rd {
-            let e = e.map_err(cant(format!("cannot list {}", dir.display())))?;
+            let e = e.map_err(cant(|| format!("cannot list {}", dir.display())))?;
             if let Ok(name) = e.file_name().into_string() {
                 out.push(name);
             }

@@ -30,9 +30,9 @@ impl Spool {
         match linked {
             Ok(()) => {}
             Err(e) if e.kind() == io::ErrorKind::AlreadyExists => {}
-            Err(e) => return Err(cant(format!("cannot write {}", target.display()))(e)),
+            Err(e) => return Err(cant(|| format!("cannot write {}", target.display()))(e)),
         }
-        fsx::sync_dir(&dir).map_err(cant(format!("cannot sync {}", dir.display())))?;
+        fsx::sync_dir(&dir).map_err(cant(|| format!("cannot sync {}", dir.display())))?;
         match self.check_node(node)? {
             true => Ok(()),
             false => Err(fail(
@@ -60,7 +60,7 @@ impl Spool {
         let bytes = match self.read_state(NODE_FILE) {
             Ok(Some(bytes)) => bytes,
             Ok(None) => return Ok(false),
-            Err(e) => return Err(cant(format!("cannot read {}", path.display()))(e)),
+            Err(e) => return Err(cant(|| format!("cannot read {}", path.display()))(e)),
         };
         let bound = std::str::from_utf8(&bytes)
             .ok()

@@ -58,16 +58,12 @@ impl Spool {
         // costs no fsync. In a batch a known record costs only its bytes in
         // the chunk, less than looking each up twice.
         let mut ledger = self.ledger();
-        let ledger_err = || {
-            cant(format!(
-                "cannot read the ledger {}",
-                self.dir("ledger").display()
-            ))
-        };
+        let ledger_err =
+            || cant(|| format!("cannot read the ledger {}", self.dir("ledger").display()));
         if let [only] = todo[..] {
             let known = fsx::exists_nofollow(&pending.join(&names[only]))
                 .and_then(|p| Ok(p || fsx::exists_nofollow(&sent.join(&names[only]))?))
-                .map_err(cant(format!("cannot check {}", pending.display())))?;
+                .map_err(cant(|| format!("cannot check {}", pending.display())))?;
             // Read without the lock: at worst a stale answer, which the
             // check under the lock corrects.
             let ledgered = !known
@@ -102,7 +98,7 @@ impl Spool {
             let target = pending.join(name);
             let in_sent = sent.join(name);
             if fsx::exists_nofollow(&in_sent)
-                .map_err(cant(format!("cannot check {}", sent.display())))?
+                .map_err(cant(|| format!("cannot check {}", sent.display())))?
             {
                 outcomes.push(compare(
                     v,
@@ -123,7 +119,7 @@ impl Spool {
                 Some(f) => tmps.0[f].clone(),
                 None => {
                     if fsx::exists_nofollow(&target)
-                        .map_err(cant(format!("cannot check {}", pending.display())))?
+                        .map_err(cant(|| format!("cannot check {}", pending.display())))?
                     {
                         changed = true; // make sure what we call a duplicate is durable
                         outcomes.push(compare(
@@ -159,19 +155,19 @@ impl Spool {
                     ));
                 }
                 Err(e) => {
-                    return Err(cant(format!(
-                        "cannot link a record into {}",
-                        pending.display()
-                    ))(e));
+                    return Err(cant(|| {
+                        format!("cannot link a record into {}", pending.display())
+                    })(e));
                 }
             }
         }
         for t in std::mem::take(&mut tmps.0) {
-            fs::remove_file(&t).map_err(cant(format!("cannot remove {}", t.display())))?;
+            fs::remove_file(&t).map_err(cant(|| format!("cannot remove {}", t.display())))?;
         }
         failpoint("record-after-unlink-tmp");
         if changed {
-            fsx::sync_dir(&pending).map_err(cant(format!("cannot sync {}", pending.display())))?;
+            fsx::sync_dir(&pending)
+                .map_err(cant(|| format!("cannot sync {}", pending.display())))?;
         }
         failpoint("record-after-dir-fsync");
         drop(lock);
@@ -187,15 +183,14 @@ impl Spool {
         };
         let tmp_dir = self.dir("tmp");
         let path = tmp_dir.join(fsx::unique_name("rec"));
-        let mut f = fsx::create_new(&path).map_err(cant(format!(
-            "cannot create a file in {}",
-            tmp_dir.display()
-        )))?;
+        let mut f = fsx::create_new(&path).map_err(cant(|| {
+            format!("cannot create a file in {}", tmp_dir.display())
+        }))?;
         let written = io::Write::write_all(&mut f, text.as_bytes());
         failpoint("record-after-tmp-write");
         if let Err(e) = written.and_then(|()| f.sync_all()) {
             let _ = fs::remove_file(&path);
-            return Err(cant(format!("cannot write {}", path.display()))(e));
+            return Err(cant(|| format!("cannot write {}", path.display()))(e));
         }
         Ok(path)
     }
