@@ -1,8 +1,6 @@
-//! Test-only hooks. In debug builds, `HERO_USAGE_FAILPOINT=<name>` makes the
-//! process abort (no destructors, no flush: like a power cut for the spool)
-//! when it reaches `failpoint("<name>")`, and `HERO_USAGE_TEST_<NAME>_MS`
-//! shortens a wait (see [`wait`]) so that tests do not sleep for real.
-//! Release builds compile this to nothing.
+//! Test-only crash points and knobs. In debug builds, `HERO_USAGE_FAILPOINT=<name>` makes
+//! the process abort (no destructors, no flush: like a power cut for the spool)
+//! when it reaches `failpoint("<name>")`. Release builds compile this to nothing.
 
 /// Abort here if the environment names this point (debug builds only).
 #[inline]
@@ -17,18 +15,12 @@ pub fn failpoint(name: &str) {
     let _ = name;
 }
 
-/// How long to wait for `name` (e.g. `LOCK_WAIT`): `default`, or in debug
-/// builds `HERO_USAGE_TEST_<name>_MS` milliseconds when that is set.
-pub fn wait(name: &str, default: std::time::Duration) -> std::time::Duration {
-    #[cfg(debug_assertions)]
-    {
-        if let Some(ms) = std::env::var(format!("HERO_USAGE_TEST_{name}_MS"))
-            .ok()
-            .and_then(|v| v.parse::<u64>().ok())
-        {
-            return std::time::Duration::from_millis(ms);
-        }
+/// A test knob: the value of the environment variable `name` in debug builds
+/// (tests shorten waits with it); release builds never read it.
+pub fn test_knob(name: &str) -> Option<String> {
+    if cfg!(debug_assertions) {
+        std::env::var(name).ok().filter(|v| !v.is_empty())
+    } else {
+        None
     }
-    let _ = name;
-    default
 }

@@ -208,7 +208,10 @@ impl Spool {
         }
         Ok(Spool {
             root: root.to_path_buf(),
-            lock_wait: crate::failpoint::wait("LOCK_WAIT", LOCK_WAIT),
+            // Tests shorten the wait (debug builds only).
+            lock_wait: crate::failpoint::test_knob("HERO_USAGE_TEST_LOCK_WAIT_MS")
+                .and_then(|ms| ms.parse().ok())
+                .map_or(LOCK_WAIT, Duration::from_millis),
         })
     }
 
