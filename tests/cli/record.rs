@@ -1203,6 +1203,13 @@ fn a_spool_belongs_to_one_node_a_renamed_node_exits_78_naming_both() {
         let err = stderr(&o);
         assert!(err.contains("`nodeA`") && err.contains("`nodeB`"), "{err}");
     }
+    // The shim refuses to start with the other name.
+    let o = run(env
+        .cmd("hero_usage_shim")
+        .env("HERO_ONBOARDING_ADMIN_SECRET", "a-long-enough-admin-secret")
+        .args(["--listen", "127.0.0.1:0"]));
+    assert_exit(&o, 78);
+    assert!(stderr(&o).contains("`nodeA`"), "{}", stderr(&o));
     assert_eq!(remote_keys(&forge, "nodeB"), Vec::<String>::new());
     assert_eq!(remote_keys(&forge, "nodeA"), ["r1"]);
     assert_eq!(records(&env.spool).len(), 1, "nothing recorded under nodeB");
