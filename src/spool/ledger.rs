@@ -181,6 +181,22 @@ impl Ledger {
     }
 
     fn shard(&mut self, shard: u8) -> io::Result<&mut Shard> {
+        if self.shards.is_empty() {
+            // Nothing in the spool follows a symbolic link, the ledger
+            // directory included (its files are opened without following).
+            match fs::symlink_metadata(&self.dir) {
+                Ok(m) if !m.is_dir() => {
+                    return Err(io::Error::new(
+                        io::ErrorKind::InvalidInput,
+                        format!(
+                            "{} is not a directory; the spool never follows symbolic links",
+                            self.dir.display()
+                        ),
+                    ));
+                }
+                _ => {}
+            }
+        }
         if !self.shards.contains_key(&shard) {
             let loaded = Shard::load(&self.dir, shard)?;
             self.shards.insert(shard, loaded);
@@ -436,6 +452,14 @@ mod tests {
         let mut l = Ledger::open(path.clone());
         assert_eq!(l.find("k0").unwrap(), None);
         assert!(!path.exists(), "a lookup creates nothing");
+        let elsewhere = dir.path().join("elsewhere");
+        fs::create_dir(&elsewhere).unwrap();
+        std::os::unix::fs::symlink(&elsewhere, &path).unwrap();
+        assert!(
+            Ledger::open(path.clone()).find("k0").is_err(),
+            "a symlink is refused"
+        );
+        fs::remove_file(&path).unwrap();
         // Keys of four shards only (an append fsyncs each shard it
         // touches), so that logs fill and merge into their bases.
         let keys: Vec<String> = (0..)

@@ -1393,3 +1393,26 @@ mod round_trip {
         }
     }
 }
+
+#[test]
+fn pruning_quarantines_a_damaged_sent_record_instead_of_forgetting_its_key() {
+    let forge = hero_usage_test_forge::TestForge::start(Default::default());
+    let env = TestEnv::new();
+    let line = json_line("r1", "2026-11-20 16:04:05", 7) + "\n";
+    assert_exit(
+        &run_with_stdin(env.cmd(REC).arg("--stdin"), line.as_bytes()),
+        0,
+    );
+    assert_exit(&push_to(&env, &forge, &[]), 0);
+    let entry = env.spool.join("sent").join(file_name_for_key("r1"));
+    std::fs::write(&entry, "not a record").unwrap();
+    push_to(&env, &forge, &["--retention-days", "0"]);
+    assert!(!entry.exists());
+    let reasons: Vec<String> = files_under(&env.spool.join("rejected"))
+        .iter()
+        .filter(|p| p.extension().is_some_and(|e| e == "reason"))
+        .map(|p| std::fs::read_to_string(p).unwrap())
+        .collect();
+    assert_eq!(reasons.len(), 1, "{reasons:?}");
+    assert!(reasons[0].contains("ledger"), "{reasons:?}");
+}
