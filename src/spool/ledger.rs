@@ -227,7 +227,11 @@ impl Ledger {
         if entries.is_empty() {
             return Ok(());
         }
-        fsx::ensure_dir(&self.dir)?;
+        if fsx::ensure_dir(&self.dir)?
+            && let Some(spool) = self.dir.parent()
+        {
+            fsx::sync_dir(spool)?; // the new directory's own entry
+        }
         let mut by_shard: HashMap<u8, Vec<LedgerEntry>> = HashMap::new();
         for e in entries {
             by_shard.entry(e.shard()).or_default().push(*e);
