@@ -17,7 +17,7 @@
 //! writers' lock. Knows no network; the records come from `sent/`.
 
 use super::fsx;
-use crate::record::UsageRecord;
+use crate::record::{Field, UsageRecord};
 use sha2::{Digest, Sha256};
 use std::collections::HashMap;
 use std::fs::{self, File};
@@ -42,7 +42,12 @@ const DAY: std::ops::Range<usize> = 57..60;
 const CHECK: std::ops::Range<usize> = 60..64;
 
 /// The string fields an entry keeps as digests, in hint order.
-const STRING_FIELDS: [&str; 4] = ["description", "node_id", "resource_kind", "user_sid"];
+const STRING_FIELDS: [Field; 4] = [
+    Field::Description,
+    Field::NodeId,
+    Field::ResourceKind,
+    Field::UserSid,
+];
 
 /// One key as the ledger knows it.
 #[derive(Clone, Copy, PartialEq, Eq, Debug)]
@@ -123,12 +128,12 @@ impl LedgerEntry {
         let new = LedgerEntry::of(rec, 0);
         let mut out = Vec::new();
         if new.0[AMOUNT] != self.0[AMOUNT] {
-            out.push("amount_cents");
+            out.push(Field::AmountCents.name());
         }
         if new.0[FIELDS] != self.0[FIELDS] {
             let named: Vec<&'static str> = (0..STRING_FIELDS.len())
                 .filter(|&i| new.0[HINTS.start + i] != self.0[HINTS.start + i])
-                .map(|i| STRING_FIELDS[i])
+                .map(|i| STRING_FIELDS[i].name())
                 .collect();
             out.extend(if named.is_empty() {
                 vec!["content"]
@@ -137,7 +142,7 @@ impl LedgerEntry {
             });
         }
         if !ignore_occurred_at && new.0[OCCURRED] != self.0[OCCURRED] {
-            out.push("occurred_at");
+            out.push(Field::OccurredAt.name());
         }
         out
     }
