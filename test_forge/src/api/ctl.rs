@@ -47,6 +47,10 @@ pub(super) fn control(st: &State, req: &Request, rest: &str) -> Response {
                 .collect();
             Response::json(200, &Value::Array(log))
         }
+        ("DELETE", "stats") => {
+            *st.stats.lock().unwrap() = crate::Stats::default();
+            Response::json(200, &json!({"ok": true}))
+        }
         ("DELETE", "log") => {
             st.log.lock().unwrap().clear();
             Response::json(200, &json!({"ok": true}))
@@ -116,4 +120,22 @@ pub(super) fn parse_fault(body: &[u8]) -> Result<Fault, String> {
         times: v["times"].as_u64().unwrap_or(1) as usize,
         action,
     })
+}
+
+/// `GET /_testforge/stats`: the counters as JSON (no token needed: they
+/// hold no secret). Test-only; a real Forgejo has no such route.
+pub(super) fn stats_json(st: &State) -> Response {
+    let s = st.stats.lock().unwrap().clone();
+    let by_status: serde_json::Map<String, Value> = s
+        .by_status
+        .iter()
+        .map(|(k, v)| (k.to_string(), json!(v)))
+        .collect();
+    Response::json(
+        200,
+        &json!({
+            "requests": s.requests, "commits": s.commits, "lost_races": s.lost_races,
+            "too_large": s.too_large, "by_status": by_status,
+        }),
+    )
 }

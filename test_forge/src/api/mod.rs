@@ -1,10 +1,12 @@
 //! The routes, status by status as in `shared/forgejo/README.md`.
 
+mod branches;
 mod ctl;
 mod read;
 mod repos;
 mod write;
 
+use branches::*;
 use ctl::*;
 use read::*;
 pub(crate) use repos::create_repo_on_disk;
@@ -34,6 +36,12 @@ enum Auth {
 pub(crate) fn handle(st: &State, req: Request) -> Outcome {
     let prefix = st.opts.prefix.clone();
     let full_path = req.path().to_string();
+    if req.body_too_large {
+        // The proxy in front refuses it: Forgejo never sees it.
+        st.stats.lock().unwrap().too_large += 1;
+        log(st, &req, &redact_query(&req.target), 413, None);
+        return Outcome::Reply(Response::nginx_413());
+    }
     let Some(path) = strip_prefix(&full_path, &prefix) else {
         let r = error(st, 404, "not found");
         log(st, &req, &full_path, r.status, None);
@@ -45,6 +53,8 @@ pub(crate) fn handle(st: &State, req: Request) -> Outcome {
 
     if let Some(rest) = path.strip_prefix("/_testforge/") {
         let r = match auth {
+            // Counters hold no secret: readable without a token.
+            _ if req.method == "GET" && rest == "stats" => stats_json(st),
             Auth::Full => control(st, &req, rest),
             Auth::None => error(st, 401, "token is required"),
             _ => error(st, 401, "invalid username, password or token"),
@@ -120,6 +130,11 @@ fn redact_query(target: &str) -> String {
 }
 
 fn log(st: &State, req: &Request, path: &str, status: u16, fault: Option<&str>) {
+    {
+        let mut stats = st.stats.lock().unwrap();
+        stats.requests += 1;
+        *stats.by_status.entry(status).or_default() += 1;
+    }
     st.log.lock().unwrap().push(LoggedRequest {
         method: req.method.clone(),
         path: path.to_string(),
@@ -295,6 +310,12 @@ fn repo_route(
     let file_path = |from: usize| rest[from..].join("/");
     match (m, rest) {
         ("GET", []) => Ok(Response::json(200, &repo_json(st, g, owner, name))),
+        ("DELETE", []) => {
+            require_scope(st, auth, SCOPE_REPO)?;
+            delete_repo(st, owner, name)
+        }
+        ("GET", ["branches"]) => list_branches(st, req, g, owner, name),
+        ("GET", ["branches", _, ..]) => get_branch(st, g, owner, name, &file_path(1)),
         ("GET", ["contents", ..]) => get_contents(st, req, g, owner, name, &file_path(1)),
         ("GET", ["raw", ..]) => get_raw(st, req, g, &file_path(1)),
         ("POST", ["contents"]) | ("POST", ["contents", ""]) => {
@@ -312,7 +333,9 @@ fn repo_route(
             require_scope(st, auth, SCOPE_REPO)?;
             write_one(st, req, g, owner, name, &file_path(1), true)
         }
-        (_, [] | ["contents", ..] | ["raw", ..]) => Err(error(st, 405, "method not allowed")),
+        (_, [] | ["contents", ..] | ["raw", ..] | ["branches", ..]) => {
+            Err(error(st, 405, "method not allowed"))
+        }
         _ => Err(error(st, 404, "not found")),
     }
 }

@@ -84,6 +84,7 @@ pub(super) fn get_raw(st: &State, req: &Request, g: &Git, path: &str) -> Res {
         status: 200,
         content_type: "application/octet-stream",
         body: data,
+        headers: Vec::new(),
     })
 }
 

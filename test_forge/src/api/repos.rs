@@ -40,6 +40,21 @@ pub(super) fn create_repo(st: &State, req: &Request, owner: &str) -> Res {
     Ok(Response::json(201, &repo_json(st, &g, owner, name)))
 }
 
+/// `DELETE /repos/{owner}/{repo}`: 204. As Forgejo's `reqOwner`: only the
+/// owner (the token's user, or an organisation it owns) may; otherwise 403.
+pub(super) fn delete_repo(st: &State, owner: &str, name: &str) -> Res {
+    if owner != st.opts.user && !st.opts.orgs.iter().any(|o| o == owner) {
+        return Err(error(st, 403, "user should be the owner of the repo"));
+    }
+    let _lock = st.git_lock.lock().unwrap();
+    let dir = st.repo_dir(owner, name);
+    if !dir.join("HEAD").exists() {
+        return Err(error(st, 404, "The target couldn't be found."));
+    }
+    std::fs::remove_dir_all(&dir).map_err(|_| internal(st))?;
+    Ok(Response::bytes(204, Vec::new()))
+}
+
 pub(crate) fn create_repo_on_disk(
     st: &State,
     owner: &str,

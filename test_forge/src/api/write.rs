@@ -2,6 +2,8 @@
 //! and the race of Forgejo's lock-free commits.
 
 use super::*;
+use std::sync::MutexGuard;
+use std::time::Instant;
 
 /// A tree path Forgejo would accept: no empty, `.`, `..` or `.git` segment.
 pub(super) fn clean_path(p: &str) -> Option<String> {
@@ -78,17 +80,32 @@ pub(super) fn stale(st: &State, given: &str, expected: &str) -> Response {
     )
 }
 
-/// Where a write lands: (branch to commit to, its current commit or None
-/// for a new branch in an empty repo).
-pub(super) fn target(
-    st: &State,
-    g: &Git,
-    c: &Common,
-) -> Result<(String, Option<String>), Response> {
+/// Where a write lands.
+pub(super) struct Target {
+    /// The branch the commit moves (or creates).
+    branch: String,
+    /// The commit the new one is built on; `None` in an empty repository.
+    parent: Option<String>,
+    /// What `branch` must still point at when the commit lands (`None`: it
+    /// must not exist): a push without force.
+    old: Option<String>,
+    /// The repository had no commit when the write began: as Forgejo does,
+    /// the branch of its first commit becomes the default branch.
+    was_empty: bool,
+}
+
+/// The target of a write from `branch` (default: the repository's default
+/// branch) and `new_branch`. As Forgejo: an unknown `branch` is 404 (unless
+/// the repository is empty), an existing `new_branch` is 422.
+pub(super) fn target(st: &State, g: &Git, c: &Common) -> Result<Target, Response> {
     let base = c.branch.clone().unwrap_or_else(|| g.head_branch());
     if g.is_empty() {
-        let b = c.new_branch.clone().unwrap_or(base);
-        return Ok((b, None));
+        return Ok(Target {
+            branch: c.new_branch.clone().unwrap_or(base),
+            parent: None,
+            old: None,
+            was_empty: true,
+        });
     }
     let Some(parent) = g.branch_commit(&base) else {
         return Err(error(
@@ -97,7 +114,7 @@ pub(super) fn target(
             &format!("branch does not exist [name: {base}]"),
         ));
     };
-    match &c.new_branch {
+    let (branch, old) = match &c.new_branch {
         Some(nb) if *nb != base => {
             if g.branch_commit(nb).is_some() {
                 return Err(error(
@@ -106,29 +123,86 @@ pub(super) fn target(
                     &format!("branch already exists [name: {nb}]"),
                 ));
             }
-            Ok((nb.clone(), Some(parent)))
+            (nb.clone(), None)
         }
-        _ => Ok((base, Some(parent))),
-    }
+        _ => (base, Some(parent.clone())),
+    };
+    Ok(Target {
+        branch,
+        parent: Some(parent),
+        old,
+        was_empty: false,
+    })
 }
 
-pub(super) fn finish_commit(
+/// Build the commit and move the branch; `lock` is the repository lock
+/// held since the checks. With `commit_ms` 0 everything happens under it.
+/// Otherwise as Forgejo, which clones, commits and pushes without a lock:
+/// the commit is built and `commit_ms` pass outside the lock, then the
+/// push loses (nothing applied) when the branch moved meanwhile.
+pub(super) fn commit(
     st: &State,
     g: &Git,
-    branch: &str,
-    parent: Option<&str>,
+    lock: MutexGuard<'_, ()>,
+    t: &Target,
     changes: &[Change],
     message: &str,
     c: &Common,
 ) -> Result<String, Response> {
-    let was_empty = g.is_empty();
+    let racing = st.opts.commit_ms > 0;
+    let started = Instant::now();
+    let held = if racing {
+        drop(lock);
+        None
+    } else {
+        Some(lock)
+    };
     let sha = g
-        .commit(branch, parent, changes, message, &c.author, &c.committer)
+        .write_commit(
+            t.parent.as_deref(),
+            changes,
+            message,
+            &c.author,
+            &c.committer,
+        )
         .map_err(|_| internal(st))?;
-    if was_empty && g.head_branch() != branch {
-        let _ = g.set_head_branch(branch);
+    let _lock = match held {
+        Some(l) => l,
+        None => {
+            let cost = Duration::from_millis(st.opts.commit_ms);
+            std::thread::sleep(cost.saturating_sub(started.elapsed()));
+            let l = st.git_lock.lock().unwrap();
+            if g.branch_commit(&t.branch) != t.old {
+                st.stats.lock().unwrap().lost_races += 1;
+                return Err(lost_race(st, &t.branch));
+            }
+            l
+        }
+    };
+    g.move_branch(&t.branch, &sha, t.old.as_deref())
+        .map_err(|_| internal(st))?;
+    if t.was_empty && g.head_branch() != t.branch {
+        let _ = g.set_head_branch(&t.branch);
     }
+    st.stats.lock().unwrap().commits += 1;
     Ok(sha)
+}
+
+/// The answer to the loser of two commits on one branch: Forgejo's push is
+/// non-fast-forward, answered 500 with the message hidden from non-admins,
+/// or (newer versions, `race_403`) 403 `PushRejected`.
+fn lost_race(st: &State, branch: &str) -> Response {
+    if !st.opts.race_403 {
+        return internal(st);
+    }
+    error(
+        st,
+        403,
+        &format!(
+            "PushRejected Error: ! [rejected] {branch} -> {branch} (fetch first): \
+             the branch moved while this commit was made; retry"
+        ),
+    )
 }
 
 pub(super) fn write_one(
@@ -154,12 +228,12 @@ pub(super) fn write_one(
         ));
     };
     let c = common(st, &body);
-    let _lock = st.git_lock.lock().unwrap();
+    let lock = st.git_lock.lock().unwrap();
     if update && g.is_empty() {
         return Err(error(st, 422, "repo is empty"));
     }
-    let (branch, parent) = target(st, g, &c)?;
-    let existing = parent.as_deref().and_then(|p| g.entry(p, &path));
+    let t = target(st, g, &c)?;
+    let existing = t.parent.as_deref().and_then(|p| g.entry(p, &path));
     if update {
         let Some(e) = existing else {
             return Err(internal(st));
@@ -179,19 +253,12 @@ pub(super) fn write_one(
         .message
         .clone()
         .unwrap_or_else(|| format!("{} {path}", if update { "Update" } else { "Add" }));
-    let commit = finish_commit(
-        st,
-        g,
-        &branch,
-        parent.as_deref(),
-        &[Change {
-            path: path.clone(),
-            content: Some(content),
-        }],
-        &message,
-        &c,
-    )?;
-    let ctx = Ctx::after_commit(st, g, owner, name, &branch, &commit);
+    let change = Change {
+        path: path.clone(),
+        content: Some(content),
+    };
+    let commit = commit(st, g, lock, &t, &[change], &message, &c)?;
+    let ctx = Ctx::after_commit(st, g, owner, name, &t.branch, &commit);
     let e = g.entry(&commit, &path).ok_or_else(|| internal(st))?;
     let resp = json!({
         "content": ctx.contents(&path, &e, true),
@@ -255,10 +322,10 @@ pub(super) fn change_files(st: &State, req: &Request, g: &Git, owner: &str, name
             sha,
         });
     }
-    let _lock = st.git_lock.lock().unwrap();
-    let (branch, parent) = target(st, g, &c)?;
+    let lock = st.git_lock.lock().unwrap();
+    let t = target(st, g, &c)?;
     let paths: Vec<&str> = ops.iter().map(|o| o.path.as_str()).collect();
-    let mut before = match parent.as_deref() {
+    let mut before = match t.parent.as_deref() {
         Some(p) => g.entries(p, &paths),
         None => Default::default(),
     };
@@ -303,8 +370,8 @@ pub(super) fn change_files(st: &State, req: &Request, g: &Git, owner: &str, name
         .message
         .clone()
         .unwrap_or_else(|| format!("Change {} files", ops.len()));
-    let commit = finish_commit(st, g, &branch, parent.as_deref(), &changes, &message, &c)?;
-    let ctx = Ctx::after_commit(st, g, owner, name, &branch, &commit);
+    let commit = commit(st, g, lock, &t, &changes, &message, &c)?;
+    let ctx = Ctx::after_commit(st, g, owner, name, &t.branch, &commit);
     let after = g.entries(&commit, &paths);
     let files: Vec<Value> = ops
         .iter()
