@@ -73,7 +73,7 @@ pub fn run(spool_args: &SpoolArgs, forge: &ForgeArgs, args: &ShimArgs) -> Result
     let addr = listen_addr(&listen, args.allow_remote)?;
     let secret = SecretSource::resolve(args.admin_secret_file.as_deref(), &common.file)?;
     let spool = Spool::open(&common.spool)?;
-    let server = http::Server::bind(addr, BINARY).map_err(|e| {
+    let server = http::Server::bind(addr, BINARY, http::Limits::from_env()).map_err(|e| {
         let kind = if e.kind() == std::io::ErrorKind::AddrInUse {
             Kind::TempFail
         } else {
