@@ -206,3 +206,34 @@ fn writers_on_different_branches_do_not_race() {
         );
     }
 }
+
+#[test]
+fn first_commits_racing_in_an_empty_repository() {
+    let f = Arc::new(forge(|o| o.commit_ms = 400));
+    f.create_repo(ORG, "e", true);
+    // Two first commits on one branch: one creates it, the other loses.
+    let main = |p: &str| {
+        (
+            "POST",
+            contents("e"),
+            creates(&[(p, "x")], r#","branch":"main""#),
+        )
+    };
+    let a = at_once(&f, vec![main("a"), main("b")]);
+    let mut statuses: Vec<u16> = a.iter().map(|x| x.status).collect();
+    statuses.sort();
+    assert_eq!(statuses, vec![201, 500]);
+    assert_eq!(commit_count(&f, "e", "main"), 1);
+    // First commits on two branches of an empty repository both land; as
+    // on Forgejo, each makes its branch the default, the last one wins.
+    f.create_repo(ORG, "e2", true);
+    let node = |n: &str| {
+        let extra = format!(r#","branch":"main","new_branch":"usage/{n}""#);
+        ("POST", contents("e2"), creates(&[("x", n)], &extra))
+    };
+    let a = at_once(&f, vec![node("n1"), node("n2")]);
+    assert!(a.iter().all(|x| x.status == 201));
+    let repo = call(&f, "GET", &format!("/api/v1/repos/{ORG}/e2"), "").json();
+    let default = repo["default_branch"].as_str().unwrap();
+    assert!(default == "usage/n1" || default == "usage/n2", "{default}");
+}
