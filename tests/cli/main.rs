@@ -3,6 +3,7 @@
 
 mod docs;
 mod forge;
+mod ops;
 mod otoml;
 mod push;
 mod record;

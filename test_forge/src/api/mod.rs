@@ -248,6 +248,8 @@ fn route(st: &State, req: &Request, path: &str, auth: &Auth) -> Res {
         return Err(error(st, 401, "invalid username, password or token"));
     }
     match (m, s.as_slice()) {
+        // Forgejo answers its version to anyone (`hero_usage_push --check` probes it).
+        ("GET", ["version"]) => Ok(Response::json(200, &json!({"version": "12.0.0+testforge"}))),
         ("GET", ["user"]) => {
             require_auth(st, auth)?;
             Ok(Response::json(200, &user_json(st)))
@@ -318,6 +320,7 @@ fn repo_route(
         ("GET", ["branches", _, ..]) => get_branch(st, g, owner, name, &file_path(1)),
         ("GET", ["contents", ..]) => get_contents(st, req, g, owner, name, &file_path(1)),
         ("GET", ["raw", ..]) => get_raw(st, req, g, &file_path(1)),
+        ("GET", ["commits"]) => list_commits(st, req, g),
         ("POST", ["contents"]) | ("POST", ["contents", ""]) => {
             require_scope(st, auth, SCOPE_REPO)?;
             if st.opts.no_multi_file {

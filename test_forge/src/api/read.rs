@@ -226,3 +226,26 @@ pub(super) fn encode_path(p: &str) -> String {
         .collect::<Vec<_>>()
         .join("/")
 }
+
+/// `GET /repos/{o}/{r}/commits?sha=BRANCH&limit=N`: the newest commits
+/// (default 30, at most 50 a page, as Forgejo pages); 409 on an empty repo.
+pub(super) fn list_commits(st: &State, req: &Request, g: &Git) -> Res {
+    if g.is_empty() {
+        return Err(error(st, 409, "Git Repository is empty."));
+    }
+    let r = req.query("sha").unwrap_or_else(|| g.head_branch());
+    let Some(head) = resolve_ref(g, &r) else {
+        return Err(error(st, 404, &format!("sha not found [sha: {r}]")));
+    };
+    let limit = req
+        .query("limit")
+        .and_then(|l| l.parse::<usize>().ok())
+        .unwrap_or(30)
+        .clamp(1, 50);
+    let list: Vec<Value> = g
+        .log(&head, limit)
+        .into_iter()
+        .map(|sha| json!({"sha": sha, "url": format!("{}/api/v1/git/commits/{sha}", st.base())}))
+        .collect();
+    Ok(Response::json(200, &Value::Array(list)))
+}
