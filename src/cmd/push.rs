@@ -91,7 +91,11 @@ pub fn run(cli: Cli) -> Result<i32> {
         }
     } else {
         push::run(
-            &Spool::open(&common.spool)?,
+            &if cli.dry_run {
+                Spool::open_read_only(&common.spool)?
+            } else {
+                Spool::open(&common.spool)?
+            },
             &PushOptions {
                 node: common.node.clone(),
                 dry_run: cli.dry_run,

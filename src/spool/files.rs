@@ -152,7 +152,11 @@ impl Spool {
         each: impl FnMut(Entry) -> Result<bool>,
     ) -> Result<()> {
         let dir = self.dir(sub);
-        let rd = fs::read_dir(&dir).map_err(cant(|| format!("cannot list {}", dir.display())))?;
+        let rd = match fs::read_dir(&dir) {
+            // A spool opened read-only may lack a sub-directory: empty.
+            Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(()),
+            other => other.map_err(cant(|| format!("cannot list {}", dir.display())))?,
+        };
         // The directory entry carries the inode: links to one chunk file
         // group together without a stat each.
         let mut by_inode: BTreeMap<u64, Vec<String>> = BTreeMap::new();

@@ -2,6 +2,8 @@
 //! temporary directories (see `support::TestEnv`).
 
 mod docs;
+mod drops;
+mod exit_codes;
 mod forge;
 mod ops;
 mod otoml;
