@@ -690,3 +690,30 @@ fn check_shows_what_a_server_says_escaped_never_raw() {
     assert!(text.contains("version 1.0\\u{1b}[2J"), "{text}");
     assert!(text.contains("user bot\\u{1b}]0;owned\\u{7}"), "{text}");
 }
+
+#[test]
+fn install_script_with_a_relative_prefix_prints_absolute_paths() {
+    // `export PATH="rel/bin:$PATH"` would work only in the install directory.
+    let env = TestEnv::new();
+    let cwd = env.path("here");
+    std::fs::create_dir_all(&cwd).unwrap();
+    let from = bin("hero_usage_push").parent().unwrap().to_path_buf();
+    let out = run(Command::new("bash")
+        .arg(repo_root().join("scripts/install.sh"))
+        .args(["--prefix", "rel", "--no-build", "--from"])
+        .arg(&from)
+        .current_dir(&cwd)
+        .env("HOME", &env.home));
+    assert_exit(&out, 0);
+    let abs = std::fs::canonicalize(cwd.join("rel")).unwrap();
+    assert!(abs.join("bin/hero_usage_push").is_file());
+    let text = stdout(&out);
+    assert!(
+        text.contains(&format!("export PATH=\"{}/bin:", abs.display())),
+        "{text}"
+    );
+    assert!(
+        text.contains(&format!("MANPATH=\"{}/share/man:", abs.display())),
+        "{text}"
+    );
+}
