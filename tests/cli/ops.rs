@@ -717,3 +717,31 @@ fn install_script_with_a_relative_prefix_prints_absolute_paths() {
         "{text}"
     );
 }
+
+#[test]
+fn the_readme_token_step_works_as_written_on_a_fresh_home() {
+    // Production setup, step 2: on a fresh node ~/hero/cfg does not exist yet.
+    let env = TestEnv::new();
+    let readme = std::fs::read_to_string(repo_root().join("README.md")).unwrap();
+    let step = readme
+        .lines()
+        .find(|l| l.contains("> ~/hero/cfg/forgejo_token"))
+        .expect("the README's token step")
+        .trim();
+    let home = env.path("fresh-home");
+    std::fs::create_dir_all(&home).unwrap();
+    let out = run(Command::new("bash")
+        .args(["-c", &format!("umask 022; {step}\numask")])
+        .env("HOME", &home)
+        .env("TOKEN", "0123456789abcdef0123"));
+    assert_exit(&out, 0);
+    let token = home.join("hero/cfg/forgejo_token");
+    assert_eq!(
+        std::fs::read_to_string(&token).unwrap(),
+        "0123456789abcdef0123\n"
+    );
+    let mode = std::fs::metadata(&token).unwrap().permissions().mode() & 0o777;
+    assert_eq!(mode, 0o600);
+    // The operator's shell keeps its own umask.
+    assert_eq!(stdout(&out).trim(), "0022");
+}
