@@ -745,3 +745,34 @@ fn the_readme_token_step_works_as_written_on_a_fresh_home() {
     // The operator's shell keeps its own umask.
     assert_eq!(stdout(&out).trim(), "0022");
 }
+
+#[test]
+fn check_exits_78_for_a_spool_of_another_node_as_the_push_would() {
+    let forge = TestForge::start(ForgeOptions::default());
+    let op = Op::new(&forge);
+    let out = run(op.push().arg("--check"));
+    assert_exit(&out, 0);
+    assert!(
+        stdout(&out).contains("does not exist yet"),
+        "{}",
+        stdout(&out)
+    );
+    assert!(!op.env.spool.exists(), "--check creates nothing");
+    record(&op.env, "k1");
+    let check = run(op.push().arg("--check").env("HERO_NODE_ID", "renamed-node"));
+    let push = run(op.push().env("HERO_NODE_ID", "renamed-node"));
+    assert_exit(&push, 78);
+    assert_exit(&check, 78);
+    let text = stdout(&check);
+    let fail = text
+        .lines()
+        .find(|l| l.starts_with("FAIL spool"))
+        .unwrap_or("");
+    assert!(
+        fail.contains(&op.env.node) && fail.contains("renamed-node"),
+        "{text}"
+    );
+    let out = run(op.push().arg("--check"));
+    assert_exit(&out, 0);
+    assert!(stdout(&out).contains(&format!("belongs to node {}", op.env.node)));
+}
