@@ -776,3 +776,24 @@ fn check_exits_78_for_a_spool_of_another_node_as_the_push_would() {
     assert_exit(&out, 0);
     assert!(stdout(&out).contains(&format!("belongs to node {}", op.env.node)));
 }
+
+#[test]
+fn a_relative_out_dir_gives_install_commands_that_work_from_anywhere() {
+    let env = TestEnv::new();
+    let cwd = env.path("cwd");
+    std::fs::create_dir_all(&cwd).unwrap();
+    let cfg = env.path("cfg.toml");
+    std::fs::write(&cfg, "forgejo_url = \"https://f.example.org\"\ntoken_file = \"/etc/tok\"\nadmin_secret_file = \"/etc/sec\"\n").unwrap();
+    for scheduler in ["systemd", "cron", "hero_proc"] {
+        let out = run(env
+            .cmd("hero_usage_push")
+            .args(["--print-schedule", scheduler, "--out", "units", "--config"])
+            .arg(&cfg)
+            .current_dir(&cwd));
+        assert_exit(&out, 0);
+        let abs = cwd.join("units");
+        let text = stdout(&out);
+        assert!(text.contains(&format!("{}/", abs.display())), "{text}");
+        assert!(!text.contains(" units/"), "{text}");
+    }
+}
