@@ -710,11 +710,12 @@ pub fn effective_settings(spool: &SpoolArgs, forge: &ForgeArgs, common: &Common)
 pub fn exposed_secret_warning(path: &Path, what: &str) -> Option<String> {
     use std::os::unix::fs::PermissionsExt;
     let mode = std::fs::metadata(path).ok()?.permissions().mode() & 0o777;
+    // Printed as it is by the callers: a name's control characters escaped.
+    let shown = crate::error::escape_controls(&path.display().to_string());
     (mode & 0o077 != 0).then(|| {
         format!(
-            "{what} file {} is open to group or others (mode {mode:04o}); run: chmod 600 {}",
-            path.display(),
-            path.display()
+            "{what} file {shown} is open to group or others (mode {mode:04o}); run: chmod 600 {}",
+            crate::schedule::shell_word(&shown)
         )
     })
 }

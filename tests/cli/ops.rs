@@ -797,3 +797,18 @@ fn a_relative_out_dir_gives_install_commands_that_work_from_anywhere() {
         assert!(!text.contains(" units/"), "{text}");
     }
 }
+
+#[test]
+fn the_open_secret_warning_escapes_the_name_and_quotes_the_chmod() {
+    let forge = TestForge::start(ForgeOptions::default());
+    let op = Op::new(&forge);
+    let odd = op.env.path("my token\x1b[31m");
+    std::fs::write(&odd, format!("{}\n", forge.token())).unwrap();
+    std::fs::set_permissions(&odd, std::fs::Permissions::from_mode(0o644)).unwrap();
+    let out = run(op.push().env("HERO_USAGE_FORGEJO_TOKEN_FILE", &odd));
+    assert_exit(&out, 0);
+    let err = stderr(&out);
+    assert!(!err.contains('\x1b'), "{err:?}");
+    assert!(err.contains("my token\\u{1b}[31m"), "{err}");
+    assert!(err.contains("chmod 600 '"), "{err}");
+}
