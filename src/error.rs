@@ -12,6 +12,8 @@ pub enum Kind {
     Usage,
     /// Bad record data, or a key reused with different content (65).
     Data,
+    /// Input cannot be read (66).
+    NoInput,
     /// A bug (70).
     Internal,
     /// The spool cannot be created or written (73).
@@ -30,6 +32,7 @@ impl Kind {
         match self {
             Kind::Usage => 64,
             Kind::Data => 65,
+            Kind::NoInput => 66,
             Kind::Internal => 70,
             Kind::CantCreate => 73,
             Kind::TempFail => 75,
