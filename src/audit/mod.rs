@@ -51,6 +51,8 @@ pub struct Options {
     pub source: Source,
     pub filter: Filter,
     pub period: Option<Period>,
+    /// Walk the history (a local clone only); false: heads and totals only.
+    pub history: bool,
     /// Bounds `occurred_at` (5 minutes of clock skew allowed).
     pub now: NaiveDateTime,
 }
@@ -70,11 +72,13 @@ fn run_git(path: &std::path::Path, opts: &Options) -> Result<Report> {
     let layout = walk::collect(&mut git::GitLister(&repo), &places, &opts.filter)?;
     let outcomes = git_nodes_in_parallel(path, &layout, opts)?;
     let mut history = git::HistoryWalk::new(&repo, &opts.filter);
-    if let Some(d) = &branches.default {
-        history.walk(d, None)?;
-    }
-    for b in &branches.usage {
-        history.walk(b, b.name.strip_prefix("usage/"))?;
+    if opts.history {
+        if let Some(d) = &branches.default {
+            history.walk(d, None)?;
+        }
+        for b in &branches.usage {
+            history.walk(b, b.name.strip_prefix("usage/"))?;
+        }
     }
     let commits = history.commits();
     let mut report = assemble(
@@ -86,7 +90,11 @@ fn run_git(path: &std::path::Path, opts: &Options) -> Result<Report> {
         &mut |f| git::read_blob(&repo, &f.blob),
     )?;
     report.findings.merge(history.findings);
-    report.history_checked = true;
+    if opts.history {
+        report.no_history_because = None;
+    } else {
+        report.no_history_because = Some("--no-history".into());
+    }
     report.commits = commits;
     report.ignored_branches = branches.ignored;
     Ok(report)
@@ -216,7 +224,9 @@ fn assemble(
     let (shared_keys, notes) = shared_key_notes(layout, &key_lists, read)?;
     Ok(Report {
         source,
-        history_checked: false,
+        no_history_because: Some(
+            "the API source reads the heads only; use --git-dir for history".into(),
+        ),
         branches: places.iter().map(|p| p.branch.clone()).collect(),
         ignored_branches: Vec::new(),
         nodes: layout.files.len(),

@@ -11,8 +11,9 @@ use std::collections::BTreeMap;
 pub struct Report {
     /// `git <path>` or `forge <url> <owner/repo>`.
     pub source: String,
-    /// False for the API source: only the heads were read.
-    pub history_checked: bool,
+    /// Why the history was not walked (the API source, `--no-history`);
+    /// `None`: it was.
+    pub no_history_because: Option<String>,
     pub branches: Vec<String>,
     pub ignored_branches: Vec<String>,
     pub nodes: usize,
@@ -59,7 +60,7 @@ impl Report {
     pub fn json(&self) -> serde_json::Result<String> {
         serde_json::to_string(&Json {
             source: &self.source,
-            history_checked: self.history_checked,
+            history_checked: self.no_history_because.is_none(),
             branches: &self.branches,
             ignored_branches: &self.ignored_branches,
             nodes: self.nodes,
@@ -92,11 +93,9 @@ impl Report {
                 self.ignored_branches.join(", ")
             ));
         }
-        let history = if self.history_checked {
-            format!("{} commits walked", self.commits)
-        } else {
-            "no history checks (the API source reads the heads only; use --git-dir for history)"
-                .to_string()
+        let history = match &self.no_history_because {
+            None => format!("{} commits walked", self.commits),
+            Some(why) => format!("no history checks ({why})"),
         };
         out.push_str(&format!(
             "read: {} nodes, {} files, {} records; {history}\n",

@@ -40,6 +40,9 @@ pub struct Cli {
     /// Last hour to audit, YYYY-MM-DD-HH (UTC, inclusive)
     #[arg(long, value_name = "HOUR", value_parser = hour)]
     pub to: Option<HourBucket>,
+    /// Skip the history walk: heads and totals only (a quicker check)
+    #[arg(long)]
+    pub no_history: bool,
     /// Print one JSON object
     #[arg(long)]
     pub json: bool,
@@ -90,6 +93,7 @@ pub fn run(cli: Cli) -> Result<i32> {
             to: cli.to,
         },
         period: cli.totals,
+        history: !cli.no_history,
         now: chrono::Utc::now().naive_utc(),
     };
     let report = audit::run(&opts)?;

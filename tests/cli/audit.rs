@@ -171,6 +171,22 @@ fn a_clean_repository_passes_with_history() {
 }
 
 #[test]
+fn no_history_reads_the_heads_only() {
+    let r = clean_repo();
+    let a1 = rec("n1", "k1", "0a1b", "2026-11-26 16:04:05", 999);
+    let a2 = rec("n1", "k2", "0a1b", "2026-11-26 16:30:00", 100);
+    r.put("n1", "2026-11-26-16", &[a1, a2]);
+    assert_exit(&r.audit(&[]), 65);
+    let out = r.audit(&["--no-history"]);
+    assert_exit(&out, 0);
+    assert!(
+        stdout(&out).contains("4 records; no history checks (--no-history)"),
+        "{}",
+        stdout(&out)
+    );
+}
+
+#[test]
 fn a_bare_mirror_reads_the_same() {
     let r = clean_repo();
     let mirror = r.env.path("mirror.git");
