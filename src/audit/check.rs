@@ -43,23 +43,28 @@ pub fn check_file(node: &str, hour: HourBucket, bytes: &[u8], now: NaiveDateTime
             "not UTF-8 text",
         ));
     };
-    let records = match otoml::parse_batch(text) {
-        Ok(records) => records,
-        Err(why) => {
-            return FileCheck {
-                records: Vec::new(),
-                problems: explain_refusal(text, &why),
-            };
-        }
-    };
     let mut problems = Vec::new();
-    if let Some(line) = first_difference(text, &otoml::render_batch(&records)) {
-        problems.push(Problem::new(
-            ViolationKind::NotCanonical,
-            None,
-            format!("re-rendering it gives other bytes from line {line} on (sorting, spacing, quoting or the O: line)"),
-        ));
-    }
+    let records = match fast_path(text) {
+        Some(records) => records,
+        None => match otoml::parse_batch(text) {
+            Ok(records) => {
+                if let Some(line) = first_difference(text, &otoml::render_batch(&records)) {
+                    problems.push(Problem::new(
+                        ViolationKind::NotCanonical,
+                        None,
+                        format!("re-rendering it gives other bytes from line {line} on (sorting, spacing, quoting or the O: line)"),
+                    ));
+                }
+                records
+            }
+            Err(why) => {
+                return FileCheck {
+                    records: Vec::new(),
+                    problems: explain_refusal(text, &why),
+                };
+            }
+        },
+    };
     let earliest = UtcSecond::parse_exact("2000-01-01 00:00:00").map(|t| t.0);
     let latest = now + chrono::Duration::seconds(MAX_FUTURE_SECS);
     for r in &records {
@@ -90,6 +95,17 @@ pub fn check_file(node: &str, hour: HourBucket, bytes: &[u8], now: NaiveDateTime
         }
     }
     FileCheck { records, problems }
+}
+
+/// The records of a canonical file whose records all pass the rules with
+/// unique keys: exactly what `parse_batch` would answer, found faster.
+fn fast_path(text: &str) -> Option<Vec<UsageRecord>> {
+    let records = super::fast::parse_canonical(text)?;
+    let mut keys = std::collections::HashSet::with_capacity(records.len());
+    let sound = records
+        .iter()
+        .all(|r| r.check().is_ok() && keys.insert(r.idempotency_key.as_str()));
+    (sound && otoml::render_batch(&records) == text).then_some(records)
 }
 
 fn refused(p: Problem) -> FileCheck {

@@ -94,8 +94,9 @@ impl Violation {
     }
 
     /// One line for people: kind, file, key, commit(s), what is wrong.
+    /// Control characters (a file name may hold any) are escaped.
     pub fn line(&self) -> String {
-        let mut s = format!("{}: {}", self.kind.name(), self.file);
+        let mut s = format!("{}: {}", self.kind.name(), one_line(&self.file));
         if let Some(k) = &self.key {
             s.push_str(&format!(" key {k}"));
         }
@@ -106,8 +107,22 @@ impl Violation {
             Some(c) => s.push_str(&format!(" commit {c} ({})", self.branch)),
             None => s.push_str(&format!(" branch {}", self.branch)),
         }
-        format!("{s}: {}", self.detail)
+        format!("{s}: {}", one_line(&self.detail))
     }
+}
+
+/// Control characters escaped, so that a violation stays one line.
+fn one_line(s: &str) -> String {
+    s.chars()
+        .flat_map(|c| {
+            let esc: Vec<char> = if c.is_control() {
+                c.escape_default().collect()
+            } else {
+                vec![c]
+            };
+            esc
+        })
+        .collect()
 }
 
 /// A key found in two or more nodes: allowed (keys are unique per node),
@@ -203,5 +218,7 @@ mod tests {
             x.line(),
             "changed-record: nodes/a/x key k1 commit aaa then commit bbb (main): d"
         );
+        x.file = "nodes/a/b\nc".into();
+        assert!(x.line().starts_with("changed-record: nodes/a/b\\nc key"));
     }
 }

@@ -13,14 +13,15 @@ use gix::ObjectId;
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::path::Path;
 
-/// Object cache per thread: trees of recent commits are read again and again.
-const OBJECT_CACHE_BYTES: usize = 64 * 1024 * 1024;
+/// Object cache of the history walk: a commit's trees are read again as
+/// its child's parent trees. Head checks read each blob once and need none.
+const OBJECT_CACHE_BYTES: usize = 16 * 1024 * 1024;
 
 fn unreadable<E: std::fmt::Display>(what: String) -> impl FnOnce(E) -> anyhow::Error {
     move |e| fail(Kind::NoInput, format!("cannot read {what}: {e}"))
 }
 
-/// Open a repository, bare or not, with an object cache.
+/// Open a repository, bare or not.
 pub fn open(path: &Path) -> Result<gix::Repository> {
     let repo = gix::open(path).map_err(|e| {
         fail(
@@ -31,8 +32,6 @@ pub fn open(path: &Path) -> Result<gix::Repository> {
             ),
         )
     })?;
-    let mut repo = repo;
-    repo.object_cache_size_if_unset(OBJECT_CACHE_BYTES);
     Ok(repo)
 }
 
@@ -296,6 +295,11 @@ fn node_changes(
         }
     }
     Ok(out)
+}
+
+/// Give `repo` the object cache the history walk wants.
+pub fn cache_trees(repo: &mut gix::Repository) {
+    repo.object_cache_size_if_unset(OBJECT_CACHE_BYTES);
 }
 
 /// Walks history and checks every commit once.

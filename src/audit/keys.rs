@@ -36,7 +36,7 @@ fn record_digest(r: &UsageRecord) -> u128 {
         h.update((s.len() as u64).to_be_bytes());
         h.update(s.as_bytes());
     }
-    h.update(r.occurred_at.to_string().as_bytes());
+    h.update(r.occurred_at.0.and_utc().timestamp().to_be_bytes());
     u128::from_be_bytes(h.finalize()[..16].try_into().unwrap_or([0; 16]))
 }
 
@@ -69,10 +69,10 @@ impl NodeKeys {
             }
         } as u32;
         let digest = record_digest(r);
-        match self.seen.get(&key_digest(&r.idempotency_key)) {
+        let key = key_digest(&r.idempotency_key);
+        match self.seen.get(&key) {
             None => {
-                self.seen
-                    .insert(key_digest(&r.idempotency_key), (digest, path_index));
+                self.seen.insert(key, (digest, path_index));
                 Sighting::New
             }
             Some(&(d, p)) if d == digest && self.paths[p as usize] == path => Sighting::Same,

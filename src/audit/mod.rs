@@ -10,6 +10,7 @@
 
 pub mod api;
 pub mod check;
+pub mod fast;
 pub mod findings;
 pub mod git;
 pub mod history;
@@ -66,11 +67,12 @@ pub fn run(opts: &Options) -> Result<Report> {
 }
 
 fn run_git(path: &std::path::Path, opts: &Options) -> Result<Report> {
-    let repo = git::open(path)?;
+    let mut repo = git::open(path)?;
     let branches = git::branches(&repo)?;
     let places: Vec<Place> = branches.all().iter().map(|b| b.place()).collect();
     let layout = walk::collect(&mut git::GitLister(&repo), &places, &opts.filter)?;
-    let outcomes = git_nodes_in_parallel(path, &layout, opts)?;
+    let (outcomes, totals) = git_nodes_in_parallel(path, &layout, opts)?;
+    git::cache_trees(&mut repo);
     let mut history = git::HistoryWalk::new(&repo, &opts.filter);
     if opts.history {
         if let Some(d) = &branches.default {
@@ -85,8 +87,7 @@ fn run_git(path: &std::path::Path, opts: &Options) -> Result<Report> {
         format!("git {}", path.display()),
         &places,
         &layout,
-        outcomes,
-        opts,
+        (outcomes, totals),
         &mut |f| git::read_blob(&repo, &f.blob),
     )?;
     report.findings.merge(history.findings);
@@ -100,57 +101,63 @@ fn run_git(path: &std::path::Path, opts: &Options) -> Result<Report> {
     Ok(report)
 }
 
+/// What the threads checking nodes bring back: each node's outcome by its
+/// index, and each thread's totals.
+type Done = (Vec<(usize, Result<NodeOutcome>)>, Option<Totals>);
+
 /// Check nodes on a few threads (each opens the repository itself: gix
 /// handles are not shared between threads without its `parallel` feature):
-/// parsing is what the audit spends its time on.
+/// reading and parsing are what the audit spends its time on.
 fn git_nodes_in_parallel(
     path: &std::path::Path,
     layout: &Layout,
     opts: &Options,
-) -> Result<Vec<NodeOutcome>> {
+) -> Result<(Vec<NodeOutcome>, Option<Totals>)> {
+    use std::sync::atomic::{AtomicUsize, Ordering::Relaxed};
     let nodes: Vec<&Vec<walk::FileRef>> = layout.files.values().collect();
-    let next = std::sync::atomic::AtomicUsize::new(0);
+    let next = AtomicUsize::new(0);
     let workers = std::thread::available_parallelism()
         .map_or(1, |n| n.get())
         .clamp(1, 4);
-    let results: Vec<Vec<(usize, Result<NodeOutcome>)>> = std::thread::scope(|s| {
-        let handles: Vec<_> = (0..workers)
-            .map(|_| {
-                s.spawn(|| {
-                    let mut done = Vec::new();
-                    let repo = match git::open(path) {
-                        Ok(r) => r,
-                        Err(e) => {
-                            done.push((
-                                next.fetch_add(1, std::sync::atomic::Ordering::Relaxed),
-                                Err(e),
-                            ));
-                            return done;
-                        }
-                    };
-                    loop {
-                        let i = next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-                        let Some(files) = nodes.get(i) else { break };
-                        let mut read = |f: &walk::FileRef| git::read_blob(&repo, &f.blob);
-                        done.push((i, audit_node(files, &mut read, opts.now, opts.period)));
-                    }
-                    done
-                })
-            })
-            .collect();
+    let work = || -> Done {
+        let mut totals = opts.period.map(Totals::new);
+        let repo = match git::open(path) {
+            Ok(r) => r,
+            Err(e) => return (vec![(next.fetch_add(1, Relaxed), Err(e))], totals),
+        };
+        let mut done = Vec::new();
+        loop {
+            let i = next.fetch_add(1, Relaxed);
+            let Some(files) = nodes.get(i) else { break };
+            let mut read = |f: &walk::FileRef| git::read_blob(&repo, &f.blob);
+            done.push((i, audit_node(files, &mut read, opts.now, &mut totals)));
+        }
+        (done, totals)
+    };
+    let results: Vec<Done> = std::thread::scope(|s| {
+        let handles: Vec<_> = (0..workers).map(|_| s.spawn(work)).collect();
         handles
             .into_iter()
             .map(|h| h.join().unwrap_or_default())
             .collect()
     });
+    let mut totals = opts.period.map(Totals::new);
     let mut ordered: Vec<Option<Result<NodeOutcome>>> = (0..nodes.len()).map(|_| None).collect();
-    for (i, r) in results.into_iter().flatten() {
-        ordered[i] = Some(r);
+    for (done, t) in results {
+        for (i, r) in done {
+            if let Some(slot) = ordered.get_mut(i) {
+                *slot = Some(r);
+            }
+        }
+        if let (Some(all), Some(t)) = (&mut totals, t) {
+            all.merge(t);
+        }
     }
-    ordered
+    let outcomes = ordered
         .into_iter()
         .map(|r| r.unwrap_or_else(|| Err(fail(Kind::Internal, "a worker thread failed"))))
-        .collect()
+        .collect::<Result<Vec<_>>>()?;
+    Ok((outcomes, totals))
 }
 
 fn run_forge(settings: &ForgeSettings, opts: &Options) -> Result<Report> {
@@ -183,10 +190,11 @@ fn run_forge(settings: &ForgeSettings, opts: &Options) -> Result<Report> {
         walk::collect(&mut forge, &places, &opts.filter)?
     };
     let mut read = |f: &walk::FileRef| forge.read(&f.place, &f.path);
+    let mut totals = opts.period.map(Totals::new);
     let outcomes = layout
         .files
         .values()
-        .map(|files| audit_node(files, &mut read, opts.now, opts.period))
+        .map(|files| audit_node(files, &mut read, opts.now, &mut totals))
         .collect::<Result<Vec<_>>>()?;
     let source = format!(
         "forge {} {}/{}",
@@ -194,7 +202,7 @@ fn run_forge(settings: &ForgeSettings, opts: &Options) -> Result<Report> {
         forge.owner,
         forge.repo
     );
-    let mut report = assemble(source, &places, &layout, outcomes, opts, &mut read)?;
+    let mut report = assemble(source, &places, &layout, (outcomes, totals), &mut read)?;
     report.ignored_branches = ignored;
     Ok(report)
 }
@@ -204,21 +212,16 @@ fn assemble(
     source: String,
     places: &[Place],
     layout: &Layout,
-    outcomes: Vec<NodeOutcome>,
-    opts: &Options,
+    (outcomes, totals): (Vec<NodeOutcome>, Option<Totals>),
     read: &mut Reader,
 ) -> Result<Report> {
     let mut findings = Findings::default();
     findings.merge(layout.findings.clone());
-    let mut totals = opts.period.map(Totals::new);
     let mut records = 0;
     let mut key_lists = Vec::with_capacity(outcomes.len());
     for o in outcomes {
         findings.merge(o.findings);
         records += o.records;
-        if let (Some(t), Some(o)) = (&mut totals, o.totals) {
-            t.merge(o);
-        }
         key_lists.push(o.keys);
     }
     let (shared_keys, notes) = shared_key_notes(layout, &key_lists, read)?;

@@ -4,7 +4,7 @@
 use super::check::check_file;
 use super::findings::{Findings, Violation, ViolationKind};
 use super::keys::{NodeKeys, ShortDigest, Sighting, key_digest, short};
-use super::totals::{Period, Totals};
+use super::totals::Totals;
 use super::walk::FileRef;
 use anyhow::Result;
 use chrono::NaiveDateTime;
@@ -17,22 +17,22 @@ pub type Reader<'a> = dyn FnMut(&FileRef) -> Result<Vec<u8>> + 'a;
 #[derive(Debug)]
 pub struct NodeOutcome {
     pub findings: Findings,
-    pub totals: Option<Totals>,
     /// The node's keys, for the fleet-wide comparison.
     pub keys: Vec<ShortDigest>,
     pub records: u64,
 }
 
-/// Check every file of one node (all `files` belong to it).
+/// Check every file of one node (all `files` belong to it); add its records
+/// to `totals` (shared by the nodes a thread checks, so that memory holds
+/// one table per thread, not one per node).
 pub fn audit_node(
     files: &[FileRef],
     read: &mut Reader,
     now: NaiveDateTime,
-    period: Option<Period>,
+    totals: &mut Option<Totals>,
 ) -> Result<NodeOutcome> {
     let mut findings = Findings::default();
     let mut keys = NodeKeys::default();
-    let mut totals = period.map(Totals::new);
     let mut records = 0;
     for f in files {
         let bytes = read(f)?;
@@ -46,7 +46,7 @@ pub fn audit_node(
             match keys.see(r, &f.path) {
                 Sighting::New => {
                     records += 1;
-                    if let Some(t) = &mut totals {
+                    if let Some(t) = totals.as_mut() {
                         t.add(r);
                     }
                 }
@@ -65,7 +65,6 @@ pub fn audit_node(
     }
     Ok(NodeOutcome {
         findings,
-        totals,
         keys: keys.into_sorted_digests(),
         records,
     })
