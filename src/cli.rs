@@ -2,28 +2,34 @@
 //! contract's exit code for a bad command line (64, where clap uses 2) and
 //! its error format (`<binary>: error: ...`).
 
+use crate::error::Kind;
 use clap::Parser;
 
 /// Parse the command line; `--help`/`--version` print and exit 0, errors
 /// print `<binary>: error: ...` and exit 64.
 pub fn parse<T: Parser>(binary: &str) -> T {
+    if let Some(code) = completions::<T>(binary) {
+        std::process::exit(code)
+    }
     match T::try_parse() {
         Ok(cli) => cli,
-        Err(e) if !e.use_stderr() => {
-            let _ = out(&e.to_string());
-            std::process::exit(0)
-        }
+        Err(e) if !e.use_stderr() => match out(&e.to_string()) {
+            Ok(()) => std::process::exit(0),
+            Err(_) => std::process::exit(Kind::Output.exit_code()),
+        },
         Err(e) => {
-            // clap's rendering starts with "error: ".
-            eprint!("{binary}: {}", e.render());
-            std::process::exit(64)
+            // clap's rendering starts with "error: " and ends with a newline.
+            let text = format!("{binary}: {}", e.render());
+            let _ = err_line(text.trim_end());
+            std::process::exit(Kind::Usage.exit_code())
         }
     }
 }
 
 /// Write normal output to stdout. A reader that went away (`| head`) is not
-/// the program's failure: the rest is dropped silently; other errors count.
-pub fn out(text: &str) -> std::io::Result<()> {
+/// the program's failure: the rest is dropped silently; any other failure
+/// (a full disk behind `>file`) is an output error (74).
+pub fn out(text: &str) -> anyhow::Result<()> {
     use std::io::Write;
     let mut stdout = std::io::stdout().lock();
     match stdout
@@ -31,6 +37,70 @@ pub fn out(text: &str) -> std::io::Result<()> {
         .and_then(|()| stdout.flush())
     {
         Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => Ok(()),
-        other => other,
+        Err(e) => Err(output_error("stdout", &e)),
+        Ok(()) => Ok(()),
+    }
+}
+
+/// Write one line to stderr. Unlike `eprintln!`, which panics (exit 101)
+/// when stderr cannot be written, this returns the error (74) for the
+/// caller to weigh.
+pub fn err_line(line: &str) -> anyhow::Result<()> {
+    use std::io::Write;
+    let mut stderr = std::io::stderr().lock();
+    match writeln!(stderr, "{line}").and_then(|()| stderr.flush()) {
+        Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => Ok(()),
+        Err(e) => Err(output_error("stderr", &e)),
+        Ok(()) => Ok(()),
+    }
+}
+
+/// The error for output that cannot be written (74).
+pub fn output_error(stream: &str, e: &std::io::Error) -> anyhow::Error {
+    crate::error::fail(
+        crate::error::Kind::Output,
+        format!("cannot write to {stream}: {e}"),
+    )
+}
+
+/// Under a file size limit (`ulimit -f`), a write past it raises SIGXFSZ,
+/// whose default action kills the process mid-write (exit 153, a tmp file
+/// left behind). With a handler installed the write fails with EFBIG
+/// instead, which the spool reports (73) after removing its tmp file.
+pub fn survive_file_size_limit() {
+    let seen = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    // Should registering fail, the default stays: nothing else changes.
+    let _ = signal_hook::flag::register(signal_hook::consts::SIGXFSZ, seen);
+}
+
+/// `<binary> --completions bash|zsh|fish` (hidden; the install script
+/// uses it): print the shell completion script and exit. Handled before
+/// clap parses, so that it needs none of the binary's settings.
+fn completions<T: clap::CommandFactory>(binary: &str) -> Option<i32> {
+    let mut args = std::env::args_os().skip(1);
+    if args.next()? != "--completions" {
+        return None;
+    }
+    let shell = match args.next().and_then(|s| s.into_string().ok()).as_deref() {
+        Some("bash") => clap_complete::Shell::Bash,
+        Some("zsh") => clap_complete::Shell::Zsh,
+        Some("fish") => clap_complete::Shell::Fish,
+        _ => {
+            let _ = err_line(&format!(
+                "{binary}: error: --completions takes bash, zsh or fish"
+            ));
+            return Some(64);
+        }
+    };
+    let mut script = Vec::new();
+    clap_complete::generate(shell, &mut T::command(), binary, &mut script);
+    match out(&String::from_utf8_lossy(&script)) {
+        Ok(()) => Some(0),
+        Err(e) => {
+            let _ = err_line(&format!(
+                "{binary}: error: cannot write the completion script: {e:#}"
+            ));
+            Some(74)
+        }
     }
 }

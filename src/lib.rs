@@ -7,12 +7,14 @@
 //! the client knows no spool, and only push joins them.
 
 pub mod audit;
+pub mod check;
 pub mod cli;
 pub mod cmd;
 pub mod config;
 pub mod error;
 pub mod failpoint;
 pub mod forgejo;
+pub mod last_success;
 pub mod otoml;
 pub mod push;
 pub mod record;

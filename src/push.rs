@@ -650,8 +650,14 @@ fn forge_err(e: ForgeError) -> anyhow::Error {
 }
 
 /// Write the outcome file atomically (tmp + rename) for `hero_usage_status`.
+/// A run that exited 0 (and was not merely locked out) also leaves its
+/// time for monitoring ([`crate::last_success`]).
 fn write_outcome(spool: &Spool, summary: &PushSummary) -> Result<()> {
-    spool.write_state(OUTCOME_FILE, &serde_json::to_vec_pretty(summary)?)
+    spool.write_state(OUTCOME_FILE, &serde_json::to_vec_pretty(summary)?)?;
+    if summary.exit_code == 0 && summary.outcome != "locked" {
+        crate::last_success::write(spool, &summary.finished_at)?;
+    }
+    Ok(())
 }
 
 /// The last run's summary, from the outcome file (for `hero_usage_status`):

@@ -5,11 +5,11 @@
 use crate::audit::layout::{Filter, parse_hour};
 use crate::audit::totals::Period;
 use crate::audit::{self, Options, Source};
-use crate::cli::out;
+use crate::cli::{err_line, out, output_error};
 use crate::config::{ConfigFile, ForgeArgs, ForgeSettings, given};
 use crate::error::{Kind, fail};
 use crate::record::{HourBucket, check_node_name};
-use anyhow::{Context, Result};
+use anyhow::Result;
 use clap::Parser;
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -99,7 +99,7 @@ pub fn run(cli: Cli) -> Result<i32> {
     let report = audit::run(&opts)?;
     if let (Some(path), Some(t)) = (&cli.csv, &report.totals) {
         std::fs::write(path, t.csv())
-            .with_context(|| format!("cannot write the totals to {}", path.display()))?;
+            .map_err(|e| output_error(&format!("the totals file {}", path.display()), &e))?;
     }
     if cli.json {
         out(&format!("{}\n", report.json()?))?;
@@ -109,6 +109,11 @@ pub fn run(cli: Cli) -> Result<i32> {
     if report.clean() {
         return Ok(0);
     }
-    eprintln!("{BINARY}: violations found: {}", report.findings.summary());
+    // The report went to stdout; a stderr that cannot take this line
+    // changes no exit code.
+    let _ = err_line(&format!(
+        "{BINARY}: violations found: {}",
+        report.findings.summary()
+    ));
     Ok(Kind::Data.exit_code())
 }

@@ -15,7 +15,7 @@ pub const BINARY: &str = "hero_usage_push";
 
 /// Push pending usage records, bundled per UTC hour, to the billing repository in one commit.
 #[derive(Parser, Debug)]
-#[command(name = BINARY, version)]
+#[command(name = BINARY, version, after_help = "See man 1 hero_usage_push.")]
 pub struct Cli {
     #[command(flatten)]
     pub spool: SpoolArgs,
@@ -41,6 +41,18 @@ pub struct Cli {
     /// Print what a scheduler needs to run this job hourly, then exit
     #[arg(long, value_name = "SCHEDULER")]
     pub print_schedule: Option<Scheduler>,
+    /// With --print-schedule hero_proc: the action's name
+    #[arg(long, value_name = "NAME", default_value = schedule::ACTION_NAME, requires = "print_schedule")]
+    pub action_name: String,
+    /// With --print-schedule: write the files into DIR and print how to install them
+    #[arg(long, value_name = "DIR", requires = "print_schedule")]
+    pub out: Option<std::path::PathBuf>,
+    /// Print the effective settings with their sources and probe the forge; change nothing
+    #[arg(long, conflicts_with_all = ["print_schedule", "dry_run"])]
+    pub check: bool,
+    /// Print only on failure (for cron, which mails any output)
+    #[arg(long)]
+    pub quiet: bool,
 }
 
 /// The binary's `main`.
@@ -52,9 +64,18 @@ pub fn main() -> ExitCode {
 pub fn run(cli: Cli) -> Result<i32> {
     let common = Common::resolve(&cli.spool)?;
     if let Some(scheduler) = cli.print_schedule {
-        let command = schedule::push_command(&cli.spool, &common)?;
-        out(&schedule::render(scheduler, &common.node, &command))?;
+        let prepared =
+            schedule::prepare(scheduler, &cli.spool, &cli.forge, &common, &cli.action_name)?;
+        let (text, notes) = schedule::print(scheduler, &prepared, cli.out.as_deref())?;
+        out(&text)?;
+        notes.iter().for_each(|n| eprintln!("{BINARY}: {n}"));
         return Ok(0);
+    }
+    if cli.check {
+        return crate::check::run(&cli.spool, &cli.forge, &common);
+    }
+    if let Some(w) = crate::check::token_file_warning(&cli.forge, &common.file) {
+        eprintln!("{BINARY}: warning: {w}");
     }
     let forge = ForgeSettings::resolve(&cli.forge, &common.file)?;
     let summary = if cli.dry_run && !common.spool.exists() {
@@ -66,7 +87,11 @@ pub fn run(cli: Cli) -> Result<i32> {
         }
     } else {
         push::run(
-            &Spool::open(&common.spool)?,
+            &if cli.dry_run {
+                Spool::open_read_only(&common.spool)?
+            } else {
+                Spool::open(&common.spool)?
+            },
             &PushOptions {
                 node: common.node.clone(),
                 dry_run: cli.dry_run,
@@ -76,7 +101,9 @@ pub fn run(cli: Cli) -> Result<i32> {
             },
         )?
     };
-    if cli.json {
+    if cli.quiet && summary.exit_code == 0 {
+        // Nothing to report: cron mails only what a failed run printed.
+    } else if cli.json {
         out(&format!("{}\n", serde_json::to_string(&summary)?))?;
     } else {
         out(&summary.text(cli.dry_run))?;

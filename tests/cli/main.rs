@@ -2,7 +2,11 @@
 //! temporary directories (see `support::TestEnv`).
 
 mod audit;
+mod docs;
+mod drops;
+mod exit_codes;
 mod forge;
+mod ops;
 mod otoml;
 mod push;
 mod record;
