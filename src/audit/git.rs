@@ -32,6 +32,12 @@ pub fn open(path: &Path) -> Result<gix::Repository> {
             ),
         )
     })?;
+    let mut repo = repo;
+    // Without gix's `max-performance` feature (which brings threads of its
+    // own) no delta-base cache is set: hour files are deltas of each other,
+    // and without one every read re-inflates its whole delta chain.
+    repo.objects
+        .set_pack_cache(|| Box::<gix::odb::pack::cache::lru::StaticLinkedList<64>>::default());
     Ok(repo)
 }
 
