@@ -135,10 +135,14 @@ impl Forge {
                 Err(e) => return Err(forge_err(e)),
             };
             let items = list.as_array().cloned().unwrap_or_default();
+            let before = out.len();
             for b in &items {
                 let Some(name) = b.get("name").and_then(Value::as_str) else {
                     continue;
                 };
+                if out.iter().any(|p: &Place| p.branch == name) {
+                    continue;
+                }
                 let commit = b
                     .pointer("/commit/id")
                     .and_then(Value::as_str)
@@ -148,7 +152,8 @@ impl Forge {
                     commit,
                 });
             }
-            if items.len() < PAGE {
+            // A server that ignores `page` repeats itself: stop there too.
+            if items.len() < PAGE || out.len() == before {
                 break;
             }
         }

@@ -683,3 +683,42 @@ fn the_api_source_finds_a_bad_file_and_maps_forge_failures() {
         .env("HERO_USAGE_FORGEJO_TOKEN_FILE", env.path("t")));
     assert_exit(&out, 75);
 }
+
+#[test]
+fn the_api_source_reads_every_nodes_branch() {
+    let f = forge();
+    push_as(
+        &f,
+        "n1",
+        &[rec("n1", "k1", "0a1b", "2026-11-26 16:04:05", 250)],
+    );
+    // n2 pushes to a branch of its own (made here with git, as the forge would).
+    let bare = f.bare_repo(OWNER, "billing");
+    let r = Repo::new();
+    r.git(&["checkout", "-q", "--orphan", "usage/n2"]);
+    r.git(&["rm", "-q", "-r", "-f", "."]);
+    r.put(
+        "n2",
+        "2026-11-26-16",
+        &[rec("n2", "k2", "0a1b", "2026-11-26 16:00:00", 5)],
+    );
+    r.git(&["checkout", "-q", "-b", "feature"]);
+    r.put(
+        "n3",
+        "2026-11-26-16",
+        &[rec("n3", "k3", "0a1b", "2026-11-26 16:00:00", 7)],
+    );
+    r.git(&["push", "-q", bare.to_str().unwrap(), "usage/n2", "feature"]);
+
+    let out = audit_forge(&f, &f.token(), &["--json", "--totals", "month"]);
+    assert_exit(&out, 0);
+    let v: Value = serde_json::from_str(&stdout(&out)).unwrap();
+    assert_eq!(v["branches"], serde_json::json!(["main", "usage/n2"]));
+    assert_eq!(v["ignored_branches"], serde_json::json!(["feature"]));
+    assert_eq!(
+        (v["nodes"].as_u64(), v["records"].as_u64()),
+        (Some(2), Some(2))
+    );
+    assert_eq!(v["totals"]["rows"][0]["amount_cents"], 255);
+    assert_eq!(v["history_checked"], false);
+}
