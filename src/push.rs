@@ -49,6 +49,8 @@ pub struct PushOptions {
     /// (a push-now through the shim leaves pruning to the hourly job, whose
     /// window it cannot know).
     pub retention_days: Option<u32>,
+    /// Forget ledgered keys sent more than this many days ago; `None`: never.
+    pub ledger_days: Option<u32>,
     pub forge: ForgeSettings,
 }
 
@@ -181,10 +183,11 @@ pub fn run(spool: &Spool, opts: &PushOptions) -> Result<PushSummary> {
     let start_time = Utc::now();
     let mut summary = PushSummary {
         node: opts.node.clone(),
-        started_at: start_time.format("%Y-%m-%d %H:%M:%S").to_string(),
+        started_at: start_time.format(crate::record::TIME_FORMAT).to_string(),
         ..Default::default()
     };
 
+    spool.bind_node_unless_dry(&opts.node, opts.dry_run)?;
     // A bad URL is a configuration error even when there is nothing to push.
     let client = ForgejoClient::new(ClientConfig {
         base_url: opts.forge.url.clone(),
@@ -240,7 +243,7 @@ pub fn run(spool: &Spool, opts: &PushOptions) -> Result<PushSummary> {
 
     if let Some(days) = opts.retention_days.filter(|_| !opts.dry_run) {
         let horizon = Utc::now() - chrono::Duration::days(i64::from(days));
-        summary.pruned = spool.prune_sent(horizon)?;
+        summary.pruned = spool.prune_sent(horizon, opts.ledger_days)?;
     }
     summary.pending_after = spool.pending_count()?;
     if summary.exit_code == 0
@@ -257,7 +260,7 @@ pub fn run(spool: &Spool, opts: &PushOptions) -> Result<PushSummary> {
 }
 
 fn finish(mut summary: PushSummary, started: Instant) -> PushSummary {
-    summary.finished_at = Utc::now().format("%Y-%m-%d %H:%M:%S").to_string();
+    summary.finished_at = Utc::now().format(crate::record::TIME_FORMAT).to_string();
     summary.duration_ms = started.elapsed().as_millis() as u64;
     summary
 }

@@ -38,6 +38,10 @@ pub struct Cli {
     #[arg(long, value_name = "N", default_value_t = push::DEFAULT_RETENTION_DAYS,
           value_parser = clap::value_parser!(u32).range(0..=push::MAX_RETENTION_DAYS as i64))]
     pub retention_days: u32,
+    /// Forget pushed keys (the ledger) sent more than N days ago [default: never]
+    #[arg(long, value_name = "N",
+          value_parser = clap::value_parser!(u32).range(0..=push::MAX_RETENTION_DAYS as i64))]
+    pub ledger_days: Option<u32>,
     /// Print what a scheduler needs to run this job hourly, then exit
     #[arg(long, value_name = "SCHEDULER")]
     pub print_schedule: Option<Scheduler>,
@@ -97,6 +101,7 @@ pub fn run(cli: Cli) -> Result<i32> {
                 dry_run: cli.dry_run,
                 max_records: usize::try_from(cli.max_records).unwrap_or(usize::MAX),
                 retention_days: Some(cli.retention_days),
+                ledger_days: cli.ledger_days,
                 forge,
             },
         )?

@@ -168,6 +168,7 @@ impl App {
             dry_run: false,
             max_records: push::DEFAULT_MAX_RECORDS,
             retention_days: None,
+            ledger_days: None,
             forge,
         };
         match push::run(&self.spool, &opts) {
