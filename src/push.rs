@@ -13,7 +13,7 @@ use crate::config::ForgeSettings;
 use crate::error::{Kind, fail};
 use crate::failpoint::failpoint;
 use crate::forgejo::{
-    ClientConfig, CommitOptions, FileChange, FileOp, ForgeError, ForgejoClient, Repository,
+    ClientConfig, CommitOptions, FileChange, FileOp, ForgeError, ForgejoClient, RepoRef, Repository,
 };
 use crate::otoml::{parse_batch, render_batch};
 use crate::record::{HourBucket, UsageRecord};
@@ -186,14 +186,9 @@ pub fn run(spool: &Spool, opts: &PushOptions) -> Result<PushSummary> {
     };
 
     // A bad URL is a configuration error even when there is nothing to push.
-    let client = ForgejoClient::new(ClientConfig {
-        base_url: opts.forge.url.clone(),
-        token: opts.forge.token.clone(),
-        insecure_http: opts.forge.insecure_http,
-        connect_timeout: Duration::from_secs(10),
-        timeout: Duration::from_secs(120),
-    })
-    .map_err(forge_err)?;
+    let mut config = ClientConfig::new(&opts.forge.url, opts.forge.token.clone());
+    config.insecure_http = opts.forge.insecure_http;
+    let client = ForgejoClient::new(config).map_err(forge_err)?;
 
     // A dry run changes nothing, not even by creating the lock file: it
     // only reads, and reading tolerates records marked sent meanwhile.
@@ -272,9 +267,8 @@ fn push_hours(
     hours: Vec<HourRecords>,
     summary: &mut PushSummary,
 ) -> Result<()> {
-    let (owner, name) = (&opts.forge.owner, &opts.forge.repo);
-
-    let repo = ensure_repo(client, owner, name, opts.dry_run)?;
+    let repo_ref = RepoRef::new(&opts.forge.owner, &opts.forge.repo);
+    let repo = ensure_repo(client, &repo_ref, opts.dry_run)?;
     let branch = opts
         .forge
         .branch
@@ -286,6 +280,7 @@ fn push_hours(
         spool,
         opts,
         client,
+        repo: repo_ref,
         branch,
         repo_exists: repo.is_some(),
     };
@@ -342,26 +337,24 @@ fn backoff(attempt: u32) -> Duration {
 /// The repository, created when missing (not in a dry run: `None` then).
 fn ensure_repo(
     client: &ForgejoClient,
-    owner: &str,
-    name: &str,
+    repo: &RepoRef,
     dry_run: bool,
 ) -> Result<Option<Repository>> {
-    match client.get_repo(owner, name) {
+    match client.get_repo(repo) {
         Ok(r) => return Ok(Some(r)),
         Err(ForgeError::NotFound(_)) if dry_run => return Ok(None),
         Err(ForgeError::NotFound(_)) => {}
         Err(e) => return Err(forge_err(e)),
     }
-    match client.create_repo(owner, name) {
+    match client.create_repo(repo) {
         Ok(r) => Ok(Some(r)),
         // Another node created it first.
-        Err(ForgeError::AlreadyExists(_)) => {
-            client.get_repo(owner, name).map(Some).map_err(forge_err)
-        }
+        Err(ForgeError::AlreadyExists(_)) => client.get_repo(repo).map(Some).map_err(forge_err),
         Err(ForgeError::NotFound(m)) => Err(fail(
             Kind::Config,
             format!(
-                "cannot create repository {owner}/{name}: owner {owner} is neither an organisation nor the token's user ({m}); check --repo"
+                "cannot create repository {repo}: owner {} is neither an organisation nor the token's user ({m}); check --repo",
+                repo.owner
             ),
         )),
         Err(e) => Err(forge_err(e)),
@@ -373,6 +366,7 @@ struct Run<'a> {
     spool: &'a Spool,
     opts: &'a PushOptions,
     client: &'a ForgejoClient,
+    repo: RepoRef,
     /// The branch read and committed to.
     branch: String,
     /// False only in a dry run against a missing repository: nothing to read.
@@ -412,6 +406,7 @@ impl Run<'_> {
             );
             let commit_opts = CommitOptions {
                 branch: Some(self.branch.clone()),
+                new_branch_from: None,
                 message,
                 author_name: format!("hero_usage_push on {}", opts.node),
                 author_email: format!("{}@hero-usage.invalid", opts.node),
@@ -442,12 +437,7 @@ impl Run<'_> {
         let opts = self.opts;
         let path = hour.remote_path(&opts.node);
         let remote = if self.repo_exists {
-            self.client.read_file(
-                &opts.forge.owner,
-                &opts.forge.repo,
-                &path,
-                Some(&self.branch),
-            )
+            self.client.read_file(&self.repo, &path, Some(&self.branch))
         } else {
             Ok(None)
         };
@@ -543,8 +533,8 @@ impl Run<'_> {
         files: &[FilePlan],
         commit_opts: &CommitOptions,
     ) -> std::result::Result<String, ForgeError> {
-        let (client, owner, name) = (self.client, &self.opts.forge.owner, &self.opts.forge.repo);
-        match client.change_files(owner, name, changes, commit_opts) {
+        let (client, repo) = (self.client, &self.repo);
+        match client.change_files(repo, changes, commit_opts) {
             Ok(r) => Ok(r.commit_sha),
             Err(ForgeError::Unsupported(_)) => {
                 let mut last = String::new();
@@ -562,15 +552,10 @@ impl Run<'_> {
                         ..commit_opts.clone()
                     };
                     let r = match (&c.operation, &c.sha) {
-                        (FileOp::Update, Some(sha)) => client.update_file(
-                            owner,
-                            name,
-                            &c.path,
-                            &c.content,
-                            sha,
-                            commit_opts,
-                        )?,
-                        _ => client.create_file(owner, name, &c.path, &c.content, commit_opts)?,
+                        (FileOp::Update, Some(sha)) => {
+                            client.update_file(repo, &c.path, &c.content, sha, commit_opts)?
+                        }
+                        _ => client.create_file(repo, &c.path, &c.content, commit_opts)?,
                     };
                     last = r.commit_sha;
                 }
