@@ -13,6 +13,7 @@ pub mod error;
 pub mod failpoint;
 pub mod forgejo;
 pub mod otoml;
+pub mod outcome;
 pub mod push;
 pub mod record;
 pub mod schedule;

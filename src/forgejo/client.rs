@@ -1,6 +1,6 @@
 //! The agent, one request, and the answer turned into a typed error.
 
-use super::url::{check_base_url, encode_segment};
+use super::url::{check_base_url, encode_path, encode_segment};
 use super::{ClientConfig, ForgeError, Method, RepoRef, Repository};
 use crate::config::Secret;
 use serde_json::{Value, json};
@@ -248,6 +248,16 @@ impl ForgejoClient {
     pub fn get_repo(&self, repo: &RepoRef) -> Result<Repository, ForgeError> {
         let v = self.call_json(Call::Other, Method::Get, &Self::repo_path(repo), None)?;
         parse_repo(&v)
+    }
+
+    /// Whether `branch` exists (`GET /repos/{owner}/{repo}/branches/{branch}`).
+    pub fn branch_exists(&self, repo: &RepoRef, branch: &str) -> Result<bool, ForgeError> {
+        let api = format!("{}/branches/{}", Self::repo_path(repo), encode_path(branch));
+        match self.call_json(Call::Other, Method::Get, &api, None) {
+            Ok(_) => Ok(true),
+            Err(ForgeError::NotFound(_)) => Ok(false),
+            Err(e) => Err(e),
+        }
     }
 
     /// The token's user login.

@@ -57,9 +57,14 @@ impl ForgejoClient {
         let sha = str_field(&v, "sha", &what)?;
         let size = v.get("size").and_then(Value::as_u64).unwrap_or(0);
         let encoded = v.get("content").and_then(Value::as_str).unwrap_or("");
+        let last_commit = v
+            .get("last_commit_sha")
+            .and_then(Value::as_str)
+            .filter(|s| !s.is_empty())
+            .map(str::to_string);
         if encoded.is_empty() && size > 0 {
             let raw = format!("{}{query}", file_path("raw", repo, path));
-            return self.read_raw(&raw, sha);
+            return self.read_raw(&raw, sha, last_commit);
         }
         let clean: String = encoded.chars().filter(|c| !c.is_whitespace()).collect();
         let content = B64
@@ -68,11 +73,20 @@ impl ForgejoClient {
                 status: 200,
                 message: format!("{what}: content is not base64: {e}"),
             })?;
-        Ok(Some(RemoteFile { sha, content }))
+        Ok(Some(RemoteFile {
+            sha,
+            content,
+            last_commit,
+        }))
     }
 
     /// A blob too large for the contents answer, from `/raw/`.
-    fn read_raw(&self, raw: &str, sha: String) -> Result<Option<RemoteFile>, ForgeError> {
+    fn read_raw(
+        &self,
+        raw: &str,
+        sha: String,
+        last_commit: Option<String>,
+    ) -> Result<Option<RemoteFile>, ForgeError> {
         let (status, bytes) = self.send(Method::Get, raw, None, MAX_RAW)?;
         if status == 404 {
             return Ok(None);
@@ -83,6 +97,7 @@ impl ForgejoClient {
         Ok(Some(RemoteFile {
             sha,
             content: bytes,
+            last_commit,
         }))
     }
 

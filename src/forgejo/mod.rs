@@ -93,6 +93,8 @@ pub struct Repository {
 pub struct RemoteFile {
     pub sha: String,
     pub content: Vec<u8>,
+    /// The last commit that changed the file, when the server tells it.
+    pub last_commit: Option<String>,
 }
 
 /// Common options of a commit.
@@ -108,7 +110,7 @@ pub struct CommitOptions {
     pub author_email: String,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 #[serde(rename_all = "kebab-case")]
 pub enum FileOp {
     Create,
