@@ -10,23 +10,23 @@ use std::path::PathBuf;
 use std::process::{Command, Output};
 use std::time::Duration;
 
-const OWNER: &str = "lhumina_code";
-const REPO: &str = "billing";
+pub(crate) const OWNER: &str = "lhumina_code";
+pub(crate) const REPO: &str = "billing";
 
 /// A node with its spool, talking to one forge.
-struct Node {
-    env: TestEnv,
-    token_file: PathBuf,
-    url: String,
-    repo: String,
+pub(crate) struct Node {
+    pub env: TestEnv,
+    pub token_file: PathBuf,
+    pub url: String,
+    pub repo: String,
 }
 
 impl Node {
-    fn new(forge: &TestForge) -> Node {
+    pub(crate) fn new(forge: &TestForge) -> Node {
         Node::named(forge, "test-node", &format!("{OWNER}/{REPO}"))
     }
 
-    fn named(forge: &TestForge, node: &str, repo: &str) -> Node {
+    pub(crate) fn named(forge: &TestForge, node: &str, repo: &str) -> Node {
         let mut env = TestEnv::new();
         env.node = node.to_string();
         let token_file = env.path("token");
@@ -39,7 +39,7 @@ impl Node {
         }
     }
 
-    fn push_cmd(&self) -> Command {
+    pub(crate) fn push_cmd(&self) -> Command {
         let mut c = self.env.cmd("hero_usage_push");
         c.env("HERO_USAGE_FORGEJO_URL", &self.url)
             .env(hero_usage::push::TEST_WAITS_ENV, "5,50")
@@ -48,11 +48,11 @@ impl Node {
         c
     }
 
-    fn push(&self, args: &[&str]) -> Output {
+    pub(crate) fn push(&self, args: &[&str]) -> Output {
         run(self.push_cmd().args(args))
     }
 
-    fn record(&self, rec: &UsageRecord) {
+    pub(crate) fn record(&self, rec: &UsageRecord) {
         let out = run(self.env.cmd("hero_usage_record").args([
             "--idempotency-key",
             &rec.idempotency_key,
@@ -70,16 +70,16 @@ impl Node {
         assert_eq!(out.status.code(), Some(0), "record: {}", stderr(&out));
     }
 
-    fn pending(&self) -> usize {
+    pub(crate) fn pending(&self) -> usize {
         files_under(&self.env.spool.join("pending")).len()
     }
 
-    fn rejected(&self) -> Vec<PathBuf> {
+    pub(crate) fn rejected(&self) -> Vec<PathBuf> {
         files_under(&self.env.spool.join("rejected"))
     }
 }
 
-fn rec(key: &str, at: &str, amount: u64) -> UsageRecord {
+pub(crate) fn rec(key: &str, at: &str, amount: u64) -> UsageRecord {
     UsageRecord {
         amount_cents: amount,
         description: format!("work \"{key}\""),
@@ -113,7 +113,7 @@ fn file(forge: &TestForge, path: &str) -> Option<String> {
         .map(|b| String::from_utf8(b).unwrap())
 }
 
-fn git(forge: &TestForge, args: &[&str]) -> String {
+pub(crate) fn git(forge: &TestForge, args: &[&str]) -> String {
     let out = Command::new("git")
         .arg("--git-dir")
         .arg(forge.bare_repo(OWNER, REPO))
@@ -146,7 +146,7 @@ fn remote_keys(forge: &TestForge, paths: &[&str]) -> Vec<String> {
     keys
 }
 
-fn code(o: &Output) -> Option<i32> {
+pub(crate) fn code(o: &Output) -> Option<i32> {
     o.status.code()
 }
 
@@ -227,9 +227,16 @@ fn lost_reply_is_healed_by_rereading_in_the_same_run() {
         "/contents",
         FaultAction::DropAfter,
     ));
-    let out = node.push(&[]);
+    let out = node.push(&["--json"]);
     assert_eq!(code(&out), Some(0), "{}", stderr(&out));
     assert_eq!(commits(&forge), 1, "the re-read found the landed commit");
+    // Reported as this run's push, with the commit found, not "nothing to push".
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(v["outcome"], "pushed", "{v}");
+    assert_eq!(v["pushed"], 3, "{v}");
+    assert_eq!(v["already_present"], 0, "{v}");
+    let head = forge.head(OWNER, REPO, "main").unwrap();
+    assert_eq!(v["commit"].as_str(), Some(head.as_str()), "{v}");
     assert_eq!(
         remote_keys(&forge, &[H16, H17]),
         ["job-1", "job-2", "job-3"]
@@ -1076,4 +1083,126 @@ fn a_conflicting_record_of_a_chunk_is_quarantined_alone() {
         );
         assert_eq!(rec.amount_cents, 2);
     }
+}
+
+#[test]
+fn a_lost_race_is_sent_again_without_re_reading() {
+    for (status, message) in [(500, ""), (403, "PushRejected: the ref moved")] {
+        let forge = forge();
+        let node = Node::new(&forge);
+        for r in &three() {
+            node.record(r);
+        }
+        forge.create_repo(OWNER, REPO, false);
+        forge.inject(Fault::fail("POST", "/contents", status, message).times(2));
+        let out = node.push(&[]);
+        assert_eq!(code(&out), Some(0), "{}", stderr(&out));
+        assert_eq!(
+            remote_keys(&forge, &[H16, H17]),
+            ["job-1", "job-2", "job-3"]
+        );
+        let log = forge.requests();
+        let reads = log
+            .iter()
+            .filter(|r| r.method == "GET" && r.path.contains("/contents/"))
+            .count();
+        assert_eq!(
+            reads, 2,
+            "one read per hour, none after a lost race: {log:?}"
+        );
+        let posts = log.iter().filter(|r| r.method == "POST").count();
+        assert_eq!(posts, 3, "{log:?}");
+        // The library prints no binary name but the binary's own.
+        assert!(
+            stderr(&out)
+                .lines()
+                .all(|l| l.starts_with("hero_usage_push: ")),
+            "{}",
+            stderr(&out)
+        );
+        assert!(stderr(&out).contains("sending again"), "{}", stderr(&out));
+    }
+}
+
+#[test]
+fn invalid_branch_names_exit_78_before_any_request() {
+    let forge = forge();
+    let node = Node::new(&forge);
+    node.record(&three()[0]);
+    for bad in ["../main", "a\nb", "usage/{node}/..", "x\u{1b}y", "-x"] {
+        let out = run(node.push_cmd().env("HERO_USAGE_BRANCH", bad));
+        assert_eq!(code(&out), Some(78), "{bad:?}: {}", stderr(&out));
+        assert!(stderr(&out).contains("branch"), "{}", stderr(&out));
+        assert_eq!(stderr(&out).lines().count(), 1, "{}", stderr(&out));
+    }
+    assert!(forge.requests().is_empty());
+    assert_eq!(node.pending(), 1);
+}
+
+#[test]
+fn json_prints_an_object_even_when_the_run_ends_early() {
+    let forge = forge();
+    let node = Node::new(&forge);
+    node.record(&three()[0]);
+    let out = run(node
+        .push_cmd()
+        .arg("--json")
+        .env_remove("HERO_USAGE_FORGEJO_URL"));
+    assert_eq!(code(&out), Some(78), "{}", stderr(&out));
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(v["outcome"], "failed", "{v}");
+    assert_eq!(v["exit_code"], 78, "{v}");
+    assert!(
+        v["error"].as_str().unwrap().contains("--forgejo-url"),
+        "{v}"
+    );
+    assert!(stderr(&out).contains("error:"), "{}", stderr(&out));
+}
+
+#[test]
+fn a_failure_after_the_commit_still_prints_the_summary() {
+    let forge = forge();
+    let node = Node::new(&forge);
+    for r in &three() {
+        node.record(r);
+    }
+    // The outcome file cannot be written: a directory stands in its place.
+    let outcome = node.env.spool.join("state/last_push.json");
+    std::fs::create_dir_all(outcome.join("x")).unwrap();
+    let out = node.push(&["--json"]);
+    assert_eq!(code(&out), Some(73), "{}", stderr(&out));
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(v["outcome"], "pushed", "{v}");
+    assert_eq!(v["pushed"], 3, "{v}");
+    assert_eq!(v["exit_code"], 73, "{v}");
+    assert!(
+        v["error"].as_str().unwrap().contains("last_push.json"),
+        "{v}"
+    );
+    assert_eq!(node.pending(), 0, "the commit happened: marked sent");
+    assert_eq!(
+        remote_keys(&forge, &[H16, H17]),
+        ["job-1", "job-2", "job-3"]
+    );
+}
+
+#[test]
+fn splay_zero_does_not_wait_and_the_flags_are_accepted() {
+    let forge = forge();
+    let node = Node::new(&forge);
+    node.record(&three()[0]);
+    let started = std::time::Instant::now();
+    let out = node.push(&[
+        "--splay",
+        "0",
+        "--max-seconds",
+        "60",
+        "--max-request-bytes",
+        "65536",
+        "--retry-seconds",
+        "5",
+    ]);
+    assert_eq!(code(&out), Some(0), "{}", stderr(&out));
+    assert!(started.elapsed() < Duration::from_secs(20));
+    assert_eq!(node.pending(), 0);
 }
