@@ -108,7 +108,7 @@ pub(super) fn drain(ctx: &Ctx, summary: &mut PushSummary) -> Result<()> {
         summary.outcome = Outcome::NothingToPush;
         return Ok(());
     }
-    let mut d = Drain::start(ctx)?;
+    let mut d = Drain::start(ctx, summary)?;
     let mut batch = Some(first);
     loop {
         let hours = match batch.take() {
@@ -176,7 +176,7 @@ fn load(
 
 impl<'a, 'c> Drain<'a, 'c> {
     /// Make sure the repository and the branch are there (not in a dry run).
-    fn start(ctx: &'c Ctx<'a>) -> Result<Drain<'a, 'c>> {
+    fn start(ctx: &'c Ctx<'a>, summary: &mut PushSummary) -> Result<Drain<'a, 'c>> {
         let opts = ctx.opts;
         let repo = RepoRef::new(&opts.forge.owner, &opts.forge.repo);
         let found = ensure_repo(ctx.client, &repo, opts.dry_run)?;
@@ -198,7 +198,7 @@ impl<'a, 'c> Drain<'a, 'c> {
             branch,
         };
         if let Some(found) = found.filter(|_| d.branch != default && !opts.dry_run) {
-            d.prepare_branch(&found)?;
+            d.prepare_branch(&found, summary)?;
         }
         Ok(d)
     }
@@ -209,19 +209,19 @@ impl<'a, 'c> Drain<'a, 'c> {
     /// node's branch does not become the default. A per-node branch must
     /// not carry other nodes' files: when the default branch holds `nodes/`,
     /// refuse (78) rather than copy them.
-    fn prepare_branch(&mut self, found: &Repository) -> Result<()> {
-        let client = self.ctx.client;
-        if client
-            .branch_exists(&self.repo, &self.branch)
+    fn prepare_branch(&mut self, found: &Repository, summary: &mut PushSummary) -> Result<()> {
+        let (repo, branch) = (self.repo.clone(), self.branch.clone());
+        if self
+            .retrying(summary, |c| c.branch_exists(&repo, &branch))?
             .map_err(forge_err)?
         {
             return Ok(());
         }
         let default = found.default_branch.clone();
         if found.empty {
-            self.set_up_default_branch(&default)?;
+            self.set_up_default_branch(&default, summary)?;
         } else if self.ctx.per_node {
-            match client.read_file(&self.repo, "nodes", Some(&default)) {
+            match self.retrying(summary, |c| c.read_file(&repo, "nodes", Some(&default)))? {
                 Err(ForgeError::NotAFile(_)) => {
                     return Err(fail(
                         Kind::Config,
@@ -241,7 +241,7 @@ impl<'a, 'c> Drain<'a, 'c> {
 
     /// The first commit of an empty repository: a README on the default
     /// branch. Another node may have made it first (422 already exists).
-    fn set_up_default_branch(&self, default: &str) -> Result<()> {
+    fn set_up_default_branch(&mut self, default: &str, summary: &mut PushSummary) -> Result<()> {
         let node = &self.ctx.opts.node;
         let readme = "# Usage billing\n\nHourly usage records of Hero nodes, written by hero_usage_push \
             (see man 7 hero_usage). Each node commits to its own branch; nodes/<node>/ holds its hour files.\n";
@@ -250,11 +250,11 @@ impl<'a, 'c> Drain<'a, 'c> {
             message: format!("Set up the billing repository (by node {node})"),
             ..self.commit_options(String::new())
         };
-        match self
-            .ctx
-            .client
-            .create_file(&self.repo, "README.md", readme.as_bytes(), &opts)
-        {
+        let repo = self.repo.clone();
+        // A lost race is retried; "already exists": another node was first.
+        match self.retrying(summary, |c| {
+            c.create_file(&repo, "README.md", readme.as_bytes(), &opts)
+        })? {
             Ok(_) | Err(ForgeError::AlreadyExists(_)) => Ok(()),
             Err(e) => Err(forge_err(e)),
         }
