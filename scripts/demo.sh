@@ -10,6 +10,14 @@ cargo build --release --quiet -p hero_usage
 cargo build --release --quiet -p hero_usage_test_forge
 rec=target/release/hero_usage_record
 export HERO_USAGE_SPOOL="$PWD/queue" HERO_NODE_ID="${HERO_NODE_ID:-demo-node}"
+unset HERO_USAGE_CONFIG HERO_USAGE_BRANCH HERO_USAGE_FORGEJO_TOKEN
+# A fresh spool each run (the forge is fresh too), so that the demo runs any
+# number of times: everything in queue/ but its README goes.
+shopt -s nullglob dotglob
+for old in queue/*; do
+    [ "$old" = queue/README.md ] || rm -rf -- "$old"
+done
+shopt -u dotglob
 hour=$(date -u +%Y-%m-%dT%H)
 
 echo "== recording into $HERO_USAGE_SPOOL (node $HERO_NODE_ID)"
@@ -37,7 +45,7 @@ mv "$f" "$SPOOL/incoming/$(basename "$f").toml" && sync "$SPOOL/incoming"
 ls -l "$SPOOL/incoming"
 
 echo "== pending records in $SPOOL/pending"
-for f in "$SPOOL"/pending/*.toml; do
+for f in "$SPOOL"/pending/*; do
     echo "--- ${f#"$PWD"/}"
     cat "$f"
 done

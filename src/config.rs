@@ -93,12 +93,32 @@ impl ConfigFile {
                 format!("cannot read config file {}: {e}", path.display()),
             )
         })?;
-        toml::from_str(&text).map_err(|e| {
+        let file: ConfigFile = toml::from_str(&text).map_err(|e| {
             fail(
                 Kind::Config,
                 format!("config file {}: {}", path.display(), e.message()),
             )
-        })
+        })?;
+        Ok(file.relative_to(path.parent().unwrap_or(Path::new("/"))))
+    }
+
+    /// Paths in a config file name files beside it, not in whatever
+    /// directory a scheduler happens to start in: resolve relative ones
+    /// against the config file's own directory.
+    fn relative_to(mut self, dir: &Path) -> ConfigFile {
+        for p in [
+            &mut self.spool,
+            &mut self.token_file,
+            &mut self.admin_secret_file,
+        ]
+        .into_iter()
+        .flatten()
+        {
+            if p.is_relative() && !p.as_os_str().is_empty() {
+                *p = dir.join(&*p);
+            }
+        }
+        self
     }
 }
 
@@ -107,7 +127,10 @@ impl ConfigFile {
     /// exists, or none.
     pub fn locate(named: Option<&Path>) -> Option<PathBuf> {
         match named {
-            Some(p) => Some(p.to_path_buf()),
+            // Absolute, so that its directory (which relative paths in it
+            // are resolved against) and a printed schedule do not depend on
+            // the current directory.
+            Some(p) => Some(std::path::absolute(p).unwrap_or_else(|_| p.to_path_buf())),
             None => home()
                 .map(|h| h.join("hero/cfg/hero_usage.toml"))
                 .filter(|p| p.exists()),
@@ -286,4 +309,188 @@ pub fn split_repo(full: &str) -> Result<(String, String)> {
         return Err(bad());
     }
     Ok((owner.to_string(), name.to_string()))
+}
+
+/// Where a setting's value came from: flag > environment > config file >
+/// default (`hero_usage_push --check` shows it, and a printed schedule must
+/// not rely on what only this shell has).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Source {
+    Flag,
+    Env,
+    Config,
+    Default,
+}
+
+impl Source {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Source::Flag => "flag",
+            Source::Env => "env",
+            Source::Config => "config",
+            Source::Default => "default",
+        }
+    }
+
+    /// Given only to this process (a flag or this shell's environment): a
+    /// scheduler will not see it.
+    pub fn is_shell_only(self) -> bool {
+        matches!(self, Source::Flag | Source::Env)
+    }
+}
+
+/// The source of an argument that clap also reads from `env`: clap merges
+/// the two, so a value equal to the variable's counts as the environment's.
+pub fn flag_or_env<T: AsRef<std::ffi::OsStr> + Clone>(v: &Option<T>, env: &str) -> Option<Source> {
+    let v = given(v)?;
+    let from_env = std::env::var_os(env).is_some_and(|e| e.as_os_str() == v.as_ref());
+    Some(if from_env { Source::Env } else { Source::Flag })
+}
+
+/// The first source that has a value: flag or env, else the config file,
+/// else the default.
+fn layered<T: AsRef<std::ffi::OsStr> + Clone, U>(
+    arg: &Option<T>,
+    env: &str,
+    file: &Option<U>,
+) -> Source {
+    flag_or_env(arg, env).unwrap_or(if file.is_some() {
+        Source::Config
+    } else {
+        Source::Default
+    })
+}
+
+/// Where the Forgejo token comes from (in `resolve_token`'s order); the
+/// token itself is never part of it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum TokenOrigin {
+    File {
+        path: PathBuf,
+        source: Source,
+    },
+    /// The value itself is in `HERO_USAGE_FORGEJO_TOKEN`.
+    EnvValue,
+}
+
+impl TokenOrigin {
+    pub fn source(&self) -> Source {
+        match self {
+            TokenOrigin::File { source, .. } => *source,
+            TokenOrigin::EnvValue => Source::Env,
+        }
+    }
+
+    /// How `--check` shows it: a file's path, or the variable's name.
+    pub fn describe(&self) -> String {
+        match self {
+            TokenOrigin::File { path, .. } => format!("file {}", path.display()),
+            TokenOrigin::EnvValue => "the value of HERO_USAGE_FORGEJO_TOKEN".into(),
+        }
+    }
+}
+
+pub fn token_origin(args: &ForgeArgs, file: &ConfigFile) -> Option<TokenOrigin> {
+    let env = |k: &str| std::env::var_os(k).filter(|v| !v.to_string_lossy().trim().is_empty());
+    if let Some(p) = &args.token_file {
+        let source = Source::Flag;
+        return Some(TokenOrigin::File {
+            path: p.clone(),
+            source,
+        });
+    }
+    if env("HERO_USAGE_FORGEJO_TOKEN").is_some() {
+        return Some(TokenOrigin::EnvValue);
+    }
+    if let Some(p) = env("HERO_USAGE_FORGEJO_TOKEN_FILE") {
+        let (path, source) = (PathBuf::from(p), Source::Env);
+        return Some(TokenOrigin::File { path, source });
+    }
+    let path = file.token_file.clone()?;
+    Some(TokenOrigin::File {
+        path,
+        source: Source::Config,
+    })
+}
+
+/// One effective setting as `--check` prints it (never a secret).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Setting {
+    pub name: &'static str,
+    /// `None`: not set at all.
+    pub value: Option<String>,
+    pub source: Source,
+}
+
+/// Every forge and spool setting in force, with where it came from.
+pub fn effective_settings(spool: &SpoolArgs, forge: &ForgeArgs, common: &Common) -> Vec<Setting> {
+    let f = &common.file;
+    let config = ConfigFile::locate(given(&spool.config).as_deref());
+    let config_source = flag_or_env(&spool.config, "HERO_USAGE_CONFIG").unwrap_or(Source::Default);
+    let shown = |p: &Path| p.display().to_string();
+    let setting = |name, value, source| Setting {
+        name,
+        value,
+        source,
+    };
+    let token = token_origin(forge, f);
+    let repo = given(&forge.repo).or_else(|| f.repo.clone());
+    let branch = given(&forge.branch).or_else(|| f.branch.clone());
+    vec![
+        setting("config", config.as_deref().map(shown), config_source),
+        setting(
+            "spool",
+            Some(shown(&common.spool)),
+            layered(&spool.spool, "HERO_USAGE_SPOOL", &f.spool),
+        ),
+        setting(
+            "node",
+            Some(common.node.clone()),
+            layered(&spool.node, "HERO_NODE_ID", &f.node),
+        ),
+        setting(
+            "forgejo_url",
+            given(&forge.forgejo_url).or_else(|| f.forgejo_url.clone()),
+            layered(&forge.forgejo_url, "HERO_USAGE_FORGEJO_URL", &f.forgejo_url),
+        ),
+        setting(
+            "token",
+            token.as_ref().map(TokenOrigin::describe),
+            token.as_ref().map_or(Source::Default, TokenOrigin::source),
+        ),
+        setting(
+            "repo",
+            Some(repo.unwrap_or_else(|| DEFAULT_REPO.to_string())),
+            layered(&forge.repo, "HERO_USAGE_REPO", &f.repo),
+        ),
+        setting(
+            "branch",
+            branch,
+            layered(&forge.branch, "HERO_USAGE_BRANCH", &f.branch),
+        ),
+        setting(
+            "insecure_http",
+            Some(forge.insecure_http.to_string()),
+            if forge.insecure_http {
+                Source::Flag
+            } else {
+                Source::Default
+            },
+        ),
+    ]
+}
+
+/// A warning when a secret file can be read (or changed) by group or
+/// others; `None` when it is private or cannot be examined (reading it
+/// reports that).
+pub fn exposed_secret_warning(path: &Path, what: &str) -> Option<String> {
+    use std::os::unix::fs::PermissionsExt;
+    let mode = std::fs::metadata(path).ok()?.permissions().mode() & 0o777;
+    (mode & 0o077 != 0).then(|| {
+        format!(
+            "{what} file {} is open to group or others (mode {mode:04o}); run: chmod 600 {}",
+            path.display(),
+            path.display()
+        )
+    })
 }

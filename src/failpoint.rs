@@ -1,4 +1,4 @@
-//! Test-only crash points. In debug builds, `HERO_USAGE_FAILPOINT=<name>` makes
+//! Test-only crash points and knobs. In debug builds, `HERO_USAGE_FAILPOINT=<name>` makes
 //! the process abort (no destructors, no flush: like a power cut for the spool)
 //! when it reaches `failpoint("<name>")`. Release builds compile this to nothing.
 
@@ -13,4 +13,14 @@ pub fn failpoint(name: &str) {
     }
     #[cfg(not(debug_assertions))]
     let _ = name;
+}
+
+/// A test knob: the value of the environment variable `name` in debug builds
+/// (tests shorten waits with it); release builds never read it.
+pub fn test_knob(name: &str) -> Option<String> {
+    if cfg!(debug_assertions) {
+        std::env::var(name).ok().filter(|v| !v.is_empty())
+    } else {
+        None
+    }
 }

@@ -6,12 +6,14 @@
 //! way: record and otoml know no files or network, the spool knows no network,
 //! the client knows no spool, and only push joins them.
 
+pub mod check;
 pub mod cli;
 pub mod cmd;
 pub mod config;
 pub mod error;
 pub mod failpoint;
 pub mod forgejo;
+pub mod last_success;
 pub mod otoml;
 pub mod outcome;
 pub mod push;

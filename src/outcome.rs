@@ -146,9 +146,15 @@ fn short(sha: &str) -> &str {
     &sha[..sha.len().min(12)]
 }
 
-/// Write the outcome file atomically (tmp + rename).
+/// Write the outcome file atomically (tmp + rename). A run that exited 0
+/// (and was not merely locked out) also leaves its time for monitoring
+/// ([`crate::last_success`]).
 pub fn write(spool: &Spool, summary: &PushSummary) -> Result<()> {
-    spool.write_state(OUTCOME_FILE, &serde_json::to_vec_pretty(summary)?)
+    spool.write_state(OUTCOME_FILE, &serde_json::to_vec_pretty(summary)?)?;
+    if summary.exit_code == 0 && summary.outcome != Outcome::Locked {
+        crate::last_success::write(spool, &summary.finished_at)?;
+    }
+    Ok(())
 }
 
 /// The last run's summary: `Ok(None)` when no push ran on this spool,

@@ -1,9 +1,15 @@
 //! What each scheduler needs to run the push job hourly (DESIGN.md,
-//! "Scheduling"). The minute past the hour is derived from the node name so
-//! that many nodes do not all reach the forge at :00.
+//! "Scheduling"): the text to install, the commands that install it, and
+//! notes when a setting the job needs would not reach the scheduler. The
+//! minute past the hour is derived from the node name, and every schedule
+//! splays (`--splay 3600`, or systemd's `RandomizedDelaySec` with
+//! `FixedRandomDelay`), so that a fleet does not hit the forge at once.
 
-use crate::config::{Common, ConfigFile, SpoolArgs, given};
+use crate::config::{Common, ConfigFile, ForgeArgs, Source, SpoolArgs, TokenOrigin, given};
+use crate::error::{Kind, fail};
+use anyhow::Result;
 use sha2::{Digest, Sha256};
+use std::path::{Path, PathBuf};
 
 /// The schedulers `--print-schedule` knows.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
@@ -14,27 +20,41 @@ pub enum Scheduler {
     Cron,
 }
 
-/// The name of the hero_proc action.
+/// The name of the hero_proc action when `--action-name` is not given.
 pub const ACTION_NAME: &str = "hero_usage_billing_cron";
 /// One hour.
 pub const INTERVAL_MS: u64 = 3_600_000;
+/// The splay every printed schedule uses: spread over the whole hour.
+pub const SPLAY_SECONDS: u32 = 3600;
+/// Marks the crontab line, so that installing it again replaces it.
+pub const CRON_MARK: &str = "# hero_usage_push";
 
-/// The push job's command line for a scheduler. The scheduler's environment
-/// is not this shell's: name the spool, the node and the config file (none of
-/// them secret) on the line.
-pub fn push_command(args: &SpoolArgs, common: &Common) -> anyhow::Result<Vec<String>> {
-    let mut command = vec![
-        std::env::current_exe()?.display().to_string(),
-        "--once".into(),
-        "--spool".into(),
-        common.spool.display().to_string(),
-        "--node".into(),
-        common.node.clone(),
-    ];
-    if let Some(config) = ConfigFile::locate(given(&args.config).as_deref()) {
-        command.extend(["--config".into(), config.display().to_string()]);
-    }
-    Ok(command)
+/// Who the systemd units run as: the user who printed them.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum RunAs {
+    /// Root prints system units (`/etc/systemd/system`) with `User=`/`Group=`.
+    System { user: String, group: String },
+    /// Anyone else prints user units (`~/.config/systemd/user`).
+    User { user: String },
+}
+
+/// Everything a schedule is rendered from.
+#[derive(Debug, Clone)]
+pub struct Job {
+    pub node: String,
+    /// The push command: the binary's absolute path and its settings.
+    pub push: Vec<String>,
+    /// The shim command (systemd only).
+    pub shim: Vec<String>,
+    pub action_name: String,
+    pub run_as: RunAs,
+}
+
+/// One file of a schedule: its name and where it is installed.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ScheduleFile {
+    pub name: String,
+    pub content: String,
 }
 
 /// The minute past the hour this node pushes at: stable per node, spread
@@ -51,17 +71,20 @@ fn is_plain(w: &str) -> bool {
             .all(|c| c.is_ascii_alphanumeric() || "/._-=:,+@".contains(c))
 }
 
+/// One word quoted for a POSIX shell.
+pub fn shell_word(w: &str) -> String {
+    if is_plain(w) {
+        w.to_string()
+    } else {
+        format!("'{}'", w.replace('\'', "'\\''"))
+    }
+}
+
 /// Join words into one shell command line, quoting those that need it.
 pub fn command_line(words: &[String]) -> String {
     words
         .iter()
-        .map(|w| {
-            if is_plain(w) {
-                w.clone()
-            } else {
-                format!("'{}'", w.replace('\'', "'\\''"))
-            }
-        })
+        .map(|w| shell_word(w))
         .collect::<Vec<_>>()
         .join(" ")
 }
@@ -81,7 +104,6 @@ fn systemd_command_line(words: &[String]) -> String {
                 match c {
                     '\\' => q.push_str("\\\\"),
                     '"' => q.push_str("\\\""),
-                    '\n' => q.push_str("\\n"),
                     '%' => q.push_str("%%"),
                     '$' => q.push_str("$$"),
                     c => q.push(c),
@@ -94,58 +116,473 @@ fn systemd_command_line(words: &[String]) -> String {
         .join(" ")
 }
 
-/// The text to install for `scheduler`; `words` is the push command (the
-/// binary's absolute path, `--once` and any settings), quoted here as each
-/// scheduler needs.
-pub fn render(scheduler: Scheduler, node: &str, words: &[String]) -> String {
-    let minute = minute_for(node);
-    let push = command_line(words);
-    match scheduler {
-        Scheduler::HeroProc => {
-            let action = serde_json::json!({
-                "name": ACTION_NAME,
-                "kind": "action",
-                "script": push,
-                "description": "hourly push of usage records to the billing repository (one-shot; non-zero exit is the failure signal)",
-                "schedule_policy": { "interval_ms": INTERVAL_MS },
-            });
+/// Refuse a control character in anything a schedule prints: a newline in
+/// a path would start a second crontab line or unit directive.
+pub fn refuse_control(what: &str, value: &str, kind: Kind) -> Result<()> {
+    if value.chars().any(char::is_control) {
+        return Err(fail(
+            kind,
             format!(
-                "{}\n",
-                serde_json::to_string_pretty(&action).expect("static json")
-            )
-        }
-        Scheduler::Systemd => format!(
-            "# /etc/systemd/system/hero_usage_push.service\n\
-             [Unit]\n\
-             Description=Push usage records to the billing repository\n\
-             Wants=network-online.target\n\
-             After=network-online.target\n\
-             \n\
-             [Service]\n\
-             Type=oneshot\n\
-             ExecStart={}\n\
-             # Exit 75 is a temporary failure: the next run retries, nothing is lost.\n\
-             \n\
-             # /etc/systemd/system/hero_usage_push.timer\n\
-             [Unit]\n\
-             Description=Hourly usage push for node {node}\n\
-             \n\
-             [Timer]\n\
-             OnCalendar=*-*-* *:{minute:02}:00\n\
-             Persistent=true\n\
-             \n\
-             [Install]\n\
-             WantedBy=timers.target\n",
-            systemd_command_line(words)
-        ),
-        // cron turns an unescaped % into a newline.
-        Scheduler::Cron => format!("{minute} * * * * {}\n", push.replace('%', "\\%")),
+                "{what} {value:?} contains a control character; a schedule cannot carry it \
+                 (it would split the line): rename it"
+            ),
+        ));
     }
+    Ok(())
+}
+
+/// An action name hero_proc can key on: letters, digits, `_ . -`.
+pub fn check_action_name(name: &str) -> Result<()> {
+    refuse_control("--action-name", name, Kind::Usage)?;
+    let ok = !name.is_empty()
+        && name.len() <= 64
+        && name
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || "_.-".contains(c));
+    if !ok {
+        return Err(fail(
+            Kind::Usage,
+            format!("--action-name {name:?}: use 1 to 64 of letters, digits, _ . -"),
+        ));
+    }
+    Ok(())
+}
+
+/// The push command with the splay (hero_proc, cron; systemd splays itself).
+fn splayed(push: &[String]) -> Vec<String> {
+    let mut words = push.to_vec();
+    let at = 2.min(words.len()); // after the binary and --once
+    words.splice(at..at, ["--splay".to_string(), SPLAY_SECONDS.to_string()]);
+    words
+}
+
+/// The files to install for `scheduler`.
+pub fn render(scheduler: Scheduler, job: &Job) -> Vec<ScheduleFile> {
+    match scheduler {
+        Scheduler::HeroProc => vec![hero_proc_action(job)],
+        Scheduler::Systemd => systemd_units(job),
+        Scheduler::Cron => vec![ScheduleFile {
+            name: "hero_usage_push.cron".into(),
+            content: format!("{}\n", cron_line(job)),
+        }],
+    }
+}
+
+fn hero_proc_action(job: &Job) -> ScheduleFile {
+    let action = serde_json::json!({
+        "name": job.action_name,
+        "kind": "action",
+        "script": command_line(&splayed(&job.push)),
+        "description": "hourly push of usage records to the billing repository (one-shot; non-zero exit is the failure signal)",
+        "schedule_policy": { "interval_ms": INTERVAL_MS },
+    });
+    let text = serde_json::to_string_pretty(&action).unwrap_or_default();
+    ScheduleFile {
+        name: format!("{}.json", job.action_name),
+        content: format!("{text}\n"),
+    }
+}
+
+/// The crontab line: `--quiet` so that cron mails only a failure; cron
+/// turns an unescaped `%` into a newline. The mark at its end (a shell
+/// comment) lets the install command replace an earlier line.
+pub fn cron_line(job: &Job) -> String {
+    let mut words = splayed(&job.push);
+    words.insert(4.min(words.len()), "--quiet".into());
+    let command = command_line(&words).replace('%', "\\%");
+    format!("{} * * * * {command} {CRON_MARK}", minute_for(&job.node))
+}
+
+/// `User=`/`Group=` for system units; user units run as their user.
+fn run_as_lines(run_as: &RunAs) -> String {
+    match run_as {
+        RunAs::System { user, group } => format!("User={user}\nGroup={group}\n"),
+        RunAs::User { .. } => String::new(),
+    }
+}
+
+/// The shim's service: the same spool, node, config and user as the push.
+fn shim_unit(job: &Job, run_as: &str) -> String {
+    let wanted_by = match job.run_as {
+        RunAs::System { .. } => "multi-user.target",
+        RunAs::User { .. } => "default.target",
+    };
+    format!(
+        "[Unit]\n\
+         Description=hero_usage HTTP shim for node {node} (record over HTTP, push now, status)\n\
+         After=network.target\n\
+         \n\
+         [Service]\n\
+         {run_as}\
+         ExecStart={exec}\n\
+         Restart=on-failure\n\
+         \n\
+         [Install]\n\
+         WantedBy={wanted_by}\n",
+        node = job.node,
+        exec = systemd_command_line(&job.shim),
+    )
+}
+
+fn systemd_units(job: &Job) -> Vec<ScheduleFile> {
+    let run_as = run_as_lines(&job.run_as);
+    // A user manager has no network-online.target to wait for.
+    let network = match job.run_as {
+        RunAs::System { .. } => "Wants=network-online.target\nAfter=network-online.target\n",
+        RunAs::User { .. } => "",
+    };
+    let service = format!(
+        "[Unit]\n\
+         Description=Push usage records of node {node} to the billing repository\n\
+         {network}\
+         \n\
+         [Service]\n\
+         Type=oneshot\n\
+         {run_as}\
+         ExecStart={exec}\n\
+         # Exit 75 is a temporary failure: the next run retries, nothing is lost.\n",
+        node = job.node,
+        exec = systemd_command_line(&job.push),
+    );
+    let timer = format!(
+        "[Unit]\n\
+         Description=Hourly usage push for node {node}\n\
+         \n\
+         [Timer]\n\
+         OnCalendar=*-*-* *:{minute:02}:00\n\
+         # Splay: a delay fixed per machine, spread over the hour.\n\
+         RandomizedDelaySec={SPLAY_SECONDS}\n\
+         FixedRandomDelay=true\n\
+         Persistent=true\n\
+         \n\
+         [Install]\n\
+         WantedBy=timers.target\n",
+        node = job.node,
+        minute = minute_for(&job.node),
+    );
+    let shim = shim_unit(job, &run_as);
+    let file = |name: &str, content| ScheduleFile {
+        name: name.into(),
+        content,
+    };
+    vec![
+        file("hero_usage_push.service", service),
+        file("hero_usage_push.timer", timer),
+        file("hero_usage_shim.service", shim),
+    ]
+}
+
+/// Where systemd units go for `run_as`.
+fn unit_dir(run_as: &RunAs) -> &'static str {
+    match run_as {
+        RunAs::System { .. } => "/etc/systemd/system",
+        RunAs::User { .. } => "~/.config/systemd/user",
+    }
+}
+
+/// The commands that install the files (read from `dir` when they were
+/// written there by `--out`).
+pub fn install_commands(scheduler: Scheduler, job: &Job, dir: Option<&Path>) -> Vec<String> {
+    let at = |name: &str| match dir {
+        Some(d) => shell_word(&d.join(name).display().to_string()),
+        None => name.to_string(),
+    };
+    match scheduler {
+        Scheduler::HeroProc => vec![format!(
+            "hero_proc action add --file {}    # hero_proc's CLI: see its --help for your version",
+            at(&format!("{}.json", job.action_name))
+        )],
+        Scheduler::Cron => {
+            let add = match dir {
+                Some(_) => format!("cat {}", at("hero_usage_push.cron")),
+                None => format!("printf '%s\\n' {}", shell_word(&cron_line(job))),
+            };
+            vec![format!(
+                "(crontab -l 2>/dev/null | grep -vF {}; {add}) | crontab -",
+                shell_word(CRON_MARK)
+            )]
+        }
+        Scheduler::Systemd => systemd_install(job, &at),
+    }
+}
+
+fn systemd_install(job: &Job, at: &dyn Fn(&str) -> String) -> Vec<String> {
+    let files = [
+        "hero_usage_push.service",
+        "hero_usage_push.timer",
+        "hero_usage_shim.service",
+    ]
+    .map(at)
+    .join(" ");
+    let dir = unit_dir(&job.run_as);
+    match &job.run_as {
+        RunAs::System { .. } => vec![
+            format!("install -m 644 {files} {dir}/"),
+            "systemctl daemon-reload".into(),
+            "systemctl enable --now hero_usage_push.timer".into(),
+            "systemctl enable --now hero_usage_shim.service    # only if callers use the HTTP shim".into(),
+        ],
+        RunAs::User { user } => vec![
+            format!("mkdir -p {dir} && install -m 644 {files} {dir}/"),
+            "systemctl --user daemon-reload".into(),
+            "systemctl --user enable --now hero_usage_push.timer".into(),
+            "systemctl --user enable --now hero_usage_shim.service    # only if callers use the HTTP shim".into(),
+            format!("loginctl enable-linger {}    # run the timer while {user} is logged out", shell_word(user)),
+        ],
+    }
+}
+
+/// The user (and group) this process runs as, by name where the system
+/// databases know it (systemd also takes a number).
+pub fn current_run_as() -> RunAs {
+    use std::os::unix::fs::MetadataExt;
+    let (uid, gid) = std::fs::metadata("/proc/self")
+        .map(|m| (m.uid(), m.gid()))
+        .unwrap_or((u32::MAX, u32::MAX));
+    let user = name_of("/etc/passwd", uid)
+        .or_else(|| std::env::var("USER").ok())
+        .unwrap_or_else(|| uid.to_string());
+    if uid == 0 {
+        let group = name_of("/etc/group", gid).unwrap_or_else(|| gid.to_string());
+        RunAs::System { user, group }
+    } else {
+        RunAs::User { user }
+    }
+}
+
+/// The name with id `id` in a `name:x:id:...` database file.
+fn name_of(db: &str, id: u32) -> Option<String> {
+    let text = std::fs::read_to_string(db).ok()?;
+    text.lines().find_map(|l| {
+        let mut f = l.split(':');
+        let name = f.next()?;
+        (f.nth(1)?.parse::<u32>().ok()? == id).then(|| name.to_string())
+    })
+}
+
+/// A schedule ready to print: the job, and notes for stderr on settings
+/// that would not reach the scheduler.
+#[derive(Debug, Clone)]
+pub struct Prepared {
+    pub job: Job,
+    pub notes: Vec<String>,
+}
+
+/// Build the job from the settings in force. A scheduler's environment is
+/// not this shell's: spool, node and config file go on the command line,
+/// and so does every forge setting that only this shell has (none of them
+/// secret); a token that only this shell's environment holds, or a missing
+/// URL or token, is a note with the fix.
+pub fn prepare(
+    scheduler: Scheduler,
+    spool: &SpoolArgs,
+    forge: &ForgeArgs,
+    common: &Common,
+    action_name: &str,
+) -> Result<Prepared> {
+    check_action_name(action_name)?;
+    let exe = std::env::current_exe()?;
+    let config = ConfigFile::locate(given(&spool.config).as_deref());
+    let spool_dir = std::path::absolute(&common.spool)?;
+    let mut push = vec![exe.display().to_string(), "--once".into()];
+    let mut shim = vec![sibling(&exe, "hero_usage_shim").display().to_string()];
+    let mut both = |words: &[String]| {
+        push.extend_from_slice(words);
+        shim.extend_from_slice(words);
+    };
+    both(&["--spool".into(), spool_dir.display().to_string()]);
+    both(&["--node".into(), common.node.clone()]);
+    if let Some(c) = &config {
+        both(&["--config".into(), c.display().to_string()]);
+    }
+    let (forge_words, mut notes) = forge_words(forge, common, config.as_deref());
+    both(&forge_words);
+    let shim_note = admin_secret_note(&mut shim, &common.file);
+    notes.extend(shim_note.filter(|_| scheduler == Scheduler::Systemd));
+    for w in push.iter().chain(&shim) {
+        refuse_control("a path or setting", w, Kind::Config)?;
+    }
+    let job = Job {
+        node: common.node.clone(),
+        push,
+        shim,
+        action_name: action_name.to_string(),
+        run_as: current_run_as(),
+    };
+    Ok(Prepared { job, notes })
+}
+
+/// `hero_usage_shim` beside `exe` (both are installed in one `bin/`).
+fn sibling(exe: &Path, name: &str) -> PathBuf {
+    exe.parent()
+        .map_or_else(|| PathBuf::from(name), |d| d.join(name))
+}
+
+/// The forge settings this shell gives that the scheduler would not see,
+/// as flags; and notes on what cannot be carried that way.
+fn forge_words(
+    forge: &ForgeArgs,
+    common: &Common,
+    config: Option<&Path>,
+) -> (Vec<String>, Vec<String>) {
+    let mut words = Vec::new();
+    let mut notes = Vec::new();
+    let where_ = config.map_or_else(
+        || "a config file (see hero_usage.toml.example) named by --config".to_string(),
+        |c| c.display().to_string(),
+    );
+    let settings = crate::config::effective_settings(&SpoolArgs::default(), forge, common);
+    for s in settings.iter().filter(|s| s.source.is_shell_only()) {
+        let flag = match s.name {
+            "forgejo_url" => "--forgejo-url",
+            "repo" => "--repo",
+            "branch" => "--branch",
+            _ => continue,
+        };
+        words.extend([flag.to_string(), s.value.clone().unwrap_or_default()]);
+    }
+    if forge.insecure_http {
+        words.push("--insecure-http".into());
+    }
+    let url_set = settings
+        .iter()
+        .any(|s| s.name == "forgejo_url" && s.value.is_some());
+    if !url_set {
+        notes.push(format!(
+            "no Forgejo URL is configured: the scheduled push would exit 78 every hour; set forgejo_url in {where_}"
+        ));
+    }
+    match crate::config::token_origin(forge, &common.file) {
+        Some(TokenOrigin::File { path, source }) if source != Source::Config => {
+            let path = std::path::absolute(&path).unwrap_or(path);
+            words.extend(["--token-file".into(), path.display().to_string()]);
+        }
+        Some(TokenOrigin::File { .. }) => {}
+        Some(TokenOrigin::EnvValue) => notes.push(format!(
+            "the token is only in this shell's HERO_USAGE_FORGEJO_TOKEN, which the scheduler will not see: \
+             write it to a file (chmod 600) and set token_file in {where_}"
+        )),
+        None => notes.push(format!(
+            "no Forgejo token is configured: the scheduled push would exit 78 every hour; \
+             write the token to a file (chmod 600) and set token_file in {where_}"
+        )),
+    }
+    (words, notes)
+}
+
+/// The shim needs its admin secret from a file it can re-read: carry a
+/// file named in this shell's environment; note a secret that is only an
+/// environment value, or none.
+fn admin_secret_note(shim: &mut Vec<String>, file: &ConfigFile) -> Option<String> {
+    let env = |k: &str| std::env::var_os(k).filter(|v| !v.is_empty());
+    if file.admin_secret_file.is_some() {
+        return None;
+    }
+    if let Some(p) = env("HERO_ONBOARDING_ADMIN_SECRET_FILE") {
+        let p = std::path::absolute(PathBuf::from(&p)).unwrap_or_else(|_| PathBuf::from(p));
+        shim.extend(["--admin-secret-file".into(), p.display().to_string()]);
+        return None;
+    }
+    Some(
+        "the shim unit needs an admin secret file: set admin_secret_file in the config file \
+         (the shim refuses to start without it; the push timer does not need it)"
+            .into(),
+    )
+}
+
+/// Write the files into `dir` (created if missing), replacing earlier ones.
+pub fn write_files(dir: &Path, files: &[ScheduleFile]) -> Result<()> {
+    refuse_control("--out", &dir.display().to_string(), Kind::Usage)?;
+    let cannot = |e: std::io::Error| {
+        fail(
+            Kind::CantCreate,
+            format!("cannot write the schedule into {}: {e}", dir.display()),
+        )
+    };
+    std::fs::create_dir_all(dir).map_err(cannot)?;
+    for f in files {
+        std::fs::write(dir.join(&f.name), &f.content).map_err(cannot)?;
+    }
+    Ok(())
+}
+
+/// What `--print-schedule` prints on stdout: the files (each headed by
+/// where it goes) or, with `--out`, the files written; then how to install.
+pub fn stdout_text(scheduler: Scheduler, job: &Job, out: Option<&Path>) -> String {
+    let files = render(scheduler, job);
+    let mut s = String::new();
+    match out {
+        None if scheduler == Scheduler::Systemd => {
+            for f in &files {
+                s.push_str(&format!(
+                    "# {}/{}\n{}\n",
+                    unit_dir(&job.run_as),
+                    f.name,
+                    f.content
+                ));
+            }
+        }
+        None => s.push_str(&files[0].content),
+        Some(dir) => {
+            for f in &files {
+                s.push_str(&format!("wrote {}\n", dir.join(&f.name).display()));
+            }
+            s.push_str("to install:\n");
+            for c in install_commands(scheduler, job, out) {
+                s.push_str(&format!("  {c}\n"));
+            }
+        }
+    }
+    s
+}
+
+/// `--print-schedule`: what goes to stdout, and the lines for stderr (the
+/// notes, and how to install when the files went to stdout).
+pub fn print(
+    scheduler: Scheduler,
+    prepared: &Prepared,
+    out: Option<&Path>,
+) -> Result<(String, Vec<String>)> {
+    let job = &prepared.job;
+    if let Some(dir) = out {
+        write_files(dir, &render(scheduler, job))?;
+    }
+    let mut stderr: Vec<String> = prepared
+        .notes
+        .iter()
+        .map(|n| format!("note: {n}"))
+        .collect();
+    if out.is_none() {
+        if scheduler != Scheduler::Cron {
+            stderr.push("to install: save the text above into its file(s), or rerun with --out DIR to write them; then:".into());
+        } else {
+            stderr.push(
+                "to install (replaces an earlier hero_usage_push line, never adds a second):"
+                    .into(),
+            );
+        }
+        stderr.extend(
+            install_commands(scheduler, job, None)
+                .into_iter()
+                .map(|c| format!("  {c}")),
+        );
+    }
+    Ok((stdout_text(scheduler, job, out), stderr))
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn job(words: &[&str]) -> Job {
+        Job {
+            node: "n".into(),
+            push: words.iter().map(|w| w.to_string()).collect(),
+            shim: vec!["/bin/shim".into()],
+            action_name: ACTION_NAME.into(),
+            run_as: RunAs::User { user: "u".into() },
+        }
+    }
 
     #[test]
     fn command_lines_quote_what_needs_it() {
@@ -155,22 +592,67 @@ mod tests {
 
     #[test]
     fn each_scheduler_gets_its_own_quoting() {
-        let words = [
-            "/bin/p".to_string(),
-            "--spool".into(),
-            r#"/s p/50%$x"'"#.into(),
-        ];
-        let systemd = render(Scheduler::Systemd, "n", &words);
+        let j = job(&["/bin/p", "--once", "--spool", r#"/s p/50%$x"'"#]);
+        let systemd = &render(Scheduler::Systemd, &j)[0].content;
         assert!(
-            systemd.contains(r#"ExecStart=/bin/p --spool "/s p/50%%$$x\"'""#),
+            systemd.contains(r#"ExecStart=/bin/p --once --spool "/s p/50%%$$x\"'""#),
             "{systemd}"
         );
-        let cron = render(Scheduler::Cron, "n", &words);
-        let want = concat!(r#" /bin/p --spool '/s p/50\%$x"'\'''"#, "\n");
+        let cron = cron_line(&j);
+        let want =
+            r#" /bin/p --once --splay 3600 --quiet --spool '/s p/50\%$x"'\''' # hero_usage_push"#;
         assert!(cron.ends_with(want), "{cron}");
-        let hero_proc = render(Scheduler::HeroProc, "n", &words);
-        let v: serde_json::Value = serde_json::from_str(&hero_proc).unwrap();
-        assert_eq!(v["script"], command_line(&words));
+        let hero_proc = &render(Scheduler::HeroProc, &j)[0].content;
+        let v: serde_json::Value = serde_json::from_str(hero_proc).unwrap();
+        assert_eq!(v["script"], command_line(&splayed(&j.push)));
+        assert_eq!(v["name"], ACTION_NAME);
+    }
+
+    #[test]
+    fn system_units_name_the_user_and_user_units_do_not() {
+        let mut j = job(&["/bin/p", "--once"]);
+        let user = render(Scheduler::Systemd, &j);
+        assert!(user.iter().all(|f| !f.content.contains("User=")));
+        assert!(user.iter().all(|f| !f.content.contains("network-online")));
+        j.run_as = RunAs::System {
+            user: "billing".into(),
+            group: "staff".into(),
+        };
+        let system = render(Scheduler::Systemd, &j);
+        for f in system.iter().filter(|f| f.name.ends_with(".service")) {
+            assert!(
+                f.content.contains("User=billing\nGroup=staff\n"),
+                "{}",
+                f.content
+            );
+        }
+        assert!(
+            system[1]
+                .content
+                .contains("RandomizedDelaySec=3600\nFixedRandomDelay=true\n")
+        );
+    }
+
+    #[test]
+    fn control_characters_and_odd_action_names_are_refused() {
+        assert!(refuse_control("x", "/a\nb", Kind::Config).is_err());
+        assert!(refuse_control("x", "/a\u{1b}b", Kind::Config).is_err());
+        assert!(refuse_control("x", "/a b", Kind::Config).is_ok());
+        assert!(check_action_name("hero_onboarding_billing_cron").is_ok());
+        for bad in ["", "a b", "a\nb", "a/b"] {
+            assert!(check_action_name(bad).is_err(), "{bad:?}");
+        }
+    }
+
+    #[test]
+    fn cron_install_replaces_the_marked_line() {
+        let j = job(&["/bin/p", "--once"]);
+        let cmd = &install_commands(Scheduler::Cron, &j, None)[0];
+        assert!(
+            cmd.starts_with("(crontab -l 2>/dev/null | grep -vF '# hero_usage_push'; printf"),
+            "{cmd}"
+        );
+        assert!(cmd.ends_with(") | crontab -"), "{cmd}");
     }
 
     #[test]

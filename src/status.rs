@@ -31,6 +31,8 @@ pub struct StatusReport {
     pub oldest_pending_occurred_at: Option<String>,
     /// The last push's summary (`hero_usage_push --json`), if any ran.
     pub last_push: Option<serde_json::Value>,
+    /// When the last push that exited 0 finished (UTC), if any did.
+    pub last_success_at: Option<String>,
     /// Why the last push's outcome file cannot be read, when it is there
     /// but broken (`last_push` is then null, which alone would read as
     /// "never ran").
@@ -73,9 +75,11 @@ impl StatusReport {
         // Only a spool that does not exist yet reads as empty: anything else
         // in its place (a file, a dangling symbolic link, a path through a
         // file) is a mistake to report, never an empty spool.
+        let mut last_success_at = None;
         let (counts, outcome) = match std::fs::metadata(spool_dir) {
             Ok(m) if m.is_dir() => {
                 let spool = Spool::open(spool_dir)?;
+                last_success_at = crate::last_success::read(&spool);
                 (spool.counts()?, read_outcome(&spool))
             }
             Ok(_) => return Err(cannot("it is not a directory".into())),
@@ -108,6 +112,7 @@ impl StatusReport {
                 .max(),
             oldest_pending_occurred_at: counts.oldest_pending_occurred_at.map(|t| t.to_string()),
             last_push,
+            last_success_at,
             last_push_unreadable,
             oldest_accepted,
             oldest_dropped,
@@ -239,6 +244,23 @@ impl StatusReport {
             "When the last push finished (Unix time).",
             finished,
         );
+        gauge(
+            "last_success_timestamp_seconds",
+            "When the last push that exited 0 finished (Unix time; 0: never).",
+            Some(
+                self.last_success_at
+                    .as_deref()
+                    .and_then(unix_seconds)
+                    .unwrap_or(0.0),
+            ),
+        );
         s
     }
+}
+
+/// `YYYY-MM-DD HH:MM:SS` (UTC) as Unix seconds.
+fn unix_seconds(t: &str) -> Option<f64> {
+    NaiveDateTime::parse_from_str(t, "%Y-%m-%d %H:%M:%S")
+        .ok()
+        .map(|t| t.and_utc().timestamp() as f64)
 }

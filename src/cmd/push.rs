@@ -16,7 +16,7 @@ pub const BINARY: &str = "hero_usage_push";
 
 /// Push pending usage records, bundled per UTC hour, to the billing repository.
 #[derive(Parser, Debug)]
-#[command(name = BINARY, version)]
+#[command(name = BINARY, version, after_help = "See man 1 hero_usage_push.")]
 pub struct Cli {
     #[command(flatten)]
     pub spool: SpoolArgs,
@@ -55,6 +55,18 @@ pub struct Cli {
     /// Print what a scheduler needs to run this job hourly, then exit
     #[arg(long, value_name = "SCHEDULER")]
     pub print_schedule: Option<Scheduler>,
+    /// With --print-schedule hero_proc: the action's name
+    #[arg(long, value_name = "NAME", default_value = schedule::ACTION_NAME, requires = "print_schedule")]
+    pub action_name: String,
+    /// With --print-schedule: write the files into DIR and print how to install them
+    #[arg(long, value_name = "DIR", requires = "print_schedule")]
+    pub out: Option<std::path::PathBuf>,
+    /// Print the effective settings with their sources and probe the forge; change nothing
+    #[arg(long, conflicts_with_all = ["print_schedule", "dry_run"])]
+    pub check: bool,
+    /// Print only on failure (for cron, which mails any output)
+    #[arg(long)]
+    pub quiet: bool,
 }
 
 /// The binary's `main`.
@@ -85,9 +97,18 @@ fn failed_json(err: &anyhow::Error) -> Result<i32> {
 pub fn run(cli: Cli) -> Result<i32> {
     let common = Common::resolve(&cli.spool)?;
     if let Some(scheduler) = cli.print_schedule {
-        let command = schedule::push_command(&cli.spool, &common)?;
-        out(&schedule::render(scheduler, &common.node, &command))?;
+        let prepared =
+            schedule::prepare(scheduler, &cli.spool, &cli.forge, &common, &cli.action_name)?;
+        let (text, notes) = schedule::print(scheduler, &prepared, cli.out.as_deref())?;
+        out(&text)?;
+        notes.iter().for_each(|n| eprintln!("{BINARY}: {n}"));
         return Ok(0);
+    }
+    if cli.check {
+        return crate::check::run(&cli.spool, &cli.forge, &common);
+    }
+    if let Some(w) = crate::check::token_file_warning(&cli.forge, &common.file) {
+        eprintln!("{BINARY}: warning: {w}");
     }
     let forge = ForgeSettings::resolve(&cli.forge, &common.file)?;
     let summary = if cli.dry_run && !common.spool.exists() {
@@ -102,10 +123,19 @@ pub fn run(cli: Cli) -> Result<i32> {
             std::thread::sleep(push::splay_delay(&common.node, cli.splay));
         }
         let opts = options(&cli, &common.node, forge);
-        let log = |note: &str| eprintln!("{BINARY}: {}", one_line(note));
+        // Retries are told as they happen, but not by a quiet run: cron
+        // mails whatever it prints. They stay in the summary's notes.
+        let quiet = cli.quiet;
+        let log = |note: &str| {
+            if !quiet {
+                eprintln!("{BINARY}: {}", one_line(note));
+            }
+        };
         push::run_logged(&Spool::open(&common.spool)?, &opts, &log)?
     };
-    if cli.json {
+    if cli.quiet && summary.exit_code == 0 {
+        // Nothing to report: cron mails only what a failed run printed.
+    } else if cli.json {
         out(&format!("{}\n", serde_json::to_string(&summary)?))?;
     } else {
         out(&summary.text())?;

@@ -20,7 +20,7 @@ pub const MAX_LINE_BYTES: usize = 64 * 1024;
 /// Validate a usage record and drop it durably into the local spool,
 /// deduplicated by its idempotency key.
 #[derive(Parser, Debug)]
-#[command(name = BINARY, version)]
+#[command(name = BINARY, version, after_help = "See man 1 hero_usage_record.")]
 pub struct Cli {
     #[command(flatten)]
     pub fields: FieldFlags,

@@ -12,7 +12,7 @@ pub use crate::shim::BINARY;
 /// Minimal HTTP shim on loopback: record usage over HTTP, trigger a push,
 /// health and status.
 #[derive(Parser, Debug)]
-#[command(name = BINARY, version)]
+#[command(name = BINARY, version, after_help = "See man 1 hero_usage_shim.")]
 pub struct Cli {
     #[command(flatten)]
     pub shim: ShimArgs,

@@ -12,7 +12,7 @@ pub const BINARY: &str = "hero_usage_status";
 
 /// Show what the spool holds and how the last push went.
 #[derive(Parser, Debug)]
-#[command(name = BINARY, version)]
+#[command(name = BINARY, version, after_help = "See man 1 hero_usage_status.")]
 pub struct Cli {
     #[command(flatten)]
     pub spool: SpoolArgs,

@@ -5,8 +5,8 @@
 //! Limits (DESIGN.md, "HTTP shim"): the request head is at most
 //! [`MAX_HEAD`] bytes (431), the body at most [`MAX_BODY`] (413), any
 //! `Transfer-Encoding` is refused (400), as is a repeated or malformed
-//! `Content-Length` (400). Each read waits at most [`IDLE_TIMEOUT`] and the
-//! whole request must arrive within [`REQUEST_DEADLINE`] (408), so a stalled
+//! `Content-Length` (400). Each read waits at most [`Limits::idle`] and the
+//! whole request must arrive within [`Limits::deadline`] (408), so a stalled
 //! or trickling client holds a worker for a few seconds at most.
 
 use serde::Serialize;
@@ -23,16 +23,50 @@ pub const MAX_HEAD: usize = 8 * 1024;
 pub const MAX_BODY: u64 = 64 * 1024;
 /// Most header fields in one request (more: 431).
 pub const MAX_HEADERS: usize = 64;
-/// Longest wait for the next bytes of a request.
-pub const IDLE_TIMEOUT: Duration = Duration::from_secs(2);
-/// The whole request (head and body) must arrive within this time.
-pub const REQUEST_DEADLINE: Duration = Duration::from_secs(5);
-/// Longest wait while writing a response.
-pub const WRITE_TIMEOUT: Duration = Duration::from_secs(5);
-/// Worker threads serving connections.
-pub const WORKERS: usize = 4;
-/// Accepted connections waiting for a worker; beyond it new ones get 503.
-pub const QUEUE: usize = 64;
+
+/// The server's times and sizes of its pool: a value, so that tests can run
+/// a shim with short timeouts instead of sleeping for the real ones.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Limits {
+    /// Longest wait for the next bytes of a request.
+    pub idle: Duration,
+    /// The whole request (head and body) must arrive within this time.
+    pub deadline: Duration,
+    /// Longest wait while writing a response.
+    pub write: Duration,
+    /// Worker threads serving connections.
+    pub workers: usize,
+    /// Accepted connections waiting for a worker; beyond it new ones get 503.
+    pub queue: usize,
+}
+
+impl Default for Limits {
+    fn default() -> Limits {
+        Limits {
+            idle: Duration::from_secs(2),
+            deadline: Duration::from_secs(5),
+            write: Duration::from_secs(5),
+            workers: 4,
+            queue: 64,
+        }
+    }
+}
+
+impl Limits {
+    /// The defaults, or in debug builds (tests) shorter times from
+    /// `HERO_USAGE_TEST_SHIM_TIMES=<idle ms>,<deadline ms>`.
+    pub fn from_env() -> Limits {
+        let mut limits = Limits::default();
+        if let Some(v) = crate::failpoint::test_knob("HERO_USAGE_TEST_SHIM_TIMES") {
+            let ms: Vec<u64> = v.split(',').filter_map(|n| n.trim().parse().ok()).collect();
+            if let [idle, deadline] = ms[..] {
+                limits.idle = Duration::from_millis(idle);
+                limits.deadline = Duration::from_millis(deadline);
+            }
+        }
+        limits
+    }
+}
 
 /// The head of a request: what the application sees before the body is read.
 #[derive(Debug, Clone)]
@@ -159,6 +193,7 @@ pub struct Server {
     stop: Arc<AtomicBool>,
     /// Prefix of every log line (the binary's name).
     name: &'static str,
+    limits: Limits,
 }
 
 /// Stops a serving [`Server`] from another thread (a signal handler thread):
@@ -178,11 +213,12 @@ impl Stopper {
 }
 
 impl Server {
-    pub fn bind(addr: SocketAddr, name: &'static str) -> io::Result<Server> {
+    pub fn bind(addr: SocketAddr, name: &'static str, limits: Limits) -> io::Result<Server> {
         Ok(Server {
             listener: TcpListener::bind(addr)?,
             stop: Arc::new(AtomicBool::new(false)),
             name,
+            limits,
         })
     }
 
@@ -206,10 +242,11 @@ impl Server {
 
     /// Serve until stopped, then finish every accepted connection and return.
     pub fn serve(self, handler: Arc<dyn Handler>) -> io::Result<()> {
-        let (tx, rx) = mpsc::sync_channel::<TcpStream>(QUEUE);
+        let limits = self.limits;
+        let (tx, rx) = mpsc::sync_channel::<TcpStream>(limits.queue);
         let rx = Arc::new(Mutex::new(rx));
-        let mut workers = Vec::with_capacity(WORKERS);
-        for i in 0..WORKERS {
+        let mut workers = Vec::with_capacity(limits.workers);
+        for i in 0..limits.workers {
             let rx = rx.clone();
             let handler = handler.clone();
             let name = self.name;
@@ -220,7 +257,9 @@ impl Server {
                         loop {
                             let next = rx.lock().map(|r| r.recv());
                             match next {
-                                Ok(Ok(stream)) => serve_connection(stream, &*handler, name),
+                                Ok(Ok(stream)) => {
+                                    serve_connection(stream, &*handler, name, &limits)
+                                }
                                 _ => break,
                             }
                         }
@@ -231,6 +270,7 @@ impl Server {
             listener,
             stop,
             name,
+            ..
         } = self;
         for conn in listener.incoming() {
             match conn {
@@ -288,6 +328,7 @@ enum Stop {
 struct Conn {
     stream: TcpStream,
     deadline: Instant,
+    limits: Limits,
 }
 
 impl Conn {
@@ -297,9 +338,9 @@ impl Conn {
         loop {
             let left = self.deadline.saturating_duration_since(Instant::now());
             if left.is_zero() {
-                return Err(timeout());
+                return Err(timeout(&self.limits));
             }
-            let wait = left.min(IDLE_TIMEOUT);
+            let wait = left.min(self.limits.idle);
             if self.stream.set_read_timeout(Some(wait)).is_err() {
                 return Err(Stop::Silent);
             }
@@ -312,7 +353,7 @@ impl Conn {
                         io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut
                     ) =>
                 {
-                    return Err(timeout());
+                    return Err(timeout(&self.limits));
                 }
                 Err(_) => return Err(Stop::Silent),
             }
@@ -327,14 +368,14 @@ fn refuse(status: u16, status_word: &str, message: String) -> Stop {
     Stop::Answer(Response::error(status, status_word, message.clone()).with_note(message))
 }
 
-fn timeout() -> Stop {
+fn timeout(limits: &Limits) -> Stop {
     refuse(
         408,
         "timeout",
         format!(
-            "the request did not arrive in time (at most {} s idle, {} s in all)",
-            IDLE_TIMEOUT.as_secs(),
-            REQUEST_DEADLINE.as_secs()
+            "the request did not arrive in time (at most {} ms idle, {} ms in all)",
+            limits.idle.as_millis(),
+            limits.deadline.as_millis()
         ),
     )
 }
@@ -469,14 +510,15 @@ struct Seen {
 }
 
 /// Serve one connection: read one request, answer it, close.
-fn serve_connection(stream: TcpStream, handler: &dyn Handler, name: &str) {
+fn serve_connection(stream: TcpStream, handler: &dyn Handler, name: &str, limits: &Limits) {
     let start = Instant::now();
     let peer = peer_of(&stream);
-    let _ = stream.set_write_timeout(Some(WRITE_TIMEOUT));
+    let _ = stream.set_write_timeout(Some(limits.write));
     let _ = stream.set_nodelay(true);
     let mut conn = Conn {
         stream,
-        deadline: start + REQUEST_DEADLINE,
+        deadline: start + limits.deadline,
+        limits: *limits,
     };
     let mut seen = Seen {
         method: "-".into(),

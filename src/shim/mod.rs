@@ -72,8 +72,13 @@ pub fn run(spool_args: &SpoolArgs, forge: &ForgeArgs, args: &ShimArgs) -> Result
         .unwrap_or_else(|| DEFAULT_LISTEN.to_string());
     let addr = listen_addr(&listen, args.allow_remote)?;
     let secret = SecretSource::resolve(args.admin_secret_file.as_deref(), &common.file)?;
+    if let SecretSource::File(p) = &secret
+        && let Some(w) = crate::config::exposed_secret_warning(p, "admin secret")
+    {
+        eprintln!("{BINARY}: warning: {w}");
+    }
     let spool = Spool::open(&common.spool)?;
-    let server = http::Server::bind(addr, BINARY).map_err(|e| {
+    let server = http::Server::bind(addr, BINARY, http::Limits::from_env()).map_err(|e| {
         let kind = if e.kind() == std::io::ErrorKind::AddrInUse {
             Kind::TempFail
         } else {

@@ -222,6 +222,8 @@ fn route(st: &State, req: &Request, path: &str, auth: &Auth) -> Res {
         return Err(error(st, 401, "invalid username, password or token"));
     }
     match (m, s.as_slice()) {
+        // Forgejo answers its version to anyone (`hero_usage_push --check` probes it).
+        ("GET", ["version"]) => Ok(Response::json(200, &json!({"version": "12.0.0+testforge"}))),
         ("GET", ["user"]) => {
             require_auth(st, auth)?;
             Ok(Response::json(200, &user_json(st)))
@@ -286,6 +288,7 @@ fn repo_route(
         ("GET", []) => Ok(Response::json(200, &repo_json(st, g, owner, name))),
         ("GET", ["contents", ..]) => get_contents(st, req, g, owner, name, &file_path(1)),
         ("GET", ["raw", ..]) => get_raw(st, req, g, &file_path(1)),
+        ("GET", ["commits"]) => list_commits(st, req, g),
         ("POST", ["contents"]) | ("POST", ["contents", ""]) => {
             require_scope(st, auth, SCOPE_REPO)?;
             if st.opts.no_multi_file {
@@ -304,6 +307,29 @@ fn repo_route(
         (_, [] | ["contents", ..] | ["raw", ..]) => Err(error(st, 405, "method not allowed")),
         _ => Err(error(st, 404, "not found")),
     }
+}
+
+/// `GET /repos/{o}/{r}/commits?sha=BRANCH&limit=N`: the newest commits
+/// (default 30, at most 50 a page, as Forgejo pages); 409 on an empty repo.
+fn list_commits(st: &State, req: &Request, g: &Git) -> Res {
+    if g.is_empty() {
+        return Err(error(st, 409, "Git Repository is empty."));
+    }
+    let r = req.query("sha").unwrap_or_else(|| g.head_branch());
+    let Some(head) = resolve_ref(g, &r) else {
+        return Err(error(st, 404, &format!("sha not found [sha: {r}]")));
+    };
+    let limit = req
+        .query("limit")
+        .and_then(|l| l.parse::<usize>().ok())
+        .unwrap_or(30)
+        .clamp(1, 50);
+    let list: Vec<Value> = g
+        .log(&head, limit)
+        .into_iter()
+        .map(|sha| json!({"sha": sha, "url": format!("{}/api/v1/git/commits/{sha}", st.base())}))
+        .collect();
+    Ok(Response::json(200, &Value::Array(list)))
 }
 
 // ---------------------------------------------------------------- repositories

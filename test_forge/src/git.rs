@@ -136,6 +136,13 @@ impl Git {
         .filter(|s| !s.is_empty())
     }
 
+    /// The newest `limit` commits reachable from `commit`, newest first.
+    pub fn log(&self, commit: &str, limit: usize) -> Vec<String> {
+        self.text(&["rev-list", &format!("--max-count={limit}"), commit])
+            .map(|t| t.lines().map(str::to_string).collect())
+            .unwrap_or_default()
+    }
+
     /// The entry at `path` in `commit` (`None` if absent).
     pub fn entry(&self, commit: &str, path: &str) -> Option<Entry> {
         let out = self

@@ -429,7 +429,10 @@ fn log_line<'a>(log: &'a str, peer: &str) -> &'a str {
 
 #[test]
 fn framing_errors_are_logged_with_the_method_path_and_a_note() {
-    let shim = Shim::start();
+    // A short idle time: the stalled case below need not wait 2 s.
+    let shim = Shim::start_with(TestEnv::new(), |c| {
+        c.env("HERO_USAGE_TEST_SHIM_TIMES", "300,2000");
+    });
     let auth = format!("{HEADER}: {SECRET}\r\n");
     let post = "POST /record_usage?q=query-not-logged HTTP/1.1\r\n";
     let cases: Vec<(String, u16, &str, &str)> = vec![
@@ -528,14 +531,18 @@ fn a_busy_503_is_logged_with_the_peer() {
 
 #[test]
 fn a_stalled_or_trickling_client_gets_408_while_others_are_served() {
-    let shim = Shim::start();
+    // Times scaled down (0.4 s idle, 1.2 s in all) so the test does not
+    // wait for the real 2 s and 5 s; the rules are the same.
+    let shim = Shim::start_with(TestEnv::new(), |c| {
+        c.env("HERO_USAGE_TEST_SHIM_TIMES", "400,1200");
+    });
     let start = Instant::now();
     // Stalled: half a head, then nothing.
     let mut stalled = shim.connect();
     stalled
         .write_all(b"POST /record_usage HTTP/1.1\r\nContent-Length: 10\r\n")
         .unwrap();
-    // Trickling: one byte every 200 ms, forever (slowloris).
+    // Trickling: one byte every 50 ms, forever (slowloris).
     let mut trickle = shim.connect();
     let mut writer = trickle.try_clone().unwrap();
     let trickler = std::thread::spawn(move || {
@@ -544,7 +551,7 @@ fn a_stalled_or_trickling_client_gets_408_while_others_are_served() {
             if writer.write_all(b"a").is_err() {
                 break;
             }
-            std::thread::sleep(Duration::from_millis(200));
+            std::thread::sleep(Duration::from_millis(50));
         }
     });
     // Meanwhile others are served, quickly.
@@ -552,12 +559,17 @@ fn a_stalled_or_trickling_client_gets_408_while_others_are_served() {
         let t = Instant::now();
         let r = shim.request("GET", "/healthz", &[], "");
         assert_eq!(r.status, 200);
-        assert!(t.elapsed() < Duration::from_secs(1), "{:?}", t.elapsed());
+        assert!(
+            t.elapsed() < Duration::from_millis(400),
+            "{:?}",
+            t.elapsed()
+        );
     }
     let r = read_reply(&mut stalled);
     assert_eq!(r.status, 408, "{r:?}");
+    assert!(r.body.contains("400 ms idle"), "{r:?}");
     assert!(
-        start.elapsed() < Duration::from_secs(4),
+        start.elapsed() < Duration::from_millis(1000),
         "{:?}",
         start.elapsed()
     );
@@ -565,7 +577,7 @@ fn a_stalled_or_trickling_client_gets_408_while_others_are_served() {
     assert_eq!(r.status, 408, "{r:?}");
     let took = start.elapsed();
     assert!(
-        took >= Duration::from_secs(4) && took < Duration::from_secs(8),
+        took >= Duration::from_millis(1000) && took < Duration::from_millis(2500),
         "the whole-request deadline: {took:?}"
     );
     trickler.join().unwrap();

@@ -1,0 +1,68 @@
+//! Every flag of every binary is documented in its man page: the flags are
+//! walked from each `Cli::command()`, the pages rendered with groff.
+
+use crate::support::{repo_root, stdout};
+use clap::CommandFactory;
+use std::process::Command;
+
+/// A man page rendered to plain text (no overstrike, no hyphenation), with
+/// lines joined so that a flag broken over two lines is still found.
+fn rendered(page: &str) -> String {
+    let o = Command::new("groff")
+        .args(["-man", "-Tutf8", "-P-c", "-P-b", "-P-u", "-rHY=0"])
+        .arg(repo_root().join("man").join(page))
+        .output()
+        .expect("groff installed (.ci/run installs it)");
+    assert!(o.status.success(), "groff failed on {page}");
+    // groff may print U+2010 for a hyphen; compare in ASCII.
+    stdout(&o).replace(['\u{2010}', '\u{2212}'], "-")
+}
+
+/// Every long flag (and `--help`, `--version`) of `cmd`, walked recursively.
+fn long_flags(cmd: &clap::Command) -> Vec<String> {
+    let mut flags: Vec<String> = cmd
+        .get_arguments()
+        .filter(|a| !a.is_hide_set())
+        .filter_map(|a| a.get_long().map(|l| format!("--{l}")))
+        .collect();
+    for sub in cmd.get_subcommands() {
+        flags.extend(long_flags(sub));
+    }
+    flags
+}
+
+#[track_caller]
+fn every_flag_is_in(page: &str, cmd: clap::Command) {
+    let text = rendered(page);
+    let missing: Vec<String> = long_flags(&cmd)
+        .into_iter()
+        .filter(|f| f != "--help" && f != "--version")
+        .filter(|f| !text.contains(f.as_str()))
+        .collect();
+    assert!(missing.is_empty(), "{page} does not document {missing:?}");
+}
+
+#[test]
+fn every_flag_of_every_binary_is_in_its_man_page() {
+    every_flag_is_in(
+        "hero_usage_record.1",
+        hero_usage::cmd::record::Cli::command(),
+    );
+    every_flag_is_in("hero_usage_push.1", hero_usage::cmd::push::Cli::command());
+    every_flag_is_in("hero_usage_shim.1", hero_usage::cmd::shim::Cli::command());
+    every_flag_is_in(
+        "hero_usage_status.1",
+        hero_usage::cmd::status::Cli::command(),
+    );
+}
+
+#[test]
+fn the_flag_walk_finds_flags_and_the_check_can_fail() {
+    let flags = long_flags(&hero_usage::cmd::push::Cli::command());
+    for f in ["--spool", "--forgejo-url", "--dry-run", "--print-schedule"] {
+        assert!(flags.iter().any(|x| x == f), "{f} not walked: {flags:?}");
+    }
+    let text = rendered("hero_usage_status.1");
+    assert!(!text.contains("--no-such-flag-anywhere"));
+    assert!(text.contains("--max-age"));
+}

@@ -1,0 +1,643 @@
+//! The operator's path: printed schedules, `--check`, config files with
+//! relative paths, secret file modes, `--quiet`, monitoring, `--help`, the
+//! install script. Real binaries, real files, the test forge on loopback.
+
+use crate::support::{TestEnv, assert_exit, bin, repo_root, run, stderr, stdout};
+use hero_usage_test_forge::{ForgeOptions, TestForge};
+use std::os::unix::fs::PermissionsExt;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+/// A spool and a token for one forge.
+struct Op {
+    env: TestEnv,
+    token_file: PathBuf,
+    url: String,
+}
+
+impl Op {
+    fn new(forge: &TestForge) -> Op {
+        let env = TestEnv::new();
+        let token_file = env.path("token");
+        write_private(&token_file, &format!("{}\n", forge.token()));
+        Op {
+            env,
+            token_file,
+            url: forge.base_url(),
+        }
+    }
+
+    /// `hero_usage_push` with the forge in this shell's environment.
+    fn push(&self) -> Command {
+        let mut c = self.env.cmd("hero_usage_push");
+        c.env("HERO_USAGE_FORGEJO_URL", &self.url)
+            .env("HERO_USAGE_FORGEJO_TOKEN_FILE", &self.token_file)
+            .env("HERO_USAGE_REPO", "billing-bot/billing");
+        c
+    }
+}
+
+/// Record one usage record into `env`'s spool.
+fn record(env: &TestEnv, key: &str) {
+    let out = run(env.cmd("hero_usage_record").args([
+        "--idempotency-key",
+        key,
+        "--user-sid",
+        "0a1b",
+        "--amount-cents",
+        "250",
+        "--resource-kind",
+        "cpu_hours",
+    ]));
+    assert_exit(&out, 0);
+}
+
+fn write_private(path: &Path, text: &str) {
+    std::fs::write(path, text).unwrap();
+    std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600)).unwrap();
+}
+
+fn forge_with_read_only() -> (TestForge, String) {
+    let ro = "read-only-token-0123456789".to_string();
+    let forge = TestForge::start(ForgeOptions {
+        read_only_token: Some(ro.clone()),
+        ..ForgeOptions::default()
+    });
+    (forge, ro)
+}
+
+#[test]
+fn cron_line_is_quiet_splayed_marked_and_installs_once() {
+    let forge = TestForge::start(ForgeOptions::default());
+    let op = Op::new(&forge);
+    let out = run(op.push().args(["--print-schedule", "cron"]));
+    assert_exit(&out, 0);
+    let line = stdout(&out);
+    let minute: u32 = line.split_whitespace().next().unwrap().parse().unwrap();
+    assert!(minute < 60);
+    let tail = format!(
+        "hero_usage_push --once --splay 3600 --quiet --spool {} --node test-node",
+        op.env.spool.display()
+    );
+    assert!(line.contains(&tail), "{line}");
+    // What only this shell has goes on the line (the token as its file).
+    let forge_words = format!(
+        "--forgejo-url {} --repo billing-bot/billing --token-file {} # hero_usage_push\n",
+        op.url,
+        op.token_file.display()
+    );
+    assert!(line.ends_with(&forge_words), "{line}");
+    // The install command, run twice against a stand-in crontab, leaves one line.
+    let err = stderr(&out);
+    let install = err
+        .lines()
+        .find_map(|l| {
+            l.trim_start_matches("hero_usage_push:")
+                .trim()
+                .strip_prefix("(crontab")
+        })
+        .map(|rest| format!("(crontab{rest}"))
+        .unwrap_or_else(|| panic!("no install command: {err}"));
+    let fake = op.env.path("fakebin");
+    std::fs::create_dir_all(&fake).unwrap();
+    let tab = op.env.path("crontab.txt");
+    std::fs::write(&tab, "MAILTO=ops\n").unwrap();
+    let script = format!(
+        "#!/bin/sh\nif [ \"$1\" = -l ]; then cat '{0}'; else cat > '{0}.new' && mv '{0}.new' '{0}'; fi\n",
+        tab.display()
+    );
+    std::fs::write(fake.join("crontab"), script).unwrap();
+    std::fs::set_permissions(fake.join("crontab"), std::fs::Permissions::from_mode(0o755)).unwrap();
+    let path = format!("{}:{}", fake.display(), std::env::var("PATH").unwrap());
+    for _ in 0..2 {
+        let o = run(Command::new("sh")
+            .arg("-c")
+            .arg(&install)
+            .env("PATH", &path));
+        assert_exit(&o, 0);
+    }
+    let installed = std::fs::read_to_string(&tab).unwrap();
+    assert_eq!(installed, format!("MAILTO=ops\n{line}"), "{installed}");
+}
+
+#[test]
+fn hero_proc_action_takes_its_name_and_splays() {
+    let env = TestEnv::new();
+    let out = run(env.cmd("hero_usage_push").args([
+        "--print-schedule",
+        "hero_proc",
+        "--action-name",
+        "hero_onboarding_billing_cron",
+    ]));
+    assert_exit(&out, 0);
+    let v: serde_json::Value = serde_json::from_str(&stdout(&out)).unwrap();
+    assert_eq!(v["name"], "hero_onboarding_billing_cron");
+    assert_eq!(v["schedule_policy"]["interval_ms"], 3_600_000);
+    let script = v["script"].as_str().unwrap();
+    assert!(
+        script.contains("hero_usage_push --once --splay 3600 --spool"),
+        "{script}"
+    );
+    let err = stderr(&out);
+    assert!(err.contains("hero_onboarding_billing_cron.json"), "{err}");
+    // Nothing configured: the schedule would fail every hour; say so.
+    assert!(err.contains("no Forgejo URL is configured"), "{err}");
+    assert!(err.contains("no Forgejo token is configured"), "{err}");
+    for bad in ["a b", "x\ny", ""] {
+        let out = run(env.cmd("hero_usage_push").args([
+            "--print-schedule",
+            "hero_proc",
+            "--action-name",
+            bad,
+        ]));
+        assert_exit(&out, 64);
+    }
+    let out = run(env.cmd("hero_usage_push").args(["--action-name", "x"]));
+    assert_exit(&out, 64);
+}
+
+#[test]
+fn a_token_only_in_this_shell_is_a_note_with_the_fix() {
+    let env = TestEnv::new();
+    let out = run(env
+        .cmd("hero_usage_push")
+        .args(["--print-schedule", "cron"])
+        .env("HERO_USAGE_FORGEJO_URL", "https://forge.example.org")
+        .env("HERO_USAGE_FORGEJO_TOKEN", "a-token-value-123"));
+    assert_exit(&out, 0);
+    let (o, e) = (stdout(&out), stderr(&out));
+    assert!(!o.contains("a-token-value-123") && !e.contains("a-token-value-123"));
+    assert!(e.contains("HERO_USAGE_FORGEJO_TOKEN"), "{e}");
+    assert!(e.contains("token_file"), "{e}");
+    assert!(o.contains("--forgejo-url https://forge.example.org"), "{o}");
+    // In the config file, it reaches the scheduler: no note.
+    let cfg = env.path("hero_usage.toml");
+    write_private(&env.path("tok"), "a-token-value-123\n");
+    std::fs::write(
+        &cfg,
+        "forgejo_url = \"https://forge.example.org\"\ntoken_file = \"tok\"\n",
+    )
+    .unwrap();
+    let out = run(env
+        .cmd("hero_usage_push")
+        .args(["--print-schedule", "cron", "--config"])
+        .arg(&cfg));
+    assert_exit(&out, 0);
+    assert!(!stderr(&out).contains("note:"), "{}", stderr(&out));
+    assert!(stdout(&out).contains(&format!("--config {}", cfg.display())));
+}
+
+#[test]
+fn a_control_character_in_any_schedule_is_refused() {
+    let env = TestEnv::new();
+    for scheduler in ["cron", "systemd", "hero_proc"] {
+        let out = run(env
+            .cmd("hero_usage_push")
+            .args(["--print-schedule", scheduler])
+            .env("HERO_USAGE_SPOOL", env.path("sp\nool")));
+        assert_exit(&out, 78);
+        assert!(stdout(&out).is_empty(), "{scheduler}: {}", stdout(&out));
+        assert!(
+            stderr(&out).contains("control character"),
+            "{}",
+            stderr(&out)
+        );
+        let out = run(env
+            .cmd("hero_usage_push")
+            .args(["--print-schedule", scheduler, "--token-file"])
+            .arg(env.path("tok\u{1b}en")));
+        assert_exit(&out, 78);
+    }
+}
+
+fn systemd_units(env: &TestEnv, dir: &Path) -> String {
+    let cfg = env.path("cfg.toml");
+    std::fs::write(&cfg, "forgejo_url = \"https://f.example.org\"\ntoken_file = \"/etc/tok\"\nadmin_secret_file = \"/etc/sec\"\n").unwrap();
+    let out = run(env
+        .cmd("hero_usage_push")
+        .args(["--print-schedule", "systemd", "--config"])
+        .arg(&cfg)
+        .arg("--out")
+        .arg(dir));
+    assert_exit(&out, 0);
+    assert!(stderr(&out).is_empty(), "{}", stderr(&out));
+    stdout(&out)
+}
+
+#[test]
+fn systemd_units_run_as_the_printing_user_and_verify() {
+    let env = TestEnv::new();
+    let dir = env.path("units");
+    let printed = systemd_units(&env, &dir);
+    let names = [
+        "hero_usage_push.service",
+        "hero_usage_push.timer",
+        "hero_usage_shim.service",
+    ];
+    for n in names {
+        assert!(
+            printed.contains(&format!("wrote {}", dir.join(n).display())),
+            "{printed}"
+        );
+    }
+    let service = std::fs::read_to_string(dir.join(names[0])).unwrap();
+    let timer = std::fs::read_to_string(dir.join(names[1])).unwrap();
+    let root = my_uid() == 0;
+    if root {
+        assert!(service.contains("\nUser=root\nGroup="), "{service}");
+        assert!(
+            printed.contains("systemctl enable --now hero_usage_push.timer"),
+            "{printed}"
+        );
+    } else {
+        assert!(!service.contains("User="), "{service}");
+        assert!(printed.contains("systemctl --user enable --now hero_usage_push.timer"));
+        assert!(printed.contains("loginctl enable-linger"));
+    }
+    assert!(printed.contains("daemon-reload"), "{printed}");
+    assert!(
+        timer.contains("RandomizedDelaySec=3600\nFixedRandomDelay=true\n"),
+        "{timer}"
+    );
+    let Some(analyze) = which("systemd-analyze") else {
+        eprintln!("skipped systemd-analyze verify: systemd-analyze is not installed");
+        return;
+    };
+    let o = run(Command::new(analyze)
+        .arg("verify")
+        .args(names.map(|n| dir.join(n))));
+    let err = stderr(&o);
+    // Outside a booted systemd the tool may not run at all; say so.
+    if err.contains("Failed to initialize manager") || err.contains("System has not been booted") {
+        eprintln!("skipped systemd-analyze verify: {err}");
+        return;
+    }
+    assert_exit(&o, 0);
+    assert!(!err.contains("hero_usage"), "{err}");
+}
+
+/// The uid of this test process (the owner of /proc/self).
+fn my_uid() -> u32 {
+    use std::os::unix::fs::MetadataExt;
+    std::fs::metadata("/proc/self").unwrap().uid()
+}
+
+fn which(name: &str) -> Option<PathBuf> {
+    std::env::var_os("PATH").and_then(|p| {
+        std::env::split_paths(&p)
+            .map(|d| d.join(name))
+            .find(|f| f.is_file())
+    })
+}
+
+#[test]
+fn relative_paths_in_a_config_file_are_beside_it() {
+    let env = TestEnv::new();
+    let cfg_dir = env.path("cfg");
+    std::fs::create_dir_all(&cfg_dir).unwrap();
+    std::fs::write(cfg_dir.join("hero_usage.toml"), "spool = \"q\"\n").unwrap();
+    let elsewhere = env.path("elsewhere");
+    std::fs::create_dir_all(&elsewhere).unwrap();
+    let out = run(env
+        .cmd("hero_usage_status")
+        .arg("--json")
+        .env_remove("HERO_USAGE_SPOOL")
+        .env("HERO_USAGE_CONFIG", "../cfg/hero_usage.toml")
+        .current_dir(&elsewhere));
+    assert_exit(&out, 0);
+    let v: serde_json::Value = serde_json::from_str(&stdout(&out)).unwrap();
+    let spool = PathBuf::from(v["spool"].as_str().unwrap());
+    assert_eq!(spool, elsewhere.join("../cfg/q"), "{v}");
+    assert_eq!(
+        spool.parent().unwrap().canonicalize().unwrap(),
+        cfg_dir.canonicalize().unwrap()
+    );
+}
+
+#[test]
+fn check_shows_sources_probes_and_exits_as_a_push_would() {
+    let (forge, ro) = forge_with_read_only();
+    let op = Op::new(&forge);
+    let out = run(op.push().args(["--check", "--node", "n-flag"]));
+    assert_exit(&out, 0);
+    let text = stdout(&out);
+    assert!(!text.contains(&forge.token()), "the token leaked");
+    for want in [
+        "node           flag      n-flag",
+        "forgejo_url    env",
+        &format!("token          env       file {}", op.token_file.display()),
+        "repo           env       billing-bot/billing",
+        "branch         default",
+        "ok   the token is accepted: user billing-bot",
+        "does not exist yet; the token may create it under user billing-bot",
+        "check: a push would exit 0",
+    ] {
+        assert!(text.contains(want), "missing {want:?} in\n{text}");
+    }
+    // Nothing changed: no repository, no spool.
+    assert!(!forge.bare_repo("billing-bot", "billing").exists());
+    assert!(!op.env.spool.exists());
+    // An existing repository, a token that may only read it: 77.
+    forge.create_repo("billing-bot", "billing", true);
+    let ro_file = op.env.path("ro");
+    write_private(&ro_file, &ro);
+    let out = run(op
+        .push()
+        .arg("--check")
+        .env("HERO_USAGE_FORGEJO_TOKEN_FILE", &ro_file));
+    assert_exit(&out, 77);
+    assert!(
+        stdout(&out).contains("the token may not write it (403)"),
+        "{}",
+        stdout(&out)
+    );
+    let out = run(op.push().arg("--check"));
+    assert_exit(&out, 0);
+    assert!(
+        stdout(&out).contains("exists; the token may write it"),
+        "{}",
+        stdout(&out)
+    );
+}
+
+#[test]
+fn check_names_a_wrong_base_url_as_such() {
+    let forge = TestForge::start(ForgeOptions::default());
+    let op = Op::new(&forge);
+    for url in [format!("{}/api/v1", op.url), format!("{}/web", op.url)] {
+        let out = run(op
+            .push()
+            .args(["--check", "--repo", "nobody/x", "--forgejo-url", &url]));
+        assert_exit(&out, 78);
+        let text = stdout(&out);
+        assert!(text.contains("is --forgejo-url the base URL?"), "{text}");
+        assert!(!text.contains("neither an organisation"), "{text}");
+        // Remote bodies stay on one line each.
+        assert!(text.lines().all(|l| l.len() < 600), "{text}");
+    }
+    let bad = op.env.path("bad");
+    write_private(&bad, "not-the-token-123\n");
+    let out = run(op
+        .push()
+        .arg("--check")
+        .env("HERO_USAGE_FORGEJO_TOKEN_FILE", &bad));
+    assert_exit(&out, 77);
+    let out = run(op
+        .push()
+        .arg("--check")
+        .env_remove("HERO_USAGE_FORGEJO_URL"));
+    assert_exit(&out, 78);
+    assert!(
+        stdout(&out).contains("FAIL settings: no Forgejo URL"),
+        "{}",
+        stdout(&out)
+    );
+}
+
+#[test]
+fn a_secret_file_open_to_others_is_a_warning_naming_chmod() {
+    let forge = TestForge::start(ForgeOptions::default());
+    let op = Op::new(&forge);
+    std::fs::set_permissions(&op.token_file, std::fs::Permissions::from_mode(0o644)).unwrap();
+    let out = run(op.push().arg("--quiet"));
+    assert_exit(&out, 0);
+    let err = stderr(&out);
+    assert!(
+        err.contains(&format!("token file {}", op.token_file.display())),
+        "{err}"
+    );
+    assert!(err.contains("chmod 600"), "{err}");
+    std::fs::set_permissions(&op.token_file, std::fs::Permissions::from_mode(0o600)).unwrap();
+    let out = run(&mut op.push());
+    assert_exit(&out, 0);
+    assert!(!stderr(&out).contains("chmod"), "{}", stderr(&out));
+}
+
+#[test]
+fn quiet_prints_only_on_failure() {
+    let forge = TestForge::start(ForgeOptions::default());
+    let op = Op::new(&forge);
+    let out = run(op.push().arg("--quiet"));
+    assert_exit(&out, 0);
+    assert!(
+        stdout(&out).is_empty() && stderr(&out).is_empty(),
+        "{}",
+        stdout(&out)
+    );
+    record(&op.env, "k1");
+    let out = run(op.push().arg("--quiet").env("HERO_USAGE_REPO", "nobody/x"));
+    assert!(out.status.code() != Some(0));
+    assert!(!stderr(&out).is_empty());
+}
+
+#[test]
+fn prometheus_shows_the_last_success_even_after_a_failure() {
+    let forge = TestForge::start(ForgeOptions::default());
+    let op = Op::new(&forge);
+    let metric = |op: &Op| {
+        let out = run(op.env.cmd("hero_usage_status").arg("--prometheus"));
+        assert_exit(&out, 0);
+        let text = stdout(&out);
+        assert!(
+            text.contains("# TYPE hero_usage_last_success_timestamp_seconds gauge"),
+            "{text}"
+        );
+        text.lines()
+            .find(|l| l.starts_with("hero_usage_last_success_timestamp_seconds{"))
+            .and_then(|l| l.rsplit(' ').next())
+            .map(|v| v.parse::<f64>().unwrap())
+            .unwrap()
+    };
+    assert_eq!(metric(&op), 0.0);
+    assert_exit(&run(&mut op.push()), 0);
+    let first = metric(&op);
+    let now = chrono::Utc::now().timestamp() as f64;
+    assert!((now - first).abs() < 120.0, "{first} vs {now}");
+    record(&op.env, "k1");
+    let out = run(op
+        .push()
+        .env("HERO_USAGE_FORGEJO_URL", "http://127.0.0.1:1"));
+    assert_exit(&out, 75);
+    assert_eq!(metric(&op), first);
+}
+
+#[test]
+fn every_help_ends_at_its_man_page_and_completions_generate() {
+    for b in [
+        "hero_usage_record",
+        "hero_usage_push",
+        "hero_usage_shim",
+        "hero_usage_status",
+    ] {
+        let out = run(Command::new(bin(b)).arg("--help"));
+        assert_exit(&out, 0);
+        let help = stdout(&out);
+        assert!(
+            help.trim_end().ends_with(&format!("See man 1 {b}.")),
+            "{help}"
+        );
+        for shell in ["bash", "zsh", "fish"] {
+            let out = run(Command::new(bin(b)).args(["--completions", shell]));
+            assert_exit(&out, 0);
+            assert!(stdout(&out).contains(b), "{b} {shell}");
+        }
+    }
+    let out = run(Command::new(bin("hero_usage_push")).args(["--completions", "tcsh"]));
+    assert_exit(&out, 64);
+}
+
+#[test]
+fn install_script_installs_a_tree_man_reads_and_is_idempotent() {
+    let env = TestEnv::new();
+    let prefix = env.path("prefix with space");
+    let from = bin("hero_usage_push").parent().unwrap().to_path_buf();
+    let script = repo_root().join("scripts/install.sh");
+    let mut listing = Vec::new();
+    for _ in 0..2 {
+        let out = run(Command::new("bash")
+            .arg(&script)
+            .arg("--prefix")
+            .arg(&prefix)
+            .arg("--no-build")
+            .arg("--from")
+            .arg(&from)
+            .env("HOME", &env.home));
+        assert_exit(&out, 0);
+        assert!(stdout(&out).contains("MANPATH"), "{}", stdout(&out));
+        listing.push(crate::support::files_under(&prefix));
+    }
+    assert_eq!(listing[0], listing[1]);
+    for rel in [
+        "bin/hero_usage_push",
+        "bin/hero_usage_record",
+        "bin/hero_usage_shim",
+        "bin/hero_usage_status",
+        "share/man/man1/hero_usage_push.1",
+        "share/man/man5/hero_usage_spool.5",
+        "share/man/man7/hero_usage.7",
+        "share/bash-completion/completions/hero_usage_push",
+        "share/zsh/site-functions/_hero_usage_push",
+        "share/fish/vendor_completions.d/hero_usage_push.fish",
+        "share/doc/hero_usage/hero_usage.toml.example",
+    ] {
+        assert!(prefix.join(rel).is_file(), "{rel} not installed");
+    }
+    let out = run(Command::new(prefix.join("bin/hero_usage_status")).arg("--version"));
+    assert_exit(&out, 0);
+    let Some(man) = which("man") else {
+        eprintln!("skipped man -M: man is not installed (.ci/run installs man-db)");
+        return;
+    };
+    let out = run(Command::new(man)
+        .arg("-M")
+        .arg(prefix.join("share/man"))
+        .args(["-P", "cat", "7", "hero_usage"])
+        .env("MANWIDTH", "80"));
+    assert_exit(&out, 0);
+    assert!(stdout(&out).contains("hero_usage"), "{}", stdout(&out));
+}
+
+#[test]
+fn the_example_config_holds_every_setting_and_loads() {
+    let env = TestEnv::new();
+    let text = std::fs::read_to_string(repo_root().join("hero_usage.toml.example")).unwrap();
+    // Every key, commented out, with an absolute path where it is a path.
+    for key in [
+        "spool",
+        "node",
+        "forgejo_url",
+        "token_file",
+        "repo",
+        "branch",
+        "admin_secret_file",
+        "listen",
+    ] {
+        let line = text
+            .lines()
+            .find(|l| l.starts_with(&format!("# {key} = ")) || l.starts_with(&format!("{key} = ")))
+            .unwrap_or_else(|| panic!("{key} missing"));
+        if key.ends_with("file") || key == "spool" {
+            assert!(line.contains("= \"/"), "{line}");
+        }
+    }
+    // Uncommented, it is a valid config file.
+    let cfg = env.path("c.toml");
+    let uncommented: String = text
+        .lines()
+        .filter_map(|l| l.strip_prefix("# ").filter(|l| l.contains(" = ")))
+        .map(|l| format!("{l}\n"))
+        .collect();
+    std::fs::write(&cfg, uncommented).unwrap();
+    let out = run(env
+        .cmd("hero_usage_push")
+        .args(["--check", "--config"])
+        .arg(&cfg)
+        .env_remove("HERO_NODE_ID"));
+    // It loads (no unknown key, 78 only from the token file missing).
+    assert!(!stdout(&out).contains("unknown field"), "{}", stdout(&out));
+    assert!(
+        stdout(&out).contains("config         flag"),
+        "{}",
+        stdout(&out)
+    );
+}
+
+/// A web server that is not Forgejo: every request gets the same HTML page.
+fn plain_web_server() -> String {
+    use std::io::{Read, Write};
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = listener.local_addr().unwrap();
+    std::thread::spawn(move || {
+        for conn in listener.incoming() {
+            let Ok(mut conn) = conn else { continue };
+            let mut head = Vec::new();
+            let mut byte = [0u8; 1];
+            while !head.ends_with(b"\r\n\r\n") && conn.read(&mut byte).unwrap_or(0) == 1 {
+                head.push(byte[0]);
+            }
+            let body = "<html>\n<body>\nWelcome to nginx!\n</body>\n</html>\n";
+            let _ = write!(
+                conn,
+                "HTTP/1.1 200 OK\r\nContent-Type: text/html\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+                body.len()
+            );
+        }
+    });
+    format!("http://{addr}")
+}
+
+#[test]
+fn check_names_a_web_server_that_is_not_forgejo() {
+    let forge = TestForge::start(ForgeOptions::default());
+    let op = Op::new(&forge);
+    let url = plain_web_server();
+    let out = run(op.push().args(["--check", "--forgejo-url", &url]));
+    assert_exit(&out, 78);
+    let text = stdout(&out);
+    let fail = text.lines().find(|l| l.starts_with("FAIL")).unwrap();
+    assert!(fail.contains("is --forgejo-url the base URL?"), "{text}");
+    assert!(fail.contains("<html> <body> Welcome to nginx!"), "{text}");
+}
+
+#[test]
+fn the_shim_warns_about_an_admin_secret_open_to_others() {
+    let env = TestEnv::new();
+    let secret = env.path("secret");
+    std::fs::write(&secret, "a-long-admin-secret\n").unwrap();
+    std::fs::set_permissions(&secret, std::fs::Permissions::from_mode(0o640)).unwrap();
+    // A port in use: the shim gives up after the settings are read.
+    let busy = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let out = run(env
+        .cmd("hero_usage_shim")
+        .arg("--listen")
+        .arg(busy.local_addr().unwrap().to_string())
+        .arg("--admin-secret-file")
+        .arg(&secret));
+    assert!(out.status.code() != Some(0));
+    let err = stderr(&out);
+    assert!(
+        err.contains(&format!("warning: admin secret file {}", secret.display())),
+        "{err}"
+    );
+    assert!(err.contains("chmod 600"), "{err}");
+}
