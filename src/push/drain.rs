@@ -145,8 +145,14 @@ pub(super) fn drain(ctx: &Ctx, summary: &mut PushSummary) -> Result<()> {
 }
 
 /// What a batch can change: a batch that changes none of it is the last.
-fn progress(s: &PushSummary) -> (usize, usize, usize) {
-    (s.pushed, s.already_present, s.quarantined.len())
+/// An hour newly left pending counts: the next batch skips it.
+fn progress(s: &PushSummary) -> (usize, usize, usize, usize) {
+    (
+        s.pushed,
+        s.already_present,
+        s.quarantined.len(),
+        s.unreadable_hours.len(),
+    )
 }
 
 /// One hour's pending records, with their spool ids.
@@ -511,6 +517,9 @@ fn quarantine(
         return;
     }
     let what = quarantine_name(id);
+    if summary.unreadable_hours.iter().any(|p| p.what == what) {
+        return; // could not be quarantined earlier in this run: reported once
+    }
     if !ctx.opts.dry_run
         && let Err(e) = ctx.spool.quarantine_pending(id, record, reason)
     {
