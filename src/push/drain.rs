@@ -16,7 +16,7 @@
 
 mod send;
 
-use super::merge::{Pending, merge_hour, parse_hour_file};
+use super::merge::{Conflict, Pending, merge_hour, parse_hour_file};
 use super::{Log, Outcome, Problem, PushOptions, PushSummary, forge_err};
 use crate::error::{Kind, fail};
 use crate::failpoint::failpoint;
@@ -388,13 +388,7 @@ impl Drain<'_, '_> {
             }
         };
         let merge = merge_hour(&records, pending);
-        for c in &merge.conflicts {
-            let reason = format!(
-                "conflict: idempotency key already in {path} of the billing repository with different {}; never pushed",
-                c.fields.join(", ")
-            );
-            quarantine(self.ctx, &c.id, Some(&c.record), &reason, summary);
-        }
+        quarantine_conflicts(self.ctx, &path, &merge.conflicts, summary);
         self.present(
             &path,
             &merge.present,
@@ -481,6 +475,17 @@ impl Drain<'_, '_> {
             Err(ForgeError::NotAFile(m)) => Ok(Err(m)),
             Err(e) => Err(forge_err(e)),
         }
+    }
+}
+
+/// Pending records whose key the billing repository holds with other fields.
+fn quarantine_conflicts(ctx: &Ctx, path: &str, conflicts: &[Conflict], summary: &mut PushSummary) {
+    for c in conflicts {
+        let reason = format!(
+            "conflict: idempotency key already in {path} of the billing repository with different {}; never pushed",
+            c.fields.join(", ")
+        );
+        quarantine(ctx, &c.id, Some(&c.record), &reason, summary);
     }
 }
 
