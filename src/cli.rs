@@ -2,6 +2,7 @@
 //! contract's exit code for a bad command line (64, where clap uses 2) and
 //! its error format (`<binary>: error: ...`).
 
+use crate::error::Kind;
 use clap::Parser;
 
 /// Parse the command line; `--help`/`--version` print and exit 0, errors
@@ -12,21 +13,23 @@ pub fn parse<T: Parser>(binary: &str) -> T {
     }
     match T::try_parse() {
         Ok(cli) => cli,
-        Err(e) if !e.use_stderr() => {
-            let _ = out(&e.to_string());
-            std::process::exit(0)
-        }
+        Err(e) if !e.use_stderr() => match out(&e.to_string()) {
+            Ok(()) => std::process::exit(0),
+            Err(_) => std::process::exit(Kind::Output.exit_code()),
+        },
         Err(e) => {
-            // clap's rendering starts with "error: ".
-            eprint!("{binary}: {}", e.render());
-            std::process::exit(64)
+            // clap's rendering starts with "error: " and ends with a newline.
+            let text = format!("{binary}: {}", e.render());
+            let _ = err_line(text.trim_end());
+            std::process::exit(Kind::Usage.exit_code())
         }
     }
 }
 
 /// Write normal output to stdout. A reader that went away (`| head`) is not
-/// the program's failure: the rest is dropped silently; other errors count.
-pub fn out(text: &str) -> std::io::Result<()> {
+/// the program's failure: the rest is dropped silently; any other failure
+/// (a full disk behind `>file`) is an output error (74).
+pub fn out(text: &str) -> anyhow::Result<()> {
     use std::io::Write;
     let mut stdout = std::io::stdout().lock();
     match stdout
@@ -34,8 +37,40 @@ pub fn out(text: &str) -> std::io::Result<()> {
         .and_then(|()| stdout.flush())
     {
         Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => Ok(()),
-        other => other,
+        Err(e) => Err(output_error("stdout", &e)),
+        Ok(()) => Ok(()),
     }
+}
+
+/// Write one line to stderr. Unlike `eprintln!`, which panics (exit 101)
+/// when stderr cannot be written, this returns the error (74) for the
+/// caller to weigh.
+pub fn err_line(line: &str) -> anyhow::Result<()> {
+    use std::io::Write;
+    let mut stderr = std::io::stderr().lock();
+    match writeln!(stderr, "{line}").and_then(|()| stderr.flush()) {
+        Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => Ok(()),
+        Err(e) => Err(output_error("stderr", &e)),
+        Ok(()) => Ok(()),
+    }
+}
+
+/// The error for output that cannot be written (74).
+pub fn output_error(stream: &str, e: &std::io::Error) -> anyhow::Error {
+    crate::error::fail(
+        crate::error::Kind::Output,
+        format!("cannot write to {stream}: {e}"),
+    )
+}
+
+/// Under a file size limit (`ulimit -f`), a write past it raises SIGXFSZ,
+/// whose default action kills the process mid-write (exit 153, a tmp file
+/// left behind). With a handler installed the write fails with EFBIG
+/// instead, which the spool reports (73) after removing its tmp file.
+pub fn survive_file_size_limit() {
+    let seen = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    // Should registering fail, the default stays: nothing else changes.
+    let _ = signal_hook::flag::register(signal_hook::consts::SIGXFSZ, seen);
 }
 
 /// `<binary> --completions bash|zsh|fish` (hidden; the install script
@@ -51,7 +86,9 @@ fn completions<T: clap::CommandFactory>(binary: &str) -> Option<i32> {
         Some("zsh") => clap_complete::Shell::Zsh,
         Some("fish") => clap_complete::Shell::Fish,
         _ => {
-            eprintln!("{binary}: error: --completions takes bash, zsh or fish");
+            let _ = err_line(&format!(
+                "{binary}: error: --completions takes bash, zsh or fish"
+            ));
             return Some(64);
         }
     };
@@ -60,7 +97,9 @@ fn completions<T: clap::CommandFactory>(binary: &str) -> Option<i32> {
     match out(&String::from_utf8_lossy(&script)) {
         Ok(()) => Some(0),
         Err(e) => {
-            eprintln!("{binary}: error: cannot write the completion script: {e}");
+            let _ = err_line(&format!(
+                "{binary}: error: cannot write the completion script: {e:#}"
+            ));
             Some(74)
         }
     }

@@ -164,15 +164,36 @@ impl fmt::Debug for Secret {
     }
 }
 
+/// Largest secret file read (a token is 40 characters).
+const MAX_SECRET_BYTES: u64 = 64 * 1024;
+
 /// Read a secret from a file: surrounding white space (a trailing newline) is
 /// dropped; an empty file is an error. The error never contains the content.
+/// Only a regular file is read (a symbolic link to one is followed: mounted
+/// secrets are links), and at most 64 KiB of it: a fifo would hang the run,
+/// `/dev/zero` would fill the memory.
 pub fn read_secret_file(path: &Path, what: &str) -> Result<Secret> {
-    let text = std::fs::read_to_string(path).map_err(|e| {
+    use std::io::Read;
+    let cannot = |why: String| {
         fail(
             Kind::Config,
-            format!("cannot read {what} file {}: {e}", path.display()),
+            format!("cannot read {what} file {}: {why}", path.display()),
         )
-    })?;
+    };
+    let meta = std::fs::metadata(path).map_err(|e| cannot(e.to_string()))?;
+    if !meta.is_file() {
+        return Err(cannot("it is not a regular file".into()));
+    }
+    let mut bytes = Vec::new();
+    std::fs::File::open(path)
+        .and_then(|f| f.take(MAX_SECRET_BYTES + 1).read_to_end(&mut bytes))
+        .map_err(|e| cannot(e.to_string()))?;
+    if bytes.len() as u64 > MAX_SECRET_BYTES {
+        return Err(cannot(format!(
+            "it is larger than {MAX_SECRET_BYTES} bytes"
+        )));
+    }
+    let text = String::from_utf8(bytes).map_err(|_| cannot("it is not UTF-8 text".into()))?;
     let s = text.trim();
     if s.is_empty() {
         return Err(fail(
@@ -255,6 +276,18 @@ impl ForgeSettings {
             .unwrap_or_else(|| DEFAULT_REPO.to_string());
         let (owner, repo) = split_repo(&full)?;
         let branch = given(&args.branch).or_else(|| file.branch.clone());
+        if let Some(b) = &branch {
+            check_branch(b).map_err(|problem| {
+                fail(
+                    Kind::Config,
+                    format!(
+                        "branch `{}` {problem}; set --branch or HERO_USAGE_BRANCH to a git branch \
+                         name such as main or usage/{{node}}",
+                        crate::error::escape_controls(b)
+                    ),
+                )
+            })?;
+        }
         Ok(ForgeSettings {
             url,
             token,
@@ -266,26 +299,166 @@ impl ForgeSettings {
     }
 }
 
-fn resolve_token(args: &ForgeArgs, file: &ConfigFile) -> Result<Secret> {
-    if let Some(p) = &args.token_file {
-        return read_secret_file(p, "token");
+/// The names one secret setting goes by: its precedence chain (flag >
+/// environment value > environment file > config file) and its messages.
+#[derive(Debug, Clone, Copy)]
+pub struct SecretSetting {
+    /// What it is, for messages: `token`, `admin secret`.
+    pub what: &'static str,
+    pub flag: &'static str,
+    pub env_value: &'static str,
+    pub env_file: &'static str,
+    pub config_key: &'static str,
+}
+
+/// The Forgejo token's setting.
+pub const TOKEN: SecretSetting = SecretSetting {
+    what: "token",
+    flag: "--token-file",
+    env_value: "HERO_USAGE_FORGEJO_TOKEN",
+    env_file: "HERO_USAGE_FORGEJO_TOKEN_FILE",
+    config_key: "token_file",
+};
+
+/// Shortest token accepted: a shorter one is surely a mistake, and the
+/// scrubbing of messages could not tell it from ordinary words.
+pub const MIN_TOKEN_CHARS: usize = 8;
+
+/// Where a secret comes from.
+#[derive(Debug, Clone)]
+pub enum SecretSource {
+    /// A file, read again on every [`SecretSource::read`] (rotation).
+    File(PathBuf),
+    /// An environment variable's value: fixed for the life of the process.
+    Value(Secret),
+}
+
+impl SecretSource {
+    /// The one precedence chain of every secret: the flag's file, the
+    /// environment's value, the environment's file, the config file's
+    /// file (empty values count as not set). `None` when none is set.
+    pub fn locate(
+        setting: &SecretSetting,
+        flag: Option<&Path>,
+        config: Option<&Path>,
+    ) -> Option<SecretSource> {
+        if let Some(p) = flag.filter(|p| !p.as_os_str().is_empty()) {
+            return Some(SecretSource::File(p.to_path_buf()));
+        }
+        if let Some(v) = std::env::var_os(setting.env_value)
+            .map(|v| v.to_string_lossy().trim().to_string())
+            .filter(|v| !v.is_empty())
+        {
+            return Some(SecretSource::Value(Secret(v)));
+        }
+        if let Some(p) = std::env::var_os(setting.env_file).filter(|p| !p.is_empty()) {
+            return Some(SecretSource::File(PathBuf::from(p)));
+        }
+        config.map(|p| SecretSource::File(p.to_path_buf()))
     }
-    if let Some(t) = std::env::var_os("HERO_USAGE_FORGEJO_TOKEN") {
-        let t = t.to_string_lossy().trim().to_string();
-        if !t.is_empty() {
-            return Ok(Secret(t));
+
+    /// Every way to set it, for the message when none is.
+    pub fn ways(setting: &SecretSetting) -> String {
+        format!(
+            "{}, {}, {} or {} in the config file",
+            setting.flag, setting.env_file, setting.env_value, setting.config_key
+        )
+    }
+
+    /// The secret as it is now (a file is read again).
+    pub fn read(&self, what: &str) -> Result<Secret> {
+        match self {
+            SecretSource::File(p) => read_secret_file(p, what),
+            SecretSource::Value(s) => Ok(s.clone()),
         }
     }
-    if let Some(p) = std::env::var_os("HERO_USAGE_FORGEJO_TOKEN_FILE").filter(|p| !p.is_empty()) {
-        return read_secret_file(Path::new(&p), "token");
+
+    /// Where it comes from, for messages (never the value).
+    pub fn origin(&self, setting: &SecretSetting) -> String {
+        match self {
+            SecretSource::File(p) => format!("file {}", p.display()),
+            SecretSource::Value(_) => setting.env_value.to_string(),
+        }
     }
-    if let Some(p) = &file.token_file {
-        return read_secret_file(p, "token");
+}
+
+fn resolve_token(args: &ForgeArgs, file: &ConfigFile) -> Result<Secret> {
+    let source = SecretSource::locate(
+        &TOKEN,
+        args.token_file.as_deref(),
+        file.token_file.as_deref(),
+    )
+    .ok_or_else(|| {
+        fail(
+            Kind::Config,
+            format!("no Forgejo token: set {}", SecretSource::ways(&TOKEN)),
+        )
+    })?;
+    let token = source.read(TOKEN.what)?;
+    check_token(token.expose()).map_err(|problem| {
+        fail(
+            Kind::Config,
+            format!(
+                "the Forgejo token from {} {problem}; check it (a Forgejo token is \
+                 40 hexadecimal characters)",
+                source.origin(&TOKEN)
+            ),
+        )
+    })?;
+    Ok(token)
+}
+
+/// A token must be at least [`MIN_TOKEN_CHARS`] visible ASCII characters:
+/// anything else cannot go into an HTTP header as it is, and would fail
+/// every run the same way. The problem never quotes the token.
+pub fn check_token(token: &str) -> std::result::Result<(), String> {
+    if let Some(at) = token.chars().position(|c| c.is_control()) {
+        return Err(format!(
+            "contains a control character (at character {})",
+            at + 1
+        ));
     }
-    Err(fail(
-        Kind::Config,
-        "no Forgejo token: set --token-file, HERO_USAGE_FORGEJO_TOKEN_FILE, HERO_USAGE_FORGEJO_TOKEN or token_file in the config file",
-    ))
+    if let Some(at) = token.chars().position(|c| !c.is_ascii_graphic()) {
+        return Err(format!(
+            "contains a character that is not visible ASCII, such as a space or a non-ASCII \
+             letter (at character {})",
+            at + 1
+        ));
+    }
+    let n = token.chars().count();
+    if n < MIN_TOKEN_CHARS {
+        return Err(format!(
+            "is {n} characters long; a token has at least {MIN_TOKEN_CHARS}"
+        ));
+    }
+    Ok(())
+}
+
+/// A branch setting must be a valid git branch name (`git check-ref-format
+/// --branch`) once `{node}` is replaced: anything else fails every run the
+/// same way, which is configuration (78), not a bug.
+pub fn check_branch(branch: &str) -> std::result::Result<(), String> {
+    let b = branch.replace("{node}", "node");
+    let bad_char = b
+        .chars()
+        .find(|c| c.is_control() || " ~^:?*[\\".contains(*c));
+    if let Some(c) = bad_char {
+        return Err(format!(
+            "contains `{}`, which git does not allow in a branch name",
+            c.escape_debug()
+        ));
+    }
+    let bad_part = b.split('/').any(|part| {
+        part.is_empty() || part.starts_with('.') || part.ends_with(".lock") || part.ends_with('.')
+    });
+    if b.is_empty() || b == "@" || b.contains("..") || b.contains("@{") || bad_part {
+        return Err(
+            "is not a valid git branch name (no `..`, `@{`, empty or dot-led parts, \
+             no `.lock` or `.` at a part's end)"
+                .into(),
+        );
+    }
+    Ok(())
 }
 
 /// `OWNER/NAME`, each part a valid Forgejo name (letters, digits, `-_.`).
@@ -391,26 +564,25 @@ impl TokenOrigin {
 }
 
 pub fn token_origin(args: &ForgeArgs, file: &ConfigFile) -> Option<TokenOrigin> {
-    let env = |k: &str| std::env::var_os(k).filter(|v| !v.to_string_lossy().trim().is_empty());
-    if let Some(p) = &args.token_file {
-        let source = Source::Flag;
-        return Some(TokenOrigin::File {
-            path: p.clone(),
-            source,
-        });
-    }
-    if env("HERO_USAGE_FORGEJO_TOKEN").is_some() {
+    // The one chain of secrets ([`SecretSource::locate`]); only the source
+    // of a file is told apart here.
+    let located = SecretSource::locate(
+        &TOKEN,
+        args.token_file.as_deref(),
+        file.token_file.as_deref(),
+    )?;
+    let SecretSource::File(path) = located else {
         return Some(TokenOrigin::EnvValue);
-    }
-    if let Some(p) = env("HERO_USAGE_FORGEJO_TOKEN_FILE") {
-        let (path, source) = (PathBuf::from(p), Source::Env);
-        return Some(TokenOrigin::File { path, source });
-    }
-    let path = file.token_file.clone()?;
-    Some(TokenOrigin::File {
-        path,
-        source: Source::Config,
-    })
+    };
+    let env_file = std::env::var_os(TOKEN.env_file).filter(|p| !p.is_empty());
+    let source = if given(&args.token_file).is_some() {
+        Source::Flag
+    } else if env_file.is_some() {
+        Source::Env
+    } else {
+        Source::Config
+    };
+    Some(TokenOrigin::File { path, source })
 }
 
 /// One effective setting as `--check` prints it (never a secret).
@@ -493,4 +665,41 @@ pub fn exposed_secret_warning(path: &Path, what: &str) -> Option<String> {
             path.display()
         )
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn tokens_are_visible_ascii_of_at_least_8() {
+        assert!(check_token("0123456789abcdef").is_ok());
+        assert!(
+            check_token("abc\u{1b}defgh")
+                .unwrap_err()
+                .contains("control")
+        );
+        assert!(check_token("abcdéfghij").unwrap_err().contains("ASCII"));
+        assert!(check_token("abc defghij").unwrap_err().contains("ASCII"));
+        assert!(check_token("G").unwrap_err().contains("at least 8"));
+        // The problem never quotes the token.
+        assert!(
+            !check_token("secret\u{7}xyz")
+                .unwrap_err()
+                .contains("secret")
+        );
+    }
+
+    #[test]
+    fn branches_follow_git_rules() {
+        for ok in ["main", "usage/{node}", "release-1.2", "a/b/c"] {
+            assert_eq!(check_branch(ok), Ok(()), "{ok}");
+        }
+        for bad in [
+            "../main", "a..b", "/main", "main/", ".hidden", "x.lock", "a b", "a\nb", "@", "a@{1}",
+            "a~1", "",
+        ] {
+            assert!(check_branch(bad).is_err(), "{bad:?}");
+        }
+    }
 }

@@ -85,12 +85,9 @@ struct Batch {
 /// and keys must be unique, else the file is refused whole: rewriting a file
 /// we do not fully understand could lose what it holds.
 pub fn parse_batch(text: &str) -> Result<Vec<UsageRecord>, String> {
-    let body = text
-        .strip_prefix(PREFIX)
-        .or_else(|| text.strip_prefix("O:\r\n"))
-        .unwrap_or(text);
+    let body = toml_body(text);
     let batch: Batch =
-        toml::from_str(body).map_err(|e| format!("not a usage batch: {}", e.message()))?;
+        toml::from_str(&body).map_err(|e| format!("not a usage batch: {}", e.message()))?;
     let mut seen = std::collections::HashSet::with_capacity(batch.records.len());
     for (i, r) in batch.records.iter().enumerate() {
         if let Err(errs) = r.check() {
@@ -105,6 +102,30 @@ pub fn parse_batch(text: &str) -> Result<Vec<UsageRecord>, String> {
         }
     }
     Ok(batch.records)
+}
+
+/// The TOML of a batch file: without a leading UTF-8 byte order mark and
+/// without its `O:` line, found after blank and comment lines and allowed
+/// trailing white space or a comment (what an editor leaves; valid to a
+/// human, so read, then rewritten canonically: comments are not kept).
+fn toml_body(text: &str) -> std::borrow::Cow<'_, str> {
+    let text = text.strip_prefix('\u{feff}').unwrap_or(text);
+    let mut at = 0;
+    for line in text.split_inclusive('\n') {
+        let t = line.trim();
+        if t.is_empty() || t.starts_with('#') {
+            at += line.len();
+            continue;
+        }
+        let is_prefix = t
+            .strip_prefix("O:")
+            .is_some_and(|rest| rest.trim().is_empty() || rest.trim_start().starts_with('#'));
+        if is_prefix {
+            return format!("{}{}", &text[..at], &text[at + line.len()..]).into();
+        }
+        break;
+    }
+    text.into()
 }
 
 #[cfg(test)]
@@ -152,6 +173,24 @@ mod tests {
             parse_batch(text.strip_prefix(PREFIX).unwrap()).unwrap(),
             back
         );
+    }
+
+    #[test]
+    fn reads_what_an_editor_leaves_a_bom_comments_and_trailing_space() {
+        let good = render_batch(&[rec("a", "2026-11-26 16:00:01")]);
+        let want = parse_batch(&good).unwrap();
+        let body = good.strip_prefix(PREFIX).unwrap();
+        for text in [
+            format!("\u{feff}{good}"),
+            format!("# billing, node-7\n\nO:\n{body}"),
+            format!("O: \n{body}"),
+            format!("O:\t# canonical\r\n{body}"),
+            format!("\u{feff}# c\nO: \n{body}"),
+        ] {
+            assert_eq!(parse_batch(&text), Ok(want.clone()), "{text:?}");
+        }
+        // Only the first line that is not a comment can be the prefix.
+        assert!(parse_batch(&format!("{body}O:\n")).is_err());
     }
 
     #[test]

@@ -3,7 +3,7 @@
 //! (`--prometheus`). Read-only: a missing spool reads as empty; anything
 //! else that is not a directory is an error (73).
 
-use crate::error::{Kind, fail};
+use crate::error::{Kind, escape_controls, fail, one_line};
 use crate::outcome::read_json as read_outcome;
 use crate::spool::{Spool, SpoolCounts};
 use anyhow::Result;
@@ -26,7 +26,7 @@ pub struct StatusReport {
     pub oldest_pending_accepted_at: Option<String>,
     /// How long the oldest record waiting in the spool has waited, in
     /// seconds: a pending record since it was accepted, or a drop in
-    /// `incoming/` since its file was written, whichever is older.
+    /// `incoming/` since it was renamed there (its ctime), whichever is older.
     pub oldest_pending_age_seconds: Option<i64>,
     pub oldest_pending_occurred_at: Option<String>,
     /// The last push's summary (`hero_usage_push --json`), if any ran.
@@ -78,7 +78,8 @@ impl StatusReport {
         let mut last_success_at = None;
         let (counts, outcome) = match std::fs::metadata(spool_dir) {
             Ok(m) if m.is_dir() => {
-                let spool = Spool::open(spool_dir)?;
+                // Read-only: status creates nothing in the spool.
+                let spool = Spool::open_read_only(spool_dir)?;
                 last_success_at = crate::last_success::read(&spool);
                 (spool.counts()?, read_outcome(&spool))
             }
@@ -96,7 +97,7 @@ impl StatusReport {
             Err(why) => (None, Some(why)),
         };
         let oldest_accepted = counts.oldest_pending_mtime.map(|t| Waiting::new(t, now));
-        let oldest_dropped = counts.oldest_incoming_mtime.map(|t| Waiting::new(t, now));
+        let oldest_dropped = counts.oldest_incoming_ctime.map(|t| Waiting::new(t, now));
         Ok(StatusReport {
             spool: spool_dir.display().to_string(),
             node: node.to_string(),
@@ -121,8 +122,10 @@ impl StatusReport {
 
     /// True when the oldest pending record or drop has waited longer than `max_age` seconds.
     pub fn too_old(&self, max_age: u64) -> bool {
+        // Compared as u64: a limit of 2^63 or more must not wrap negative.
         self.oldest_pending_age_seconds
-            .is_some_and(|age| age > max_age as i64)
+            .and_then(|age| u64::try_from(age).ok())
+            .is_some_and(|age| age > max_age)
     }
 
     fn last(&self, key: &str) -> Option<&serde_json::Value> {
@@ -132,7 +135,13 @@ impl StatusReport {
     /// For people.
     pub fn text(&self) -> String {
         let mut s = String::new();
-        let _ = writeln!(s, "spool     {} (node {})", self.spool, self.node);
+        // A path or a message may hold control characters: never raw.
+        let _ = writeln!(
+            s,
+            "spool     {} (node {})",
+            escape_controls(&self.spool),
+            self.node
+        );
         let mut count = |label: &str, n: usize, oldest: &Option<Waiting>, how: &str| {
             let _ = write!(s, "{label:<10}{n}");
             if let Some(w) = oldest {
@@ -153,7 +162,7 @@ impl StatusReport {
         );
         match (&self.last_push, &self.last_push_unreadable) {
             (_, Some(why)) => {
-                let _ = writeln!(s, "last push unreadable outcome file {why}");
+                let _ = writeln!(s, "last push unreadable outcome file {}", one_line(why));
             }
             (None, None) => s.push_str("last push never ran on this spool\n"),
             (Some(_), None) => {
@@ -174,7 +183,7 @@ impl StatusReport {
                         .map_or(0, Vec::len),
                     self.last("error")
                         .and_then(|e| e.as_str())
-                        .map(|e| format!("; error: {e}"))
+                        .map(|e| format!("; error: {}", one_line(e)))
                         .unwrap_or_default()
                 );
             }
@@ -193,68 +202,76 @@ impl StatusReport {
                 let _ = writeln!(s, "hero_usage_{name}{{node=\"{node}\"}} {v}");
             }
         };
-        gauge(
-            "pending_records",
-            "Records accepted and waiting for a push.",
-            Some(self.pending as f64),
-        );
-        gauge(
-            "incoming_files",
-            "Raw drops waiting in incoming/.",
-            Some(self.incoming as f64),
-        );
-        gauge(
-            "sent_records",
-            "Pushed records kept for duplicate detection.",
-            Some(self.sent as f64),
-        );
-        gauge(
-            "rejected_files",
-            "Files quarantined in rejected/.",
-            Some(self.rejected as f64),
-        );
-        gauge(
-            "oldest_pending_age_seconds",
-            "How long the oldest pending record or incoming drop has waited.",
-            Some(self.oldest_pending_age_seconds.unwrap_or(0) as f64),
-        );
-        gauge(
-            "last_push_outcome_unreadable",
-            "1 when the last push's outcome file is there but cannot be read.",
-            Some(f64::from(u8::from(self.last_push_unreadable.is_some()))),
-        );
+        for (name, help, value) in self.gauges() {
+            gauge(name, help, value);
+        }
+        s
+    }
+
+    /// Each gauge's name, help and value (`None`: not exposed).
+    fn gauges(&self) -> [(&'static str, &'static str, Option<f64>); 10] {
         let num = |k: &str| self.last(k).and_then(serde_json::Value::as_f64);
-        gauge(
-            "last_push_exit_code",
-            "Exit code of the last push.",
-            num("exit_code"),
-        );
-        gauge(
-            "last_push_pushed_records",
-            "Records committed by the last push.",
-            num("pushed"),
-        );
         let finished = self
             .last("finished_at")
             .and_then(|v| v.as_str())
-            .and_then(|t| NaiveDateTime::parse_from_str(t, "%Y-%m-%d %H:%M:%S").ok())
-            .map(|t| t.and_utc().timestamp() as f64);
-        gauge(
-            "last_push_timestamp_seconds",
-            "When the last push finished (Unix time).",
-            finished,
-        );
-        gauge(
-            "last_success_timestamp_seconds",
-            "When the last push that exited 0 finished (Unix time; 0: never).",
-            Some(
-                self.last_success_at
-                    .as_deref()
-                    .and_then(unix_seconds)
-                    .unwrap_or(0.0),
+            .and_then(unix_seconds);
+        [
+            (
+                "pending_records",
+                "Records accepted and waiting for a push.",
+                Some(self.pending as f64),
             ),
-        );
-        s
+            (
+                "incoming_files",
+                "Raw drops waiting in incoming/.",
+                Some(self.incoming as f64),
+            ),
+            (
+                "sent_records",
+                "Pushed records kept for duplicate detection.",
+                Some(self.sent as f64),
+            ),
+            (
+                "rejected_files",
+                "Files quarantined in rejected/.",
+                Some(self.rejected as f64),
+            ),
+            (
+                "oldest_pending_age_seconds",
+                "How long the oldest pending record or incoming drop has waited.",
+                Some(self.oldest_pending_age_seconds.unwrap_or(0) as f64),
+            ),
+            (
+                "last_push_outcome_unreadable",
+                "1 when the last push's outcome file is there but cannot be read.",
+                Some(f64::from(u8::from(self.last_push_unreadable.is_some()))),
+            ),
+            (
+                "last_push_exit_code",
+                "Exit code of the last push.",
+                num("exit_code"),
+            ),
+            (
+                "last_push_pushed_records",
+                "Records committed by the last push.",
+                num("pushed"),
+            ),
+            (
+                "last_push_timestamp_seconds",
+                "When the last push finished (Unix time).",
+                finished,
+            ),
+            (
+                "last_success_timestamp_seconds",
+                "When the last push that exited 0 finished (Unix time; 0: never).",
+                Some(
+                    self.last_success_at
+                        .as_deref()
+                        .and_then(unix_seconds)
+                        .unwrap_or(0.0),
+                ),
+            ),
+        ]
     }
 }
 

@@ -131,7 +131,13 @@ pub fn run(cli: Cli) -> Result<i32> {
                 eprintln!("{BINARY}: {}", one_line(note));
             }
         };
-        push::run_logged(&Spool::open(&common.spool)?, &opts, &log)?
+        // A dry run creates nothing in the spool, not even its sub-directories.
+        let spool = if cli.dry_run {
+            Spool::open_read_only(&common.spool)?
+        } else {
+            Spool::open(&common.spool)?
+        };
+        push::run_logged(&spool, &opts, &log)?
     };
     if cli.quiet && summary.exit_code == 0 {
         // Nothing to report: cron mails only what a failed run printed.

@@ -1,7 +1,9 @@
 //! `hero_usage_record`: one record from flags, or many from JSON lines on
 //! stdin in group-committed chunks. See `man 1 hero_usage_record`.
 
+use crate::cli::err_line;
 use crate::config::{Common, SpoolArgs};
+use crate::error::escape_controls;
 use crate::error::{Kind, fail};
 use crate::record::{
     Defaults, FieldError, RawValue, RecordInput, Validated, amount_from_flag, describe,
@@ -81,6 +83,20 @@ impl FieldFlags {
         self.input().1 > 0
     }
 
+    /// The flags of required fields that were not given.
+    fn missing_required(&self) -> Vec<&'static str> {
+        [
+            ("--idempotency-key", &self.idempotency_key),
+            ("--user-sid", &self.user_sid),
+            ("--amount-cents", &self.amount_cents),
+            ("--resource-kind", &self.resource_kind),
+        ]
+        .into_iter()
+        .filter(|(_, v)| v.is_none())
+        .map(|(flag, _)| flag)
+        .collect()
+    }
+
     /// The flags as a record input, and how many were given.
     fn input(&self) -> (RecordInput, usize) {
         let mut i = RecordInput::default();
@@ -107,12 +123,14 @@ impl FieldFlags {
     }
 }
 
-/// Exit-code severity: 0 < 65 < 73/75 (the worse of two outcomes wins).
-fn worse(a: i32, b: i32) -> i32 {
-    let rank = |c: i32| match c {
-        0 => 0,
-        65 => 1,
-        _ => 2,
+/// The worse of two outcomes (`None` is success): the exit code of a run
+/// of many lines is that of its worst line.
+fn worse(a: Option<Kind>, b: Option<Kind>) -> Option<Kind> {
+    // Bad data is the mildest failure; anything else stops or fails a run.
+    let rank = |k: Option<Kind>| match k {
+        None => 0,
+        Some(Kind::Data) => 1,
+        Some(_) => 2,
     };
     if rank(b) > rank(a) { b } else { a }
 }
@@ -141,20 +159,36 @@ pub fn run_fields(args: &SpoolArgs, flags: &FieldFlags) -> Result<i32> {
         Ok(v) => v,
         Err(errs) => {
             for e in &errs {
-                eprintln!("{BINARY}: error: invalid record: {e}");
+                let _ = err_line(&format!("{BINARY}: error: invalid record: {e}"));
+            }
+            // A required flag left out is a bad command line, not bad data.
+            let missing = flags.missing_required();
+            if !missing.is_empty() {
+                let _ = err_line(&format!(
+                    "{BINARY}: error: missing {}; see --help",
+                    missing.join(", ")
+                ));
+                return Ok(Kind::Usage.exit_code());
             }
             return Ok(Kind::Data.exit_code());
         }
     };
     let spool = Spool::open(&common.spool)?;
-    match record_validated(&spool, v)? {
-        Written::Recorded(key) => crate::cli::out(&format!("recorded {key}\n"))?,
-        Written::Duplicate(key) => crate::cli::out(&format!("duplicate {key}\n"))?,
+    let (line, stored) = match record_validated(&spool, v)? {
+        Written::Recorded(key) => (format!("recorded {key}\n"), "the record was stored"),
+        Written::Duplicate(key) => (
+            format!("duplicate {key}\n"),
+            "the record was already stored",
+        ),
         Written::Conflict(key, fields) => {
-            eprintln!("{BINARY}: error: {}", conflict_message(&key, &fields));
+            let _ = err_line(&format!(
+                "{BINARY}: error: {}",
+                conflict_message(&key, &fields)
+            ));
             return Ok(Kind::Data.exit_code());
         }
-    }
+    };
+    crate::cli::out(&line).map_err(|e| fail(Kind::Output, format!("{stored}, but {e:#}")))?;
     Ok(0)
 }
 
@@ -219,8 +253,56 @@ pub fn run_stdin(
 ) -> Result<i32> {
     let common = Common::resolve(args)?;
     let spool = Spool::open(&common.spool)?;
+    let (lines, reader) = spawn_reader(input, common.node.clone());
+    let mut worst: Option<Kind> = None;
+    let mut line_nos = Vec::with_capacity(CHUNK_RECORDS);
+    let mut items = Vec::with_capacity(CHUNK_RECORDS);
+    // Block for one line, then take what else is ready.
+    while let Ok(first) = lines.recv() {
+        line_nos.clear();
+        items.clear();
+        let mut next = Some(first);
+        while let Some(line) = next.take() {
+            match line? {
+                Line::Good(n, v) => {
+                    line_nos.push(n);
+                    items.push(v);
+                }
+                Line::Bad(n, problem) => {
+                    // DESIGN: each bad line is reported as `line N: <problem>`.
+                    let _ = err_line(&format!("line {n}: {}", escape_controls(&problem)));
+                    worst = worse(worst, Some(Kind::Data));
+                }
+            }
+            if items.len() < CHUNK_RECORDS {
+                next = lines.try_recv().ok();
+            }
+        }
+        if !items.is_empty() {
+            worst = worse(worst, commit_lines(&spool, &line_nos, &items, out)?);
+        }
+    }
+    // The channel closed: the reader is done. Had it panicked, lines would
+    // be left unread: never report that as success.
+    if reader.join().is_err() {
+        return Err(fail(
+            Kind::Internal,
+            "the stdin reader failed; lines after the last answered one were not recorded",
+        ));
+    }
+    Ok(worst.map_or(0, Kind::exit_code))
+}
+
+/// The thread that reads, parses and validates lines, and the channel it
+/// hands them over.
+fn spawn_reader(
+    input: Box<dyn BufRead + Send>,
+    node: String,
+) -> (
+    std::sync::mpsc::Receiver<Result<Line>>,
+    std::thread::JoinHandle<()>,
+) {
     let (send, lines) = std::sync::mpsc::sync_channel::<Result<Line>>(2 * CHUNK_RECORDS);
-    let node = common.node.clone();
     let reader = std::thread::spawn(move || {
         let mut reader = LineReader {
             input,
@@ -237,57 +319,51 @@ pub fn run_stdin(
             }
         }
     });
-    let mut code = 0;
-    let mut line_nos = Vec::with_capacity(CHUNK_RECORDS);
-    let mut items = Vec::with_capacity(CHUNK_RECORDS);
-    // Block for one line, then take what else is ready.
-    while let Ok(first) = lines.recv() {
-        line_nos.clear();
-        items.clear();
-        let mut next = Some(first);
-        while let Some(line) = next.take() {
-            match line? {
-                Line::Good(n, v) => {
-                    line_nos.push(n);
-                    items.push(v);
-                }
-                Line::Bad(n, problem) => {
-                    // DESIGN: each bad line is reported as `line N: <problem>`.
-                    eprintln!("line {n}: {problem}");
-                    code = worse(code, 65);
-                }
-            }
-            if items.len() < CHUNK_RECORDS {
-                next = lines.try_recv().ok();
-            }
-        }
-        if items.is_empty() {
-            continue;
-        }
-        // Every file and the directory are fsynced before any line is printed.
-        let outcomes = spool.record_batch(&items)?;
-        for ((n, v), outcome) in line_nos.iter().zip(&items).zip(outcomes) {
-            let key = &v.record.idempotency_key;
-            match outcome {
-                RecordOutcome::Recorded => writeln!(out, "recorded {key}")?,
-                RecordOutcome::Duplicate => writeln!(out, "duplicate {key}")?,
-                RecordOutcome::Conflict(fields) => {
-                    eprintln!("line {n}: {}", conflict_message(key, &fields));
-                    code = worse(code, 65);
-                }
+    (lines, reader)
+}
+
+/// Record one batch of valid lines as a group commit, then answer each:
+/// every file and the directory are fsynced before any line is printed.
+/// Returns the worst outcome (a conflict is bad data).
+fn commit_lines(
+    spool: &Spool,
+    line_nos: &[usize],
+    items: &[Validated],
+    out: &mut dyn Write,
+) -> Result<Option<Kind>> {
+    let outcomes = spool.record_batch(items)?;
+    let mut worst = None;
+    let mut answers = String::new();
+    for ((n, v), outcome) in line_nos.iter().zip(items).zip(outcomes) {
+        let key = &v.record.idempotency_key;
+        match outcome {
+            RecordOutcome::Recorded => answers.push_str(&format!("recorded {key}\n")),
+            RecordOutcome::Duplicate => answers.push_str(&format!("duplicate {key}\n")),
+            RecordOutcome::Conflict(fields) => {
+                let _ = err_line(&format!("line {n}: {}", conflict_message(key, &fields)));
+                worst = Some(Kind::Data);
             }
         }
-        out.flush()?;
     }
-    // The channel closed: the reader is done. Had it panicked, lines would
-    // be left unread: never report that as success.
-    if reader.join().is_err() {
-        return Err(fail(
-            Kind::Internal,
-            "the stdin reader failed; lines after the last answered one were not recorded",
-        ));
+    answer(out, &answers, line_nos.last().copied().unwrap_or(0))?;
+    Ok(worst)
+}
+
+/// Write a batch's answers. The batch is stored by then: an output error
+/// (74) says so. A reader that went away (`| head`) is not a failure.
+fn answer(out: &mut dyn Write, answers: &str, last_line: usize) -> Result<()> {
+    match out.write_all(answers.as_bytes()).and_then(|()| out.flush()) {
+        Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => Ok(()),
+        Err(e) => Err(fail(
+            Kind::Output,
+            format!(
+                "the records of lines 1 to {last_line} were handled (the good ones stored), \
+                 but {:#}",
+                crate::cli::output_error("stdout", &e)
+            ),
+        )),
+        Ok(()) => Ok(()),
     }
-    Ok(code)
 }
 
 /// One input line: a valid record, or the problem that makes it bad.
@@ -344,7 +420,7 @@ fn read_line_bounded(input: &mut dyn BufRead, buf: &mut Vec<u8>) -> Result<(usiz
     loop {
         let avail = input
             .fill_buf()
-            .map_err(|e| fail(Kind::TempFail, format!("cannot read stdin: {e}")))?;
+            .map_err(|e| fail(Kind::NoInput, format!("cannot read stdin: {e}")))?;
         if avail.is_empty() {
             break;
         }
@@ -378,10 +454,15 @@ mod tests {
 
     #[test]
     fn worst_code_wins() {
-        assert_eq!(worse(0, 65), 65);
-        assert_eq!(worse(65, 0), 65);
-        assert_eq!(worse(65, 73), 73);
-        assert_eq!(worse(75, 65), 75);
+        let (data, spool, temp) = (
+            Some(Kind::Data),
+            Some(Kind::CantCreate),
+            Some(Kind::TempFail),
+        );
+        assert_eq!(worse(None, data), data);
+        assert_eq!(worse(data, None), data);
+        assert_eq!(worse(data, spool), spool);
+        assert_eq!(worse(temp, data), temp);
     }
 
     #[test]

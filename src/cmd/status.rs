@@ -1,8 +1,9 @@
 //! `hero_usage_status`: what the spool holds and how the last push went.
 //! See `man 1 hero_usage_status`.
 
-use crate::cli::out;
+use crate::cli::{err_line, out};
 use crate::config::{Common, SpoolArgs};
+use crate::error::one_line;
 use crate::status::StatusReport;
 use anyhow::Result;
 use clap::Parser;
@@ -43,15 +44,20 @@ pub fn run(cli: Cli) -> Result<i32> {
     } else {
         out(&report.text())?;
     }
+    // A warning that stderr cannot take changes no exit code: the report
+    // itself went to stdout.
     if let Some(why) = &report.last_push_unreadable {
-        eprintln!("{BINARY}: cannot read the last push's outcome: {why}");
+        let _ = err_line(&format!(
+            "{BINARY}: cannot read the last push's outcome: {}",
+            one_line(why)
+        ));
     }
     match cli.max_age {
         Some(max) if report.too_old(max) => {
-            eprintln!(
+            let _ = err_line(&format!(
                 "{BINARY}: the oldest pending record or incoming drop has waited {} s, more than {max} s: check hero_usage_push",
                 report.oldest_pending_age_seconds.unwrap_or(0)
-            );
+            ));
             Ok(1)
         }
         _ => Ok(0),

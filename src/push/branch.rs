@@ -19,8 +19,8 @@ pub fn resolve(setting: Option<&str>, node: &str) -> Result<Option<String>> {
         fail(
             Kind::Config,
             format!(
-                "branch {:?} {why}; set --branch / HERO_USAGE_BRANCH to a valid git branch name such as usage/{NODE_PLACEHOLDER}",
-                branch.escape_debug().to_string()
+                "branch `{}` {why}; set --branch / HERO_USAGE_BRANCH to a valid git branch name such as usage/{NODE_PLACEHOLDER}",
+                crate::error::escape_controls(&branch)
             ),
         )
     })?;
@@ -32,29 +32,12 @@ pub fn is_per_node(setting: Option<&str>) -> bool {
     setting.is_some_and(|s| s.contains(NODE_PLACEHOLDER))
 }
 
-/// git's rules for a branch name (`git check-ref-format --branch`), kept
-/// strict: nothing that could climb out of `refs/heads/` or confuse a shell.
-pub fn check_name(name: &str) -> std::result::Result<(), &'static str> {
-    if name.is_empty() || name.len() > 255 {
-        return Err("must be 1 to 255 characters");
-    }
-    if name
-        .chars()
-        .any(|c| c.is_control() || c.is_whitespace() || "~^:?*[\\".contains(c))
-    {
-        return Err("holds a control character, white space or one of ~ ^ : ? * [ \\");
-    }
-    if name.contains("..") || name.contains("//") || name.contains("@{") || name == "@" {
-        return Err("holds `..`, `//` or `@{`, or is `@`");
-    }
-    if name.starts_with(['/', '-', '.']) || name.ends_with(['/', '.']) {
-        return Err("starts with / - or ., or ends with / or .");
-    }
-    if name
-        .split('/')
-        .any(|part| part.starts_with('.') || part.ends_with(".lock"))
-    {
-        return Err("has a part that starts with . or ends with .lock");
+/// git's rules for a branch name (the settings' own check, which the
+/// resolved name must pass too), and no leading `-` (an option to git).
+fn check_name(name: &str) -> std::result::Result<(), String> {
+    crate::config::check_branch(name)?;
+    if name.starts_with('-') {
+        return Err("starts with `-`".into());
     }
     Ok(())
 }

@@ -17,7 +17,6 @@ pub mod merge;
 mod retry;
 
 pub use crate::outcome::{FilePlan, OUTCOME_FILE, Outcome, Problem, PushSummary};
-pub use branch::check_name as check_branch_name;
 pub use retry::{
     DEFAULT_RETRY_SECONDS, PUSH_NOW_RETRY_SECONDS, RetryPolicy, TEST_WAITS_ENV, splay_delay,
 };

@@ -1,61 +1,49 @@
 //! The admin secret: where it comes from, re-reading it so that rotation
 //! needs no restart, and comparing it in constant time.
 
-use crate::config::{ConfigFile, Secret, read_secret_file};
+use crate::config::{ConfigFile, Secret, SecretSetting};
 use crate::error::{Kind, fail};
 use anyhow::Result;
 use sha2::{Digest, Sha256};
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 /// The request header that carries the secret.
 pub const HEADER: &str = "x-hero-onboarding-admin-secret";
 
-/// Where the admin secret comes from.
-#[derive(Debug, Clone)]
-pub enum SecretSource {
-    /// A file, re-read on every request that needs it: rotate by replacing it.
-    File(PathBuf),
-    /// `HERO_ONBOARDING_ADMIN_SECRET`: fixed for the life of the process.
-    Value(Secret),
-}
+pub use crate::config::SecretSource;
+
+/// The admin secret's setting.
+pub const ADMIN_SECRET: SecretSetting = SecretSetting {
+    what: "admin secret",
+    flag: "--admin-secret-file",
+    env_value: "HERO_ONBOARDING_ADMIN_SECRET",
+    env_file: "HERO_ONBOARDING_ADMIN_SECRET_FILE",
+    config_key: "admin_secret_file",
+};
 
 impl SecretSource {
-    /// `--admin-secret-file` > `HERO_ONBOARDING_ADMIN_SECRET` >
-    /// `HERO_ONBOARDING_ADMIN_SECRET_FILE` > `admin_secret_file` in the
-    /// config file; none is a configuration error (78). The secret is read
-    /// once here so that a missing or empty file stops the start.
+    /// The admin secret through the one precedence chain of secrets
+    /// ([`SecretSource::locate`]); none is a configuration error (78). The
+    /// secret is read once here so that a missing or empty file stops the
+    /// start.
     pub fn resolve(flag: Option<&Path>, file: &ConfigFile) -> Result<SecretSource> {
-        let source = if let Some(p) = flag {
-            SecretSource::File(p.to_path_buf())
-        } else if let Some(v) = std::env::var_os("HERO_ONBOARDING_ADMIN_SECRET")
-            .map(|v| v.to_string_lossy().trim().to_string())
-            .filter(|v| !v.is_empty())
-        {
-            SecretSource::Value(Secret::new(v))
-        } else if let Some(p) =
-            std::env::var_os("HERO_ONBOARDING_ADMIN_SECRET_FILE").filter(|p| !p.is_empty())
-        {
-            SecretSource::File(PathBuf::from(p))
-        } else if let Some(p) = &file.admin_secret_file {
-            SecretSource::File(p.clone())
-        } else {
-            return Err(fail(
+        let source = SecretSource::locate(&ADMIN_SECRET, flag, file.admin_secret_file.as_deref())
+            .ok_or_else(|| {
+            fail(
                 Kind::Config,
-                "no admin secret: set --admin-secret-file, HERO_ONBOARDING_ADMIN_SECRET_FILE, \
-                 HERO_ONBOARDING_ADMIN_SECRET or admin_secret_file in the config file; \
-                 the shim does not start without one",
-            ));
-        };
+                format!(
+                    "no admin secret: set {}; the shim does not start without one",
+                    SecretSource::ways(&ADMIN_SECRET)
+                ),
+            )
+        })?;
         source.current()?;
         Ok(source)
     }
 
-    /// The secret as it is now (a file is read again).
+    /// The admin secret as it is now (a file is read again).
     pub fn current(&self) -> Result<Secret> {
-        match self {
-            SecretSource::File(p) => read_secret_file(p, "admin secret"),
-            SecretSource::Value(s) => Ok(s.clone()),
-        }
+        self.read(ADMIN_SECRET.what)
     }
 }
 

@@ -114,12 +114,17 @@ impl Spool {
         mut each: impl FnMut(Entry) -> Result<bool>,
     ) -> Result<()> {
         let dir = self.dir(sub);
-        let rd = fs::read_dir(&dir).map_err(cant(format!("cannot list {}", dir.display())))?;
+        let rd = match fs::read_dir(&dir) {
+            // A spool opened read-only may lack a sub-directory: empty.
+            Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(()),
+            other => other.map_err(cant(format!("cannot list {}", dir.display())))?,
+        };
         // The directory entry carries the inode: links to one chunk file
         // group together without a stat each.
         let mut by_inode: BTreeMap<u64, Vec<String>> = BTreeMap::new();
         for e in rd {
-            let e = e.map_err(cant(format!("cannot list {}", dir.display())))?;
+            // Lazily: a message built per entry costs a scan more than its reading.
+            let e = e.map_err(|e| cant(format!("cannot list {}", dir.display()))(e))?;
             if let Ok(name) = e.file_name().into_string()
                 && super::is_record_name(&name)
             {

@@ -136,6 +136,19 @@ pub fn exists_nofollow(path: &Path) -> io::Result<bool> {
     }
 }
 
+/// When an entry last changed (its ctime): a rename sets it, and unlike
+/// the mtime nobody can set it back (`touch -d`).
+pub fn changed_at(m: &fs::Metadata) -> std::time::SystemTime {
+    let (secs, nanos) = (m.ctime(), m.ctime_nsec());
+    match u64::try_from(secs) {
+        Ok(secs) => {
+            std::time::UNIX_EPOCH
+                + std::time::Duration::new(secs, nanos.clamp(0, 999_999_999) as u32)
+        }
+        Err(_) => std::time::UNIX_EPOCH,
+    }
+}
+
 /// Lowercase hex of bytes.
 pub fn hex(bytes: &[u8]) -> String {
     const DIGITS: &[u8; 16] = b"0123456789abcdef";

@@ -1,12 +1,24 @@
 //! The `incoming/` drop box: validate, deduplicate, move into place, or
 //! quarantine; and the cleanup of leftovers in `tmp/`.
+//!
+//! A drop is any entry whose name ends in `.toml` and does not begin with a
+//! dot, whatever its other bytes (UTF-8 or not, any length) and whatever it
+//! is (file, directory, symlink, fifo, socket): each is ingested or
+//! quarantined, never left unseen, and none stops the push. A drop's mode
+//! and its links outside the spool are never changed.
 
 use super::{MAX_RECORD_BYTES, RecordOutcome, Spool, TMP_MAX_AGE, cant, fsx};
+use crate::error::escape_name;
 use crate::record::{Defaults, RecordInput, Validated, describe};
 use anyhow::Result;
 use chrono::{DateTime, Utc};
+use sha2::{Digest, Sha256};
+use std::ffi::{OsStr, OsString};
 use std::fs;
 use std::io;
+use std::os::unix::ffi::OsStrExt;
+use std::os::unix::fs::MetadataExt;
+use std::path::Path;
 use std::time::SystemTime;
 
 /// What one ingestion did.
@@ -16,28 +28,119 @@ pub struct IngestReport {
     pub ingested: usize,
     /// Drops whose record was already known identically (removed).
     pub duplicates: usize,
-    /// Drops moved to `rejected/`: (file name in `incoming/`, reason).
+    /// Drops moved to `rejected/`: (file name in `incoming/`, escaped so
+    /// that it prints safely; reason).
     pub quarantined: Vec<(String, String)>,
 }
 
+/// Why a drop is not ingested.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) enum Reason {
+    /// It is no longer there (another ingestion took it).
+    Gone,
+    /// It is not a valid record: quarantine it with this reason.
+    Bad(String),
+}
+
+/// Longest name a quarantined drop keeps as it is; a longer one (or one
+/// that is not plain text) is renamed, so that `NAME.reason` and a `.N`
+/// suffix still fit in a file name (255 bytes).
+const MAX_KEPT_NAME: usize = 200;
+
 /// A name in `incoming/` that is a drop: ends in `.toml`, no leading dot.
-pub(crate) fn is_drop_name(name: &str) -> bool {
-    name.ends_with(".toml") && !name.starts_with('.')
+pub(crate) fn is_drop_name(name: &OsStr) -> bool {
+    let b = name.as_bytes();
+    b.ends_with(b".toml") && !b.starts_with(b".")
+}
+
+/// The name a drop is kept under in `rejected/`: its own when that is
+/// plain UTF-8 without control characters and short enough; else a
+/// readable prefix and a digest of the original bytes.
+fn rejected_name(name: &OsStr) -> String {
+    if let Some(s) = name.to_str()
+        && s.len() <= MAX_KEPT_NAME
+        && !s.chars().any(char::is_control)
+    {
+        return s.to_string();
+    }
+    let mut prefix = String::new();
+    for c in String::from_utf8_lossy(name.as_bytes()).chars() {
+        let c = if c.is_control() || c == char::REPLACEMENT_CHARACTER {
+            '_'
+        } else {
+            c
+        };
+        if prefix.len() + c.len_utf8() > 100 {
+            break;
+        }
+        prefix.push(c);
+    }
+    let digest = fsx::hex(&Sha256::digest(name.as_bytes()));
+    format!("{prefix}~{}.toml", &digest[..16])
 }
 
 impl Spool {
+    /// Every name in a sub-directory, whatever its bytes (`names` skips
+    /// those that are not UTF-8, which no drop and no leftover may hide
+    /// behind), sorted; a missing sub-directory is empty.
+    fn names_any(&self, sub: &str) -> Result<Vec<OsString>> {
+        let dir = self.dir(sub);
+        let rd = match fs::read_dir(&dir) {
+            Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(Vec::new()),
+            other => other.map_err(|e| cant(format!("cannot list {}", dir.display()))(e))?,
+        };
+        let mut names = Vec::new();
+        for e in rd {
+            names.push(
+                e.map_err(|e| cant(format!("cannot list {}", dir.display()))(e))?
+                    .file_name(),
+            );
+        }
+        names.sort();
+        Ok(names)
+    }
+
+    /// The drops in `incoming/`, by name (any bytes), sorted.
+    pub(crate) fn drop_names(&self) -> Result<Vec<OsString>> {
+        let mut names = self.names_any("incoming")?;
+        names.retain(|n| is_drop_name(n));
+        Ok(names)
+    }
+
+    /// How many drops wait in `incoming/`, and since when the oldest has
+    /// waited: the ctime its rename into `incoming/` set (its mtime is its
+    /// `occurred_at` by contract, not when it arrived).
+    pub(crate) fn incoming_waiting(&self) -> Result<(usize, Option<DateTime<Utc>>)> {
+        let incoming = self.dir("incoming");
+        let (mut count, mut oldest) = (0, None::<SystemTime>);
+        for name in self.drop_names()? {
+            let p = incoming.join(&name);
+            let m = match fs::symlink_metadata(&p) {
+                Ok(m) => m,
+                Err(e) if e.kind() == io::ErrorKind::NotFound => continue, // ingested meanwhile
+                Err(e) => return Err(cant(format!("cannot check {}", p.display()))(e)),
+            };
+            count += 1;
+            let t = fsx::changed_at(&m);
+            oldest = Some(oldest.map_or(t, |o| o.min(t)));
+        }
+        Ok((count, oldest.map(DateTime::<Utc>::from)))
+    }
+
     /// Remove files in `tmp/` older than [`TMP_MAX_AGE`] (left by crashed
-    /// writers or abandoned shell drops). Returns how many.
+    /// writers or abandoned shell drops), judged by ctime: a script may set
+    /// its file's mtime (`touch -d`) before it renames the file into
+    /// `incoming/`, and must not lose it meanwhile. Returns how many.
     pub fn clean_tmp(&self) -> Result<usize> {
         let dir = self.dir("tmp");
         let limit = SystemTime::now() - TMP_MAX_AGE;
         let mut removed = 0;
-        for name in self.names("tmp")? {
+        for name in self.names_any("tmp")? {
             let p = dir.join(&name);
             let Ok(m) = fs::symlink_metadata(&p) else {
                 continue;
             };
-            let old = m.modified().map(|t| t < limit).unwrap_or(false);
+            let old = fsx::changed_at(&m) < limit;
             if old && (m.is_file() || m.file_type().is_symlink()) {
                 match fs::remove_file(&p) {
                     Ok(()) => removed += 1,
@@ -57,83 +160,32 @@ impl Spool {
     pub fn ingest_incoming(&self, node: &str, now: DateTime<Utc>) -> Result<IngestReport> {
         self.clean_tmp()?;
         let incoming = self.dir("incoming");
-        let names: Vec<String> = self
-            .names("incoming")?
-            .into_iter()
-            .filter(|n| is_drop_name(n))
-            .collect();
         let mut report = IngestReport::default();
         // One group commit (one chunk file) per CHUNK_RECORDS drops: memory
         // stays flat however many wait.
-        for chunk in names.chunks(super::CHUNK_RECORDS) {
-            let mut valid: Vec<(&String, Validated)> = Vec::new();
-            let mut bad: Vec<(String, String)> = Vec::new();
+        for chunk in self.drop_names()?.chunks(super::CHUNK_RECORDS) {
+            let mut names: Vec<&OsString> = Vec::new();
+            let mut records: Vec<Validated> = Vec::new();
+            let mut bad: Vec<(&OsString, String)> = Vec::new();
             for name in chunk {
-                let p = incoming.join(name);
-                let m = match fs::symlink_metadata(&p) {
-                    Ok(m) => m,
-                    Err(e) if e.kind() == io::ErrorKind::NotFound => continue,
-                    Err(e) => return Err(cant(format!("cannot check {}", p.display()))(e)),
-                };
-                if m.file_type().is_symlink() {
-                    bad.push((
-                        name.clone(),
-                        "drop: is a symbolic link; a drop must be a regular file (its target was not read)".into(),
-                    ));
-                    continue;
-                }
-                if !m.is_file() {
-                    bad.push((name.clone(), "drop: is not a regular file".into()));
-                    continue;
-                }
-                let bytes = match fsx::read_regular(&p, MAX_RECORD_BYTES) {
-                    Ok(b) => b,
-                    Err(e) if e.kind() == io::ErrorKind::NotFound => continue,
-                    Err(e) if e.kind() == io::ErrorKind::InvalidData => {
-                        bad.push((
-                            name.clone(),
-                            format!("drop: is larger than {MAX_RECORD_BYTES} bytes"),
-                        ));
-                        continue;
+                match read_drop(&incoming.join(name), node, now) {
+                    Ok(v) => {
+                        names.push(name);
+                        records.push(v);
                     }
-                    Err(e) if e.kind() == io::ErrorKind::InvalidInput => {
-                        bad.push((name.clone(), "drop: changed while it was opened".into()));
-                        continue;
-                    }
-                    Err(e) => return Err(cant(format!("cannot read {}", p.display()))(e)),
-                };
-                let Ok(text) = String::from_utf8(bytes) else {
-                    bad.push((name.clone(), "drop: is not UTF-8 text".into()));
-                    continue;
-                };
-                let input = match RecordInput::from_toml(&text) {
-                    Ok(i) => i,
-                    Err(problem) => {
-                        bad.push((name.clone(), format!("drop: {problem}")));
-                        continue;
-                    }
-                };
-                let defaults = Defaults {
-                    node: node.to_string(),
-                    now,
-                    occurred_at: m.modified().ok().map(DateTime::<Utc>::from),
-                };
-                match input.validate(&defaults) {
-                    Ok(v) => valid.push((name, v)),
-                    Err(errs) => bad.push((name.clone(), describe(&errs))),
+                    Err(Reason::Gone) => {}
+                    Err(Reason::Bad(why)) => bad.push((name, why)),
                 }
             }
-
-            let records: Vec<Validated> = valid.iter().map(|(_, v)| v.clone()).collect();
             let outcomes = self.record_batch(&records)?;
-            let mut removed = false;
-            for ((name, v), outcome) in valid.iter().zip(outcomes) {
+            let mut taken = Vec::new();
+            for ((name, v), outcome) in names.into_iter().zip(&records).zip(outcomes) {
                 match outcome {
                     RecordOutcome::Recorded => report.ingested += 1,
                     RecordOutcome::Duplicate => report.duplicates += 1,
                     RecordOutcome::Conflict(fields) => {
                         bad.push((
-                            (*name).clone(),
+                            name,
                             format!(
                                 "idempotency_key: `{}` was already recorded on this node with different {}; \
                                  use a new key for a new record",
@@ -144,31 +196,181 @@ impl Spool {
                         continue;
                     }
                 }
-                let p = incoming.join(name);
-                match fs::remove_file(&p) {
-                    Ok(()) => removed = true,
-                    Err(e) if e.kind() == io::ErrorKind::NotFound => {}
-                    Err(e) => return Err(cant(format!("cannot remove {}", p.display()))(e)),
-                }
+                taken.push(name);
             }
-            if removed {
-                fsx::sync_dir(&incoming)
-                    .map_err(cant(format!("cannot sync {}", incoming.display())))?;
-            }
-            if !bad.is_empty() {
-                let _lock = self.lock_writers()?;
-                for (name, reason) in bad {
-                    let p = incoming.join(&name);
-                    if !fsx::exists_nofollow(&p)
-                        .map_err(cant(format!("cannot check {}", p.display())))?
-                    {
-                        continue; // another ingestion took it
-                    }
-                    self.quarantine_locked(&p, &name, &reason)?;
-                    report.quarantined.push((name, reason));
-                }
-            }
+            self.remove_drops(&taken)?;
+            self.quarantine_drops(bad, &mut report)?;
         }
         Ok(report)
+    }
+
+    /// Remove drops whose record the spool now holds, then fsync `incoming/`.
+    fn remove_drops(&self, names: &[&OsString]) -> Result<()> {
+        let incoming = self.dir("incoming");
+        let mut removed = false;
+        for name in names {
+            let p = incoming.join(name);
+            match fs::remove_file(&p) {
+                Ok(()) => removed = true,
+                Err(e) if e.kind() == io::ErrorKind::NotFound => {}
+                Err(e) => return Err(cant(format!("cannot remove {}", p.display()))(e)),
+            }
+        }
+        if removed {
+            fsx::sync_dir(&incoming)
+                .map_err(cant(format!("cannot sync {}", incoming.display())))?;
+        }
+        Ok(())
+    }
+
+    /// Move bad drops to `rejected/` with their reasons (under the writers'
+    /// lock) and list them in `report`.
+    fn quarantine_drops(
+        &self,
+        bad: Vec<(&OsString, String)>,
+        report: &mut IngestReport,
+    ) -> Result<()> {
+        if bad.is_empty() {
+            return Ok(());
+        }
+        let incoming = self.dir("incoming");
+        let _lock = self.lock_writers()?;
+        for (name, reason) in bad {
+            let p = incoming.join(name);
+            let Ok(m) = fs::symlink_metadata(&p) else {
+                continue; // another ingestion took it
+            };
+            let shown = escape_name(name);
+            let kept = rejected_name(name);
+            let mut reason = reason;
+            if kept.as_bytes() != name.as_bytes() {
+                reason.push_str(&format!("\noriginal name in incoming/: {shown}"));
+            }
+            if m.is_file() && m.nlink() > 1 {
+                self.unshare_drop(&p);
+            }
+            match self.quarantine_locked(&p, &kept, &reason) {
+                Ok(chosen) if chosen.as_bytes() != name.as_bytes() => {
+                    reason.push_str(&format!("; kept as rejected/{chosen}"));
+                }
+                Ok(_) => {}
+                // Not moved (a directory without write permission, a mount
+                // point): it stays, reported every run until someone moves
+                // it, and stops nothing else.
+                Err(err) if fsx::exists_nofollow(&p).unwrap_or(false) => {
+                    reason.push_str(&format!(
+                        "; it cannot be moved to rejected/ and stays in incoming/ \
+                         until it is moved by hand: {err:#}"
+                    ));
+                }
+                Err(err) => return Err(err),
+            }
+            report.quarantined.push((shown, reason.replace('\n', "; ")));
+        }
+        Ok(())
+    }
+
+    /// Replace a hard-linked drop in `incoming/` by a private copy (0600),
+    /// so that quarantining it changes nothing of the inode it shares with
+    /// a name outside the spool. A drop that cannot be copied (unreadable)
+    /// is left linked: it is then moved as it is, its mode untouched.
+    fn unshare_drop(&self, path: &Path) {
+        let tmp = self.dir("tmp").join(fsx::unique_name("drop"));
+        let copied = fsx::open_regular(path, false).and_then(|mut from| {
+            let mut to = fsx::create_new(&tmp)?;
+            io::copy(&mut from, &mut to)?;
+            to.sync_all()?;
+            fs::rename(&tmp, path)
+        });
+        if copied.is_err() {
+            let _ = fs::remove_file(&tmp);
+        }
+    }
+}
+
+/// Read and validate one drop. `node` fills a missing `node_id`; a missing
+/// `occurred_at` is the drop's modification time.
+pub(crate) fn read_drop(path: &Path, node: &str, now: DateTime<Utc>) -> Result<Validated, Reason> {
+    let m = match fs::symlink_metadata(path) {
+        Ok(m) => m,
+        Err(e) if e.kind() == io::ErrorKind::NotFound => return Err(Reason::Gone),
+        Err(e) => return Err(Reason::Bad(format!("drop: cannot be checked: {e}"))),
+    };
+    if m.file_type().is_symlink() {
+        return Err(Reason::Bad(
+            "drop: is a symbolic link; a drop must be a regular file (its target was not read)"
+                .into(),
+        ));
+    }
+    if !m.is_file() {
+        return Err(Reason::Bad("drop: is not a regular file".into()));
+    }
+    let bytes = match fsx::read_regular(path, MAX_RECORD_BYTES) {
+        Ok(b) => b,
+        Err(e) => {
+            return Err(match e.kind() {
+                io::ErrorKind::NotFound => Reason::Gone,
+                io::ErrorKind::InvalidData => {
+                    Reason::Bad(format!("drop: is larger than {MAX_RECORD_BYTES} bytes"))
+                }
+                io::ErrorKind::InvalidInput => {
+                    Reason::Bad("drop: changed while it was opened".into())
+                }
+                // Unreadable (mode 000, an I/O error): quarantined, so that
+                // it never stops the push; nothing is lost by moving it.
+                _ => Reason::Bad(format!("drop: cannot be read: {e}")),
+            });
+        }
+    };
+    let text =
+        String::from_utf8(bytes).map_err(|_| Reason::Bad("drop: is not UTF-8 text".into()))?;
+    let input = RecordInput::from_toml(&text).map_err(|p| Reason::Bad(format!("drop: {p}")))?;
+    let defaults = Defaults {
+        node: node.to_string(),
+        now,
+        occurred_at: m.modified().ok().map(DateTime::<Utc>::from),
+    };
+    input
+        .validate(&defaults)
+        .map_err(|errs| Reason::Bad(describe(&errs)))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::os::unix::ffi::OsStringExt;
+
+    #[test]
+    fn drop_names_are_judged_by_bytes() {
+        assert!(is_drop_name(OsStr::new("a.toml")));
+        assert!(is_drop_name(&OsString::from_vec(b"caf\xe9.toml".to_vec())));
+        assert!(!is_drop_name(OsStr::new(".a.toml")));
+        assert!(!is_drop_name(OsStr::new("a.txt")));
+    }
+
+    #[test]
+    fn names_that_are_not_utf8_are_listed_for_ingestion_and_cleanup() {
+        let dir = tempfile::tempdir().unwrap();
+        let spool = Spool::open(dir.path()).unwrap();
+        let odd = OsString::from_vec(b"caf\xe9".to_vec());
+        fs::write(dir.path().join("tmp").join(&odd), "left").unwrap();
+        fs::write(dir.path().join("incoming/caf\u{e9}.toml"), "x").unwrap();
+        assert_eq!(spool.names_any("tmp").unwrap(), [odd]);
+        assert_eq!(spool.drop_names().unwrap().len(), 1);
+        assert!(spool.names_any("state").unwrap().is_empty());
+    }
+
+    #[test]
+    fn rejected_names_are_bounded_and_plain() {
+        assert_eq!(rejected_name(OsStr::new("plain.toml")), "plain.toml");
+        let long = format!("{}.toml", "x".repeat(240));
+        let kept = rejected_name(OsStr::new(&long));
+        assert!(kept.len() <= MAX_KEPT_NAME, "{kept}");
+        assert!(kept.ends_with(".toml") && kept.starts_with("xxx"), "{kept}");
+        let odd = OsString::from_vec(b"caf\xe9\n\x1b[31m.toml".to_vec());
+        let kept = rejected_name(&odd);
+        assert!(!kept.chars().any(char::is_control), "{kept:?}");
+        assert!(kept.starts_with("caf_"), "{kept}");
+        assert_ne!(kept, rejected_name(OsStr::new("caf_.toml")));
     }
 }

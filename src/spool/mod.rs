@@ -125,15 +125,17 @@ pub struct SpoolCounts {
     pub sent: usize,
     /// Quarantined files (not counting their `.reason` files).
     pub rejected: usize,
-    /// Drops waiting in `incoming/` (names ending in `.toml`, not dot names).
+    /// Drops waiting in `incoming/` (names ending in `.toml`, not dot
+    /// names, whatever their other bytes).
     pub incoming: usize,
     /// The oldest `occurred_at` among pending records.
     pub oldest_pending_occurred_at: Option<UtcSecond>,
     /// The oldest modification time (when it was accepted) among pending records.
     pub oldest_pending_mtime: Option<DateTime<Utc>>,
-    /// The oldest modification time among drops in `incoming/` (of the
-    /// entry itself: a symbolic link is not followed).
-    pub oldest_incoming_mtime: Option<DateTime<Utc>>,
+    /// When the oldest drop in `incoming/` arrived there: the ctime of the
+    /// entry itself (a symbolic link is not followed), which its rename
+    /// set; its mtime is its `occurred_at`.
+    pub oldest_incoming_ctime: Option<DateTime<Utc>>,
 }
 
 /// `<sha256-hex(key)>.toml`: keys are never file names as they are.
@@ -183,6 +185,45 @@ impl Spool {
         }
         if created {
             fsx::sync_dir(root).map_err(cant(format!("cannot sync spool {}", root.display())))?;
+        }
+        Ok(Spool {
+            root: root.to_path_buf(),
+        })
+    }
+
+    /// Open an existing spool only to read it (status, a dry run): nothing
+    /// is created, a missing sub-directory reads as empty. A root that is
+    /// not a directory, or a sub-directory that is a symbolic link or not a
+    /// directory, is refused (73).
+    pub fn open_read_only(root: &Path) -> Result<Spool> {
+        let hint = "check --spool / HERO_USAGE_SPOOL";
+        let m = fs::metadata(root).map_err(cant(format!(
+            "cannot read spool {}; {hint}",
+            root.display()
+        )))?;
+        if !m.is_dir() {
+            return Err(fail(
+                Kind::CantCreate,
+                format!("spool {} is not a directory; {hint}", root.display()),
+            ));
+        }
+        for sub in SUBDIRS {
+            let p = root.join(sub);
+            match fs::symlink_metadata(&p) {
+                Ok(m) if m.is_dir() => {}
+                Ok(_) => {
+                    return Err(fail(
+                        Kind::CantCreate,
+                        format!(
+                            "spool directory {} is a symbolic link or not a directory; \
+                             the spool never follows symbolic links",
+                            p.display()
+                        ),
+                    ));
+                }
+                Err(e) if e.kind() == io::ErrorKind::NotFound => {}
+                Err(e) => return Err(cant(format!("cannot check {}", p.display()))(e)),
+            }
         }
         Ok(Spool {
             root: root.to_path_buf(),
@@ -439,11 +480,14 @@ impl Spool {
         fs::rename(from, &moved)
             .map_err(cant(format!("cannot move {} to rejected/", from.display())))?;
         // A drop keeps its writer's mode; in the spool every file is 0600 and
-        // every directory 0700. A symlink is left as it is (never followed).
+        // every directory 0700. A symlink is left as it is (never followed),
+        // and so is a file linked from outside the spool: its mode is not
+        // only the spool's to change.
         if let Ok(m) = fs::symlink_metadata(&moved) {
+            use std::os::unix::fs::MetadataExt;
             let mode = if m.is_dir() {
                 Some(fsx::DIR_MODE)
-            } else if m.is_file() {
+            } else if m.is_file() && m.nlink() == 1 {
                 Some(fsx::FILE_MODE)
             } else {
                 None
@@ -484,7 +528,7 @@ impl Spool {
         }
         let removed = old.len();
         for p in old {
-            fs::remove_file(&p).map_err(cant(format!("cannot remove {}", p.display())))?;
+            fs::remove_file(&p).map_err(|e| cant(format!("cannot remove {}", p.display()))(e))?;
         }
         if removed > 0 {
             fsx::sync_dir(&sent).map_err(cant(format!("cannot sync {}", sent.display())))?;
@@ -516,33 +560,22 @@ impl Spool {
             .count();
         // A drop waits in the spool as much as a pending record does: the
         // age alert must see it (a push that never runs never ingests it).
-        let incoming = self.dir("incoming");
-        for name in self.names("incoming")? {
-            if !ingest::is_drop_name(&name) {
-                continue;
-            }
-            let p = incoming.join(&name);
-            let m = match fs::symlink_metadata(&p) {
-                Ok(m) => m,
-                Err(e) if e.kind() == io::ErrorKind::NotFound => continue, // ingested meanwhile
-                Err(e) => return Err(cant(format!("cannot check {}", p.display()))(e)),
-            };
-            c.incoming += 1;
-            if let Ok(t) = m.modified() {
-                let t = DateTime::<Utc>::from(t);
-                c.oldest_incoming_mtime = Some(c.oldest_incoming_mtime.map_or(t, |o| o.min(t)));
-            }
-        }
+        (c.incoming, c.oldest_incoming_ctime) = self.incoming_waiting()?;
         Ok(c)
     }
 
     /// All names in a subdirectory (UTF-8 ones; others are not ours).
     pub(crate) fn names(&self, sub: &str) -> Result<Vec<String>> {
         let dir = self.dir(sub);
-        let rd = fs::read_dir(&dir).map_err(cant(format!("cannot list {}", dir.display())))?;
+        let rd = match fs::read_dir(&dir) {
+            // A spool opened read-only may lack a sub-directory: empty.
+            Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(Vec::new()),
+            other => other.map_err(cant(format!("cannot list {}", dir.display())))?,
+        };
         let mut out = Vec::new();
         for e in rd {
-            let e = e.map_err(cant(format!("cannot list {}", dir.display())))?;
+            // Lazily: a message built per entry costs a scan more than its reading.
+            let e = e.map_err(|e| cant(format!("cannot list {}", dir.display()))(e))?;
             if let Ok(name) = e.file_name().into_string() {
                 out.push(name);
             }
@@ -565,13 +598,7 @@ impl Spool {
 /// `sent/` set. Entries of one chunk share it, so it is the latest such
 /// rename (or link change) of any of them: pruning can only come later.
 fn sent_at(m: &fs::Metadata) -> std::time::SystemTime {
-    use std::os::unix::fs::MetadataExt;
-    let (secs, nanos) = (m.ctime(), m.ctime_nsec());
-    if secs < 0 {
-        return std::time::UNIX_EPOCH;
-    }
-    std::time::UNIX_EPOCH
-        + std::time::Duration::new(secs as u64, nanos.clamp(0, 999_999_999) as u32)
+    fsx::changed_at(m)
 }
 
 #[cfg(test)]

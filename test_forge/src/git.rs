@@ -232,6 +232,22 @@ impl Git {
         author: &Person,
         committer: &Person,
     ) -> Result<String, String> {
+        let sha = self.write_commit(parent, changes, message, author, committer)?;
+        self.move_branch(branch, &sha, parent)?;
+        Ok(sha)
+    }
+
+    /// Write the blobs, tree and commit object of `changes` on top of
+    /// `parent` (None: a root commit) without moving any branch. Objects
+    /// are content-addressed, so this needs no lock.
+    pub fn write_commit(
+        &self,
+        parent: Option<&str>,
+        changes: &[Change],
+        message: &str,
+        author: &Person,
+        committer: &Person,
+    ) -> Result<String, String> {
         let tmp = tempfile::Builder::new()
             .prefix("testforge-index-")
             .tempdir()
@@ -245,11 +261,32 @@ impl Git {
         if let Some(p) = parent {
             with_index(&["read-tree", p], None)?;
         }
-        // Write every blob with one `hash-object --stdin-paths` call.
+        let info = self.index_info(tmp.path(), changes)?;
+        with_index(&["update-index", "-z", "--index-info"], Some(&info))?;
+        let tree = String::from_utf8_lossy(&with_index(&["write-tree"], None)?)
+            .trim()
+            .to_string();
+        let mut c = self.cmd();
+        c.arg("commit-tree").arg(&tree);
+        if let Some(p) = parent {
+            c.args(["-p", p]);
+        }
+        c.args(["-F", "-"])
+            .env("GIT_AUTHOR_NAME", &author.name)
+            .env("GIT_AUTHOR_EMAIL", &author.email)
+            .env("GIT_COMMITTER_NAME", &committer.name)
+            .env("GIT_COMMITTER_EMAIL", &committer.email);
+        let sha = self.run(c, Some(message.as_bytes()))?;
+        Ok(String::from_utf8_lossy(&sha).trim().to_string())
+    }
+
+    /// The `update-index --index-info` input of `changes`, writing every
+    /// blob with one `hash-object --stdin-paths` call.
+    fn index_info(&self, scratch: &Path, changes: &[Change]) -> Result<Vec<u8>, String> {
         let mut list = Vec::new();
         for (i, ch) in changes.iter().enumerate() {
             if let Some(data) = &ch.content {
-                let f = tmp.path().join(format!("blob-{i}"));
+                let f = scratch.join(format!("blob-{i}"));
                 std::fs::write(&f, data).map_err(|e| e.to_string())?;
                 list.extend_from_slice(f.to_string_lossy().as_bytes());
                 list.push(b'\n');
@@ -277,32 +314,38 @@ impl Git {
                 }
             }
         }
-        with_index(&["update-index", "-z", "--index-info"], Some(&info))?;
-        let tree = String::from_utf8_lossy(&with_index(&["write-tree"], None)?)
-            .trim()
-            .to_string();
-        let mut c = self.cmd();
-        c.arg("commit-tree").arg(&tree);
-        if let Some(p) = parent {
-            c.args(["-p", p]);
-        }
-        c.args(["-F", "-"])
-            .env("GIT_AUTHOR_NAME", &author.name)
-            .env("GIT_AUTHOR_EMAIL", &author.email)
-            .env("GIT_COMMITTER_NAME", &committer.name)
-            .env("GIT_COMMITTER_EMAIL", &committer.email);
-        let sha = self.run(c, Some(message.as_bytes()))?;
-        let sha = String::from_utf8_lossy(&sha).trim().to_string();
+        Ok(info)
+    }
+
+    /// Point `branch` at `commit` if it still points at `old` (`None`: the
+    /// branch must not exist), as a non-forced push would.
+    pub fn move_branch(&self, branch: &str, commit: &str, old: Option<&str>) -> Result<(), String> {
         self.git(
             &[
                 "update-ref",
                 &format!("refs/heads/{branch}"),
-                &sha,
-                parent.unwrap_or(ZERO),
+                commit,
+                old.unwrap_or(ZERO),
             ],
             None,
-        )?;
-        Ok(sha)
+        )
+        .map(|_| ())
+    }
+
+    /// Every branch with the commit it points at, sorted by name.
+    pub fn branches(&self) -> Vec<(String, String)> {
+        let out = self
+            .text(&[
+                "for-each-ref",
+                "--sort=refname",
+                "--format=%(refname:strip=2) %(objectname)",
+                "refs/heads/",
+            ])
+            .unwrap_or_default();
+        out.lines()
+            .filter_map(|l| l.rsplit_once(' '))
+            .map(|(n, c)| (n.to_string(), c.to_string()))
+            .collect()
     }
 }
 

@@ -19,6 +19,16 @@ pub struct Request {
     pub target: String,
     pub headers: Vec<(String, String)>,
     pub body: Vec<u8>,
+    /// The Content-Length exceeded [`Limits::max_body`]: the body was not
+    /// read (and `body` is empty); the connection closes after the answer.
+    pub body_too_large: bool,
+}
+
+/// What a proxy in front of the forge would refuse.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct Limits {
+    /// nginx's `client_max_body_size`.
+    pub max_body: Option<u64>,
 }
 
 impl Request {
@@ -46,6 +56,8 @@ pub struct Response {
     pub status: u16,
     pub content_type: &'static str,
     pub body: Vec<u8>,
+    /// More headers, e.g. `X-Total-Count` of a paged list.
+    pub headers: Vec<(&'static str, String)>,
 }
 
 impl Response {
@@ -54,6 +66,19 @@ impl Response {
             status,
             content_type: "application/json;charset=utf-8",
             body: serde_json::to_vec(v).expect("json"),
+            headers: Vec::new(),
+        }
+    }
+    /// nginx's answer to a body over `client_max_body_size`.
+    pub fn nginx_413() -> Response {
+        Response {
+            status: 413,
+            content_type: "text/html",
+            body: b"<html>\r\n<head><title>413 Request Entity Too Large</title></head>\r\n\
+<body>\r\n<center><h1>413 Request Entity Too Large</h1></center>\r\n\
+<hr><center>nginx</center>\r\n</body>\r\n</html>\r\n"
+                .to_vec(),
+            headers: Vec::new(),
         }
     }
     pub fn bytes(status: u16, body: Vec<u8>) -> Response {
@@ -61,6 +86,7 @@ impl Response {
             status,
             content_type: "text/plain; charset=utf-8",
             body,
+            headers: Vec::new(),
         }
     }
 }
@@ -81,7 +107,7 @@ pub struct Server {
 }
 
 impl Server {
-    pub fn start(listen: &str, handler: Handler) -> std::io::Result<Server> {
+    pub fn start(listen: &str, handler: Handler, limits: Limits) -> std::io::Result<Server> {
         let listener = TcpListener::bind(listen)?;
         let addr = listener.local_addr()?;
         let stop = Arc::new(AtomicBool::new(false));
@@ -97,7 +123,7 @@ impl Server {
                     let h = handler.clone();
                     let _ = std::thread::Builder::new()
                         .name("testforge-conn".into())
-                        .spawn(move || serve(stream, h));
+                        .spawn(move || serve(stream, h, limits));
                 }
             })?;
         Ok(Server {
@@ -119,9 +145,9 @@ impl Drop for Server {
     }
 }
 
-fn serve(stream: TcpStream, handler: Handler) {
+fn serve(stream: TcpStream, handler: Handler, limits: Limits) {
     let _ = stream.set_read_timeout(Some(Duration::from_secs(60)));
-    let req = match read_request(&stream) {
+    let req = match read_request(&stream, limits) {
         Ok(Some(r)) => r,
         Ok(None) => return,
         Err((status, msg)) => {
@@ -130,7 +156,14 @@ fn serve(stream: TcpStream, handler: Handler) {
             return;
         }
     };
+    let unread_body = req.body_too_large;
     match handler(req) {
+        // As a proxy does: answer, then close with the body still unread
+        // (the client may see the answer or a reset, i.e. a broken pipe).
+        Outcome::Reply(resp) if unread_body => {
+            let _ = write_response(&stream, &resp);
+            let _ = stream.shutdown(Shutdown::Both);
+        }
         Outcome::Reply(resp) => {
             let _ = write_response(&stream, &resp);
             let _ = stream.shutdown(Shutdown::Write);
@@ -141,7 +174,7 @@ fn serve(stream: TcpStream, handler: Handler) {
     }
 }
 
-fn read_request(stream: &TcpStream) -> Result<Option<Request>, (u16, String)> {
+fn read_request(stream: &TcpStream, limits: Limits) -> Result<Option<Request>, (u16, String)> {
     let mut r = BufReader::new(stream);
     let mut head = Vec::new();
     loop {
@@ -197,17 +230,22 @@ fn read_request(stream: &TcpStream) -> Result<Option<Request>, (u16, String)> {
             .map_err(|_| (400, "bad Content-Length".to_string()))?,
         None => 0,
     };
-    if len > MAX_BODY {
+    let body_too_large = limits.max_body.is_some_and(|m| len as u64 > m);
+    if len > MAX_BODY && !body_too_large {
         return Err((413, "request body too large".into()));
     }
-    let mut body = vec![0u8; len];
-    r.read_exact(&mut body)
-        .map_err(|e| (400, format!("truncated body: {e}")))?;
+    let mut body = Vec::new();
+    if !body_too_large {
+        body = vec![0u8; len];
+        r.read_exact(&mut body)
+            .map_err(|e| (400, format!("truncated body: {e}")))?;
+    }
     Ok(Some(Request {
         method,
         target,
         headers,
         body,
+        body_too_large,
     }))
 }
 
@@ -223,7 +261,7 @@ fn reason(status: u16) -> &'static str {
         405 => "Method Not Allowed",
         409 => "Conflict",
         411 => "Length Required",
-        413 => "Payload Too Large",
+        413 => "Request Entity Too Large",
         422 => "Unprocessable Entity",
         500 => "Internal Server Error",
         502 => "Bad Gateway",
@@ -233,8 +271,13 @@ fn reason(status: u16) -> &'static str {
 }
 
 fn write_response(mut stream: &TcpStream, resp: &Response) -> std::io::Result<()> {
+    let extra: String = resp
+        .headers
+        .iter()
+        .map(|(k, v)| format!("{k}: {v}\r\n"))
+        .collect();
     let head = format!(
-        "HTTP/1.1 {} {}\r\nContent-Type: {}\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
+        "HTTP/1.1 {} {}\r\nContent-Type: {}\r\nContent-Length: {}\r\n{extra}Connection: close\r\n\r\n",
         resp.status,
         reason(resp.status),
         resp.content_type,

@@ -5,15 +5,20 @@
 //! follows the behaviours in `shared/forgejo/README.md` status by status:
 //! auth and scopes, JSON error bodies, empty repositories, sha checks (409, or
 //! 422 with `legacy_422`), atomic many-files commits (405 with
-//! `no_multi_file`), repository creation. Repositories are real bare git
-//! repositories under `root/<owner>/<name>.git`, written with git plumbing,
+//! `no_multi_file`), repository creation and deletion, `new_branch` and the
+//! branch routes. With `commit_ms` writes race as on Forgejo, which commits
+//! without a lock: the loser of two commits on one branch gets 500 or 403
+//! `PushRejected`. `max_body_bytes` plays a proxy's body limit (413 without
+//! reading the body). Repositories are real bare git repositories under `root/<owner>/<name>.git`, written with git plumbing,
 //! so `git clone` and `git log` show what a real forge would hold.
 //!
 //! Tests steer it with [`Fault`]s (fail, delay, drop the connection before or
 //! after applying, commit a concurrent change first) and read its request log
 //! (never the token). Scripts do the same over HTTP: `POST /_testforge/faults`,
-//! `DELETE /_testforge/faults`, `GET /_testforge/log`, `POST /_testforge/repos`
-//! (all of them need the token).
+//! `DELETE /_testforge/faults`, `GET /_testforge/log`, `POST /_testforge/repos`,
+//! `DELETE /_testforge/stats` (all of them need the token) and
+//! `GET /_testforge/stats` (counters: requests, commits, lost races, 413s;
+//! no token needed). These routes are test-only: Forgejo has none of them.
 //!
 //! This crate does not depend on hero_usage, on purpose: a mistake shared by
 //! client and forge could otherwise hide itself.
@@ -53,6 +58,17 @@ pub struct ForgeOptions {
     pub listen: String,
     /// Serve under this sub-path, e.g. `/forgejo` ("" for none).
     pub prefix: String,
+    /// Milliseconds a write spends outside the repository lock, as
+    /// Forgejo's clone, commit and push do: 0 commits under the lock (no
+    /// races); N > 0 lets concurrent writes to one branch race, and the
+    /// loser gets 500 (or 403 `PushRejected` with `race_403`), nothing applied.
+    pub commit_ms: u64,
+    /// A lost race answers 403 `PushRejected` instead of a blanked 500.
+    pub race_403: bool,
+    /// A proxy's body limit (nginx `client_max_body_size`): a request whose
+    /// Content-Length exceeds it gets 413 without its body being read, and
+    /// the connection is closed, so a client sees 413 or a broken pipe.
+    pub max_body_bytes: Option<u64>,
 }
 
 impl Default for ForgeOptions {
@@ -68,6 +84,9 @@ impl Default for ForgeOptions {
             max_blob_size: 10 * 1024 * 1024,
             listen: "127.0.0.1:0".to_string(),
             prefix: String::new(),
+            commit_ms: 0,
+            race_403: false,
+            max_body_bytes: None,
         }
     }
 }
@@ -139,6 +158,21 @@ pub struct LoggedRequest {
     pub fault: Option<String>,
 }
 
+/// What the forge did, for benchmarks and tests (`GET /_testforge/stats`).
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Stats {
+    /// API requests answered or dropped (control routes not counted).
+    pub requests: u64,
+    /// Commits that landed (API writes only).
+    pub commits: u64,
+    /// Writes that lost a race on their branch (see `commit_ms`).
+    pub lost_races: u64,
+    /// Requests refused with 413 by `max_body_bytes`, body unread.
+    pub too_large: u64,
+    /// Requests per status answered (0: dropped without a reply).
+    pub by_status: std::collections::BTreeMap<u16, u64>,
+}
+
 pub(crate) struct State {
     pub opts: ForgeOptions,
     pub root: PathBuf,
@@ -146,6 +180,7 @@ pub(crate) struct State {
     pub base_url: OnceLock<String>,
     pub faults: Mutex<Vec<Fault>>,
     pub log: Mutex<Vec<LoggedRequest>>,
+    pub stats: Mutex<Stats>,
     /// Held while reading, checking and committing: one writer at a time.
     pub git_lock: Mutex<()>,
     pub ids: AtomicU64,
@@ -214,12 +249,16 @@ impl TestForge {
             base_url: OnceLock::new(),
             faults: Mutex::new(Vec::new()),
             log: Mutex::new(Vec::new()),
+            stats: Mutex::new(Stats::default()),
             git_lock: Mutex::new(()),
             ids: AtomicU64::new(1),
         });
         let st = state.clone();
         let handler: http::Handler = Arc::new(move |req| api::handle(&st, req));
-        let server = http::Server::start(&state.opts.listen, handler)
+        let limits = http::Limits {
+            max_body: state.opts.max_body_bytes,
+        };
+        let server = http::Server::start(&state.opts.listen, handler, limits)
             .map_err(|e| format!("cannot listen on {}: {e}", state.opts.listen))?;
         let base = format!("http://{}{}", server.addr, state.opts.prefix);
         let _ = state.base_url.set(base);
@@ -274,6 +313,15 @@ impl TestForge {
 
     pub fn clear_requests(&self) {
         self.state.log.lock().unwrap().clear();
+    }
+
+    /// The counters so far (requests, commits, lost races, 413s).
+    pub fn stats(&self) -> Stats {
+        self.state.stats.lock().unwrap().clone()
+    }
+
+    pub fn reset_stats(&self) {
+        *self.state.stats.lock().unwrap() = Stats::default();
     }
 
     /// The bare repository of `owner/name` on disk.

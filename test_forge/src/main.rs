@@ -5,7 +5,11 @@
 //! `--token-file FILE` (required), `--read-only-token-file FILE`,
 //! `--listen ADDR` (default 127.0.0.1:0, loopback only), `--user LOGIN`,
 //! `--org NAME` (repeatable), `--prefix /PATH`, `--max-blob-size BYTES`,
-//! `--legacy-422`, `--no-multi-file`.
+//! `--legacy-422`, `--no-multi-file`, `--commit-ms N` (writes race as on
+//! Forgejo: N ms outside the lock, the loser gets 500), `--race-403` (the
+//! loser gets 403 `PushRejected` instead), `--max-body-bytes N` (a proxy's
+//! body limit: 413 without reading the body). `GET /_testforge/stats`
+//! answers the counters (requests, commits, lost races, 413s) without a token.
 
 use hero_usage_test_forge::{ForgeOptions, TestForge};
 use std::io::Write;
@@ -13,7 +17,8 @@ use std::path::PathBuf;
 
 const USAGE: &str = "usage: hero_usage_test_forge --token-file FILE [--root DIR] [--listen ADDR] \
 [--user LOGIN] [--org NAME]... [--prefix /PATH] [--read-only-token-file FILE] \
-[--max-blob-size BYTES] [--legacy-422] [--no-multi-file]";
+[--max-blob-size BYTES] [--legacy-422] [--no-multi-file] [--commit-ms N] [--race-403] \
+[--max-body-bytes N]";
 
 fn read_token(path: &str) -> String {
     match std::fs::read_to_string(path) {
@@ -57,6 +62,19 @@ fn main() {
                 opts.max_blob_size = val("--max-blob-size")
                     .parse()
                     .unwrap_or_else(|_| die("--max-blob-size takes a number of bytes"))
+            }
+            "--commit-ms" => {
+                opts.commit_ms = val("--commit-ms")
+                    .parse()
+                    .unwrap_or_else(|_| die("--commit-ms takes a number of milliseconds"))
+            }
+            "--race-403" => opts.race_403 = true,
+            "--max-body-bytes" => {
+                opts.max_body_bytes = Some(
+                    val("--max-body-bytes")
+                        .parse()
+                        .unwrap_or_else(|_| die("--max-body-bytes takes a number of bytes")),
+                )
             }
             "--legacy-422" => opts.legacy_422 = true,
             "--no-multi-file" => opts.no_multi_file = true,

@@ -197,3 +197,49 @@ fn binary_refuses_a_non_loopback_listen_address_and_needs_a_token() {
     assert!(!out.status.success());
     assert!(String::from_utf8_lossy(&out.stderr).contains("loopback"));
 }
+
+#[test]
+fn binary_takes_the_race_and_body_limit_flags_and_serves_stats() {
+    let dir = tempfile::tempdir().unwrap();
+    let (_p, url) = start(
+        dir.path(),
+        &["--commit-ms", "50", "--race-403", "--max-body-bytes", "100"],
+    );
+    let (s, _) = call(
+        &url,
+        "POST",
+        "/_testforge/repos",
+        r#"{"owner":"lhumina_code","name":"r","empty":false}"#,
+        T,
+    );
+    assert_eq!(s, 201);
+    let big = format!(r#"{{"content":"{}"}}"#, "eA==".repeat(50));
+    let (s, _) = call(
+        &url,
+        "POST",
+        "/api/v1/repos/lhumina_code/r/contents/f",
+        &big,
+        T,
+    );
+    assert_eq!(s, 413);
+    let (s, _) = call(
+        &url,
+        "POST",
+        "/api/v1/repos/lhumina_code/r/contents/f",
+        r#"{"content":"eA=="}"#,
+        T,
+    );
+    assert_eq!(s, 201);
+    let (s, b) = call(&url, "GET", "/_testforge/stats", "", None);
+    assert_eq!(s, 200);
+    let v: serde_json::Value = serde_json::from_str(&b).unwrap();
+    assert_eq!(
+        (v["commits"].as_u64(), v["too_large"].as_u64()),
+        (Some(1), Some(1))
+    );
+    let out = Command::new(env!("CARGO_BIN_EXE_hero_usage_test_forge"))
+        .args(["--token-file", "/dev/null", "--commit-ms", "soon"])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(64));
+}

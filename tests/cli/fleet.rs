@@ -41,7 +41,10 @@ fn lines(prefix: &str, n: usize, hours: usize) -> String {
 }
 
 fn record_lines(node: &Node, text: &str) {
-    let o = run_with_stdin(node.env.cmd("hero_usage_record").arg("--stdin"), text.as_bytes());
+    let o = run_with_stdin(
+        node.env.cmd("hero_usage_record").arg("--stdin"),
+        text.as_bytes(),
+    );
     assert_eq!(code(&o), Some(0), "{}", stderr(&o));
 }
 
@@ -82,7 +85,10 @@ fn keys_on(forge: &TestForge, branch: &str) -> BTreeMap<String, Vec<String>> {
     for path in list.lines().filter(|p| p.starts_with("nodes/")) {
         let node = path.split('/').nth(1).unwrap().to_string();
         let text = String::from_utf8(forge.file(OWNER, REPO, branch, path).unwrap()).unwrap();
-        let keys = parse_batch(&text).unwrap().into_iter().map(|r| r.idempotency_key);
+        let keys = parse_batch(&text)
+            .unwrap()
+            .into_iter()
+            .map(|r| r.idempotency_key);
         out.entry(node).or_default().extend(keys);
     }
     out
@@ -148,12 +154,19 @@ fn per_node_branches_never_race_and_hold_only_their_node() {
     for node in &nodes {
         let branch = format!("usage/{}", node.env.node);
         let keys = keys_on(&forge, &branch);
-        assert_eq!(keys.keys().collect::<Vec<_>>(), [&node.env.node], "{branch}");
+        assert_eq!(
+            keys.keys().collect::<Vec<_>>(),
+            [&node.env.node],
+            "{branch}"
+        );
         assert_eq!(keys[&node.env.node].len(), 4);
         let author = git(&forge, &["log", "-1", "--format=%an <%ae>", &branch]);
         assert_eq!(
             author.trim(),
-            format!("hero_usage_push on {0} <{0}@hero-usage.invalid>", node.env.node)
+            format!(
+                "hero_usage_push on {0} <{0}@hero-usage.invalid>",
+                node.env.node
+            )
         );
     }
     assert_eq!(forge.stats().lost_races, 0, "{:?}", forge.stats());

@@ -2,6 +2,9 @@
 //! temporary directories (see `support::TestEnv`).
 
 mod docs;
+mod drops;
+mod exit_codes;
+mod fleet;
 mod forge;
 mod ops;
 mod otoml;

@@ -162,16 +162,21 @@ fn every_invalid_field_exits_65_names_it_and_writes_nothing() {
             "{flag}: something was written"
         );
     }
-    // A missing required field is named too, and several are named at once.
+    // A missing required flag is a bad command line (64); every problem is
+    // named at once, the missing flags as flags.
     let env = TestEnv::new();
     let o = run(env
         .cmd(REC)
         .args(["--idempotency-key", "k", "--user-sid", "X"]));
-    assert_eq!(o.status.code(), Some(65));
+    assert_eq!(o.status.code(), Some(64), "{}", stderr(&o));
     let err = stderr(&o);
     for f in ["user_sid", "amount_cents", "resource_kind"] {
         assert!(err.contains(f), "{f} not named: {err}");
     }
+    assert!(
+        err.contains("missing --amount-cents, --resource-kind"),
+        "{err}"
+    );
     assert!(non_lock_files(&env.spool).is_empty());
 }
 
@@ -593,24 +598,22 @@ fn crash_at_every_step_leaves_no_record_or_a_complete_one() {
 }
 
 #[test]
-fn crashed_writers_tmp_leftovers_are_cleaned_after_an_hour() {
+fn tmp_files_are_aged_by_ctime_so_a_backdated_drop_is_not_lost() {
+    // A script may `touch -d` its file in tmp/ (to set occurred_at) before
+    // its `mv`: by mtime it looks two hours old, yet it was written just now.
     let env = TestEnv::new();
     let spool = Spool::open(&env.spool).unwrap();
-    let tmp = env.spool.join("tmp");
-    let old = tmp.join("rec.old");
-    let fresh = tmp.join("tmp.fresh");
-    std::fs::write(&old, "partial").unwrap();
-    std::fs::write(&fresh, "a shell drop being written").unwrap();
+    let backdated = env.spool.join("tmp/tmp.backdated");
+    std::fs::write(&backdated, "a shell drop being written").unwrap();
     let two_hours_ago = std::time::SystemTime::now() - Duration::from_secs(7200);
     std::fs::File::options()
         .write(true)
-        .open(&old)
+        .open(&backdated)
         .unwrap()
         .set_modified(two_hours_ago)
         .unwrap();
     spool.ingest_incoming("test-node", Utc::now()).unwrap();
-    assert!(!old.exists(), "old leftover removed");
-    assert!(fresh.exists(), "a fresh file is left alone");
+    assert!(backdated.exists(), "a fresh file with an old mtime is kept");
 }
 
 #[test]

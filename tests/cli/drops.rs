@@ -1,0 +1,365 @@
+//! Holes an adversarial review found (issue 8): drops of any name, length
+//! and kind are ingested or quarantined, never unseen and never stopping
+//! the push; read-only commands create nothing; remote hour files as
+//! editors leave them are read. Real binaries, real spools, the test forge.
+
+use crate::support::{TestEnv, assert_exit, files_under, run, stderr, stdout};
+use hero_usage::otoml::render_batch;
+use hero_usage::record::{UsageRecord, UtcSecond};
+use hero_usage_test_forge::{ForgeOptions, TestForge};
+use std::ffi::OsString;
+use std::os::unix::ffi::OsStringExt;
+use std::os::unix::fs::{MetadataExt, PermissionsExt};
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+use std::time::Duration;
+
+const OWNER: &str = "lhumina_code";
+const REPO: &str = "billing";
+const VALID: &str =
+    "idempotency_key = \"KEY\"\nuser_sid = \"0a1b\"\namount_cents = 5\nresource_kind = \"cpu\"\n";
+
+/// A spool with a forge to push to.
+struct Node {
+    env: TestEnv,
+    forge: TestForge,
+    token_file: PathBuf,
+}
+
+impl Node {
+    fn new() -> Node {
+        let env = TestEnv::new();
+        let forge = TestForge::start(ForgeOptions::default());
+        let token_file = env.path("token");
+        std::fs::write(&token_file, format!("{}\n", forge.token())).unwrap();
+        Node {
+            env,
+            forge,
+            token_file,
+        }
+    }
+
+    fn push_cmd(&self) -> Command {
+        let mut c = self.env.cmd("hero_usage_push");
+        c.env("HERO_USAGE_FORGEJO_URL", self.forge.base_url())
+            .env("HERO_USAGE_FORGEJO_TOKEN_FILE", &self.token_file)
+            .env("HERO_USAGE_REPO", format!("{OWNER}/{REPO}"));
+        c
+    }
+
+    fn push(&self, args: &[&str]) -> Output {
+        run(self.push_cmd().args(args))
+    }
+
+    fn incoming(&self) -> PathBuf {
+        self.env.spool.join("incoming")
+    }
+
+    /// Create the spool's layout (as any writer does).
+    fn open(&self) {
+        hero_usage::spool::Spool::open(&self.env.spool).unwrap();
+    }
+
+    fn drop_file(&self, name: impl Into<OsString>, text: &str) -> PathBuf {
+        let p = self.incoming().join(name.into());
+        std::fs::write(&p, text).unwrap();
+        p
+    }
+
+    fn pending(&self) -> usize {
+        files_under(&self.env.spool.join("pending")).len()
+    }
+
+    fn rejected(&self) -> Vec<PathBuf> {
+        files_under(&self.env.spool.join("rejected"))
+    }
+
+    fn reasons(&self) -> String {
+        self.rejected()
+            .iter()
+            .filter(|p| p.extension().is_some_and(|e| e == "reason"))
+            .map(|p| std::fs::read_to_string(p).unwrap())
+            .collect()
+    }
+}
+
+fn valid(key: &str) -> String {
+    VALID.replace("KEY", key)
+}
+
+fn status_json(env: &TestEnv, args: &[&str]) -> (Option<i32>, serde_json::Value) {
+    let out = run(env.cmd("hero_usage_status").arg("--json").args(args));
+    let v = serde_json::from_str(stdout(&out).trim())
+        .unwrap_or_else(|e| panic!("{e}: {}", stdout(&out)));
+    (out.status.code(), v)
+}
+
+#[test]
+fn a_bad_drop_with_a_245_character_name_is_quarantined_and_the_rest_pushed() {
+    let node = Node::new();
+    node.open();
+    let long = format!("{}.toml", "b".repeat(240));
+    assert_eq!(long.len(), 245);
+    node.drop_file(long.as_str(), "not = [toml");
+    node.drop_file("good.toml", &valid("good"));
+    let out = node.push(&[]);
+    assert_exit(&out, 65);
+    assert!(
+        stdout(&out).contains("pushed 1 records"),
+        "{}",
+        stdout(&out)
+    );
+    assert_eq!(node.pending(), 0);
+    let rejected = node.rejected();
+    assert_eq!(rejected.len(), 2, "{rejected:?}");
+    for p in &rejected {
+        assert!(p.file_name().unwrap().len() <= 255 - 8, "{p:?}");
+    }
+    assert!(node.reasons().contains(&long), "{}", node.reasons());
+    assert!(stderr(&out).contains(&long), "{}", stderr(&out));
+    // Shown once: the next run is clean.
+    assert_exit(&node.push(&[]), 0);
+    assert!(std::fs::read_dir(node.incoming()).unwrap().next().is_none());
+}
+
+#[test]
+fn a_drop_with_a_non_utf8_name_is_counted_alerted_and_ingested() {
+    let node = Node::new();
+    node.open();
+    let name = OsString::from_vec(b"caf\xe9-drop.toml".to_vec());
+    node.drop_file(name, &valid("cafe"));
+    let (code, v) = status_json(&node.env, &[]);
+    assert_eq!((code, v["incoming"].as_i64()), (Some(0), Some(1)), "{v}");
+    std::thread::sleep(Duration::from_millis(1100));
+    let (code, _) = status_json(&node.env, &["--max-age", "0"]);
+    assert_eq!(code, Some(1), "--max-age fires for it");
+    let out = node.push(&[]);
+    assert_exit(&out, 0);
+    assert!(
+        stdout(&out).contains("pushed 1 records"),
+        "{}",
+        stdout(&out)
+    );
+    assert!(std::fs::read_dir(node.incoming()).unwrap().next().is_none());
+}
+
+#[test]
+fn bad_drops_with_control_characters_in_their_names_are_escaped_in_messages() {
+    let node = Node::new();
+    node.open();
+    let name = OsString::from_vec(b"evil\n\x1b[2J\xff.toml".to_vec());
+    node.drop_file(name, "not toml [");
+    let out = node.push(&[]);
+    assert_exit(&out, 65);
+    let err = stderr(&out);
+    assert!(!err.contains('\x1b'), "raw ESC in {err:?}");
+    assert!(err.contains("evil\\n\\u{1b}[2J\\xff.toml"), "{err}");
+    assert_eq!(err.lines().count(), err.matches("hero_usage_push:").count());
+    let kept = node.rejected();
+    assert_eq!(kept.len(), 2, "{kept:?}");
+    for p in kept {
+        let n = p.file_name().unwrap().to_str().expect("a UTF-8 name");
+        assert!(!n.chars().any(char::is_control), "{n:?}");
+    }
+    assert!(node.reasons().contains("evil\\n\\u{1b}[2J\\xff.toml"));
+}
+
+#[test]
+fn every_kind_of_drop_is_ingested_or_quarantined_and_none_stops_the_push() {
+    let node = Node::new();
+    node.open();
+    let inc = node.incoming();
+    std::fs::create_dir(inc.join("dir.toml")).unwrap();
+    std::fs::write(inc.join("dir.toml/inner"), "kept").unwrap();
+    std::os::unix::fs::symlink("/nonexistent", inc.join("dangling.toml")).unwrap();
+    let fifo = run(Command::new("mkfifo").arg(inc.join("fifo.toml")));
+    assert!(fifo.status.success(), "{}", stderr(&fifo));
+    let _socket = std::os::unix::net::UnixListener::bind(inc.join("sock.toml")).unwrap();
+    node.drop_file("good.toml", &valid("good"));
+    let out = node.push(&[]);
+    assert_exit(&out, 65);
+    assert!(
+        stdout(&out).contains("pushed 1 records"),
+        "{}",
+        stdout(&out)
+    );
+    assert!(std::fs::read_dir(&inc).unwrap().next().is_none());
+    let rejected = node.env.spool.join("rejected");
+    for name in ["dir.toml", "dangling.toml", "fifo.toml", "sock.toml"] {
+        assert!(
+            std::fs::symlink_metadata(rejected.join(name)).is_ok(),
+            "{name} not quarantined"
+        );
+        assert!(rejected.join(format!("{name}.reason")).exists(), "{name}");
+    }
+    assert_eq!(
+        std::fs::read_to_string(rejected.join("dir.toml/inner")).unwrap(),
+        "kept"
+    );
+    assert_exit(&node.push(&[]), 0);
+}
+
+#[test]
+fn quarantining_a_hard_linked_drop_changes_nothing_outside_the_spool() {
+    let node = Node::new();
+    node.open();
+    let outside = node.env.path("outside.toml");
+    std::fs::write(&outside, "shared = [broken").unwrap();
+    std::fs::set_permissions(&outside, std::fs::Permissions::from_mode(0o644)).unwrap();
+    std::fs::hard_link(&outside, node.incoming().join("linked.toml")).unwrap();
+    assert_exit(&node.push(&[]), 65);
+    let m = std::fs::metadata(&outside).unwrap();
+    assert_eq!(m.mode() & 0o777, 0o644, "the shared inode's mode changed");
+    assert_eq!(
+        std::fs::read_to_string(&outside).unwrap(),
+        "shared = [broken"
+    );
+    let kept = node.env.spool.join("rejected/linked.toml");
+    let k = std::fs::metadata(&kept).unwrap();
+    assert_eq!(k.mode() & 0o777, 0o600);
+    assert_ne!(k.ino(), m.ino(), "a private copy is kept");
+    assert_eq!(std::fs::read_to_string(&kept).unwrap(), "shared = [broken");
+}
+
+#[test]
+fn status_and_a_dry_run_create_nothing_in_an_existing_spool() {
+    let node = Node::new();
+    std::fs::create_dir(&node.env.spool).unwrap();
+    let (code, v) = status_json(&node.env, &[]);
+    assert_eq!(code, Some(0), "{v}");
+    assert!(list(&node.env.spool).is_empty(), "status created something");
+    assert_exit(&node.push(&["--dry-run"]), 0);
+    assert!(
+        list(&node.env.spool).is_empty(),
+        "a dry run created something"
+    );
+}
+
+fn list(dir: &Path) -> Vec<PathBuf> {
+    let mut v: Vec<PathBuf> = std::fs::read_dir(dir)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .collect();
+    v.sort();
+    v
+}
+
+#[test]
+fn max_age_of_2_to_the_63_or_more_does_not_wrap() {
+    let node = Node::new();
+    node.open();
+    node.drop_file("waiting.toml", &valid("k"));
+    for max in ["9223372036854775808", "18446744073709551615"] {
+        let (code, v) = status_json(&node.env, &["--max-age", max]);
+        assert_eq!(code, Some(0), "--max-age {max}: {v}");
+    }
+}
+
+#[test]
+fn remote_hours_with_a_bom_a_comment_or_a_spaced_prefix_are_read_and_rewritten() {
+    let node = Node::new();
+    node.forge.create_repo(OWNER, REPO, false);
+    let at = |h: u32| format!("2026-11-2{h} 10:00:00");
+    let rec = |key: &str, h: u32| UsageRecord {
+        amount_cents: 1,
+        description: String::new(),
+        idempotency_key: key.into(),
+        node_id: "test-node".into(),
+        occurred_at: UtcSecond::parse(&at(h)).unwrap(),
+        resource_kind: "cpu".into(),
+        user_sid: "0a1b".into(),
+    };
+    let path = |h: u32| format!("nodes/test-node/usage_2026-11-2{h}-10.otoml");
+    let body = |r: &UsageRecord| {
+        render_batch(std::slice::from_ref(r))
+            .strip_prefix("O:\n")
+            .unwrap()
+            .to_string()
+    };
+    let old = [rec("old1", 1), rec("old2", 2), rec("old3", 3)];
+    let texts = [
+        format!("\u{feff}O:\n{}", body(&old[0])),
+        format!("# hand edited\nO:\n{}", body(&old[1])),
+        format!("O: \n{}", body(&old[2])),
+    ];
+    let files: Vec<(String, Vec<u8>)> = (1..=3)
+        .map(|h| (path(h), texts[h as usize - 1].clone().into_bytes()))
+        .collect();
+    let refs: Vec<(&str, Option<&[u8]>)> = files
+        .iter()
+        .map(|(p, t)| (p.as_str(), Some(t.as_slice())))
+        .collect();
+    node.forge
+        .commit_files(OWNER, REPO, "main", &refs, "an editor was here");
+    for h in 1..=3 {
+        let out = run(node.env.cmd("hero_usage_record").args([
+            "--idempotency-key",
+            &format!("new{h}"),
+            "--user-sid",
+            "0a1b",
+            "--amount-cents",
+            "1",
+            "--resource-kind",
+            "cpu",
+            "--occurred-at",
+            &at(h),
+        ]));
+        assert_exit(&out, 0);
+    }
+    assert_exit(&node.push(&[]), 0);
+    for h in 1..=3 {
+        let got = node.forge.file(OWNER, REPO, "main", &path(h)).unwrap();
+        let want = render_batch(&[old[h as usize - 1].clone(), rec(&format!("new{h}"), h)]);
+        assert_eq!(String::from_utf8(got).unwrap(), want, "hour {h}");
+    }
+}
+
+/// `cmd` as user `nobody` when this test runs as root (root may move any
+/// directory), else as it is; `tree` is handed to that user first.
+fn unprivileged(cmd: &Command, tree: &Path) -> Command {
+    let root = std::fs::metadata("/proc/self").unwrap().uid() == 0;
+    let mut c = if root {
+        let chown = run(Command::new("chown").arg("-R").arg("65534:65534").arg(tree));
+        assert!(chown.status.success(), "{}", stderr(&chown));
+        let mut c = Command::new("setpriv");
+        c.args(["--reuid=65534", "--regid=65534", "--clear-groups", "--"])
+            .arg(cmd.get_program());
+        c
+    } else {
+        Command::new(cmd.get_program())
+    };
+    c.args(cmd.get_args());
+    for (k, v) in cmd.get_envs() {
+        match v {
+            Some(v) => c.env(k, v),
+            None => c.env_remove(k),
+        };
+    }
+    c
+}
+
+#[test]
+fn a_drop_that_cannot_be_moved_is_reported_and_stops_nothing() {
+    let node = Node::new();
+    node.open();
+    // Moving a directory to another parent needs write permission on it.
+    let stuck = node.incoming().join("stuck.toml");
+    std::fs::create_dir(&stuck).unwrap();
+    node.drop_file("good.toml", &valid("good"));
+    let mut push = unprivileged(&node.push_cmd(), node.env.dir.path());
+    std::fs::set_permissions(&stuck, std::fs::Permissions::from_mode(0o500)).unwrap();
+    let out = run(&mut push);
+    assert_exit(&out, 65);
+    assert!(
+        stdout(&out).contains("pushed 1 records"),
+        "{}",
+        stdout(&out)
+    );
+    assert!(
+        stderr(&out).contains("stays in incoming/"),
+        "{}",
+        stderr(&out)
+    );
+    assert!(stuck.is_dir(), "left where it was");
+    assert_eq!(node.pending(), 0);
+}

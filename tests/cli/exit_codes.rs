@@ -1,0 +1,175 @@
+//! Exit codes that tell the truth (DESIGN.md, "Exit codes"; issue 8): only
+//! spool failures are 73, output that cannot be written is 74, input that
+//! cannot be read 66, configuration 78, a bad command line 64.
+
+use crate::support::{TestEnv, assert_exit, files_under, run, stderr, stdout};
+use hero_usage_test_forge::{ForgeOptions, TestForge};
+use std::process::{Command, Output};
+
+fn record_args(key: &str) -> Vec<String> {
+    [
+        "--idempotency-key",
+        key,
+        "--user-sid",
+        "0a1b",
+        "--amount-cents",
+        "5",
+        "--resource-kind",
+        "cpu",
+    ]
+    .map(String::from)
+    .to_vec()
+}
+
+/// `sh -c SCRIPT` with the environment `TestEnv::cmd` gives a binary.
+fn sh(env: &TestEnv, script: &str) -> Output {
+    let mut c = Command::new("sh");
+    for (k, _) in std::env::vars_os() {
+        if k.to_string_lossy().starts_with("HERO_") {
+            c.env_remove(k);
+        }
+    }
+    c.arg("-c")
+        .arg(script)
+        .env("HOME", &env.home)
+        .env("HERO_USAGE_SPOOL", &env.spool)
+        .env("HERO_NODE_ID", &env.node);
+    run(&mut c)
+}
+
+/// `hero_usage_record ARGS` through `sh -c` with a shell `prefix` (a
+/// ulimit) and `suffix` (a redirection).
+fn record_sh(env: &TestEnv, prefix: &str, args: &[String], suffix: &str) -> Output {
+    let bin = crate::support::bin("hero_usage_record");
+    let quoted: Vec<String> = args.iter().map(|a| format!("'{a}'")).collect();
+    let script = format!(
+        "{prefix} exec '{}' {} {suffix}",
+        bin.display(),
+        quoted.join(" ")
+    );
+    sh(env, &script)
+}
+
+#[test]
+fn a_full_stdout_is_74_and_says_the_record_was_stored() {
+    let env = TestEnv::new();
+    let out = record_sh(&env, "", &record_args("k1"), ">/dev/full");
+    assert_exit(&out, 74);
+    assert!(
+        stderr(&out).contains("the record was stored"),
+        "{}",
+        stderr(&out)
+    );
+    let again = run(env.cmd("hero_usage_record").args(record_args("k1")));
+    assert_exit(&again, 0);
+    assert_eq!(stdout(&again), "duplicate k1\n");
+    // --stdin too: the lines were stored, the answers lost.
+    let out = sh(
+        &env,
+        &(format!(
+            "echo '{{\"idempotency_key\":\"k2\",\"user_sid\":\"0a1b\",\"amount_cents\":1,\"resource_kind\":\"cpu\"}}' \
+         | '{}' --stdin >/dev/full",
+            crate::support::bin("hero_usage_record").display()
+        )),
+    );
+    assert_exit(&out, 74);
+    assert!(stderr(&out).contains("stored"), "{}", stderr(&out));
+    // A full stderr does not turn a data error into a crash (101).
+    let mut bad = record_args("k3");
+    bad[3] = "X".into();
+    assert_exit(&record_sh(&env, "", &bad, "2>/dev/full"), 65);
+}
+
+#[test]
+fn stdin_that_cannot_be_read_is_66() {
+    let env = TestEnv::new();
+    let out = run(env
+        .cmd("hero_usage_record")
+        .arg("--stdin")
+        .stdin(std::fs::File::open("/").unwrap()));
+    assert_exit(&out, 66);
+    assert!(
+        stderr(&out).contains("cannot read stdin"),
+        "{}",
+        stderr(&out)
+    );
+}
+
+#[test]
+fn a_file_size_limit_fails_the_write_with_73_and_leaves_no_tmp_file() {
+    let env = TestEnv::new();
+    let out = record_sh(&env, "ulimit -f 0;", &record_args("k1"), "");
+    assert_exit(&out, 73);
+    assert!(stderr(&out).contains("File too large"), "{}", stderr(&out));
+    assert!(files_under(&env.spool.join("tmp")).is_empty());
+    assert!(files_under(&env.spool.join("pending")).is_empty());
+}
+
+#[test]
+fn bad_tokens_and_branches_are_configuration_78() {
+    let env = TestEnv::new();
+    let forge = TestForge::start(ForgeOptions::default());
+    let token_file = env.path("token");
+    let push = || {
+        let mut c = env.cmd("hero_usage_push");
+        c.env("HERO_USAGE_FORGEJO_URL", forge.base_url())
+            .env("HERO_USAGE_FORGEJO_TOKEN_FILE", &token_file);
+        c
+    };
+    let cases: [(&str, &[u8]); 3] = [
+        ("control", b"abcdefgh\x07ijkl\n"),
+        ("ASCII", "abcdéfghijkl\n".as_bytes()),
+        ("at least 8", b"G\n"),
+    ];
+    for (problem, token) in cases {
+        std::fs::write(&token_file, token).unwrap();
+        let out = run(&mut push());
+        assert_exit(&out, 78);
+        assert!(stderr(&out).contains(problem), "{}", stderr(&out));
+    }
+    // A token "file" that is a fifo or a device is refused, never read.
+    for special in ["/dev/zero", "/dev/null"] {
+        let out = run(push().env("HERO_USAGE_FORGEJO_TOKEN_FILE", special));
+        assert_exit(&out, 78);
+        assert!(
+            stderr(&out).contains("not a regular file"),
+            "{}",
+            stderr(&out)
+        );
+    }
+    std::fs::write(&token_file, forge.token()).unwrap();
+    let out = run(push().env("HERO_USAGE_BRANCH", "../main"));
+    assert_exit(&out, 78);
+    assert!(stderr(&out).contains("branch"), "{}", stderr(&out));
+    assert!(forge.requests().is_empty(), "no request was made");
+}
+
+#[test]
+fn a_missing_required_flag_is_64_a_missing_json_field_65() {
+    let env = TestEnv::new();
+    let out =
+        run(env
+            .cmd("hero_usage_record")
+            .args(["--idempotency-key", "k", "--user-sid", "0a1b"]));
+    assert_exit(&out, 64);
+    let err = stderr(&out);
+    assert!(
+        err.contains("missing --amount-cents, --resource-kind"),
+        "{err}"
+    );
+    let out = crate::support::run_with_stdin(
+        env.cmd("hero_usage_record").arg("--stdin"),
+        b"{\"idempotency_key\":\"k\",\"user_sid\":\"0a1b\"}\n",
+    );
+    assert_exit(&out, 65);
+}
+
+#[test]
+fn status_and_help_to_a_full_stdout_are_74() {
+    let env = TestEnv::new();
+    for args in ["", "--json", "--version"] {
+        let bin = crate::support::bin("hero_usage_status");
+        let out = sh(&env, &format!("exec '{}' {args} >/dev/full", bin.display()));
+        assert_exit(&out, 74);
+    }
+}
