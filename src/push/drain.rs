@@ -331,6 +331,14 @@ impl Drain<'_, '_> {
         }
         let mut queue = self.chunks(planned);
         while let Some(chunk) = queue.pop_front() {
+            if chunk.changes.len() > 1 && chunk.bytes() > self.limit {
+                // Made before a 413 lowered the limit: cut it to the new size.
+                let pairs = chunk.changes.into_iter().zip(chunk.meta).collect();
+                for piece in self.chunks(pairs).into_iter().rev() {
+                    queue.push_front(piece);
+                }
+                continue;
+            }
             self.send(chunk, &mut queue, summary)?;
         }
         Ok(())
