@@ -12,16 +12,84 @@ pub const TIME_FORMAT: &str = "%Y-%m-%d %H:%M:%S";
 pub const MAX_AMOUNT_CENTS: u64 = 1_000_000_000_000;
 /// How far in the future `occurred_at` may lie (clock skew between callers).
 pub const MAX_FUTURE_SECS: i64 = 300;
+/// The earliest accepted `occurred_at` (UTC): earlier instants are typos, and
+/// years outside 4 digits would not read back from the spool or OTOML.
+pub const EARLIEST_OCCURRED_AT: &str = "2000-01-01 00:00:00";
+/// The record's fields: the one list of them, in canonical (alphabetical)
+/// order, which every reader, writer and check goes by.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum Field {
+    AmountCents,
+    Description,
+    IdempotencyKey,
+    NodeId,
+    OccurredAt,
+    ResourceKind,
+    UserSid,
+}
+
+impl Field {
+    /// Every field, in canonical order.
+    pub const ALL: [Field; 7] = [
+        Field::AmountCents,
+        Field::Description,
+        Field::IdempotencyKey,
+        Field::NodeId,
+        Field::OccurredAt,
+        Field::ResourceKind,
+        Field::UserSid,
+    ];
+
+    /// Its name in every format (TOML key, JSON key, OTOML key).
+    pub const fn name(self) -> &'static str {
+        match self {
+            Field::AmountCents => "amount_cents",
+            Field::Description => "description",
+            Field::IdempotencyKey => "idempotency_key",
+            Field::NodeId => "node_id",
+            Field::OccurredAt => "occurred_at",
+            Field::ResourceKind => "resource_kind",
+            Field::UserSid => "user_sid",
+        }
+    }
+
+    pub fn from_name(name: &str) -> Option<Field> {
+        Field::ALL.into_iter().find(|f| f.name() == name)
+    }
+
+    /// The rule of a value of this field that holds for ever (the time
+    /// range depends on "now", so `occurred_at` is checked at validation).
+    fn check(self, value: Value<'_>) -> Result<(), String> {
+        match (self, value) {
+            (Field::AmountCents, Value::Int(a)) => check_amount(a),
+            (Field::Description, Value::Str(d)) => check_description(d),
+            (Field::IdempotencyKey, Value::Str(k)) => check_idempotency_key(k),
+            (Field::NodeId, Value::Str(n)) => check_node_name(n),
+            (Field::ResourceKind, Value::Str(k)) => check_resource_kind(k),
+            (Field::UserSid, Value::Str(s)) => check_user_sid(s),
+            _ => Ok(()),
+        }
+    }
+}
+
 /// The record's field names, in canonical (alphabetical) order.
 pub const FIELDS: [&str; 7] = [
-    "amount_cents",
-    "description",
-    "idempotency_key",
-    "node_id",
-    "occurred_at",
-    "resource_kind",
-    "user_sid",
+    Field::ALL[0].name(),
+    Field::ALL[1].name(),
+    Field::ALL[2].name(),
+    Field::ALL[3].name(),
+    Field::ALL[4].name(),
+    Field::ALL[5].name(),
+    Field::ALL[6].name(),
 ];
+
+/// One field's value of a record, to compare and check fields one by one.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Value<'a> {
+    Str(&'a str),
+    Int(u64),
+    Time(UtcSecond),
+}
 
 /// A UTC instant to the second, rendered as `YYYY-MM-DD HH:MM:SS`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
@@ -136,6 +204,18 @@ impl UsageRecord {
         self.occurred_at.hour_bucket()
     }
 
+    fn value(&self, field: Field) -> Value<'_> {
+        match field {
+            Field::AmountCents => Value::Int(self.amount_cents),
+            Field::Description => Value::Str(&self.description),
+            Field::IdempotencyKey => Value::Str(&self.idempotency_key),
+            Field::NodeId => Value::Str(&self.node_id),
+            Field::OccurredAt => Value::Time(self.occurred_at),
+            Field::ResourceKind => Value::Str(&self.resource_kind),
+            Field::UserSid => Value::Str(&self.user_sid),
+        }
+    }
+
     /// The names of the fields that differ from `other`; `occurred_at` is left
     /// out when `ignore_occurred_at` (a retry whose time defaulted to "now").
     pub fn differing_fields(
@@ -143,48 +223,25 @@ impl UsageRecord {
         other: &UsageRecord,
         ignore_occurred_at: bool,
     ) -> Vec<&'static str> {
-        let mut out = Vec::new();
-        if self.amount_cents != other.amount_cents {
-            out.push("amount_cents");
-        }
-        if self.description != other.description {
-            out.push("description");
-        }
-        if self.idempotency_key != other.idempotency_key {
-            out.push("idempotency_key");
-        }
-        if self.node_id != other.node_id {
-            out.push("node_id");
-        }
-        if !ignore_occurred_at && self.occurred_at != other.occurred_at {
-            out.push("occurred_at");
-        }
-        if self.resource_kind != other.resource_kind {
-            out.push("resource_kind");
-        }
-        if self.user_sid != other.user_sid {
-            out.push("user_sid");
-        }
-        out
+        Field::ALL
+            .into_iter()
+            .filter(|&f| !(ignore_occurred_at && f == Field::OccurredAt))
+            .filter(|&f| self.value(f) != other.value(f))
+            .map(Field::name)
+            .collect()
     }
 
     /// Check every rule again (for records read back from disk or the forge).
     pub fn check(&self) -> Result<(), Vec<FieldError>> {
-        let mut errs = Vec::new();
-        let mut push = |field: &'static str, r: Result<(), String>| {
-            if let Err(problem) = r {
-                errs.push(FieldError { field, problem });
-            }
-        };
-        push(
-            "idempotency_key",
-            check_idempotency_key(&self.idempotency_key),
-        );
-        push("node_id", check_node_name(&self.node_id));
-        push("user_sid", check_user_sid(&self.user_sid));
-        push("amount_cents", check_amount(self.amount_cents));
-        push("resource_kind", check_resource_kind(&self.resource_kind));
-        push("description", check_description(&self.description));
+        let errs: Vec<FieldError> = Field::ALL
+            .into_iter()
+            .filter_map(|f| {
+                f.check(self.value(f)).err().map(|problem| FieldError {
+                    field: f.name(),
+                    problem,
+                })
+            })
+            .collect();
         if errs.is_empty() { Ok(()) } else { Err(errs) }
     }
 }
@@ -258,20 +315,34 @@ pub struct Validated {
 impl RecordInput {
     /// Set a field by name; unknown names are remembered as such.
     pub fn set(&mut self, name: &str, value: RawValue) {
-        let slot = match name {
-            "idempotency_key" => &mut self.idempotency_key,
-            "node_id" => &mut self.node_id,
-            "user_sid" => &mut self.user_sid,
-            "amount_cents" => &mut self.amount_cents,
-            "resource_kind" => &mut self.resource_kind,
-            "description" => &mut self.description,
-            "occurred_at" => &mut self.occurred_at,
-            _ => {
-                self.unknown.push(name.to_string());
-                return;
-            }
-        };
-        *slot = Some(value);
+        match Field::from_name(name) {
+            Some(f) => *self.slot(f) = Some(value),
+            None => self.unknown.push(name.to_string()),
+        }
+    }
+
+    fn slot(&mut self, field: Field) -> &mut Option<RawValue> {
+        match field {
+            Field::AmountCents => &mut self.amount_cents,
+            Field::Description => &mut self.description,
+            Field::IdempotencyKey => &mut self.idempotency_key,
+            Field::NodeId => &mut self.node_id,
+            Field::OccurredAt => &mut self.occurred_at,
+            Field::ResourceKind => &mut self.resource_kind,
+            Field::UserSid => &mut self.user_sid,
+        }
+    }
+
+    fn get(&self, field: Field) -> &Option<RawValue> {
+        match field {
+            Field::AmountCents => &self.amount_cents,
+            Field::Description => &self.description,
+            Field::IdempotencyKey => &self.idempotency_key,
+            Field::NodeId => &self.node_id,
+            Field::OccurredAt => &self.occurred_at,
+            Field::ResourceKind => &self.resource_kind,
+            Field::UserSid => &self.user_sid,
+        }
     }
 
     /// From the text of one JSON object (a `--stdin` line or a shim body).
@@ -340,78 +411,86 @@ impl RecordInput {
                 ),
             })
             .collect();
-        let mut field = |name: &'static str, r: Result<(), String>| {
-            if let Err(problem) = r {
-                errs.push(FieldError {
-                    field: name,
-                    problem,
-                });
-            }
+        let text = |f: Field, default: Option<&str>| {
+            let v = match (self.get(f), default) {
+                (None, Some(d)) => d.to_string(),
+                (v, _) => required_str(v)?,
+            };
+            f.check(Value::Str(&v)).map(|()| v)
         };
-
-        let key = required_str(&self.idempotency_key);
-        field(
-            "idempotency_key",
-            key.clone().and_then(|k| check_idempotency_key(&k)),
-        );
-        let node = match &self.node_id {
-            None => Ok(defaults.node.clone()),
-            v => required_str(v),
-        };
-        field("node_id", node.clone().and_then(|n| check_node_name(&n)));
-        let sid = required_str(&self.user_sid);
-        field("user_sid", sid.clone().and_then(|s| check_user_sid(&s)));
-        let amount = required_amount(&self.amount_cents);
-        field("amount_cents", amount.clone().and_then(check_amount));
-        let kind = required_str(&self.resource_kind);
-        field(
-            "resource_kind",
-            kind.clone().and_then(|k| check_resource_kind(&k)),
-        );
-        let description = match &self.description {
-            None => Ok(String::new()),
-            v => required_str(v),
-        };
-        field(
-            "description",
-            description.clone().and_then(|d| check_description(&d)),
-        );
+        let e = &mut errs;
+        let key = keep(e, Field::IdempotencyKey, text(Field::IdempotencyKey, None));
+        let node = keep(e, Field::NodeId, text(Field::NodeId, Some(&defaults.node)));
+        let sid = keep(e, Field::UserSid, text(Field::UserSid, None));
+        let amount = required_amount(&self.amount_cents)
+            .and_then(|a| Field::AmountCents.check(Value::Int(a)).map(|()| a));
+        let amount = keep(e, Field::AmountCents, amount);
+        let kind = keep(e, Field::ResourceKind, text(Field::ResourceKind, None));
+        let description = keep(e, Field::Description, text(Field::Description, Some("")));
         let occurred = match &self.occurred_at {
             None => Ok(UtcSecond::from_utc(
                 defaults.occurred_at.unwrap_or(defaults.now),
             )),
             v => required_str(v).and_then(|s| UtcSecond::parse(&s)),
         };
-        let occurred = occurred.and_then(|t| {
-            let limit = defaults.now + chrono::Duration::seconds(MAX_FUTURE_SECS);
-            if t.0 > limit.naive_utc() {
-                Err(format!(
-                    "lies more than {} minutes in the future (now is {} UTC); check the caller's clock",
-                    MAX_FUTURE_SECS / 60,
-                    UtcSecond::from_utc(defaults.now)
-                ))
-            } else {
-                Ok(t)
-            }
-        });
-        field("occurred_at", occurred.clone().map(|_| ()));
+        let occurred = occurred.and_then(|t| check_occurred_at(t, defaults.now));
+        let occurred = keep(e, Field::OccurredAt, occurred);
 
-        if !errs.is_empty() {
-            return Err(errs);
+        match (key, node, sid, amount, kind, description, occurred) {
+            (Some(key), Some(node), Some(sid), Some(amount), Some(kind), Some(desc), Some(at))
+                if errs.is_empty() =>
+            {
+                Ok(Validated {
+                    record: UsageRecord {
+                        amount_cents: amount,
+                        description: desc,
+                        idempotency_key: key,
+                        node_id: node,
+                        occurred_at: at,
+                        resource_kind: kind,
+                        user_sid: sid,
+                    },
+                    occurred_at_given: self.occurred_at.is_some(),
+                })
+            }
+            _ => Err(errs),
         }
-        // Every field is Ok here: the errors above were empty.
-        Ok(Validated {
-            record: UsageRecord {
-                amount_cents: amount.unwrap_or_default(),
-                description: description.unwrap_or_default(),
-                idempotency_key: key.unwrap_or_default(),
-                node_id: node.unwrap_or_default(),
-                occurred_at: occurred.expect("checked above"),
-                resource_kind: kind.unwrap_or_default(),
-                user_sid: sid.unwrap_or_default(),
-            },
-            occurred_at_given: self.occurred_at.is_some(),
-        })
+    }
+}
+
+/// A field's value when it is good; otherwise its problem goes to `errs`.
+fn keep<T>(errs: &mut Vec<FieldError>, field: Field, r: Result<T, String>) -> Option<T> {
+    match r {
+        Ok(v) => Some(v),
+        Err(problem) => {
+            errs.push(FieldError {
+                field: field.name(),
+                problem,
+            });
+            None
+        }
+    }
+}
+
+/// `occurred_at` (already in UTC) must lie in [`EARLIEST_OCCURRED_AT`,
+/// `now` + [`MAX_FUTURE_SECS`]]: only such a time reads back unchanged
+/// everywhere and is a plausible usage time.
+pub fn check_occurred_at(t: UtcSecond, now: DateTime<Utc>) -> Result<UtcSecond, String> {
+    let earliest = UtcSecond::parse_exact(EARLIEST_OCCURRED_AT).expect("a valid constant");
+    let limit = now + chrono::Duration::seconds(MAX_FUTURE_SECS);
+    if t < earliest {
+        Err(format!(
+            "lies before {EARLIEST_OCCURRED_AT} UTC (after conversion to UTC); \
+             give the time the usage happened"
+        ))
+    } else if t.0 > limit.naive_utc() {
+        Err(format!(
+            "lies more than {} minutes in the future (now is {} UTC); check the caller's clock",
+            MAX_FUTURE_SECS / 60,
+            UtcSecond::from_utc(now)
+        ))
+    } else {
+        Ok(t)
     }
 }
 
@@ -694,6 +773,16 @@ mod tests {
             ("description", RawValue::Str("two\nlines".into())),
             ("occurred_at", RawValue::Str("2026-11-26 16:36:00".into())),
             ("occurred_at", RawValue::Str("yesterday".into())),
+            (
+                "occurred_at",
+                RawValue::Str("0000-01-01T00:30:00+01:00".into()),
+            ),
+            ("occurred_at", RawValue::Str("1999-12-31 23:59:59".into())),
+            (
+                "occurred_at",
+                RawValue::Str("2000-01-01T00:30:00+01:00".into()),
+            ),
+            ("occurred_at", RawValue::Str("2026-11-26 16:35:01".into())),
         ];
         for (name, value) in cases {
             let mut i = good();
@@ -702,6 +791,24 @@ mod tests {
             assert_eq!(errs.len(), 1, "{name} {value:?}: {errs:?}");
             assert_eq!(errs[0].field, name);
         }
+    }
+
+    #[test]
+    fn the_time_range_is_inclusive_and_uses_the_defaults_now() {
+        for ok in [
+            "2000-01-01 00:00:00",
+            "2000-01-01T01:00:00+01:00",
+            "2026-11-26 16:35:00",
+        ] {
+            let mut i = good();
+            i.set("occurred_at", RawValue::Str(ok.into()));
+            assert!(i.validate(&defaults()).is_ok(), "{ok}");
+        }
+        // A drop's mtime (the defaulted time) is checked all the same.
+        let mut d = defaults();
+        d.occurred_at = Some(Utc.with_ymd_and_hms(1970, 1, 1, 0, 0, 0).unwrap());
+        let errs = good().validate(&d).unwrap_err();
+        assert_eq!(errs[0].field, "occurred_at");
     }
 
     #[test]

@@ -55,7 +55,7 @@ pub struct Waiting {
 impl Waiting {
     fn new(since: DateTime<Utc>, now: DateTime<Utc>) -> Waiting {
         Waiting {
-            since: since.format("%Y-%m-%d %H:%M:%S").to_string(),
+            since: since.format(crate::record::TIME_FORMAT).to_string(),
             age_seconds: (now - since).num_seconds().max(0),
         }
     }
@@ -277,7 +277,7 @@ impl StatusReport {
 
 /// `YYYY-MM-DD HH:MM:SS` (UTC) as Unix seconds.
 fn unix_seconds(t: &str) -> Option<f64> {
-    NaiveDateTime::parse_from_str(t, "%Y-%m-%d %H:%M:%S")
+    NaiveDateTime::parse_from_str(t, crate::record::TIME_FORMAT)
         .ok()
         .map(|t| t.and_utc().timestamp() as f64)
 }

@@ -52,6 +52,10 @@ pub struct Cli {
     #[arg(long, value_name = "N", default_value_t = push::DEFAULT_RETENTION_DAYS,
           value_parser = clap::value_parser!(u32).range(0..=push::MAX_RETENTION_DAYS as i64))]
     pub retention_days: u32,
+    /// Forget pushed keys (the ledger) sent more than N days ago [default: never]
+    #[arg(long, value_name = "N",
+          value_parser = clap::value_parser!(u32).range(0..=push::MAX_RETENTION_DAYS as i64))]
+    pub ledger_days: Option<u32>,
     /// Print what a scheduler needs to run this job hourly, then exit
     #[arg(long, value_name = "SCHEDULER")]
     pub print_schedule: Option<Scheduler>,
@@ -158,6 +162,7 @@ fn options(cli: &Cli, node: &str, forge: ForgeSettings) -> PushOptions {
         max_seconds: Duration::from_secs(cli.max_seconds),
         retry: RetryPolicy::for_window(Duration::from_secs(cli.retry_seconds)),
         retention_days: Some(cli.retention_days),
+        ledger_days: cli.ledger_days,
         ..PushOptions::new(node, forge)
     }
 }

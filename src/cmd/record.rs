@@ -6,7 +6,7 @@ use crate::config::{Common, SpoolArgs};
 use crate::error::escape_controls;
 use crate::error::{Kind, fail};
 use crate::record::{
-    Defaults, FieldError, RawValue, RecordInput, Validated, amount_from_flag, describe,
+    Defaults, Field, FieldError, RawValue, RecordInput, Validated, amount_from_flag, describe,
 };
 use crate::spool::{CHUNK_RECORDS, RecordOutcome, Spool};
 use anyhow::Result;
@@ -101,21 +101,22 @@ impl FieldFlags {
     fn input(&self) -> (RecordInput, usize) {
         let mut i = RecordInput::default();
         let mut n = 0;
-        for (name, v) in [
-            ("idempotency_key", &self.idempotency_key),
-            ("user_sid", &self.user_sid),
-            ("amount_cents", &self.amount_cents),
-            ("resource_kind", &self.resource_kind),
-            ("description", &self.description),
-            ("occurred_at", &self.occurred_at),
-            ("node_id", &self.node_id),
-        ] {
-            if let Some(v) = v {
-                let raw = match name {
-                    "amount_cents" => amount_from_flag(v),
+        for field in Field::ALL {
+            let flag = match field {
+                Field::AmountCents => &self.amount_cents,
+                Field::Description => &self.description,
+                Field::IdempotencyKey => &self.idempotency_key,
+                Field::NodeId => &self.node_id,
+                Field::OccurredAt => &self.occurred_at,
+                Field::ResourceKind => &self.resource_kind,
+                Field::UserSid => &self.user_sid,
+            };
+            if let Some(v) = flag {
+                let raw = match field {
+                    Field::AmountCents => amount_from_flag(v),
                     _ => RawValue::Str(v.clone()),
                 };
-                i.set(name, raw);
+                i.set(field.name(), raw);
                 n += 1;
             }
         }
@@ -174,6 +175,7 @@ pub fn run_fields(args: &SpoolArgs, flags: &FieldFlags) -> Result<i32> {
         }
     };
     let spool = Spool::open(&common.spool)?;
+    spool.bind_node(&common.node)?;
     let (line, stored) = match record_validated(&spool, v)? {
         Written::Recorded(key) => (format!("recorded {key}\n"), "the record was stored"),
         Written::Duplicate(key) => (
@@ -253,6 +255,7 @@ pub fn run_stdin(
 ) -> Result<i32> {
     let common = Common::resolve(args)?;
     let spool = Spool::open(&common.spool)?;
+    spool.bind_node(&common.node)?;
     let (lines, reader) = spawn_reader(input, common.node.clone());
     let mut worst: Option<Kind> = None;
     let mut line_nos = Vec::with_capacity(CHUNK_RECORDS);

@@ -60,6 +60,8 @@ pub struct PushOptions {
     /// (a push-now through the shim leaves pruning to the hourly job, whose
     /// window it cannot know).
     pub retention_days: Option<u32>,
+    /// Forget ledgered keys sent more than this many days ago; `None`: never.
+    pub ledger_days: Option<u32>,
     pub forge: ForgeSettings,
 }
 
@@ -74,6 +76,7 @@ impl PushOptions {
             max_seconds: Duration::from_secs(DEFAULT_MAX_SECONDS),
             retry: RetryPolicy::for_window(Duration::from_secs(DEFAULT_RETRY_SECONDS)),
             retention_days: Some(DEFAULT_RETENTION_DAYS),
+            ledger_days: None,
             forge,
         }
     }
@@ -96,9 +99,10 @@ pub fn run_logged(spool: &Spool, opts: &PushOptions, log: Log) -> Result<PushSum
     let start_time = Utc::now();
     let mut summary = PushSummary {
         node: opts.node.clone(),
-        started_at: start_time.format("%Y-%m-%d %H:%M:%S").to_string(),
+        started_at: start_time.format(crate::record::TIME_FORMAT).to_string(),
         ..Default::default()
     };
+    spool.bind_node_unless_dry(&opts.node, opts.dry_run)?;
     // Bad settings are configuration errors even when there is nothing to push.
     let branch = branch::resolve(opts.forge.branch.as_deref(), &opts.node)?;
     let mut config = ClientConfig::new(&opts.forge.url, opts.forge.token.clone());
@@ -170,7 +174,7 @@ fn close(
 ) -> PushSummary {
     if let Some(days) = opts.retention_days.filter(|_| !opts.dry_run) {
         let horizon = Utc::now() - chrono::Duration::days(i64::from(days));
-        match spool.prune_sent(horizon) {
+        match spool.prune_sent(horizon, opts.ledger_days) {
             Ok(n) => summary.pruned = n,
             Err(e) => late_error(&mut summary, &e),
         }
@@ -208,7 +212,7 @@ fn late_error(summary: &mut PushSummary, e: &anyhow::Error) {
 }
 
 fn finish(mut summary: PushSummary, started: Instant) -> PushSummary {
-    summary.finished_at = Utc::now().format("%Y-%m-%d %H:%M:%S").to_string();
+    summary.finished_at = Utc::now().format(crate::record::TIME_FORMAT).to_string();
     summary.duration_ms = started.elapsed().as_millis() as u64;
     summary
 }

@@ -78,6 +78,7 @@ pub fn run(spool_args: &SpoolArgs, forge: &ForgeArgs, args: &ShimArgs) -> Result
         eprintln!("{BINARY}: warning: {w}");
     }
     let spool = Spool::open(&common.spool)?;
+    spool.bind_node(&common.node)?;
     let server = http::Server::bind(addr, BINARY, http::Limits::from_env()).map_err(|e| {
         let kind = if e.kind() == std::io::ErrorKind::AddrInUse {
             Kind::TempFail

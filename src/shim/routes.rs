@@ -168,6 +168,7 @@ impl App {
         let opts = PushOptions {
             retention_days: None,
             retry: RetryPolicy::for_window(Duration::from_secs(push::PUSH_NOW_RETRY_SECONDS)),
+            ledger_days: None,
             ..PushOptions::new(&self.node, forge)
         };
         match push::run(&self.spool, &opts) {

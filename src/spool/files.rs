@@ -12,7 +12,6 @@ use super::{PendingId, Spool, cant, file_name_for_key, fsx};
 use crate::error::{Kind, fail};
 use crate::record::{UsageRecord, describe};
 use anyhow::{Context, Result};
-use serde::Deserialize;
 use std::collections::{BTreeMap, HashMap};
 use std::fs;
 use std::io;
@@ -28,12 +27,6 @@ pub const CHUNK_RECORDS: usize = 1024;
 pub const MAX_FILE_BYTES: u64 = 16 * 1024 * 1024;
 /// The line that starts every record table of a chunk file.
 const CHUNK_TABLE: &str = "[[records]]";
-
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-struct Chunk {
-    records: Vec<UsageRecord>,
-}
 
 /// One record as its single-record file.
 pub(crate) fn render_single(rec: &UsageRecord) -> Result<String> {
@@ -52,46 +45,91 @@ pub(crate) fn render_chunk<'a>(records: impl Iterator<Item = &'a UsageRecord>) -
     Ok(out)
 }
 
-/// The records of a record file (either form), each checked against the
-/// rules, indexed by the entry name each belongs under.
-fn parse_file(bytes: Vec<u8>) -> std::result::Result<HashMap<String, UsageRecord>, String> {
-    let text = String::from_utf8(bytes).map_err(|_| "not UTF-8".to_string())?;
-    let is_chunk = text
-        .lines()
-        .map(str::trim)
-        .find(|l| !l.is_empty() && !l.starts_with('#'))
-        == Some(CHUNK_TABLE);
-    let records = if is_chunk {
-        toml::from_str::<Chunk>(&text)
-            .map_err(|e| format!("not a valid record chunk: {}", e.message()))?
-            .records
-    } else {
-        vec![toml::from_str(&text).map_err(|e| format!("not a valid record: {}", e.message()))?]
+/// The records of one record file, by the entry name each belongs under.
+/// A chunk is read table by table, so that one damaged table costs only the
+/// entries of its own record, never its neighbours'.
+#[derive(Debug, Default)]
+pub(crate) struct ParsedFile {
+    /// Each readable record (or why it breaks the rules) by its entry name.
+    by_name: HashMap<String, std::result::Result<UsageRecord, String>>,
+    /// Why some table could not be read at all (its key is unknown): the
+    /// reason given to every entry that finds no record of its own.
+    unreadable: Option<String>,
+}
+
+/// Where each `[[records]]` table of a chunk starts, at line starts only.
+fn table_starts(bytes: &[u8]) -> Vec<usize> {
+    let header = CHUNK_TABLE.as_bytes();
+    (0..bytes.len())
+        .filter(|&i| {
+            (i == 0 || bytes[i - 1] == b'\n')
+                && bytes[i..].starts_with(header)
+                && bytes.get(i + header.len()) == Some(&b'\n')
+        })
+        .collect()
+}
+
+/// One record from the text of a single-record file or a chunk's table.
+fn parse_record(bytes: &[u8]) -> std::result::Result<UsageRecord, String> {
+    let text = std::str::from_utf8(bytes).map_err(|_| "not UTF-8".to_string())?;
+    toml::from_str(text).map_err(|e| format!("not a valid record: {}", e.message()))
+}
+
+fn parse_file(bytes: &[u8]) -> ParsedFile {
+    let header_len = CHUNK_TABLE.len() + 1;
+    let starts = table_starts(bytes);
+    let tables: Vec<&[u8]> = match starts.first() {
+        Some(0) => (0..starts.len())
+            .map(|n| &bytes[starts[n] + header_len..*starts.get(n + 1).unwrap_or(&bytes.len())])
+            .collect(),
+        _ => vec![bytes],
     };
-    let mut by_name = HashMap::with_capacity(records.len());
-    for rec in records {
-        rec.check().map_err(|errs| {
+    let mut out = ParsedFile::default();
+    for table in tables {
+        let rec = match parse_record(table) {
+            Ok(rec) => rec,
+            Err(reason) => {
+                out.unreadable.get_or_insert(reason);
+                continue;
+            }
+        };
+        let checked = rec.check().map(|()| rec.clone()).map_err(|errs| {
             format!(
                 "the record of key `{}` breaks the rules: {}",
                 rec.idempotency_key,
                 describe(&errs)
             )
-        })?;
-        by_name
+        });
+        out.by_name
             .entry(file_name_for_key(&rec.idempotency_key))
-            .or_insert(rec);
+            .or_insert(checked);
     }
-    Ok(by_name)
+    out
 }
 
-/// The file's record that belongs under `name`.
-fn take_named(
-    records: &mut HashMap<String, UsageRecord>,
-    name: &str,
-) -> std::result::Result<UsageRecord, String> {
-    records
-        .remove(name)
-        .ok_or_else(|| "its file holds no record whose key hashes to its name".to_string())
+impl ParsedFile {
+    /// The record that belongs under `name`, or why it is damaged.
+    fn take(&mut self, name: &str) -> std::result::Result<UsageRecord, String> {
+        match self.by_name.remove(name) {
+            Some(found) => found,
+            None => Err(match &self.unreadable {
+                Some(reason) => format!("its record in the file cannot be read: {reason}"),
+                None => "its file holds no record whose key hashes to its name".to_string(),
+            }),
+        }
+    }
+
+    /// The record under `name` without taking it.
+    fn get(&self, name: &str) -> std::result::Result<UsageRecord, String> {
+        let mut copy = ParsedFile {
+            by_name: HashMap::new(),
+            unreadable: self.unreadable.clone(),
+        };
+        if let Some(found) = self.by_name.get(name) {
+            copy.by_name.insert(name.to_string(), found.clone());
+        }
+        copy.take(name)
+    }
 }
 
 /// One entry of `pending/` or `sent/` as read by [`Spool::read_entries`].
@@ -111,60 +149,69 @@ impl Spool {
     pub(crate) fn read_entries(
         &self,
         sub: &str,
-        mut each: impl FnMut(Entry) -> Result<bool>,
+        each: impl FnMut(Entry) -> Result<bool>,
     ) -> Result<()> {
         let dir = self.dir(sub);
         let rd = match fs::read_dir(&dir) {
             // A spool opened read-only may lack a sub-directory: empty.
             Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(()),
-            other => other.map_err(cant(format!("cannot list {}", dir.display())))?,
+            other => other.map_err(cant(|| format!("cannot list {}", dir.display())))?,
         };
         // The directory entry carries the inode: links to one chunk file
         // group together without a stat each.
         let mut by_inode: BTreeMap<u64, Vec<String>> = BTreeMap::new();
         for e in rd {
-            // Lazily: a message built per entry costs a scan more than its reading.
-            let e = e.map_err(|e| cant(format!("cannot list {}", dir.display()))(e))?;
+            let e = e.map_err(cant(|| format!("cannot list {}", dir.display())))?;
             if let Ok(name) = e.file_name().into_string()
                 && super::is_record_name(&name)
             {
                 by_inode.entry(e.ino()).or_default().push(name);
             }
         }
-        for (ino, mut names) in by_inode {
-            names.sort();
-            // Read the file through the first of its names still there: a
-            // reader without the push lock (status) races with marking sent.
-            let mut read = None;
-            let mut first = 0;
-            while read.is_none() && first < names.len() {
-                match read_file(&dir.join(&names[first]), ino) {
-                    Ok(Some((records, modified))) => read = Some((Ok(records), Some(modified))),
-                    Ok(None) => first += 1, // gone meanwhile
-                    Err(ReadError::Io(e)) => return Err(e),
-                    Err(ReadError::Damaged(reason)) => read = Some((Err(reason), None)),
-                }
-            }
-            let Some((mut records, modified)) = read else {
-                continue;
-            };
-            for name in names.into_iter().skip(first) {
-                let record = match &mut records {
-                    Ok(map) => take_named(map, &name),
-                    Err(reason) => Err(reason.clone()),
-                };
-                let entry = Entry {
-                    id: PendingId(name),
-                    record,
-                    modified,
-                };
-                if !each(entry)? {
-                    return Ok(());
-                }
+        read_grouped(&dir, by_inode, each)
+    }
+}
+
+/// Read the entries named in `by_inode` (names grouped by the inode their
+/// directory entries carry), each file once, handing each to `each`.
+pub(crate) fn read_grouped(
+    dir: &Path,
+    by_inode: BTreeMap<u64, Vec<String>>,
+    mut each: impl FnMut(Entry) -> Result<bool>,
+) -> Result<()> {
+    for (ino, mut names) in by_inode {
+        names.sort();
+        // Read the file through the first of its names still there: a
+        // reader without the push lock (status) races with marking sent.
+        let mut read = None;
+        let mut first = 0;
+        while read.is_none() && first < names.len() {
+            match read_file(&dir.join(&names[first]), ino) {
+                Ok(Some((records, modified))) => read = Some((Ok(records), Some(modified))),
+                Ok(None) => first += 1, // gone meanwhile
+                Err(ReadError::Io(e)) => return Err(e),
+                Err(ReadError::Damaged(reason)) => read = Some((Err(reason), None)),
             }
         }
-        Ok(())
+        let Some((mut records, modified)) = read else {
+            continue;
+        };
+        for name in names.into_iter().skip(first) {
+            let record = match &mut records {
+                Ok(parsed) => parsed.take(&name).map_err(|r| format!("damaged: {r}")),
+                Err(reason) => Err(reason.clone()),
+            };
+            let entry = Entry {
+                id: PendingId(name),
+                record,
+                modified,
+            };
+            if !each(entry)? {
+                return Ok(());
+            }
+        }
     }
+    Ok(())
 }
 
 enum ReadError {
@@ -193,10 +240,9 @@ fn read_bytes(
             return Err(ReadError::Damaged(format!("not a record file: {e}")));
         }
         Err(e) => {
-            return Err(ReadError::Io(cant(format!(
-                "cannot read {}",
-                path.display()
-            ))(e)));
+            return Err(ReadError::Io(cant(|| {
+                format!("cannot read {}", path.display())
+            })(e)));
         }
     };
     if meta.ino() != ino {
@@ -209,17 +255,15 @@ fn read_bytes(
 
 /// Read and parse the record file at `path` (see [`read_bytes`]), with
 /// when it was written.
-#[allow(clippy::type_complexity)]
 fn read_file(
     path: &Path,
     ino: u64,
-) -> std::result::Result<Option<(HashMap<String, UsageRecord>, SystemTime)>, ReadError> {
+) -> std::result::Result<Option<(ParsedFile, SystemTime)>, ReadError> {
     let Some((bytes, meta)) = read_bytes(path, ino)? else {
         return Ok(None);
     };
     let modified = meta.modified().unwrap_or(SystemTime::UNIX_EPOCH);
-    let records = parse_file(bytes).map_err(|r| ReadError::Damaged(format!("damaged: {r}")))?;
-    Ok(Some((records, modified)))
+    Ok(Some((parse_file(&bytes), modified)))
 }
 
 /// Point lookups of stored records (duplicate checks, under the writers'
@@ -239,31 +283,33 @@ const RECENT_FILES: usize = 8;
 
 enum StoredFile {
     /// A single-record file (or anything but a chunk), parsed whole.
-    Parsed(HashMap<String, UsageRecord>),
-    /// A chunk: its text, and the table of each `idempotency_key = ...` line.
+    Parsed(ParsedFile),
+    /// A chunk: its bytes, and the table of each `idempotency_key = ...` line.
     Chunk {
-        text: String,
-        tables: HashMap<String, std::ops::Range<usize>>,
+        bytes: Vec<u8>,
+        tables: HashMap<Vec<u8>, std::ops::Range<usize>>,
     },
 }
 
+/// The line that renders `key` in a record table, as the writer renders it
+/// (the value alone is rendered, not the whole record).
+fn key_line(key: &str) -> Vec<u8> {
+    format!("idempotency_key = {}", toml::Value::String(key.to_string())).into_bytes()
+}
+
 /// Where each record table of a chunk is, by its key line exactly as the
-/// writer renders it. Headers are found at line starts only.
-fn index_chunk(text: &str) -> HashMap<String, std::ops::Range<usize>> {
-    let header = format!("{CHUNK_TABLE}\n");
-    let starts: Vec<usize> = text
-        .match_indices(&header)
-        .filter(|(i, _)| *i == 0 || text.as_bytes()[i - 1] == b'\n')
-        .map(|(i, _)| i)
-        .collect();
+/// writer renders it.
+fn index_chunk(bytes: &[u8]) -> HashMap<Vec<u8>, std::ops::Range<usize>> {
+    let starts = table_starts(bytes);
+    let header_len = CHUNK_TABLE.len() + 1;
     let mut tables = HashMap::with_capacity(starts.len());
     for (n, &at) in starts.iter().enumerate() {
-        let body = at + header.len()..starts.get(n + 1).copied().unwrap_or(text.len());
-        if let Some(line) = text[body.clone()]
-            .lines()
-            .find(|l| l.starts_with("idempotency_key = "))
+        let body = at + header_len..starts.get(n + 1).copied().unwrap_or(bytes.len());
+        if let Some(line) = bytes[body.clone()]
+            .split(|&b| b == b'\n')
+            .find(|l| l.starts_with(b"idempotency_key = "))
         {
-            tables.entry(line.to_string()).or_insert(body);
+            tables.entry(line.to_vec()).or_insert(body);
         }
     }
     tables
@@ -274,39 +320,27 @@ impl StoredFile {
         let Some((bytes, _)) = read_bytes(path, ino)? else {
             return Ok(None);
         };
-        match String::from_utf8(bytes) {
-            Ok(text) if text.starts_with(CHUNK_TABLE) => {
-                let tables = index_chunk(&text);
-                Ok(Some(StoredFile::Chunk { text, tables }))
-            }
-            Ok(text) => parse_file(text.into_bytes())
-                .map(|records| Some(StoredFile::Parsed(records)))
-                .map_err(|r| ReadError::Damaged(format!("damaged: {r}"))),
-            Err(_) => Err(ReadError::Damaged("damaged: not UTF-8".into())),
+        if bytes.starts_with(CHUNK_TABLE.as_bytes()) {
+            let tables = index_chunk(&bytes);
+            Ok(Some(StoredFile::Chunk { bytes, tables }))
+        } else {
+            Ok(Some(StoredFile::Parsed(parse_file(&bytes))))
         }
     }
 
-    /// The record named `name`; `like` (the record compared with it) gives
-    /// the key line that finds it in a chunk.
-    fn record(&self, name: &str, like: &UsageRecord) -> std::result::Result<UsageRecord, String> {
-        let none = || "its file holds no record whose key hashes to its name".to_string();
+    /// The record named `name`, whose key is `key`.
+    fn record(&self, name: &str, key: &str) -> std::result::Result<UsageRecord, String> {
         match self {
-            StoredFile::Parsed(records) => records.get(name).cloned().ok_or_else(none),
-            StoredFile::Chunk { text, tables } => {
-                let single = render_single(like).map_err(|e| format!("{e:#}"))?;
-                let found = single
-                    .lines()
-                    .find(|l| l.starts_with("idempotency_key = "))
-                    .and_then(|line| tables.get(line))
-                    .and_then(|body| toml::from_str::<UsageRecord>(&text[body.clone()]).ok())
+            StoredFile::Parsed(parsed) => parsed.get(name),
+            StoredFile::Chunk { bytes, tables } => {
+                let found = tables
+                    .get(&key_line(key))
+                    .and_then(|body| parse_record(&bytes[body.clone()]).ok())
                     .filter(|r| r.check().is_ok() && file_name_for_key(&r.idempotency_key) == name);
                 match found {
                     Some(rec) => Ok(rec),
                     // Not found by its line: read the chunk whole to be sure.
-                    None => parse_file(text.clone().into_bytes())
-                        .map_err(|r| format!("damaged: {r}"))?
-                        .remove(name)
-                        .ok_or_else(none),
+                    None => parse_file(bytes).get(name),
                 }
             }
         }
@@ -314,9 +348,8 @@ impl StoredFile {
 }
 
 impl RecordLookup {
-    /// The record stored at `path` (an entry named `name`); `like` is the
-    /// record it is compared with.
-    pub fn get(&mut self, path: &Path, name: &str, like: &UsageRecord) -> Result<UsageRecord> {
+    /// The record stored at `path` (an entry named `name`, for `key`).
+    pub fn get(&mut self, path: &Path, name: &str, key: &str) -> Result<UsageRecord> {
         let bad = |reason: String| {
             fail(
                 Kind::CantCreate,
@@ -324,7 +357,7 @@ impl RecordLookup {
             )
         };
         let ino = fs::symlink_metadata(path)
-            .map_err(cant(format!("cannot check {}", path.display())))?
+            .map_err(cant(|| format!("cannot check {}", path.display())))?
             .ino();
         match self.recent.iter().position(|(i, _)| *i == ino) {
             Some(at) => {
@@ -345,7 +378,7 @@ impl RecordLookup {
             }
         }
         let (_, file) = self.recent.last().expect("just pushed");
-        file.record(name, like).map_err(bad)
+        file.record(name, key).map_err(bad)
     }
 }
 
@@ -369,39 +402,55 @@ mod tests {
     #[test]
     fn single_and_chunk_files_round_trip_by_name() {
         let one = render_single(&rec("a")).unwrap();
-        let mut got = parse_file(one.into_bytes()).unwrap();
-        assert_eq!(take_named(&mut got, &file_name_for_key("a")), Ok(rec("a")));
+        let mut got = parse_file(one.as_bytes());
+        assert_eq!(got.take(&file_name_for_key("a")), Ok(rec("a")));
 
         let (a, b) = (rec("a"), rec("b"));
         let chunk = render_chunk([&a, &b].into_iter()).unwrap();
         assert!(chunk.starts_with("[[records]]\n"), "{chunk}");
-        let mut got = parse_file(chunk.into_bytes()).unwrap();
-        assert_eq!(got.len(), 2);
-        assert_eq!(take_named(&mut got, &file_name_for_key("b")), Ok(b));
-        assert!(take_named(&mut got, &file_name_for_key("c")).is_err());
+        let mut got = parse_file(chunk.as_bytes());
+        assert_eq!(got.by_name.len(), 2);
+        assert_eq!(got.take(&file_name_for_key("b")), Ok(b));
+        assert!(got.take(&file_name_for_key("c")).is_err());
     }
 
     #[test]
     fn a_record_is_found_in_a_chunk_by_its_key_line_alone() {
-        let (a, b, c) = (rec("a"), rec(r#"b"q\x"#), rec("c"));
+        let (a, b, c) = (rec("a"), rec(r#"b"q\x'"#), rec("c"));
         let text = render_chunk([&a, &b, &c].into_iter()).unwrap();
-        let tables = index_chunk(&text);
+        let bytes = text.into_bytes();
+        let tables = index_chunk(&bytes);
         assert_eq!(tables.len(), 3);
-        let chunk = StoredFile::Chunk { text, tables };
+        for r in [&a, &b, &c] {
+            assert!(tables.contains_key(&key_line(&r.idempotency_key)), "{r:?}");
+        }
+        let chunk = StoredFile::Chunk { bytes, tables };
         for r in [&a, &b, &c] {
             let name = file_name_for_key(&r.idempotency_key);
-            assert_eq!(chunk.record(&name, r).as_ref(), Ok(r));
+            assert_eq!(chunk.record(&name, &r.idempotency_key).as_ref(), Ok(r));
         }
-        let d = rec("d");
-        assert!(chunk.record(&file_name_for_key("d"), &d).is_err());
+        assert!(chunk.record(&file_name_for_key("d"), "d").is_err());
     }
 
     #[test]
-    fn a_chunk_with_a_rule_breaking_record_is_damaged() {
+    fn a_damaged_table_costs_only_its_own_entry() {
         let mut bad = rec("b");
         bad.user_sid = "X".into();
-        let chunk = render_chunk([&rec("a"), &bad].into_iter()).unwrap();
-        let err = parse_file(chunk.into_bytes()).unwrap_err();
+        let chunk = render_chunk([&rec("a"), &bad, &rec("c")].into_iter()).unwrap();
+        let mut got = parse_file(chunk.as_bytes());
+        let err = got.take(&file_name_for_key("b")).unwrap_err();
         assert!(err.contains("user_sid"), "{err}");
+        assert_eq!(got.take(&file_name_for_key("a")), Ok(rec("a")));
+
+        // A table that cannot be parsed at all: its key is unknown, so
+        // every entry without a record of its own carries the reason.
+        let torn = chunk.replace(
+            "amount_cents = 7\ndescription = \"\"\nidempotency_key = \"c\"",
+            "amount_cents = \"x",
+        );
+        let mut got = parse_file(torn.as_bytes());
+        assert_eq!(got.take(&file_name_for_key("a")), Ok(rec("a")));
+        let err = got.take(&file_name_for_key("c")).unwrap_err();
+        assert!(err.contains("cannot be read"), "{err}");
     }
 }

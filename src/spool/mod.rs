@@ -10,7 +10,9 @@
 //!                                hard link to a chunk of a group commit: see `files`)
 //!   sent/<sha256(key)>.toml      pushed; kept for the retention window (ctime = when sent)
 //!   rejected/NAME, NAME.reason   quarantine, never deleted, never pushed
-//!   state/                       the push job's outcome file
+//!   ledger/XX.base, XX.log       every key ever pushed, as 64-byte digests (see `ledger`)
+//!   state/                       the push job's outcome file; `node`, the node
+//!                                name the spool belongs to (see `node`)
 //! ```
 //!
 //! Knows no network. Every record file holds full [`UsageRecord`]s as TOML.
@@ -18,6 +20,8 @@
 mod files;
 mod fsx;
 mod ingest;
+pub mod ledger;
+mod node;
 mod write;
 
 use crate::error::{Kind, fail};
@@ -25,7 +29,7 @@ use crate::record::{HourBucket, UsageRecord, UtcSecond};
 use anyhow::Result;
 use chrono::{DateTime, Utc};
 use sha2::{Digest, Sha256};
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 use std::fs::{self, File};
 use std::io;
 use std::path::{Path, PathBuf};
@@ -33,6 +37,7 @@ use std::time::Duration;
 
 pub use files::CHUNK_RECORDS;
 pub use ingest::IngestReport;
+pub use ledger::{Ledger, LedgerEntry};
 
 /// How long a writer waits for the writers' lock before giving up (exit 75).
 pub const LOCK_WAIT: Duration = Duration::from_secs(10);
@@ -47,27 +52,18 @@ const SUBDIRS: [&str; 6] = ["tmp", "incoming", "pending", "sent", "rejected", "s
 #[derive(Debug, Clone)]
 pub struct Spool {
     root: PathBuf,
+    /// How long a writer waits for the writers' lock ([`LOCK_WAIT`]).
+    lock_wait: Duration,
 }
 
-/// The writers' lock (`SPOOL/lock`), held until dropped.
+/// An exclusive flock(2) on a spool lock file (the writers' `SPOOL/lock`
+/// or the push job's `SPOOL/push.lock`), held until dropped.
 #[derive(Debug)]
-pub struct WriterLock {
+pub struct SpoolLock {
     file: File,
 }
 
-/// The push job's lock (`SPOOL/push.lock`), held until dropped.
-#[derive(Debug)]
-pub struct PushLock {
-    file: File,
-}
-
-impl Drop for WriterLock {
-    fn drop(&mut self) {
-        let _ = self.file.unlock();
-    }
-}
-
-impl Drop for PushLock {
+impl Drop for SpoolLock {
     fn drop(&mut self) {
         let _ = self.file.unlock();
     }
@@ -118,6 +114,14 @@ pub struct PendingLoad {
     pub damaged: Vec<(PendingId, String)>,
 }
 
+/// Sent entries past retention (see `Spool::old_sent`).
+#[derive(Default)]
+struct OldSent {
+    by_inode: BTreeMap<u64, Vec<String>>,
+    /// The day each was sent (days since 1970-01-01).
+    days: HashMap<String, u32>,
+}
+
 /// What the spool holds.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct SpoolCounts {
@@ -147,8 +151,28 @@ fn is_record_name(name: &str) -> bool {
     name.len() == 69 && name.ends_with(".toml") && name[..64].bytes().all(|b| b.is_ascii_hexdigit())
 }
 
-fn cant(what: String) -> impl FnOnce(io::Error) -> anyhow::Error {
-    move |e| fail(Kind::CantCreate, format!("{what}: {e}"))
+/// What failed, for a spool error's message: a closure, so that the message
+/// is only built when the error happens (directory scans and the writers'
+/// lock call this per entry), or a ready `String` on cold paths.
+pub(crate) trait What {
+    fn what(self) -> String;
+}
+
+impl What for String {
+    fn what(self) -> String {
+        self
+    }
+}
+
+impl<F: FnOnce() -> String> What for F {
+    fn what(self) -> String {
+        self()
+    }
+}
+
+/// An I/O error as "the spool cannot be written" (73), saying what failed.
+fn cant(what: impl What) -> impl FnOnce(io::Error) -> anyhow::Error {
+    move |e| fail(Kind::CantCreate, format!("{}: {e}", what.what()))
 }
 
 impl Spool {
@@ -157,38 +181,46 @@ impl Spool {
     pub fn open(root: &Path) -> Result<Spool> {
         let hint = "check --spool / HERO_USAGE_SPOOL and the directory's owner and mode";
         let missing = !fsx::exists_nofollow(root)
-            .map_err(cant(format!("cannot reach spool {}", root.display())))?;
+            .map_err(cant(|| format!("cannot reach spool {}", root.display())))?;
         if let Some(parent) = root
             .parent()
             .filter(|p| missing && !p.as_os_str().is_empty())
         {
-            fs::create_dir_all(parent).map_err(cant(format!(
-                "cannot create spool parent {}; {hint}",
-                parent.display()
-            )))?;
+            fs::create_dir_all(parent).map_err(cant(|| {
+                format!("cannot create spool parent {}; {hint}", parent.display())
+            }))?;
         }
         // The root itself may be reached through a symlink the operator chose;
         // nothing inside it may be one.
         if !root.is_dir() {
-            fsx::ensure_dir(root).map_err(cant(format!(
-                "cannot create spool {}; {hint}",
-                root.display()
-            )))?;
+            fsx::ensure_dir(root).map_err(cant(|| {
+                format!("cannot create spool {}; {hint}", root.display())
+            }))?;
         }
         let mut created = false;
         for sub in SUBDIRS {
             let p = root.join(sub);
-            created |= fsx::ensure_dir(&p).map_err(cant(format!(
-                "cannot create spool directory {}; {hint}",
-                p.display()
-            )))?;
+            created |= fsx::ensure_dir(&p).map_err(cant(|| {
+                format!("cannot create spool directory {}; {hint}", p.display())
+            }))?;
         }
         if created {
-            fsx::sync_dir(root).map_err(cant(format!("cannot sync spool {}", root.display())))?;
+            fsx::sync_dir(root)
+                .map_err(cant(|| format!("cannot sync spool {}", root.display())))?;
         }
         Ok(Spool {
             root: root.to_path_buf(),
+            // Tests shorten the wait (debug builds only).
+            lock_wait: crate::failpoint::test_knob("HERO_USAGE_TEST_LOCK_WAIT_MS")
+                .and_then(|ms| ms.parse().ok())
+                .map_or(LOCK_WAIT, Duration::from_millis),
         })
+    }
+
+    /// The same spool with another wait for the writers' lock.
+    pub fn with_lock_wait(mut self, wait: Duration) -> Spool {
+        self.lock_wait = wait;
+        self
     }
 
     /// Open an existing spool only to read it (status, a dry run): nothing
@@ -227,6 +259,7 @@ impl Spool {
         }
         Ok(Spool {
             root: root.to_path_buf(),
+            lock_wait: LOCK_WAIT,
         })
     }
 
@@ -252,7 +285,7 @@ impl Spool {
             .and_then(|()| fs::rename(&tmp, &target))
             .map_err(|e| {
                 let _ = fs::remove_file(&tmp);
-                cant(format!("cannot write {}", target.display()))(e)
+                cant(|| format!("cannot write {}", target.display()))(e)
             })
     }
 
@@ -266,16 +299,17 @@ impl Spool {
         }
     }
 
-    /// Take the writers' lock, waiting at most [`LOCK_WAIT`] (then TempFail).
-    pub fn lock_writers(&self) -> Result<WriterLock> {
+    /// Take the writers' lock, waiting at most the spool's lock wait
+    /// ([`LOCK_WAIT`] unless set otherwise; then TempFail).
+    pub fn lock_writers(&self) -> Result<SpoolLock> {
         let path = self.root.join("lock");
         let file = fsx::open_lock_file(&path)
-            .map_err(cant(format!("cannot open lock {}", path.display())))?;
+            .map_err(cant(|| format!("cannot open lock {}", path.display())))?;
         match file.try_lock() {
-            Ok(()) => return Ok(WriterLock { file }),
+            Ok(()) => return Ok(SpoolLock { file }),
             Err(fs::TryLockError::WouldBlock) => {}
             Err(fs::TryLockError::Error(e)) => {
-                return Err(cant(format!("cannot lock {}", path.display()))(e));
+                return Err(cant(|| format!("cannot lock {}", path.display()))(e));
             }
         }
         // Wait in flock(2) itself, woken the moment the holder lets go:
@@ -287,35 +321,35 @@ impl Spool {
         // releases the lock at once.
         let waiter = file
             .try_clone()
-            .map_err(cant(format!("cannot open lock {}", path.display())))?;
+            .map_err(cant(|| format!("cannot open lock {}", path.display())))?;
         let (tx, rx) = std::sync::mpsc::channel();
         std::thread::spawn(move || {
             let _ = tx.send(waiter.lock());
         });
-        match rx.recv_timeout(LOCK_WAIT) {
-            Ok(Ok(())) => Ok(WriterLock { file }),
-            Ok(Err(e)) => Err(cant(format!("cannot lock {}", path.display()))(e)),
+        match rx.recv_timeout(self.lock_wait) {
+            Ok(Ok(())) => Ok(SpoolLock { file }),
+            Ok(Err(e)) => Err(cant(|| format!("cannot lock {}", path.display()))(e)),
             Err(_) => Err(fail(
                 Kind::TempFail,
                 format!(
                     "the spool lock {} is still held by another process after {} s; try again (nothing is lost)",
                     path.display(),
-                    LOCK_WAIT.as_secs()
+                    self.lock_wait.as_secs_f64()
                 ),
             )),
         }
     }
 
     /// Take the push lock if free; `None` when another push holds it.
-    pub fn try_lock_push(&self) -> Result<Option<PushLock>> {
+    pub fn try_lock_push(&self) -> Result<Option<SpoolLock>> {
         let path = self.root.join("push.lock");
         let file = fsx::open_lock_file(&path)
-            .map_err(cant(format!("cannot open lock {}", path.display())))?;
+            .map_err(cant(|| format!("cannot open lock {}", path.display())))?;
         match file.try_lock() {
-            Ok(()) => Ok(Some(PushLock { file })),
+            Ok(()) => Ok(Some(SpoolLock { file })),
             Err(fs::TryLockError::WouldBlock) => Ok(None),
             Err(fs::TryLockError::Error(e)) => {
-                Err(cant(format!("cannot lock {}", path.display()))(e))
+                Err(cant(|| format!("cannot lock {}", path.display()))(e))
             }
         }
     }
@@ -383,7 +417,7 @@ impl Spool {
                 Ok(()) => {}
                 Err(e) if e.kind() == io::ErrorKind::NotFound => {
                     if fsx::exists_nofollow(&to)
-                        .map_err(cant(format!("cannot check {}", to.display())))?
+                        .map_err(cant(|| format!("cannot check {}", to.display())))?
                     {
                         continue; // already marked
                     }
@@ -393,12 +427,14 @@ impl Spool {
                     ));
                 }
                 Err(e) => {
-                    return Err(cant(format!("cannot move {} to sent/", from.display()))(e));
+                    return Err(cant(|| format!("cannot move {} to sent/", from.display()))(
+                        e,
+                    ));
                 }
             }
         }
-        fsx::sync_dir(&sent).map_err(cant(format!("cannot sync {}", sent.display())))?;
-        fsx::sync_dir(&pending).map_err(cant(format!("cannot sync {}", pending.display())))?;
+        fsx::sync_dir(&sent).map_err(cant(|| format!("cannot sync {}", sent.display())))?;
+        fsx::sync_dir(&pending).map_err(cant(|| format!("cannot sync {}", pending.display())))?;
         Ok(())
     }
 
@@ -427,7 +463,7 @@ impl Spool {
                 .and_then(|()| fsx::sync_dir(&pending))
                 .map_err(|e| {
                     let _ = fs::remove_file(&tmp);
-                    cant(format!("cannot write {}", entry.display()))(e)
+                    cant(|| format!("cannot write {}", entry.display()))(e)
                 })?;
         }
         self.quarantine_locked(&entry, &id.0, reason)?;
@@ -457,9 +493,9 @@ impl Spool {
                 format!("{base}.{n}")
             };
             let a = fsx::exists_nofollow(&rejected.join(&cand))
-                .map_err(cant(format!("cannot check {}", rejected.display())))?;
+                .map_err(cant(|| format!("cannot check {}", rejected.display())))?;
             let b = fsx::exists_nofollow(&rejected.join(format!("{cand}.reason")))
-                .map_err(cant(format!("cannot check {}", rejected.display())))?;
+                .map_err(cant(|| format!("cannot check {}", rejected.display())))?;
             if !a && !b {
                 break cand;
             }
@@ -475,10 +511,11 @@ impl Spool {
                 .unwrap_or_default()
         );
         fsx::write_new_synced(&tmp, text.as_bytes())
-            .map_err(cant(format!("cannot write {}", tmp.display())))?;
+            .map_err(cant(|| format!("cannot write {}", tmp.display())))?;
         let moved = rejected.join(&chosen);
-        fs::rename(from, &moved)
-            .map_err(cant(format!("cannot move {} to rejected/", from.display())))?;
+        fs::rename(from, &moved).map_err(cant(|| {
+            format!("cannot move {} to rejected/", from.display())
+        }))?;
         // A drop keeps its writer's mode; in the spool every file is 0600 and
         // every directory 0700. A symlink is left as it is (never followed),
         // and so is a file linked from outside the spool: its mode is not
@@ -494,46 +531,115 @@ impl Spool {
             };
             if let Some(mode) = mode {
                 use std::os::unix::fs::PermissionsExt;
-                fs::set_permissions(&moved, fs::Permissions::from_mode(mode))
-                    .map_err(cant(format!("cannot set the mode of {}", moved.display())))?;
+                fs::set_permissions(&moved, fs::Permissions::from_mode(mode)).map_err(cant(
+                    || format!("cannot set the mode of {}", moved.display()),
+                ))?;
             }
         }
-        fs::rename(&tmp, rejected.join(format!("{chosen}.reason"))).map_err(cant(format!(
-            "cannot write the reason in {}",
-            rejected.display()
-        )))?;
-        fsx::sync_dir(&rejected).map_err(cant(format!("cannot sync {}", rejected.display())))?;
+        fs::rename(&tmp, rejected.join(format!("{chosen}.reason"))).map_err(cant(|| {
+            format!("cannot write the reason in {}", rejected.display())
+        }))?;
+        fsx::sync_dir(&rejected).map_err(cant(|| format!("cannot sync {}", rejected.display())))?;
         if let Some(parent) = from.parent() {
-            fsx::sync_dir(parent).map_err(cant(format!("cannot sync {}", parent.display())))?;
+            fsx::sync_dir(parent).map_err(cant(|| format!("cannot sync {}", parent.display())))?;
         }
         Ok(chosen)
     }
 
-    /// Remove sent records marked sent before `older_than`; returns how many.
-    pub fn prune_sent(&self, older_than: DateTime<Utc>) -> Result<usize> {
+    /// The spool's ledger of pushed keys (`ledger/`, see [`ledger`]).
+    pub fn ledger(&self) -> Ledger {
+        Ledger::open(self.dir("ledger"))
+    }
+
+    /// Remove sent records marked sent before `older_than`, once their keys
+    /// are in the ledger (fsynced first); returns how many. With
+    /// `ledger_days`, ledger entries older than that many days are dropped.
+    /// A sent entry that cannot be read is quarantined, not forgotten.
+    pub fn prune_sent(&self, older_than: DateTime<Utc>, ledger_days: Option<u32>) -> Result<usize> {
         let _lock = self.lock_writers()?;
         let sent = self.dir("sent");
+        let old = self.old_sent(older_than)?;
+        let mut ledger = self.ledger();
+        let ledger_dir = self.dir("ledger");
+        let ledger_err = cant(|| format!("cannot write the ledger {}", ledger_dir.display()));
+        let mut entries = Vec::new();
+        let mut damaged = Vec::new();
+        files::read_grouped(&sent, old.by_inode, |entry| {
+            match entry.record {
+                Ok(rec) => {
+                    let day = old.days.get(entry.id.as_str()).copied().unwrap_or(0);
+                    entries.push((entry.id, LedgerEntry::of(&rec, day)));
+                }
+                Err(reason) => damaged.push((entry.id, reason)),
+            }
+            Ok(true)
+        })?;
+        // An entry seen twice is harmless; still, a crash after the append
+        // and before the removal would otherwise append it again.
+        let mut new = Vec::with_capacity(entries.len());
+        for (_, e) in &entries {
+            if ledger
+                .find_entry(e)
+                .map_err(cant(|| format!("cannot read {}", ledger_dir.display())))?
+                .is_none()
+            {
+                new.push(*e);
+            }
+        }
+        ledger.append(&new).map_err(ledger_err)?;
+        for (id, _) in &entries {
+            let p = sent.join(id.as_str());
+            match fs::remove_file(&p) {
+                Err(e) if e.kind() != io::ErrorKind::NotFound => {
+                    return Err(cant(|| format!("cannot remove {}", p.display()))(e));
+                }
+                _ => {}
+            }
+        }
+        for (id, reason) in &damaged {
+            let why =
+                format!("damaged sent record, its key could not be kept in the ledger: {reason}");
+            self.quarantine_locked(&sent.join(id.as_str()), id.as_str(), &why)?;
+        }
+        if !entries.is_empty() {
+            fsx::sync_dir(&sent).map_err(cant(|| format!("cannot sync {}", sent.display())))?;
+        }
+        if let Some(days) = ledger_days {
+            let horizon =
+                (Utc::now() - chrono::Duration::days(i64::from(days))).timestamp() / 86_400;
+            ledger
+                .expire(u32::try_from(horizon).unwrap_or(0))
+                .map_err(cant(|| {
+                    format!("cannot expire the ledger {}", ledger_dir.display())
+                }))?;
+        }
+        Ok(entries.len())
+    }
+
+    /// The entries of `sent/` marked sent before `older_than`, by inode,
+    /// with the day each was sent. Decided before anything is removed:
+    /// entries of one chunk share an inode, and removing one sets the ctime
+    /// the others are judged by.
+    fn old_sent(&self, older_than: DateTime<Utc>) -> Result<OldSent> {
+        use std::os::unix::fs::MetadataExt;
+        let sent = self.dir("sent");
         let limit: std::time::SystemTime = older_than.into();
-        // Decide before removing anything: entries of one chunk share an
-        // inode, and removing one sets the ctime the others are judged by.
-        let mut old = Vec::new();
+        let mut old = OldSent::default();
         for name in self.record_names("sent")? {
             let p = sent.join(&name);
             match fs::symlink_metadata(&p) {
-                Ok(m) if sent_at(&m) < limit => old.push(p),
+                Ok(m) if sent_at(&m) < limit => {
+                    let day = m.ctime().max(0) / 86_400;
+                    old.days
+                        .insert(name.clone(), u32::try_from(day).unwrap_or(u32::MAX));
+                    old.by_inode.entry(m.ino()).or_default().push(name);
+                }
                 Ok(_) => {}
                 Err(e) if e.kind() == io::ErrorKind::NotFound => {}
-                Err(e) => return Err(cant(format!("cannot check {}", p.display()))(e)),
+                Err(e) => return Err(cant(|| format!("cannot check {}", p.display()))(e)),
             }
         }
-        let removed = old.len();
-        for p in old {
-            fs::remove_file(&p).map_err(|e| cant(format!("cannot remove {}", p.display()))(e))?;
-        }
-        if removed > 0 {
-            fsx::sync_dir(&sent).map_err(cant(format!("cannot sync {}", sent.display())))?;
-        }
-        Ok(removed)
+        Ok(old)
     }
 
     /// What the spool holds.
@@ -570,12 +676,11 @@ impl Spool {
         let rd = match fs::read_dir(&dir) {
             // A spool opened read-only may lack a sub-directory: empty.
             Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(Vec::new()),
-            other => other.map_err(cant(format!("cannot list {}", dir.display())))?,
+            other => other.map_err(cant(|| format!("cannot list {}", dir.display())))?,
         };
         let mut out = Vec::new();
         for e in rd {
-            // Lazily: a message built per entry costs a scan more than its reading.
-            let e = e.map_err(|e| cant(format!("cannot list {}", dir.display()))(e))?;
+            let e = e.map_err(cant(|| format!("cannot list {}", dir.display())))?;
             if let Ok(name) = e.file_name().into_string() {
                 out.push(name);
             }

@@ -7,7 +7,7 @@
 //! fsynced once. A lone record gets a single-record file.
 
 use super::files::{CHUNK_RECORDS, RecordLookup, render_chunk, render_single};
-use super::{RecordOutcome, Spool, cant, file_name_for_key, fsx};
+use super::{Ledger, RecordOutcome, Spool, cant, file_name_for_key, fsx};
 use crate::failpoint::failpoint;
 use crate::record::{UsageRecord, Validated};
 use anyhow::Result;
@@ -37,35 +37,70 @@ impl Spool {
 
     /// Record many records as one group commit; outcomes in input order. When
     /// this returns Ok, every `Recorded` (and `Duplicate`) is durable.
+    /// Steps: name each record, skip a lone known one, write the chunks
+    /// (fsynced), then under the writers' lock check and link each, remove
+    /// the tmp files and fsync `pending/`.
     pub fn record_batch(&self, items: &[Validated]) -> Result<Vec<RecordOutcome>> {
-        let pending = self.dir("pending");
-        let sent = self.dir("sent");
         let names: Vec<String> = items
             .iter()
             .map(|v| file_name_for_key(&v.record.idempotency_key))
             .collect();
-
-        // Each key gets one file to link: the first occurrence's, which
-        // repeats within the batch share (their link then finds the name).
-        let mut first: HashMap<&str, usize> = HashMap::new();
-        let first_of: Vec<usize> = names
-            .iter()
-            .enumerate()
-            .map(|(i, name)| *first.entry(name.as_str()).or_insert(i))
-            .collect();
+        let first_of = first_occurrences(&names);
         let mut todo: Vec<usize> = (0..items.len()).filter(|&i| first_of[i] == i).collect();
-        // A lone record already known needs no file at all: a retried call
-        // costs no fsync. In a batch a known record costs only its bytes in
-        // the chunk, less than looking each up twice.
-        if let [only] = todo[..] {
-            let known = fsx::exists_nofollow(&pending.join(&names[only]))
-                .and_then(|p| Ok(p || fsx::exists_nofollow(&sent.join(&names[only]))?))
-                .map_err(cant(format!("cannot check {}", pending.display())))?;
-            if known {
-                todo.clear();
-            }
+        if let [only] = todo[..]
+            && self.known_without_lock(&names[only], &items[only].record.idempotency_key)?
+        {
+            todo.clear();
         }
-        // Which tmp file holds item i's record, if one was written for it.
+        let (tmps, file_of) = self.write_chunks(items, &todo)?;
+        failpoint("record-after-fsync");
+
+        let lock = self.lock_writers()?;
+        let mut batch = Linker {
+            spool: self,
+            pending: self.dir("pending"),
+            sent: self.dir("sent"),
+            // Fresh reads under the lock.
+            ledger: self.ledger(),
+            lookup: RecordLookup::default(),
+            tmps,
+            changed: false,
+        };
+        let mut outcomes = Vec::with_capacity(items.len());
+        for (i, v) in items.iter().enumerate() {
+            outcomes.push(batch.link(v, &names[i], file_of[first_of[i]])?);
+        }
+        batch.finish()?;
+        drop(lock);
+        Ok(outcomes)
+    }
+
+    /// Whether a lone record's key is known already (pending, sent or in the
+    /// ledger): a retried call then writes no file and costs no fsync. In a
+    /// batch a known record costs only its bytes in the chunk, less than
+    /// looking each up twice. Read without the lock: at worst a stale
+    /// answer, which the check under the lock corrects.
+    fn known_without_lock(&self, name: &str, key: &str) -> Result<bool> {
+        let (pending, sent) = (self.dir("pending"), self.dir("sent"));
+        let known = fsx::exists_nofollow(&pending.join(name))
+            .and_then(|p| Ok(p || fsx::exists_nofollow(&sent.join(name))?))
+            .map_err(cant(|| format!("cannot check {}", pending.display())))?;
+        if known {
+            return Ok(true);
+        }
+        let found = self.ledger().find(key).map_err(cant(|| {
+            format!("cannot read the ledger {}", self.dir("ledger").display())
+        }))?;
+        Ok(found.is_some())
+    }
+
+    /// Write the records `todo` names as chunks of at most [`CHUNK_RECORDS`]
+    /// (each fsynced); returns the files and, for each item, its file's index.
+    fn write_chunks(
+        &self,
+        items: &[Validated],
+        todo: &[usize],
+    ) -> Result<(TmpFiles, Vec<Option<usize>>)> {
         let mut file_of: Vec<Option<usize>> = vec![None; items.len()];
         let mut tmps = TmpFiles(Vec::new());
         for group in todo.chunks(CHUNK_RECORDS) {
@@ -75,73 +110,7 @@ impl Spool {
                 file_of[i] = Some(tmps.0.len() - 1);
             }
         }
-        failpoint("record-after-fsync");
-
-        let lock = self.lock_writers()?;
-        let mut lookup = RecordLookup::default();
-        let mut outcomes = Vec::with_capacity(items.len());
-        let mut changed = false;
-        for (i, v) in items.iter().enumerate() {
-            let name = &names[i];
-            let target = pending.join(name);
-            let in_sent = sent.join(name);
-            if fsx::exists_nofollow(&in_sent)
-                .map_err(cant(format!("cannot check {}", sent.display())))?
-            {
-                outcomes.push(compare(v, &lookup.get(&in_sent, name, &v.record)?));
-                continue;
-            }
-            let tmp = match file_of[first_of[i]] {
-                Some(f) => tmps.0[f].clone(),
-                None => {
-                    if fsx::exists_nofollow(&target)
-                        .map_err(cant(format!("cannot check {}", pending.display())))?
-                    {
-                        changed = true; // make sure what we call a duplicate is durable
-                        outcomes.push(compare(v, &lookup.get(&target, name, &v.record)?));
-                        continue;
-                    }
-                    // Known at the pre-check, gone since (pruned): write it now.
-                    tmps.0.push(self.write_tmp(&[&v.record])?);
-                    tmps.0.last().expect("just pushed").clone()
-                }
-            };
-            let linked = match fs::hard_link(&tmp, &target) {
-                // A file system with few links per file: this record alone.
-                Err(e) if e.kind() == io::ErrorKind::TooManyLinks => {
-                    tmps.0.push(self.write_tmp(&[&v.record])?);
-                    fs::hard_link(tmps.0.last().expect("just pushed"), &target)
-                }
-                other => other,
-            };
-            match linked {
-                Ok(()) => {
-                    failpoint("record-after-link");
-                    changed = true;
-                    outcomes.push(RecordOutcome::Recorded);
-                }
-                Err(e) if e.kind() == io::ErrorKind::AlreadyExists => {
-                    changed = true;
-                    outcomes.push(compare(v, &lookup.get(&target, name, &v.record)?));
-                }
-                Err(e) => {
-                    return Err(cant(format!(
-                        "cannot link a record into {}",
-                        pending.display()
-                    ))(e));
-                }
-            }
-        }
-        for t in std::mem::take(&mut tmps.0) {
-            fs::remove_file(&t).map_err(cant(format!("cannot remove {}", t.display())))?;
-        }
-        failpoint("record-after-unlink-tmp");
-        if changed {
-            fsx::sync_dir(&pending).map_err(cant(format!("cannot sync {}", pending.display())))?;
-        }
-        failpoint("record-after-dir-fsync");
-        drop(lock);
-        Ok(outcomes)
+        Ok((tmps, file_of))
     }
 
     /// Create a tmp file (O_EXCL, 0600) holding `records` (one is a
@@ -153,23 +122,130 @@ impl Spool {
         };
         let tmp_dir = self.dir("tmp");
         let path = tmp_dir.join(fsx::unique_name("rec"));
-        let mut f = fsx::create_new(&path).map_err(cant(format!(
-            "cannot create a file in {}",
-            tmp_dir.display()
-        )))?;
+        let mut f = fsx::create_new(&path).map_err(cant(|| {
+            format!("cannot create a file in {}", tmp_dir.display())
+        }))?;
         let written = io::Write::write_all(&mut f, text.as_bytes());
         failpoint("record-after-tmp-write");
         if let Err(e) = written.and_then(|()| f.sync_all()) {
             let _ = fs::remove_file(&path);
-            return Err(cant(format!("cannot write {}", path.display()))(e));
+            return Err(cant(|| format!("cannot write {}", path.display()))(e));
         }
         Ok(path)
     }
 }
 
+/// For each name, the index of its first occurrence: each key gets one
+/// file to link, the first occurrence's, which repeats within the batch
+/// share (their link then finds the name).
+fn first_occurrences(names: &[String]) -> Vec<usize> {
+    let mut first: HashMap<&str, usize> = HashMap::new();
+    names
+        .iter()
+        .enumerate()
+        .map(|(i, name)| *first.entry(name.as_str()).or_insert(i))
+        .collect()
+}
+
+/// The part of a group commit done under the writers' lock.
+struct Linker<'a> {
+    spool: &'a Spool,
+    pending: PathBuf,
+    sent: PathBuf,
+    ledger: Ledger,
+    lookup: RecordLookup,
+    tmps: TmpFiles,
+    /// Whether `pending/` must be fsynced.
+    changed: bool,
+}
+
+impl Linker<'_> {
+    /// Check one record against what the spool knows, and link it into
+    /// `pending/` when it is new. `file` is the tmp file holding it, if any.
+    fn link(&mut self, v: &Validated, name: &str, file: Option<usize>) -> Result<RecordOutcome> {
+        let key = &v.record.idempotency_key;
+        let (target, in_sent) = (self.pending.join(name), self.sent.join(name));
+        if fsx::exists_nofollow(&in_sent)
+            .map_err(cant(|| format!("cannot check {}", self.sent.display())))?
+        {
+            return Ok(compare(v, &self.lookup.get(&in_sent, name, key)?));
+        }
+        // Pushed and pruned long ago: the ledger still knows the key.
+        let ledger_dir = || {
+            format!(
+                "cannot read the ledger {}",
+                self.spool.dir("ledger").display()
+            )
+        };
+        if let Some(known) = self.ledger.find(key).map_err(cant(ledger_dir))? {
+            return Ok(outcome_of(
+                known.differing_fields(&v.record, !v.occurred_at_given),
+            ));
+        }
+        let tmp = match file {
+            Some(f) => self.tmps.0[f].clone(),
+            None => {
+                if fsx::exists_nofollow(&target)
+                    .map_err(cant(|| format!("cannot check {}", self.pending.display())))?
+                {
+                    self.changed = true; // make sure what we call a duplicate is durable
+                    return Ok(compare(v, &self.lookup.get(&target, name, key)?));
+                }
+                // Known at the pre-check, gone since (pruned): write it now.
+                self.single_tmp(&v.record)?
+            }
+        };
+        let linked = match fs::hard_link(&tmp, &target) {
+            // A file system with few links per file: this record alone.
+            Err(e) if e.kind() == io::ErrorKind::TooManyLinks => {
+                fs::hard_link(self.single_tmp(&v.record)?, &target)
+            }
+            other => other,
+        };
+        match linked {
+            Ok(()) => {
+                failpoint("record-after-link");
+                self.changed = true;
+                Ok(RecordOutcome::Recorded)
+            }
+            Err(e) if e.kind() == io::ErrorKind::AlreadyExists => {
+                self.changed = true;
+                Ok(compare(v, &self.lookup.get(&target, name, key)?))
+            }
+            Err(e) => Err(cant(|| {
+                format!("cannot link a record into {}", self.pending.display())
+            })(e)),
+        }
+    }
+
+    fn single_tmp(&mut self, rec: &UsageRecord) -> Result<PathBuf> {
+        let path = self.spool.write_tmp(&[rec])?;
+        self.tmps.0.push(path.clone());
+        Ok(path)
+    }
+
+    /// Remove the tmp files, then fsync `pending/` if anything changed.
+    fn finish(mut self) -> Result<()> {
+        for t in std::mem::take(&mut self.tmps.0) {
+            fs::remove_file(&t).map_err(cant(|| format!("cannot remove {}", t.display())))?;
+        }
+        failpoint("record-after-unlink-tmp");
+        if self.changed {
+            fsx::sync_dir(&self.pending)
+                .map_err(cant(|| format!("cannot sync {}", self.pending.display())))?;
+        }
+        failpoint("record-after-dir-fsync");
+        Ok(())
+    }
+}
+
 /// Compare a new record with the one already stored under its key.
 fn compare(v: &Validated, old: &UsageRecord) -> RecordOutcome {
-    let diff = v.record.differing_fields(old, !v.occurred_at_given);
+    outcome_of(v.record.differing_fields(old, !v.occurred_at_given))
+}
+
+/// Duplicate when no field differs, else a conflict naming them.
+fn outcome_of(diff: Vec<&'static str>) -> RecordOutcome {
     if diff.is_empty() {
         RecordOutcome::Duplicate
     } else {

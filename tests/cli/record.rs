@@ -7,7 +7,7 @@ use hero_usage::record::UsageRecord;
 use hero_usage::spool::{PendingId, Spool, file_name_for_key};
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
+use std::process::{Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
 const REC: &str = "hero_usage_record";
@@ -53,16 +53,18 @@ struct Chunk {
 /// record file or a chunk holding the record its name is the hash of.
 fn records(spool: &Path) -> Vec<(PathBuf, UsageRecord)> {
     use std::os::unix::fs::MetadataExt;
-    // Each file parsed once, however many names link to it.
-    let mut parsed: std::collections::HashMap<u64, Vec<UsageRecord>> = Default::default();
+    // Each file parsed once, however many names link to it, and indexed by
+    // the entry name of each record (hashing each key once, not per entry).
+    type ByName = std::collections::HashMap<String, Vec<UsageRecord>>;
+    let mut parsed: std::collections::HashMap<u64, ByName> = Default::default();
     let mut out = Vec::new();
     for sub in ["pending", "sent"] {
         for p in files_under(&spool.join(sub)) {
             let name = p.file_name().unwrap().to_str().unwrap();
             let ino = std::fs::symlink_metadata(&p).unwrap().ino();
-            let all = parsed.entry(ino).or_insert_with(|| {
+            let by_name = parsed.entry(ino).or_insert_with(|| {
                 let text = std::fs::read_to_string(&p).unwrap();
-                if text.starts_with("[[records]]\n") {
+                let all: Vec<UsageRecord> = if text.starts_with("[[records]]\n") {
                     toml::from_str::<Chunk>(&text)
                         .unwrap_or_else(|e| panic!("{} is not a complete chunk: {e}", p.display()))
                         .records
@@ -70,13 +72,17 @@ fn records(spool: &Path) -> Vec<(PathBuf, UsageRecord)> {
                     vec![toml::from_str(&text).unwrap_or_else(|e| {
                         panic!("{} is not a complete record: {e}\n{text}", p.display())
                     })]
+                };
+                let mut by_name = ByName::new();
+                for r in all {
+                    by_name
+                        .entry(file_name_for_key(&r.idempotency_key))
+                        .or_default()
+                        .push(r);
                 }
+                by_name
             });
-            let mut candidates: Vec<UsageRecord> = all
-                .iter()
-                .filter(|r| file_name_for_key(&r.idempotency_key) == name)
-                .cloned()
-                .collect();
+            let mut candidates = by_name.get(name).cloned().unwrap_or_default();
             assert_eq!(
                 candidates.len(),
                 1,
@@ -106,11 +112,11 @@ fn spawn_stdin(env: &TestEnv) -> (std::process::Child, std::process::ChildStdin)
     (child, input)
 }
 
-/// Every file in the spool that is not a lock file.
+/// Every file in the spool that is not a lock file or the node name.
 fn non_lock_files(spool: &Path) -> Vec<PathBuf> {
     files_under(spool)
         .into_iter()
-        .filter(|p| !p.ends_with("lock") && !p.ends_with("push.lock"))
+        .filter(|p| !p.ends_with("lock") && !p.ends_with("push.lock") && !p.ends_with("state/node"))
         .collect()
 }
 
@@ -686,21 +692,27 @@ fn sent_records_still_detect_duplicates_and_conflicts() {
     // Pruning by the time it was marked sent.
     assert_eq!(
         spool
-            .prune_sent(Utc::now() - chrono::Duration::hours(1))
+            .prune_sent(Utc::now() - chrono::Duration::hours(1), None)
             .unwrap(),
         0
     );
     assert_eq!(
         spool
-            .prune_sent(Utc::now() + chrono::Duration::seconds(5))
+            .prune_sent(Utc::now() + chrono::Duration::seconds(5), None)
             .unwrap(),
         1
     );
-    // Once forgotten, the key can be recorded again.
+    // Pruned, the key is still known through the ledger.
     assert_eq!(
         stdout(&run(&mut record_cmd(&env, &good_args()))),
-        "recorded job-42-2026-11-26T16\n"
+        "duplicate job-42-2026-11-26T16\n"
     );
+    let o = run(&mut record_cmd(
+        &env,
+        &with(&good_args(), "--resource-kind", "gpu"),
+    ));
+    assert_exit(&o, 65);
+    assert!(stderr(&o).contains("resource_kind"), "{}", stderr(&o));
 }
 
 #[test]
@@ -775,18 +787,34 @@ fn writers_lock_interoperates_with_flock_1() {
 fn lock_held_too_long_is_a_temporary_failure() {
     let env = TestEnv::new();
     let spool = Spool::open(&env.spool).unwrap();
-    let mut holder = hold_lock_with_flock(&spool, "13");
+    let mut holder = hold_lock_with_flock(&spool, "30");
     // --stdin too, with its input never closed: the failure ends the run
-    // without waiting for the end of the input.
-    let (batch, mut open_stdin) = spawn_stdin(&env);
+    // without waiting for the end of the input. The wait is shortened from
+    // 10 s (a debug-build test hook) so that the test does not sleep.
+    const WAIT: (&str, &str) = ("HERO_USAGE_TEST_LOCK_WAIT_MS", "300");
+    let mut batch = env.cmd(REC);
+    let mut batch = batch
+        .env(WAIT.0, WAIT.1)
+        .arg("--stdin")
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut open_stdin = batch.stdin.take().unwrap();
     std::io::Write::write_all(
         &mut open_stdin,
         b"{\"idempotency_key\":\"s-1\",\"user_sid\":\"0a1b\",\"amount_cents\":1,\"resource_kind\":\"gpu\"}\n",
     )
     .unwrap();
-    let o = run(&mut record_cmd(&env, &good_args()));
+    let started = Instant::now();
+    let o = run(record_cmd(&env, &good_args()).env(WAIT.0, WAIT.1));
     assert_eq!(o.status.code(), Some(75), "{}", stderr(&o));
     assert!(stderr(&o).contains("lock"), "{}", stderr(&o));
+    assert!(
+        started.elapsed() < Duration::from_secs(5),
+        "the wait was shortened"
+    );
     let o = batch.wait_with_output().unwrap();
     assert_eq!(o.status.code(), Some(75), "{}", stderr(&o));
     assert_eq!(stdout(&o), "", "nothing claimed");
@@ -1029,4 +1057,365 @@ fn amounts_are_plain_numbers_and_each_field_is_given_once() {
         "{:?}",
         report.quarantined
     );
+}
+
+#[test]
+fn occurred_at_outside_2000_to_now_plus_5_min_is_refused_naming_it() {
+    let env = TestEnv::new();
+    for bad in [
+        "0000-01-01T00:30:00+01:00",
+        "1999-12-31 23:59:59",
+        "2000-01-01T00:59:59+01:00",
+    ] {
+        let o = run(&mut record_cmd(
+            &env,
+            &with(&good_args(), "--occurred-at", bad),
+        ));
+        assert_exit(&o, 65);
+        assert!(stderr(&o).contains("occurred_at"), "{bad}: {}", stderr(&o));
+    }
+    let line = r#"{"idempotency_key":"k1","user_sid":"0a1b","amount_cents":1,"resource_kind":"cpu","occurred_at":"0000-01-01T00:30:00+01:00"}"#;
+    let o = run_with_stdin(env.cmd(REC).arg("--stdin"), format!("{line}\n").as_bytes());
+    assert_exit(&o, 65);
+    assert!(stderr(&o).contains("line 1: occurred_at"), "{}", stderr(&o));
+    assert!(records(&env.spool).is_empty());
+    let o = run(&mut record_cmd(
+        &env,
+        &with(&good_args(), "--occurred-at", "2000-01-01 00:00:00"),
+    ));
+    assert_exit(&o, 0);
+}
+
+/// A push of `env`'s spool to `forge` (repo `o/billing`), with extra args.
+fn push_to(env: &TestEnv, forge: &hero_usage_test_forge::TestForge, args: &[&str]) -> Output {
+    let token = env.path("token");
+    std::fs::write(&token, forge.token()).unwrap();
+    run(env
+        .cmd("hero_usage_push")
+        .env("HERO_USAGE_FORGEJO_URL", forge.base_url())
+        .env("HERO_USAGE_FORGEJO_TOKEN_FILE", &token)
+        .env("HERO_USAGE_REPO", "lhumina_code/billing")
+        .args(args))
+}
+
+/// Every key of the billing repo's hour files of `node`, with repeats.
+fn remote_keys(forge: &hero_usage_test_forge::TestForge, node: &str) -> Vec<String> {
+    let mut keys = Vec::new();
+    if forge.head("lhumina_code", "billing", "main").is_none() {
+        return keys;
+    }
+    let ls = run(Command::new("git")
+        .arg("--git-dir")
+        .arg(forge.bare_repo("lhumina_code", "billing"))
+        .args(["ls-tree", "-r", "--name-only", "main"]));
+    for p in stdout(&ls).lines() {
+        if p.starts_with(&format!("nodes/{node}/")) {
+            let text = String::from_utf8(forge.file("lhumina_code", "billing", "main", p).unwrap())
+                .unwrap();
+            keys.extend(
+                hero_usage::otoml::parse_batch(&text)
+                    .unwrap()
+                    .into_iter()
+                    .map(|r| r.idempotency_key),
+            );
+        }
+    }
+    keys.sort();
+    keys
+}
+
+fn json_line(key: &str, at: &str, amount: u64) -> String {
+    format!(
+        r#"{{"idempotency_key":"{key}","user_sid":"0a1b","amount_cents":{amount},"resource_kind":"cpu","occurred_at":"{at}"}}"#
+    )
+}
+
+#[test]
+fn one_damaged_table_of_a_chunk_quarantines_only_its_own_entry() {
+    let forge = hero_usage_test_forge::TestForge::start(Default::default());
+    let env = TestEnv::new();
+    let at = "2026-11-20 16:04:05";
+    let lines: String = ["a", "b", "c"]
+        .iter()
+        .map(|k| json_line(k, at, 7) + "\n")
+        .collect();
+    assert_exit(
+        &run_with_stdin(env.cmd(REC).arg("--stdin"), lines.as_bytes()),
+        0,
+    );
+    // Damage the table of `b` only, in the chunk all three share.
+    let entry = env.spool.join("pending").join(file_name_for_key("b"));
+    let text = std::fs::read_to_string(&entry).unwrap();
+    let torn = text.replacen(
+        "amount_cents = 7\ndescription = \"\"\nidempotency_key = \"b\"",
+        "amount_cents = \"7",
+        1,
+    );
+    assert_ne!(text, torn);
+    std::fs::write(&entry, torn).unwrap(); // in place: every link sees it
+    let o = push_to(&env, &forge, &[]);
+    assert_exit(&o, 65);
+    assert_eq!(remote_keys(&forge, "test-node"), ["a", "c"]);
+    let rejected = files_under(&env.spool.join("rejected"));
+    assert_eq!(rejected.len(), 2, "{rejected:?}"); // the entry and its reason
+    assert!(files_under(&env.spool.join("pending")).is_empty());
+}
+
+#[test]
+fn a_spool_belongs_to_one_node_a_renamed_node_exits_78_naming_both() {
+    use hero_usage_test_forge::{Fault, FaultAction};
+    let forge = hero_usage_test_forge::TestForge::start(Default::default());
+    let mut env = TestEnv::new();
+    env.node = "nodeA".into();
+    let line = json_line("r1", "2026-11-20 16:04:05", 7) + "\n";
+    assert_exit(
+        &run_with_stdin(env.cmd(REC).arg("--stdin"), line.as_bytes()),
+        0,
+    );
+    assert_eq!(
+        std::fs::read_to_string(env.spool.join("state/node")).unwrap(),
+        "nodeA\n"
+    );
+    // The commit lands, its reply is lost, and the forge is then down.
+    forge.create_repo("lhumina_code", "billing", false);
+    forge.inject(Fault::new(
+        Some("GET"),
+        "/contents/",
+        FaultAction::Delay(Duration::ZERO),
+    ));
+    forge.inject(Fault::new(
+        Some("POST"),
+        "/contents",
+        FaultAction::DropAfter,
+    ));
+    forge.inject(Fault::new(Some("GET"), "/contents/", FaultAction::DropBefore).times(100));
+    assert_exit(&push_to(&env, &forge, &[]), 75);
+    forge.clear_faults();
+
+    env.node = "nodeB".into();
+    for o in [
+        push_to(&env, &forge, &[]),
+        push_to(&env, &forge, &["--dry-run"]),
+        run(&mut record_cmd(
+            &env,
+            &with(&good_args(), "--idempotency-key", "r2"),
+        )),
+        run_with_stdin(env.cmd(REC).arg("--stdin"), line.as_bytes()),
+    ] {
+        assert_exit(&o, 78);
+        let err = stderr(&o);
+        assert!(err.contains("`nodeA`") && err.contains("`nodeB`"), "{err}");
+    }
+    // The shim refuses to start with the other name.
+    let o = run(env
+        .cmd("hero_usage_shim")
+        .env("HERO_ONBOARDING_ADMIN_SECRET", "a-long-enough-admin-secret")
+        .args(["--listen", "127.0.0.1:0"]));
+    assert_exit(&o, 78);
+    assert!(stderr(&o).contains("`nodeA`"), "{}", stderr(&o));
+    assert_eq!(remote_keys(&forge, "nodeB"), Vec::<String>::new());
+    assert_eq!(remote_keys(&forge, "nodeA"), ["r1"]);
+    assert_eq!(records(&env.spool).len(), 1, "nothing recorded under nodeB");
+
+    // The old name still works, and heals the lost reply without a repeat.
+    env.node = "nodeA".into();
+    assert_exit(&push_to(&env, &forge, &[]), 0);
+    assert_eq!(remote_keys(&forge, "nodeA"), ["r1"]);
+}
+
+#[test]
+fn read_only_users_do_not_bind_the_spool() {
+    let env = TestEnv::new();
+    assert_exit(&run(&mut record_cmd(&env, &good_args())), 0);
+    std::fs::remove_file(env.spool.join("state/node")).unwrap();
+    assert_exit(&run(env.cmd("hero_usage_status").arg("--json")), 0);
+    let o = run(env
+        .cmd("hero_usage_push")
+        .arg("--dry-run")
+        .env("HERO_USAGE_FORGEJO_URL", "http://127.0.0.1:9")
+        .env("HERO_USAGE_FORGEJO_TOKEN", "0123456789abcdef"));
+    assert!(!env.spool.join("state/node").exists(), "{}", stderr(&o));
+}
+
+#[test]
+fn a_pushed_key_is_known_for_ever_after_its_record_was_pruned() {
+    let forge = hero_usage_test_forge::TestForge::start(Default::default());
+    let env = TestEnv::new();
+    let h = (Utc::now() - chrono::Duration::hours(2))
+        .format("%Y-%m-%d %H:10:00")
+        .to_string();
+    let r1 = |amount: &'static str, at: Option<&str>| {
+        let mut c = env.cmd(REC);
+        c.args([
+            "--idempotency-key",
+            "r1",
+            "--user-sid",
+            "0a1b",
+            "--resource-kind",
+            "cpu",
+        ])
+        .args(["--amount-cents", amount]);
+        if let Some(at) = at {
+            c.args(["--occurred-at", at]);
+        }
+        run(&mut c)
+    };
+    assert_exit(&r1("5", Some(&h)), 0);
+    assert_exit(&push_to(&env, &forge, &["--retention-days", "0"]), 0);
+    assert_exit(&push_to(&env, &forge, &["--retention-days", "0"]), 0);
+    assert!(files_under(&env.spool.join("sent")).is_empty(), "pruned");
+    let o = r1("5", None);
+    assert_exit(&o, 0);
+    assert_eq!(stdout(&o), "duplicate r1\n");
+    let o = r1("6", None);
+    assert_exit(&o, 65);
+    assert!(stderr(&o).contains("amount_cents"), "{}", stderr(&o));
+    let o = r1("5", Some("2026-01-01 00:00:00"));
+    assert_exit(&o, 65);
+    assert!(stderr(&o).contains("occurred_at"), "{}", stderr(&o));
+    // The same through --stdin, and nothing new to push.
+    let line = format!(
+        r#"{{"idempotency_key":"r1","user_sid":"0a1b","amount_cents":5,"resource_kind":"cpu","occurred_at":"{h}"}}"#
+    );
+    let o = run_with_stdin(env.cmd(REC).arg("--stdin"), format!("{line}\n").as_bytes());
+    assert_eq!(stdout(&o), "duplicate r1\n");
+    assert_exit(&push_to(&env, &forge, &[]), 0);
+    assert_eq!(remote_keys(&forge, "test-node"), ["r1"]);
+    // --ledger-days bounds it: a key sent today stays for 0 days' horizon.
+    assert_exit(&push_to(&env, &forge, &["--ledger-days", "0"]), 0);
+    assert_eq!(stdout(&r1("5", None)), "duplicate r1\n");
+}
+
+mod round_trip {
+    //! Whatever validation accepts reads back unchanged everywhere: spool
+    //! write → spool read → OTOML render → OTOML parse (DESIGN, "Usage
+    //! record").
+    use super::*;
+    use chrono::{DateTime, TimeZone};
+    use hero_usage::record::{Defaults, RawValue, RecordInput};
+    use proptest::prelude::*;
+
+    /// An instant in the accepted range, as one of the accepted input forms.
+    fn time_text(now: DateTime<Utc>) -> impl Strategy<Value = String> {
+        let earliest = Utc
+            .with_ymd_and_hms(2000, 1, 1, 0, 0, 0)
+            .unwrap()
+            .timestamp();
+        let latest = now.timestamp() + 300;
+        let instant = prop_oneof![
+            Just(earliest),
+            Just(latest),
+            earliest..=latest,
+            (earliest..=latest).prop_map(|t| t - t.rem_euclid(60) + 59), // :59, for leap seconds
+            // Outside the range (validation must refuse): year 0 and before,
+            // and the far future.
+            (-62_167_219_200i64 - 86_400..earliest),
+            (-62_167_219_200i64 - 86_400..-62_167_219_200),
+            (latest + 1..253_402_300_799),
+        ];
+        let offset = prop_oneof![
+            Just(0),
+            Just(86_340),
+            Just(-86_340),
+            (-1439i32..=1439).prop_map(|m| m * 60)
+        ];
+        (instant, offset, 0..3u8).prop_map(|(t, off, form)| {
+            let utc = Utc.timestamp_opt(t, 0).unwrap();
+            let exact = utc.format(hero_usage::record::TIME_FORMAT).to_string();
+            match form {
+                // A leap second in the exact form folds into :59.
+                0 if exact.ends_with(":59") => format!("{}60", &exact[..17]),
+                0 => exact,
+                _ => {
+                    let local = utc.naive_utc() + chrono::Duration::seconds(i64::from(off));
+                    let sign = if off < 0 { '-' } else { '+' };
+                    let (h, m) = (off.abs() / 3600, off.abs() % 3600 / 60);
+                    format!("{}{sign}{h:02}:{m:02}", local.format("%Y-%m-%dT%H:%M:%S"))
+                }
+            }
+        })
+    }
+
+    fn input(now: DateTime<Utc>) -> impl Strategy<Value = RecordInput> {
+        (
+            "[\\x21-\\x7e]{1,255}",
+            "[A-Za-z0-9_-][A-Za-z0-9._-]{0,63}",
+            "[0-9a-z]{4,6}",
+            0..=1_000_000_000_000u64,
+            "[a-z][a-z0-9_.-]{0,63}",
+            prop_oneof![
+                "\\PC{0,40}",
+                "[\"\\\\'#=\\[\\]{}\\x20-\\x7e]{0,1024}",
+                "\\PC{1000,1024}"
+            ],
+            time_text(now),
+        )
+            .prop_map(|(key, node, sid, amount, kind, description, at)| {
+                let mut i = RecordInput::default();
+                i.set("idempotency_key", RawValue::Str(key));
+                i.set("node_id", RawValue::Str(node));
+                i.set("user_sid", RawValue::Str(sid));
+                i.set("amount_cents", RawValue::Int(i128::from(amount)));
+                i.set("resource_kind", RawValue::Str(kind));
+                i.set("description", RawValue::Str(description));
+                i.set("occurred_at", RawValue::Str(at));
+                i
+            })
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(48))]
+        #[test]
+        fn what_validation_accepts_reads_back_unchanged(
+            inputs in proptest::collection::vec(input(Utc::now()), 1..12)
+        ) {
+            let defaults = Defaults { node: "n1".into(), now: Utc::now(), occurred_at: None };
+            let mut seen = std::collections::HashSet::new();
+            let valid: Vec<_> = inputs
+                .iter()
+                .filter_map(|i| i.validate(&defaults).ok())
+                .filter(|v| seen.insert(v.record.idempotency_key.clone()))
+                .collect();
+            let dir = tempfile::tempdir().unwrap();
+            let spool = Spool::open(&dir.path().join("spool")).unwrap();
+            let outcomes = spool.record_batch(&valid).unwrap();
+            prop_assert!(outcomes.iter().all(|o| *o == hero_usage::spool::RecordOutcome::Recorded));
+            let load = spool.load_pending(usize::MAX).unwrap();
+            prop_assert!(load.damaged.is_empty(), "{:?}", load.damaged);
+            let mut back: Vec<UsageRecord> = Vec::new();
+            for (hour, recs) in load.hours {
+                let recs: Vec<UsageRecord> = recs.into_iter().map(|(_, r)| r).collect();
+                prop_assert!(recs.iter().all(|r| r.hour_bucket() == hour));
+                let text = hero_usage::otoml::render_batch(&recs);
+                back.extend(hero_usage::otoml::parse_batch(&text).unwrap());
+            }
+            let mut want: Vec<UsageRecord> = valid.into_iter().map(|v| v.record).collect();
+            want.sort_by(|a, b| a.idempotency_key.cmp(&b.idempotency_key));
+            back.sort_by(|a, b| a.idempotency_key.cmp(&b.idempotency_key));
+            prop_assert_eq!(back, want);
+        }
+    }
+}
+
+#[test]
+fn pruning_quarantines_a_damaged_sent_record_instead_of_forgetting_its_key() {
+    let forge = hero_usage_test_forge::TestForge::start(Default::default());
+    let env = TestEnv::new();
+    let line = json_line("r1", "2026-11-20 16:04:05", 7) + "\n";
+    assert_exit(
+        &run_with_stdin(env.cmd(REC).arg("--stdin"), line.as_bytes()),
+        0,
+    );
+    assert_exit(&push_to(&env, &forge, &[]), 0);
+    let entry = env.spool.join("sent").join(file_name_for_key("r1"));
+    std::fs::write(&entry, "not a record").unwrap();
+    push_to(&env, &forge, &["--retention-days", "0"]);
+    assert!(!entry.exists());
+    let reasons: Vec<String> = files_under(&env.spool.join("rejected"))
+        .iter()
+        .filter(|p| p.extension().is_some_and(|e| e == "reason"))
+        .map(|p| std::fs::read_to_string(p).unwrap())
+        .collect();
+    assert_eq!(reasons.len(), 1, "{reasons:?}");
+    assert!(reasons[0].contains("ledger"), "{reasons:?}");
 }

@@ -1,0 +1,510 @@
+//! The ledger (DESIGN.md, "Idempotency"): every key this spool ever pushed
+//! stays known for ever, after its full record was pruned from `sent/`, as a
+//! fixed 64-byte entry of digests.
+//!
+//! ```text
+//! ledger/XX.base   sorted entries (XX = the key digest's first byte, hex),
+//!                  replaced whole (tmp, fsync, rename) when merged
+//! ledger/XX.log    entries appended since, unsorted, at most LOG_MAX
+//! ```
+//!
+//! A lookup is a binary search of one base (about log2(n/256) reads of 64
+//! bytes) and a scan of one log of at most 64 KiB: it does not slow down as
+//! the ledger grows. A log that would pass [`LOG_MAX`] entries is merged into
+//! its base. Crash safety: a base only ever appears whole (rename), a log's
+//! torn tail fails its entries' check and is ignored (and cut off before the
+//! next append), an entry seen twice is harmless. Every caller holds the
+//! writers' lock. Knows no network; the records come from `sent/`.
+
+use super::fsx;
+use crate::record::{Field, UsageRecord};
+use sha2::{Digest, Sha256};
+use std::collections::HashMap;
+use std::fs::{self, File};
+use std::io;
+use std::os::unix::fs::FileExt;
+use std::path::{Path, PathBuf};
+
+/// Bytes of one entry on disk.
+pub const ENTRY_BYTES: usize = 64;
+/// Entries a shard's log holds before it is merged into its base.
+pub const LOG_MAX: usize = 1024;
+
+/// Layout of an entry: key digest (its first byte names the shard), digest
+/// of the string fields but the key, one hint byte per string field (to
+/// name which differ), amount, occurred_at, day sent, check.
+const KEY: std::ops::Range<usize> = 0..21;
+const FIELDS: std::ops::Range<usize> = 21..37;
+const HINTS: std::ops::Range<usize> = 37..41;
+const AMOUNT: std::ops::Range<usize> = 41..49;
+const OCCURRED: std::ops::Range<usize> = 49..57;
+const DAY: std::ops::Range<usize> = 57..60;
+const CHECK: std::ops::Range<usize> = 60..64;
+
+/// The string fields an entry keeps as digests, in hint order.
+const STRING_FIELDS: [Field; 4] = [
+    Field::Description,
+    Field::NodeId,
+    Field::ResourceKind,
+    Field::UserSid,
+];
+
+/// One key as the ledger knows it.
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+pub struct LedgerEntry([u8; ENTRY_BYTES]);
+
+/// The digest a key is filed under (a prefix of its SHA-256).
+pub fn key_digest(key: &str) -> [u8; 21] {
+    let d = Sha256::digest(key.as_bytes());
+    let mut out = [0; 21];
+    out.copy_from_slice(&d[KEY]);
+    out
+}
+
+fn string_fields(rec: &UsageRecord) -> [&str; 4] {
+    [
+        &rec.description,
+        &rec.node_id,
+        &rec.resource_kind,
+        &rec.user_sid,
+    ]
+}
+
+impl LedgerEntry {
+    /// The entry of `rec`, sent on `sent_day` (days since 1970-01-01).
+    pub fn of(rec: &UsageRecord, sent_day: u32) -> LedgerEntry {
+        let mut e = [0u8; ENTRY_BYTES];
+        e[KEY].copy_from_slice(&key_digest(&rec.idempotency_key));
+        let mut all = Sha256::new();
+        for (i, value) in string_fields(rec).into_iter().enumerate() {
+            // Length-prefixed, so that no two field lists hash alike.
+            all.update((value.len() as u64).to_le_bytes());
+            all.update(value.as_bytes());
+            e[HINTS.start + i] = Sha256::digest(value.as_bytes())[0];
+        }
+        e[FIELDS].copy_from_slice(&all.finalize()[..FIELDS.len()]);
+        e[AMOUNT].copy_from_slice(&rec.amount_cents.to_le_bytes());
+        let at = rec.occurred_at.0.and_utc().timestamp();
+        e[OCCURRED].copy_from_slice(&at.to_le_bytes());
+        e[DAY].copy_from_slice(&sent_day.min(0xFF_FFFF).to_le_bytes()[..3]);
+        let check = Sha256::digest(&e[..CHECK.start]);
+        e[CHECK].copy_from_slice(&check[..CHECK.len()]);
+        LedgerEntry(e)
+    }
+
+    fn from_bytes(b: &[u8]) -> Option<LedgerEntry> {
+        let e = LedgerEntry(b.try_into().ok()?);
+        let check = Sha256::digest(&e.0[..CHECK.start]);
+        (e.0[CHECK] == check[..CHECK.len()]).then_some(e)
+    }
+
+    fn key(&self) -> &[u8] {
+        &self.0[KEY]
+    }
+
+    fn shard(&self) -> u8 {
+        self.0[0]
+    }
+
+    /// The day it was sent (days since 1970-01-01).
+    pub fn sent_day(&self) -> u32 {
+        u32::from_le_bytes([
+            self.0[DAY.start],
+            self.0[DAY.start + 1],
+            self.0[DAY.start + 2],
+            0,
+        ])
+    }
+
+    /// The fields of `rec` (same key) that differ from this entry's record;
+    /// `occurred_at` is left out when `ignore_occurred_at`. When only the
+    /// digest of the string fields tells them apart, the list is
+    /// `["content"]`.
+    pub fn differing_fields(
+        &self,
+        rec: &UsageRecord,
+        ignore_occurred_at: bool,
+    ) -> Vec<&'static str> {
+        let new = LedgerEntry::of(rec, 0);
+        let mut out = Vec::new();
+        if new.0[AMOUNT] != self.0[AMOUNT] {
+            out.push(Field::AmountCents.name());
+        }
+        if new.0[FIELDS] != self.0[FIELDS] {
+            let named: Vec<&'static str> = (0..STRING_FIELDS.len())
+                .filter(|&i| new.0[HINTS.start + i] != self.0[HINTS.start + i])
+                .map(|i| STRING_FIELDS[i].name())
+                .collect();
+            out.extend(if named.is_empty() {
+                vec!["content"]
+            } else {
+                named
+            });
+        }
+        if !ignore_occurred_at && new.0[OCCURRED] != self.0[OCCURRED] {
+            out.push(Field::OccurredAt.name());
+        }
+        out
+    }
+}
+
+/// The ledger of one spool (`SPOOL/ledger`). Reads are cached for the life
+/// of the handle, which lives under one hold of the writers' lock.
+pub struct Ledger {
+    dir: PathBuf,
+    /// Each shard's base (None: no base yet) and log, once read.
+    shards: HashMap<u8, Shard>,
+}
+
+struct Shard {
+    base: Option<File>,
+    base_len: u64,
+    log: Vec<LedgerEntry>,
+    /// Bytes of the log file, a torn tail included.
+    log_bytes: u64,
+}
+
+fn shard_path(dir: &Path, shard: u8, ext: &str) -> PathBuf {
+    dir.join(format!("{shard:02x}.{ext}"))
+}
+
+fn not_found_ok<T>(r: io::Result<T>) -> io::Result<Option<T>> {
+    match r {
+        Ok(v) => Ok(Some(v)),
+        Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(None),
+        Err(e) => Err(e),
+    }
+}
+
+impl Ledger {
+    /// The ledger in `dir`; nothing is created until something is appended.
+    pub fn open(dir: PathBuf) -> Ledger {
+        Ledger {
+            dir,
+            shards: HashMap::new(),
+        }
+    }
+
+    fn shard(&mut self, shard: u8) -> io::Result<&mut Shard> {
+        if self.shards.is_empty() {
+            // Nothing in the spool follows a symbolic link, the ledger
+            // directory included (its files are opened without following).
+            match fs::symlink_metadata(&self.dir) {
+                Ok(m) if !m.is_dir() => {
+                    return Err(io::Error::new(
+                        io::ErrorKind::InvalidInput,
+                        format!(
+                            "{} is not a directory; the spool never follows symbolic links",
+                            self.dir.display()
+                        ),
+                    ));
+                }
+                _ => {}
+            }
+        }
+        if !self.shards.contains_key(&shard) {
+            let loaded = Shard::load(&self.dir, shard)?;
+            self.shards.insert(shard, loaded);
+        }
+        Ok(self.shards.get_mut(&shard).expect("just loaded"))
+    }
+
+    /// The entry of `key`, if the ledger knows it.
+    pub fn find(&mut self, key: &str) -> io::Result<Option<LedgerEntry>> {
+        let mut probe = [0u8; ENTRY_BYTES];
+        probe[KEY].copy_from_slice(&key_digest(key));
+        self.find_entry(&LedgerEntry(probe))
+    }
+
+    /// The entry stored for the key of `e`, if any.
+    pub fn find_entry(&mut self, e: &LedgerEntry) -> io::Result<Option<LedgerEntry>> {
+        let shard = self.shard(e.shard())?;
+        if let Some(found) = shard.log.iter().find(|x| x.key() == e.key()) {
+            return Ok(Some(*found));
+        }
+        shard.search_base(e.key())
+    }
+
+    /// Append entries durably (fsynced before this returns Ok): a shard's
+    /// log takes them, or is merged with them into its base when it would
+    /// pass [`LOG_MAX`].
+    pub fn append(&mut self, entries: &[LedgerEntry]) -> io::Result<()> {
+        if entries.is_empty() {
+            return Ok(());
+        }
+        if fsx::ensure_dir(&self.dir)?
+            && let Some(spool) = self.dir.parent()
+        {
+            fsx::sync_dir(spool)?; // the new directory's own entry
+        }
+        let mut by_shard: HashMap<u8, Vec<LedgerEntry>> = HashMap::new();
+        for e in entries {
+            by_shard.entry(e.shard()).or_default().push(*e);
+        }
+        let dir = self.dir.clone();
+        for (n, new) in by_shard {
+            let shard = self.shard(n)?;
+            if shard.log.len() + new.len() > LOG_MAX {
+                shard.merge(&dir, n, new, |_| true)?;
+            } else {
+                shard.append_log(&dir, n, &new)?;
+            }
+        }
+        fsx::sync_dir(&self.dir)
+    }
+
+    /// Drop the entries sent before `day`; returns how many were dropped.
+    /// Reads every shard: only run when `--ledger-days` bounds the ledger.
+    pub fn expire(&mut self, day: u32) -> io::Result<usize> {
+        if !fsx::exists_nofollow(&self.dir)? {
+            return Ok(0);
+        }
+        let dir = self.dir.clone();
+        let mut dropped = 0;
+        for n in 0..=255u8 {
+            let shard = self.shard(n)?;
+            let before = shard.base_len as usize / ENTRY_BYTES + shard.log.len();
+            let mut all = shard.read_base()?;
+            all.extend_from_slice(&shard.log);
+            if all.iter().all(|e| e.sent_day() >= day) {
+                continue;
+            }
+            let kept = shard.merge(&dir, n, Vec::new(), |e| e.sent_day() >= day)?;
+            dropped += before.saturating_sub(kept);
+        }
+        if dropped > 0 {
+            fsx::sync_dir(&self.dir)?;
+        }
+        Ok(dropped)
+    }
+
+    /// Bytes the ledger's files take (their lengths), and entries it holds.
+    pub fn size(&mut self) -> io::Result<(u64, u64)> {
+        let (mut bytes, mut entries) = (0, 0);
+        for n in 0..=255u8 {
+            let shard = self.shard(n)?;
+            bytes += shard.base_len + shard.log_bytes;
+            entries += shard.base_len / ENTRY_BYTES as u64 + shard.log.len() as u64;
+        }
+        Ok((bytes, entries))
+    }
+}
+
+impl Shard {
+    fn load(dir: &Path, n: u8) -> io::Result<Shard> {
+        let base = not_found_ok(fsx::open_regular(&shard_path(dir, n, "base"), false))?;
+        let base_len = match &base {
+            Some(f) => f.metadata()?.len() / ENTRY_BYTES as u64 * ENTRY_BYTES as u64,
+            None => 0,
+        };
+        let limit = ((LOG_MAX + 1) * ENTRY_BYTES) as u64;
+        let bytes = not_found_ok(fsx::read_regular(&shard_path(dir, n, "log"), limit))?;
+        let bytes = bytes.unwrap_or_default();
+        let log = bytes
+            .chunks_exact(ENTRY_BYTES)
+            .filter_map(LedgerEntry::from_bytes)
+            .collect();
+        Ok(Shard {
+            base,
+            base_len,
+            log,
+            log_bytes: bytes.len() as u64,
+        })
+    }
+
+    fn entry_at(&self, file: &File, i: u64) -> io::Result<LedgerEntry> {
+        let mut buf = [0u8; ENTRY_BYTES];
+        file.read_exact_at(&mut buf, i * ENTRY_BYTES as u64)?;
+        LedgerEntry::from_bytes(&buf).ok_or_else(|| {
+            io::Error::new(
+                io::ErrorKind::InvalidData,
+                format!("ledger entry {i} of a base is damaged"),
+            )
+        })
+    }
+
+    fn search_base(&self, digest: &[u8]) -> io::Result<Option<LedgerEntry>> {
+        let Some(file) = &self.base else {
+            return Ok(None);
+        };
+        let (mut lo, mut hi) = (0u64, self.base_len / ENTRY_BYTES as u64);
+        while lo < hi {
+            let mid = lo + (hi - lo) / 2;
+            let e = self.entry_at(file, mid)?;
+            match e.key().cmp(digest) {
+                std::cmp::Ordering::Equal => return Ok(Some(e)),
+                std::cmp::Ordering::Less => lo = mid + 1,
+                std::cmp::Ordering::Greater => hi = mid,
+            }
+        }
+        Ok(None)
+    }
+
+    fn read_base(&self) -> io::Result<Vec<LedgerEntry>> {
+        let Some(file) = &self.base else {
+            return Ok(Vec::new());
+        };
+        let mut bytes = vec![0u8; self.base_len as usize];
+        file.read_exact_at(&mut bytes, 0)?;
+        bytes
+            .chunks_exact(ENTRY_BYTES)
+            .map(|b| {
+                LedgerEntry::from_bytes(b).ok_or_else(|| {
+                    io::Error::new(io::ErrorKind::InvalidData, "a ledger base entry is damaged")
+                })
+            })
+            .collect()
+    }
+
+    /// Append to the log, cutting a torn tail off first; fsynced.
+    fn append_log(&mut self, dir: &Path, n: u8, new: &[LedgerEntry]) -> io::Result<()> {
+        let path = shard_path(dir, n, "log");
+        let f = match fsx::create_new(&path) {
+            Ok(f) => f,
+            Err(e) if e.kind() == io::ErrorKind::AlreadyExists => fsx::open_regular(&path, true)?,
+            Err(e) => return Err(e),
+        };
+        let whole = (self.log.len() * ENTRY_BYTES) as u64;
+        if self.log_bytes != whole {
+            // Keep exactly the valid entries, rewritten in place.
+            let bytes: Vec<u8> = self.log.iter().flat_map(|e| e.0).collect();
+            f.write_all_at(&bytes, 0)?;
+            f.set_len(whole)?;
+        }
+        let bytes: Vec<u8> = new.iter().flat_map(|e| e.0).collect();
+        f.write_all_at(&bytes, whole)?;
+        f.sync_data()?;
+        self.log.extend_from_slice(new);
+        self.log_bytes = whole + bytes.len() as u64;
+        Ok(())
+    }
+
+    /// Write base + log + `new` (those `keep` accepts) as the new base,
+    /// then empty the log; returns the entries kept.
+    fn merge(
+        &mut self,
+        dir: &Path,
+        n: u8,
+        new: Vec<LedgerEntry>,
+        keep: impl Fn(&LedgerEntry) -> bool,
+    ) -> io::Result<usize> {
+        let mut all = self.read_base()?;
+        all.extend_from_slice(&self.log);
+        all.extend(new);
+        all.retain(|e| keep(e));
+        all.sort_by(|a, b| a.key().cmp(b.key()));
+        all.dedup_by(|a, b| a.key() == b.key());
+        let path = shard_path(dir, n, "base");
+        let tmp = dir.join(fsx::unique_name(&format!(".{n:02x}.base")));
+        let bytes: Vec<u8> = all.iter().flat_map(|e| e.0).collect();
+        fsx::write_new_synced(&tmp, &bytes)
+            .and_then(|()| fs::rename(&tmp, &path))
+            .inspect_err(|_| {
+                let _ = fs::remove_file(&tmp);
+            })?;
+        // The new base must be durable before the log it absorbed empties.
+        fsx::sync_dir(dir)?;
+        if let Some(log) = not_found_ok(fsx::open_regular(&shard_path(dir, n, "log"), true))? {
+            log.set_len(0)?;
+            log.sync_data()?;
+        }
+        self.base = Some(fsx::open_regular(&path, false)?);
+        self.base_len = bytes.len() as u64;
+        self.log.clear();
+        self.log_bytes = 0;
+        Ok(all.len())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::record::UtcSecond;
+    use std::io::Write;
+
+    fn rec(key: &str) -> UsageRecord {
+        UsageRecord {
+            idempotency_key: key.into(),
+            user_sid: "0a1b".into(),
+            amount_cents: 7,
+            resource_kind: "cpu".into(),
+            description: String::new(),
+            occurred_at: UtcSecond::parse("2026-11-26 10:00:00").unwrap(),
+            node_id: "n1".into(),
+        }
+    }
+
+    #[test]
+    fn entries_are_64_bytes_and_name_what_differs() {
+        let e = LedgerEntry::of(&rec("a"), 20_000);
+        assert_eq!(e.sent_day(), 20_000);
+        assert!(e.differing_fields(&rec("a"), false).is_empty());
+        let mut b = rec("a");
+        b.amount_cents = 8;
+        b.user_sid = "0a1c".into();
+        b.occurred_at = UtcSecond::parse("2026-11-26 11:00:00").unwrap();
+        assert_eq!(
+            e.differing_fields(&b, false),
+            ["amount_cents", "user_sid", "occurred_at"]
+        );
+        assert_eq!(e.differing_fields(&b, true), ["amount_cents", "user_sid"]);
+        assert_eq!(LedgerEntry::from_bytes(&e.0), Some(e));
+        let mut torn = e.0;
+        torn[30] ^= 1;
+        assert_eq!(LedgerEntry::from_bytes(&torn), None);
+    }
+
+    #[test]
+    fn appends_merge_and_expire_and_a_torn_tail_is_ignored() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("ledger");
+        let mut l = Ledger::open(path.clone());
+        assert_eq!(l.find("k0").unwrap(), None);
+        assert!(!path.exists(), "a lookup creates nothing");
+        let elsewhere = dir.path().join("elsewhere");
+        fs::create_dir(&elsewhere).unwrap();
+        std::os::unix::fs::symlink(&elsewhere, &path).unwrap();
+        assert!(
+            Ledger::open(path.clone()).find("k0").is_err(),
+            "a symlink is refused"
+        );
+        fs::remove_file(&path).unwrap();
+        // Keys of four shards only (an append fsyncs each shard it
+        // touches), so that logs fill and merge into their bases.
+        let keys: Vec<String> = (0..)
+            .map(|i| format!("k{i}"))
+            .filter(|k| key_digest(k)[0] < 4)
+            .take(5000)
+            .collect();
+        let entries: Vec<LedgerEntry> = keys
+            .iter()
+            .enumerate()
+            .map(|(i, k)| LedgerEntry::of(&rec(k), if i < 1000 { 10 } else { 20 }))
+            .collect();
+        for batch in entries.chunks(900) {
+            l.append(batch).unwrap();
+        }
+        // A crash mid-append: half an entry at the end of one log.
+        let mut fresh = Ledger::open(path.clone());
+        let log = shard_path(&path, entries[0].shard(), "log");
+        fs::OpenOptions::new()
+            .append(true)
+            .open(&log)
+            .unwrap()
+            .write_all(&[9; 40])
+            .unwrap();
+        for (k, e) in keys.iter().zip(&entries) {
+            assert_eq!(fresh.find(k).unwrap(), Some(*e), "{k}");
+        }
+        assert_eq!(fresh.find("nope").unwrap(), None);
+        fresh.append(&[LedgerEntry::of(&rec("late"), 30)]).unwrap();
+        let mut again = Ledger::open(path.clone());
+        assert!(again.find("late").unwrap().is_some());
+        assert_eq!(again.size().unwrap().1, 5001);
+        assert_eq!(again.expire(15).unwrap(), 1000);
+        let mut after = Ledger::open(path);
+        assert_eq!(after.find(&keys[0]).unwrap(), None);
+        assert!(after.find(&keys[4999]).unwrap().is_some());
+        assert_eq!(after.size().unwrap(), (4001 * 64, 4001));
+    }
+}
