@@ -11,9 +11,9 @@ use std::time::Duration;
 pub const DEFAULT_RETRY_SECONDS: u64 = 300;
 /// How long push-now (a person waiting on the shim) retries.
 pub const PUSH_NOW_RETRY_SECONDS: u64 = 30;
-/// Debug builds only: `BASE_MS,MAX_MS` replaces the shipped waits, so that
-/// tests exercise retries without sleeping for seconds. Release builds
-/// ignore it.
+/// Debug builds only: `FIRST_MS,MAX_MS` replaces the shipped waits, and
+/// `FIRST_MS,MAX_MS,WINDOW_MS` also caps the retry window, so that tests
+/// exercise retries without sleeping for seconds. Release builds ignore it.
 pub const TEST_WAITS_ENV: &str = "HERO_USAGE_TEST_RETRY_MS";
 
 /// The retry policy, as a value.
@@ -44,12 +44,17 @@ impl RetryPolicy {
         let Some(text) = std::env::var(TEST_WAITS_ENV).ok() else {
             return shipped;
         };
-        let mut ms = text.split(',').map(|p| p.trim().parse::<u64>());
-        match (ms.next(), ms.next()) {
-            (Some(Ok(first)), Some(Ok(max))) if first > 0 && max >= first => RetryPolicy {
+        let ms: Vec<u64> = text
+            .split(',')
+            .filter_map(|p| p.trim().parse::<u64>().ok())
+            .collect();
+        match ms[..] {
+            [first, max, ref window @ ..] if first > 0 && max >= first => RetryPolicy {
                 first_wait: Duration::from_millis(first),
                 max_wait: Duration::from_millis(max),
-                ..shipped
+                window: window.first().map_or(shipped.window, |&w| {
+                    shipped.window.min(Duration::from_millis(w))
+                }),
             },
             _ => shipped,
         }

@@ -42,7 +42,6 @@ impl Node {
     pub(crate) fn push_cmd(&self) -> Command {
         let mut c = self.env.cmd("hero_usage_push");
         c.env("HERO_USAGE_FORGEJO_URL", &self.url)
-            .env(hero_usage::push::TEST_WAITS_ENV, "5,50")
             .env("HERO_USAGE_FORGEJO_TOKEN_FILE", &self.token_file)
             .env("HERO_USAGE_REPO", &self.repo);
         c
