@@ -45,7 +45,15 @@ mv "$f" "$SPOOL/incoming/$(basename "$f").toml" && sync "$SPOOL/incoming"
 ls -l "$SPOOL/incoming"
 
 echo "== pending records in $SPOOL/pending"
+# A --stdin batch is one chunk file linked under each of its keys: show it once.
+declare -A shown=()
 for f in "$SPOOL"/pending/*; do
+    inode=$(stat -c %i "$f")
+    if [ -n "${shown[$inode]:-}" ]; then
+        echo "--- ${f#"$PWD"/}: the same file as ${shown[$inode]}"
+        continue
+    fi
+    shown[$inode]=${f#"$PWD"/}
     echo "--- ${f#"$PWD"/}"
     cat "$f"
 done
@@ -53,7 +61,8 @@ done
 echo "== starting a test forge on loopback"
 forge_root=$(mktemp -d)
 trap 'kill "${forge_pid:-0}" 2>/dev/null || true; rm -rf "$forge_root"' EXIT
-head -c 20 /dev/urandom | od -An -tx1 | tr -d ' \n' >"$forge_root/token"
+# A secret file is private (the push warns about one open to others).
+(umask 077 && head -c 20 /dev/urandom | od -An -tx1 | tr -d ' \n' >"$forge_root/token")
 target/release/hero_usage_test_forge --root "$forge_root/repos" --token-file "$forge_root/token" \
     >"$forge_root/url" &
 forge_pid=$!

@@ -36,6 +36,10 @@ while [ $# -gt 0 ]; do
 done
 
 root=$(cd "$(dirname "$0")/.." && pwd)
+# Absolute, so that the PATH and MANPATH lines printed below work from any
+# directory (a relative prefix is taken from the current one).
+install -d -m 755 "$prefix"
+prefix=$(cd "$prefix" && pwd)
 from=${from:-$root/target/release}
 case "$from" in /*) ;; *) from="$PWD/$from" ;; esac
 if [ "$build" = 1 ]; then

@@ -42,14 +42,50 @@ pub fn run(spool: &SpoolArgs, forge: &ForgeArgs, common: &Common) -> Result<i32>
             kind_of(&e).exit_code()
         }
         Ok(settings) => {
+            // A push opens the spool before it reaches the forge: its
+            // failure is the code a push would get, the probe still runs.
+            let spool_kind = spool_step(common, &mut report);
             let (lines, kind) = probe(&settings);
             report.push_str(&lines);
-            kind.map_or(0, Kind::exit_code)
+            spool_kind.or(kind).map_or(0, Kind::exit_code)
         }
     };
     let _ = writeln!(report, "check: a push would exit {code}");
     crate::cli::out(&report)?;
     Ok(code)
+}
+
+/// The spool as a push would find it: usable, and bound to this node name
+/// (or to none yet). Read-only: a missing spool is fine (the first record
+/// creates it), and nothing is created or bound.
+fn spool_step(common: &Common, report: &mut String) -> Option<Kind> {
+    let shown = crate::error::escape_controls(&common.spool.display().to_string());
+    if std::fs::symlink_metadata(&common.spool)
+        .is_err_and(|e| e.kind() == std::io::ErrorKind::NotFound)
+    {
+        let _ = writeln!(
+            report,
+            "ok   spool {shown} does not exist yet (the first record creates it)"
+        );
+        return None;
+    }
+    let checked = crate::spool::Spool::open_read_only(&common.spool)
+        .and_then(|spool| spool.check_node(&common.node));
+    match checked {
+        Ok(bound) => {
+            let how = if bound {
+                "belongs to"
+            } else {
+                "is not bound yet; the first push binds it to"
+            };
+            let _ = writeln!(report, "ok   spool {shown} {how} node {}", common.node);
+            None
+        }
+        Err(e) => {
+            let _ = writeln!(report, "FAIL spool: {}", one_line(&format!("{e:#}")));
+            Some(kind_of(&e))
+        }
+    }
 }
 
 fn settings_text(settings: &[Setting]) -> String {
@@ -165,7 +201,7 @@ fn probe(settings: &ForgeSettings) -> (String, Option<Kind>) {
     let kind = match result {
         Ok(()) => None,
         Err((kind, why)) => {
-            let _ = writeln!(lines, "FAIL {why}");
+            let _ = writeln!(lines, "FAIL {}", one_line(&why));
             Some(kind)
         }
     };
@@ -190,12 +226,21 @@ fn probe_steps(settings: &ForgeSettings, lines: &mut String) -> Result<(), Faile
         base: base.clone(),
         token: settings.token.expose().to_string(),
     };
+    // What the server says is shown escaped: never raw bytes to a terminal.
     let version = probe_version(&p)?;
-    let _ = writeln!(lines, "ok   forge at {base}: Forgejo API version {version}");
+    let _ = writeln!(
+        lines,
+        "ok   forge at {base}: Forgejo API version {}",
+        one_line(&version)
+    );
     let login = probe_user(&p)?;
-    let _ = writeln!(lines, "ok   the token is accepted: user {login}");
+    let _ = writeln!(
+        lines,
+        "ok   the token is accepted: user {}",
+        one_line(&login)
+    );
     let line = probe_repo(&p, settings, &login)?;
-    let _ = writeln!(lines, "ok   {line}");
+    let _ = writeln!(lines, "ok   {}", one_line(&line));
     Ok(())
 }
 

@@ -87,10 +87,10 @@ impl ConfigFile {
         let Some(path) = Self::locate(named) else {
             return Ok(ConfigFile::default());
         };
-        let text = std::fs::read_to_string(&path).map_err(|e| {
+        let text = read_small_text(&path, MAX_CONFIG_BYTES).map_err(|why| {
             fail(
                 Kind::Config,
-                format!("cannot read config file {}: {e}", path.display()),
+                format!("cannot read config file {}: {why}", path.display()),
             )
         })?;
         let file: ConfigFile = toml::from_str(&text).map_err(|e| {
@@ -99,7 +99,32 @@ impl ConfigFile {
                 format!("config file {}: {}", path.display(), e.message()),
             )
         })?;
+        file.refuse_empty_paths(&path)?;
         Ok(file.relative_to(path.parent().unwrap_or(Path::new("/"))))
+    }
+
+    /// An empty path in the file is a mistake, never "unset" (a line that
+    /// is not wanted is removed or commented): `spool = ""` would otherwise
+    /// be read as a spool in no directory at all.
+    fn refuse_empty_paths(&self, path: &Path) -> Result<()> {
+        let paths = [
+            ("spool", &self.spool),
+            ("token_file", &self.token_file),
+            ("admin_secret_file", &self.admin_secret_file),
+        ];
+        match paths
+            .iter()
+            .find(|(_, p)| p.as_ref().is_some_and(|p| p.as_os_str().is_empty()))
+        {
+            Some((key, _)) => Err(fail(
+                Kind::Config,
+                format!(
+                    "config file {}: {key} is empty; give a path, or remove the line to use the default",
+                    path.display()
+                ),
+            )),
+            None => Ok(()),
+        }
     }
 
     /// Paths in a config file name files beside it, not in whatever
@@ -166,6 +191,28 @@ impl fmt::Debug for Secret {
 
 /// Largest secret file read (a token is 40 characters).
 const MAX_SECRET_BYTES: u64 = 64 * 1024;
+/// Largest config file read (the example, comments and all, is 3 KiB).
+const MAX_CONFIG_BYTES: u64 = 1024 * 1024;
+
+/// A small text file: only a regular file (a symbolic link to one is
+/// followed), and at most `max` bytes of it, so that a fifo cannot hang the
+/// run nor `/dev/zero` fill the memory. The error is why, for a message
+/// that never quotes the content.
+fn read_small_text(path: &Path, max: u64) -> std::result::Result<String, String> {
+    use std::io::Read;
+    let meta = std::fs::metadata(path).map_err(|e| e.to_string())?;
+    if !meta.is_file() {
+        return Err("it is not a regular file".into());
+    }
+    let mut bytes = Vec::new();
+    std::fs::File::open(path)
+        .and_then(|f| f.take(max + 1).read_to_end(&mut bytes))
+        .map_err(|e| e.to_string())?;
+    if bytes.len() as u64 > max {
+        return Err(format!("it is larger than {max} bytes"));
+    }
+    String::from_utf8(bytes).map_err(|_| "it is not UTF-8 text".into())
+}
 
 /// Read a secret from a file: surrounding white space (a trailing newline) is
 /// dropped; an empty file is an error. The error never contains the content.
@@ -173,27 +220,12 @@ const MAX_SECRET_BYTES: u64 = 64 * 1024;
 /// secrets are links), and at most 64 KiB of it: a fifo would hang the run,
 /// `/dev/zero` would fill the memory.
 pub fn read_secret_file(path: &Path, what: &str) -> Result<Secret> {
-    use std::io::Read;
-    let cannot = |why: String| {
+    let text = read_small_text(path, MAX_SECRET_BYTES).map_err(|why| {
         fail(
             Kind::Config,
             format!("cannot read {what} file {}: {why}", path.display()),
         )
-    };
-    let meta = std::fs::metadata(path).map_err(|e| cannot(e.to_string()))?;
-    if !meta.is_file() {
-        return Err(cannot("it is not a regular file".into()));
-    }
-    let mut bytes = Vec::new();
-    std::fs::File::open(path)
-        .and_then(|f| f.take(MAX_SECRET_BYTES + 1).read_to_end(&mut bytes))
-        .map_err(|e| cannot(e.to_string()))?;
-    if bytes.len() as u64 > MAX_SECRET_BYTES {
-        return Err(cannot(format!(
-            "it is larger than {MAX_SECRET_BYTES} bytes"
-        )));
-    }
-    let text = String::from_utf8(bytes).map_err(|_| cannot("it is not UTF-8 text".into()))?;
+    })?;
     let s = text.trim();
     if s.is_empty() {
         return Err(fail(
@@ -270,6 +302,7 @@ impl ForgeSettings {
                     "no Forgejo URL: set --forgejo-url, HERO_USAGE_FORGEJO_URL or forgejo_url in the config file",
                 )
             })?;
+        refuse_control_in_url(&url)?;
         let token = resolve_token(args, file)?;
         let full = given(&args.repo)
             .or_else(|| file.repo.clone())
@@ -296,6 +329,25 @@ impl ForgeSettings {
             branch,
             insecure_http: args.insecure_http,
         })
+    }
+}
+
+/// A control character in the URL can never reach a server: every request
+/// would fail the same way, which is configuration (78), not a forge that
+/// is down (75, retried for ever).
+fn refuse_control_in_url(url: &str) -> Result<()> {
+    match url.chars().position(char::is_control) {
+        Some(at) => Err(fail(
+            Kind::Config,
+            format!(
+                "Forgejo URL `{}` contains a control character (at character {}); set \
+                 --forgejo-url, HERO_USAGE_FORGEJO_URL or forgejo_url to the server's base URL, \
+                 e.g. https://forge.example.org",
+                crate::error::escape_controls(url),
+                at + 1
+            ),
+        )),
+        None => Ok(()),
     }
 }
 
@@ -658,11 +710,12 @@ pub fn effective_settings(spool: &SpoolArgs, forge: &ForgeArgs, common: &Common)
 pub fn exposed_secret_warning(path: &Path, what: &str) -> Option<String> {
     use std::os::unix::fs::PermissionsExt;
     let mode = std::fs::metadata(path).ok()?.permissions().mode() & 0o777;
+    // Printed as it is by the callers: a name's control characters escaped.
+    let shown = crate::error::escape_controls(&path.display().to_string());
     (mode & 0o077 != 0).then(|| {
         format!(
-            "{what} file {} is open to group or others (mode {mode:04o}); run: chmod 600 {}",
-            path.display(),
-            path.display()
+            "{what} file {shown} is open to group or others (mode {mode:04o}); run: chmod 600 {}",
+            crate::schedule::shell_word(&shown)
         )
     })
 }

@@ -6,6 +6,7 @@
 //! way: record and otoml know no files or network, the spool knows no network,
 //! the client knows no spool, and only push joins them.
 
+pub mod audit;
 pub mod check;
 pub mod cli;
 pub mod cmd;

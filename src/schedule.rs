@@ -544,6 +544,10 @@ pub fn print(
     out: Option<&Path>,
 ) -> Result<(String, Vec<String>)> {
     let job = &prepared.job;
+    // Absolute, so that the printed install commands work from any
+    // directory, as the paths in the units themselves do.
+    let out = out.map(|d| std::path::absolute(d).unwrap_or_else(|_| d.to_path_buf()));
+    let out = out.as_deref();
     if let Some(dir) = out {
         write_files(dir, &render(scheduler, job))?;
     }

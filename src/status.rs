@@ -80,6 +80,9 @@ impl StatusReport {
             Ok(m) if m.is_dir() => {
                 // Read-only: status creates nothing in the spool.
                 let spool = Spool::open_read_only(spool_dir)?;
+                // A spool of another node: its figures labelled with this
+                // name would mislead the monitoring; every binary refuses it.
+                spool.check_node(node)?;
                 last_success_at = crate::last_success::read(&spool);
                 (spool.counts()?, read_outcome(&spool))
             }

@@ -4,8 +4,10 @@
 //! A drop is any entry whose name ends in `.toml` and does not begin with a
 //! dot, whatever its other bytes (UTF-8 or not, any length) and whatever it
 //! is (file, directory, symlink, fifo, socket): each is ingested or
-//! quarantined, never left unseen, and none stops the push. A drop's mode
-//! and its links outside the spool are never changed.
+//! quarantined, never left unseen, and none stops the push. Any other entry
+//! not led by a dot (a stray) is counted as waiting and quarantined once it
+//! has waited an hour. A drop's mode and its links outside the spool are
+//! never changed.
 
 use super::{MAX_RECORD_BYTES, RecordOutcome, Spool, TMP_MAX_AGE, cant, fsx};
 use crate::error::escape_name;
@@ -107,13 +109,22 @@ impl Spool {
         Ok(names)
     }
 
-    /// How many drops wait in `incoming/`, and since when the oldest has
-    /// waited: the ctime its rename into `incoming/` set (its mtime is its
-    /// `occurred_at` by contract, not when it arrived).
+    /// Entries in `incoming/` that are neither drops nor dot names (a
+    /// script's `mv` that lost the `.toml`, a `.reason` moved back with its
+    /// file): never read as drops, yet never to be left unseen.
+    fn stray_names(&self) -> Result<Vec<OsString>> {
+        let mut names = self.names_any("incoming")?;
+        names.retain(|n| !is_drop_name(n) && !n.as_bytes().starts_with(b"."));
+        Ok(names)
+    }
+
+    /// How many drops (and strays) wait in `incoming/`, and since when the
+    /// oldest has waited: the ctime its rename into `incoming/` set (its
+    /// mtime is its `occurred_at` by contract, not when it arrived).
     pub(crate) fn incoming_waiting(&self) -> Result<(usize, Option<DateTime<Utc>>)> {
         let incoming = self.dir("incoming");
         let (mut count, mut oldest) = (0, None::<SystemTime>);
-        for name in self.drop_names()? {
+        for name in self.drop_names()?.into_iter().chain(self.stray_names()?) {
             let p = incoming.join(&name);
             let m = match fs::symlink_metadata(&p) {
                 Ok(m) => m,
@@ -201,7 +212,32 @@ impl Spool {
             self.remove_drops(&taken)?;
             self.quarantine_drops(bad, &mut report)?;
         }
+        self.quarantine_strays(now, &mut report)?;
         Ok(report)
+    }
+
+    /// Quarantine the strays in `incoming/` that have waited there longer
+    /// than [`TMP_MAX_AGE`] (by ctime, as `tmp/`): a writer that misused
+    /// `incoming/` as scratch space has long finished by then, and a record
+    /// behind a wrong name must reach `rejected/`, where status and the
+    /// alert on rejected files show it.
+    fn quarantine_strays(&self, now: DateTime<Utc>, report: &mut IngestReport) -> Result<()> {
+        let incoming = self.dir("incoming");
+        let limit = SystemTime::from(now) - TMP_MAX_AGE;
+        let strays = self.stray_names()?;
+        let old: Vec<(&OsString, String)> = strays
+            .iter()
+            .filter(|n| {
+                fs::symlink_metadata(incoming.join(n)).is_ok_and(|m| fsx::changed_at(&m) < limit)
+            })
+            .map(|n| {
+                let why = "drop: its name does not end in `.toml`, so it was never read as a drop \
+                           (it waited in incoming/ for over an hour); if it is a record, move it \
+                           back into incoming/ under a name ending in .toml";
+                (n, why.to_string())
+            })
+            .collect();
+        self.quarantine_drops(old, report)
     }
 
     /// Remove drops whose record the spool now holds, then fsync `incoming/`.
@@ -241,7 +277,12 @@ impl Spool {
                 continue; // another ingestion took it
             };
             let shown = escape_name(name);
-            let kept = rejected_name(name);
+            let kept = if is_drop_name(name) {
+                rejected_name(name)
+            } else {
+                // `x.reason` must not pass for the reason of a rejected `x`.
+                format!("{}.stray", rejected_name(name))
+            };
             let mut reason = reason;
             if kept.as_bytes() != name.as_bytes() {
                 reason.push_str(&format!("\noriginal name in incoming/: {shown}"));

@@ -363,3 +363,43 @@ fn a_drop_that_cannot_be_moved_is_reported_and_stops_nothing() {
     assert!(stuck.is_dir(), "left where it was");
     assert_eq!(node.pending(), 0);
 }
+
+#[test]
+fn a_file_in_incoming_without_toml_is_counted_then_quarantined_never_unseen() {
+    // A script whose `mv` lost the `.toml`, and a `.reason` moved back with
+    // its file: neither is a drop, yet neither may wait unseen for ever.
+    use hero_usage::spool::Spool;
+    let env = TestEnv::new();
+    let spool = Spool::open(&env.spool).unwrap();
+    let incoming = env.spool.join("incoming");
+    std::fs::write(incoming.join("tmp.Xa12bc"), VALID.replace("KEY", "k1")).unwrap();
+    std::fs::write(incoming.join("a.toml.reason"), "drop: not valid TOML").unwrap();
+    std::fs::write(incoming.join(".editor-swap"), "ignored: a dot name").unwrap();
+    let status = |env: &TestEnv| {
+        let out = run(env.cmd("hero_usage_status").arg("--json"));
+        assert_exit(&out, 0);
+        serde_json::from_str::<serde_json::Value>(&stdout(&out)).unwrap()
+    };
+    assert_eq!(status(&env)["incoming"], 2, "status counts what waits");
+    // A fresh stray may be a writer's scratch file: it is left alone.
+    let report = spool.ingest_incoming("n1", chrono::Utc::now()).unwrap();
+    assert!(report.quarantined.is_empty(), "{report:?}");
+    // An hour later it is quarantined, under a name no `.reason` is taken for.
+    let later = chrono::Utc::now() + chrono::Duration::hours(2);
+    let report = spool.ingest_incoming("n1", later).unwrap();
+    assert_eq!(report.quarantined.len(), 2, "{report:?}");
+    assert!(report.quarantined[0].1.contains("does not end in `.toml`"));
+    let rejected = env.spool.join("rejected");
+    assert!(rejected.join("tmp.Xa12bc.stray").is_file());
+    assert!(rejected.join("tmp.Xa12bc.stray.reason").is_file());
+    assert!(rejected.join("a.toml.reason.stray").is_file());
+    assert!(
+        incoming.join(".editor-swap").exists(),
+        "dot names are not ours"
+    );
+    let s = status(&env);
+    assert_eq!(
+        (s["incoming"].clone(), s["rejected"].clone()),
+        (0.into(), 2.into())
+    );
+}

@@ -4,6 +4,7 @@
 
 use crate::support::{TestEnv, assert_exit, files_under, run, stderr, stdout};
 use hero_usage_test_forge::{ForgeOptions, TestForge};
+use std::path::Path;
 use std::process::{Command, Output};
 
 fn record_args(key: &str) -> Vec<String> {
@@ -171,5 +172,90 @@ fn status_and_help_to_a_full_stdout_are_74() {
         let bin = crate::support::bin("hero_usage_status");
         let out = sh(&env, &format!("exec '{}' {args} >/dev/full", bin.display()));
         assert_exit(&out, 74);
+    }
+}
+
+#[test]
+fn a_control_character_in_the_forge_url_is_78_not_a_retried_75() {
+    // It can never reach a server: every run would fail alike, and 75
+    // would have cron retry it for ever.
+    let env = TestEnv::new();
+    let forge = TestForge::start(ForgeOptions::default());
+    let token_file = env.path("token");
+    std::fs::write(&token_file, forge.token()).unwrap();
+    let url = format!("{}/\x1b[31m", forge.base_url());
+    assert_exit(
+        &run(env.cmd("hero_usage_record").args(record_args("k1"))),
+        0,
+    );
+    for extra in [None, Some("--check")] {
+        let mut c = env.cmd("hero_usage_push");
+        c.env("HERO_USAGE_FORGEJO_URL", &url)
+            .env("HERO_USAGE_FORGEJO_TOKEN_FILE", &token_file)
+            .args(extra);
+        let out = run(&mut c);
+        assert_exit(&out, 78);
+        let text = format!("{}{}", stdout(&out), stderr(&out));
+        assert!(text.contains("control character"), "{text}");
+        assert!(!text.contains('\x1b'), "escaped, never raw: {text:?}");
+    }
+    assert!(forge.requests().is_empty(), "no request was made");
+}
+
+#[test]
+fn an_empty_path_in_the_config_file_is_78_naming_the_key() {
+    let env = TestEnv::new();
+    let config = env.path("hero_usage.toml");
+    for key in ["spool", "token_file", "admin_secret_file"] {
+        std::fs::write(&config, format!("{key} = \"\"\n")).unwrap();
+        for (binary, args) in [
+            ("hero_usage_status", vec![]),
+            ("hero_usage_record", record_args("k1")),
+            (
+                "hero_usage_push",
+                vec!["--print-schedule".into(), "cron".into()],
+            ),
+        ] {
+            let mut c = env.cmd(binary);
+            c.env_remove("HERO_USAGE_SPOOL")
+                .arg("--config")
+                .arg(&config);
+            let out = run(c.args(&args));
+            assert_exit(&out, 78);
+            assert!(
+                stderr(&out).contains(&format!("{key} is empty")),
+                "{binary} {key}: {}",
+                stderr(&out)
+            );
+        }
+    }
+}
+
+#[test]
+fn a_config_file_that_is_a_device_or_a_fifo_is_78_never_read() {
+    // /dev/zero would fill the memory, a fifo would hang the run for ever.
+    let env = TestEnv::new();
+    let fifo = env.path("config.fifo");
+    assert!(
+        Command::new("mkfifo")
+            .arg(&fifo)
+            .status()
+            .unwrap()
+            .success()
+    );
+    let bin = crate::support::bin("hero_usage_status");
+    for config in [Path::new("/dev/zero"), &fifo] {
+        let script = format!(
+            "exec timeout 20 '{}' --config '{}'",
+            bin.display(),
+            config.display()
+        );
+        let out = sh(&env, &script);
+        assert_exit(&out, 78);
+        assert!(
+            stderr(&out).contains("not a regular file"),
+            "{}",
+            stderr(&out)
+        );
     }
 }

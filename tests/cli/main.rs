@@ -1,6 +1,7 @@
 //! One integration-test binary: every test runs the real binaries on real
 //! temporary directories (see `support::TestEnv`).
 
+mod audit;
 mod docs;
 mod drops;
 mod exit_codes;

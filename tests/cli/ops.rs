@@ -641,3 +641,174 @@ fn the_shim_warns_about_an_admin_secret_open_to_others() {
     );
     assert!(err.contains("chmod 600"), "{err}");
 }
+
+/// A server that answers Forgejo's version and user with control
+/// characters in them, and 404 to anything else.
+fn hostile_forge() -> String {
+    use std::io::{Read, Write};
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = listener.local_addr().unwrap();
+    std::thread::spawn(move || {
+        for conn in listener.incoming() {
+            let Ok(mut conn) = conn else { continue };
+            let mut head = Vec::new();
+            let mut byte = [0u8; 1];
+            while !head.ends_with(b"\r\n\r\n") && conn.read(&mut byte).unwrap_or(0) == 1 {
+                head.push(byte[0]);
+            }
+            let head = String::from_utf8_lossy(&head);
+            let (status, body) = if head.contains(" /api/v1/version ") {
+                ("200 OK", r#"{"version":"1.0\u001b[2J"}"#)
+            } else if head.contains(" /api/v1/user ") {
+                ("200 OK", r#"{"login":"bot\u001b]0;owned\u0007"}"#)
+            } else {
+                ("404 Not Found", r#"{"message":"not\u001b[31m found"}"#)
+            };
+            let _ = write!(
+                conn,
+                "HTTP/1.1 {status}\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+                body.len()
+            );
+        }
+    });
+    format!("http://{addr}")
+}
+
+#[test]
+fn check_shows_what_a_server_says_escaped_never_raw() {
+    let forge = TestForge::start(ForgeOptions::default());
+    let op = Op::new(&forge);
+    let url = hostile_forge();
+    let out = run(op
+        .push()
+        .args(["--check", "--repo", "someorg/x", "--forgejo-url", &url]));
+    let text = stdout(&out);
+    assert!(
+        !text.chars().any(|c| c.is_control() && c != '\n'),
+        "{text:?}"
+    );
+    assert!(text.contains("version 1.0\\u{1b}[2J"), "{text}");
+    assert!(text.contains("user bot\\u{1b}]0;owned\\u{7}"), "{text}");
+}
+
+#[test]
+fn install_script_with_a_relative_prefix_prints_absolute_paths() {
+    // `export PATH="rel/bin:$PATH"` would work only in the install directory.
+    let env = TestEnv::new();
+    let cwd = env.path("here");
+    std::fs::create_dir_all(&cwd).unwrap();
+    let from = bin("hero_usage_push").parent().unwrap().to_path_buf();
+    let out = run(Command::new("bash")
+        .arg(repo_root().join("scripts/install.sh"))
+        .args(["--prefix", "rel", "--no-build", "--from"])
+        .arg(&from)
+        .current_dir(&cwd)
+        .env("HOME", &env.home));
+    assert_exit(&out, 0);
+    let abs = std::fs::canonicalize(cwd.join("rel")).unwrap();
+    assert!(abs.join("bin/hero_usage_push").is_file());
+    let text = stdout(&out);
+    assert!(
+        text.contains(&format!("export PATH=\"{}/bin:", abs.display())),
+        "{text}"
+    );
+    assert!(
+        text.contains(&format!("MANPATH=\"{}/share/man:", abs.display())),
+        "{text}"
+    );
+}
+
+#[test]
+fn the_readme_token_step_works_as_written_on_a_fresh_home() {
+    // Production setup, step 2: on a fresh node ~/hero/cfg does not exist yet.
+    let env = TestEnv::new();
+    let readme = std::fs::read_to_string(repo_root().join("README.md")).unwrap();
+    let step = readme
+        .lines()
+        .find(|l| l.contains("> ~/hero/cfg/forgejo_token"))
+        .expect("the README's token step")
+        .trim();
+    let home = env.path("fresh-home");
+    std::fs::create_dir_all(&home).unwrap();
+    let out = run(Command::new("bash")
+        .args(["-c", &format!("umask 022; {step}\numask")])
+        .env("HOME", &home)
+        .env("TOKEN", "0123456789abcdef0123"));
+    assert_exit(&out, 0);
+    let token = home.join("hero/cfg/forgejo_token");
+    assert_eq!(
+        std::fs::read_to_string(&token).unwrap(),
+        "0123456789abcdef0123\n"
+    );
+    let mode = std::fs::metadata(&token).unwrap().permissions().mode() & 0o777;
+    assert_eq!(mode, 0o600);
+    // The operator's shell keeps its own umask.
+    assert_eq!(stdout(&out).trim(), "0022");
+}
+
+#[test]
+fn check_exits_78_for_a_spool_of_another_node_as_the_push_would() {
+    let forge = TestForge::start(ForgeOptions::default());
+    let op = Op::new(&forge);
+    let out = run(op.push().arg("--check"));
+    assert_exit(&out, 0);
+    assert!(
+        stdout(&out).contains("does not exist yet"),
+        "{}",
+        stdout(&out)
+    );
+    assert!(!op.env.spool.exists(), "--check creates nothing");
+    record(&op.env, "k1");
+    let check = run(op.push().arg("--check").env("HERO_NODE_ID", "renamed-node"));
+    let push = run(op.push().env("HERO_NODE_ID", "renamed-node"));
+    assert_exit(&push, 78);
+    assert_exit(&check, 78);
+    let text = stdout(&check);
+    let fail = text
+        .lines()
+        .find(|l| l.starts_with("FAIL spool"))
+        .unwrap_or("");
+    assert!(
+        fail.contains(&op.env.node) && fail.contains("renamed-node"),
+        "{text}"
+    );
+    let out = run(op.push().arg("--check"));
+    assert_exit(&out, 0);
+    assert!(stdout(&out).contains(&format!("belongs to node {}", op.env.node)));
+}
+
+#[test]
+fn a_relative_out_dir_gives_install_commands_that_work_from_anywhere() {
+    let env = TestEnv::new();
+    let cwd = env.path("cwd");
+    std::fs::create_dir_all(&cwd).unwrap();
+    let cfg = env.path("cfg.toml");
+    std::fs::write(&cfg, "forgejo_url = \"https://f.example.org\"\ntoken_file = \"/etc/tok\"\nadmin_secret_file = \"/etc/sec\"\n").unwrap();
+    for scheduler in ["systemd", "cron", "hero_proc"] {
+        let out = run(env
+            .cmd("hero_usage_push")
+            .args(["--print-schedule", scheduler, "--out", "units", "--config"])
+            .arg(&cfg)
+            .current_dir(&cwd));
+        assert_exit(&out, 0);
+        let abs = cwd.join("units");
+        let text = stdout(&out);
+        assert!(text.contains(&format!("{}/", abs.display())), "{text}");
+        assert!(!text.contains(" units/"), "{text}");
+    }
+}
+
+#[test]
+fn the_open_secret_warning_escapes_the_name_and_quotes_the_chmod() {
+    let forge = TestForge::start(ForgeOptions::default());
+    let op = Op::new(&forge);
+    let odd = op.env.path("my token\x1b[31m");
+    std::fs::write(&odd, format!("{}\n", forge.token())).unwrap();
+    std::fs::set_permissions(&odd, std::fs::Permissions::from_mode(0o644)).unwrap();
+    let out = run(op.push().env("HERO_USAGE_FORGEJO_TOKEN_FILE", &odd));
+    assert_exit(&out, 0);
+    let err = stderr(&out);
+    assert!(!err.contains('\x1b'), "{err:?}");
+    assert!(err.contains("my token\\u{1b}[31m"), "{err}");
+    assert!(err.contains("chmod 600 '"), "{err}");
+}

@@ -361,3 +361,26 @@ fn control_characters_in_the_spool_path_are_escaped_in_the_text() {
     assert!(!text.contains('\x1b'), "{text:?}");
     assert!(text.contains("sp\\u{1b}[2Jool\\nx"), "{text}");
 }
+
+#[test]
+fn a_spool_of_another_node_is_78_naming_both_never_figures_under_the_wrong_name() {
+    // Prometheus labels would otherwise file node-a's backlog under node-b.
+    let env = TestEnv::new();
+    record(&env, "k1");
+    let bound = env.node.clone();
+    for args in [&[][..], &["--json"], &["--prometheus"]] {
+        let out = run(env
+            .cmd("hero_usage_status")
+            .env("HERO_NODE_ID", "another-node")
+            .args(args));
+        assert_eq!(out.status.code(), Some(78), "{}", stderr(&out));
+        assert!(stdout(&out).is_empty(), "{}", stdout(&out));
+        let err = stderr(&out);
+        assert!(
+            err.contains(&bound) && err.contains("another-node"),
+            "{err}"
+        );
+    }
+    let (code, v) = json(&env, &[]);
+    assert_eq!((code, v["node"].as_str()), (Some(0), Some(bound.as_str())));
+}

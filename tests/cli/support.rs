@@ -14,6 +14,7 @@ pub fn bin(name: &str) -> PathBuf {
         "hero_usage_push" => env!("CARGO_BIN_EXE_hero_usage_push"),
         "hero_usage_shim" => env!("CARGO_BIN_EXE_hero_usage_shim"),
         "hero_usage_status" => env!("CARGO_BIN_EXE_hero_usage_status"),
+        "hero_usage_audit" => env!("CARGO_BIN_EXE_hero_usage_audit"),
         other => panic!("no binary named {other}"),
     });
     assert!(path.exists(), "{} not built", path.display());
