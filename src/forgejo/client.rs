@@ -93,6 +93,12 @@ impl ForgejoClient {
         })
     }
 
+    /// The checked base URL (no trailing slash): the audit builds its own
+    /// listing URLs on it.
+    pub fn base_url(&self) -> &str {
+        &self.base
+    }
+
     fn url(&self, api_path: &str) -> String {
         format!("{}/api/v1{api_path}", self.base)
     }
