@@ -16,6 +16,7 @@ pub mod failpoint;
 pub mod forgejo;
 pub mod last_success;
 pub mod otoml;
+pub mod outcome;
 pub mod push;
 pub mod record;
 pub mod schedule;

@@ -7,7 +7,7 @@
 use super::findings::Place;
 use super::walk::{Entry, EntryKind, Lister};
 use crate::config::{ForgeSettings, Secret};
-use crate::forgejo::{ClientConfig, ForgeError, ForgejoClient, encode_path};
+use crate::forgejo::{ClientConfig, ForgeError, ForgejoClient, RepoRef, encode_path};
 use anyhow::Result;
 use serde_json::Value;
 
@@ -179,7 +179,11 @@ impl Forge {
     pub fn read(&self, place: &Place, path: &str) -> Result<Vec<u8>> {
         match self
             .client
-            .read_file(&self.owner, &self.repo, path, Some(&place.branch))
+            .read_file(
+                &RepoRef::new(&self.owner, &self.repo),
+                path,
+                Some(&place.branch),
+            )
             .map_err(forge_err)?
         {
             Some(f) => Ok(f.content),

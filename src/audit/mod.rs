@@ -164,7 +164,7 @@ fn run_forge(settings: &ForgeSettings, opts: &Options) -> Result<Report> {
     let mut forge = api::Forge::connect(settings)?;
     let repo = forge
         .client
-        .get_repo(&forge.owner, &forge.repo)
+        .get_repo(&crate::forgejo::RepoRef::new(&forge.owner, &forge.repo))
         .map_err(api::forge_err)?;
     let mut places = vec![Place {
         branch: repo.default_branch.clone(),

@@ -637,15 +637,12 @@ fn the_api_source_finds_a_bad_file_and_maps_forge_failures() {
     ))
     .unwrap();
     let path = "nodes/n1/usage_2026-11-26-16.otoml";
-    let old = client
-        .read_file(OWNER, "billing", path, None)
-        .unwrap()
-        .unwrap();
+    let repo = hero_usage::forgejo::RepoRef::new(OWNER, "billing");
+    let old = client.read_file(&repo, path, None).unwrap().unwrap();
     let edited = String::from_utf8(old.content).unwrap().replace("O:\n", "");
     client
         .update_file(
-            OWNER,
-            "billing",
+            &repo,
             path,
             edited.as_bytes(),
             &old.sha,

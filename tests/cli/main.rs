@@ -5,6 +5,7 @@ mod audit;
 mod docs;
 mod drops;
 mod exit_codes;
+mod fleet;
 mod forge;
 mod ops;
 mod otoml;

@@ -65,7 +65,10 @@ impl TestEnv {
         }
         c.env("HOME", &self.home)
             .env("HERO_USAGE_SPOOL", &self.spool)
-            .env("HERO_NODE_ID", &self.node);
+            .env("HERO_NODE_ID", &self.node)
+            // Push retries: 5 to 50 ms waits, for at most 3 s (debug builds
+            // only; tests that need a longer window set their own).
+            .env("HERO_USAGE_TEST_RETRY_MS", "5,50,3000");
         c
     }
 
