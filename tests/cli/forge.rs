@@ -981,6 +981,9 @@ fn token_never_appears_in_any_error() {
         f.inject(Fault::fail(method, path, status, &echo));
         errors.push(c.current_user().unwrap_err());
     }
+    // (A 404 on /user is the wrong base URL, Config; NotFound is a repo's.)
+    f.inject(Fault::fail("GET", "/repos", 404, &echo));
+    errors.push(c.get_repo(&RepoRef::new(ORG, "t")).unwrap_err());
     f.inject(Fault::fail(
         "POST",
         "/contents",

@@ -395,6 +395,20 @@ fn check_names_a_wrong_base_url_as_such() {
 }
 
 #[test]
+fn push_names_a_wrong_base_url_as_such() {
+    let forge = TestForge::start(ForgeOptions::default());
+    let op = Op::new(&forge);
+    record(&op.env, "k1");
+    for url in [format!("{}/api/v1", op.url), format!("{}/web", op.url)] {
+        let out = run(op.push().args(["--once", "--forgejo-url", &url]));
+        assert_exit(&out, 78);
+        let text = stderr(&out);
+        assert!(text.contains("is --forgejo-url the base URL?"), "{text}");
+        assert!(!text.contains("neither an organisation"), "{text}");
+    }
+}
+
+#[test]
 fn a_secret_file_open_to_others_is_a_warning_naming_chmod() {
     let forge = TestForge::start(ForgeOptions::default());
     let op = Op::new(&forge);
