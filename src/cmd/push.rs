@@ -12,7 +12,7 @@ use clap::Parser;
 use std::process::ExitCode;
 use std::time::Duration;
 
-pub const BINARY: &str = "hero_usage_push";
+pub(crate) const BINARY: &str = "hero_usage_push";
 
 /// Push pending usage records, bundled per UTC hour, to the billing repository.
 #[derive(Parser, Debug)]
@@ -101,7 +101,7 @@ fn failed_json(err: &anyhow::Error) -> Result<i32> {
 }
 
 /// One push run (or a printed schedule); returns the exit code.
-pub fn run(cli: Cli) -> Result<i32> {
+pub(crate) fn run(cli: Cli) -> Result<i32> {
     let common = Common::resolve(&cli.spool)?;
     if let Some(scheduler) = cli.print_schedule {
         let prepared =

@@ -95,7 +95,7 @@ impl ForgejoClient {
 
     /// The checked base URL (no trailing slash): the audit builds its own
     /// listing URLs on it.
-    pub fn base_url(&self) -> &str {
+    pub(crate) fn base_url(&self) -> &str {
         &self.base
     }
 
@@ -257,7 +257,7 @@ impl ForgejoClient {
     }
 
     /// Whether `branch` exists (`GET /repos/{owner}/{repo}/branches/{branch}`).
-    pub fn branch_exists(&self, repo: &RepoRef, branch: &str) -> Result<bool, ForgeError> {
+    pub(crate) fn branch_exists(&self, repo: &RepoRef, branch: &str) -> Result<bool, ForgeError> {
         let api = format!("{}/branches/{}", Self::repo_path(repo), encode_path(branch));
         match self.call_json(Call::Other, Method::Get, &api, None) {
             Ok(_) => Ok(true),
