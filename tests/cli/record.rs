@@ -180,9 +180,12 @@ fn every_invalid_field_exits_65_names_it_and_writes_nothing() {
         assert!(err.contains(f), "{f} not named: {err}");
     }
     assert!(
-        err.contains("missing --amount-cents, --resource-kind"),
+        err.contains("missing --amount-cents, --resource-kind (also: user_sid: "),
         "{err}"
     );
+    // One usage error: not a line per missing field before it.
+    assert_eq!(err.lines().count(), 1, "{err}");
+    assert!(!err.contains("invalid record"), "{err}");
     assert!(non_lock_files(&env.spool).is_empty());
 }
 
