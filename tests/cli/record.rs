@@ -176,9 +176,6 @@ fn every_invalid_field_exits_65_names_it_and_writes_nothing() {
         .args(["--idempotency-key", "k", "--user-sid", "X"]));
     assert_eq!(o.status.code(), Some(64), "{}", stderr(&o));
     let err = stderr(&o);
-    for f in ["user_sid", "amount_cents", "resource_kind"] {
-        assert!(err.contains(f), "{f} not named: {err}");
-    }
     assert!(
         err.contains("missing --amount-cents, --resource-kind (also: user_sid: "),
         "{err}"
