@@ -83,9 +83,10 @@ pub const FIELDS: [&str; 7] = [
     Field::ALL[6].name(),
 ];
 
-/// One field's value of a record, to compare and check fields one by one.
+/// One field's value of a record, to compare, check and render fields one
+/// by one from the one list [`Field::ALL`].
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Value<'a> {
+pub enum Value<'a> {
     Str(&'a str),
     Int(u64),
     Time(UtcSecond),
@@ -204,7 +205,8 @@ impl UsageRecord {
         self.occurred_at.hour_bucket()
     }
 
-    fn value(&self, field: Field) -> Value<'_> {
+    /// The value of one field.
+    pub fn value(&self, field: Field) -> Value<'_> {
         match field {
             Field::AmountCents => Value::Int(self.amount_cents),
             Field::Description => Value::Str(&self.description),
@@ -669,6 +671,13 @@ fn printable(s: &str) -> String {
 
 #[cfg(test)]
 mod tests {
+
+    #[test]
+    fn the_one_field_list_is_in_canonical_alphabetical_order() {
+        let mut sorted = FIELDS;
+        sorted.sort_unstable();
+        assert_eq!(sorted, FIELDS, "OTOML renders keys in this order");
+    }
     use super::*;
     use chrono::TimeZone;
 
