@@ -157,6 +157,8 @@ pub struct Ledger {
 }
 
 struct Shard {
+    /// Where its base is, to name it when it is damaged.
+    base_path: PathBuf,
     base: Option<File>,
     base_len: u64,
     log: Vec<LedgerEntry>,
@@ -290,13 +292,36 @@ impl Ledger {
     }
 }
 
+/// A damaged base: a key it held can no longer be told from a new one, so
+/// recording in its shard stops (73) rather than risk billing a key twice.
+/// The message names the file and the two ways on.
+fn damaged(path: &Path, entry: u64) -> io::Error {
+    let p = path.display();
+    io::Error::new(
+        io::ErrorKind::InvalidData,
+        format!(
+            "ledger file {p} is damaged at entry {entry} (byte {}): keys pushed long ago \
+             cannot be told from new ones. Restore {p} from a backup; or, accepting that a \
+             retry of a key it held is recorded (and billed) again, move it aside \
+             (mv {p} {p}.damaged) and run again (man 5 hero_usage_spool, LEDGER)",
+            entry * ENTRY_BYTES as u64
+        ),
+    )
+}
+
 impl Shard {
     fn load(dir: &Path, n: u8) -> io::Result<Shard> {
-        let base = not_found_ok(fsx::open_regular(&shard_path(dir, n, "base"), false))?;
+        let base_path = shard_path(dir, n, "base");
+        let base = not_found_ok(fsx::open_regular(&base_path, false))?;
         let base_len = match &base {
-            Some(f) => f.metadata()?.len() / ENTRY_BYTES as u64 * ENTRY_BYTES as u64,
+            Some(f) => f.metadata()?.len(),
             None => 0,
         };
+        // A base only ever appears whole (rename): a partial entry is damage,
+        // and dropping it would forget a key.
+        if base_len % ENTRY_BYTES as u64 != 0 {
+            return Err(damaged(&base_path, base_len / ENTRY_BYTES as u64));
+        }
         let limit = ((LOG_MAX + 1) * ENTRY_BYTES) as u64;
         let bytes = not_found_ok(fsx::read_regular(&shard_path(dir, n, "log"), limit))?;
         let bytes = bytes.unwrap_or_default();
@@ -305,6 +330,7 @@ impl Shard {
             .filter_map(LedgerEntry::from_bytes)
             .collect();
         Ok(Shard {
+            base_path,
             base,
             base_len,
             log,
@@ -315,12 +341,7 @@ impl Shard {
     fn entry_at(&self, file: &File, i: u64) -> io::Result<LedgerEntry> {
         let mut buf = [0u8; ENTRY_BYTES];
         file.read_exact_at(&mut buf, i * ENTRY_BYTES as u64)?;
-        LedgerEntry::from_bytes(&buf).ok_or_else(|| {
-            io::Error::new(
-                io::ErrorKind::InvalidData,
-                format!("ledger entry {i} of a base is damaged"),
-            )
-        })
+        LedgerEntry::from_bytes(&buf).ok_or_else(|| damaged(&self.base_path, i))
     }
 
     fn search_base(&self, digest: &[u8]) -> io::Result<Option<LedgerEntry>> {
@@ -348,10 +369,9 @@ impl Shard {
         file.read_exact_at(&mut bytes, 0)?;
         bytes
             .chunks_exact(ENTRY_BYTES)
-            .map(|b| {
-                LedgerEntry::from_bytes(b).ok_or_else(|| {
-                    io::Error::new(io::ErrorKind::InvalidData, "a ledger base entry is damaged")
-                })
+            .enumerate()
+            .map(|(i, b)| {
+                LedgerEntry::from_bytes(b).ok_or_else(|| damaged(&self.base_path, i as u64))
             })
             .collect()
     }
@@ -452,6 +472,50 @@ mod tests {
         let mut torn = e.0;
         torn[30] ^= 1;
         assert_eq!(LedgerEntry::from_bytes(&torn), None);
+    }
+
+    /// A damaged base never forgets a key: every lookup either finds the
+    /// right entry or fails naming the file and the fix.
+    #[test]
+    fn a_damaged_base_is_named_never_skipped() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("ledger");
+        let keys: Vec<String> = (0..)
+            .map(|i| format!("k{i}"))
+            .filter(|k| key_digest(k)[0] == 7)
+            .take(LOG_MAX + 1)
+            .collect();
+        let entries: Vec<LedgerEntry> = keys.iter().map(|k| LedgerEntry::of(&rec(k), 1)).collect();
+        let mut l = Ledger::open(path.clone());
+        l.append(&entries[..LOG_MAX]).unwrap();
+        l.append(&entries[LOG_MAX..]).unwrap(); // merged into the base
+        let base = shard_path(&path, 7, "base");
+        let whole = fs::read(&base).unwrap();
+        assert_eq!(whole.len(), (LOG_MAX + 1) * ENTRY_BYTES);
+        let check = |what: &str| {
+            let mut l = Ledger::open(path.clone());
+            let mut refused = 0;
+            for (k, e) in keys.iter().zip(&entries) {
+                match l.find(k) {
+                    Ok(found) => assert_eq!(found, Some(*e), "{what}: {k} forgotten"),
+                    Err(err) => {
+                        let msg = err.to_string();
+                        assert!(msg.contains("07.base") && msg.contains("mv "), "{msg}");
+                        refused += 1;
+                    }
+                }
+            }
+            assert!(refused > 0, "{what}: the damage went unnoticed");
+        };
+        // One flipped bit in the middle entry.
+        let mut flipped = whole.clone();
+        flipped[(LOG_MAX / 2) * ENTRY_BYTES + 30] ^= 1;
+        fs::write(&base, &flipped).unwrap();
+        check("a flipped bit");
+        // A base cut short (a base only ever appears whole).
+        fs::write(&base, &whole[..whole.len() - 10]).unwrap();
+        check("a short base");
+        assert!(Ledger::open(path.clone()).expire(0).is_err());
     }
 
     #[test]
