@@ -12,8 +12,8 @@
 //! bytes) and a scan of one log of at most 64 KiB: it does not slow down as
 //! the ledger grows. A log that would pass [`LOG_MAX`] entries is merged into
 //! its base. Crash safety: a base only ever appears whole (rename), a log's
-//! torn tail fails its entries' check and is ignored (and cut off before the
-//! next append), an entry seen twice is harmless. Every caller holds the
+//! torn entries fail their check and are ignored (the next append replaces the
+//! log whole), an entry seen twice is harmless. Every caller holds the
 //! writers' lock. Knows no network; the records come from `sent/`.
 
 use super::fsx;
@@ -309,6 +309,17 @@ fn damaged(path: &Path, entry: u64) -> io::Error {
     )
 }
 
+/// Replace `path` whole with `bytes`: a new file in `dir` (named after
+/// `tmp_stem`), fsynced, renamed over it. The caller fsyncs `dir`.
+fn replace_synced(dir: &Path, path: &Path, tmp_stem: &str, bytes: &[u8]) -> io::Result<()> {
+    let tmp = dir.join(fsx::unique_name(tmp_stem));
+    fsx::write_new_synced(&tmp, bytes)
+        .and_then(|()| fs::rename(&tmp, path))
+        .inspect_err(|_| {
+            let _ = fs::remove_file(&tmp);
+        })
+}
+
 impl Shard {
     fn load(dir: &Path, n: u8) -> io::Result<Shard> {
         let base_path = shard_path(dir, n, "base");
@@ -376,24 +387,29 @@ impl Shard {
             .collect()
     }
 
-    /// Append to the log, cutting a torn tail off first; fsynced.
+    /// Append to the log; fsynced. A log with torn entries is replaced
+    /// whole (its valid entries and the new ones: tmp, fsync, rename), never
+    /// rewritten in place: moving durable entries within the file would risk
+    /// them in a crash, and their `sent/` records are gone.
     fn append_log(&mut self, dir: &Path, n: u8, new: &[LedgerEntry]) -> io::Result<()> {
         let path = shard_path(dir, n, "log");
-        let f = match fsx::create_new(&path) {
-            Ok(f) => f,
-            Err(e) if e.kind() == io::ErrorKind::AlreadyExists => fsx::open_regular(&path, true)?,
-            Err(e) => return Err(e),
-        };
         let whole = (self.log.len() * ENTRY_BYTES) as u64;
-        if self.log_bytes != whole {
-            // Keep exactly the valid entries, rewritten in place.
-            let bytes: Vec<u8> = self.log.iter().flat_map(|e| e.0).collect();
-            f.write_all_at(&bytes, 0)?;
-            f.set_len(whole)?;
-        }
         let bytes: Vec<u8> = new.iter().flat_map(|e| e.0).collect();
-        f.write_all_at(&bytes, whole)?;
-        f.sync_data()?;
+        if self.log_bytes != whole {
+            let mut all: Vec<u8> = self.log.iter().flat_map(|e| e.0).collect();
+            all.extend_from_slice(&bytes);
+            replace_synced(dir, &path, &format!(".{n:02x}.log"), &all)?;
+        } else {
+            let f = match fsx::create_new(&path) {
+                Ok(f) => f,
+                Err(e) if e.kind() == io::ErrorKind::AlreadyExists => {
+                    fsx::open_regular(&path, true)?
+                }
+                Err(e) => return Err(e),
+            };
+            f.write_all_at(&bytes, whole)?;
+            f.sync_data()?;
+        }
         self.log.extend_from_slice(new);
         self.log_bytes = whole + bytes.len() as u64;
         Ok(())
@@ -415,13 +431,8 @@ impl Shard {
         all.sort_by(|a, b| a.key().cmp(b.key()));
         all.dedup_by(|a, b| a.key() == b.key());
         let path = shard_path(dir, n, "base");
-        let tmp = dir.join(fsx::unique_name(&format!(".{n:02x}.base")));
         let bytes: Vec<u8> = all.iter().flat_map(|e| e.0).collect();
-        fsx::write_new_synced(&tmp, &bytes)
-            .and_then(|()| fs::rename(&tmp, &path))
-            .inspect_err(|_| {
-                let _ = fs::remove_file(&tmp);
-            })?;
+        replace_synced(dir, &path, &format!(".{n:02x}.base"), &bytes)?;
         // The new base must be durable before the log it absorbed empties.
         fsx::sync_dir(dir)?;
         if let Some(log) = not_found_ok(fsx::open_regular(&shard_path(dir, n, "log"), true))? {
@@ -561,9 +572,22 @@ mod tests {
             assert_eq!(fresh.find(k).unwrap(), Some(*e), "{k}");
         }
         assert_eq!(fresh.find("nope").unwrap(), None);
-        fresh.append(&[LedgerEntry::of(&rec("late"), 30)]).unwrap();
+        // The torn log is replaced whole (a new file), not rewritten in place.
+        use std::os::unix::fs::MetadataExt;
+        let inode = fs::metadata(&log).unwrap().ino();
+        let mut late = rec("late");
+        while key_digest(&late.idempotency_key)[0] != entries[0].shard() {
+            late.idempotency_key.push('x');
+        }
+        fresh.append(&[LedgerEntry::of(&late, 30)]).unwrap();
+        assert_ne!(fs::metadata(&log).unwrap().ino(), inode);
+        assert_eq!(fs::metadata(&log).unwrap().len() % ENTRY_BYTES as u64, 0);
+        assert!(fs::read_dir(&path).unwrap().all(|e| {
+            let name = e.unwrap().file_name().into_string().unwrap();
+            !name.starts_with('.')
+        }));
         let mut again = Ledger::open(path.clone());
-        assert!(again.find("late").unwrap().is_some());
+        assert!(again.find(&late.idempotency_key).unwrap().is_some());
         assert_eq!(again.size().unwrap().1, 5001);
         assert_eq!(again.expire(15).unwrap(), 1000);
         let mut after = Ledger::open(path);
