@@ -422,7 +422,8 @@ impl RecordInput {
         };
         let e = &mut errs;
         let key = keep(e, Field::IdempotencyKey, text(Field::IdempotencyKey, None));
-        let node = keep(e, Field::NodeId, text(Field::NodeId, Some(&defaults.node)));
+        let node = text(Field::NodeId, Some(&defaults.node)).and_then(|n| same_node(n, defaults));
+        let node = keep(e, Field::NodeId, node);
         let sid = keep(e, Field::UserSid, text(Field::UserSid, None));
         let amount = required_amount(&self.amount_cents)
             .and_then(|a| Field::AmountCents.check(Value::Int(a)).map(|()| a));
@@ -458,6 +459,20 @@ impl RecordInput {
             _ => Err(errs),
         }
     }
+}
+
+/// A record is pushed into its node's folder (`nodes/<node>/`), where the
+/// audit holds a `node_id` naming another node a violation: so a record of
+/// another node is refused here, not acknowledged and then reported.
+fn same_node(n: String, defaults: &Defaults) -> Result<String, String> {
+    if n == defaults.node {
+        return Ok(n);
+    }
+    Err(format!(
+        "names another node than this one (`{}`); its records are pushed under \
+         nodes/{}/, so leave node_id out (it defaults to the node name) or give that name",
+        defaults.node, defaults.node
+    ))
 }
 
 /// A field's value when it is good; otherwise its problem goes to `errs`.
@@ -672,12 +687,6 @@ fn printable(s: &str) -> String {
 #[cfg(test)]
 mod tests {
 
-    #[test]
-    fn the_one_field_list_is_in_canonical_alphabetical_order() {
-        let mut sorted = FIELDS;
-        sorted.sort_unstable();
-        assert_eq!(sorted, FIELDS, "OTOML renders keys in this order");
-    }
     use super::*;
     use chrono::TimeZone;
 
@@ -829,5 +838,29 @@ mod tests {
         assert!(a.differing_fields(&b, true).is_empty());
         b.amount_cents = 1;
         assert_eq!(a.differing_fields(&b, true), vec!["amount_cents"]);
+    }
+    #[test]
+    fn the_one_field_list_is_in_canonical_alphabetical_order() {
+        let mut sorted = FIELDS;
+        sorted.sort_unstable();
+        assert_eq!(sorted, FIELDS, "OTOML renders keys in this order");
+    }
+
+    /// The audit holds a record of another node in this node's folder a
+    /// violation: validation refuses it first.
+    #[test]
+    fn node_id_is_this_nodes_name_or_left_out() {
+        let mut i = good();
+        i.set("node_id", RawValue::Str("node-7".into()));
+        assert_eq!(i.validate(&defaults()).unwrap().record.node_id, "node-7");
+        i.set("node_id", RawValue::Str("node-8".into()));
+        let errs = i.validate(&defaults()).unwrap_err();
+        assert_eq!(errs.len(), 1);
+        assert_eq!(errs[0].field, "node_id");
+        assert!(errs[0].problem.contains("`node-7`"), "{}", errs[0].problem);
+        assert!(
+            !errs[0].problem.contains("node-8"),
+            "never the value itself"
+        );
     }
 }

@@ -1339,7 +1339,9 @@ mod round_trip {
     fn input(now: DateTime<Utc>) -> impl Strategy<Value = RecordInput> {
         (
             "[\\x21-\\x7e]{1,255}",
-            "[A-Za-z0-9_-][A-Za-z0-9._-]{0,63}",
+            // This node's name, or another (which validation must refuse:
+            // the audit would).
+            prop_oneof![Just("n1".to_string()), "[A-Za-z0-9_-][A-Za-z0-9._-]{0,63}"],
             "[0-9a-z]{4,6}",
             0..=1_000_000_000_000u64,
             "[a-z][a-z0-9_.-]{0,63}",
@@ -1376,6 +1378,8 @@ mod round_trip {
                 .filter_map(|i| i.validate(&defaults).ok())
                 .filter(|v| seen.insert(v.record.idempotency_key.clone()))
                 .collect();
+            // What the audit checks of every record in nodes/n1/.
+            prop_assert!(valid.iter().all(|v| v.record.node_id == "n1"));
             let dir = tempfile::tempdir().unwrap();
             let spool = Spool::open(&dir.path().join("spool")).unwrap();
             let outcomes = spool.record_batch(&valid).unwrap();
@@ -1418,4 +1422,26 @@ fn pruning_quarantines_a_damaged_sent_record_instead_of_forgetting_its_key() {
         .collect();
     assert_eq!(reasons.len(), 1, "{reasons:?}");
     assert!(reasons[0].contains("ledger"), "{reasons:?}");
+}
+
+/// A record of another node would be pushed into this node's folder, which
+/// the audit holds a violation: every input path refuses it (65 / line N).
+#[test]
+fn a_node_id_other_than_the_node_name_is_refused_on_every_path() {
+    let env = TestEnv::new();
+    let mut args = good_args();
+    args.push(("--node-id", "other-node"));
+    let o = run(&mut record_cmd(&env, &args));
+    assert_exit(&o, 65);
+    assert!(stderr(&o).contains("node_id"), "{}", stderr(&o));
+    assert!(stderr(&o).contains("`test-node`"), "{}", stderr(&o));
+    let lines = format!(
+        "{}\n{}\n",
+        json_line("a", "2026-11-20 16:04:05", 1).replace('}', r#","node_id":"other-node"}"#),
+        json_line("b", "2026-11-20 16:04:05", 1).replace('}', r#","node_id":"test-node"}"#),
+    );
+    let o = run_with_stdin(env.cmd(REC).arg("--stdin"), lines.as_bytes());
+    assert_exit(&o, 65);
+    assert!(stderr(&o).contains("line 1: node_id"), "{}", stderr(&o));
+    assert!(stdout(&o).contains("recorded b"), "{}", stdout(&o));
 }
