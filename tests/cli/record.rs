@@ -238,7 +238,23 @@ fn retry_with_defaulted_time_is_a_duplicate() {
         .filter(|(k, _)| *k != "--occurred-at")
         .collect();
     assert_eq!(run(&mut record_cmd(&env, &args)).status.code(), Some(0));
-    std::thread::sleep(Duration::from_millis(1100)); // "now" moves on
+    // The first call's "now" lies in the past (no sleep: the stored
+    // record's defaulted time is moved back an hour instead).
+    let stored = env
+        .spool
+        .join("pending")
+        .join(file_name_for_key("job-42-2026-11-26T16"));
+    let text = std::fs::read_to_string(&stored).unwrap();
+    let at = text
+        .lines()
+        .find_map(|l| l.strip_prefix("occurred_at = \""))
+        .and_then(|v| v.strip_suffix('"'))
+        .unwrap()
+        .to_string();
+    let earlier = chrono::NaiveDateTime::parse_from_str(&at, "%Y-%m-%d %H:%M:%S").unwrap()
+        - chrono::Duration::hours(1);
+    let earlier = earlier.format("%Y-%m-%d %H:%M:%S").to_string();
+    std::fs::write(&stored, text.replace(&at, &earlier)).unwrap();
     let o = run(&mut record_cmd(&env, &args));
     assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
     assert_eq!(stdout(&o), "duplicate job-42-2026-11-26T16\n");
@@ -745,12 +761,14 @@ fn push_lock_is_exclusive_and_quarantine_pending_moves_with_reason() {
 }
 
 /// Start `flock SPOOL/lock sleep SECS` and wait until it holds the lock.
-fn hold_lock_with_flock(spool: &Spool, secs: &str) -> std::process::Child {
+/// flock(1) holding the writers' lock while it runs `command`.
+fn hold_lock_with_flock(spool: &Spool, command: &[&str]) -> std::process::Child {
     drop(spool.lock_writers().unwrap()); // the lock file exists
     let lock = spool.root().join("lock");
     let child = Command::new("flock")
         .arg(&lock)
-        .args(["sleep", secs])
+        .args(command)
+        .stdin(Stdio::piped())
         .spawn()
         .expect("flock(1) installed");
     let f = std::fs::File::open(&lock).unwrap();
@@ -770,24 +788,29 @@ fn hold_lock_with_flock(spool: &Spool, secs: &str) -> std::process::Child {
 fn writers_lock_interoperates_with_flock_1() {
     let env = TestEnv::new();
     let spool = Spool::open(&env.spool).unwrap();
-    let mut holder = hold_lock_with_flock(&spool, "2");
+    let mut holder = hold_lock_with_flock(&spool, &["sleep", "0.5"]);
     let start = Instant::now();
     let o = run(&mut record_cmd(&env, &good_args()));
     let waited = start.elapsed();
     assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
     assert_eq!(stdout(&o), "recorded job-42-2026-11-26T16\n");
+    // flock(1) releases the lock when it exits: it must be gone already.
     assert!(
-        waited >= Duration::from_millis(1500),
+        holder.try_wait().unwrap().is_some(),
+        "recorded while flock(1) held the lock"
+    );
+    assert!(
+        waited >= Duration::from_millis(300),
         "did not wait for flock(1): {waited:?}"
     );
-    holder.wait().unwrap();
 }
 
 #[test]
 fn lock_held_too_long_is_a_temporary_failure() {
     let env = TestEnv::new();
     let spool = Spool::open(&env.spool).unwrap();
-    let mut holder = hold_lock_with_flock(&spool, "30");
+    // Held until its input closes: no sleeping process outlives the test.
+    let mut holder = hold_lock_with_flock(&spool, &["cat"]);
     // --stdin too, with its input never closed: the failure ends the run
     // without waiting for the end of the input. The wait is shortened from
     // 10 s (a debug-build test hook) so that the test does not sleep.
@@ -824,7 +847,7 @@ fn lock_held_too_long_is_a_temporary_failure() {
         files_under(&env.spool.join("tmp")).is_empty(),
         "tmp file removed"
     );
-    holder.kill().unwrap();
+    drop(holder.stdin.take());
     holder.wait().unwrap();
 }
 
