@@ -1304,6 +1304,29 @@ fn a_pushed_key_is_known_for_ever_after_its_record_was_pruned() {
     assert_eq!(stdout(&o), "duplicate r1\n");
     assert_exit(&push_to(&env, &forge, &[]), 0);
     assert_eq!(remote_keys(&forge, "test-node"), ["r1"]);
+    // The same through a drop (its time is the file's: compared without
+    // it), and a drop that differs is a conflict, quarantined naming it.
+    let drop_r1 = |name: &str, amount: u32| {
+        let body = format!(
+            "idempotency_key = \"r1\"\nuser_sid = \"0a1b\"\namount_cents = {amount}\n\
+             resource_kind = \"cpu\"\n"
+        );
+        std::fs::write(env.spool.join("incoming").join(name), body).unwrap();
+    };
+    drop_r1("same.toml", 5);
+    assert_exit(&push_to(&env, &forge, &[]), 0);
+    assert!(files_under(&env.spool.join("incoming")).is_empty());
+    assert!(files_under(&env.spool.join("pending")).is_empty());
+    drop_r1("other.toml", 6);
+    assert_exit(&push_to(&env, &forge, &[]), 65);
+    let reasons: Vec<String> = files_under(&env.spool.join("rejected"))
+        .iter()
+        .filter(|p| p.extension().is_some_and(|e| e == "reason"))
+        .map(|p| std::fs::read_to_string(p).unwrap())
+        .collect();
+    assert_eq!(reasons.len(), 1, "{reasons:?}");
+    assert!(reasons[0].contains("amount_cents"), "{reasons:?}");
+    assert_eq!(remote_keys(&forge, "test-node"), ["r1"]);
     // --ledger-days bounds it: a key sent today stays for 0 days' horizon.
     assert_exit(&push_to(&env, &forge, &["--ledger-days", "0"]), 0);
     assert_eq!(stdout(&r1("5", None)), "duplicate r1\n");
