@@ -437,6 +437,18 @@ impl RecordInput {
             v => required_str(v).and_then(|s| UtcSecond::parse(&s)),
         };
         let occurred = occurred.and_then(|t| check_occurred_at(t, defaults.now));
+        let occurred = match (&self.occurred_at, defaults.occurred_at) {
+            // The time came from a drop file's modification time: say so,
+            // or the reason names a field the file does not hold.
+            (None, Some(mtime)) => occurred.map_err(|problem| {
+                format!(
+                    "{problem}; the drop gives no occurred_at, so its file's modification \
+                     time ({} UTC) was used: give occurred_at in the drop",
+                    UtcSecond::from_utc(mtime)
+                )
+            }),
+            _ => occurred,
+        };
         let occurred = keep(e, Field::OccurredAt, occurred);
 
         match (key, node, sid, amount, kind, description, occurred) {
@@ -844,6 +856,25 @@ mod tests {
         let mut sorted = FIELDS;
         sorted.sort_unstable();
         assert_eq!(sorted, FIELDS, "OTOML renders keys in this order");
+    }
+
+    /// A drop without occurred_at whose file time is out of range: the
+    /// problem says where the time came from.
+    #[test]
+    fn a_drops_file_time_out_of_range_is_named_as_such() {
+        let mut d = defaults();
+        d.occurred_at = Some(Utc.with_ymd_and_hms(1970, 1, 1, 0, 0, 0).unwrap());
+        let errs = good().validate(&d).unwrap_err();
+        assert_eq!(errs[0].field, "occurred_at");
+        assert!(
+            errs[0]
+                .problem
+                .contains("modification time (1970-01-01 00:00:00 UTC)"),
+            "{}",
+            errs[0].problem
+        );
+        d.occurred_at = Some(Utc.with_ymd_and_hms(2026, 11, 26, 16, 0, 0).unwrap());
+        assert!(good().validate(&d).is_ok());
     }
 
     /// The audit holds a record of another node in this node's folder a
