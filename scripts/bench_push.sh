@@ -4,7 +4,8 @@
 # spool layout: wall time of the push against the floor of reading the same
 # spool files (`cat` of each file once, warm cache), peak memory (max RSS),
 # HTTP requests and commits. Goals: within 3x of the floor, peak memory under
-# 128 MiB, one commit, requests proportional to hours, not records.
+# 128 MiB, as few commits as --max-request-bytes (8 MiB) allows, requests
+# proportional to hours, not records.
 #
 # Two layouts of the same records (man 5 hero_usage_spool):
 #   one file per record: what records recorded one by one leave (a
@@ -14,28 +15,45 @@
 #     file, hard-linked under each record's name).
 # The 3x goal is measured on the first: with chunk files the floor reads only
 # about a hundred files, far less than the push's own work (OTOML, HTTP, git).
+#
+# Then a backlog (issue 10): BACKLOG records (default 1,000,000) in chunk
+# files, drained by one run in commits of --max-records (100,000): peak RSS
+# (goal <= 256 MiB) and wall time against reading the spool, measured as a
+# dry run over all of it against a missing repository (it reads, parses,
+# merges and renders every record but sends nothing; goal: the push within 3x
+# of it). And a run of RECORDS records behind a 1 MiB body limit (the test
+# forge's --max-body-bytes, as nginx's default client_max_body_size): the
+# requests shrink after the first 413 and the run drains (the RECORDS records
+# spread over 48 hours, so that each hour file fits the limit on its own).
+# BACKLOG=0 skips the backlog; a test forge without --max-body-bytes skips
+# the body limit.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 RECORDS=${RECORDS:-100000}
 RUNS=${RUNS:-3}
+BACKLOG=${BACKLOG:-1000000}
 
 command -v /usr/bin/time >/dev/null || { apt-get update -qq && apt-get install -y -qq time >/dev/null; }
 cargo build --release --quiet -p hero_usage --bin hero_usage_record --bin hero_usage_push
 cargo build --release --quiet -p hero_usage_test_forge
 BIN=target/release
+FORGE=${FORGE:-$BIN/hero_usage_test_forge} # another build of the test forge may be named
 work=$(mktemp -d)
 trap 'kill "${forge_pid:-0}" 2>/dev/null || true; rm -rf "$work"' EXIT
 
 # The records: RECORDS over 24 hours ending an hour ago.
-start=$(( $(date -u +%s) / 3600 * 3600 - 24 * 3600 ))
-python3 - "$RECORDS" "$start" >"$work/records.jsonl" <<'PY'
+# records N HOURS: N records over HOURS hours ending an hour ago, as JSON lines.
+records() {
+    python3 - "$1" "$(( $(date -u +%s) / 3600 * 3600 - $2 * 3600 ))" "$2" <<'PY'
 import sys, datetime
-n, start = int(sys.argv[1]), int(sys.argv[2])
+n, start, hours = int(sys.argv[1]), int(sys.argv[2]), int(sys.argv[3])
 for i in range(n):
-    t = datetime.datetime.fromtimestamp(start + (i * 24 * 3600) // n, datetime.timezone.utc)
+    t = datetime.datetime.fromtimestamp(start + (i * hours * 3600) // n, datetime.timezone.utc)
     print('{"idempotency_key":"bench-%d","user_sid":"u%04d","amount_cents":%d,"resource_kind":"cpu_hours","description":"bench record %d","occurred_at":"%s"}'
           % (i, i % 10000, i % 977, i, t.strftime("%Y-%m-%d %H:%M:%S")))
 PY
+}
+records "$RECORDS" 24 >"$work/records.jsonl"
 # Chunk files: the records through --stdin.
 HERO_NODE_ID=bench-node "$BIN/hero_usage_record" --spool "$work/pristine-chunks" --stdin \
     <"$work/records.jsonl" >/dev/null
@@ -62,6 +80,31 @@ median() { sort -n | awk '{a[NR]=$1} END {print a[int((NR+1)/2)]}'; }
 now() { date +%s.%N; }
 calc() { awk "BEGIN { printf \"%.6f\", $1 }"; }
 
+# start_forge [FLAGS...]: a fresh test forge in $work/forge; sets url, forge_pid.
+start_forge() {
+    rm -rf "$work/forge" "$work/forge.out"
+    "$FORGE" --root "$work/forge" --token-file "$work/token" "$@" >"$work/forge.out" &
+    forge_pid=$!
+    for _ in $(seq 100); do grep -q '^http' "$work/forge.out" 2>/dev/null && break; sleep 0.05; done
+    url=$(head -n1 "$work/forge.out")
+    [ -n "$url" ] || { echo "the test forge did not start" >&2; exit 1; }
+}
+stop_forge() { kill "$forge_pid"; wait "$forge_pid" 2>/dev/null || true; }
+
+# push [FLAGS...]: one timed push of $work/spool to $url; sets secs and kib.
+push() {
+    local t0 t1 rc=0
+    t0=$(now)
+    HERO_NODE_ID=bench-node HERO_USAGE_FORGEJO_URL=$url HERO_USAGE_FORGEJO_TOKEN_FILE=$work/token \
+        HERO_USAGE_REPO=lhumina_code/billing \
+        /usr/bin/time -f '%M' -o "$work/rss" "$BIN/hero_usage_push" --spool "$work/spool" "$@" \
+        >"$work/push.out" 2>"$work/push.err" || rc=$?
+    t1=$(now)
+    secs=$(calc "$t1 - $t0")
+    kib=$(tail -n1 "$work/rss")
+    return $rc
+}
+
 # bench LAYOUT: RUNS pushes of a copy of pristine-LAYOUT; prints its table.
 bench() {
     local layout=$1 floor=() wall=() rss=() reqs=() commits=() files
@@ -77,7 +120,7 @@ bench() {
         floor+=("$(calc "$t1 - $t0")")
         files=$(find "$work/spool/pending" -type f -printf '%i\n' | sort -u | wc -l)
 
-        "$BIN/hero_usage_test_forge" --root "$work/forge" --token-file "$work/token" >"$work/forge.out" &
+        "$FORGE" --root "$work/forge" --token-file "$work/token" >"$work/forge.out" &
         forge_pid=$!
         for _ in $(seq 100); do grep -q '^http' "$work/forge.out" 2>/dev/null && break; sleep 0.05; done
         url=$(head -n1 "$work/forge.out")
@@ -117,9 +160,57 @@ PY
     printf '%-44s %12.2f\n' "push / floor (goal <= 3 for single)" "$(calc "$w / $f")"
     printf '%-44s %12.1f\n' "push peak RSS (MiB, goal < 128)" "$(calc "$r / 1024")"
     printf '%-44s %12s\n' "HTTP requests (goal ~ hours, not records)" "${reqs[0]}"
-    printf '%-44s %12s\n' "commits in the billing repo (goal 1)" "${commits[0]}"
+    printf '%-44s %12s\n' "commits (goal: request bytes / 8 MiB)" "${commits[0]}"
     printf '%-44s %12s\n' "summary" "$(cat "$work/push.out")"
 }
 
 bench single
 bench chunks
+
+# A backlog: BACKLOG records in chunk files, over 48 hours, drained by one run.
+backlog() {
+records "$BACKLOG" 48 >"$work/backlog.jsonl"
+rm -rf "$work/spool"
+t0=$(now)
+HERO_NODE_ID=bench-node "$BIN/hero_usage_record" --spool "$work/spool" --stdin <"$work/backlog.jsonl" >/dev/null
+record_secs=$(calc "$(now) - $t0")
+rm -f "$work/backlog.jsonl"
+sync
+start_forge
+push --dry-run --max-records "$BACKLOG" --repo lhumina_code/missing
+read_secs=$secs read_kib=$kib
+push --json
+drain_secs=$secs drain_kib=$kib
+stop_forge
+summary=$(cat "$work/push.out")
+pending=$(find "$work/spool/pending" -type f | wc -l)
+printf '\nhero_usage_push, a backlog of %d records in chunk files over 48 hours, one run\n\n' "$BACKLOG"
+printf '%-50s %12s\n' "measure" "value"
+printf '%-50s %12.1f\n' "recording them (--stdin, s)" "$record_secs"
+printf '%-50s %12.1f\n' "reading the spool: dry run over all of it (s)" "$read_secs"
+printf '%-50s %12.1f\n' "push wall time, incl. test forge (s)" "$drain_secs"
+printf '%-50s %12.2f\n' "push / reading (goal <= 3)" "$(calc "$drain_secs / $read_secs")"
+printf '%-50s %12.1f\n' "push peak RSS (MiB, goal <= 256)" "$(calc "$drain_kib / 1024")"
+printf '%-50s %12s\n' "commits" "$(python3 -c 'import json,sys; print(json.loads(sys.argv[1])["commits"])' "$summary")"
+printf '%-50s %12s\n' "left pending (goal 0)" "$pending"
+}
+[ "$BACKLOG" -eq 0 ] || backlog
+
+# Behind a 1 MiB body limit (nginx's default client_max_body_size).
+if ! "$FORGE" --help 2>&1 | grep -q -- --max-body-bytes; then
+    printf '\n(the test forge has no --max-body-bytes yet: body-limit run skipped)\n'
+    exit 0
+fi
+rm -rf "$work/spool"
+records "$RECORDS" 48 | HERO_NODE_ID=bench-node "$BIN/hero_usage_record" --spool "$work/spool" --stdin >/dev/null
+start_forge --max-body-bytes 1048576
+push --json || true
+stop_forge
+summary=$(cat "$work/push.out")
+printf '\nhero_usage_push, %d records over 48 hours behind a 1 MiB body limit, one run\n\n' "$RECORDS"
+printf '%-50s %12s\n' "measure" "value"
+printf '%-50s %12.1f\n' "push wall time (s)" "$secs"
+printf '%-50s %12s\n' "commits" "$(python3 -c 'import json,sys; print(json.loads(sys.argv[1])["commits"])' "$summary")"
+printf '%-50s %12s\n' "413 answers shrinking the requests" "$(grep -c '413' "$work/push.err" || true)"
+printf '%-50s %12s\n' "left pending (goal 0)" "$(find "$work/spool/pending" -type f | wc -l)"
+printf '%-50s %12s\n' "exit code (goal 0)" "$(python3 -c 'import json,sys; print(json.loads(sys.argv[1])["exit_code"])' "$summary")"

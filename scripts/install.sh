@@ -47,9 +47,7 @@ if [ "$build" = 1 ]; then
     (cd "$root" && cargo build --release --locked -p hero_usage)
 fi
 
-# hero_usage_audit is installed when the build has it.
-required=(hero_usage_record hero_usage_push hero_usage_shim hero_usage_status)
-optional=(hero_usage_audit)
+required=(hero_usage_record hero_usage_push hero_usage_shim hero_usage_status hero_usage_audit)
 man="$prefix/share/man"
 bash_dir="$prefix/share/bash-completion/completions"
 zsh_dir="$prefix/share/zsh/site-functions"
@@ -59,9 +57,8 @@ install -d -m 755 "$prefix/bin" "$man/man1" "$man/man5" "$man/man7" \
     "$bash_dir" "$zsh_dir" "$fish_dir" "$doc"
 
 installed=()
-for b in "${required[@]}" "${optional[@]}"; do
+for b in "${required[@]}"; do
     if [ ! -x "$from/$b" ]; then
-        case " ${optional[*]} " in *" $b "*) continue ;; esac
         echo "install.sh: error: $from/$b is missing; build it (cargo build --release) or pass --from DIR" >&2
         exit 66
     fi

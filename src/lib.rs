@@ -6,6 +6,7 @@
 //! way: record and otoml know no files or network, the spool knows no network,
 //! the client knows no spool, and only push joins them.
 
+pub mod audit;
 pub mod check;
 pub mod cli;
 pub mod cmd;
@@ -15,6 +16,7 @@ pub mod failpoint;
 pub mod forgejo;
 pub mod last_success;
 pub mod otoml;
+pub mod outcome;
 pub mod push;
 pub mod record;
 pub mod schedule;

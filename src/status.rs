@@ -4,7 +4,7 @@
 //! else that is not a directory is an error (73).
 
 use crate::error::{Kind, escape_controls, fail, one_line};
-use crate::push::read_outcome;
+use crate::outcome::read_json as read_outcome;
 use crate::spool::{Spool, SpoolCounts};
 use anyhow::Result;
 use chrono::{DateTime, NaiveDateTime, Utc};

@@ -2,6 +2,7 @@
 //! `BINARY` name, `run(Cli)` and the `main` its `src/bin/*.rs` calls. The
 //! rest of the library never prints a binary's name.
 
+pub mod audit;
 pub mod push;
 pub mod record;
 pub mod shim;

@@ -3,17 +3,18 @@
 
 use crate::cli::out;
 use crate::config::{Common, ForgeArgs, ForgeSettings, SpoolArgs};
-use crate::error::one_line;
-use crate::push::{self, PushOptions, PushSummary};
+use crate::error::{exit_code_of, one_line};
+use crate::push::{self, Outcome, PushOptions, PushSummary, RetryPolicy};
 use crate::schedule::{self, Scheduler};
 use crate::spool::Spool;
 use anyhow::Result;
 use clap::Parser;
 use std::process::ExitCode;
+use std::time::Duration;
 
 pub const BINARY: &str = "hero_usage_push";
 
-/// Push pending usage records, bundled per UTC hour, to the billing repository in one commit.
+/// Push pending usage records, bundled per UTC hour, to the billing repository.
 #[derive(Parser, Debug)]
 #[command(name = BINARY, version, after_help = "See man 1 hero_usage_push.")]
 pub struct Cli {
@@ -27,13 +28,26 @@ pub struct Cli {
     /// Read and print what a push would commit; change nothing anywhere
     #[arg(long)]
     pub dry_run: bool,
-    /// Print the summary as one JSON object
+    /// Print the summary as one JSON object (also on errors)
     #[arg(long)]
     pub json: bool,
-    /// Push at most N pending records this run, oldest hours first (bounds memory)
+    /// At most N records per commit; a run commits batch after batch
     #[arg(long, value_name = "N", default_value_t = push::DEFAULT_MAX_RECORDS as u64,
           value_parser = clap::value_parser!(u64).range(1..))]
     pub max_records: u64,
+    /// Request bodies of at most N bytes (a single larger file goes alone)
+    #[arg(long, value_name = "N", default_value_t = push::DEFAULT_MAX_REQUEST_BYTES,
+          value_parser = clap::value_parser!(u64).range(1024..))]
+    pub max_request_bytes: u64,
+    /// Start no new batch after N seconds of the run
+    #[arg(long, value_name = "N", default_value_t = push::DEFAULT_MAX_SECONDS)]
+    pub max_seconds: u64,
+    /// Retry a lost race, a lost reply or a server error for N seconds, then exit 75
+    #[arg(long, value_name = "N", default_value_t = push::DEFAULT_RETRY_SECONDS)]
+    pub retry_seconds: u64,
+    /// First sleep a delay in 0..SECONDS derived from the node name (the same every run)
+    #[arg(long, value_name = "SECONDS", default_value_t = 0)]
+    pub splay: u64,
     /// Keep sent records (for duplicate detection) this many days, at most 36500
     #[arg(long, value_name = "N", default_value_t = push::DEFAULT_RETENTION_DAYS,
           value_parser = clap::value_parser!(u32).range(0..=push::MAX_RETENTION_DAYS as i64))]
@@ -61,7 +75,26 @@ pub struct Cli {
 
 /// The binary's `main`.
 pub fn main() -> ExitCode {
-    crate::error::main_with(BINARY, || run(crate::cli::parse(BINARY)))
+    crate::error::main_with(BINARY, || {
+        let cli: Cli = crate::cli::parse(BINARY);
+        let json = cli.json;
+        run(cli).or_else(|err| if json { failed_json(&err) } else { Err(err) })
+    })
+}
+
+/// With `--json` a run that ends early still prints one object, with its
+/// exit code and error (the error line goes to stderr as always).
+fn failed_json(err: &anyhow::Error) -> Result<i32> {
+    let code = exit_code_of(err);
+    let summary = PushSummary {
+        outcome: Outcome::Failed,
+        exit_code: code,
+        error: Some(format!("{err:#}")),
+        ..Default::default()
+    };
+    eprintln!("{BINARY}: error: {}", one_line(&format!("{err:#}")));
+    out(&format!("{}\n", serde_json::to_string(&summary)?))?;
+    Ok(code)
 }
 
 /// One push run (or a printed schedule); returns the exit code.
@@ -85,34 +118,57 @@ pub fn run(cli: Cli) -> Result<i32> {
     let summary = if cli.dry_run && !common.spool.exists() {
         // A dry run creates nothing, not even the spool: nothing to push.
         PushSummary {
-            outcome: "dry-run".into(),
+            outcome: Outcome::DryRun,
             node: common.node.clone(),
             ..Default::default()
         }
     } else {
-        push::run(
-            &if cli.dry_run {
-                Spool::open_read_only(&common.spool)?
-            } else {
-                Spool::open(&common.spool)?
-            },
-            &PushOptions {
-                node: common.node.clone(),
-                dry_run: cli.dry_run,
-                max_records: usize::try_from(cli.max_records).unwrap_or(usize::MAX),
-                retention_days: Some(cli.retention_days),
-                ledger_days: cli.ledger_days,
-                forge,
-            },
-        )?
+        if !cli.dry_run {
+            std::thread::sleep(push::splay_delay(&common.node, cli.splay));
+        }
+        let opts = options(&cli, &common.node, forge);
+        // Retries are told as they happen, but not by a quiet run: cron
+        // mails whatever it prints. They stay in the summary's notes.
+        let quiet = cli.quiet;
+        let log = |note: &str| {
+            if !quiet {
+                eprintln!("{BINARY}: {}", one_line(note));
+            }
+        };
+        // A dry run creates nothing in the spool, not even its sub-directories.
+        let spool = if cli.dry_run {
+            Spool::open_read_only(&common.spool)?
+        } else {
+            Spool::open(&common.spool)?
+        };
+        push::run_logged(&spool, &opts, &log)?
     };
     if cli.quiet && summary.exit_code == 0 {
         // Nothing to report: cron mails only what a failed run printed.
     } else if cli.json {
         out(&format!("{}\n", serde_json::to_string(&summary)?))?;
     } else {
-        out(&summary.text(cli.dry_run))?;
+        out(&summary.text())?;
     }
+    report(&summary);
+    Ok(summary.exit_code)
+}
+
+fn options(cli: &Cli, node: &str, forge: ForgeSettings) -> PushOptions {
+    PushOptions {
+        dry_run: cli.dry_run,
+        max_records: usize::try_from(cli.max_records).unwrap_or(usize::MAX),
+        max_request_bytes: usize::try_from(cli.max_request_bytes).unwrap_or(usize::MAX),
+        max_seconds: Duration::from_secs(cli.max_seconds),
+        retry: RetryPolicy::for_window(Duration::from_secs(cli.retry_seconds)),
+        retention_days: Some(cli.retention_days),
+        ledger_days: cli.ledger_days,
+        ..PushOptions::new(node, forge)
+    }
+}
+
+/// What was set aside, and the error, on stderr.
+fn report(summary: &PushSummary) {
     for q in &summary.quarantined {
         eprintln!("{BINARY}: quarantined {}: {}", q.what, one_line(&q.reason));
     }
@@ -122,5 +178,4 @@ pub fn run(cli: Cli) -> Result<i32> {
     if let Some(e) = &summary.error {
         eprintln!("{BINARY}: error: {}", one_line(e));
     }
-    Ok(summary.exit_code)
 }

@@ -7,11 +7,12 @@ use super::http::{Handler, Head, Request, Response};
 use crate::cmd::record::{OneOutcome, Written, conflict_message, record_one};
 use crate::config::{ConfigFile, ForgeArgs, ForgeSettings};
 use crate::error::{Kind, exit_code_of, kind_of};
-use crate::push::{self, PushOptions, PushSummary};
+use crate::push::{self, Outcome, PushOptions, PushSummary, RetryPolicy};
 use crate::record::{FieldError, RawValue, RecordInput};
 use crate::spool::Spool;
 use crate::status::StatusReport;
 use serde_json::json;
+use std::time::Duration;
 
 /// Everything a request may need.
 pub struct App {
@@ -163,13 +164,12 @@ impl App {
                 .with_note(format!("{e:#}"));
             }
         };
+        // A person is waiting: retries stop after 30 s, not the hourly job's 300.
         let opts = PushOptions {
-            node: self.node.clone(),
-            dry_run: false,
-            max_records: push::DEFAULT_MAX_RECORDS,
             retention_days: None,
+            retry: RetryPolicy::for_window(Duration::from_secs(push::PUSH_NOW_RETRY_SECONDS)),
             ledger_days: None,
-            forge,
+            ..PushOptions::new(&self.node, forge)
         };
         match push::run(&self.spool, &opts) {
             Ok(summary) => {
@@ -243,7 +243,7 @@ fn failure(e: &anyhow::Error) -> Response {
 
 /// The answer to a push: 409 while another push holds the lock, else by its exit code.
 pub fn push_status(summary: &PushSummary) -> u16 {
-    if summary.outcome == "locked" {
+    if summary.outcome == Outcome::Locked {
         409
     } else {
         status_for_exit(summary.exit_code)

@@ -54,6 +54,7 @@ fn every_flag_of_every_binary_is_in_its_man_page() {
         "hero_usage_status.1",
         hero_usage::cmd::status::Cli::command(),
     );
+    every_flag_is_in("hero_usage_audit.1", hero_usage::cmd::audit::Cli::command());
 }
 
 #[test]

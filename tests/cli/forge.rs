@@ -5,7 +5,7 @@
 use hero_usage::config::Secret;
 use hero_usage::error::Kind;
 use hero_usage::forgejo::{
-    ClientConfig, CommitOptions, FileChange, FileOp, ForgeError, ForgejoClient,
+    ClientConfig, CommitOptions, FileChange, FileOp, ForgeError, ForgejoClient, RepoRef,
 };
 use hero_usage_test_forge::{Fault, FaultAction, ForgeOptions, TestForge};
 use serde_json::Value;
@@ -46,6 +46,7 @@ fn opts(msg: &str) -> CommitOptions {
         message: msg.to_string(),
         author_name: "node-7".to_string(),
         author_email: "node-7@hero.example".to_string(),
+        ..CommitOptions::default()
     }
 }
 
@@ -211,28 +212,30 @@ fn user_and_repository_calls() {
     let c = client(&f);
     assert_eq!(c.current_user().unwrap(), "billing-bot");
 
-    let r = c.create_repo(ORG, "billing").unwrap();
+    let r = c.create_repo(&RepoRef::new(ORG, "billing")).unwrap();
     assert_eq!(r.full_name, "lhumina_code/billing");
     assert!(r.empty && r.private);
     assert_eq!(r.default_branch, "main");
     assert_eq!(r.owner_login, ORG);
     assert!(f.bare_repo(ORG, "billing").join("HEAD").exists());
-    let again = c.create_repo(ORG, "billing").unwrap_err();
+    let again = c.create_repo(&RepoRef::new(ORG, "billing")).unwrap_err();
     assert!(matches!(again, ForgeError::AlreadyExists(_)), "{again:?}");
     assert!(again.to_string().contains("same name already exists"));
 
-    let mine = c.create_repo("billing-bot", "own").unwrap();
+    let mine = c.create_repo(&RepoRef::new("billing-bot", "own")).unwrap();
     assert_eq!(mine.owner_login, "billing-bot");
-    let got = c.get_repo("billing-bot", "own").unwrap();
+    let got = c.get_repo(&RepoRef::new("billing-bot", "own")).unwrap();
     assert_eq!(got, mine);
 
-    let e = c.create_repo("no-such-org", "x").unwrap_err();
+    let e = c
+        .create_repo(&RepoRef::new("no-such-org", "x"))
+        .unwrap_err();
     assert!(matches!(e, ForgeError::NotFound(_)), "{e:?}");
-    let e = c.get_repo(ORG, "missing").unwrap_err();
+    let e = c.get_repo(&RepoRef::new(ORG, "missing")).unwrap_err();
     assert!(matches!(e, ForgeError::NotFound(_)), "{e:?}");
     assert_eq!(e.kind(), Kind::Config);
 
-    let e = c.create_repo(ORG, "bad name!").unwrap_err();
+    let e = c.create_repo(&RepoRef::new(ORG, "bad name!")).unwrap_err();
     assert!(
         matches!(e, ForgeError::Invalid { status: 422, .. }),
         "{e:?}"
@@ -256,28 +259,46 @@ fn read_file_empty_repo_missing_present_and_large() {
     let f = forge_with(|o| o.max_blob_size = 16);
     let c = client(&f);
     f.create_repo(ORG, "r", true);
-    assert!(c.get_repo(ORG, "r").unwrap().empty);
+    assert!(c.get_repo(&RepoRef::new(ORG, "r")).unwrap().empty);
     assert_eq!(
-        c.read_file(ORG, "r", "nodes/n/usage.otoml", None).unwrap(),
+        c.read_file(&RepoRef::new(ORG, "r"), "nodes/n/usage.otoml", None)
+            .unwrap(),
         None
     );
-    assert_eq!(c.read_file(ORG, "r", "x", Some("main")).unwrap(), None);
+    assert_eq!(
+        c.read_file(&RepoRef::new(ORG, "r"), "x", Some("main"))
+            .unwrap(),
+        None
+    );
 
-    c.create_file(ORG, "r", "small.txt", b"tiny\n", &opts("small"))
-        .unwrap();
+    c.create_file(
+        &RepoRef::new(ORG, "r"),
+        "small.txt",
+        b"tiny\n",
+        &opts("small"),
+    )
+    .unwrap();
     let big = b"0123456789abcdef0123456789abcdef-more-than-16-bytes\n".to_vec();
-    c.create_file(ORG, "r", "dir/big file.txt", &big, &opts("big"))
-        .unwrap();
-    assert!(!c.get_repo(ORG, "r").unwrap().empty);
+    c.create_file(
+        &RepoRef::new(ORG, "r"),
+        "dir/big file.txt",
+        &big,
+        &opts("big"),
+    )
+    .unwrap();
+    assert!(!c.get_repo(&RepoRef::new(ORG, "r")).unwrap().empty);
 
-    let small = c.read_file(ORG, "r", "small.txt", None).unwrap().unwrap();
+    let small = c
+        .read_file(&RepoRef::new(ORG, "r"), "small.txt", None)
+        .unwrap()
+        .unwrap();
     assert_eq!(small.content, b"tiny\n");
     assert_eq!(
         small.sha,
         git(&f.bare_repo(ORG, "r"), &["rev-parse", "main:small.txt"]).trim()
     );
     let b = c
-        .read_file(ORG, "r", "dir/big file.txt", Some("main"))
+        .read_file(&RepoRef::new(ORG, "r"), "dir/big file.txt", Some("main"))
         .unwrap()
         .unwrap();
     assert_eq!(b.content, big, "fell back to /raw/");
@@ -288,13 +309,19 @@ fn read_file_empty_repo_missing_present_and_large() {
         "{:?}",
         f.requests()
     );
-    assert_eq!(c.read_file(ORG, "r", "missing.txt", None).unwrap(), None);
     assert_eq!(
-        c.read_file(ORG, "r", "small.txt", Some("no-branch"))
+        c.read_file(&RepoRef::new(ORG, "r"), "missing.txt", None)
             .unwrap(),
         None
     );
-    let e = c.read_file(ORG, "r", "dir", None).unwrap_err();
+    assert_eq!(
+        c.read_file(&RepoRef::new(ORG, "r"), "small.txt", Some("no-branch"))
+            .unwrap(),
+        None
+    );
+    let e = c
+        .read_file(&RepoRef::new(ORG, "r"), "dir", None)
+        .unwrap_err();
     assert!(matches!(e, ForgeError::NotAFile(_)), "{e:?}");
 }
 
@@ -309,22 +336,24 @@ fn commits_through_the_api_are_real_git_commits() {
 
     let c1 = c
         .create_file(
-            ORG,
-            "g",
+            &RepoRef::new(ORG, "g"),
             "nodes/n1/usage_2026-11-26-16.otoml",
             b"O:\n",
             &opts("first"),
         )
         .unwrap();
     let sha1 = c
-        .read_file(ORG, "g", "nodes/n1/usage_2026-11-26-16.otoml", None)
+        .read_file(
+            &RepoRef::new(ORG, "g"),
+            "nodes/n1/usage_2026-11-26-16.otoml",
+            None,
+        )
         .unwrap()
         .unwrap()
         .sha;
     let c2 = c
         .update_file(
-            ORG,
-            "g",
+            &RepoRef::new(ORG, "g"),
             "nodes/n1/usage_2026-11-26-16.otoml",
             b"O:\n# two\n",
             &sha1,
@@ -332,14 +361,17 @@ fn commits_through_the_api_are_real_git_commits() {
         )
         .unwrap();
     let sha2 = c
-        .read_file(ORG, "g", "nodes/n1/usage_2026-11-26-16.otoml", None)
+        .read_file(
+            &RepoRef::new(ORG, "g"),
+            "nodes/n1/usage_2026-11-26-16.otoml",
+            None,
+        )
         .unwrap()
         .unwrap()
         .sha;
     let c3 = c
         .change_files(
-            ORG,
-            "g",
+            &RepoRef::new(ORG, "g"),
             &[
                 FileChange {
                     operation: FileOp::Update,
@@ -426,14 +458,17 @@ fn commits_through_the_api_are_real_git_commits() {
 
     // Delete in a many-files commit.
     let sha = c
-        .read_file(ORG, "g", "nodes/n1/usage_2026-11-26-17.otoml", None)
+        .read_file(
+            &RepoRef::new(ORG, "g"),
+            "nodes/n1/usage_2026-11-26-17.otoml",
+            None,
+        )
         .unwrap()
         .unwrap()
         .sha;
     let c4 = c
         .change_files(
-            ORG,
-            "g",
+            &RepoRef::new(ORG, "g"),
             &[FileChange {
                 operation: FileOp::Delete,
                 path: "nodes/n1/usage_2026-11-26-17.otoml".into(),
@@ -445,8 +480,12 @@ fn commits_through_the_api_are_real_git_commits() {
         .unwrap();
     assert_eq!(f.head(ORG, "g", "main").unwrap(), c4.commit_sha);
     assert_eq!(
-        c.read_file(ORG, "g", "nodes/n1/usage_2026-11-26-17.otoml", None)
-            .unwrap(),
+        c.read_file(
+            &RepoRef::new(ORG, "g"),
+            "nodes/n1/usage_2026-11-26-17.otoml",
+            None
+        )
+        .unwrap(),
         None
     );
 }
@@ -457,28 +496,45 @@ fn single_file_errors() {
     let c = client(&f);
     f.create_repo(ORG, "s", false);
     let e = c
-        .create_file(ORG, "s", "README.md", b"x", &opts("dup"))
+        .create_file(&RepoRef::new(ORG, "s"), "README.md", b"x", &opts("dup"))
         .unwrap_err();
     assert!(matches!(e, ForgeError::AlreadyExists(_)), "{e:?}");
     assert!(e.is_retryable());
-    let readme = c.read_file(ORG, "s", "README.md", None).unwrap().unwrap();
+    let readme = c
+        .read_file(&RepoRef::new(ORG, "s"), "README.md", None)
+        .unwrap()
+        .unwrap();
     let e = c
-        .update_file(ORG, "s", "README.md", b"x", "0000", &opts("stale"))
+        .update_file(
+            &RepoRef::new(ORG, "s"),
+            "README.md",
+            b"x",
+            "0000",
+            &opts("stale"),
+        )
         .unwrap_err();
     assert!(matches!(e, ForgeError::StaleSha(_)), "{e:?}");
     assert!(e.to_string().contains("sha does not match"), "{e}");
     assert_eq!(e.kind(), Kind::TempFail);
     let e = c
-        .update_file(ORG, "s", "nope.txt", b"x", &readme.sha, &opts("missing"))
+        .update_file(
+            &RepoRef::new(ORG, "s"),
+            "nope.txt",
+            b"x",
+            &readme.sha,
+            &opts("missing"),
+        )
         .unwrap_err();
     assert!(matches!(e, ForgeError::Server { status: 500, .. }), "{e:?}");
     assert!(e.is_retryable());
     let mut o = opts("branch");
     o.branch = Some("no-such-branch".into());
-    let e = c.create_file(ORG, "s", "n.txt", b"x", &o).unwrap_err();
+    let e = c
+        .create_file(&RepoRef::new(ORG, "s"), "n.txt", b"x", &o)
+        .unwrap_err();
     assert!(matches!(e, ForgeError::NotFound(_)), "{e:?}");
     let e = c
-        .create_file(ORG, "nope", "n.txt", b"x", &opts("x"))
+        .create_file(&RepoRef::new(ORG, "nope"), "n.txt", b"x", &opts("x"))
         .unwrap_err();
     assert!(matches!(e, ForgeError::NotFound(_)), "{e:?}");
 }
@@ -489,7 +545,13 @@ fn legacy_422_for_a_stale_sha() {
     let c = client(&f);
     f.create_repo(ORG, "l", false);
     let e = c
-        .update_file(ORG, "l", "README.md", b"x", "1234", &opts("stale"))
+        .update_file(
+            &RepoRef::new(ORG, "l"),
+            "README.md",
+            b"x",
+            "1234",
+            &opts("stale"),
+        )
         .unwrap_err();
     assert!(matches!(e, ForgeError::StaleSha(_)), "{e:?}");
     assert!(
@@ -499,8 +561,7 @@ fn legacy_422_for_a_stale_sha() {
     );
     let e = c
         .change_files(
-            ORG,
-            "l",
+            &RepoRef::new(ORG, "l"),
             &[FileChange {
                 operation: FileOp::Update,
                 path: "README.md".into(),
@@ -519,7 +580,10 @@ fn many_files_is_atomic_and_checks_every_operation() {
     let c = client(&f);
     f.create_repo(ORG, "m", false);
     let before = head(&f, "m").unwrap();
-    let readme = c.read_file(ORG, "m", "README.md", None).unwrap().unwrap();
+    let readme = c
+        .read_file(&RepoRef::new(ORG, "m"), "README.md", None)
+        .unwrap()
+        .unwrap();
     let create = |p: &str| FileChange {
         operation: FileOp::Create,
         path: p.into(),
@@ -535,8 +599,7 @@ fn many_files_is_atomic_and_checks_every_operation() {
     // Create on an existing path: 422, nothing applied.
     let e = c
         .change_files(
-            ORG,
-            "m",
+            &RepoRef::new(ORG, "m"),
             &[create("new.txt"), create("README.md")],
             &opts("x"),
         )
@@ -545,8 +608,7 @@ fn many_files_is_atomic_and_checks_every_operation() {
     // Stale sha: 409, nothing applied.
     let e = c
         .change_files(
-            ORG,
-            "m",
+            &RepoRef::new(ORG, "m"),
             &[create("new.txt"), update("README.md", Some("abc"))],
             &opts("x"),
         )
@@ -554,7 +616,11 @@ fn many_files_is_atomic_and_checks_every_operation() {
     assert!(matches!(e, ForgeError::StaleSha(_)), "{e:?}");
     // Missing sha: 422.
     let e = c
-        .change_files(ORG, "m", &[update("README.md", None)], &opts("x"))
+        .change_files(
+            &RepoRef::new(ORG, "m"),
+            &[update("README.md", None)],
+            &opts("x"),
+        )
         .unwrap_err();
     assert!(
         matches!(e, ForgeError::Invalid { status: 422, .. }),
@@ -563,22 +629,27 @@ fn many_files_is_atomic_and_checks_every_operation() {
     // Update of a missing path: 500.
     let e = c
         .change_files(
-            ORG,
-            "m",
+            &RepoRef::new(ORG, "m"),
             &[create("new.txt"), update("gone.txt", Some(&readme.sha))],
             &opts("x"),
         )
         .unwrap_err();
     assert!(matches!(e, ForgeError::Server { status: 500, .. }), "{e:?}");
     // Empty list: 422.
-    let e = c.change_files(ORG, "m", &[], &opts("x")).unwrap_err();
+    let e = c
+        .change_files(&RepoRef::new(ORG, "m"), &[], &opts("x"))
+        .unwrap_err();
     assert!(
         matches!(e, ForgeError::Invalid { status: 422, .. }),
         "{e:?}"
     );
     assert!(e.to_string().contains("[Files]: Required"), "{e}");
     assert_eq!(head(&f, "m").unwrap(), before, "nothing applied");
-    assert_eq!(c.read_file(ORG, "m", "new.txt", None).unwrap(), None);
+    assert_eq!(
+        c.read_file(&RepoRef::new(ORG, "m"), "new.txt", None)
+            .unwrap(),
+        None
+    );
 }
 
 #[test]
@@ -588,8 +659,7 @@ fn no_multi_file_server_answers_405_unsupported() {
     f.create_repo(ORG, "old", true);
     let e = c
         .change_files(
-            ORG,
-            "old",
+            &RepoRef::new(ORG, "old"),
             &[FileChange {
                 operation: FileOp::Create,
                 path: "a".into(),
@@ -602,10 +672,13 @@ fn no_multi_file_server_answers_405_unsupported() {
     assert!(matches!(e, ForgeError::Unsupported(_)), "{e:?}");
     assert!(f.requests().iter().any(|l| l.status == 405));
     // The one-file fallback works.
-    c.create_file(ORG, "old", "a", b"a", &opts("x")).unwrap();
+    c.create_file(&RepoRef::new(ORG, "old"), "a", b"a", &opts("x"))
+        .unwrap();
     // A 404 on the many-files call means unsupported too.
     f.inject(Fault::fail("POST", "/contents", 404, "not found"));
-    let e = c.change_files(ORG, "old", &[], &opts("x")).unwrap_err();
+    let e = c
+        .change_files(&RepoRef::new(ORG, "old"), &[], &opts("x"))
+        .unwrap_err();
     assert!(matches!(e, ForgeError::Unsupported(_)), "{e:?}");
 }
 
@@ -615,7 +688,7 @@ fn empty_repository_behaviours() {
     let c = client(&f);
     f.create_repo(ORG, "e", true);
     let e = c
-        .update_file(ORG, "e", "a.txt", b"x", "abc", &opts("x"))
+        .update_file(&RepoRef::new(ORG, "e"), "a.txt", b"x", "abc", &opts("x"))
         .unwrap_err();
     assert!(
         matches!(e, ForgeError::Invalid { status: 422, .. }),
@@ -627,8 +700,7 @@ fn empty_repository_behaviours() {
     // Only creates: works and makes the first (parentless) commit on main.
     let r = c
         .change_files(
-            ORG,
-            "e",
+            &RepoRef::new(ORG, "e"),
             &[FileChange {
                 operation: FileOp::Create,
                 path: "nodes/a/usage.otoml".into(),
@@ -641,12 +713,12 @@ fn empty_repository_behaviours() {
     let bare = f.bare_repo(ORG, "e");
     assert_eq!(git(&bare, &["rev-parse", "main"]).trim(), r.commit_sha);
     assert_eq!(git(&bare, &["log", "--format=%P", "main"]).trim(), "");
-    assert!(!c.get_repo(ORG, "e").unwrap().empty);
+    assert!(!c.get_repo(&RepoRef::new(ORG, "e")).unwrap().empty);
 
     // create_file on an empty repo creates the branch too.
     f.create_repo(ORG, "e2", true);
     let r = c
-        .create_file(ORG, "e2", "x.txt", b"x", &opts("first"))
+        .create_file(&RepoRef::new(ORG, "e2"), "x.txt", b"x", &opts("first"))
         .unwrap();
     assert_eq!(f.head(ORG, "e2", "main").unwrap(), r.commit_sha);
 }
@@ -658,20 +730,24 @@ fn auth_failures() {
     let f = forge_with(|o| o.read_only_token = Some("read-only-token-0123456789".into()));
     f.create_repo(ORG, "a", false);
     let bad = client_for(&f.base_url(), "wrong-token-abcdefghijkl");
-    let e = bad.get_repo(ORG, "a").unwrap_err();
+    let e = bad.get_repo(&RepoRef::new(ORG, "a")).unwrap_err();
     assert!(matches!(e, ForgeError::Unauthorized(_)), "{e:?}");
     assert_eq!(e.kind(), Kind::NoPerm);
     assert!(!e.is_retryable());
 
     let ro = client_for(&f.base_url(), "read-only-token-0123456789");
-    assert!(ro.read_file(ORG, "a", "README.md", None).unwrap().is_some());
+    assert!(
+        ro.read_file(&RepoRef::new(ORG, "a"), "README.md", None)
+            .unwrap()
+            .is_some()
+    );
     let e = ro
-        .create_file(ORG, "a", "n.txt", b"x", &opts("x"))
+        .create_file(&RepoRef::new(ORG, "a"), "n.txt", b"x", &opts("x"))
         .unwrap_err();
     assert!(matches!(e, ForgeError::Forbidden(_)), "{e:?}");
     assert!(e.to_string().contains("write:repository"), "{e}");
     assert_eq!(e.kind(), Kind::NoPerm);
-    let e = ro.create_repo(ORG, "new").unwrap_err();
+    let e = ro.create_repo(&RepoRef::new(ORG, "new")).unwrap_err();
     assert!(matches!(e, ForgeError::Forbidden(_)), "{e:?}");
 
     // No credentials at all: 401 token is required.
@@ -700,7 +776,7 @@ fn auth_failures() {
         "PushRejected: another push won",
     ));
     let e = c
-        .create_file(ORG, "a", "n.txt", b"x", &opts("x"))
+        .create_file(&RepoRef::new(ORG, "a"), "n.txt", b"x", &opts("x"))
         .unwrap_err();
     assert!(matches!(e, ForgeError::PushRejected(_)), "{e:?}");
     assert!(e.is_retryable());
@@ -712,16 +788,19 @@ fn injected_faults() {
     let f = forge();
     f.create_repo(ORG, "fx", false);
     let c = client(&f);
-    let readme = c.read_file(ORG, "fx", "README.md", None).unwrap().unwrap();
+    let readme = c
+        .read_file(&RepoRef::new(ORG, "fx"), "README.md", None)
+        .unwrap()
+        .unwrap();
 
     // Fail with 503, twice, then normal.
     f.inject(Fault::fail("GET", "/repos/lhumina_code/fx", 503, "maintenance").times(2));
     for _ in 0..2 {
-        let e = c.get_repo(ORG, "fx").unwrap_err();
+        let e = c.get_repo(&RepoRef::new(ORG, "fx")).unwrap_err();
         assert!(matches!(e, ForgeError::Server { status: 503, .. }), "{e:?}");
         assert!(e.to_string().contains("maintenance"));
     }
-    c.get_repo(ORG, "fx").unwrap();
+    c.get_repo(&RepoRef::new(ORG, "fx")).unwrap();
 
     // Drop before applying: network error, nothing committed.
     let before = head(&f, "fx").unwrap();
@@ -731,7 +810,13 @@ fn injected_faults() {
         FaultAction::DropBefore,
     ));
     let e = c
-        .update_file(ORG, "fx", "README.md", b"v2", &readme.sha, &opts("x"))
+        .update_file(
+            &RepoRef::new(ORG, "fx"),
+            "README.md",
+            b"v2",
+            &readme.sha,
+            &opts("x"),
+        )
         .unwrap_err();
     assert!(matches!(e, ForgeError::Network(_)), "{e:?}");
     assert!(e.is_retryable());
@@ -744,14 +829,23 @@ fn injected_faults() {
         FaultAction::DropAfter,
     ));
     let e = c
-        .update_file(ORG, "fx", "README.md", b"v2", &readme.sha, &opts("x"))
+        .update_file(
+            &RepoRef::new(ORG, "fx"),
+            "README.md",
+            b"v2",
+            &readme.sha,
+            &opts("x"),
+        )
         .unwrap_err();
     assert!(matches!(e, ForgeError::Network(_)), "{e:?}");
     assert_ne!(head(&f, "fx").unwrap(), before);
     assert_eq!(f.file(ORG, "fx", "main", "README.md").unwrap(), b"v2");
 
     // A concurrent writer commits first: the sha the client read is stale.
-    let now = c.read_file(ORG, "fx", "README.md", None).unwrap().unwrap();
+    let now = c
+        .read_file(&RepoRef::new(ORG, "fx"), "README.md", None)
+        .unwrap()
+        .unwrap();
     f.inject(Fault::new(
         Some("POST"),
         "/contents",
@@ -767,7 +861,11 @@ fn injected_faults() {
         sha: Some(now.sha),
     };
     let e = c
-        .change_files(ORG, "fx", std::slice::from_ref(&change), &opts("x"))
+        .change_files(
+            &RepoRef::new(ORG, "fx"),
+            std::slice::from_ref(&change),
+            &opts("x"),
+        )
         .unwrap_err();
     assert!(matches!(e, ForgeError::StaleSha(_)), "{e:?}");
     assert_eq!(f.file(ORG, "fx", "main", "README.md").unwrap(), b"theirs");
@@ -844,13 +942,17 @@ fn url_rules_and_sub_path() {
     f.create_repo(ORG, "p", false);
     for base in [f.base_url(), format!("{}/", f.base_url())] {
         let c = client_for(&base, &f.token());
-        assert_eq!(c.get_repo(ORG, "p").unwrap().name, "p");
-        assert!(c.read_file(ORG, "p", "README.md", None).unwrap().is_some());
+        assert_eq!(c.get_repo(&RepoRef::new(ORG, "p")).unwrap().name, "p");
+        assert!(
+            c.read_file(&RepoRef::new(ORG, "p"), "README.md", None)
+                .unwrap()
+                .is_some()
+        );
     }
     // Without the sub-path the forge has nothing there.
     let root = f.base_url().trim_end_matches("/forgejo").to_string();
     let e = client_for(&root, &f.token())
-        .get_repo(ORG, "p")
+        .get_repo(&RepoRef::new(ORG, "p"))
         .unwrap_err();
     assert!(matches!(e, ForgeError::NotFound(_)), "{e:?}");
 }
@@ -885,16 +987,25 @@ fn token_never_appears_in_any_error() {
         403,
         &format!("PushRejected {TOKEN}"),
     ));
-    errors.push(c.create_file(ORG, "t", "a", b"a", &opts("x")).unwrap_err());
+    errors.push(
+        c.create_file(&RepoRef::new(ORG, "t"), "a", b"a", &opts("x"))
+            .unwrap_err(),
+    );
     f.inject(Fault::fail("POST", "/contents", 405, &echo));
-    errors.push(c.change_files(ORG, "t", &[], &opts("x")).unwrap_err());
+    errors.push(
+        c.change_files(&RepoRef::new(ORG, "t"), &[], &opts("x"))
+            .unwrap_err(),
+    );
     f.inject(Fault::fail(
         "POST",
         "/contents/a",
         422,
         &format!("repository file already exists {TOKEN}"),
     ));
-    errors.push(c.create_file(ORG, "t", "a", b"a", &opts("x")).unwrap_err());
+    errors.push(
+        c.create_file(&RepoRef::new(ORG, "t"), "a", b"a", &opts("x"))
+            .unwrap_err(),
+    );
     f.inject(Fault::fail(
         "PUT",
         "/contents",
@@ -902,7 +1013,7 @@ fn token_never_appears_in_any_error() {
         &format!("sha does not match {TOKEN}"),
     ));
     errors.push(
-        c.update_file(ORG, "t", "README.md", b"a", "x", &opts("x"))
+        c.update_file(&RepoRef::new(ORG, "t"), "README.md", b"a", "x", &opts("x"))
             .unwrap_err(),
     );
     f.inject(Fault::new(Some("GET"), "/user", FaultAction::DropBefore));

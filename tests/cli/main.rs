@@ -1,9 +1,11 @@
 //! One integration-test binary: every test runs the real binaries on real
 //! temporary directories (see `support::TestEnv`).
 
+mod audit;
 mod docs;
 mod drops;
 mod exit_codes;
+mod fleet;
 mod forge;
 mod ops;
 mod otoml;

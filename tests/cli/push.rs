@@ -10,23 +10,23 @@ use std::path::PathBuf;
 use std::process::{Command, Output};
 use std::time::Duration;
 
-const OWNER: &str = "lhumina_code";
-const REPO: &str = "billing";
+pub(crate) const OWNER: &str = "lhumina_code";
+pub(crate) const REPO: &str = "billing";
 
 /// A node with its spool, talking to one forge.
-struct Node {
-    env: TestEnv,
-    token_file: PathBuf,
-    url: String,
-    repo: String,
+pub(crate) struct Node {
+    pub env: TestEnv,
+    pub token_file: PathBuf,
+    pub url: String,
+    pub repo: String,
 }
 
 impl Node {
-    fn new(forge: &TestForge) -> Node {
+    pub(crate) fn new(forge: &TestForge) -> Node {
         Node::named(forge, "test-node", &format!("{OWNER}/{REPO}"))
     }
 
-    fn named(forge: &TestForge, node: &str, repo: &str) -> Node {
+    pub(crate) fn named(forge: &TestForge, node: &str, repo: &str) -> Node {
         let mut env = TestEnv::new();
         env.node = node.to_string();
         let token_file = env.path("token");
@@ -39,7 +39,7 @@ impl Node {
         }
     }
 
-    fn push_cmd(&self) -> Command {
+    pub(crate) fn push_cmd(&self) -> Command {
         let mut c = self.env.cmd("hero_usage_push");
         c.env("HERO_USAGE_FORGEJO_URL", &self.url)
             .env("HERO_USAGE_FORGEJO_TOKEN_FILE", &self.token_file)
@@ -47,11 +47,11 @@ impl Node {
         c
     }
 
-    fn push(&self, args: &[&str]) -> Output {
+    pub(crate) fn push(&self, args: &[&str]) -> Output {
         run(self.push_cmd().args(args))
     }
 
-    fn record(&self, rec: &UsageRecord) {
+    pub(crate) fn record(&self, rec: &UsageRecord) {
         let out = run(self.env.cmd("hero_usage_record").args([
             "--idempotency-key",
             &rec.idempotency_key,
@@ -69,16 +69,16 @@ impl Node {
         assert_eq!(out.status.code(), Some(0), "record: {}", stderr(&out));
     }
 
-    fn pending(&self) -> usize {
+    pub(crate) fn pending(&self) -> usize {
         files_under(&self.env.spool.join("pending")).len()
     }
 
-    fn rejected(&self) -> Vec<PathBuf> {
+    pub(crate) fn rejected(&self) -> Vec<PathBuf> {
         files_under(&self.env.spool.join("rejected"))
     }
 }
 
-fn rec(key: &str, at: &str, amount: u64) -> UsageRecord {
+pub(crate) fn rec(key: &str, at: &str, amount: u64) -> UsageRecord {
     UsageRecord {
         amount_cents: amount,
         description: format!("work \"{key}\""),
@@ -112,7 +112,7 @@ fn file(forge: &TestForge, path: &str) -> Option<String> {
         .map(|b| String::from_utf8(b).unwrap())
 }
 
-fn git(forge: &TestForge, args: &[&str]) -> String {
+pub(crate) fn git(forge: &TestForge, args: &[&str]) -> String {
     let out = Command::new("git")
         .arg("--git-dir")
         .arg(forge.bare_repo(OWNER, REPO))
@@ -145,7 +145,7 @@ fn remote_keys(forge: &TestForge, paths: &[&str]) -> Vec<String> {
     keys
 }
 
-fn code(o: &Output) -> Option<i32> {
+pub(crate) fn code(o: &Output) -> Option<i32> {
     o.status.code()
 }
 
@@ -226,9 +226,16 @@ fn lost_reply_is_healed_by_rereading_in_the_same_run() {
         "/contents",
         FaultAction::DropAfter,
     ));
-    let out = node.push(&[]);
+    let out = node.push(&["--json"]);
     assert_eq!(code(&out), Some(0), "{}", stderr(&out));
     assert_eq!(commits(&forge), 1, "the re-read found the landed commit");
+    // Reported as this run's push, with the commit found, not "nothing to push".
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(v["outcome"], "pushed", "{v}");
+    assert_eq!(v["pushed"], 3, "{v}");
+    assert_eq!(v["already_present"], 0, "{v}");
+    let head = forge.head(OWNER, REPO, "main").unwrap();
+    assert_eq!(v["commit"].as_str(), Some(head.as_str()), "{v}");
     assert_eq!(
         remote_keys(&forge, &[H16, H17]),
         ["job-1", "job-2", "job-3"]
@@ -259,8 +266,8 @@ fn lost_reply_then_forge_down_exits_75_and_next_run_makes_no_new_commit() {
         "/contents",
         FaultAction::DropAfter,
     ));
-    forge.inject(Fault::new(Some("GET"), "/contents/", FaultAction::DropBefore).times(100));
-    let out = node.push(&[]);
+    forge.inject(Fault::new(Some("GET"), "/contents/", FaultAction::DropBefore).times(1000));
+    let out = node.push(&["--retry-seconds", "1"]);
     assert_eq!(code(&out), Some(75), "{}", stderr(&out));
     assert!(
         stderr(&out).contains("next run retries"),
@@ -288,8 +295,8 @@ fn server_errors_exit_75_lose_nothing_and_the_next_run_succeeds() {
     for r in &three() {
         node.record(r);
     }
-    forge.inject(Fault::fail("POST", "/contents", 500, "").times(100));
-    let out = node.push(&[]);
+    forge.inject(Fault::fail("POST", "/contents", 500, "").times(1000));
+    let out = node.push(&["--retry-seconds", "1"]);
     assert_eq!(code(&out), Some(75), "{}", stderr(&out));
     assert_eq!(node.pending(), 3);
     let posts = forge
@@ -297,7 +304,10 @@ fn server_errors_exit_75_lose_nothing_and_the_next_run_succeeds() {
         .iter()
         .filter(|r| r.method == "POST" && r.path.ends_with("/contents"))
         .count();
-    assert_eq!(posts, 5, "bounded retries");
+    // Retries are bounded by --retry-seconds (1 s here, with the test's
+    // 5 to 50 ms waits), not by a count.
+    assert!((2..200).contains(&posts), "bounded retries: {posts}");
+    assert!(stderr(&out).contains("retries used up"), "{}", stderr(&out));
 
     forge.clear_faults();
     let out = node.push(&[]);
@@ -385,15 +395,11 @@ fn servers_without_the_many_files_endpoint_get_one_request_per_file() {
     // One commit per file, each message naming its own file and count.
     let log = git(&forge, &["log", "--format=%s", "main"]);
     assert!(
-        log.contains(&format!(
-            "usage: 2 records from node test-node in {H16} (file 1 of 2)"
-        )),
+        log.contains(&format!("usage: 2 records from node test-node in {H16}")),
         "{log}"
     );
     assert!(
-        log.contains(&format!(
-            "usage: 1 records from node test-node in {H17} (file 2 of 2)"
-        )),
+        log.contains(&format!("usage: 1 records from node test-node in {H17}")),
         "{log}"
     );
     // A late record: the per-file update path (PUT with the sha).
@@ -593,7 +599,9 @@ fn an_unparseable_remote_hour_stays_pending_and_other_hours_push() {
         for r in &three() {
             node.record(r);
         }
-        let out = node.push(&[]);
+        // The bad hour fills the first batch on its own: the run still
+        // goes on to the next hour.
+        let out = node.push(&["--max-records", "2"]);
         assert_eq!(code(&out), Some(65), "{why}: {}", stderr(&out));
         assert!(stderr(&out).contains(H16), "{}", stderr(&out));
         assert!(stderr(&out).contains(why), "{why}: {}", stderr(&out));
@@ -651,20 +659,29 @@ fn dry_run_changes_nothing_anywhere() {
 }
 
 #[test]
-fn max_records_takes_the_oldest_hours_first() {
+fn max_records_bounds_each_commit_and_a_run_drains_oldest_hours_first() {
     let forge = forge();
     let node = Node::new(&forge);
     for r in &three() {
         node.record(r);
     }
+    // One run drains the spool: the oldest hours' commit first, then the rest.
     let out = node.push(&["--max-records", "2", "--once"]);
     assert_eq!(code(&out), Some(0), "{}", stderr(&out));
-    assert_eq!(remote_keys(&forge, &[H16, H17]), ["job-1", "job-2"]);
-    assert_eq!(node.pending(), 1);
-    assert_eq!(code(&node.push(&["--max-records", "2"])), Some(0));
     assert_eq!(
         remote_keys(&forge, &[H16, H17]),
         ["job-1", "job-2", "job-3"]
+    );
+    assert_eq!(node.pending(), 0);
+    let log = git(&forge, &["log", "--format=%s", "main"]);
+    let subjects: Vec<&str> = log.lines().collect();
+    assert_eq!(
+        subjects[..2],
+        [
+            "usage: 1 records from node test-node in 1 file(s)",
+            "usage: 2 records from node test-node in 1 file(s)"
+        ],
+        "{log}"
     );
 }
 
@@ -1044,4 +1061,135 @@ fn a_conflicting_record_of_a_chunk_is_quarantined_alone() {
         );
         assert_eq!(rec.amount_cents, 2);
     }
+}
+
+#[test]
+fn a_lost_race_is_sent_again_without_re_reading() {
+    for (status, message) in [(500, ""), (403, "PushRejected: the ref moved")] {
+        let forge = forge();
+        let node = Node::new(&forge);
+        for r in &three() {
+            node.record(r);
+        }
+        forge.create_repo(OWNER, REPO, false);
+        forge.inject(Fault::fail("POST", "/contents", status, message).times(2));
+        let out = node.push(&[]);
+        assert_eq!(code(&out), Some(0), "{}", stderr(&out));
+        assert_eq!(
+            remote_keys(&forge, &[H16, H17]),
+            ["job-1", "job-2", "job-3"]
+        );
+        let log = forge.requests();
+        let reads = log
+            .iter()
+            .filter(|r| r.method == "GET" && r.path.contains("/contents/"))
+            .count();
+        assert_eq!(
+            reads, 2,
+            "one read per hour, none after a lost race: {log:?}"
+        );
+        let posts = log.iter().filter(|r| r.method == "POST").count();
+        assert_eq!(posts, 3, "{log:?}");
+        // The library prints no binary name but the binary's own.
+        assert!(
+            stderr(&out)
+                .lines()
+                .all(|l| l.starts_with("hero_usage_push: ")),
+            "{}",
+            stderr(&out)
+        );
+        assert!(stderr(&out).contains("sending again"), "{}", stderr(&out));
+    }
+}
+
+#[test]
+fn invalid_branch_names_exit_78_before_any_request() {
+    let forge = forge();
+    let node = Node::new(&forge);
+    node.record(&three()[0]);
+    for bad in ["../main", "a\nb", "usage/{node}/..", "x\u{1b}y", "-x"] {
+        let out = run(node.push_cmd().env("HERO_USAGE_BRANCH", bad));
+        assert_eq!(code(&out), Some(78), "{bad:?}: {}", stderr(&out));
+        assert!(stderr(&out).contains("branch"), "{}", stderr(&out));
+        let errors = stderr(&out)
+            .lines()
+            .filter(|l| l.contains("error:"))
+            .count();
+        assert_eq!(
+            errors,
+            1,
+            "one line, whatever the name holds: {}",
+            stderr(&out)
+        );
+    }
+    assert!(forge.requests().is_empty());
+    assert_eq!(node.pending(), 1);
+}
+
+#[test]
+fn json_prints_an_object_even_when_the_run_ends_early() {
+    let forge = forge();
+    let node = Node::new(&forge);
+    node.record(&three()[0]);
+    let out = run(node
+        .push_cmd()
+        .arg("--json")
+        .env_remove("HERO_USAGE_FORGEJO_URL"));
+    assert_eq!(code(&out), Some(78), "{}", stderr(&out));
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(v["outcome"], "failed", "{v}");
+    assert_eq!(v["exit_code"], 78, "{v}");
+    assert!(
+        v["error"].as_str().unwrap().contains("--forgejo-url"),
+        "{v}"
+    );
+    assert!(stderr(&out).contains("error:"), "{}", stderr(&out));
+}
+
+#[test]
+fn a_failure_after_the_commit_still_prints_the_summary() {
+    let forge = forge();
+    let node = Node::new(&forge);
+    for r in &three() {
+        node.record(r);
+    }
+    // The outcome file cannot be written: a directory stands in its place.
+    let outcome = node.env.spool.join("state/last_push.json");
+    std::fs::create_dir_all(outcome.join("x")).unwrap();
+    let out = node.push(&["--json"]);
+    assert_eq!(code(&out), Some(73), "{}", stderr(&out));
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(v["outcome"], "pushed", "{v}");
+    assert_eq!(v["pushed"], 3, "{v}");
+    assert_eq!(v["exit_code"], 73, "{v}");
+    assert!(
+        v["error"].as_str().unwrap().contains("last_push.json"),
+        "{v}"
+    );
+    assert_eq!(node.pending(), 0, "the commit happened: marked sent");
+    assert_eq!(
+        remote_keys(&forge, &[H16, H17]),
+        ["job-1", "job-2", "job-3"]
+    );
+}
+
+#[test]
+fn splay_zero_does_not_wait_and_the_flags_are_accepted() {
+    let forge = forge();
+    let node = Node::new(&forge);
+    node.record(&three()[0]);
+    let started = std::time::Instant::now();
+    let out = node.push(&[
+        "--splay",
+        "0",
+        "--max-seconds",
+        "60",
+        "--max-request-bytes",
+        "65536",
+        "--retry-seconds",
+        "5",
+    ]);
+    assert_eq!(code(&out), Some(0), "{}", stderr(&out));
+    assert!(started.elapsed() < Duration::from_secs(20));
+    assert_eq!(node.pending(), 0);
 }

@@ -14,6 +14,7 @@ pub fn bin(name: &str) -> PathBuf {
         "hero_usage_push" => env!("CARGO_BIN_EXE_hero_usage_push"),
         "hero_usage_shim" => env!("CARGO_BIN_EXE_hero_usage_shim"),
         "hero_usage_status" => env!("CARGO_BIN_EXE_hero_usage_status"),
+        "hero_usage_audit" => env!("CARGO_BIN_EXE_hero_usage_audit"),
         other => panic!("no binary named {other}"),
     });
     assert!(path.exists(), "{} not built", path.display());
@@ -64,7 +65,10 @@ impl TestEnv {
         }
         c.env("HOME", &self.home)
             .env("HERO_USAGE_SPOOL", &self.spool)
-            .env("HERO_NODE_ID", &self.node);
+            .env("HERO_NODE_ID", &self.node)
+            // Push retries: 5 to 50 ms waits, for at most 3 s (debug builds
+            // only; tests that need a longer window set their own).
+            .env("HERO_USAGE_TEST_RETRY_MS", "5,50,3000");
         c
     }
 

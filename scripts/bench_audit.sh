@@ -1,0 +1,94 @@
+#!/usr/bin/env bash
+# Benchmark hero_usage_audit (release build) on a synthetic billing
+# repository: NODES nodes x HOURS hours x RECORDS records, one commit per
+# node-hour on per-node branches usage/<node> (plus a README on main), made
+# once with git fast-import and cached. The audit reads a local bare clone.
+# Prints the head checks + totals time, the full run with the history walk,
+# peak memory of each, beside `git rev-list --count --all` and a
+# `git cat-file --batch-all-objects --batch` read of the same repository.
+# Usage: scripts/bench_audit.sh [NODES] [HOURS] [RECORDS]   (default 100 720 100)
+# The cache lives in $BENCH_AUDIT_CACHE (default target/bench_audit).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+nodes=${1:-100}
+hours=${2:-720}
+records=${3:-100}
+
+cargo build --release --quiet --bin hero_usage_audit
+audit=$PWD/target/release/hero_usage_audit
+[ -x /usr/bin/time ] || { apt-get update -qq && apt-get install -y -qq time >/dev/null; }
+cache=${BENCH_AUDIT_CACHE:-$PWD/target/bench_audit}
+src=$cache/src-$nodes-$hours-$records.git
+bare=$cache/bare-$nodes-$hours-$records.git
+mkdir -p "$cache"
+
+if [ ! -f "$src/done" ]; then
+    rm -rf "$src" "$bare"
+    git init -q --bare -b main "$src"
+    start=$(date +%s)
+    # The stream: canonical hour files exactly as hero_usage_push renders them.
+    python3 - "$nodes" "$hours" "$records" <<'PY' | git -C "$src" fast-import --quiet --done
+import sys, datetime
+nodes, hours, records = map(int, sys.argv[1:4])
+out = sys.stdout.buffer
+t0 = datetime.datetime(2026, 10, 1)
+stamp = 1790000000
+def data(b):
+    out.write(b"data %d\n" % len(b)); out.write(b); out.write(b"\n")
+out.write(b"commit refs/heads/main\nauthor Admin <admin@example.org> %d +0000\n" % stamp)
+out.write(b"committer Admin <admin@example.org> %d +0000\n" % stamp)
+data(b"README"); out.write(b"M 100644 inline README\n"); data(b"billing\n")
+kinds = ["cpu_hours", "gpu_hours", "storage_gb"]
+for n in range(nodes):
+    node = "node-%03d" % n
+    who = b"hero_usage_push on %s <%s@hero-usage.invalid>" % (node.encode(), node.encode())
+    first = True
+    for h in range(hours):
+        hour = t0 + datetime.timedelta(hours=h)
+        parts = []
+        for i in range(records):
+            at = hour + datetime.timedelta(seconds=i * (3600 // records))
+            parts.append(
+                "[[records]]\namount_cents = %d\ndescription = \"bench %d\"\n"
+                "idempotency_key = \"%s-%s-%04d\"\nnode_id = \"%s\"\noccurred_at = \"%s\"\n"
+                "resource_kind = \"%s\"\nuser_sid = \"u%03d\"\n"
+                % ((i * 37 + h) % 5000, i, node, hour.strftime("%Y%m%d%H"), i, node,
+                   at.strftime("%Y-%m-%d %H:%M:%S"), kinds[i % 3], (i * 7 + h + n) % 1000))
+        body = ("O:\n" + "\n".join(parts)).encode()
+        name = "nodes/%s/usage_%s.otoml" % (node, hour.strftime("%Y-%m-%d-%H"))
+        out.write(b"commit refs/heads/usage/%s\n" % node.encode())
+        out.write(b"author %s %d +0000\ncommitter %s %d +0000\n" % (who, stamp + h, who, stamp + h))
+        data(b"%s: %d records" % (node.encode(), records))
+        if first:
+            out.write(b"from 0000000000000000000000000000000000000000\n")
+            first = False
+        out.write(b"M 100644 inline %s\n" % name.encode())
+        data(body)
+out.write(b"done\n")
+PY
+    git -C "$src" symbolic-ref HEAD refs/heads/main
+    touch "$src/done"
+    echo "built $src in $(( $(date +%s) - start )) s ($(du -sh "$src" | cut -f1))"
+fi
+if [ ! -d "$bare" ]; then
+    git clone -q --mirror --no-local "$src" "$bare"
+fi
+
+timed() { # label, command...: wall seconds and peak RSS from /usr/bin/time
+    local label=$1; shift
+    local log; log=$(mktemp)
+    /usr/bin/time -v "$@" >"$log.out" 2>"$log" || true
+    local wall rss
+    wall=$(grep "Elapsed (wall clock)" "$log" | awk '{print $NF}')
+    rss=$(grep "Maximum resident set size" "$log" | awk '{print $NF}')
+    printf '%-44s %12s %10d MiB\n' "$label" "$wall" $((rss / 1024))
+    grep -E '^(read|violations):' "$log.out" | sed 's/^/    /' | cut -c1-110 || true
+    rm -f "$log" "$log.out"
+}
+
+echo "repository: $nodes nodes x $hours hours x $records records = $((nodes * hours * records)) records, $((nodes * hours)) files"
+printf '%-44s %12s %14s\n' "what" "wall" "peak RSS"
+timed "git rev-list --count --all" git -C "$bare" rev-list --count --all
+timed "git cat-file --batch-all-objects --batch" sh -c "git -C '$bare' cat-file --batch-all-objects --batch >/dev/null; echo read all objects"
+timed "audit: head checks + totals (--no-history)" "$audit" --git-dir "$bare" --no-history --totals day
+timed "audit: full, with history walk" "$audit" --git-dir "$bare" --totals day

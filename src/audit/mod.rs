@@ -1,0 +1,271 @@
+//! The billing repository's auditor and reference reader (`hero_usage_audit`,
+//! `man 1 hero_usage_audit`): reads a local clone (with history) or the
+//! forge's heads, checks every hour file, key and commit against the
+//! contract, and sums the totals the billing aggregator computes.
+//!
+//! Sources ([`git`], [`api`]) list folders and read files; [`walk`] turns
+//! listings into hour files; [`node`] checks one node's files ([`check`],
+//! [`keys`], [`totals`]); [`history`] holds the history rules; [`report`]
+//! renders. Nothing here writes anywhere.
+
+pub mod api;
+pub mod check;
+pub mod fast;
+pub mod findings;
+pub mod git;
+pub mod history;
+pub mod keys;
+pub mod layout;
+pub mod node;
+pub mod report;
+pub mod totals;
+pub mod walk;
+
+use crate::config::ForgeSettings;
+use crate::error::{Kind, fail};
+use anyhow::Result;
+use chrono::NaiveDateTime;
+use findings::{Findings, Note, Place};
+use layout::Filter;
+use node::{NodeOutcome, Reader, audit_node};
+use report::Report;
+use std::collections::{BTreeMap, BTreeSet, HashSet};
+use std::path::PathBuf;
+use totals::{Period, Totals};
+use walk::Layout;
+
+/// Keys shared between nodes named in notes; the rest are counted.
+const NOTES_NAMED: usize = 100;
+
+/// Where the repository is read from.
+#[derive(Debug, Clone)]
+pub enum Source {
+    /// A local clone, bare or not: heads and history.
+    Git(PathBuf),
+    /// The forge's API: heads only.
+    Forge(ForgeSettings),
+}
+
+/// What to audit and how.
+#[derive(Debug, Clone)]
+pub struct Options {
+    pub source: Source,
+    pub filter: Filter,
+    pub period: Option<Period>,
+    /// Walk the history (a local clone only); false: heads and totals only.
+    pub history: bool,
+    /// Bounds `occurred_at` (5 minutes of clock skew allowed).
+    pub now: NaiveDateTime,
+}
+
+/// Run the audit.
+pub fn run(opts: &Options) -> Result<Report> {
+    match &opts.source {
+        Source::Git(path) => run_git(path, opts),
+        Source::Forge(settings) => run_forge(settings, opts),
+    }
+}
+
+fn run_git(path: &std::path::Path, opts: &Options) -> Result<Report> {
+    let mut repo = git::open(path)?;
+    let branches = git::branches(&repo)?;
+    let places: Vec<Place> = branches.all().iter().map(|b| b.place()).collect();
+    let layout = walk::collect(&mut git::GitLister(&repo), &places, &opts.filter)?;
+    let (outcomes, totals) = git_nodes_in_parallel(path, &layout, opts)?;
+    git::cache_trees(&mut repo);
+    let mut history = git::HistoryWalk::new(&repo, &opts.filter);
+    if opts.history {
+        if let Some(d) = &branches.default {
+            history.walk(d, None)?;
+        }
+        for b in &branches.usage {
+            history.walk(b, b.name.strip_prefix("usage/"))?;
+        }
+    }
+    let commits = history.commits();
+    let mut report = assemble(
+        format!("git {}", path.display()),
+        &places,
+        &layout,
+        (outcomes, totals),
+        &mut |f| git::read_blob(&repo, &f.blob),
+    )?;
+    report.findings.merge(history.findings);
+    if opts.history {
+        report.no_history_because = None;
+    } else {
+        report.no_history_because = Some("--no-history".into());
+    }
+    report.commits = commits;
+    report.ignored_branches = branches.ignored;
+    Ok(report)
+}
+
+/// What the threads checking nodes bring back: each node's outcome by its
+/// index, and each thread's totals.
+type Done = (Vec<(usize, Result<NodeOutcome>)>, Option<Totals>);
+
+/// Check nodes on a few threads (each opens the repository itself: gix
+/// handles are not shared between threads without its `parallel` feature):
+/// reading and parsing are what the audit spends its time on.
+fn git_nodes_in_parallel(
+    path: &std::path::Path,
+    layout: &Layout,
+    opts: &Options,
+) -> Result<(Vec<NodeOutcome>, Option<Totals>)> {
+    use std::sync::atomic::{AtomicUsize, Ordering::Relaxed};
+    let nodes: Vec<&Vec<walk::FileRef>> = layout.files.values().collect();
+    let next = AtomicUsize::new(0);
+    let workers = std::thread::available_parallelism()
+        .map_or(1, |n| n.get())
+        .clamp(1, 4);
+    let work = || -> Done {
+        let mut totals = opts.period.map(Totals::new);
+        let repo = match git::open(path) {
+            Ok(r) => r,
+            Err(e) => return (vec![(next.fetch_add(1, Relaxed), Err(e))], totals),
+        };
+        let mut done = Vec::new();
+        loop {
+            let i = next.fetch_add(1, Relaxed);
+            let Some(files) = nodes.get(i) else { break };
+            let mut read = |f: &walk::FileRef| git::read_blob(&repo, &f.blob);
+            done.push((i, audit_node(files, &mut read, opts.now, &mut totals)));
+        }
+        (done, totals)
+    };
+    let results: Vec<Done> = std::thread::scope(|s| {
+        let handles: Vec<_> = (0..workers).map(|_| s.spawn(work)).collect();
+        handles
+            .into_iter()
+            .map(|h| h.join().unwrap_or_default())
+            .collect()
+    });
+    let mut totals = opts.period.map(Totals::new);
+    let mut ordered: Vec<Option<Result<NodeOutcome>>> = (0..nodes.len()).map(|_| None).collect();
+    for (done, t) in results {
+        for (i, r) in done {
+            if let Some(slot) = ordered.get_mut(i) {
+                *slot = Some(r);
+            }
+        }
+        if let (Some(all), Some(t)) = (&mut totals, t) {
+            all.merge(t);
+        }
+    }
+    let outcomes = ordered
+        .into_iter()
+        .map(|r| r.unwrap_or_else(|| Err(fail(Kind::Internal, "a worker thread failed"))))
+        .collect::<Result<Vec<_>>>()?;
+    Ok((outcomes, totals))
+}
+
+fn run_forge(settings: &ForgeSettings, opts: &Options) -> Result<Report> {
+    let mut forge = api::Forge::connect(settings)?;
+    let repo = forge
+        .client
+        .get_repo(&crate::forgejo::RepoRef::new(&forge.owner, &forge.repo))
+        .map_err(api::forge_err)?;
+    let mut places = vec![Place {
+        branch: repo.default_branch.clone(),
+        commit: None,
+    }];
+    let mut ignored = Vec::new();
+    if let Some(list) = forge.branches()? {
+        places.clear();
+        let (default, others): (Vec<Place>, Vec<Place>) = list
+            .into_iter()
+            .partition(|p| p.branch == repo.default_branch);
+        for place in default.into_iter().chain(others) {
+            if place.branch == repo.default_branch || place.branch.starts_with("usage/") {
+                places.push(place);
+            } else {
+                ignored.push(place.branch);
+            }
+        }
+    }
+    let layout = if repo.empty {
+        Layout::default()
+    } else {
+        walk::collect(&mut forge, &places, &opts.filter)?
+    };
+    let mut read = |f: &walk::FileRef| forge.read(&f.place, &f.path);
+    let mut totals = opts.period.map(Totals::new);
+    let outcomes = layout
+        .files
+        .values()
+        .map(|files| audit_node(files, &mut read, opts.now, &mut totals))
+        .collect::<Result<Vec<_>>>()?;
+    let source = format!(
+        "forge {} {}/{}",
+        forge.client.base_url(),
+        forge.owner,
+        forge.repo
+    );
+    let mut report = assemble(source, &places, &layout, (outcomes, totals), &mut read)?;
+    report.ignored_branches = ignored;
+    Ok(report)
+}
+
+/// Put the nodes' outcomes together and name the keys nodes share.
+fn assemble(
+    source: String,
+    places: &[Place],
+    layout: &Layout,
+    (outcomes, totals): (Vec<NodeOutcome>, Option<Totals>),
+    read: &mut Reader,
+) -> Result<Report> {
+    let mut findings = Findings::default();
+    findings.merge(layout.findings.clone());
+    let mut records = 0;
+    let mut key_lists = Vec::with_capacity(outcomes.len());
+    for o in outcomes {
+        findings.merge(o.findings);
+        records += o.records;
+        key_lists.push(o.keys);
+    }
+    let (shared_keys, notes) = shared_key_notes(layout, &key_lists, read)?;
+    Ok(Report {
+        source,
+        no_history_because: Some(
+            "the API source reads the heads only; use --git-dir for history".into(),
+        ),
+        branches: places.iter().map(|p| p.branch.clone()).collect(),
+        ignored_branches: Vec::new(),
+        nodes: layout.files.len(),
+        files: layout.file_count(),
+        records,
+        commits: 0,
+        findings,
+        notes,
+        shared_keys,
+        totals,
+    })
+}
+
+/// Keys held by two or more nodes: counted, and the first few named (read
+/// again from the nodes concerned: only digests were kept).
+fn shared_key_notes(
+    layout: &Layout,
+    lists: &[Vec<keys::ShortDigest>],
+    read: &mut Reader,
+) -> Result<(usize, Vec<Note>)> {
+    let shared = keys::shared_keys(lists);
+    let named = &shared[..shared.len().min(NOTES_NAMED)];
+    let wanted: HashSet<keys::ShortDigest> = named.iter().map(|(d, _)| *d).collect();
+    let involved: BTreeSet<usize> = named.iter().flat_map(|(_, n)| n.iter().copied()).collect();
+    let nodes: Vec<(&String, &Vec<walk::FileRef>)> = layout.files.iter().collect();
+    let mut by_key: BTreeMap<String, Vec<String>> = BTreeMap::new();
+    for i in involved {
+        let (node, files) = nodes[i];
+        for key in node::keys_with_digests(files, read, &wanted)? {
+            by_key.entry(key).or_default().push(node.clone());
+        }
+    }
+    let notes = by_key
+        .into_iter()
+        .filter(|(_, n)| n.len() >= 2)
+        .map(|(key, nodes)| Note { key, nodes })
+        .collect();
+    Ok((shared.len(), notes))
+}

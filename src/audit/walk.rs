@@ -1,0 +1,229 @@
+//! The files at the heads of the branches: walk `nodes/` on each branch,
+//! keep hour files (once per path and content: a file held by two branches
+//! is read once), report every other name. Any source that can list a
+//! folder can be walked ([`Lister`]).
+
+use super::findings::{Findings, Place, Violation, ViolationKind};
+use super::layout::{self, Filter, NODES};
+use crate::record::HourBucket;
+use anyhow::Result;
+use std::collections::{BTreeMap, HashSet};
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum EntryKind {
+    Dir,
+    File,
+    /// A symbolic link or a submodule: never an hour file.
+    Other,
+}
+
+/// One entry of a folder listing; `id` is the object id (git or forge sha).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Entry {
+    pub name: String,
+    pub kind: EntryKind,
+    pub id: String,
+}
+
+/// A source that lists folders at a branch's head.
+pub trait Lister {
+    /// The `nodes` entry at the top of the branch's tree, if any.
+    fn nodes(&mut self, place: &Place) -> Result<Option<Entry>>;
+    /// The entries of folder `dir` found at `path`.
+    fn list(&mut self, place: &Place, path: &str, dir: &Entry) -> Result<Vec<Entry>>;
+}
+
+/// An hour file to read.
+#[derive(Debug, Clone)]
+pub struct FileRef {
+    pub node: String,
+    pub hour: HourBucket,
+    pub path: String,
+    /// Its blob id, for reading and to read a file held by two branches once.
+    pub blob: String,
+    pub place: Place,
+}
+
+/// The hour files per node, and the names that are not hour files.
+#[derive(Debug, Default)]
+pub struct Layout {
+    pub files: BTreeMap<String, Vec<FileRef>>,
+    pub findings: Findings,
+}
+
+impl Layout {
+    pub fn file_count(&self) -> usize {
+        self.files.values().map(Vec::len).sum()
+    }
+}
+
+/// Walk `nodes/` on every branch.
+pub fn collect(src: &mut dyn Lister, branches: &[Place], filter: &Filter) -> Result<Layout> {
+    let mut out = Layout::default();
+    let mut seen: HashSet<(String, String)> = HashSet::new();
+    for place in branches {
+        let Some(nodes) = src.nodes(place)? else {
+            continue;
+        };
+        if nodes.kind != EntryKind::Dir {
+            bad(
+                &mut out,
+                filter.wants_all(),
+                NODES,
+                place,
+                "`nodes` is not a folder",
+            );
+            continue;
+        }
+        for node in src.list(place, NODES, &nodes)? {
+            let path = format!("{NODES}/{}", node.name);
+            if node.kind != EntryKind::Dir {
+                bad(
+                    &mut out,
+                    filter.wants_all(),
+                    &path,
+                    place,
+                    "only node folders belong in nodes/",
+                );
+                continue;
+            }
+            if let Some(why) = layout::bad_node_name(&node.name) {
+                bad(
+                    &mut out,
+                    filter.wants_all(),
+                    &format!("{path}/"),
+                    place,
+                    &why,
+                );
+                continue;
+            }
+            if !filter.wants_node(&node.name) {
+                continue;
+            }
+            for file in src.list(place, &path, &node)? {
+                add_file(&mut out, &mut seen, filter, place, &node.name, file);
+            }
+        }
+    }
+    for files in out.files.values_mut() {
+        files.sort_by(|a, b| a.path.cmp(&b.path));
+    }
+    Ok(out)
+}
+
+fn add_file(
+    out: &mut Layout,
+    seen: &mut HashSet<(String, String)>,
+    filter: &Filter,
+    place: &Place,
+    node: &str,
+    file: Entry,
+) {
+    let path = format!("{NODES}/{node}/{}", file.name);
+    let hour = layout::hour_of_file_name(&file.name);
+    if let Some(why) = layout::bad_file_name(&file.name) {
+        return bad(out, true, &path, place, &why);
+    }
+    if file.kind != EntryKind::File {
+        return bad(
+            out,
+            true,
+            &path,
+            place,
+            "not a regular file (a link, folder or submodule)",
+        );
+    }
+    let Some(hour) = hour.filter(|h| filter.wants_hour(*h)) else {
+        return;
+    };
+    if !seen.insert((path.clone(), file.id.clone())) {
+        return;
+    }
+    out.files
+        .entry(node.to_string())
+        .or_default()
+        .push(FileRef {
+            node: node.to_string(),
+            hour,
+            path,
+            blob: file.id,
+            place: place.clone(),
+        });
+}
+
+fn bad(out: &mut Layout, wanted: bool, path: &str, place: &Place, why: &str) {
+    if wanted {
+        out.findings
+            .push(Violation::new(ViolationKind::BadName, path, place, why));
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::collections::HashMap;
+
+    /// Folders by path.
+    struct Fake(HashMap<String, Vec<Entry>>);
+
+    fn e(name: &str, kind: EntryKind, id: &str) -> Entry {
+        Entry {
+            name: name.into(),
+            kind,
+            id: id.into(),
+        }
+    }
+
+    impl Lister for Fake {
+        fn nodes(&mut self, place: &Place) -> Result<Option<Entry>> {
+            Ok((place.branch == "main").then(|| e("nodes", EntryKind::Dir, "t")))
+        }
+        fn list(&mut self, _: &Place, path: &str, _: &Entry) -> Result<Vec<Entry>> {
+            Ok(self.0.get(path).cloned().unwrap_or_default())
+        }
+    }
+
+    #[test]
+    fn hour_files_kept_other_names_reported() {
+        let mut dirs = HashMap::new();
+        dirs.insert(
+            "nodes".to_string(),
+            vec![
+                e("n1", EntryKind::Dir, "d1"),
+                e(".n2", EntryKind::Dir, "d2"),
+                e("README", EntryKind::File, "b0"),
+            ],
+        );
+        dirs.insert(
+            "nodes/n1".to_string(),
+            vec![
+                e("usage_2026-11-26-16.otoml", EntryKind::File, "b1"),
+                e("usage_2026-11-26-17.otoml", EntryKind::Other, "b2"),
+                e("notes.txt", EntryKind::File, "b3"),
+            ],
+        );
+        let places = [
+            Place {
+                branch: "main".into(),
+                commit: None,
+            },
+            Place {
+                branch: "usage/x".into(),
+                commit: None,
+            },
+        ];
+        let l = collect(&mut Fake(dirs), &places, &Filter::default()).unwrap();
+        assert_eq!(l.file_count(), 1);
+        assert_eq!(l.files["n1"][0].path, "nodes/n1/usage_2026-11-26-16.otoml");
+        let bad: Vec<&str> = l.findings.kept.iter().map(|v| v.file.as_str()).collect();
+        assert_eq!(
+            bad,
+            [
+                "nodes/n1/usage_2026-11-26-17.otoml",
+                "nodes/n1/notes.txt",
+                "nodes/.n2/",
+                "nodes/README"
+            ]
+        );
+    }
+}

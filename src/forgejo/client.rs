@@ -1,0 +1,339 @@
+//! The agent, one request, and the answer turned into a typed error.
+
+use super::url::{check_base_url, encode_path, encode_segment};
+use super::{ClientConfig, ForgeError, Method, RepoRef, Repository};
+use crate::config::Secret;
+use serde_json::{Value, json};
+use std::fmt;
+
+/// Largest JSON answer read (a file's content is echoed in the reply).
+pub(super) const MAX_JSON: u64 = 512 * 1024 * 1024;
+/// Largest raw file read.
+pub(super) const MAX_RAW: u64 = 512 * 1024 * 1024;
+
+/// Which call an answer belongs to (some statuses mean different things).
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub(super) enum Call {
+    Other,
+    CreateRepo,
+    CreateFile,
+    ManyFiles,
+}
+
+/// The client. Cheap to share by reference; holds one connection pool.
+pub struct ForgejoClient {
+    agent: ureq::Agent,
+    /// Base URL without a trailing slash, e.g. `https://h/forgejo`.
+    base: String,
+    token: Secret,
+}
+
+impl fmt::Debug for ForgejoClient {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("ForgejoClient")
+            .field("base", &self.base)
+            .field("token", &self.token)
+            .finish()
+    }
+}
+
+/// `text` with every whole occurrence of `token` replaced: one not inside a
+/// longer run of letters and digits, so that a short token does not eat
+/// pieces of words (`GET` stays `GET` for a token `G`).
+pub(crate) fn scrub_token(text: &str, token: &str) -> String {
+    if token.is_empty() {
+        return text.to_string();
+    }
+    let word = |c: Option<char>| c.is_some_and(|c| c.is_ascii_alphanumeric());
+    let mut out = String::with_capacity(text.len());
+    let mut rest = text;
+    while let Some(i) = rest.find(token) {
+        let before = if i > 0 {
+            rest[..i].chars().next_back()
+        } else {
+            out.chars().next_back()
+        };
+        let after = rest[i + token.len()..].chars().next();
+        out.push_str(&rest[..i]);
+        if word(before) || word(after) {
+            out.push_str(token);
+        } else {
+            out.push_str("<redacted>");
+        }
+        rest = &rest[i + token.len()..];
+    }
+    out.push_str(rest);
+    out
+}
+
+impl ForgejoClient {
+    pub fn new(cfg: ClientConfig) -> Result<ForgejoClient, ForgeError> {
+        let token = cfg.token.expose();
+        let base = check_base_url(cfg.base_url.trim(), cfg.insecure_http)
+            .map_err(|e| ForgeError::Config(scrub_token(e.message(), token)))?;
+        if token.is_empty() {
+            return Err(ForgeError::Config("the token is empty".into()));
+        }
+        if !token.bytes().all(|b| b.is_ascii_graphic()) {
+            return Err(ForgeError::Config(
+                "the token holds a control character, a space or a non-ASCII character; check the token file".into(),
+            ));
+        }
+        let config = ureq::Agent::config_builder()
+            .http_status_as_error(false)
+            .max_redirects(0)
+            .timeout_connect(Some(cfg.connect_timeout))
+            .timeout_global(Some(cfg.timeout))
+            .user_agent(concat!("hero_usage/", env!("CARGO_PKG_VERSION")))
+            .build();
+        Ok(ForgejoClient {
+            agent: ureq::Agent::new_with_config(config),
+            base,
+            token: cfg.token,
+        })
+    }
+
+    /// The checked base URL (no trailing slash): the audit builds its own
+    /// listing URLs on it.
+    pub fn base_url(&self) -> &str {
+        &self.base
+    }
+
+    fn url(&self, api_path: &str) -> String {
+        format!("{}/api/v1{api_path}", self.base)
+    }
+
+    pub(super) fn repo_path(repo: &RepoRef) -> String {
+        format!(
+            "/repos/{}/{}",
+            encode_segment(&repo.owner),
+            encode_segment(&repo.name)
+        )
+    }
+
+    /// Remove the token from any text that came from elsewhere.
+    pub(super) fn scrub(&self, s: &str) -> String {
+        scrub_token(s, self.token.expose())
+    }
+
+    /// Send one request; the answer's body is left for the caller to read.
+    pub(super) fn request(
+        &self,
+        method: Method,
+        api_path: &str,
+        body: Option<&[u8]>,
+    ) -> Result<ureq::http::Response<ureq::Body>, ForgeError> {
+        let url = self.url(api_path);
+        let auth = format!("token {}", self.token.expose());
+        let result = match method {
+            Method::Get => self
+                .agent
+                .get(&url)
+                .header("Authorization", &auth)
+                .header("Accept", "application/json")
+                .call(),
+            Method::Post | Method::Put => {
+                let req = if method == Method::Post {
+                    self.agent.post(&url)
+                } else {
+                    self.agent.put(&url)
+                };
+                req.header("Authorization", &auth)
+                    .header("Accept", "application/json")
+                    .header("Content-Type", "application/json")
+                    .send(body.unwrap_or(b"null"))
+            }
+        };
+        result.map_err(|e| self.transport_error(&format!("{method} {api_path}"), e))
+    }
+
+    /// Send one request and read the whole answer (at most `limit` bytes).
+    pub(super) fn send(
+        &self,
+        method: Method,
+        api_path: &str,
+        body: Option<&[u8]>,
+        limit: u64,
+    ) -> Result<(u16, Vec<u8>), ForgeError> {
+        let mut resp = self.request(method, api_path, body)?;
+        let status = resp.status().as_u16();
+        let bytes = resp
+            .body_mut()
+            .with_config()
+            .limit(limit)
+            .read_to_vec()
+            .map_err(|e| self.transport_error(&format!("{method} {api_path}"), e))?;
+        Ok((status, bytes))
+    }
+
+    pub(super) fn transport_error(&self, what: &str, e: ureq::Error) -> ForgeError {
+        let msg = self.scrub(&format!("{what}: {e}"));
+        match &e {
+            ureq::Error::Timeout(_) => ForgeError::Timeout(msg),
+            ureq::Error::Io(io)
+                if matches!(
+                    io.kind(),
+                    std::io::ErrorKind::TimedOut | std::io::ErrorKind::WouldBlock
+                ) =>
+            {
+                ForgeError::Timeout(msg)
+            }
+            ureq::Error::BodyExceedsLimit(_) => ForgeError::Invalid {
+                status: 200,
+                message: msg,
+            },
+            _ => ForgeError::Network(msg),
+        }
+    }
+
+    /// Turn a non-2xx answer into a typed error; the message is scrubbed
+    /// once, whole.
+    pub(super) fn classify(&self, call: Call, what: &str, status: u16, body: &[u8]) -> ForgeError {
+        let server = serde_json::from_slice::<Value>(body)
+            .ok()
+            .and_then(|v| v.get("message").and_then(Value::as_str).map(str::to_string))
+            .unwrap_or_else(|| {
+                let t = String::from_utf8_lossy(body);
+                t.chars().take(300).collect::<String>().trim().to_string()
+            });
+        let lower = server.to_ascii_lowercase();
+        let msg = self.scrub(&if server.is_empty() {
+            format!("{what}: {status}")
+        } else {
+            format!("{what}: {status} {server}")
+        });
+        match status {
+            401 => ForgeError::Unauthorized(msg),
+            403 if lower.contains("pushrejected") || lower.contains("push rejected") => {
+                ForgeError::PushRejected(msg)
+            }
+            403 => ForgeError::Forbidden(msg),
+            404 | 405 if call == Call::ManyFiles => ForgeError::Unsupported(msg),
+            404 => ForgeError::NotFound(msg),
+            409 | 422 if lower.contains("sha does not match") => ForgeError::StaleSha(msg),
+            409 if call == Call::CreateRepo => ForgeError::AlreadyExists(msg),
+            409 => ForgeError::StaleSha(msg),
+            413 => ForgeError::TooLarge(msg),
+            422 if lower.contains("already exists") && call != Call::Other => {
+                ForgeError::AlreadyExists(msg)
+            }
+            500..=599 => ForgeError::Server {
+                status,
+                message: msg,
+            },
+            _ => ForgeError::Invalid {
+                status,
+                message: msg,
+            },
+        }
+    }
+
+    /// A JSON call: 2xx → parsed body; else a typed error.
+    pub(super) fn call_json(
+        &self,
+        call: Call,
+        method: Method,
+        api_path: &str,
+        body: Option<&Value>,
+    ) -> Result<Value, ForgeError> {
+        let what = format!("{method} {api_path}");
+        let data = body
+            .map(serde_json::to_vec)
+            .transpose()
+            .map_err(|e| ForgeError::Encode(e.to_string()))?;
+        let (status, bytes) = self.send(method, api_path, data.as_deref(), MAX_JSON)?;
+        if !(200..300).contains(&status) {
+            return Err(self.classify(call, &what, status, &bytes));
+        }
+        serde_json::from_slice(&bytes).map_err(|e| ForgeError::Invalid {
+            status,
+            message: format!("{what}: the answer is not JSON: {e}"),
+        })
+    }
+
+    pub fn get_repo(&self, repo: &RepoRef) -> Result<Repository, ForgeError> {
+        let v = self.call_json(Call::Other, Method::Get, &Self::repo_path(repo), None)?;
+        parse_repo(&v)
+    }
+
+    /// Whether `branch` exists (`GET /repos/{owner}/{repo}/branches/{branch}`).
+    pub fn branch_exists(&self, repo: &RepoRef, branch: &str) -> Result<bool, ForgeError> {
+        let api = format!("{}/branches/{}", Self::repo_path(repo), encode_path(branch));
+        match self.call_json(Call::Other, Method::Get, &api, None) {
+            Ok(_) => Ok(true),
+            Err(ForgeError::NotFound(_)) => Ok(false),
+            Err(e) => Err(e),
+        }
+    }
+
+    /// The token's user login.
+    pub fn current_user(&self) -> Result<String, ForgeError> {
+        let v = self.call_json(Call::Other, Method::Get, "/user", None)?;
+        str_field(&v, "login", "GET /user")
+    }
+
+    /// Create a private repository without auto_init (so it starts empty):
+    /// under the token's user when the owner is its login, else under the org.
+    pub fn create_repo(&self, repo: &RepoRef) -> Result<Repository, ForgeError> {
+        let me = self.current_user()?;
+        let path = if me.eq_ignore_ascii_case(&repo.owner) {
+            "/user/repos".to_string()
+        } else {
+            format!("/orgs/{}/repos", encode_segment(&repo.owner))
+        };
+        let body = json!({"name": repo.name, "private": true, "auto_init": false});
+        let v = self.call_json(Call::CreateRepo, Method::Post, &path, Some(&body))?;
+        parse_repo(&v)
+    }
+}
+
+pub(super) fn str_field(v: &Value, key: &str, what: &str) -> Result<String, ForgeError> {
+    v.get(key)
+        .and_then(Value::as_str)
+        .map(str::to_string)
+        .ok_or_else(|| ForgeError::Invalid {
+            status: 200,
+            message: format!("{what}: the answer has no {key:?}"),
+        })
+}
+
+fn parse_repo(v: &Value) -> Result<Repository, ForgeError> {
+    let what = "repository";
+    Ok(Repository {
+        name: str_field(v, "name", what)?,
+        full_name: str_field(v, "full_name", what)?,
+        default_branch: v
+            .get("default_branch")
+            .and_then(Value::as_str)
+            .filter(|s| !s.is_empty())
+            .unwrap_or("main")
+            .to_string(),
+        empty: v.get("empty").and_then(Value::as_bool).unwrap_or(false),
+        private: v.get("private").and_then(Value::as_bool).unwrap_or(false),
+        owner_login: v
+            .get("owner")
+            .and_then(|o| o.get("login"))
+            .and_then(Value::as_str)
+            .unwrap_or("")
+            .to_string(),
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::scrub_token;
+
+    #[test]
+    fn only_whole_occurrences_of_the_token_are_scrubbed() {
+        assert_eq!(scrub_token("GET /user: G", "G"), "GET /user: <redacted>");
+        assert_eq!(
+            scrub_token("token abcdefgh9 in abcdefgh9x", "abcdefgh9"),
+            "token <redacted> in abcdefgh9x"
+        );
+        assert_eq!(
+            scrub_token("a=abcdefgh9&b=abcdefgh9", "abcdefgh9"),
+            "a=<redacted>&b=<redacted>"
+        );
+        assert_eq!(scrub_token("nothing here", ""), "nothing here");
+    }
+}

@@ -1,0 +1,303 @@
+//! Files: read one (`GET contents`, `/raw/` for large blobs), write one
+//! (`POST`/`PUT contents/{path}`), or many in one commit (`POST contents`).
+
+use super::client::{Call, MAX_JSON, MAX_RAW, str_field};
+use super::url::{encode_path, encode_segment};
+use super::{
+    CommitOptions, CommitResult, FileChange, FileOp, ForgeError, ForgejoClient, Method, RemoteFile,
+    RepoRef,
+};
+use base64::Engine;
+use base64::engine::general_purpose::STANDARD as B64;
+use serde_json::{Value, json};
+
+/// `/repos/{owner}/{repo}/{route}/{path}`, each path segment encoded
+/// (`route` is `contents` or `raw`).
+fn file_path(route: &str, repo: &RepoRef, path: &str) -> String {
+    format!(
+        "{}/{route}/{}",
+        ForgejoClient::repo_path(repo),
+        encode_path(path)
+    )
+}
+
+impl ForgejoClient {
+    /// A file's blob sha and bytes; `None` when it does not exist (404) or
+    /// the repository is empty (`[]`).
+    pub fn read_file(
+        &self,
+        repo: &RepoRef,
+        path: &str,
+        git_ref: Option<&str>,
+    ) -> Result<Option<RemoteFile>, ForgeError> {
+        let query = git_ref
+            .map(|r| format!("?ref={}", encode_segment(r)))
+            .unwrap_or_default();
+        let api = format!("{}{query}", file_path("contents", repo, path));
+        let v = match self.call_json(Call::Other, Method::Get, &api, None) {
+            Ok(v) => v,
+            Err(ForgeError::NotFound(_)) => return Ok(None),
+            Err(e) => return Err(e),
+        };
+        if let Some(list) = v.as_array() {
+            if list.is_empty() {
+                return Ok(None); // an empty repository answers [] for any path
+            }
+            return Err(ForgeError::NotAFile(format!(
+                "{path} is a directory, not a file"
+            )));
+        }
+        let kind = v.get("type").and_then(Value::as_str).unwrap_or("file");
+        if kind != "file" {
+            return Err(ForgeError::NotAFile(format!(
+                "{path} is a {kind}, not a file"
+            )));
+        }
+        let what = format!("GET {api}");
+        let sha = str_field(&v, "sha", &what)?;
+        let size = v.get("size").and_then(Value::as_u64).unwrap_or(0);
+        let encoded = v.get("content").and_then(Value::as_str).unwrap_or("");
+        let last_commit = v
+            .get("last_commit_sha")
+            .and_then(Value::as_str)
+            .filter(|s| !s.is_empty())
+            .map(str::to_string);
+        if encoded.is_empty() && size > 0 {
+            let raw = format!("{}{query}", file_path("raw", repo, path));
+            return self.read_raw(&raw, sha, last_commit);
+        }
+        let clean: String = encoded.chars().filter(|c| !c.is_whitespace()).collect();
+        let content = B64
+            .decode(clean.as_bytes())
+            .map_err(|e| ForgeError::Invalid {
+                status: 200,
+                message: format!("{what}: content is not base64: {e}"),
+            })?;
+        Ok(Some(RemoteFile {
+            sha,
+            content,
+            last_commit,
+        }))
+    }
+
+    /// A blob too large for the contents answer, from `/raw/`.
+    fn read_raw(
+        &self,
+        raw: &str,
+        sha: String,
+        last_commit: Option<String>,
+    ) -> Result<Option<RemoteFile>, ForgeError> {
+        let (status, bytes) = self.send(Method::Get, raw, None, MAX_RAW)?;
+        if status == 404 {
+            return Ok(None);
+        }
+        if !(200..300).contains(&status) {
+            return Err(self.classify(Call::Other, &format!("GET {raw}"), status, &bytes));
+        }
+        Ok(Some(RemoteFile {
+            sha,
+            content: bytes,
+            last_commit,
+        }))
+    }
+
+    /// Create one file (POST); fails with `AlreadyExists` if it exists.
+    pub fn create_file(
+        &self,
+        repo: &RepoRef,
+        path: &str,
+        content: &[u8],
+        opts: &CommitOptions,
+    ) -> Result<CommitResult, ForgeError> {
+        self.write_file(repo, path, content, None, opts)
+    }
+
+    /// Update one file (PUT) whose current blob sha is `sha`.
+    pub fn update_file(
+        &self,
+        repo: &RepoRef,
+        path: &str,
+        content: &[u8],
+        sha: &str,
+        opts: &CommitOptions,
+    ) -> Result<CommitResult, ForgeError> {
+        self.write_file(repo, path, content, Some(sha), opts)
+    }
+
+    /// Create (POST, no `sha`) or update (PUT with `sha`) one file.
+    fn write_file(
+        &self,
+        repo: &RepoRef,
+        path: &str,
+        content: &[u8],
+        sha: Option<&str>,
+        opts: &CommitOptions,
+    ) -> Result<CommitResult, ForgeError> {
+        let mut body = common_body(opts);
+        body["content"] = json!(B64.encode(content));
+        let (call, method) = match sha {
+            Some(sha) => {
+                body["sha"] = json!(sha);
+                (Call::Other, Method::Put)
+            }
+            None => (Call::CreateFile, Method::Post),
+        };
+        let api = file_path("contents", repo, path);
+        let v = self.call_json(call, method, &api, Some(&body))?;
+        commit_sha(&v, &api)
+    }
+
+    /// Several changes in one commit (POST /contents, Forgejo 1.20+).
+    /// `Unsupported` means an older server: fall back to one file at a time.
+    pub fn change_files(
+        &self,
+        repo: &RepoRef,
+        changes: &[FileChange],
+        opts: &CommitOptions,
+    ) -> Result<CommitResult, ForgeError> {
+        let api = format!("{}/contents", Self::repo_path(repo));
+        let what = format!("POST {api}");
+        let body = many_files_body(changes, opts)?;
+        let mut resp = self
+            .request(Method::Post, &api, Some(&body))
+            .map_err(|e| cut_off_while_sending(e, body.len()))?;
+        drop(body);
+        let status = resp.status().as_u16();
+        let reader = resp.body_mut().with_config().limit(MAX_JSON).reader();
+        if !(200..300).contains(&status) {
+            let mut bytes = Vec::new();
+            std::io::Read::read_to_end(&mut std::io::Read::take(reader, 64 * 1024), &mut bytes)
+                .map_err(|e| ForgeError::Network(self.scrub(&format!("{what}: {e}"))))?;
+            return Err(self.classify(Call::ManyFiles, &what, status, &bytes));
+        }
+        // The answer echoes every file's content: stream it and keep only
+        // the commit sha, instead of holding it (and a tree of it) in memory.
+        #[derive(serde::Deserialize)]
+        struct Reply {
+            commit: Option<CommitRef>,
+        }
+        #[derive(serde::Deserialize)]
+        struct CommitRef {
+            sha: Option<String>,
+        }
+        let reply: Reply =
+            serde_json::from_reader(std::io::BufReader::new(reader)).map_err(|e| {
+                if e.is_io() {
+                    // The connection broke while the answer was coming: a lost reply.
+                    ForgeError::Network(self.scrub(&format!("{what}: {e}")))
+                } else {
+                    ForgeError::Invalid {
+                        status,
+                        message: format!("{what}: the answer is not JSON: {e}"),
+                    }
+                }
+            })?;
+        match reply.commit.and_then(|c| c.sha).filter(|s| !s.is_empty()) {
+            Some(sha) => Ok(CommitResult { commit_sha: sha }),
+            None => Err(ForgeError::Invalid {
+                status,
+                message: format!("{api}: the answer has no commit.sha"),
+            }),
+        }
+    }
+}
+
+/// Bodies at least this large that break off while being sent are taken for
+/// a proxy's body limit: nginx answers 413 and closes the connection before
+/// reading the body, which the sender sees as a broken pipe or a reset.
+const CUT_OFF_MIN: usize = 256 * 1024;
+
+fn cut_off_while_sending(e: ForgeError, sent: usize) -> ForgeError {
+    let lower = e.message().to_ascii_lowercase();
+    let cut = [
+        "broken pipe",
+        "connection reset",
+        "os error 32",
+        "os error 104",
+    ]
+    .iter()
+    .any(|s| lower.contains(s));
+    match e {
+        ForgeError::Network(m) if cut && sent >= CUT_OFF_MIN => ForgeError::TooLarge(format!(
+            "{m} (the connection broke while sending {sent} bytes, as a proxy's body limit does)"
+        )),
+        e => e,
+    }
+}
+
+/// The options every commit request carries.
+fn common_body(opts: &CommitOptions) -> Value {
+    let mut b = json!({"message": opts.message});
+    if !opts.author_name.is_empty() || !opts.author_email.is_empty() {
+        let who = json!({"name": opts.author_name, "email": opts.author_email});
+        b["author"] = who.clone();
+        b["committer"] = who;
+    }
+    match (&opts.branch, &opts.new_branch_from) {
+        // Forgejo's `branch` is the base; `new_branch` the one created.
+        (Some(br), Some(base)) => {
+            b["branch"] = json!(base);
+            b["new_branch"] = json!(br);
+        }
+        (Some(br), None) => b["branch"] = json!(br),
+        (None, _) => {}
+    }
+    b
+}
+
+/// The `ChangeFilesOptions` JSON, written straight into one buffer: the
+/// base64 of every file goes in place, with no intermediate JSON tree
+/// (a backlog of 100,000 records is some 30 MB of it).
+fn many_files_body(changes: &[FileChange], opts: &CommitOptions) -> Result<Vec<u8>, ForgeError> {
+    let enc = |e: serde_json::Error| ForgeError::Encode(e.to_string());
+    let size: usize = changes.iter().map(change_size).sum();
+    let mut out = serde_json::to_vec(&common_body(opts)).map_err(enc)?;
+    out.reserve(size + 16);
+    out.pop(); // the common options' closing brace
+    out.extend_from_slice(b",\"files\":[");
+    for (i, c) in changes.iter().enumerate() {
+        if i > 0 {
+            out.push(b',');
+        }
+        out.extend_from_slice(b"{\"operation\":");
+        serde_json::to_writer(&mut out, c.operation.as_str()).map_err(enc)?;
+        out.extend_from_slice(b",\"path\":");
+        serde_json::to_writer(&mut out, &c.path).map_err(enc)?;
+        if c.operation != FileOp::Delete {
+            out.extend_from_slice(b",\"content\":\"");
+            let start = out.len();
+            let len = base64::encoded_len(c.content.len(), true).unwrap_or(0);
+            out.resize(start + len, 0);
+            B64.encode_slice(&c.content, &mut out[start..])
+                .map_err(|e| ForgeError::Encode(e.to_string()))?;
+            out.push(b'"');
+        }
+        if let Some(sha) = &c.sha {
+            out.extend_from_slice(b",\"sha\":");
+            serde_json::to_writer(&mut out, sha).map_err(enc)?;
+        }
+        out.push(b'}');
+    }
+    out.extend_from_slice(b"]}");
+    Ok(out)
+}
+
+/// About how many bytes a change takes in a many-files request body.
+pub fn change_size(c: &FileChange) -> usize {
+    base64::encoded_len(c.content.len(), true).unwrap_or(usize::MAX / 4) + c.path.len() + 128
+}
+
+fn commit_sha(v: &Value, api: &str) -> Result<CommitResult, ForgeError> {
+    let sha = v
+        .get("commit")
+        .and_then(|c| c.get("sha"))
+        .and_then(Value::as_str)
+        .filter(|s| !s.is_empty())
+        .ok_or_else(|| ForgeError::Invalid {
+            status: 200,
+            message: format!("{api}: the answer has no commit.sha"),
+        })?;
+    Ok(CommitResult {
+        commit_sha: sha.to_string(),
+    })
+}

@@ -1,0 +1,177 @@
+//! What can go wrong talking to the forge, and the exit-code kind of each.
+
+use crate::error::Kind;
+use std::fmt;
+
+/// What went wrong talking to the forge. Every message is the server's
+/// (scrubbed of the token) or ours, with the call it came from.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ForgeError {
+    /// 404: repository, branch, org or path missing (or invisible to the token).
+    NotFound(String),
+    /// 409 on repository create; 422 `repository file already exists` on file create.
+    AlreadyExists(String),
+    /// 409, or 422 `sha does not match`: re-read and retry.
+    StaleSha(String),
+    /// 401.
+    Unauthorized(String),
+    /// 403 for a missing permission or scope.
+    Forbidden(String),
+    /// 403 `PushRejected` (Forgejo 16+): another writer won a race; retry.
+    PushRejected(String),
+    /// 404/405 on the many-files call: an old server; fall back to one file at a time.
+    Unsupported(String),
+    /// 413: the request body is larger than the server (or its proxy) takes.
+    TooLarge(String),
+    /// 5xx.
+    Server { status: u16, message: String },
+    /// Could not connect, connection reset, reply lost, TLS failure.
+    Network(String),
+    /// Connect or request deadline passed.
+    Timeout(String),
+    /// Any other answer (400, other 4xx, malformed body).
+    Invalid { status: u16, message: String },
+    /// Bad client configuration (URL, token).
+    Config(String),
+    /// The path holds something other than a file (a directory, a symlink,
+    /// a submodule): it cannot be read or rewritten as one.
+    NotAFile(String),
+    /// A request could not be encoded: a bug, not the operator's doing.
+    Encode(String),
+}
+
+impl ForgeError {
+    /// The exit-code kind: 75 for what the next run may cure, 77 for a
+    /// refused token, 78 for configuration, 70 for a bug.
+    pub fn kind(&self) -> Kind {
+        match self {
+            ForgeError::Server { .. }
+            | ForgeError::Network(_)
+            | ForgeError::Timeout(_)
+            | ForgeError::StaleSha(_)
+            | ForgeError::PushRejected(_)
+            | ForgeError::TooLarge(_)
+            | ForgeError::AlreadyExists(_) => Kind::TempFail,
+            ForgeError::Unauthorized(_) | ForgeError::Forbidden(_) => Kind::NoPerm,
+            ForgeError::Config(_) | ForgeError::NotFound(_) => Kind::Config,
+            ForgeError::Invalid {
+                status: 408 | 429, ..
+            } => Kind::TempFail,
+            ForgeError::NotAFile(_) => Kind::Data,
+            ForgeError::Unsupported(_) | ForgeError::Invalid { .. } | ForgeError::Encode(_) => {
+                Kind::Internal
+            }
+        }
+    }
+
+    /// Worth retrying within the same run. `AlreadyExists` counts: on a
+    /// file create it means another writer created it first.
+    pub fn is_retryable(&self) -> bool {
+        matches!(
+            self,
+            ForgeError::Server { .. }
+                | ForgeError::Network(_)
+                | ForgeError::Timeout(_)
+                | ForgeError::StaleSha(_)
+                | ForgeError::PushRejected(_)
+                | ForgeError::AlreadyExists(_)
+                | ForgeError::Invalid {
+                    status: 408 | 429,
+                    ..
+                }
+        )
+    }
+
+    /// A retry must read the files again first: their shas are stale.
+    pub fn needs_reread(&self) -> bool {
+        matches!(self, ForgeError::StaleSha(_) | ForgeError::AlreadyExists(_))
+    }
+
+    /// The message kept with the error.
+    pub fn message(&self) -> &str {
+        match self {
+            ForgeError::NotFound(m)
+            | ForgeError::AlreadyExists(m)
+            | ForgeError::StaleSha(m)
+            | ForgeError::Unauthorized(m)
+            | ForgeError::Forbidden(m)
+            | ForgeError::PushRejected(m)
+            | ForgeError::Unsupported(m)
+            | ForgeError::TooLarge(m)
+            | ForgeError::Network(m)
+            | ForgeError::Timeout(m)
+            | ForgeError::Config(m)
+            | ForgeError::NotAFile(m)
+            | ForgeError::Encode(m) => m,
+            ForgeError::Server { message, .. } | ForgeError::Invalid { message, .. } => message,
+        }
+    }
+}
+
+impl fmt::Display for ForgeError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            ForgeError::NotFound(m) => write!(f, "forge: not found: {m}"),
+            ForgeError::AlreadyExists(m) => write!(f, "forge: already exists: {m}"),
+            ForgeError::StaleSha(m) => {
+                write!(f, "forge: the file changed meanwhile (stale sha): {m}")
+            }
+            ForgeError::Unauthorized(m) => {
+                write!(
+                    f,
+                    "forge refused the token (401): {m}; check the token file"
+                )
+            }
+            ForgeError::Forbidden(m) => write!(
+                f,
+                "forge: permission denied (403): {m}; the token needs write:repository (and write:organization to create an org repository)"
+            ),
+            ForgeError::PushRejected(m) => {
+                write!(f, "forge: push rejected (another writer won a race): {m}")
+            }
+            ForgeError::Unsupported(m) => {
+                write!(f, "forge: endpoint not supported by this server: {m}")
+            }
+            ForgeError::TooLarge(m) => write!(f, "forge: request body too large (413): {m}"),
+            ForgeError::Server { status, message } => {
+                write!(f, "forge: server error {status}: {message}")
+            }
+            ForgeError::Network(m) => write!(f, "forge unreachable: {m}"),
+            ForgeError::Timeout(m) => write!(f, "forge timed out: {m}"),
+            ForgeError::Invalid { status, message } => {
+                write!(f, "forge: unexpected answer {status}: {message}")
+            }
+            ForgeError::Config(m) => write!(f, "forge URL: {m}"),
+            ForgeError::NotAFile(m) => write!(f, "forge: {m}"),
+            ForgeError::Encode(m) => write!(f, "internal error: cannot encode a request: {m}"),
+        }
+    }
+}
+
+impl std::error::Error for ForgeError {}
+
+impl From<ForgeError> for crate::error::Error {
+    fn from(e: ForgeError) -> Self {
+        crate::error::Error::new(e.kind(), e.to_string())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn kinds() {
+        assert_eq!(ForgeError::Network("x".into()).kind(), Kind::TempFail);
+        assert_eq!(ForgeError::Forbidden("x".into()).kind(), Kind::NoPerm);
+        assert_eq!(ForgeError::Unauthorized("x".into()).kind(), Kind::NoPerm);
+        assert_eq!(ForgeError::PushRejected("x".into()).kind(), Kind::TempFail);
+        assert_eq!(ForgeError::Config("x".into()).kind(), Kind::Config);
+        assert_eq!(ForgeError::Encode("x".into()).kind(), Kind::Internal);
+        assert_eq!(ForgeError::TooLarge("x".into()).kind(), Kind::TempFail);
+        assert!(ForgeError::StaleSha("x".into()).is_retryable());
+        assert!(ForgeError::StaleSha("x".into()).needs_reread());
+        assert!(!ForgeError::PushRejected("x".into()).needs_reread());
+        assert!(!ForgeError::Forbidden("x".into()).is_retryable());
+    }
+}

@@ -1,0 +1,75 @@
+//! Which branch a node commits to (DESIGN, "Scale"): the repository's
+//! default branch, a branch named in the settings, or a branch of its own
+//! when the name holds `{node}` (`usage/{node}`).
+
+use crate::error::{Kind, fail};
+use anyhow::Result;
+
+/// The placeholder replaced by the node name.
+pub const NODE_PLACEHOLDER: &str = "{node}";
+
+/// The branch setting with `{node}` replaced, checked as a git branch name.
+/// `None` when no branch is set (the repository's default branch).
+pub fn resolve(setting: Option<&str>, node: &str) -> Result<Option<String>> {
+    let Some(setting) = setting.filter(|s| !s.is_empty()) else {
+        return Ok(None);
+    };
+    let branch = setting.replace(NODE_PLACEHOLDER, node);
+    check_name(&branch).map_err(|why| {
+        fail(
+            Kind::Config,
+            format!(
+                "branch `{}` {why}; set --branch / HERO_USAGE_BRANCH to a valid git branch name such as usage/{NODE_PLACEHOLDER}",
+                crate::error::escape_controls(&branch)
+            ),
+        )
+    })?;
+    Ok(Some(branch))
+}
+
+/// True when the setting gives every node a branch of its own.
+pub fn is_per_node(setting: Option<&str>) -> bool {
+    setting.is_some_and(|s| s.contains(NODE_PLACEHOLDER))
+}
+
+/// git's rules for a branch name (the settings' own check, which the
+/// resolved name must pass too), and no leading `-` (an option to git).
+fn check_name(name: &str) -> std::result::Result<(), String> {
+    crate::config::check_branch(name)?;
+    if name.starts_with('-') {
+        return Err("starts with `-`".into());
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_node_fills_the_placeholder() {
+        assert_eq!(resolve(None, "n1").unwrap(), None);
+        assert_eq!(resolve(Some(""), "n1").unwrap(), None);
+        assert_eq!(
+            resolve(Some("usage/{node}"), "n-1.a").unwrap().as_deref(),
+            Some("usage/n-1.a")
+        );
+        assert!(is_per_node(Some("usage/{node}")));
+        assert!(!is_per_node(Some("main")));
+    }
+
+    #[test]
+    fn bad_names_are_configuration_errors() {
+        for bad in [
+            "../main", "a..b", "a b", "a\nb", "a\u{1b}b", "/main", "main/", "a//b", "x.lock", "-x",
+            ".x", "a/.b", "a~1", "a:b", "a@{1}", "@",
+        ] {
+            let e = resolve(Some(bad), "n1").unwrap_err();
+            assert_eq!(crate::error::kind_of(&e), Kind::Config, "{bad}");
+            assert!(!e.to_string().contains('\n'), "{e}");
+        }
+        for good in ["main", "usage/n1", "billing-2026", "a.b/c_d"] {
+            assert!(resolve(Some(good), "n1").is_ok(), "{good}");
+        }
+    }
+}

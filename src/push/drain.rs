@@ -1,0 +1,549 @@
+//! Draining the spool: batch after batch (each at most `--max-records`),
+//! every batch read, merged and committed in requests of at most
+//! `--max-request-bytes`, until nothing is pending or `--max-seconds` have
+//! passed (DESIGN, "The push job", steps 4 to 7).
+//!
+//! Failures of a commit request:
+//! - a lost race (500, 403 `PushRejected`) or a lost reply: wait at random,
+//!   then send the same request again without re-reading (the other
+//!   writer's commit cannot have changed this node's files; the sha check
+//!   catches the rare case that it did);
+//! - a stale sha (409, 422): re-read the chunk's hours, merge again, resend;
+//! - 413 (or a large body cut off while sending): halve the chunk, and keep
+//!   the smaller size for the rest of the run; a file refused alone leaves
+//!   its hour pending (exit 75) while the other hours go;
+//! - anything else ends the run.
+
+mod send;
+
+use super::merge::{Conflict, Pending, merge_hour, parse_hour_file};
+use super::{Log, Outcome, Problem, PushOptions, PushSummary, forge_err};
+use crate::error::{Kind, fail};
+use crate::failpoint::failpoint;
+use crate::forgejo::{
+    CommitOptions, FileChange, FileOp, ForgeError, ForgejoClient, RepoRef, Repository, change_size,
+};
+use crate::otoml::render_batch;
+use crate::outcome::FilePlan;
+use crate::record::{HourBucket, UsageRecord};
+use crate::spool::{PendingId, Spool};
+use anyhow::Result;
+use std::collections::{HashMap, VecDeque};
+use std::time::Instant;
+
+/// What every step of a run shares.
+pub(super) struct Ctx<'a> {
+    pub spool: &'a Spool,
+    pub opts: &'a PushOptions,
+    pub client: &'a ForgejoClient,
+    /// The branch setting resolved (`None`: the repository's default).
+    pub branch: Option<String>,
+    pub per_node: bool,
+    pub log: Log<'a>,
+    pub started: Instant,
+}
+
+/// One hour's change and what it means for the spool.
+struct HourMeta {
+    hour: HourBucket,
+    /// The records the change adds (kept to merge again after a stale sha).
+    fresh: Vec<Pending>,
+    total_records: usize,
+    /// A request holding this change lost its reply: it may have landed.
+    maybe_landed: bool,
+}
+
+/// Changes that go in one request, with their hours.
+#[derive(Default)]
+struct Chunk {
+    changes: Vec<FileChange>,
+    meta: Vec<HourMeta>,
+}
+
+impl Chunk {
+    fn bytes(&self) -> usize {
+        self.changes.iter().map(change_size).sum()
+    }
+    fn records(&self) -> usize {
+        self.meta.iter().map(|m| m.fresh.len()).sum()
+    }
+    fn push(&mut self, change: FileChange, meta: HourMeta) {
+        self.changes.push(change);
+        self.meta.push(meta);
+    }
+    /// The second half, leaving the first.
+    fn split_half(&mut self) -> Chunk {
+        let at = self.changes.len().div_ceil(2);
+        Chunk {
+            changes: self.changes.split_off(at),
+            meta: self.meta.split_off(at),
+        }
+    }
+}
+
+/// The state of one run's drain.
+struct Drain<'a, 'c> {
+    ctx: &'c Ctx<'a>,
+    repo: RepoRef,
+    /// The branch read and committed to.
+    branch: String,
+    /// Set while `branch` does not exist yet: the first commit creates it
+    /// from this branch (Forgejo's `new_branch`).
+    create_from: Option<String>,
+    /// False only in a dry run against a missing repository: nothing to read.
+    repo_exists: bool,
+    /// The request size in force (halved by a 413, for the rest of the run).
+    limit: usize,
+    /// An old server without the many-files endpoint: one file a request.
+    single_files: bool,
+    /// Hours left pending this run (unreadable, too large), with their records.
+    stuck: HashMap<HourBucket, usize>,
+    rng: super::retry::Rng,
+}
+
+/// Drain the spool into the billing repository.
+pub(super) fn drain(ctx: &Ctx, summary: &mut PushSummary) -> Result<()> {
+    let first = load(ctx, &HashMap::new(), summary)?;
+    if first.is_empty() {
+        summary.outcome = Outcome::NothingToPush;
+        return Ok(());
+    }
+    let mut d = Drain::start(ctx, summary)?;
+    let mut batch = Some(first);
+    loop {
+        let hours = match batch.take() {
+            Some(h) => h,
+            None => load(ctx, &d.stuck, summary)?,
+        };
+        if hours.is_empty() {
+            break;
+        }
+        let before = progress(summary);
+        d.batch(hours, summary)?;
+        if ctx.opts.dry_run || progress(summary) == before {
+            break;
+        }
+        if ctx.started.elapsed() >= ctx.opts.max_seconds {
+            d.note(
+                summary,
+                format!(
+                    "stopped draining after --max-seconds {}; the rest waits for the next run",
+                    ctx.opts.max_seconds.as_secs()
+                ),
+            );
+            break;
+        }
+    }
+    summary.outcome = if ctx.opts.dry_run {
+        Outcome::DryRun
+    } else if summary.pushed > 0 {
+        Outcome::Pushed
+    } else {
+        Outcome::NothingToPush
+    };
+    Ok(())
+}
+
+/// What a batch can change: a batch that changes none of it is the last.
+/// An hour newly left pending counts: the next batch skips it.
+fn progress(s: &PushSummary) -> (usize, usize, usize, usize) {
+    (
+        s.pushed,
+        s.already_present,
+        s.quarantined.len(),
+        s.unreadable_hours.len(),
+    )
+}
+
+/// One hour's pending records, with their spool ids.
+type HourRecords = (HourBucket, Vec<Pending>);
+
+/// The oldest pending records, at most `--max-records` besides those of
+/// hours stuck this run (skipped); damaged entries are quarantined (not in a
+/// dry run) and reported.
+fn load(
+    ctx: &Ctx,
+    stuck: &HashMap<HourBucket, usize>,
+    summary: &mut PushSummary,
+) -> Result<Vec<HourRecords>> {
+    let extra: usize = stuck.values().sum();
+    let load = ctx
+        .spool
+        .load_pending(ctx.opts.max_records.saturating_add(extra))?;
+    for (id, reason) in &load.damaged {
+        quarantine(ctx, id, None, reason, summary);
+    }
+    Ok(load
+        .hours
+        .into_iter()
+        .filter(|(hour, _)| !stuck.contains_key(hour))
+        .collect())
+}
+
+impl<'a, 'c> Drain<'a, 'c> {
+    /// Make sure the repository and the branch are there (not in a dry run).
+    fn start(ctx: &'c Ctx<'a>, summary: &mut PushSummary) -> Result<Drain<'a, 'c>> {
+        let opts = ctx.opts;
+        let repo = RepoRef::new(&opts.forge.owner, &opts.forge.repo);
+        let found = ensure_repo(ctx.client, &repo, opts.dry_run)?;
+        let default = found
+            .as_ref()
+            .map(|r| r.default_branch.clone())
+            .filter(|b| !b.is_empty())
+            .unwrap_or_else(|| "main".to_string());
+        let branch = ctx.branch.clone().unwrap_or_else(|| default.clone());
+        let mut d = Drain {
+            ctx,
+            repo,
+            create_from: None,
+            repo_exists: found.is_some(),
+            limit: opts.max_request_bytes.max(1),
+            single_files: false,
+            stuck: HashMap::new(),
+            rng: super::retry::Rng::new(&opts.node),
+            branch,
+        };
+        if let Some(found) = found.filter(|_| d.branch != default && !opts.dry_run) {
+            d.prepare_branch(&found, summary)?;
+        }
+        Ok(d)
+    }
+
+    /// A branch other than the default that does not exist yet is created
+    /// by the first commit, from the default branch. In an empty repository
+    /// the default branch is set up first (a README commit), so that the
+    /// node's branch does not become the default. A per-node branch must
+    /// not carry other nodes' files: when the default branch holds `nodes/`,
+    /// refuse (78) rather than copy them.
+    fn prepare_branch(&mut self, found: &Repository, summary: &mut PushSummary) -> Result<()> {
+        let (repo, branch) = (self.repo.clone(), self.branch.clone());
+        if self
+            .retrying(summary, |c| c.branch_exists(&repo, &branch))?
+            .map_err(forge_err)?
+        {
+            return Ok(());
+        }
+        let default = found.default_branch.clone();
+        if found.empty {
+            self.set_up_default_branch(&default, summary)?;
+        } else if self.ctx.per_node {
+            match self.retrying(summary, |c| c.read_file(&repo, "nodes", Some(&default)))? {
+                Err(ForgeError::NotAFile(_)) => {
+                    return Err(fail(
+                        Kind::Config,
+                        format!(
+                            "branch {} does not exist, and creating it from the default branch {default} would copy other nodes' files (it holds nodes/); create {} from a commit without nodes/ (git push origin <commit>:refs/heads/{}), or use the shared branch",
+                            self.branch, self.branch, self.branch
+                        ),
+                    ));
+                }
+                Ok(_) => {}
+                Err(e) => return Err(forge_err(e)),
+            }
+        }
+        self.create_from = Some(default);
+        Ok(())
+    }
+
+    /// The first commit of an empty repository: a README on the default
+    /// branch. Another node may have made it first (422 already exists).
+    fn set_up_default_branch(&mut self, default: &str, summary: &mut PushSummary) -> Result<()> {
+        let node = &self.ctx.opts.node;
+        let readme = "# Usage billing\n\nHourly usage records of Hero nodes, written by hero_usage_push \
+            (see man 7 hero_usage). Each node commits to its own branch; nodes/<node>/ holds its hour files.\n";
+        let opts = CommitOptions {
+            branch: Some(default.to_string()),
+            message: format!("Set up the billing repository (by node {node})"),
+            ..self.commit_options(String::new())
+        };
+        let repo = self.repo.clone();
+        // A lost race is retried; "already exists": another node was first.
+        match self.retrying(summary, |c| {
+            c.create_file(&repo, "README.md", readme.as_bytes(), &opts)
+        })? {
+            Ok(_) | Err(ForgeError::AlreadyExists(_)) => Ok(()),
+            Err(e) => Err(forge_err(e)),
+        }
+    }
+
+    fn commit_options(&self, message: String) -> CommitOptions {
+        let node = &self.ctx.opts.node;
+        CommitOptions {
+            branch: Some(self.branch.clone()),
+            new_branch_from: self.create_from.clone(),
+            message,
+            author_name: format!("hero_usage_push on {node}"),
+            author_email: format!("{node}@hero-usage.invalid"),
+        }
+    }
+
+    fn note(&self, summary: &mut PushSummary, note: String) {
+        (self.ctx.log)(&note);
+        summary.notes.push(note);
+    }
+}
+
+/// The repository, created when missing (not in a dry run: `None` then).
+fn ensure_repo(
+    client: &ForgejoClient,
+    repo: &RepoRef,
+    dry_run: bool,
+) -> Result<Option<Repository>> {
+    match client.get_repo(repo) {
+        Ok(r) => return Ok(Some(r)),
+        Err(ForgeError::NotFound(_)) if dry_run => return Ok(None),
+        Err(ForgeError::NotFound(_)) => {}
+        Err(e) => return Err(forge_err(e)),
+    }
+    match client.create_repo(repo) {
+        Ok(r) => Ok(Some(r)),
+        // Another node created it first.
+        Err(ForgeError::AlreadyExists(_)) => client.get_repo(repo).map(Some).map_err(forge_err),
+        Err(ForgeError::NotFound(m)) => Err(fail(
+            Kind::Config,
+            format!(
+                "cannot create repository {repo}: owner {} is neither an organisation nor the token's user ({m}); check --repo",
+                repo.owner
+            ),
+        )),
+        Err(e) => Err(forge_err(e)),
+    }
+}
+
+impl Drain<'_, '_> {
+    /// Read, merge and commit one batch.
+    fn batch(&mut self, hours: Vec<HourRecords>, summary: &mut PushSummary) -> Result<()> {
+        let mut planned = Vec::new();
+        for (hour, pending) in hours {
+            if let Some(p) = self.plan_hour(hour, pending, None, summary)? {
+                planned.push(p);
+            }
+        }
+        failpoint("push-after-read");
+        if self.ctx.opts.dry_run {
+            for (change, meta) in &planned {
+                summary.pushed += meta.fresh.len();
+                summary
+                    .files
+                    .push(file_plan(change, meta, meta.fresh.len()));
+            }
+            return Ok(());
+        }
+        let mut queue = self.chunks(planned);
+        while let Some(chunk) = queue.pop_front() {
+            if chunk.changes.len() > 1 && chunk.bytes() > self.limit {
+                // Made before a 413 lowered the limit: cut it to the new size.
+                let pairs = chunk.changes.into_iter().zip(chunk.meta).collect();
+                for piece in self.chunks(pairs).into_iter().rev() {
+                    queue.push_front(piece);
+                }
+                continue;
+            }
+            self.send(chunk, &mut queue, summary)?;
+        }
+        Ok(())
+    }
+
+    /// Changes in request-sized chunks, in order; a file larger than the
+    /// limit goes alone.
+    fn chunks(&self, planned: Vec<(FileChange, HourMeta)>) -> VecDeque<Chunk> {
+        let mut queue = VecDeque::new();
+        let mut chunk = Chunk::default();
+        let mut bytes = 0;
+        for (change, meta) in planned {
+            let size = change_size(&change);
+            let full = bytes + size > self.limit || self.single_files;
+            if !chunk.changes.is_empty() && full {
+                queue.push_back(std::mem::take(&mut chunk));
+                bytes = 0;
+            }
+            bytes += size;
+            chunk.push(change, meta);
+        }
+        if !chunk.changes.is_empty() {
+            queue.push_back(chunk);
+        }
+        queue
+    }
+
+    /// Merge one hour's pending records with its remote file: records there
+    /// already are marked sent, conflicts quarantined; the rest make the
+    /// change. `landed`: a request with this hour's change lost its reply,
+    /// so records found there now were committed by this run.
+    fn plan_hour(
+        &mut self,
+        hour: HourBucket,
+        pending: Vec<Pending>,
+        landed: Option<FileOp>,
+        summary: &mut PushSummary,
+    ) -> Result<Option<(FileChange, HourMeta)>> {
+        let path = hour.remote_path(&self.ctx.opts.node);
+        let pending: Vec<Pending> = pending
+            .into_iter()
+            .filter(|(id, _)| !already_quarantined(id, summary))
+            .collect();
+        let (mut records, sha, last_commit) = match self.read_hour(&path, hour, summary)? {
+            Ok(found) => found,
+            Err(reason) => {
+                self.stuck.insert(hour, pending.len());
+                summary.unreadable_hours.push(Problem {
+                    what: path,
+                    reason: format!(
+                        "{reason}; its records stay pending until the file is repaired"
+                    ),
+                });
+                return Ok(None);
+            }
+        };
+        let merge = merge_hour(&records, pending);
+        quarantine_conflicts(self.ctx, &path, &merge.conflicts, summary);
+        self.present(
+            &path,
+            &merge.present,
+            landed,
+            last_commit,
+            records.len(),
+            summary,
+        )?;
+        if merge.fresh.is_empty() {
+            return Ok(None);
+        }
+        records.extend(merge.fresh.iter().map(|(_, r)| r.clone()));
+        let change = FileChange {
+            operation: if sha.is_some() {
+                FileOp::Update
+            } else {
+                FileOp::Create
+            },
+            path,
+            content: render_batch(&records).into_bytes(),
+            sha,
+        };
+        let meta = HourMeta {
+            hour,
+            fresh: merge.fresh,
+            total_records: records.len(),
+            maybe_landed: false,
+        };
+        Ok(Some((change, meta)))
+    }
+
+    /// Records the remote file holds already: marked sent. After a lost
+    /// reply they are this run's: counted as pushed, with the commit found.
+    fn present(
+        &self,
+        path: &str,
+        ids: &[PendingId],
+        landed: Option<FileOp>,
+        last_commit: Option<String>,
+        total: usize,
+        summary: &mut PushSummary,
+    ) -> Result<()> {
+        if ids.is_empty() || self.ctx.opts.dry_run {
+            summary.already_present += ids.len();
+            return Ok(());
+        }
+        self.ctx.spool.mark_sent(ids)?;
+        match landed {
+            None => summary.already_present += ids.len(),
+            Some(operation) => {
+                summary.pushed += ids.len();
+                summary.commit = last_commit.or(summary.commit.take());
+                summary.files.push(FilePlan {
+                    path: path.to_string(),
+                    new_records: ids.len(),
+                    total_records: total,
+                    operation,
+                });
+            }
+        }
+        Ok(())
+    }
+
+    /// The records, blob sha and last commit of an hour's remote file
+    /// (none when missing); `Err(reason)` when it cannot be understood.
+    /// A read that fails for a while (5xx, network) is retried.
+    #[allow(clippy::type_complexity)]
+    fn read_hour(
+        &mut self,
+        path: &str,
+        hour: HourBucket,
+        summary: &mut PushSummary,
+    ) -> Result<std::result::Result<(Vec<UsageRecord>, Option<String>, Option<String>), String>>
+    {
+        if !self.repo_exists {
+            return Ok(Ok((Vec::new(), None, None)));
+        }
+        let (repo, branch) = (self.repo.clone(), self.branch.clone());
+        let read = self.retrying(summary, |c| c.read_file(&repo, path, Some(&branch)))?;
+        match read {
+            Ok(None) => Ok(Ok((Vec::new(), None, None))),
+            Ok(Some(file)) => Ok(parse_hour_file(file.content, hour)
+                .map(|records| (records, Some(file.sha), file.last_commit))),
+            Err(ForgeError::NotAFile(m)) => Ok(Err(m)),
+            Err(e) => Err(forge_err(e)),
+        }
+    }
+}
+
+/// Pending records whose key the billing repository holds with other fields.
+fn quarantine_conflicts(ctx: &Ctx, path: &str, conflicts: &[Conflict], summary: &mut PushSummary) {
+    for c in conflicts {
+        let reason = format!(
+            "conflict: idempotency key already in {path} of the billing repository with different {}; never pushed",
+            c.fields.join(", ")
+        );
+        quarantine(ctx, &c.id, Some(&c.record), &reason, summary);
+    }
+}
+
+/// What the summary says of a change.
+fn file_plan(change: &FileChange, meta: &HourMeta, new_records: usize) -> FilePlan {
+    FilePlan {
+        path: change.path.clone(),
+        new_records,
+        total_records: meta.total_records,
+        operation: change.operation,
+    }
+}
+
+fn quarantine_name(id: &PendingId) -> String {
+    format!("pending/{}", id.as_str())
+}
+
+fn already_quarantined(id: &PendingId, summary: &PushSummary) -> bool {
+    let name = quarantine_name(id);
+    summary.quarantined.iter().any(|p| p.what == name)
+}
+
+/// Move a pending record to `rejected/` (not in a dry run) and report it
+/// once, however often the run meets it. `record` is the entry's record when
+/// it could be read.
+fn quarantine(
+    ctx: &Ctx,
+    id: &PendingId,
+    record: Option<&UsageRecord>,
+    reason: &str,
+    summary: &mut PushSummary,
+) {
+    if already_quarantined(id, summary) {
+        return;
+    }
+    let what = quarantine_name(id);
+    if summary.unreadable_hours.iter().any(|p| p.what == what) {
+        return; // could not be quarantined earlier in this run: reported once
+    }
+    if !ctx.opts.dry_run
+        && let Err(e) = ctx.spool.quarantine_pending(id, record, reason)
+    {
+        summary.unreadable_hours.push(Problem {
+            what,
+            reason: format!("could not quarantine: {e:#}"),
+        });
+        return;
+    }
+    summary.quarantined.push(Problem {
+        what,
+        reason: reason.to_string(),
+    });
+}

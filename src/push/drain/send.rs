@@ -1,0 +1,236 @@
+//! Sending one chunk: commit, and on failure retry, re-read, halve or give up.
+
+use super::{Chunk, Drain, HourMeta, file_plan};
+use crate::error::Kind;
+use crate::error::fail;
+use crate::failpoint::failpoint;
+use crate::forgejo::{FileOp, ForgeError, ForgejoClient};
+use crate::outcome::{Problem, PushSummary};
+use crate::push::forge_err;
+use anyhow::Result;
+use std::collections::VecDeque;
+use std::time::Instant;
+
+impl Drain<'_, '_> {
+    /// Commit `chunk`, retrying as the failure calls for; a half of it
+    /// after a 413 goes back to the front of `queue`.
+    pub(super) fn send(
+        &mut self,
+        mut chunk: Chunk,
+        queue: &mut VecDeque<Chunk>,
+        summary: &mut PushSummary,
+    ) -> Result<()> {
+        let mut failures = 0;
+        let mut first_failure = None;
+        while !chunk.changes.is_empty() {
+            summary.attempts += 1;
+            let err = match self.commit(&chunk) {
+                Ok(sha) => return self.committed(chunk, sha, summary),
+                Err(e) => e,
+            };
+            match err {
+                ForgeError::Unsupported(_) if !self.single_files => {
+                    self.single_files = true;
+                    requeue_one_by_one(chunk, queue);
+                    return Ok(());
+                }
+                ForgeError::TooLarge(m) => {
+                    self.too_large(chunk, queue, &m, summary);
+                    return Ok(());
+                }
+                e if e.is_retryable() => {
+                    failures += 1;
+                    let first = *first_failure.get_or_insert_with(Instant::now);
+                    self.wait_or_give_up(&e, failures, first, summary)?;
+                    if matches!(e, ForgeError::Network(_) | ForgeError::Timeout(_)) {
+                        chunk.meta.iter_mut().for_each(|m| m.maybe_landed = true);
+                    }
+                    if e.needs_reread() {
+                        chunk = self.replan(chunk, summary)?;
+                    }
+                }
+                e => return Err(forge_err(e)),
+            }
+        }
+        Ok(())
+    }
+
+    /// One request: every change in one commit, or one file on an old server.
+    fn commit(&self, chunk: &Chunk) -> Result<String, ForgeError> {
+        let (client, node) = (self.ctx.client, &self.ctx.opts.node);
+        let n = chunk.records();
+        if self.single_files {
+            let c = &chunk.changes[0];
+            let opts =
+                self.commit_options(format!("usage: {n} records from node {node} in {}", c.path));
+            let result = match (c.operation, &c.sha) {
+                (FileOp::Update, Some(sha)) => {
+                    client.update_file(&self.repo, &c.path, &c.content, sha, &opts)
+                }
+                _ => client.create_file(&self.repo, &c.path, &c.content, &opts),
+            };
+            return result.map(|r| r.commit_sha);
+        }
+        let opts = self.commit_options(format!(
+            "usage: {n} records from node {node} in {} file(s)",
+            chunk.changes.len()
+        ));
+        client
+            .change_files(&self.repo, &chunk.changes, &opts)
+            .map(|r| r.commit_sha)
+    }
+
+    /// The commit landed: mark its records sent, durably, before anything else.
+    fn committed(&mut self, chunk: Chunk, sha: String, summary: &mut PushSummary) -> Result<()> {
+        failpoint("push-after-commit");
+        summary.commits += 1;
+        summary.commit = Some(sha);
+        self.create_from = None;
+        let ids: Vec<_> = chunk
+            .meta
+            .iter()
+            .flat_map(|m| m.fresh.iter().map(|(id, _)| id))
+            .collect();
+        self.ctx.spool.mark_sent(&ids)?;
+        failpoint("push-after-mark");
+        for (change, meta) in chunk.changes.iter().zip(&chunk.meta) {
+            summary.pushed += meta.fresh.len();
+            summary
+                .files
+                .push(file_plan(change, meta, meta.fresh.len()));
+        }
+        Ok(())
+    }
+
+    /// A 413: halve the chunk and keep the smaller size for the rest of the
+    /// run; a file refused alone leaves its hour pending (exit 75).
+    fn too_large(
+        &mut self,
+        mut chunk: Chunk,
+        queue: &mut VecDeque<Chunk>,
+        message: &str,
+        summary: &mut PushSummary,
+    ) {
+        let bytes = chunk.bytes();
+        if chunk.changes.len() > 1 {
+            self.limit = self.limit.min(bytes / 2).max(1);
+            let second = chunk.split_half();
+            queue.push_front(second);
+            queue.push_front(chunk);
+            self.note(
+                summary,
+                format!(
+                    "the server refused a request of about {bytes} bytes (413); sending at most {} bytes a request from now on",
+                    self.limit
+                ),
+            );
+            return;
+        }
+        let meta: &HourMeta = &chunk.meta[0];
+        let mib = bytes.div_ceil(1024 * 1024);
+        self.stuck.insert(meta.hour, meta.fresh.len());
+        summary.unreadable_hours.push(Problem {
+            what: chunk.changes[0].path.clone(),
+            reason: format!(
+                "{message}; this file alone needs a request body of about {bytes} bytes: raise the server's body limit to at least {mib} MiB (nginx: client_max_body_size {mib}m); its records stay pending"
+            ),
+        });
+        summary.exit_code = Kind::TempFail.exit_code();
+    }
+
+    /// Wait before the next try, or give up when the retry window would pass.
+    fn wait_or_give_up(
+        &mut self,
+        e: &ForgeError,
+        failures: u32,
+        first: Instant,
+        summary: &mut PushSummary,
+    ) -> Result<()> {
+        let policy = self.ctx.opts.retry;
+        let wait = policy.wait(failures, &mut self.rng);
+        if first.elapsed() + wait > policy.window {
+            return Err(fail(
+                e.kind(),
+                format!(
+                    "{e}; {failures} attempt(s) over {} s, retries used up; nothing is lost, the next run retries",
+                    first.elapsed().as_secs()
+                ),
+            ));
+        }
+        let then = if e.needs_reread() {
+            "re-reading and retrying"
+        } else {
+            "sending again"
+        };
+        self.note(
+            summary,
+            format!(
+                "attempt {failures} failed ({e}); {then} in {:.1} s",
+                wait.as_secs_f64()
+            ),
+        );
+        std::thread::sleep(wait);
+        Ok(())
+    }
+
+    /// A read, retried while it fails for a while (5xx, network, timeout)
+    /// within the retry window; any other answer is the caller's.
+    pub(super) fn retrying<T>(
+        &mut self,
+        summary: &mut PushSummary,
+        mut call: impl FnMut(&ForgejoClient) -> Result<T, ForgeError>,
+    ) -> Result<Result<T, ForgeError>> {
+        let mut failures = 0;
+        let mut first_failure = None;
+        loop {
+            match call(self.ctx.client) {
+                Err(e) if e.is_retryable() && !e.needs_reread() => {
+                    failures += 1;
+                    let first = *first_failure.get_or_insert_with(Instant::now);
+                    self.wait_or_give_up(&e, failures, first, summary)?;
+                }
+                other => return Ok(other),
+            }
+        }
+    }
+
+    /// After a stale sha: read the chunk's hours again and merge afresh.
+    fn replan(&mut self, chunk: Chunk, summary: &mut PushSummary) -> Result<Chunk> {
+        let (repo, branch) = (self.repo.clone(), self.branch.clone());
+        if self.create_from.is_some()
+            && self
+                .retrying(summary, |c| c.branch_exists(&repo, &branch))?
+                .map_err(forge_err)?
+        {
+            self.create_from = None; // a lost reply created it
+        }
+        let mut out = Chunk::default();
+        for (change, meta) in chunk.changes.into_iter().zip(chunk.meta) {
+            let landed = meta.maybe_landed.then_some(change.operation);
+            drop(change);
+            if let Some((c, mut m)) = self.plan_hour(meta.hour, meta.fresh, landed, summary)? {
+                m.maybe_landed = meta.maybe_landed;
+                out.push(c, m);
+            }
+        }
+        Ok(out)
+    }
+}
+
+/// An old server: every change of `chunk` becomes a request of its own,
+/// ahead of the rest of the queue.
+fn requeue_one_by_one(chunk: Chunk, queue: &mut VecDeque<Chunk>) {
+    let singles: Vec<Chunk> = chunk
+        .changes
+        .into_iter()
+        .zip(chunk.meta)
+        .map(|(c, m)| {
+            let mut one = Chunk::default();
+            one.push(c, m);
+            one
+        })
+        .collect();
+    for one in singles.into_iter().rev() {
+        queue.push_front(one);
+    }
+}

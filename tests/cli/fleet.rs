@@ -1,0 +1,257 @@
+//! A fleet on one billing repository (issue 10): many nodes pushing at the
+//! same instant to a test forge whose commits race as Forgejo's do, large
+//! backlogs, a proxy's body limit, and per-node branches. Retries use the
+//! short test waits (`HERO_USAGE_TEST_RETRY_MS`), so nothing sleeps for long.
+
+use crate::push::{Node, OWNER, REPO, code, git};
+use crate::support::{run, run_with_stdin, stderr, stdout};
+use hero_usage::otoml::parse_batch;
+use hero_usage_test_forge::{ForgeOptions, TestForge};
+use serde_json::Value;
+use std::collections::BTreeMap;
+use std::process::Output;
+
+/// Waits for racing nodes: from up to 20 ms growing to at most 400 ms.
+const FLEET_WAITS: &str = "20,400";
+
+fn racing_forge(commit_ms: u64, race_403: bool) -> TestForge {
+    TestForge::start(ForgeOptions {
+        commit_ms,
+        race_403,
+        ..ForgeOptions::default()
+    })
+}
+
+/// `n` JSON lines for `hero_usage_record --stdin`, keys `<prefix>-<i>`,
+/// spread over `hours` hours of 2026-11-20 from 00:00.
+fn lines(prefix: &str, n: usize, hours: usize) -> String {
+    (0..n)
+        .map(|i| {
+            format!(
+                "{{\"idempotency_key\":\"{prefix}-{i}\",\"user_sid\":\"0a1b\",\"amount_cents\":{i},\
+                 \"resource_kind\":\"cpu_hours\",\"description\":\"{:0>40}\",\
+                 \"occurred_at\":\"2026-11-20 {:02}:{:02}:{:02}\"}}\n",
+                i,
+                i % hours,
+                (i / 60) % 60,
+                i % 60
+            )
+        })
+        .collect()
+}
+
+fn record_lines(node: &Node, text: &str) {
+    let o = run_with_stdin(
+        node.env.cmd("hero_usage_record").arg("--stdin"),
+        text.as_bytes(),
+    );
+    assert_eq!(code(&o), Some(0), "{}", stderr(&o));
+}
+
+fn fleet(forge: &TestForge, n: usize, records: usize) -> Vec<Node> {
+    (0..n)
+        .map(|i| {
+            let node = Node::named(forge, &format!("node-{i:02}"), &format!("{OWNER}/{REPO}"));
+            record_lines(&node, &lines(&format!("n{i}"), records, 3));
+            node
+        })
+        .collect()
+}
+
+/// Run every node's push at the same instant; their outputs in order.
+fn push_all(nodes: &[Node], args: &[&str]) -> Vec<Output> {
+    let children: Vec<_> = nodes
+        .iter()
+        .map(|n| {
+            let mut c = n.push_cmd();
+            c.env(hero_usage::push::TEST_WAITS_ENV, FLEET_WAITS)
+                .args(args)
+                .arg("--json")
+                .stdout(std::process::Stdio::piped())
+                .stderr(std::process::Stdio::piped());
+            c.spawn().expect("spawn push")
+        })
+        .collect();
+    children
+        .into_iter()
+        .map(|c| c.wait_with_output().expect("wait push"))
+        .collect()
+}
+
+/// Every key of every `nodes/*/` file on `branch`, with repeats, per node folder.
+fn keys_on(forge: &TestForge, branch: &str) -> BTreeMap<String, Vec<String>> {
+    let list = git(forge, &["ls-tree", "-r", "--name-only", branch]);
+    let mut out: BTreeMap<String, Vec<String>> = BTreeMap::new();
+    for path in list.lines().filter(|p| p.starts_with("nodes/")) {
+        let node = path.split('/').nth(1).unwrap().to_string();
+        let text = String::from_utf8(forge.file(OWNER, REPO, branch, path).unwrap()).unwrap();
+        let keys = parse_batch(&text)
+            .unwrap()
+            .into_iter()
+            .map(|r| r.idempotency_key);
+        out.entry(node).or_default().extend(keys);
+    }
+    out
+}
+
+fn summary(o: &Output) -> Value {
+    serde_json::from_slice(&o.stdout)
+        .unwrap_or_else(|e| panic!("{e}: {}\n{}", stdout(o), stderr(o)))
+}
+
+fn assert_fleet_landed(forge: &TestForge, nodes: &[Node], outs: &[Output], records: usize) {
+    for (node, o) in nodes.iter().zip(outs) {
+        assert_eq!(code(o), Some(0), "{}: {}", node.env.node, stderr(o));
+        assert_eq!(summary(o)["pushed"], records, "{}", stdout(o));
+        assert_eq!(node.pending(), 0);
+    }
+    let keys = keys_on(forge, "main");
+    assert_eq!(keys.len(), nodes.len());
+    for (i, (_, mut k)) in keys.into_iter().enumerate() {
+        k.sort();
+        let mut want: Vec<String> = (0..records).map(|r| format!("n{i}-{r}")).collect();
+        want.sort();
+        assert_eq!(k, want, "every record once");
+    }
+}
+
+#[test]
+fn twenty_nodes_at_once_all_land_in_their_first_run() {
+    for race_403 in [false, true] {
+        let forge = racing_forge(30, race_403);
+        forge.create_repo(OWNER, REPO, false);
+        let nodes = fleet(&forge, 20, 6);
+        let outs = push_all(&nodes, &[]);
+        assert_fleet_landed(&forge, &nodes, &outs, 6);
+        let stats = forge.stats();
+        assert!(stats.lost_races > 0, "the forge raced: {stats:?}");
+        assert_eq!(stats.commits, 20, "one commit per node");
+    }
+}
+
+#[test]
+fn per_node_branches_never_race_and_hold_only_their_node() {
+    let forge = racing_forge(30, false);
+    let nodes = fleet(&forge, 8, 4);
+    // The first node finds the repository missing: it creates it and sets
+    // up its default branch before its own branch (which must not become
+    // the default). Then the rest push at the same instant.
+    let first = run(nodes[0].push_cmd().args(["--branch", "usage/{node}"]));
+    assert_eq!(code(&first), Some(0), "{}", stderr(&first));
+    forge.reset_stats();
+    let mut outs = vec![first];
+    outs.extend(push_all(&nodes[1..], &["--branch", "usage/{node}"]));
+    for (node, o) in nodes.iter().zip(&outs) {
+        assert_eq!(code(o), Some(0), "{}: {}", node.env.node, stderr(o));
+        assert_eq!(node.pending(), 0);
+    }
+    // The repository was empty: its default branch was set up first, and
+    // holds no node's files.
+    assert!(forge.head(OWNER, REPO, "main").is_some());
+    let default = git(&forge, &["symbolic-ref", "HEAD"]);
+    assert_eq!(default.trim(), "refs/heads/main");
+    assert!(keys_on(&forge, "main").is_empty());
+    for node in &nodes {
+        let branch = format!("usage/{}", node.env.node);
+        let keys = keys_on(&forge, &branch);
+        assert_eq!(
+            keys.keys().collect::<Vec<_>>(),
+            [&node.env.node],
+            "{branch}"
+        );
+        assert_eq!(keys[&node.env.node].len(), 4);
+        let author = git(&forge, &["log", "-1", "--format=%an <%ae>", &branch]);
+        assert_eq!(
+            author.trim(),
+            format!(
+                "hero_usage_push on {0} <{0}@hero-usage.invalid>",
+                node.env.node
+            )
+        );
+    }
+    assert_eq!(forge.stats().lost_races, 0, "{:?}", forge.stats());
+    // A second round appends on the existing branches.
+    let node = &nodes[0];
+    record_lines(node, &lines("late", 2, 1));
+    let o = run(node.push_cmd().args(["--branch", "usage/{node}"]));
+    assert_eq!(code(&o), Some(0), "{}", stderr(&o));
+    let keys = keys_on(&forge, &format!("usage/{}", node.env.node));
+    assert_eq!(keys[&node.env.node].len(), 6);
+}
+
+#[test]
+fn a_backlog_larger_than_one_commit_drains_in_one_run() {
+    let forge = racing_forge(0, false);
+    let node = Node::named(&forge, "big", &format!("{OWNER}/{REPO}"));
+    record_lines(&node, &lines("b", 500, 10));
+    let o = node.push(&["--max-records", "120", "--json"]);
+    assert_eq!(code(&o), Some(0), "{}", stderr(&o));
+    let v = summary(&o);
+    assert_eq!(v["pushed"], 500, "{v}");
+    assert!(v["commits"].as_u64().unwrap() >= 5, "{v}");
+    assert_eq!(node.pending(), 0);
+    assert_eq!(keys_on(&forge, "main")["big"].len(), 500);
+}
+
+#[test]
+fn a_body_limit_shrinks_the_batch_and_the_run_drains() {
+    let forge = TestForge::start(ForgeOptions {
+        max_body_bytes: Some(32 * 1024),
+        ..ForgeOptions::default()
+    });
+    let node = Node::named(&forge, "proxied", &format!("{OWNER}/{REPO}"));
+    // 24 hour files of some 18 KiB of base64 each: one request of ~430 KiB
+    // to begin with, 13 times the limit.
+    record_lines(&node, &lines("p", 960, 24));
+    let o = node.push(&["--json"]);
+    assert_eq!(code(&o), Some(0), "{}", stderr(&o));
+    let v = summary(&o);
+    assert_eq!(v["pushed"], 960, "{v}");
+    assert!(stderr(&o).contains("413"), "{}", stderr(&o));
+    // The run keeps the smaller size and cuts what it queued to it: a few
+    // 413s while it halves down to the limit, not one per request.
+    let too_large = forge.stats().too_large;
+    assert!((1..=6).contains(&too_large), "{too_large} 413s");
+    assert_eq!(node.pending(), 0);
+    assert_eq!(keys_on(&forge, "main")["proxied"].len(), 960);
+}
+
+#[test]
+fn a_single_file_too_large_for_the_server_leaves_only_its_hour_pending() {
+    let forge = TestForge::start(ForgeOptions {
+        max_body_bytes: Some(16 * 1024),
+        ..ForgeOptions::default()
+    });
+    let node = Node::named(&forge, "heavy", &format!("{OWNER}/{REPO}"));
+    // 200 records in hour 00 (a file of some 40 KB), one in each of two others.
+    record_lines(&node, &lines("h", 200, 1));
+    let two = "{\"idempotency_key\":\"x1\",\"user_sid\":\"0a1b\",\"amount_cents\":1,\"resource_kind\":\"cpu_hours\",\"occurred_at\":\"2026-11-20 05:00:00\"}\n\
+               {\"idempotency_key\":\"x2\",\"user_sid\":\"0a1b\",\"amount_cents\":1,\"resource_kind\":\"cpu_hours\",\"occurred_at\":\"2026-11-20 06:00:00\"}\n";
+    record_lines(&node, two);
+    let o = node.push(&["--json"]);
+    assert_eq!(code(&o), Some(75), "{}", stderr(&o));
+    let v = summary(&o);
+    assert_eq!(v["pushed"], 2, "{v}");
+    assert_eq!(node.pending(), 200);
+    let err = stderr(&o);
+    assert!(err.contains("usage_2026-11-20-00.otoml"), "{err}");
+    assert!(err.contains("client_max_body_size"), "{err}");
+    let keys = keys_on(&forge, "main");
+    assert_eq!(keys["heavy"], ["x1", "x2"]);
+}
+
+#[test]
+fn a_node_branch_is_never_made_from_a_default_branch_with_node_files() {
+    let forge = racing_forge(0, false);
+    let node = Node::named(&forge, "mover", &format!("{OWNER}/{REPO}"));
+    record_lines(&node, &lines("m", 2, 1));
+    let o = node.push(&[]);
+    assert_eq!(code(&o), Some(0), "{}", stderr(&o));
+    // Now per-node: creating usage/mover from main would copy nodes/.
+    record_lines(&node, &lines("later", 1, 1));
+    let o = node.push(&["--branch", "usage/{node}"]);
+    assert_eq!(code(&o), Some(78), "{}", stderr(&o));
+    assert!(stderr(&o).contains("nodes/"), "{}", stderr(&o));
+    assert_eq!(node.pending(), 1);
+    assert!(forge.head(OWNER, REPO, "usage/mover").is_none());
+}
