@@ -1491,3 +1491,35 @@ fn a_node_id_other_than_the_node_name_is_refused_on_every_path() {
     assert!(stderr(&o).contains("line 1: node_id"), "{}", stderr(&o));
     assert!(stdout(&o).contains("recorded b"), "{}", stdout(&o));
 }
+
+/// A pending record of another node (written before validation refused
+/// them) is quarantined by the push, never put in this node's folder.
+#[test]
+fn a_pending_record_of_another_node_is_quarantined_not_pushed() {
+    let forge = hero_usage_test_forge::TestForge::start(Default::default());
+    let env = TestEnv::new();
+    let line = json_line("mine", "2026-11-20 16:04:05", 7) + "\n";
+    assert_exit(
+        &run_with_stdin(env.cmd(REC).arg("--stdin"), line.as_bytes()),
+        0,
+    );
+    let theirs = "amount_cents = 3\ndescription = \"\"\nidempotency_key = \"theirs\"\n\
+                  node_id = \"other-node\"\noccurred_at = \"2026-11-20 16:05:00\"\n\
+                  resource_kind = \"cpu\"\nuser_sid = \"0a1b\"\n";
+    std::fs::write(
+        env.spool.join("pending").join(file_name_for_key("theirs")),
+        theirs,
+    )
+    .unwrap();
+    let o = push_to(&env, &forge, &[]);
+    assert_exit(&o, 65);
+    assert_eq!(remote_keys(&forge, "test-node"), ["mine"]);
+    let reasons: Vec<String> = files_under(&env.spool.join("rejected"))
+        .iter()
+        .filter(|p| p.extension().is_some_and(|e| e == "reason"))
+        .map(|p| std::fs::read_to_string(p).unwrap())
+        .collect();
+    assert_eq!(reasons.len(), 1, "{reasons:?}");
+    assert!(reasons[0].contains("`other-node`"), "{reasons:?}");
+    assert!(files_under(&env.spool.join("pending")).is_empty());
+}
