@@ -1212,7 +1212,7 @@ fn a_spool_belongs_to_one_node_a_renamed_node_exits_78_naming_both() {
         FaultAction::DropAfter,
     ));
     forge.inject(Fault::new(Some("GET"), "/contents/", FaultAction::DropBefore).times(100));
-    assert_exit(&push_to(&env, &forge, &[]), 75);
+    assert_exit(&push_to(&env, &forge, &["--retry-seconds", "1"]), 75);
     forge.clear_faults();
 
     env.node = "nodeB".into();
