@@ -1523,3 +1523,35 @@ fn a_pending_record_of_another_node_is_quarantined_not_pushed() {
     assert!(reasons[0].contains("`other-node`"), "{reasons:?}");
     assert!(files_under(&env.spool.join("pending")).is_empty());
 }
+
+/// A damaged ledger base stops recording of the keys it may hold (73) with
+/// a message naming the file and the fix; it never forgets them silently.
+#[test]
+fn a_damaged_ledger_base_is_73_naming_the_file_and_the_fix() {
+    let env = TestEnv::new();
+    assert_exit(&run(&mut record_cmd(&env, &good_args())), 0);
+    let key = "job-43";
+    let shard = hero_usage::spool::ledger::key_digest(key)[0];
+    let ledger = env.spool.join("ledger");
+    std::fs::create_dir_all(&ledger).unwrap();
+    let base = ledger.join(format!("{shard:02x}.base"));
+    std::fs::write(&base, [7u8; 64]).unwrap();
+    let o = run(&mut record_cmd(
+        &env,
+        &with(&good_args(), "--idempotency-key", key),
+    ));
+    assert_exit(&o, 73);
+    let err = stderr(&o);
+    assert!(err.contains(&base.display().to_string()), "{err}");
+    assert!(err.contains("restore") || err.contains("Restore"), "{err}");
+    assert!(err.contains(".damaged"), "{err}");
+    // A base cut short is damage too, not a shorter ledger.
+    std::fs::write(&base, [7u8; 10]).unwrap();
+    assert_exit(
+        &run(&mut record_cmd(
+            &env,
+            &with(&good_args(), "--idempotency-key", key),
+        )),
+        73,
+    );
+}
