@@ -363,8 +363,9 @@ impl Spool {
         let mut hours = PendingByHour::new();
         let mut held = 0;
         let mut damaged = Vec::new();
+        let bound = self.bound_node()?;
         self.read_entries("pending", |entry| {
-            let rec = match entry.record {
+            let rec = match entry.record.and_then(|r| of_node(r, bound.as_deref())) {
                 Ok(r) => r,
                 Err(reason) => {
                     damaged.push((entry.id, format!("damaged pending record: {reason}")));
@@ -440,9 +441,9 @@ impl Spool {
 
     /// Move a pending record into `rejected/` with a `.reason` file (a
     /// conflict or a damaged file found at push time). `record` is the
-    /// entry's record when it could be read: an entry of a chunk is first
-    /// replaced by a file of its own record, so that what is quarantined
-    /// shows that record alone, not the chunk's others.
+    /// entry's record when it could be read: the entry is first replaced by
+    /// a file of its own record, so that what is quarantined shows that
+    /// record alone, never a chunk's others.
     pub fn quarantine_pending(
         &self,
         id: &PendingId,
@@ -452,11 +453,10 @@ impl Spool {
         let _lock = self.lock_writers()?;
         let pending = self.dir("pending");
         let entry = pending.join(&id.0);
-        let shared = fs::symlink_metadata(&entry).is_ok_and(|m| {
-            use std::os::unix::fs::MetadataExt;
-            m.is_file() && m.nlink() > 1
-        });
-        if let Some(rec) = record.filter(|_| shared) {
+        // Decide by content, not by link count: the last name of a chunk
+        // has one link but still holds its neighbours' records.
+        let regular = fs::symlink_metadata(&entry).is_ok_and(|m| m.is_file());
+        if let Some(rec) = record.filter(|_| regular) {
             let tmp = self.dir("tmp").join(fsx::unique_name("rec"));
             fsx::write_new_synced(&tmp, files::render_single(rec)?.as_bytes())
                 .and_then(|()| fs::rename(&tmp, &entry))
@@ -696,6 +696,21 @@ impl Spool {
             .into_iter()
             .filter(|n| is_record_name(n))
             .collect())
+    }
+}
+
+/// A pending record of another node than the spool's (written before
+/// validation refused them, or by hand) would land in this node's folder,
+/// where the audit reports it: it is held back as damaged, never pushed.
+fn of_node(rec: UsageRecord, bound: Option<&str>) -> std::result::Result<UsageRecord, String> {
+    match bound {
+        Some(node) if rec.node_id != node => Err(format!(
+            "its node_id `{}` is not this spool's node `{node}`, and its records are pushed \
+             under nodes/{node}/; record it on that node, or correct node_id in the quarantined \
+             file and drop it into incoming/ again",
+            rec.node_id
+        )),
+        _ => Ok(rec),
     }
 }
 
