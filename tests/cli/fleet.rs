@@ -209,9 +209,12 @@ fn a_body_limit_shrinks_the_batch_and_the_run_drains() {
     assert_eq!(v["pushed"], 960, "{v}");
     assert!(stderr(&o).contains("413"), "{}", stderr(&o));
     // The run keeps the smaller size and cuts what it queued to it: a few
-    // 413s while it halves down to the limit, not one per request.
+    // 413s while it halves down to the limit (four halvings from 430 KiB),
+    // not one per request (24 of them at the final size). A body under
+    // 256 KiB that the forge cuts off before the client reads its 413 is
+    // retried as a network error first, so a loaded machine sees a few more.
     let too_large = forge.stats().too_large;
-    assert!((1..=6).contains(&too_large), "{too_large} 413s");
+    assert!((1..=12).contains(&too_large), "{too_large} 413s");
     assert_eq!(node.pending(), 0);
     assert_eq!(keys_on(&forge, "main")["proxied"].len(), 960);
 }
