@@ -442,9 +442,9 @@ impl Spool {
 
     /// Move a pending record into `rejected/` with a `.reason` file (a
     /// conflict or a damaged file found at push time). `record` is the
-    /// entry's record when it could be read: an entry of a chunk is first
-    /// replaced by a file of its own record, so that what is quarantined
-    /// shows that record alone, not the chunk's others.
+    /// entry's record when it could be read: the entry is first replaced by
+    /// a file of its own record, so that what is quarantined shows that
+    /// record alone, never a chunk's others.
     pub fn quarantine_pending(
         &self,
         id: &PendingId,
@@ -454,11 +454,10 @@ impl Spool {
         let _lock = self.lock_writers()?;
         let pending = self.dir("pending");
         let entry = pending.join(&id.0);
-        let shared = fs::symlink_metadata(&entry).is_ok_and(|m| {
-            use std::os::unix::fs::MetadataExt;
-            m.is_file() && m.nlink() > 1
-        });
-        if let Some(rec) = record.filter(|_| shared) {
+        // Decide by content, not by link count: the last name of a chunk
+        // has one link but still holds its neighbours' records.
+        let regular = fs::symlink_metadata(&entry).is_ok_and(|m| m.is_file());
+        if let Some(rec) = record.filter(|_| regular) {
             let tmp = self.dir("tmp").join(fsx::unique_name("rec"));
             fsx::write_new_synced(&tmp, files::render_single(rec)?.as_bytes())
                 .and_then(|()| fs::rename(&tmp, &entry))

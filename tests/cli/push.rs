@@ -1239,3 +1239,62 @@ fn a_backlog_over_many_hours_drains_in_one_run_reading_each_record_twice() {
     let reads: usize = std::fs::read_to_string(&reads).unwrap().parse().unwrap();
     assert_eq!(reads, 2 * n, "each record read twice");
 }
+
+/// The last link of a chunk holding several records is quarantined as a file
+/// of its own record too (the spool decides by content, not by link count:
+/// once a neighbour was quarantined, the chunk has one name left).
+#[test]
+fn the_last_name_of_a_chunk_is_quarantined_as_its_own_record() {
+    use hero_usage::record::{Defaults, RecordInput};
+    let forge = forge();
+    let first = Node::new(&forge);
+    let line = |k: &str, amount: u64| {
+        format!(
+            "{{\"idempotency_key\":\"{k}\",\"user_sid\":\"0a1b\",\"amount_cents\":{amount},\
+             \"resource_kind\":\"gpu\",\"occurred_at\":\"2026-11-20 16:00:00\"}}"
+        )
+    };
+    let o = crate::support::run_with_stdin(
+        first.env.cmd("hero_usage_record").arg("--stdin"),
+        format!("{}\n{}\n", line("c1", 1), line("c2", 1)).as_bytes(),
+    );
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    assert_eq!(first.push(&[]).status.code(), Some(0));
+    // Another spool of the node: both keys with another amount, in ONE chunk
+    // (written through the library, so the chunking is certain).
+    let other = Node::new(&forge);
+    let spool = hero_usage::spool::Spool::open(&other.env.spool).unwrap();
+    spool.bind_node(&other.env.node).unwrap();
+    let defaults = Defaults {
+        node: other.env.node.clone(),
+        now: chrono::Utc::now(),
+        occurred_at: None,
+    };
+    let items: Vec<_> = ["c1", "c2"]
+        .iter()
+        .map(|k| {
+            RecordInput::from_json_text(&line(k, 2))
+                .unwrap()
+                .validate(&defaults)
+                .unwrap()
+        })
+        .collect();
+    spool.record_batch(&items).unwrap();
+    let out = other.push(&[]);
+    assert_eq!(out.status.code(), Some(65), "{}", stderr(&out));
+    let rejected: Vec<_> = other
+        .rejected()
+        .into_iter()
+        .filter(|p| p.extension().is_some_and(|e| e == "toml"))
+        .collect();
+    assert_eq!(rejected.len(), 2, "{rejected:?}");
+    for p in rejected {
+        let text = std::fs::read_to_string(&p).unwrap();
+        let rec: UsageRecord = toml::from_str(&text)
+            .unwrap_or_else(|e| panic!("{}: one record alone: {e}\n{text}", p.display()));
+        assert_eq!(
+            p.file_name().unwrap().to_str().unwrap(),
+            hero_usage::spool::file_name_for_key(&rec.idempotency_key)
+        );
+    }
+}
