@@ -37,7 +37,8 @@ cargo build --release --quiet -p hero_usage_test_forge
 BIN=$PWD/target/release
 work=$(mktemp -d)
 forge_pid=0
-trap 'kill "$forge_pid" 2>/dev/null || true; rm -rf "$work"' EXIT
+# forge_pid is 0 between forges: `kill 0` would signal this whole script.
+trap '[ "$forge_pid" -gt 0 ] && kill "$forge_pid" 2>/dev/null; rm -rf "$work"' EXIT
 printf 'fleet-token-%s\n' "$$" >"$work/token"
 chmod 600 "$work/token"
 now() { date +%s.%N; }

@@ -60,7 +60,7 @@ done
 
 echo "== starting a test forge on loopback"
 forge_root=$(mktemp -d)
-trap 'kill "${forge_pid:-0}" 2>/dev/null || true; rm -rf "$forge_root"' EXIT
+trap '[ "${forge_pid:-0}" -gt 0 ] && kill "$forge_pid" 2>/dev/null; rm -rf "$forge_root"' EXIT
 # A secret file is private (the push warns about one open to others).
 (umask 077 && head -c 20 /dev/urandom | od -An -tx1 | tr -d ' \n' >"$forge_root/token")
 target/release/hero_usage_test_forge --root "$forge_root/repos" --token-file "$forge_root/token" \

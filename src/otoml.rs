@@ -6,7 +6,7 @@
 //! `herolib_otoml::dump_otoml` (a conformance test proves it), at a fraction of
 //! the allocations, which matters for backlogs of 100,000 records.
 
-use crate::record::UsageRecord;
+use crate::record::{Field, UsageRecord, Value};
 use serde::Deserialize;
 use std::fmt::Write;
 
@@ -34,14 +34,18 @@ pub fn render_batch(records: &[UsageRecord]) -> String {
             out.push('\n');
         }
         out.push_str("[[records]]\n");
-        // Keys in alphabetical order.
-        let _ = writeln!(out, "amount_cents = {}", r.amount_cents);
-        push_kv(&mut out, "description", &r.description);
-        push_kv(&mut out, "idempotency_key", &r.idempotency_key);
-        push_kv(&mut out, "node_id", &r.node_id);
-        let _ = writeln!(out, "occurred_at = \"{}\"", r.occurred_at);
-        push_kv(&mut out, "resource_kind", &r.resource_kind);
-        push_kv(&mut out, "user_sid", &r.user_sid);
+        // Keys in alphabetical order: the order of `Field::ALL`.
+        for f in Field::ALL {
+            match r.value(f) {
+                Value::Int(n) => {
+                    let _ = writeln!(out, "{} = {n}", f.name());
+                }
+                Value::Str(s) => push_kv(&mut out, f.name(), s),
+                Value::Time(t) => {
+                    let _ = writeln!(out, "{} = \"{t}\"", f.name());
+                }
+            }
+        }
     }
     out
 }

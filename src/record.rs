@@ -83,9 +83,10 @@ pub const FIELDS: [&str; 7] = [
     Field::ALL[6].name(),
 ];
 
-/// One field's value of a record, to compare and check fields one by one.
+/// One field's value of a record, to compare, check and render fields one
+/// by one from the one list [`Field::ALL`].
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Value<'a> {
+pub enum Value<'a> {
     Str(&'a str),
     Int(u64),
     Time(UtcSecond),
@@ -204,7 +205,8 @@ impl UsageRecord {
         self.occurred_at.hour_bucket()
     }
 
-    fn value(&self, field: Field) -> Value<'_> {
+    /// The value of one field.
+    pub fn value(&self, field: Field) -> Value<'_> {
         match field {
             Field::AmountCents => Value::Int(self.amount_cents),
             Field::Description => Value::Str(&self.description),
@@ -420,7 +422,8 @@ impl RecordInput {
         };
         let e = &mut errs;
         let key = keep(e, Field::IdempotencyKey, text(Field::IdempotencyKey, None));
-        let node = keep(e, Field::NodeId, text(Field::NodeId, Some(&defaults.node)));
+        let node = text(Field::NodeId, Some(&defaults.node)).and_then(|n| same_node(n, defaults));
+        let node = keep(e, Field::NodeId, node);
         let sid = keep(e, Field::UserSid, text(Field::UserSid, None));
         let amount = required_amount(&self.amount_cents)
             .and_then(|a| Field::AmountCents.check(Value::Int(a)).map(|()| a));
@@ -434,6 +437,18 @@ impl RecordInput {
             v => required_str(v).and_then(|s| UtcSecond::parse(&s)),
         };
         let occurred = occurred.and_then(|t| check_occurred_at(t, defaults.now));
+        let occurred = match (&self.occurred_at, defaults.occurred_at) {
+            // The time came from a drop file's modification time: say so,
+            // or the reason names a field the file does not hold.
+            (None, Some(mtime)) => occurred.map_err(|problem| {
+                format!(
+                    "{problem}; the drop gives no occurred_at, so its file's modification \
+                     time ({} UTC) was used: give occurred_at in the drop",
+                    UtcSecond::from_utc(mtime)
+                )
+            }),
+            _ => occurred,
+        };
         let occurred = keep(e, Field::OccurredAt, occurred);
 
         match (key, node, sid, amount, kind, description, occurred) {
@@ -456,6 +471,20 @@ impl RecordInput {
             _ => Err(errs),
         }
     }
+}
+
+/// A record is pushed into its node's folder (`nodes/<node>/`), where the
+/// audit holds a `node_id` naming another node a violation: so a record of
+/// another node is refused here, not acknowledged and then reported.
+fn same_node(n: String, defaults: &Defaults) -> Result<String, String> {
+    if n == defaults.node {
+        return Ok(n);
+    }
+    Err(format!(
+        "names another node than this one (`{}`); its records are pushed under \
+         nodes/{}/, so leave node_id out (it defaults to the node name) or give that name",
+        defaults.node, defaults.node
+    ))
 }
 
 /// A field's value when it is good; otherwise its problem goes to `errs`.
@@ -669,6 +698,7 @@ fn printable(s: &str) -> String {
 
 #[cfg(test)]
 mod tests {
+
     use super::*;
     use chrono::TimeZone;
 
@@ -820,5 +850,48 @@ mod tests {
         assert!(a.differing_fields(&b, true).is_empty());
         b.amount_cents = 1;
         assert_eq!(a.differing_fields(&b, true), vec!["amount_cents"]);
+    }
+    #[test]
+    fn the_one_field_list_is_in_canonical_alphabetical_order() {
+        let mut sorted = FIELDS;
+        sorted.sort_unstable();
+        assert_eq!(sorted, FIELDS, "OTOML renders keys in this order");
+    }
+
+    /// A drop without occurred_at whose file time is out of range: the
+    /// problem says where the time came from.
+    #[test]
+    fn a_drops_file_time_out_of_range_is_named_as_such() {
+        let mut d = defaults();
+        d.occurred_at = Some(Utc.with_ymd_and_hms(1970, 1, 1, 0, 0, 0).unwrap());
+        let errs = good().validate(&d).unwrap_err();
+        assert_eq!(errs[0].field, "occurred_at");
+        assert!(
+            errs[0]
+                .problem
+                .contains("modification time (1970-01-01 00:00:00 UTC)"),
+            "{}",
+            errs[0].problem
+        );
+        d.occurred_at = Some(Utc.with_ymd_and_hms(2026, 11, 26, 16, 0, 0).unwrap());
+        assert!(good().validate(&d).is_ok());
+    }
+
+    /// The audit holds a record of another node in this node's folder a
+    /// violation: validation refuses it first.
+    #[test]
+    fn node_id_is_this_nodes_name_or_left_out() {
+        let mut i = good();
+        i.set("node_id", RawValue::Str("node-7".into()));
+        assert_eq!(i.validate(&defaults()).unwrap().record.node_id, "node-7");
+        i.set("node_id", RawValue::Str("node-8".into()));
+        let errs = i.validate(&defaults()).unwrap_err();
+        assert_eq!(errs.len(), 1);
+        assert_eq!(errs[0].field, "node_id");
+        assert!(errs[0].problem.contains("`node-7`"), "{}", errs[0].problem);
+        assert!(
+            !errs[0].problem.contains("node-8"),
+            "never the value itself"
+        );
     }
 }

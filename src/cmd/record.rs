@@ -159,17 +159,19 @@ pub fn run_fields(args: &SpoolArgs, flags: &FieldFlags) -> Result<i32> {
     let v = match flags.input().0.validate(&defaults_now(&common.node)) {
         Ok(v) => v,
         Err(errs) => {
-            for e in &errs {
-                let _ = err_line(&format!("{BINARY}: error: invalid record: {e}"));
-            }
-            // A required flag left out is a bad command line, not bad data.
+            // A required flag left out is a bad command line, not bad data:
+            // one usage error, not a line per missing field besides it.
             let missing = flags.missing_required();
             if !missing.is_empty() {
                 let _ = err_line(&format!(
-                    "{BINARY}: error: missing {}; see --help",
-                    missing.join(", ")
+                    "{BINARY}: error: missing {}{}; see --help",
+                    missing.join(", "),
+                    also_invalid(&errs, &missing)
                 ));
                 return Ok(Kind::Usage.exit_code());
+            }
+            for e in &errs {
+                let _ = err_line(&format!("{BINARY}: error: invalid record: {e}"));
             }
             return Ok(Kind::Data.exit_code());
         }
@@ -192,6 +194,24 @@ pub fn run_fields(args: &SpoolArgs, flags: &FieldFlags) -> Result<i32> {
     };
     crate::cli::out(&line).map_err(|e| fail(Kind::Output, format!("{stored}, but {e:#}")))?;
     Ok(0)
+}
+
+/// The problems of the given flags, for the one usage error that names the
+/// missing ones: `` (also: user_sid: ...)`` or nothing.
+fn also_invalid(errs: &[FieldError], missing: &[&str]) -> String {
+    let given: Vec<String> = errs
+        .iter()
+        .filter(|e| {
+            let flag = format!("--{}", e.field.replace('_', "-"));
+            !missing.contains(&flag.as_str())
+        })
+        .map(ToString::to_string)
+        .collect();
+    if given.is_empty() {
+        String::new()
+    } else {
+        format!(" (also: {})", given.join("; "))
+    }
 }
 
 /// What became of one record: the outcome with the record's key.

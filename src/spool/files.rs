@@ -100,8 +100,16 @@ fn parse_file(bytes: &[u8]) -> ParsedFile {
                 describe(&errs)
             )
         });
+        // Our writer puts a key in a chunk once; a key twice with other
+        // content leaves its record unknown: damaged, never a silent pick.
+        let twice = "its key appears twice in its file, with different content";
         out.by_name
             .entry(file_name_for_key(&rec.idempotency_key))
+            .and_modify(|seen| {
+                if *seen != checked {
+                    *seen = Err(twice.to_string());
+                }
+            })
             .or_insert(checked);
     }
     out
@@ -287,7 +295,8 @@ enum StoredFile {
     /// A chunk: its bytes, and the table of each `idempotency_key = ...` line.
     Chunk {
         bytes: Vec<u8>,
-        tables: HashMap<Vec<u8>, std::ops::Range<usize>>,
+        /// None: the line is in two tables (then the chunk is read whole).
+        tables: HashMap<Vec<u8>, Option<std::ops::Range<usize>>>,
     },
 }
 
@@ -299,7 +308,7 @@ fn key_line(key: &str) -> Vec<u8> {
 
 /// Where each record table of a chunk is, by its key line exactly as the
 /// writer renders it.
-fn index_chunk(bytes: &[u8]) -> HashMap<Vec<u8>, std::ops::Range<usize>> {
+fn index_chunk(bytes: &[u8]) -> HashMap<Vec<u8>, Option<std::ops::Range<usize>>> {
     let starts = table_starts(bytes);
     let header_len = CHUNK_TABLE.len() + 1;
     let mut tables = HashMap::with_capacity(starts.len());
@@ -309,7 +318,10 @@ fn index_chunk(bytes: &[u8]) -> HashMap<Vec<u8>, std::ops::Range<usize>> {
             .split(|&b| b == b'\n')
             .find(|l| l.starts_with(b"idempotency_key = "))
         {
-            tables.entry(line.to_vec()).or_insert(body);
+            tables
+                .entry(line.to_vec())
+                .and_modify(|seen| *seen = None)
+                .or_insert(Some(body));
         }
     }
     tables
@@ -335,7 +347,7 @@ impl StoredFile {
             StoredFile::Chunk { bytes, tables } => {
                 let found = tables
                     .get(&key_line(key))
-                    .and_then(|body| parse_record(&bytes[body.clone()]).ok())
+                    .and_then(|body| parse_record(&bytes[body.clone()?]).ok())
                     .filter(|r| r.check().is_ok() && file_name_for_key(&r.idempotency_key) == name);
                 match found {
                     Some(rec) => Ok(rec),
@@ -412,6 +424,31 @@ mod tests {
         assert_eq!(got.by_name.len(), 2);
         assert_eq!(got.take(&file_name_for_key("b")), Ok(b));
         assert!(got.take(&file_name_for_key("c")).is_err());
+    }
+
+    /// A key twice in one chunk (our writer never does it): the same record
+    /// twice is that record; two different records are damage, on both the
+    /// push's path (parse_file) and the duplicate check's (StoredFile).
+    #[test]
+    fn a_key_twice_in_a_chunk_with_other_content_is_damaged_not_picked() {
+        let (a, b) = (rec("a"), rec("b"));
+        let mut a2 = rec("a");
+        a2.amount_cents = 8;
+        let name = file_name_for_key("a");
+        let same = render_chunk([&a, &b, &a].into_iter()).unwrap();
+        assert_eq!(parse_file(same.as_bytes()).take(&name), Ok(a.clone()));
+        let other = render_chunk([&a, &b, &a2].into_iter()).unwrap();
+        let err = parse_file(other.as_bytes()).take(&name).unwrap_err();
+        assert!(err.contains("twice"), "{err}");
+        assert_eq!(
+            parse_file(other.as_bytes()).take(&file_name_for_key("b")),
+            Ok(b)
+        );
+        let stored = StoredFile::Chunk {
+            tables: index_chunk(other.as_bytes()),
+            bytes: other.into_bytes(),
+        };
+        assert!(stored.record(&name, "a").unwrap_err().contains("twice"));
     }
 
     #[test]

@@ -12,8 +12,8 @@
 //! bytes) and a scan of one log of at most 64 KiB: it does not slow down as
 //! the ledger grows. A log that would pass [`LOG_MAX`] entries is merged into
 //! its base. Crash safety: a base only ever appears whole (rename), a log's
-//! torn tail fails its entries' check and is ignored (and cut off before the
-//! next append), an entry seen twice is harmless. Every caller holds the
+//! torn entries fail their check and are ignored (the next append replaces the
+//! log whole), an entry seen twice is harmless. Every caller holds the
 //! writers' lock. Knows no network; the records come from `sent/`.
 
 use super::fsx;
@@ -157,6 +157,8 @@ pub struct Ledger {
 }
 
 struct Shard {
+    /// Where its base is, to name it when it is damaged.
+    base_path: PathBuf,
     base: Option<File>,
     base_len: u64,
     log: Vec<LedgerEntry>,
@@ -290,13 +292,47 @@ impl Ledger {
     }
 }
 
+/// A damaged base: a key it held can no longer be told from a new one, so
+/// recording in its shard stops (73) rather than risk billing a key twice.
+/// The message names the file and the two ways on.
+fn damaged(path: &Path, entry: u64) -> io::Error {
+    let p = path.display();
+    io::Error::new(
+        io::ErrorKind::InvalidData,
+        format!(
+            "ledger file {p} is damaged at entry {entry} (byte {}): keys pushed long ago \
+             cannot be told from new ones. Restore {p} from a backup; or, accepting that a \
+             retry of a key it held is recorded (and billed) again, move it aside \
+             (mv {p} {p}.damaged) and run again (man 5 hero_usage_spool, LEDGER)",
+            entry * ENTRY_BYTES as u64
+        ),
+    )
+}
+
+/// Replace `path` whole with `bytes`: a new file in `dir` (named after
+/// `tmp_stem`), fsynced, renamed over it. The caller fsyncs `dir`.
+fn replace_synced(dir: &Path, path: &Path, tmp_stem: &str, bytes: &[u8]) -> io::Result<()> {
+    let tmp = dir.join(fsx::unique_name(tmp_stem));
+    fsx::write_new_synced(&tmp, bytes)
+        .and_then(|()| fs::rename(&tmp, path))
+        .inspect_err(|_| {
+            let _ = fs::remove_file(&tmp);
+        })
+}
+
 impl Shard {
     fn load(dir: &Path, n: u8) -> io::Result<Shard> {
-        let base = not_found_ok(fsx::open_regular(&shard_path(dir, n, "base"), false))?;
+        let base_path = shard_path(dir, n, "base");
+        let base = not_found_ok(fsx::open_regular(&base_path, false))?;
         let base_len = match &base {
-            Some(f) => f.metadata()?.len() / ENTRY_BYTES as u64 * ENTRY_BYTES as u64,
+            Some(f) => f.metadata()?.len(),
             None => 0,
         };
+        // A base only ever appears whole (rename): a partial entry is damage,
+        // and dropping it would forget a key.
+        if base_len % ENTRY_BYTES as u64 != 0 {
+            return Err(damaged(&base_path, base_len / ENTRY_BYTES as u64));
+        }
         let limit = ((LOG_MAX + 1) * ENTRY_BYTES) as u64;
         let bytes = not_found_ok(fsx::read_regular(&shard_path(dir, n, "log"), limit))?;
         let bytes = bytes.unwrap_or_default();
@@ -305,6 +341,7 @@ impl Shard {
             .filter_map(LedgerEntry::from_bytes)
             .collect();
         Ok(Shard {
+            base_path,
             base,
             base_len,
             log,
@@ -315,12 +352,7 @@ impl Shard {
     fn entry_at(&self, file: &File, i: u64) -> io::Result<LedgerEntry> {
         let mut buf = [0u8; ENTRY_BYTES];
         file.read_exact_at(&mut buf, i * ENTRY_BYTES as u64)?;
-        LedgerEntry::from_bytes(&buf).ok_or_else(|| {
-            io::Error::new(
-                io::ErrorKind::InvalidData,
-                format!("ledger entry {i} of a base is damaged"),
-            )
-        })
+        LedgerEntry::from_bytes(&buf).ok_or_else(|| damaged(&self.base_path, i))
     }
 
     fn search_base(&self, digest: &[u8]) -> io::Result<Option<LedgerEntry>> {
@@ -348,32 +380,36 @@ impl Shard {
         file.read_exact_at(&mut bytes, 0)?;
         bytes
             .chunks_exact(ENTRY_BYTES)
-            .map(|b| {
-                LedgerEntry::from_bytes(b).ok_or_else(|| {
-                    io::Error::new(io::ErrorKind::InvalidData, "a ledger base entry is damaged")
-                })
+            .enumerate()
+            .map(|(i, b)| {
+                LedgerEntry::from_bytes(b).ok_or_else(|| damaged(&self.base_path, i as u64))
             })
             .collect()
     }
 
-    /// Append to the log, cutting a torn tail off first; fsynced.
+    /// Append to the log; fsynced. A log with torn entries is replaced
+    /// whole (its valid entries and the new ones: tmp, fsync, rename), never
+    /// rewritten in place: moving durable entries within the file would risk
+    /// them in a crash, and their `sent/` records are gone.
     fn append_log(&mut self, dir: &Path, n: u8, new: &[LedgerEntry]) -> io::Result<()> {
         let path = shard_path(dir, n, "log");
-        let f = match fsx::create_new(&path) {
-            Ok(f) => f,
-            Err(e) if e.kind() == io::ErrorKind::AlreadyExists => fsx::open_regular(&path, true)?,
-            Err(e) => return Err(e),
-        };
         let whole = (self.log.len() * ENTRY_BYTES) as u64;
-        if self.log_bytes != whole {
-            // Keep exactly the valid entries, rewritten in place.
-            let bytes: Vec<u8> = self.log.iter().flat_map(|e| e.0).collect();
-            f.write_all_at(&bytes, 0)?;
-            f.set_len(whole)?;
-        }
         let bytes: Vec<u8> = new.iter().flat_map(|e| e.0).collect();
-        f.write_all_at(&bytes, whole)?;
-        f.sync_data()?;
+        if self.log_bytes != whole {
+            let mut all: Vec<u8> = self.log.iter().flat_map(|e| e.0).collect();
+            all.extend_from_slice(&bytes);
+            replace_synced(dir, &path, &format!(".{n:02x}.log"), &all)?;
+        } else {
+            let f = match fsx::create_new(&path) {
+                Ok(f) => f,
+                Err(e) if e.kind() == io::ErrorKind::AlreadyExists => {
+                    fsx::open_regular(&path, true)?
+                }
+                Err(e) => return Err(e),
+            };
+            f.write_all_at(&bytes, whole)?;
+            f.sync_data()?;
+        }
         self.log.extend_from_slice(new);
         self.log_bytes = whole + bytes.len() as u64;
         Ok(())
@@ -395,13 +431,8 @@ impl Shard {
         all.sort_by(|a, b| a.key().cmp(b.key()));
         all.dedup_by(|a, b| a.key() == b.key());
         let path = shard_path(dir, n, "base");
-        let tmp = dir.join(fsx::unique_name(&format!(".{n:02x}.base")));
         let bytes: Vec<u8> = all.iter().flat_map(|e| e.0).collect();
-        fsx::write_new_synced(&tmp, &bytes)
-            .and_then(|()| fs::rename(&tmp, &path))
-            .inspect_err(|_| {
-                let _ = fs::remove_file(&tmp);
-            })?;
+        replace_synced(dir, &path, &format!(".{n:02x}.base"), &bytes)?;
         // The new base must be durable before the log it absorbed empties.
         fsx::sync_dir(dir)?;
         if let Some(log) = not_found_ok(fsx::open_regular(&shard_path(dir, n, "log"), true))? {
@@ -454,6 +485,50 @@ mod tests {
         assert_eq!(LedgerEntry::from_bytes(&torn), None);
     }
 
+    /// A damaged base never forgets a key: every lookup either finds the
+    /// right entry or fails naming the file and the fix.
+    #[test]
+    fn a_damaged_base_is_named_never_skipped() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("ledger");
+        let keys: Vec<String> = (0..)
+            .map(|i| format!("k{i}"))
+            .filter(|k| key_digest(k)[0] == 7)
+            .take(LOG_MAX + 1)
+            .collect();
+        let entries: Vec<LedgerEntry> = keys.iter().map(|k| LedgerEntry::of(&rec(k), 1)).collect();
+        let mut l = Ledger::open(path.clone());
+        l.append(&entries[..LOG_MAX]).unwrap();
+        l.append(&entries[LOG_MAX..]).unwrap(); // merged into the base
+        let base = shard_path(&path, 7, "base");
+        let whole = fs::read(&base).unwrap();
+        assert_eq!(whole.len(), (LOG_MAX + 1) * ENTRY_BYTES);
+        let check = |what: &str| {
+            let mut l = Ledger::open(path.clone());
+            let mut refused = 0;
+            for (k, e) in keys.iter().zip(&entries) {
+                match l.find(k) {
+                    Ok(found) => assert_eq!(found, Some(*e), "{what}: {k} forgotten"),
+                    Err(err) => {
+                        let msg = err.to_string();
+                        assert!(msg.contains("07.base") && msg.contains("mv "), "{msg}");
+                        refused += 1;
+                    }
+                }
+            }
+            assert!(refused > 0, "{what}: the damage went unnoticed");
+        };
+        // One flipped bit in the middle entry.
+        let mut flipped = whole.clone();
+        flipped[(LOG_MAX / 2) * ENTRY_BYTES + 30] ^= 1;
+        fs::write(&base, &flipped).unwrap();
+        check("a flipped bit");
+        // A base cut short (a base only ever appears whole).
+        fs::write(&base, &whole[..whole.len() - 10]).unwrap();
+        check("a short base");
+        assert!(Ledger::open(path.clone()).expire(0).is_err());
+    }
+
     #[test]
     fn appends_merge_and_expire_and_a_torn_tail_is_ignored() {
         let dir = tempfile::tempdir().unwrap();
@@ -497,9 +572,22 @@ mod tests {
             assert_eq!(fresh.find(k).unwrap(), Some(*e), "{k}");
         }
         assert_eq!(fresh.find("nope").unwrap(), None);
-        fresh.append(&[LedgerEntry::of(&rec("late"), 30)]).unwrap();
+        // The torn log is replaced whole (a new file), not rewritten in place.
+        use std::os::unix::fs::MetadataExt;
+        let inode = fs::metadata(&log).unwrap().ino();
+        let mut late = rec("late");
+        while key_digest(&late.idempotency_key)[0] != entries[0].shard() {
+            late.idempotency_key.push('x');
+        }
+        fresh.append(&[LedgerEntry::of(&late, 30)]).unwrap();
+        assert_ne!(fs::metadata(&log).unwrap().ino(), inode);
+        assert_eq!(fs::metadata(&log).unwrap().len() % ENTRY_BYTES as u64, 0);
+        assert!(fs::read_dir(&path).unwrap().all(|e| {
+            let name = e.unwrap().file_name().into_string().unwrap();
+            !name.starts_with('.')
+        }));
         let mut again = Ledger::open(path.clone());
-        assert!(again.find("late").unwrap().is_some());
+        assert!(again.find(&late.idempotency_key).unwrap().is_some());
         assert_eq!(again.size().unwrap().1, 5001);
         assert_eq!(again.expire(15).unwrap(), 1000);
         let mut after = Ledger::open(path);

@@ -365,8 +365,9 @@ impl Spool {
         let mut hours = PendingByHour::new();
         let mut held = 0;
         let mut damaged = Vec::new();
+        let bound = self.bound_node()?;
         self.read_entries("pending", |entry| {
-            let rec = match entry.record {
+            let rec = match entry.record.and_then(|r| of_node(r, bound.as_deref())) {
                 Ok(r) => r,
                 Err(reason) => {
                     damaged.push((entry.id, format!("damaged pending record: {reason}")));
@@ -697,6 +698,21 @@ impl Spool {
             .into_iter()
             .filter(|n| is_record_name(n))
             .collect())
+    }
+}
+
+/// A pending record of another node than the spool's (written before
+/// validation refused them, or by hand) would land in this node's folder,
+/// where the audit reports it: it is held back as damaged, never pushed.
+fn of_node(rec: UsageRecord, bound: Option<&str>) -> std::result::Result<UsageRecord, String> {
+    match bound {
+        Some(node) if rec.node_id != node => Err(format!(
+            "its node_id `{}` is not this spool's node `{node}`, and its records are pushed \
+             under nodes/{node}/; record it on that node, or correct node_id in the quarantined \
+             file and drop it into incoming/ again",
+            rec.node_id
+        )),
+        _ => Ok(rec),
     }
 }
 

@@ -52,6 +52,20 @@ impl Spool {
         }
     }
 
+    /// The node the spool is bound to, if any (a valid name only).
+    pub fn bound_node(&self) -> Result<Option<String>> {
+        let path = self.state_dir().join(NODE_FILE);
+        match self.read_state(NODE_FILE) {
+            Ok(Some(bytes)) => Ok(std::str::from_utf8(&bytes)
+                .ok()
+                .and_then(|s| s.strip_suffix('\n'))
+                .filter(|s| check_node_name(s).is_ok())
+                .map(str::to_string)),
+            Ok(None) => Ok(None),
+            Err(e) => Err(cant(|| format!("cannot read {}", path.display()))(e)),
+        }
+    }
+
     /// Read-only check (for a dry run): Ok(true) when the spool is bound to
     /// `node`, Ok(false) when it is bound to no node yet, 78 when it is
     /// bound to another.

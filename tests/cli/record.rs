@@ -176,13 +176,13 @@ fn every_invalid_field_exits_65_names_it_and_writes_nothing() {
         .args(["--idempotency-key", "k", "--user-sid", "X"]));
     assert_eq!(o.status.code(), Some(64), "{}", stderr(&o));
     let err = stderr(&o);
-    for f in ["user_sid", "amount_cents", "resource_kind"] {
-        assert!(err.contains(f), "{f} not named: {err}");
-    }
     assert!(
-        err.contains("missing --amount-cents, --resource-kind"),
+        err.contains("missing --amount-cents, --resource-kind (also: user_sid: "),
         "{err}"
     );
+    // One usage error: not a line per missing field before it.
+    assert_eq!(err.lines().count(), 1, "{err}");
+    assert!(!err.contains("invalid record"), "{err}");
     assert!(non_lock_files(&env.spool).is_empty());
 }
 
@@ -238,7 +238,23 @@ fn retry_with_defaulted_time_is_a_duplicate() {
         .filter(|(k, _)| *k != "--occurred-at")
         .collect();
     assert_eq!(run(&mut record_cmd(&env, &args)).status.code(), Some(0));
-    std::thread::sleep(Duration::from_millis(1100)); // "now" moves on
+    // The first call's "now" lies in the past (no sleep: the stored
+    // record's defaulted time is moved back an hour instead).
+    let stored = env
+        .spool
+        .join("pending")
+        .join(file_name_for_key("job-42-2026-11-26T16"));
+    let text = std::fs::read_to_string(&stored).unwrap();
+    let at = text
+        .lines()
+        .find_map(|l| l.strip_prefix("occurred_at = \""))
+        .and_then(|v| v.strip_suffix('"'))
+        .unwrap()
+        .to_string();
+    let earlier = chrono::NaiveDateTime::parse_from_str(&at, "%Y-%m-%d %H:%M:%S").unwrap()
+        - chrono::Duration::hours(1);
+    let earlier = earlier.format("%Y-%m-%d %H:%M:%S").to_string();
+    std::fs::write(&stored, text.replace(&at, &earlier)).unwrap();
     let o = run(&mut record_cmd(&env, &args));
     assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
     assert_eq!(stdout(&o), "duplicate job-42-2026-11-26T16\n");
@@ -745,12 +761,14 @@ fn push_lock_is_exclusive_and_quarantine_pending_moves_with_reason() {
 }
 
 /// Start `flock SPOOL/lock sleep SECS` and wait until it holds the lock.
-fn hold_lock_with_flock(spool: &Spool, secs: &str) -> std::process::Child {
+/// flock(1) holding the writers' lock while it runs `command`.
+fn hold_lock_with_flock(spool: &Spool, command: &[&str]) -> std::process::Child {
     drop(spool.lock_writers().unwrap()); // the lock file exists
     let lock = spool.root().join("lock");
     let child = Command::new("flock")
         .arg(&lock)
-        .args(["sleep", secs])
+        .args(command)
+        .stdin(Stdio::piped())
         .spawn()
         .expect("flock(1) installed");
     let f = std::fs::File::open(&lock).unwrap();
@@ -770,24 +788,29 @@ fn hold_lock_with_flock(spool: &Spool, secs: &str) -> std::process::Child {
 fn writers_lock_interoperates_with_flock_1() {
     let env = TestEnv::new();
     let spool = Spool::open(&env.spool).unwrap();
-    let mut holder = hold_lock_with_flock(&spool, "2");
+    let mut holder = hold_lock_with_flock(&spool, &["sleep", "0.5"]);
     let start = Instant::now();
     let o = run(&mut record_cmd(&env, &good_args()));
     let waited = start.elapsed();
     assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
     assert_eq!(stdout(&o), "recorded job-42-2026-11-26T16\n");
+    // flock(1) releases the lock when it exits: it must be gone already.
     assert!(
-        waited >= Duration::from_millis(1500),
+        holder.try_wait().unwrap().is_some(),
+        "recorded while flock(1) held the lock"
+    );
+    assert!(
+        waited >= Duration::from_millis(300),
         "did not wait for flock(1): {waited:?}"
     );
-    holder.wait().unwrap();
 }
 
 #[test]
 fn lock_held_too_long_is_a_temporary_failure() {
     let env = TestEnv::new();
     let spool = Spool::open(&env.spool).unwrap();
-    let mut holder = hold_lock_with_flock(&spool, "30");
+    // Held until its input closes: no sleeping process outlives the test.
+    let mut holder = hold_lock_with_flock(&spool, &["cat"]);
     // --stdin too, with its input never closed: the failure ends the run
     // without waiting for the end of the input. The wait is shortened from
     // 10 s (a debug-build test hook) so that the test does not sleep.
@@ -824,7 +847,7 @@ fn lock_held_too_long_is_a_temporary_failure() {
         files_under(&env.spool.join("tmp")).is_empty(),
         "tmp file removed"
     );
-    holder.kill().unwrap();
+    drop(holder.stdin.take());
     holder.wait().unwrap();
 }
 
@@ -1189,7 +1212,7 @@ fn a_spool_belongs_to_one_node_a_renamed_node_exits_78_naming_both() {
         FaultAction::DropAfter,
     ));
     forge.inject(Fault::new(Some("GET"), "/contents/", FaultAction::DropBefore).times(100));
-    assert_exit(&push_to(&env, &forge, &[]), 75);
+    assert_exit(&push_to(&env, &forge, &["--retry-seconds", "1"]), 75);
     forge.clear_faults();
 
     env.node = "nodeB".into();
@@ -1281,6 +1304,29 @@ fn a_pushed_key_is_known_for_ever_after_its_record_was_pruned() {
     assert_eq!(stdout(&o), "duplicate r1\n");
     assert_exit(&push_to(&env, &forge, &[]), 0);
     assert_eq!(remote_keys(&forge, "test-node"), ["r1"]);
+    // The same through a drop (its time is the file's: compared without
+    // it), and a drop that differs is a conflict, quarantined naming it.
+    let drop_r1 = |name: &str, amount: u32| {
+        let body = format!(
+            "idempotency_key = \"r1\"\nuser_sid = \"0a1b\"\namount_cents = {amount}\n\
+             resource_kind = \"cpu\"\n"
+        );
+        std::fs::write(env.spool.join("incoming").join(name), body).unwrap();
+    };
+    drop_r1("same.toml", 5);
+    assert_exit(&push_to(&env, &forge, &[]), 0);
+    assert!(files_under(&env.spool.join("incoming")).is_empty());
+    assert!(files_under(&env.spool.join("pending")).is_empty());
+    drop_r1("other.toml", 6);
+    assert_exit(&push_to(&env, &forge, &[]), 65);
+    let reasons: Vec<String> = files_under(&env.spool.join("rejected"))
+        .iter()
+        .filter(|p| p.extension().is_some_and(|e| e == "reason"))
+        .map(|p| std::fs::read_to_string(p).unwrap())
+        .collect();
+    assert_eq!(reasons.len(), 1, "{reasons:?}");
+    assert!(reasons[0].contains("amount_cents"), "{reasons:?}");
+    assert_eq!(remote_keys(&forge, "test-node"), ["r1"]);
     // --ledger-days bounds it: a key sent today stays for 0 days' horizon.
     assert_exit(&push_to(&env, &forge, &["--ledger-days", "0"]), 0);
     assert_eq!(stdout(&r1("5", None)), "duplicate r1\n");
@@ -1339,7 +1385,9 @@ mod round_trip {
     fn input(now: DateTime<Utc>) -> impl Strategy<Value = RecordInput> {
         (
             "[\\x21-\\x7e]{1,255}",
-            "[A-Za-z0-9_-][A-Za-z0-9._-]{0,63}",
+            // This node's name, or another (which validation must refuse:
+            // the audit would).
+            prop_oneof![Just("n1".to_string()), "[A-Za-z0-9_-][A-Za-z0-9._-]{0,63}"],
             "[0-9a-z]{4,6}",
             0..=1_000_000_000_000u64,
             "[a-z][a-z0-9_.-]{0,63}",
@@ -1376,6 +1424,8 @@ mod round_trip {
                 .filter_map(|i| i.validate(&defaults).ok())
                 .filter(|v| seen.insert(v.record.idempotency_key.clone()))
                 .collect();
+            // What the audit checks of every record in nodes/n1/.
+            prop_assert!(valid.iter().all(|v| v.record.node_id == "n1"));
             let dir = tempfile::tempdir().unwrap();
             let spool = Spool::open(&dir.path().join("spool")).unwrap();
             let outcomes = spool.record_batch(&valid).unwrap();
@@ -1418,4 +1468,90 @@ fn pruning_quarantines_a_damaged_sent_record_instead_of_forgetting_its_key() {
         .collect();
     assert_eq!(reasons.len(), 1, "{reasons:?}");
     assert!(reasons[0].contains("ledger"), "{reasons:?}");
+}
+
+/// A record of another node would be pushed into this node's folder, which
+/// the audit holds a violation: every input path refuses it (65 / line N).
+#[test]
+fn a_node_id_other_than_the_node_name_is_refused_on_every_path() {
+    let env = TestEnv::new();
+    let mut args = good_args();
+    args.push(("--node-id", "other-node"));
+    let o = run(&mut record_cmd(&env, &args));
+    assert_exit(&o, 65);
+    assert!(stderr(&o).contains("node_id"), "{}", stderr(&o));
+    assert!(stderr(&o).contains("`test-node`"), "{}", stderr(&o));
+    let lines = format!(
+        "{}\n{}\n",
+        json_line("a", "2026-11-20 16:04:05", 1).replace('}', r#","node_id":"other-node"}"#),
+        json_line("b", "2026-11-20 16:04:05", 1).replace('}', r#","node_id":"test-node"}"#),
+    );
+    let o = run_with_stdin(env.cmd(REC).arg("--stdin"), lines.as_bytes());
+    assert_exit(&o, 65);
+    assert!(stderr(&o).contains("line 1: node_id"), "{}", stderr(&o));
+    assert!(stdout(&o).contains("recorded b"), "{}", stdout(&o));
+}
+
+/// A pending record of another node (written before validation refused
+/// them) is quarantined by the push, never put in this node's folder.
+#[test]
+fn a_pending_record_of_another_node_is_quarantined_not_pushed() {
+    let forge = hero_usage_test_forge::TestForge::start(Default::default());
+    let env = TestEnv::new();
+    let line = json_line("mine", "2026-11-20 16:04:05", 7) + "\n";
+    assert_exit(
+        &run_with_stdin(env.cmd(REC).arg("--stdin"), line.as_bytes()),
+        0,
+    );
+    let theirs = "amount_cents = 3\ndescription = \"\"\nidempotency_key = \"theirs\"\n\
+                  node_id = \"other-node\"\noccurred_at = \"2026-11-20 16:05:00\"\n\
+                  resource_kind = \"cpu\"\nuser_sid = \"0a1b\"\n";
+    std::fs::write(
+        env.spool.join("pending").join(file_name_for_key("theirs")),
+        theirs,
+    )
+    .unwrap();
+    let o = push_to(&env, &forge, &[]);
+    assert_exit(&o, 65);
+    assert_eq!(remote_keys(&forge, "test-node"), ["mine"]);
+    let reasons: Vec<String> = files_under(&env.spool.join("rejected"))
+        .iter()
+        .filter(|p| p.extension().is_some_and(|e| e == "reason"))
+        .map(|p| std::fs::read_to_string(p).unwrap())
+        .collect();
+    assert_eq!(reasons.len(), 1, "{reasons:?}");
+    assert!(reasons[0].contains("`other-node`"), "{reasons:?}");
+    assert!(files_under(&env.spool.join("pending")).is_empty());
+}
+
+/// A damaged ledger base stops recording of the keys it may hold (73) with
+/// a message naming the file and the fix; it never forgets them silently.
+#[test]
+fn a_damaged_ledger_base_is_73_naming_the_file_and_the_fix() {
+    let env = TestEnv::new();
+    assert_exit(&run(&mut record_cmd(&env, &good_args())), 0);
+    let key = "job-43";
+    let shard = hero_usage::spool::ledger::key_digest(key)[0];
+    let ledger = env.spool.join("ledger");
+    std::fs::create_dir_all(&ledger).unwrap();
+    let base = ledger.join(format!("{shard:02x}.base"));
+    std::fs::write(&base, [7u8; 64]).unwrap();
+    let o = run(&mut record_cmd(
+        &env,
+        &with(&good_args(), "--idempotency-key", key),
+    ));
+    assert_exit(&o, 73);
+    let err = stderr(&o);
+    assert!(err.contains(&base.display().to_string()), "{err}");
+    assert!(err.contains("restore") || err.contains("Restore"), "{err}");
+    assert!(err.contains(".damaged"), "{err}");
+    // A base cut short is damage too, not a shorter ledger.
+    std::fs::write(&base, [7u8; 10]).unwrap();
+    assert_exit(
+        &run(&mut record_cmd(
+            &env,
+            &with(&good_args(), "--idempotency-key", key),
+        )),
+        73,
+    );
 }
