@@ -4,7 +4,7 @@
 //! the entries it takes. Re-reading every pending record for every batch of
 //! `--max-records` made a drain quadratic in the backlog.
 
-use super::{PendingByHour, PendingId, PendingLoad, Spool, cant, files};
+use super::{PendingByHour, PendingId, PendingLoad, Spool, cant, files, of_node};
 use crate::record::HourBucket;
 use anyhow::Result;
 use std::collections::BTreeMap;
@@ -114,11 +114,13 @@ impl Spool {
         }
         let mut slots = Vec::new();
         let mut damaged = Vec::new();
+        let bound = self.bound_node()?;
         // One file at a time, to know each entry's inode.
         for (ino, names) in by_inode {
             files::read_grouped(&dir, BTreeMap::from([(ino, names)]), |entry| {
                 let slot = entry
                     .record
+                    .and_then(|r| of_node(r, bound.as_deref()))
                     .map_err(|reason| format!("damaged pending record: {reason}"))
                     .and_then(|rec| {
                         IndexSlot::new(rec.hour_bucket(), &entry.id, ino)
@@ -147,8 +149,9 @@ impl Spool {
         }
         let mut hours = PendingByHour::new();
         let mut damaged = Vec::new();
+        let bound = self.bound_node()?;
         files::read_grouped(&self.dir("pending"), by_inode, |entry| {
-            match entry.record {
+            match entry.record.and_then(|r| of_node(r, bound.as_deref())) {
                 Ok(rec) => hours
                     .entry(rec.hour_bucket())
                     .or_default()
