@@ -14,9 +14,9 @@ use std::fmt;
 use std::path::{Path, PathBuf};
 
 /// The billing repository when none is configured.
-pub const DEFAULT_REPO: &str = "lhumina_code/hero_onboarding_billing";
+pub(crate) const DEFAULT_REPO: &str = "lhumina_code/hero_onboarding_billing";
 /// The shim's listen address when none is configured.
-pub const DEFAULT_LISTEN: &str = "127.0.0.1:9920";
+pub(crate) const DEFAULT_LISTEN: &str = "127.0.0.1:9920";
 
 /// `--spool` and `--config`: every binary takes them.
 #[derive(Args, Debug, Clone, Default)]
@@ -61,7 +61,7 @@ fn path_setting() -> impl clap::builder::TypedValueParser<Value = PathBuf> {
 
 /// A setting as given by flag or environment, empty meaning not given (as
 /// the shell's `VAR=` usually means), so that the next source applies.
-pub fn given<T: AsRef<std::ffi::OsStr> + Clone>(v: &Option<T>) -> Option<T> {
+pub(crate) fn given<T: AsRef<std::ffi::OsStr> + Clone>(v: &Option<T>) -> Option<T> {
     v.clone().filter(|v| !v.as_ref().is_empty())
 }
 
@@ -69,7 +69,7 @@ pub fn given<T: AsRef<std::ffi::OsStr> + Clone>(v: &Option<T>) -> Option<T> {
 /// keys are an error so that typos are caught.
 #[derive(Deserialize, Debug, Clone, Default)]
 #[serde(deny_unknown_fields)]
-pub struct ConfigFile {
+pub(crate) struct ConfigFile {
     pub spool: Option<PathBuf>,
     pub node: Option<String>,
     pub forgejo_url: Option<String>,
@@ -83,7 +83,7 @@ pub struct ConfigFile {
 impl ConfigFile {
     /// Load the file named by `--config`/`HERO_USAGE_CONFIG`, or the default
     /// path if it exists, or nothing.
-    pub fn load(named: Option<&Path>) -> Result<ConfigFile> {
+    pub(crate) fn load(named: Option<&Path>) -> Result<ConfigFile> {
         let Some(path) = Self::locate(named) else {
             return Ok(ConfigFile::default());
         };
@@ -150,7 +150,7 @@ impl ConfigFile {
 impl ConfigFile {
     /// The config file in force: the one named, or the default path when it
     /// exists, or none.
-    pub fn locate(named: Option<&Path>) -> Option<PathBuf> {
+    pub(crate) fn locate(named: Option<&Path>) -> Option<PathBuf> {
         match named {
             // Absolute, so that its directory (which relative paths in it
             // are resolved against) and a printed schedule do not depend on
@@ -178,7 +178,7 @@ impl Secret {
         Secret(s)
     }
     /// The value itself; call only where it is sent or compared.
-    pub fn expose(&self) -> &str {
+    pub(crate) fn expose(&self) -> &str {
         &self.0
     }
 }
@@ -219,7 +219,7 @@ fn read_small_text(path: &Path, max: u64) -> std::result::Result<String, String>
 /// Only a regular file is read (a symbolic link to one is followed: mounted
 /// secrets are links), and at most 64 KiB of it: a fifo would hang the run,
 /// `/dev/zero` would fill the memory.
-pub fn read_secret_file(path: &Path, what: &str) -> Result<Secret> {
+pub(crate) fn read_secret_file(path: &Path, what: &str) -> Result<Secret> {
     let text = read_small_text(path, MAX_SECRET_BYTES).map_err(|why| {
         fail(
             Kind::Config,
@@ -238,14 +238,14 @@ pub fn read_secret_file(path: &Path, what: &str) -> Result<Secret> {
 
 /// Settings every binary needs: the spool and the node name.
 #[derive(Debug, Clone)]
-pub struct Common {
+pub(crate) struct Common {
     pub spool: PathBuf,
     pub node: String,
     pub file: ConfigFile,
 }
 
 impl Common {
-    pub fn resolve(args: &SpoolArgs) -> Result<Common> {
+    pub(crate) fn resolve(args: &SpoolArgs) -> Result<Common> {
         let file = ConfigFile::load(given(&args.config).as_deref())?;
         let spool = match given(&args.spool).or_else(|| file.spool.clone()) {
             Some(p) => p,
@@ -293,7 +293,7 @@ pub struct ForgeSettings {
 }
 
 impl ForgeSettings {
-    pub fn resolve(args: &ForgeArgs, file: &ConfigFile) -> Result<ForgeSettings> {
+    pub(crate) fn resolve(args: &ForgeArgs, file: &ConfigFile) -> Result<ForgeSettings> {
         let url = given(&args.forgejo_url)
             .or_else(|| file.forgejo_url.clone())
             .ok_or_else(|| {
@@ -354,7 +354,7 @@ fn refuse_control_in_url(url: &str) -> Result<()> {
 /// The names one secret setting goes by: its precedence chain (flag >
 /// environment value > environment file > config file) and its messages.
 #[derive(Debug, Clone, Copy)]
-pub struct SecretSetting {
+pub(crate) struct SecretSetting {
     /// What it is, for messages: `token`, `admin secret`.
     pub what: &'static str,
     pub flag: &'static str,
@@ -364,7 +364,7 @@ pub struct SecretSetting {
 }
 
 /// The Forgejo token's setting.
-pub const TOKEN: SecretSetting = SecretSetting {
+pub(crate) const TOKEN: SecretSetting = SecretSetting {
     what: "token",
     flag: "--token-file",
     env_value: "HERO_USAGE_FORGEJO_TOKEN",
@@ -374,11 +374,11 @@ pub const TOKEN: SecretSetting = SecretSetting {
 
 /// Shortest token accepted: a shorter one is surely a mistake, and the
 /// scrubbing of messages could not tell it from ordinary words.
-pub const MIN_TOKEN_CHARS: usize = 8;
+pub(crate) const MIN_TOKEN_CHARS: usize = 8;
 
 /// Where a secret comes from.
 #[derive(Debug, Clone)]
-pub enum SecretSource {
+pub(crate) enum SecretSource {
     /// A file, read again on every [`SecretSource::read`] (rotation).
     File(PathBuf),
     /// An environment variable's value: fixed for the life of the process.
@@ -389,7 +389,7 @@ impl SecretSource {
     /// The one precedence chain of every secret: the flag's file, the
     /// environment's value, the environment's file, the config file's
     /// file (empty values count as not set). `None` when none is set.
-    pub fn locate(
+    pub(crate) fn locate(
         setting: &SecretSetting,
         flag: Option<&Path>,
         config: Option<&Path>,
@@ -410,7 +410,7 @@ impl SecretSource {
     }
 
     /// Every way to set it, for the message when none is.
-    pub fn ways(setting: &SecretSetting) -> String {
+    pub(crate) fn ways(setting: &SecretSetting) -> String {
         format!(
             "{}, {}, {} or {} in the config file",
             setting.flag, setting.env_file, setting.env_value, setting.config_key
@@ -418,7 +418,7 @@ impl SecretSource {
     }
 
     /// The secret as it is now (a file is read again).
-    pub fn read(&self, what: &str) -> Result<Secret> {
+    pub(crate) fn read(&self, what: &str) -> Result<Secret> {
         match self {
             SecretSource::File(p) => read_secret_file(p, what),
             SecretSource::Value(s) => Ok(s.clone()),
@@ -426,7 +426,7 @@ impl SecretSource {
     }
 
     /// Where it comes from, for messages (never the value).
-    pub fn origin(&self, setting: &SecretSetting) -> String {
+    pub(crate) fn origin(&self, setting: &SecretSetting) -> String {
         match self {
             SecretSource::File(p) => format!("file {}", p.display()),
             SecretSource::Value(_) => setting.env_value.to_string(),
@@ -463,7 +463,7 @@ fn resolve_token(args: &ForgeArgs, file: &ConfigFile) -> Result<Secret> {
 /// A token must be at least [`MIN_TOKEN_CHARS`] visible ASCII characters:
 /// anything else cannot go into an HTTP header as it is, and would fail
 /// every run the same way. The problem never quotes the token.
-pub fn check_token(token: &str) -> std::result::Result<(), String> {
+pub(crate) fn check_token(token: &str) -> std::result::Result<(), String> {
     if let Some(at) = token.chars().position(|c| c.is_control()) {
         return Err(format!(
             "contains a control character (at character {})",
@@ -489,7 +489,7 @@ pub fn check_token(token: &str) -> std::result::Result<(), String> {
 /// A branch setting must be a valid git branch name (`git check-ref-format
 /// --branch`) once `{node}` is replaced: anything else fails every run the
 /// same way, which is configuration (78), not a bug.
-pub fn check_branch(branch: &str) -> std::result::Result<(), String> {
+pub(crate) fn check_branch(branch: &str) -> std::result::Result<(), String> {
     let b = branch.replace("{node}", "node");
     let bad_char = b
         .chars()
@@ -514,7 +514,7 @@ pub fn check_branch(branch: &str) -> std::result::Result<(), String> {
 }
 
 /// `OWNER/NAME`, each part a valid Forgejo name (letters, digits, `-_.`).
-pub fn split_repo(full: &str) -> Result<(String, String)> {
+pub(crate) fn split_repo(full: &str) -> Result<(String, String)> {
     let bad = || {
         fail(
             Kind::Config,
@@ -540,7 +540,7 @@ pub fn split_repo(full: &str) -> Result<(String, String)> {
 /// default (`hero_usage_push --check` shows it, and a printed schedule must
 /// not rely on what only this shell has).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Source {
+pub(crate) enum Source {
     Flag,
     Env,
     Config,
@@ -548,7 +548,7 @@ pub enum Source {
 }
 
 impl Source {
-    pub fn as_str(self) -> &'static str {
+    pub(crate) fn as_str(self) -> &'static str {
         match self {
             Source::Flag => "flag",
             Source::Env => "env",
@@ -559,14 +559,17 @@ impl Source {
 
     /// Given only to this process (a flag or this shell's environment): a
     /// scheduler will not see it.
-    pub fn is_shell_only(self) -> bool {
+    pub(crate) fn is_shell_only(self) -> bool {
         matches!(self, Source::Flag | Source::Env)
     }
 }
 
 /// The source of an argument that clap also reads from `env`: clap merges
 /// the two, so a value equal to the variable's counts as the environment's.
-pub fn flag_or_env<T: AsRef<std::ffi::OsStr> + Clone>(v: &Option<T>, env: &str) -> Option<Source> {
+pub(crate) fn flag_or_env<T: AsRef<std::ffi::OsStr> + Clone>(
+    v: &Option<T>,
+    env: &str,
+) -> Option<Source> {
     let v = given(v)?;
     let from_env = std::env::var_os(env).is_some_and(|e| e.as_os_str() == v.as_ref());
     Some(if from_env { Source::Env } else { Source::Flag })
@@ -589,7 +592,7 @@ fn layered<T: AsRef<std::ffi::OsStr> + Clone, U>(
 /// Where the Forgejo token comes from (in `resolve_token`'s order); the
 /// token itself is never part of it.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub enum TokenOrigin {
+pub(crate) enum TokenOrigin {
     File {
         path: PathBuf,
         source: Source,
@@ -599,7 +602,7 @@ pub enum TokenOrigin {
 }
 
 impl TokenOrigin {
-    pub fn source(&self) -> Source {
+    pub(crate) fn source(&self) -> Source {
         match self {
             TokenOrigin::File { source, .. } => *source,
             TokenOrigin::EnvValue => Source::Env,
@@ -607,7 +610,7 @@ impl TokenOrigin {
     }
 
     /// How `--check` shows it: a file's path, or the variable's name.
-    pub fn describe(&self) -> String {
+    pub(crate) fn describe(&self) -> String {
         match self {
             TokenOrigin::File { path, .. } => format!("file {}", path.display()),
             TokenOrigin::EnvValue => "the value of HERO_USAGE_FORGEJO_TOKEN".into(),
@@ -615,7 +618,7 @@ impl TokenOrigin {
     }
 }
 
-pub fn token_origin(args: &ForgeArgs, file: &ConfigFile) -> Option<TokenOrigin> {
+pub(crate) fn token_origin(args: &ForgeArgs, file: &ConfigFile) -> Option<TokenOrigin> {
     // The one chain of secrets ([`SecretSource::locate`]); only the source
     // of a file is told apart here.
     let located = SecretSource::locate(
@@ -639,7 +642,7 @@ pub fn token_origin(args: &ForgeArgs, file: &ConfigFile) -> Option<TokenOrigin> 
 
 /// One effective setting as `--check` prints it (never a secret).
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Setting {
+pub(crate) struct Setting {
     pub name: &'static str,
     /// `None`: not set at all.
     pub value: Option<String>,
@@ -647,7 +650,11 @@ pub struct Setting {
 }
 
 /// Every forge and spool setting in force, with where it came from.
-pub fn effective_settings(spool: &SpoolArgs, forge: &ForgeArgs, common: &Common) -> Vec<Setting> {
+pub(crate) fn effective_settings(
+    spool: &SpoolArgs,
+    forge: &ForgeArgs,
+    common: &Common,
+) -> Vec<Setting> {
     let f = &common.file;
     let config = ConfigFile::locate(given(&spool.config).as_deref());
     let config_source = flag_or_env(&spool.config, "HERO_USAGE_CONFIG").unwrap_or(Source::Default);
@@ -707,7 +714,7 @@ pub fn effective_settings(spool: &SpoolArgs, forge: &ForgeArgs, common: &Common)
 /// A warning when a secret file can be read (or changed) by group or
 /// others; `None` when it is private or cannot be examined (reading it
 /// reports that).
-pub fn exposed_secret_warning(path: &Path, what: &str) -> Option<String> {
+pub(crate) fn exposed_secret_warning(path: &Path, what: &str) -> Option<String> {
     use std::os::unix::fs::PermissionsExt;
     let mode = std::fs::metadata(path).ok()?.permissions().mode() & 0o777;
     // Printed as it is by the callers: a name's control characters escaped.

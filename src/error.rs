@@ -30,7 +30,7 @@ pub enum Kind {
 
 impl Kind {
     /// The process exit code of this kind.
-    pub fn exit_code(self) -> i32 {
+    pub(crate) fn exit_code(self) -> i32 {
         match self {
             Kind::Usage => 64,
             Kind::Data => 65,
@@ -53,7 +53,7 @@ pub struct Error {
 }
 
 impl Error {
-    pub fn new(kind: Kind, message: impl Into<String>) -> Self {
+    pub(crate) fn new(kind: Kind, message: impl Into<String>) -> Self {
         Error {
             kind,
             message: message.into(),
@@ -70,14 +70,14 @@ impl fmt::Display for Error {
 impl std::error::Error for Error {}
 
 /// Shorthand: `Err(fail(Kind::Config, "..."))?`.
-pub fn fail(kind: Kind, message: impl Into<String>) -> anyhow::Error {
+pub(crate) fn fail(kind: Kind, message: impl Into<String>) -> anyhow::Error {
     Error::new(kind, message).into()
 }
 
 /// The kind of an error chain: the first [`Error`] or forge error in it,
 /// else internal (70). Errors are tagged where they arise: an untagged I/O
 /// error is not assumed to be the spool's.
-pub fn kind_of(err: &anyhow::Error) -> Kind {
+pub(crate) fn kind_of(err: &anyhow::Error) -> Kind {
     for cause in err.chain() {
         if let Some(e) = cause.downcast_ref::<Error>() {
             return e.kind;
@@ -90,14 +90,14 @@ pub fn kind_of(err: &anyhow::Error) -> Kind {
 }
 
 /// The exit code for a whole run's error.
-pub fn exit_code_of(err: &anyhow::Error) -> i32 {
+pub(crate) fn exit_code_of(err: &anyhow::Error) -> i32 {
     kind_of(err).exit_code()
 }
 
 /// Print `<binary>: error: <chain>` on stderr and return the exit code: the one
 /// place every binary turns an error into an exit status. A stderr that
 /// cannot take the message does not change the code: the error is the news.
-pub fn report(binary: &str, err: &anyhow::Error) -> i32 {
+pub(crate) fn report(binary: &str, err: &anyhow::Error) -> i32 {
     let _ = crate::cli::err_line(&format!(
         "{binary}: error: {}",
         one_line(&format!("{err:#}"))
@@ -109,13 +109,13 @@ pub fn report(binary: &str, err: &anyhow::Error) -> i32 {
 /// every stderr line starts with `<binary>:` and scripts can grep it; any
 /// other control character (an ESC in a file name) is escaped, never sent
 /// raw to a terminal.
-pub fn one_line(message: &str) -> String {
+pub(crate) fn one_line(message: &str) -> String {
     escape_controls(&message.split_whitespace().collect::<Vec<_>>().join(" "))
 }
 
 /// `s` with every control character written as `\n`, `\t`, `\u{1b}`...
 /// (Rust's escapes), everything else as it is.
-pub fn escape_controls(s: &str) -> String {
+pub(crate) fn escape_controls(s: &str) -> String {
     if !s.chars().any(char::is_control) {
         return s.to_string();
     }
@@ -132,7 +132,7 @@ pub fn escape_controls(s: &str) -> String {
 
 /// A file name as it can be shown in a message: UTF-8 as it is with control
 /// characters escaped, any byte that is not UTF-8 as `\xNN`.
-pub fn escape_name(name: &std::ffi::OsStr) -> String {
+pub(crate) fn escape_name(name: &std::ffi::OsStr) -> String {
     use std::os::unix::ffi::OsStrExt;
     let mut out = String::new();
     for chunk in name.as_bytes().utf8_chunks() {
@@ -145,7 +145,7 @@ pub fn escape_name(name: &std::ffi::OsStr) -> String {
 }
 
 /// Run a binary's `run()` and return the exit code its outcome maps to.
-pub fn main_with(
+pub(crate) fn main_with(
     binary: &str,
     run: impl FnOnce() -> anyhow::Result<i32>,
 ) -> std::process::ExitCode {

@@ -6,20 +6,20 @@
 //! way: record and otoml know no files or network, the spool knows no network,
 //! the client knows no spool, and only push joins them.
 
-pub mod audit;
-pub mod check;
-pub mod cli;
+pub(crate) mod audit;
+pub(crate) mod check;
+pub(crate) mod cli;
 pub mod cmd;
 pub mod config;
 pub mod error;
-pub mod failpoint;
+pub(crate) mod failpoint;
 pub mod forgejo;
-pub mod last_success;
+pub(crate) mod last_success;
 pub mod otoml;
-pub mod outcome;
+pub(crate) mod outcome;
 pub mod push;
 pub mod record;
-pub mod schedule;
-pub mod shim;
+pub(crate) mod schedule;
+pub(crate) mod shim;
 pub mod spool;
-pub mod status;
+pub(crate) mod status;

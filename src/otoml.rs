@@ -11,7 +11,7 @@ use serde::Deserialize;
 use std::fmt::Write;
 
 /// The first line of every OTOML document.
-pub const PREFIX: &str = "O:\n";
+pub(crate) const PREFIX: &str = "O:\n";
 
 /// The canonical record order: by `occurred_at`, then `idempotency_key`.
 pub fn canonical_order(a: &UsageRecord, b: &UsageRecord) -> std::cmp::Ordering {

@@ -205,19 +205,14 @@ impl StatusReport {
                 let _ = writeln!(s, "hero_usage_{name}{{node=\"{node}\"}} {v}");
             }
         };
-        for (name, help, value) in self.gauges() {
+        for (name, help, value) in self.spool_gauges().into_iter().chain(self.push_gauges()) {
             gauge(name, help, value);
         }
         s
     }
 
-    /// Each gauge's name, help and value (`None`: not exposed).
-    fn gauges(&self) -> [(&'static str, &'static str, Option<f64>); 10] {
-        let num = |k: &str| self.last(k).and_then(serde_json::Value::as_f64);
-        let finished = self
-            .last("finished_at")
-            .and_then(|v| v.as_str())
-            .and_then(unix_seconds);
+    /// The spool's gauges: name, help and value.
+    fn spool_gauges(&self) -> [Gauge; 5] {
         [
             (
                 "pending_records",
@@ -244,6 +239,17 @@ impl StatusReport {
                 "How long the oldest pending record or incoming drop has waited.",
                 Some(self.oldest_pending_age_seconds.unwrap_or(0) as f64),
             ),
+        ]
+    }
+
+    /// The last push's gauges (`None`: not exposed, no push yet).
+    fn push_gauges(&self) -> [Gauge; 5] {
+        let num = |k: &str| self.last(k).and_then(serde_json::Value::as_f64);
+        let finished = self
+            .last("finished_at")
+            .and_then(|v| v.as_str())
+            .and_then(unix_seconds);
+        [
             (
                 "last_push_outcome_unreadable",
                 "1 when the last push's outcome file is there but cannot be read.",
@@ -277,6 +283,9 @@ impl StatusReport {
         ]
     }
 }
+
+/// A Prometheus gauge's name (after `hero_usage_`), help and value.
+type Gauge = (&'static str, &'static str, Option<f64>);
 
 /// `YYYY-MM-DD HH:MM:SS` (UTC) as Unix seconds.
 fn unix_seconds(t: &str) -> Option<f64> {

@@ -43,58 +43,76 @@ pub fn check_file(node: &str, hour: HourBucket, bytes: &[u8], now: NaiveDateTime
             "not UTF-8 text",
         ));
     };
-    let mut problems = Vec::new();
-    let records = match fast_path(text) {
-        Some(records) => records,
-        None => match otoml::parse_batch(text) {
-            Ok(records) => {
-                if let Some(line) = first_difference(text, &otoml::render_batch(&records)) {
-                    problems.push(Problem::new(
-                        ViolationKind::NotCanonical,
-                        None,
-                        format!("re-rendering it gives other bytes from line {line} on (sorting, spacing, quoting or the O: line)"),
-                    ));
-                }
-                records
-            }
-            Err(why) => {
-                return FileCheck {
-                    records: Vec::new(),
-                    problems: explain_refusal(text, &why),
-                };
-            }
-        },
+    let (records, mut problems) = match parse_file(text) {
+        Ok(parsed) => parsed,
+        Err(problems) => {
+            return FileCheck {
+                records: Vec::new(),
+                problems,
+            };
+        }
     };
     let earliest = UtcSecond::parse_exact("2000-01-01 00:00:00").map(|t| t.0);
-    let latest = now + chrono::Duration::seconds(MAX_FUTURE_SECS);
+    let bounds = (earliest, now + chrono::Duration::seconds(MAX_FUTURE_SECS));
     for r in &records {
-        let key = Some(r.idempotency_key.as_str());
-        if r.hour_bucket() != hour {
-            problems.push(Problem::new(
-                ViolationKind::WrongHour,
-                key,
-                format!(
-                    "occurred_at {} is not in the file's hour {hour}",
-                    r.occurred_at
-                ),
-            ));
-        }
-        if r.node_id != node {
-            problems.push(Problem::new(
-                ViolationKind::WrongNode,
-                key,
-                format!("node_id {} is not the folder's node {node}", r.node_id),
-            ));
-        }
-        if earliest.is_some_and(|e| r.occurred_at.0 < e) || r.occurred_at.0 > latest {
-            problems.push(Problem::new(
-                ViolationKind::BadRecord,
-                key,
-                "occurred_at: must lie between 2000-01-01 00:00:00 and 5 minutes from now",
-            ));
-        }
+        problems.extend(record_problems(r, node, hour, bounds));
     }
     FileCheck { records, problems }
+}
+
+/// The file's records, with a problem when its bytes are not canonical;
+/// the reasons the parser refused it otherwise.
+fn parse_file(text: &str) -> Result<(Vec<UsageRecord>, Vec<Problem>), Vec<Problem>> {
+    if let Some(records) = fast_path(text) {
+        return Ok((records, Vec::new()));
+    }
+    let records = otoml::parse_batch(text).map_err(|why| explain_refusal(text, &why))?;
+    let mut problems = Vec::new();
+    if let Some(line) = first_difference(text, &otoml::render_batch(&records)) {
+        problems.push(Problem::new(
+            ViolationKind::NotCanonical,
+            None,
+            format!("re-rendering it gives other bytes from line {line} on (sorting, spacing, quoting or the O: line)"),
+        ));
+    }
+    Ok((records, problems))
+}
+
+/// What is wrong with one record of `node`'s file for `hour`; `occurred_at`
+/// must lie within `(earliest, latest)`.
+fn record_problems(
+    r: &UsageRecord,
+    node: &str,
+    hour: HourBucket,
+    (earliest, latest): (Option<NaiveDateTime>, NaiveDateTime),
+) -> Vec<Problem> {
+    let key = Some(r.idempotency_key.as_str());
+    let mut problems = Vec::new();
+    if r.hour_bucket() != hour {
+        problems.push(Problem::new(
+            ViolationKind::WrongHour,
+            key,
+            format!(
+                "occurred_at {} is not in the file's hour {hour}",
+                r.occurred_at
+            ),
+        ));
+    }
+    if r.node_id != node {
+        problems.push(Problem::new(
+            ViolationKind::WrongNode,
+            key,
+            format!("node_id {} is not the folder's node {node}", r.node_id),
+        ));
+    }
+    if earliest.is_some_and(|e| r.occurred_at.0 < e) || r.occurred_at.0 > latest {
+        problems.push(Problem::new(
+            ViolationKind::BadRecord,
+            key,
+            "occurred_at: must lie between 2000-01-01 00:00:00 and 5 minutes from now",
+        ));
+    }
+    problems
 }
 
 /// The records of a canonical file whose records all pass the rules with

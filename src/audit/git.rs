@@ -75,6 +75,27 @@ impl Branches {
 /// (`refs/remotes/origin/*`, default from `origin/HEAD`) when it has them,
 /// else its own (`refs/heads/*`, default from `HEAD`, as in a mirror).
 pub fn branches(repo: &gix::Repository) -> Result<Branches> {
+    let (remote, local) = branch_tips(repo)?;
+    let (refs, default) = if remote.is_empty() {
+        (local, local_default(repo)?)
+    } else {
+        let default = symbolic_target(repo, "refs/remotes/origin/HEAD", "refs/remotes/origin/");
+        (remote, default)
+    };
+    let default = default.or_else(|| {
+        ["main", "master"]
+            .iter()
+            .find(|b| refs.contains_key(**b))
+            .map(|b| b.to_string())
+    });
+    Ok(sort_branches(refs, default))
+}
+
+/// A branch's short name and tip.
+type Tips = BTreeMap<String, ObjectId>;
+
+/// The tips of `refs/remotes/origin/*` and of `refs/heads/*`.
+fn branch_tips(repo: &gix::Repository) -> Result<(Tips, Tips)> {
     let what = || "the references".to_string();
     let mut remote = BTreeMap::new();
     let mut local = BTreeMap::new();
@@ -97,29 +118,24 @@ pub fn branches(repo: &gix::Repository) -> Result<Branches> {
             .map_err(unreadable(format!("reference {name}")))?;
         map.insert(short, id.detach());
     }
-    let (refs, default) = if remote.is_empty() {
-        let head = repo.head_name().map_err(unreadable("HEAD".into()))?;
-        let default = head.and_then(|h| {
-            h.as_bstr()
-                .to_string()
-                .strip_prefix("refs/heads/")
-                .map(str::to_string)
-        });
-        // A working clone may have a node's branch checked out: that is no default.
-        let default = default.filter(|b| !b.starts_with("usage/"));
-        (local, default)
-    } else {
-        (
-            remote,
-            symbolic_target(repo, "refs/remotes/origin/HEAD", "refs/remotes/origin/"),
-        )
-    };
-    let default = default.or_else(|| {
-        ["main", "master"]
-            .iter()
-            .find(|b| refs.contains_key(**b))
-            .map(|b| b.to_string())
+    Ok((remote, local))
+}
+
+/// The branch `HEAD` names, unless it is a node's.
+fn local_default(repo: &gix::Repository) -> Result<Option<String>> {
+    let head = repo.head_name().map_err(unreadable("HEAD".into()))?;
+    let default = head.and_then(|h| {
+        h.as_bstr()
+            .to_string()
+            .strip_prefix("refs/heads/")
+            .map(str::to_string)
     });
+    // A working clone may have a node's branch checked out: that is no default.
+    Ok(default.filter(|b| !b.starts_with("usage/")))
+}
+
+/// The default branch, the `usage/*` ones, and the names of the rest.
+fn sort_branches(refs: Tips, default: Option<String>) -> Branches {
     let mut out = Branches {
         default: None,
         usage: Vec::new(),
@@ -138,7 +154,7 @@ pub fn branches(repo: &gix::Repository) -> Result<Branches> {
             out.ignored.push(name);
         }
     }
-    Ok(out)
+    out
 }
 
 fn symbolic_target(repo: &gix::Repository, name: &str, prefix: &str) -> Option<String> {

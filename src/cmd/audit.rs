@@ -14,7 +14,7 @@ use clap::Parser;
 use std::path::PathBuf;
 use std::process::ExitCode;
 
-pub const BINARY: &str = "hero_usage_audit";
+pub(crate) const BINARY: &str = "hero_usage_audit";
 
 /// Audit the billing repository: every file canonical and in place, no key twice, history append-only; totals for billing.
 #[derive(Parser, Debug)]
@@ -69,7 +69,7 @@ pub fn main() -> ExitCode {
 }
 
 /// Audit; exit 0 when clean, 65 when anything was found.
-pub fn run(cli: Cli) -> Result<i32> {
+pub(crate) fn run(cli: Cli) -> Result<i32> {
     if let (Some(f), Some(t)) = (cli.from, cli.to)
         && f > t
     {

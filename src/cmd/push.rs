@@ -1,7 +1,7 @@
 //! `hero_usage_push`: the hourly job. Flags here, the job in [`crate::push`].
 //! See `man 1 hero_usage_push`.
 
-use crate::cli::out;
+use crate::cli::{err_line, out};
 use crate::config::{Common, ForgeArgs, ForgeSettings, SpoolArgs};
 use crate::error::{exit_code_of, one_line};
 use crate::push::{self, Outcome, PushOptions, PushSummary, RetryPolicy};
@@ -12,7 +12,7 @@ use clap::Parser;
 use std::process::ExitCode;
 use std::time::Duration;
 
-pub const BINARY: &str = "hero_usage_push";
+pub(crate) const BINARY: &str = "hero_usage_push";
 
 /// Push pending usage records, bundled per UTC hour, to the billing repository.
 #[derive(Parser, Debug)]
@@ -92,27 +92,33 @@ fn failed_json(err: &anyhow::Error) -> Result<i32> {
         error: Some(format!("{err:#}")),
         ..Default::default()
     };
-    eprintln!("{BINARY}: error: {}", one_line(&format!("{err:#}")));
+    let _ = err_line(&format!(
+        "{BINARY}: error: {}",
+        one_line(&format!("{err:#}"))
+    ));
     out(&format!("{}\n", serde_json::to_string(&summary)?))?;
     Ok(code)
 }
 
 /// One push run (or a printed schedule); returns the exit code.
-pub fn run(cli: Cli) -> Result<i32> {
+pub(crate) fn run(cli: Cli) -> Result<i32> {
     let common = Common::resolve(&cli.spool)?;
     if let Some(scheduler) = cli.print_schedule {
         let prepared =
             schedule::prepare(scheduler, &cli.spool, &cli.forge, &common, &cli.action_name)?;
         let (text, notes) = schedule::print(scheduler, &prepared, cli.out.as_deref())?;
         out(&text)?;
-        notes.iter().for_each(|n| eprintln!("{BINARY}: {n}"));
+        // The notes say what the scheduler will lack: not news to drop.
+        for n in &notes {
+            err_line(&format!("{BINARY}: {n}"))?;
+        }
         return Ok(0);
     }
     if cli.check {
         return crate::check::run(&cli.spool, &cli.forge, &common);
     }
     if let Some(w) = crate::check::token_file_warning(&cli.forge, &common.file) {
-        eprintln!("{BINARY}: warning: {w}");
+        let _ = err_line(&format!("{BINARY}: warning: {w}"));
     }
     let forge = ForgeSettings::resolve(&cli.forge, &common.file)?;
     let summary = if cli.dry_run && !common.spool.exists() {
@@ -132,7 +138,7 @@ pub fn run(cli: Cli) -> Result<i32> {
         let quiet = cli.quiet;
         let log = |note: &str| {
             if !quiet {
-                eprintln!("{BINARY}: {}", one_line(note));
+                let _ = err_line(&format!("{BINARY}: {}", one_line(note)));
             }
         };
         // A dry run creates nothing in the spool, not even its sub-directories.
@@ -167,15 +173,24 @@ fn options(cli: &Cli, node: &str, forge: ForgeSettings) -> PushOptions {
     }
 }
 
-/// What was set aside, and the error, on stderr.
+/// What was set aside, and the error, on stderr. A stderr that cannot take
+/// them changes no exit code: the push's own code is the news.
 fn report(summary: &PushSummary) {
     for q in &summary.quarantined {
-        eprintln!("{BINARY}: quarantined {}: {}", q.what, one_line(&q.reason));
+        let _ = err_line(&format!(
+            "{BINARY}: quarantined {}: {}",
+            q.what,
+            one_line(&q.reason)
+        ));
     }
     for u in &summary.unreadable_hours {
-        eprintln!("{BINARY}: left pending {}: {}", u.what, one_line(&u.reason));
+        let _ = err_line(&format!(
+            "{BINARY}: left pending {}: {}",
+            u.what,
+            one_line(&u.reason)
+        ));
     }
     if let Some(e) = &summary.error {
-        eprintln!("{BINARY}: error: {}", one_line(e));
+        let _ = err_line(&format!("{BINARY}: error: {}", one_line(e)));
     }
 }

@@ -7,7 +7,7 @@ use anyhow::Result;
 use clap::Parser;
 use std::process::ExitCode;
 
-pub use crate::shim::BINARY;
+pub(crate) use crate::shim::BINARY;
 
 /// Minimal HTTP shim on loopback: record usage over HTTP, trigger a push,
 /// health and status.
@@ -28,6 +28,6 @@ pub fn main() -> ExitCode {
 }
 
 /// Serve until SIGTERM or SIGINT.
-pub fn run(cli: Cli) -> Result<i32> {
+pub(crate) fn run(cli: Cli) -> Result<i32> {
     shim::run(&cli.spool, &cli.forge, &cli.shim)
 }

@@ -9,7 +9,7 @@ use anyhow::Result;
 use clap::Parser;
 use std::process::ExitCode;
 
-pub const BINARY: &str = "hero_usage_status";
+pub(crate) const BINARY: &str = "hero_usage_status";
 
 /// Show what the spool holds and how the last push went.
 #[derive(Parser, Debug)]
@@ -34,7 +34,7 @@ pub fn main() -> ExitCode {
 }
 
 /// Print the report; exit 1 when `--max-age` is exceeded.
-pub fn run(cli: Cli) -> Result<i32> {
+pub(crate) fn run(cli: Cli) -> Result<i32> {
     let common = Common::resolve(&cli.spool)?;
     let report = StatusReport::gather(&common.spool, &common.node, chrono::Utc::now())?;
     if cli.json {

@@ -95,7 +95,7 @@ impl ForgejoClient {
 
     /// The checked base URL (no trailing slash): the audit builds its own
     /// listing URLs on it.
-    pub fn base_url(&self) -> &str {
+    pub(crate) fn base_url(&self) -> &str {
         &self.base
     }
 
@@ -257,7 +257,7 @@ impl ForgejoClient {
     }
 
     /// Whether `branch` exists (`GET /repos/{owner}/{repo}/branches/{branch}`).
-    pub fn branch_exists(&self, repo: &RepoRef, branch: &str) -> Result<bool, ForgeError> {
+    pub(crate) fn branch_exists(&self, repo: &RepoRef, branch: &str) -> Result<bool, ForgeError> {
         let api = format!("{}/branches/{}", Self::repo_path(repo), encode_path(branch));
         match self.call_json(Call::Other, Method::Get, &api, None) {
             Ok(_) => Ok(true),
@@ -268,8 +268,23 @@ impl ForgejoClient {
 
     /// The token's user login.
     pub fn current_user(&self) -> Result<String, ForgeError> {
-        let v = self.call_json(Call::Other, Method::Get, "/user", None)?;
-        str_field(&v, "login", "GET /user")
+        match self.call_json(Call::Other, Method::Get, "/user", None) {
+            Ok(v) => str_field(&v, "login", "GET /user"),
+            // A Forgejo answers /user with the login or a 401, never a 404:
+            // the base URL does not lead to its API (`/api/v1` appended, or
+            // another web server), not a missing owner.
+            Err(ForgeError::NotFound(m)) => Err(self.not_the_api(&m)),
+            Err(e) => Err(e),
+        }
+    }
+
+    /// The base URL hint, as `--check` gives it.
+    fn not_the_api(&self, what: &str) -> ForgeError {
+        ForgeError::Config(format!(
+            "{what}: this is not a Forgejo API; is --forgejo-url the base URL? \
+             (the server's address without /api/v1, e.g. https://forge.example.org; now {})",
+            self.base
+        ))
     }
 
     /// Create a private repository without auto_init (so it starts empty):

@@ -283,7 +283,7 @@ fn many_files_body(changes: &[FileChange], opts: &CommitOptions) -> Result<Vec<u
 }
 
 /// About how many bytes a change takes in a many-files request body.
-pub fn change_size(c: &FileChange) -> usize {
+pub(crate) fn change_size(c: &FileChange) -> usize {
     base64::encoded_len(c.content.len(), true).unwrap_or(usize::MAX / 4) + c.path.len() + 128
 }
 

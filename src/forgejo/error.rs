@@ -83,12 +83,12 @@ impl ForgeError {
     }
 
     /// A retry must read the files again first: their shas are stale.
-    pub fn needs_reread(&self) -> bool {
+    pub(crate) fn needs_reread(&self) -> bool {
         matches!(self, ForgeError::StaleSha(_) | ForgeError::AlreadyExists(_))
     }
 
     /// The message kept with the error.
-    pub fn message(&self) -> &str {
+    pub(crate) fn message(&self) -> &str {
         match self {
             ForgeError::NotFound(m)
             | ForgeError::AlreadyExists(m)

@@ -21,9 +21,9 @@ mod error;
 mod url;
 
 pub use client::ForgejoClient;
-pub use contents::change_size;
+pub(crate) use contents::change_size;
 pub use error::ForgeError;
-pub use url::{check_base_url, encode_path, is_loopback};
+pub(crate) use url::{check_base_url, encode_path};
 
 use crate::config::Secret;
 use std::fmt;
@@ -119,7 +119,7 @@ pub enum FileOp {
 }
 
 impl FileOp {
-    pub fn as_str(self) -> &'static str {
+    pub(crate) fn as_str(self) -> &'static str {
         match self {
             FileOp::Create => "create",
             FileOp::Update => "update",
@@ -150,7 +150,7 @@ pub struct CommitResult {
 
 /// An HTTP method the client sends.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Method {
+pub(crate) enum Method {
     Get,
     Post,
     Put,

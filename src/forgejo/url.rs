@@ -5,7 +5,7 @@ use std::net::ToSocketAddrs;
 
 /// Parse and check a base URL; answer it without a trailing slash. https is
 /// required unless the host is loopback or `insecure_http`.
-pub fn check_base_url(url: &str, insecure_http: bool) -> Result<String, ForgeError> {
+pub(crate) fn check_base_url(url: &str, insecure_http: bool) -> Result<String, ForgeError> {
     if url.contains('@') {
         // Never echo credentials back, whatever the scheme: no URL in this
         // message.
@@ -53,7 +53,7 @@ fn host_of(authority: &str) -> Option<String> {
 /// 127.0.0.0/8 and ::1; a name (`localhost`, `*.localhost`) only when every
 /// address it resolves to is loopback: a resolver may map such a name
 /// anywhere, and plain http must never leave the machine.
-pub fn is_loopback(host: &str) -> bool {
+pub(crate) fn is_loopback(host: &str) -> bool {
     if let Ok(ip) = host.parse::<std::net::IpAddr>() {
         return ip.is_loopback();
     }
@@ -70,7 +70,7 @@ pub fn is_loopback(host: &str) -> bool {
 }
 
 /// Percent-encode each segment of a path (keeps `/` between segments).
-pub fn encode_path(path: &str) -> String {
+pub(crate) fn encode_path(path: &str) -> String {
     path.split('/')
         .map(encode_segment)
         .collect::<Vec<_>>()

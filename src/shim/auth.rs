@@ -10,7 +10,7 @@ use std::path::Path;
 /// The request header that carries the secret.
 pub const HEADER: &str = "x-hero-onboarding-admin-secret";
 
-pub use crate::config::SecretSource;
+pub(crate) use crate::config::SecretSource;
 
 /// The admin secret's setting.
 pub const ADMIN_SECRET: SecretSetting = SecretSetting {

@@ -9,6 +9,7 @@
 //! whole request must arrive within [`Limits::deadline`] (408), so a stalled
 //! or trickling client holds a worker for a few seconds at most.
 
+use crate::cli::err_line;
 use serde::Serialize;
 use std::io::{self, Read, Write};
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, Shutdown, SocketAddr, TcpListener, TcpStream};
@@ -281,7 +282,7 @@ impl Server {
                 },
                 Err(e) => {
                     // Out of file descriptors and the like: do not spin.
-                    eprintln!("{name}: accept failed: {e}");
+                    let _ = err_line(&format!("{name}: accept failed: {e}"));
                     std::thread::sleep(Duration::from_millis(50));
                 }
             }
@@ -304,7 +305,7 @@ fn busy(stream: TcpStream, name: &str) {
     let _ = stream.set_nonblocking(true);
     let resp = Response::error(503, "busy", "the shim is busy; try again");
     let _ = (&stream).write_all(&resp.bytes());
-    eprintln!("{name}: {} - - 503 0ms busy", peer_of(&stream));
+    let _ = err_line(&format!("{name}: {} - - 503 0ms busy", peer_of(&stream)));
 }
 
 /// The client's address for a log line, `-` when unknown.
@@ -541,13 +542,14 @@ fn serve_connection(stream: TcpStream, handler: &dyn Handler, name: &str, limits
         .as_deref()
         .map(|n| format!(" {}", printable(n, 300)))
         .unwrap_or_default();
-    eprintln!(
+    // A log line stderr cannot take must not end the worker thread.
+    let _ = err_line(&format!(
         "{name}: {peer} {} {} {} {}ms{note}",
         printable(&seen.method, 16),
         printable(&seen.path, 128),
         resp.status,
         start.elapsed().as_millis()
-    );
+    ));
 }
 
 fn exchange(conn: &mut Conn, handler: &dyn Handler, seen: &mut Seen) -> Result<Response, Stop> {

@@ -7,6 +7,7 @@ pub mod auth;
 pub mod http;
 pub mod routes;
 
+use crate::cli::err_line;
 use crate::config::{Common, DEFAULT_LISTEN, ForgeArgs, SpoolArgs};
 use crate::error::{Kind, fail};
 use crate::spool::Spool;
@@ -75,7 +76,7 @@ pub fn run(spool_args: &SpoolArgs, forge: &ForgeArgs, args: &ShimArgs) -> Result
     if let SecretSource::File(p) = &secret
         && let Some(w) = crate::config::exposed_secret_warning(p, "admin secret")
     {
-        eprintln!("{BINARY}: warning: {w}");
+        let _ = err_line(&format!("{BINARY}: warning: {w}"));
     }
     let spool = Spool::open(&common.spool)?;
     spool.bind_node(&common.node)?;
@@ -99,7 +100,9 @@ pub fn run(spool_args: &SpoolArgs, forge: &ForgeArgs, args: &ShimArgs) -> Result
         .name("signals".into())
         .spawn(move || {
             if let Some(sig) = signals.forever().next() {
-                eprintln!("{BINARY}: signal {sig}: finishing requests in flight, then exiting");
+                let _ = err_line(&format!(
+                    "{BINARY}: signal {sig}: finishing requests in flight, then exiting"
+                ));
                 stopper.stop();
             }
         })?;
@@ -117,7 +120,7 @@ pub fn run(spool_args: &SpoolArgs, forge: &ForgeArgs, args: &ShimArgs) -> Result
     }
     server.serve(Arc::new(app))?;
     signal_handle.close();
-    eprintln!("{BINARY}: stopped");
+    let _ = err_line(&format!("{BINARY}: stopped"));
     Ok(0)
 }
 

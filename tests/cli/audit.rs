@@ -2,13 +2,13 @@
 //! violation at a time, and clean ones), and on what the real push job wrote
 //! to the test forge, read through the API and through the bare repository.
 
-use crate::support::{TestEnv, assert_exit, run, stderr, stdout};
+use crate::support::{TestEnv, assert_exit, git, git_cmd, run, stderr, stdout};
 use hero_usage::otoml::render_batch;
 use hero_usage::record::{UsageRecord, UtcSecond};
 use hero_usage_test_forge::{ForgeOptions, TestForge};
 use serde_json::Value;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
+use std::process::Output;
 
 fn rec(node: &str, key: &str, sid: &str, at: &str, amount: u64) -> UsageRecord {
     UsageRecord {
@@ -43,22 +43,11 @@ impl Repo {
     }
 
     fn git(&self, args: &[&str]) -> String {
-        let out = Command::new("git")
-            .current_dir(&self.dir)
-            .env("GIT_CONFIG_GLOBAL", "/dev/null")
-            .env("GIT_CONFIG_NOSYSTEM", "1")
-            .args(args)
-            .output()
-            .expect("git");
-        assert!(out.status.success(), "git {args:?}: {}", stderr(&out));
-        stdout(&out).trim().to_string()
+        git(&self.dir, args).trim().to_string()
     }
 
     fn commit_as(&self, name: &str, email: &str, msg: &str) -> String {
-        let out = Command::new("git")
-            .current_dir(&self.dir)
-            .env("GIT_CONFIG_GLOBAL", "/dev/null")
-            .env("GIT_CONFIG_NOSYSTEM", "1")
+        let out = git_cmd(&self.dir)
             .env("GIT_AUTHOR_NAME", name)
             .env("GIT_AUTHOR_EMAIL", email)
             .env("GIT_COMMITTER_NAME", name)
@@ -219,11 +208,7 @@ fn a_clone_reads_the_branches_git_fetch_keeps_current() {
         "2026-11-26-17",
         &[rec("n2", "k9", "0a1b", "2026-11-26 17:00:00", 1)],
     );
-    let fetch = Command::new("git")
-        .current_dir(&clone)
-        .args(["fetch", "-q"])
-        .output()
-        .unwrap();
+    let fetch = git_cmd(&clone).args(["fetch", "-q"]).output().unwrap();
     assert!(fetch.status.success());
     let out = run(r.env.cmd("hero_usage_audit").arg("--git-dir").arg(&clone));
     assert_exit(&out, 0);

@@ -3,7 +3,7 @@
 //! the push; read-only commands create nothing; remote hour files as
 //! editors leave them are read. Real binaries, real spools, the test forge.
 
-use crate::support::{TestEnv, assert_exit, files_under, run, stderr, stdout};
+use crate::support::{TestEnv, assert_exit, files_under, run, status_json, stderr, stdout};
 use hero_usage::otoml::render_batch;
 use hero_usage::record::{UsageRecord, UtcSecond};
 use hero_usage_test_forge::{ForgeOptions, TestForge};
@@ -85,13 +85,6 @@ impl Node {
 
 fn valid(key: &str) -> String {
     VALID.replace("KEY", key)
-}
-
-fn status_json(env: &TestEnv, args: &[&str]) -> (Option<i32>, serde_json::Value) {
-    let out = run(env.cmd("hero_usage_status").arg("--json").args(args));
-    let v = serde_json::from_str(stdout(&out).trim())
-        .unwrap_or_else(|e| panic!("{e}: {}", stdout(&out)));
-    (out.status.code(), v)
 }
 
 #[test]

@@ -259,3 +259,35 @@ fn a_config_file_that_is_a_device_or_a_fifo_is_78_never_read() {
         );
     }
 }
+
+#[test]
+fn a_full_stderr_is_never_a_crash() {
+    let env = TestEnv::new();
+    let full = || {
+        std::fs::OpenOptions::new()
+            .write(true)
+            .open("/dev/full")
+            .unwrap()
+    };
+    // The schedule's notes (what the scheduler will lack) are its news: 74.
+    let out = run(env
+        .cmd("hero_usage_push")
+        .args(["--print-schedule", "cron"])
+        .stdout(std::process::Stdio::null())
+        .stderr(full()));
+    assert_exit(&out, 74);
+    // An error that stderr cannot take keeps its own code (78, no URL).
+    let out = run(env.cmd("hero_usage_push").arg("--once").stderr(full()));
+    assert_exit(&out, 78);
+    // --json's error line goes to stderr too; the object still reaches stdout.
+    let out = run(env
+        .cmd("hero_usage_push")
+        .args(["--once", "--json"])
+        .stderr(full()));
+    assert_exit(&out, 78);
+    assert!(
+        stdout(&out).contains("\"exit_code\":78"),
+        "{}",
+        stdout(&out)
+    );
+}

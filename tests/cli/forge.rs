@@ -2,6 +2,7 @@
 //! loopback), the forge's answers against the field list, and git-level
 //! checks of what the bare repositories hold.
 
+use crate::support::{git, git_cmd};
 use hero_usage::config::Secret;
 use hero_usage::error::Kind;
 use hero_usage::forgejo::{
@@ -10,7 +11,6 @@ use hero_usage::forgejo::{
 use hero_usage_test_forge::{Fault, FaultAction, ForgeOptions, TestForge};
 use serde_json::Value;
 use std::path::{Path, PathBuf};
-use std::process::Command;
 use std::time::Duration;
 
 const ORG: &str = "lhumina_code";
@@ -48,20 +48,6 @@ fn opts(msg: &str) -> CommitOptions {
         author_email: "node-7@hero.example".to_string(),
         ..CommitOptions::default()
     }
-}
-
-fn git(dir: &Path, args: &[&str]) -> String {
-    let out = Command::new("git")
-        .env("GIT_DIR", dir)
-        .args(args)
-        .output()
-        .expect("git");
-    assert!(
-        out.status.success(),
-        "git {args:?}: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8_lossy(&out.stdout).into_owned()
 }
 
 fn head(f: &TestForge, repo: &str) -> Option<String> {
@@ -445,7 +431,7 @@ fn commits_through_the_api_are_real_git_commits() {
 
     // A clone shows the same history.
     let tmp = tempfile::tempdir().unwrap();
-    let out = Command::new("git")
+    let out = git_cmd(tmp.path())
         .args(["clone", "-q"])
         .arg(&bare)
         .arg(tmp.path().join("w"))
@@ -981,6 +967,9 @@ fn token_never_appears_in_any_error() {
         f.inject(Fault::fail(method, path, status, &echo));
         errors.push(c.current_user().unwrap_err());
     }
+    // (A 404 on /user is the wrong base URL, Config; NotFound is a repo's.)
+    f.inject(Fault::fail("GET", "/repos", 404, &echo));
+    errors.push(c.get_repo(&RepoRef::new(ORG, "t")).unwrap_err());
     f.inject(Fault::fail(
         "POST",
         "/contents",

@@ -2,7 +2,7 @@
 //! relative paths, secret file modes, `--quiet`, monitoring, `--help`, the
 //! install script. Real binaries, real files, the test forge on loopback.
 
-use crate::support::{TestEnv, assert_exit, bin, repo_root, run, stderr, stdout};
+use crate::support::{TestEnv, assert_exit, bin, record, repo_root, run, stderr, stdout};
 use hero_usage_test_forge::{ForgeOptions, TestForge};
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
@@ -35,21 +35,6 @@ impl Op {
             .env("HERO_USAGE_REPO", "billing-bot/billing");
         c
     }
-}
-
-/// Record one usage record into `env`'s spool.
-fn record(env: &TestEnv, key: &str) {
-    let out = run(env.cmd("hero_usage_record").args([
-        "--idempotency-key",
-        key,
-        "--user-sid",
-        "0a1b",
-        "--amount-cents",
-        "250",
-        "--resource-kind",
-        "cpu_hours",
-    ]));
-    assert_exit(&out, 0);
 }
 
 fn write_private(path: &Path, text: &str) {
@@ -392,6 +377,20 @@ fn check_names_a_wrong_base_url_as_such() {
         "{}",
         stdout(&out)
     );
+}
+
+#[test]
+fn push_names_a_wrong_base_url_as_such() {
+    let forge = TestForge::start(ForgeOptions::default());
+    let op = Op::new(&forge);
+    record(&op.env, "k1");
+    for url in [format!("{}/api/v1", op.url), format!("{}/web", op.url)] {
+        let out = run(op.push().args(["--once", "--forgejo-url", &url]));
+        assert_exit(&out, 78);
+        let text = stderr(&out);
+        assert!(text.contains("is --forgejo-url the base URL?"), "{text}");
+        assert!(!text.contains("neither an organisation"), "{text}");
+    }
 }
 
 #[test]

@@ -112,15 +112,9 @@ fn file(forge: &TestForge, path: &str) -> Option<String> {
         .map(|b| String::from_utf8(b).unwrap())
 }
 
+/// `git ARGS` in the billing repository's bare repo.
 pub(crate) fn git(forge: &TestForge, args: &[&str]) -> String {
-    let out = Command::new("git")
-        .arg("--git-dir")
-        .arg(forge.bare_repo(OWNER, REPO))
-        .args(args)
-        .output()
-        .expect("git");
-    assert!(out.status.success(), "git {args:?}: {}", stderr(&out));
-    stdout(&out)
+    crate::support::git(&forge.bare_repo(OWNER, REPO), args)
 }
 
 fn commits(forge: &TestForge) -> usize {

@@ -254,6 +254,21 @@ fn missing_or_wrong_secret_is_401_on_every_other_route() {
 }
 
 #[test]
+fn a_full_stderr_neither_kills_a_worker_nor_the_shutdown() {
+    let shim = Shim::start_with(TestEnv::new(), |c| {
+        let full = std::fs::OpenOptions::new().write(true).open("/dev/full");
+        c.stderr(full.unwrap());
+    });
+    // Every answer is logged to stderr: more requests than workers.
+    for i in 0..40 {
+        let r = shim.record(&record(&format!("job-{i}"), 250));
+        assert_eq!(r.status, 201, "{r:?}");
+    }
+    let (code, _) = shim.stop();
+    assert_eq!(code, Some(0));
+}
+
+#[test]
 fn record_then_duplicate_then_conflict() {
     let shim = Shim::start();
     let r = shim.record(&record("job-1", 250));

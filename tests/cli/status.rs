@@ -1,29 +1,8 @@
 //! `hero_usage_status`: counts, the last push, JSON, Prometheus and the
 //! `--max-age` alerting hook, through the real binary.
 
-use crate::support::{TestEnv, files_under, run, stderr, stdout};
+use crate::support::{TestEnv, files_under, record, run, status_json as json, stderr, stdout};
 use std::time::{Duration, SystemTime};
-
-fn record(env: &TestEnv, key: &str) {
-    let out = run(env.cmd("hero_usage_record").args([
-        "--idempotency-key",
-        key,
-        "--user-sid",
-        "0a1b",
-        "--amount-cents",
-        "5",
-        "--resource-kind",
-        "cpu_hours",
-    ]));
-    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
-}
-
-fn json(env: &TestEnv, args: &[&str]) -> (Option<i32>, serde_json::Value) {
-    let out = run(env.cmd("hero_usage_status").arg("--json").args(args));
-    let v = serde_json::from_str(stdout(&out).trim())
-        .unwrap_or_else(|e| panic!("{e}: {}", stdout(&out)));
-    (out.status.code(), v)
-}
 
 #[test]
 fn a_missing_spool_reads_as_empty_and_is_not_created() {

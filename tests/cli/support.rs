@@ -126,3 +126,47 @@ pub fn run_with_stdin(cmd: &mut Command, input: &[u8]) -> Output {
 pub fn repo_root() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR"))
 }
+
+/// Record one record (user `0a1b`, 250 cents of `cpu_hours`, now) through
+/// `hero_usage_record` into `env`'s spool; fails the test unless it exits 0.
+#[track_caller]
+pub fn record(env: &TestEnv, key: &str) {
+    let out = run(env.cmd("hero_usage_record").args([
+        "--idempotency-key",
+        key,
+        "--user-sid",
+        "0a1b",
+        "--amount-cents",
+        "250",
+        "--resource-kind",
+        "cpu_hours",
+    ]));
+    assert_exit(&out, 0);
+}
+
+/// `hero_usage_status --json ARGS`: its exit code and parsed object.
+pub fn status_json(env: &TestEnv, args: &[&str]) -> (Option<i32>, serde_json::Value) {
+    let out = run(env.cmd("hero_usage_status").arg("--json").args(args));
+    let v = serde_json::from_str(stdout(&out).trim())
+        .unwrap_or_else(|e| panic!("{e}: {}", stdout(&out)));
+    (out.status.code(), v)
+}
+
+/// `git -C dir` (a work tree or a bare repository) that reads no user or
+/// system configuration.
+pub fn git_cmd(dir: &Path) -> Command {
+    let mut c = Command::new("git");
+    c.arg("-C")
+        .arg(dir)
+        .env("GIT_CONFIG_GLOBAL", "/dev/null")
+        .env("GIT_CONFIG_NOSYSTEM", "1");
+    c
+}
+
+/// `git -C dir ARGS`: its stdout; fails the test unless it succeeds.
+#[track_caller]
+pub fn git(dir: &Path, args: &[&str]) -> String {
+    let out = git_cmd(dir).args(args).output().expect("git");
+    assert!(out.status.success(), "git {args:?}: {}", stderr(&out));
+    stdout(&out)
+}
