@@ -26,15 +26,22 @@
 # requests shrink after the first 413 and the run drains (the RECORDS records
 # spread over 48 hours, so that each hour file fits the limit on its own).
 # BACKLOG=0 skips the backlog; a test forge without --max-body-bytes skips
-# the body limit.
+# the body limit. PARTS chooses what runs (default "layouts backlog body"):
+# PARTS=backlog runs the backlog alone. Since a run indexes the spool, then
+# reads each batch's records (each record twice), the dry run reads twice
+# too: the backlog table also shows a read of it once by hero_usage_status
+# (it reads and parses every pending record), and the ratio against that.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 RECORDS=${RECORDS:-100000}
 RUNS=${RUNS:-3}
 BACKLOG=${BACKLOG:-1000000}
+PARTS=${PARTS:-layouts backlog body}
+part() { case " $PARTS " in *" $1 "*) return 0 ;; *) return 1 ;; esac; }
 
 command -v /usr/bin/time >/dev/null || { apt-get update -qq && apt-get install -y -qq time >/dev/null; }
-cargo build --release --quiet -p hero_usage --bin hero_usage_record --bin hero_usage_push
+cargo build --release --quiet -p hero_usage --bin hero_usage_record --bin hero_usage_push \
+    --bin hero_usage_status
 cargo build --release --quiet -p hero_usage_test_forge
 BIN=target/release
 FORGE=${FORGE:-$BIN/hero_usage_test_forge} # another build of the test forge may be named
@@ -53,6 +60,7 @@ for i in range(n):
           % (i, i % 10000, i % 977, i, t.strftime("%Y-%m-%d %H:%M:%S")))
 PY
 }
+if part layouts; then
 records "$RECORDS" 24 >"$work/records.jsonl"
 # Chunk files: the records through --stdin.
 HERO_NODE_ID=bench-node "$BIN/hero_usage_record" --spool "$work/pristine-chunks" --stdin \
@@ -73,6 +81,7 @@ with open(sys.argv[1]) as lines:
         os.write(fd, body.encode()); os.close(fd)
 PY
 sync
+fi
 
 printf 'bench-token-%s\n' "$$" >"$work/token"
 chmod 600 "$work/token"
@@ -164,8 +173,10 @@ PY
     printf '%-44s %12s\n' "summary" "$(cat "$work/push.out")"
 }
 
-bench single
-bench chunks
+if part layouts; then
+    bench single
+    bench chunks
+fi
 
 # A backlog: BACKLOG records in chunk files, over 48 hours, drained by one run.
 backlog() {
@@ -176,6 +187,9 @@ HERO_NODE_ID=bench-node "$BIN/hero_usage_record" --spool "$work/spool" --stdin <
 record_secs=$(calc "$(now) - $t0")
 rm -f "$work/backlog.jsonl"
 sync
+t0=$(now)
+HERO_NODE_ID=bench-node /usr/bin/time -f '%M' -o "$work/rss" "$BIN/hero_usage_status" --spool "$work/spool" >/dev/null 2>&1 || true
+status_secs=$(calc "$(now) - $t0")
 start_forge
 push --dry-run --max-records "$BACKLOG" --repo lhumina_code/missing
 read_secs=$secs read_kib=$kib
@@ -190,11 +204,14 @@ printf '%-50s %12.1f\n' "recording them (--stdin, s)" "$record_secs"
 printf '%-50s %12.1f\n' "reading the spool: dry run over all of it (s)" "$read_secs"
 printf '%-50s %12.1f\n' "push wall time, incl. test forge (s)" "$drain_secs"
 printf '%-50s %12.2f\n' "push / reading (goal <= 3)" "$(calc "$drain_secs / $read_secs")"
+printf '%-50s %12.1f\n' "reading it once: hero_usage_status (s)" "$status_secs"
+printf '%-50s %12.2f\n' "push / hero_usage_status" "$(calc "$drain_secs / $status_secs")"
 printf '%-50s %12.1f\n' "push peak RSS (MiB, goal <= 256)" "$(calc "$drain_kib / 1024")"
 printf '%-50s %12s\n' "commits" "$(python3 -c 'import json,sys; print(json.loads(sys.argv[1])["commits"])' "$summary")"
 printf '%-50s %12s\n' "left pending (goal 0)" "$pending"
 }
-[ "$BACKLOG" -eq 0 ] || backlog
+[ "$BACKLOG" -eq 0 ] || ! part backlog || backlog
+part body || exit 0
 
 # Behind a 1 MiB body limit (nginx's default client_max_body_size).
 if ! "$FORGE" --help 2>&1 | grep -q -- --max-body-bytes; then

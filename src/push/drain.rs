@@ -19,14 +19,14 @@ mod send;
 use super::merge::{Conflict, Pending, merge_hour, parse_hour_file};
 use super::{Log, Outcome, Problem, PushOptions, PushSummary, forge_err};
 use crate::error::{Kind, fail};
-use crate::failpoint::failpoint;
+use crate::failpoint::{failpoint, test_knob};
 use crate::forgejo::{
     CommitOptions, FileChange, FileOp, ForgeError, ForgejoClient, RepoRef, Repository, change_size,
 };
 use crate::otoml::render_batch;
 use crate::outcome::FilePlan;
 use crate::record::{HourBucket, UsageRecord};
-use crate::spool::{PendingId, Spool};
+use crate::spool::{PendingId, PendingIndex, Spool};
 use anyhow::Result;
 use std::collections::{HashMap, VecDeque};
 use std::time::Instant;
@@ -103,8 +103,10 @@ struct Drain<'a, 'c> {
 
 /// Drain the spool into the billing repository.
 pub(super) fn drain(ctx: &Ctx, summary: &mut PushSummary) -> Result<()> {
-    let first = load(ctx, &HashMap::new(), summary)?;
+    let mut source = Source::default();
+    let first = source.next(ctx, &HashMap::new(), summary)?;
     if first.is_empty() {
+        source.report_reads();
         summary.outcome = Outcome::NothingToPush;
         return Ok(());
     }
@@ -113,7 +115,7 @@ pub(super) fn drain(ctx: &Ctx, summary: &mut PushSummary) -> Result<()> {
     loop {
         let hours = match batch.take() {
             Some(h) => h,
-            None => load(ctx, &d.stuck, summary)?,
+            None => source.next(ctx, &d.stuck, summary)?,
         };
         if hours.is_empty() {
             break;
@@ -134,6 +136,7 @@ pub(super) fn drain(ctx: &Ctx, summary: &mut PushSummary) -> Result<()> {
             break;
         }
     }
+    source.report_reads();
     summary.outcome = if ctx.opts.dry_run {
         Outcome::DryRun
     } else if summary.pushed > 0 {
@@ -158,26 +161,69 @@ fn progress(s: &PushSummary) -> (usize, usize, usize, usize) {
 /// One hour's pending records, with their spool ids.
 type HourRecords = (HourBucket, Vec<Pending>);
 
-/// The oldest pending records, at most `--max-records` besides those of
-/// hours stuck this run (skipped); damaged entries are quarantined (not in a
-/// dry run) and reported.
-fn load(
-    ctx: &Ctx,
-    stuck: &HashMap<HourBucket, usize>,
-    summary: &mut PushSummary,
-) -> Result<Vec<HourRecords>> {
-    let extra: usize = stuck.values().sum();
-    let load = ctx
-        .spool
-        .load_pending(ctx.opts.max_records.saturating_add(extra))?;
-    for (id, reason) in &load.damaged {
+/// Where batches come from: an index of `pending/` read once (hours and
+/// names, not records), each batch loading only its own records; scanned
+/// again when used up, for records that arrived meanwhile. Reading every
+/// pending record for every batch made a backlog's drain quadratic.
+#[derive(Default)]
+struct Source {
+    index: PendingIndex,
+    /// Entries read from the spool so far (scans and batches): a test knob
+    /// shows it, so that a test sees each record read a bounded number of times.
+    reads: usize,
+}
+
+impl Source {
+    /// The next batch: the oldest indexed records, at most `--max-records`,
+    /// skipping hours stuck this run; empty when a fresh scan has nothing
+    /// more. Damaged entries are quarantined (not in a dry run) and reported.
+    fn next(
+        &mut self,
+        ctx: &Ctx,
+        stuck: &HashMap<HourBucket, usize>,
+        summary: &mut PushSummary,
+    ) -> Result<Vec<HourRecords>> {
+        let mut scanned = false;
+        loop {
+            if self.index.remaining() == 0 {
+                if scanned {
+                    return Ok(Vec::new());
+                }
+                let scan = ctx.spool.index_pending()?;
+                self.reads += scan.index.remaining() + scan.damaged.len();
+                quarantine_damaged(ctx, &scan.damaged, summary);
+                self.index = scan.index;
+                scanned = true;
+            }
+            let slots = self
+                .index
+                .next_batch(ctx.opts.max_records.max(1), |h| stuck.contains_key(&h));
+            self.reads += slots.len();
+            let load = ctx.spool.load_indexed(&slots)?;
+            quarantine_damaged(ctx, &load.damaged, summary);
+            let hours: Vec<HourRecords> = load
+                .hours
+                .into_iter()
+                .filter(|(hour, _)| !stuck.contains_key(hour))
+                .collect();
+            if !hours.is_empty() {
+                return Ok(hours);
+            }
+        }
+    }
+
+    /// Tell a test how many entries the run read (debug builds only).
+    fn report_reads(&self) {
+        if let Some(path) = test_knob("HERO_USAGE_TEST_READS_FILE") {
+            let _ = std::fs::write(path, self.reads.to_string());
+        }
+    }
+}
+
+fn quarantine_damaged(ctx: &Ctx, damaged: &[(PendingId, String)], summary: &mut PushSummary) {
+    for (id, reason) in damaged {
         quarantine(ctx, id, None, reason, summary);
     }
-    Ok(load
-        .hours
-        .into_iter()
-        .filter(|(hour, _)| !stuck.contains_key(hour))
-        .collect())
 }
 
 impl<'a, 'c> Drain<'a, 'c> {

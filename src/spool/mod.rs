@@ -19,6 +19,7 @@
 
 mod files;
 mod fsx;
+mod index;
 mod ingest;
 pub mod ledger;
 mod node;
@@ -36,6 +37,7 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 pub use files::CHUNK_RECORDS;
+pub use index::{IndexScan, IndexSlot, PendingIndex};
 pub use ingest::IngestReport;
 pub use ledger::{Ledger, LedgerEntry};
 

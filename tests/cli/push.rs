@@ -1188,6 +1188,52 @@ fn splay_zero_does_not_wait_and_the_flags_are_accepted() {
     assert_eq!(node.pending(), 0);
 }
 
+/// A backlog over many hours drains in one run, in many batches, and each
+/// record is read from the spool a bounded number of times: once by the
+/// run's index of `pending/`, once by its batch, and the empty scan at the
+/// end reads nothing (re-reading every pending record for every batch
+/// read 15,000 entries here).
+#[test]
+fn a_backlog_over_many_hours_drains_in_one_run_reading_each_record_twice() {
+    let forge = forge();
+    let node = Node::new(&forge);
+    let n = 1200;
+    let lines: String = (0..n)
+        .map(|i| {
+            format!(
+                "{{\"idempotency_key\":\"m-{i}\",\"user_sid\":\"0a1b\",\"amount_cents\":{i},\
+                 \"resource_kind\":\"cpu_hours\",\"occurred_at\":\"2026-11-20 {:02}:{:02}:00\"}}\n",
+                i % 24,
+                i % 60
+            )
+        })
+        .collect();
+    let o = crate::support::run_with_stdin(
+        node.env.cmd("hero_usage_record").arg("--stdin"),
+        lines.as_bytes(),
+    );
+    assert_eq!(code(&o), Some(0), "{}", stderr(&o));
+    let reads = node.env.path("reads");
+    let out = run(node
+        .push_cmd()
+        .args(["--max-records", "50", "--json"])
+        .env("HERO_USAGE_TEST_READS_FILE", &reads));
+    assert_eq!(code(&out), Some(0), "{}", stderr(&out));
+    let summary: serde_json::Value = serde_json::from_str(stdout(&out).trim()).unwrap();
+    assert_eq!(summary["pushed"], n as u64, "{summary}");
+    assert!(summary["commits"].as_u64().unwrap() >= 24, "{summary}");
+    assert_eq!(node.pending(), 0);
+    let paths: Vec<String> = (0..24)
+        .map(|h| format!("nodes/test-node/usage_2026-11-20-{h:02}.otoml"))
+        .collect();
+    let paths: Vec<&str> = paths.iter().map(String::as_str).collect();
+    let mut want: Vec<String> = (0..n).map(|i| format!("m-{i}")).collect();
+    want.sort();
+    assert_eq!(remote_keys(&forge, &paths), want, "each record once");
+    let reads: usize = std::fs::read_to_string(&reads).unwrap().parse().unwrap();
+    assert_eq!(reads, 2 * n, "each record read twice");
+}
+
 /// The last link of a chunk holding several records is quarantined as a file
 /// of its own record too (the spool decides by content, not by link count:
 /// once a neighbour was quarantined, the chunk has one name left).
