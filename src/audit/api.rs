@@ -1,12 +1,12 @@
 //! The forge as a source: the heads of the default branch and of every
 //! `usage/*` branch through the Forgejo API (no history there). Files are
-//! read with the project's client; folder and branch listings, which the
-//! push job never needs, with two GET calls of this module's own that answer
-//! the same typed [`ForgeError`]s (75/77/78 as for the other binaries).
+//! read with the project's client, folder and branch listings through its
+//! `get_json`, so errors are the same typed [`ForgeError`]s (75/77/78 as for
+//! the other binaries) and the token is scrubbed the same way.
 
 use super::findings::Place;
 use super::walk::{Entry, EntryKind, Lister};
-use crate::config::{ForgeSettings, Secret};
+use crate::config::ForgeSettings;
 use crate::forgejo::{ClientConfig, ForgeError, ForgejoClient, RepoRef, encode_path};
 use anyhow::Result;
 use serde_json::Value;
@@ -26,9 +26,6 @@ pub struct Forge {
     pub client: ForgejoClient,
     pub owner: String,
     pub repo: String,
-    agent: ureq::Agent,
-    base: String,
-    token: Secret,
     /// The `nodes` listing fetched by [`Lister::nodes`], used by the next `list`.
     pending: Option<Vec<Entry>>,
 }
@@ -37,82 +34,18 @@ impl Forge {
     pub fn connect(s: &ForgeSettings) -> Result<Forge> {
         let mut cfg = ClientConfig::new(&s.url, s.token.clone());
         cfg.insecure_http = s.insecure_http;
-        let client = ForgejoClient::new(cfg.clone()).map_err(forge_err)?;
-        let config = ureq::Agent::config_builder()
-            .http_status_as_error(false)
-            .max_redirects(0)
-            .timeout_connect(Some(cfg.connect_timeout))
-            .timeout_global(Some(cfg.timeout))
-            .user_agent(concat!("hero_usage/", env!("CARGO_PKG_VERSION")))
-            .build();
+        let client = ForgejoClient::new(cfg).map_err(forge_err)?;
         Ok(Forge {
-            base: client.base_url().to_string(),
             client,
             owner: s.owner.clone(),
             repo: s.repo.clone(),
-            agent: ureq::Agent::new_with_config(config),
-            token: s.token.clone(),
             pending: None,
         })
     }
 
-    fn scrub(&self, s: &str) -> String {
-        match self.token.expose() {
-            "" => s.to_string(),
-            t => s.replace(t, "<redacted>"),
-        }
-    }
-
-    /// GET a JSON answer; a non-2xx status as a typed error.
+    /// GET a JSON listing through the project's client.
     fn get_json(&self, api_path: &str) -> Result<Value, ForgeError> {
-        let what = format!("GET {api_path}");
-        let url = format!("{}/api/v1{api_path}", self.base);
-        let mut resp = self
-            .agent
-            .get(&url)
-            .header("Authorization", &format!("token {}", self.token.expose()))
-            .header("Accept", "application/json")
-            .call()
-            .map_err(|e| self.transport(&what, &e))?;
-        let status = resp.status().as_u16();
-        let body = resp
-            .body_mut()
-            .with_config()
-            .limit(MAX_LISTING)
-            .read_to_vec()
-            .map_err(|e| self.transport(&what, &e))?;
-        if (200..300).contains(&status) {
-            return serde_json::from_slice(&body).map_err(|e| ForgeError::Invalid {
-                status,
-                message: format!("{what}: the answer is not JSON: {e}"),
-            });
-        }
-        let server = serde_json::from_slice::<Value>(&body)
-            .ok()
-            .and_then(|v| v.get("message").and_then(Value::as_str).map(str::to_string))
-            .unwrap_or_default();
-        let msg = self.scrub(format!("{what}: {status} {server}").trim());
-        Err(match status {
-            401 => ForgeError::Unauthorized(msg),
-            403 => ForgeError::Forbidden(msg),
-            404 => ForgeError::NotFound(msg),
-            500..=599 => ForgeError::Server {
-                status,
-                message: msg,
-            },
-            _ => ForgeError::Invalid {
-                status,
-                message: msg,
-            },
-        })
-    }
-
-    fn transport(&self, what: &str, e: &ureq::Error) -> ForgeError {
-        let msg = self.scrub(&format!("{what}: {e}"));
-        match e {
-            ureq::Error::Timeout(_) => ForgeError::Timeout(msg),
-            _ => ForgeError::Network(msg),
-        }
+        self.client.get_json(api_path, MAX_LISTING)
     }
 
     fn repo_path(&self) -> String {

@@ -251,6 +251,20 @@ impl ForgejoClient {
         })
     }
 
+    /// GET a JSON answer of at most `limit` bytes (folder and branch
+    /// listings for the audit); a non-2xx status as a typed error.
+    pub(crate) fn get_json(&self, api_path: &str, limit: u64) -> Result<Value, ForgeError> {
+        let what = format!("{} {api_path}", Method::Get);
+        let (status, bytes) = self.send(Method::Get, api_path, None, limit)?;
+        if !(200..300).contains(&status) {
+            return Err(self.classify(Call::Other, &what, status, &bytes));
+        }
+        serde_json::from_slice(&bytes).map_err(|e| ForgeError::Invalid {
+            status,
+            message: format!("{what}: the answer is not JSON: {e}"),
+        })
+    }
+
     pub fn get_repo(&self, repo: &RepoRef) -> Result<Repository, ForgeError> {
         let v = self.call_json(Call::Other, Method::Get, &Self::repo_path(repo), None)?;
         parse_repo(&v)
