@@ -1039,22 +1039,34 @@ fn a_conflicting_record_of_a_chunk_is_quarantined_alone() {
     let out = other.push(&[]);
     assert_eq!(code(&out), Some(65), "{}", stderr(&out));
     assert_eq!(remote_keys(&forge, &[H16]), ["q1", "q2", "q3"]);
-    let rejected: Vec<_> = other
+    for rec in rejected_records_alone(&other, 2) {
+        assert_eq!(rec.amount_cents, 2);
+    }
+}
+
+/// The records in `node`'s `rejected/` (exactly `n`), each a file of its
+/// own record named after its key: never a chunk with its neighbours.
+#[track_caller]
+fn rejected_records_alone(node: &Node, n: usize) -> Vec<UsageRecord> {
+    let rejected: Vec<_> = node
         .rejected()
         .into_iter()
         .filter(|p| p.extension().is_some_and(|e| e == "toml"))
         .collect();
-    assert_eq!(rejected.len(), 2, "{rejected:?}");
-    for p in rejected {
-        let text = std::fs::read_to_string(&p).unwrap();
-        let rec: UsageRecord = toml::from_str(&text)
-            .unwrap_or_else(|e| panic!("{}: one record alone: {e}\n{text}", p.display()));
-        assert_eq!(
-            p.file_name().unwrap().to_str().unwrap(),
-            hero_usage::spool::file_name_for_key(&rec.idempotency_key)
-        );
-        assert_eq!(rec.amount_cents, 2);
-    }
+    assert_eq!(rejected.len(), n, "{rejected:?}");
+    rejected
+        .iter()
+        .map(|p| {
+            let text = std::fs::read_to_string(p).unwrap();
+            let rec: UsageRecord = toml::from_str(&text)
+                .unwrap_or_else(|e| panic!("{}: one record alone: {e}\n{text}", p.display()));
+            assert_eq!(
+                p.file_name().unwrap().to_str().unwrap(),
+                hero_usage::spool::file_name_for_key(&rec.idempotency_key)
+            );
+            rec
+        })
+        .collect()
 }
 
 #[test]
@@ -1276,19 +1288,5 @@ fn the_last_name_of_a_chunk_is_quarantined_as_its_own_record() {
     spool.record_batch(&items).unwrap();
     let out = other.push(&[]);
     assert_eq!(out.status.code(), Some(65), "{}", stderr(&out));
-    let rejected: Vec<_> = other
-        .rejected()
-        .into_iter()
-        .filter(|p| p.extension().is_some_and(|e| e == "toml"))
-        .collect();
-    assert_eq!(rejected.len(), 2, "{rejected:?}");
-    for p in rejected {
-        let text = std::fs::read_to_string(&p).unwrap();
-        let rec: UsageRecord = toml::from_str(&text)
-            .unwrap_or_else(|e| panic!("{}: one record alone: {e}\n{text}", p.display()));
-        assert_eq!(
-            p.file_name().unwrap().to_str().unwrap(),
-            hero_usage::spool::file_name_for_key(&rec.idempotency_key)
-        );
-    }
+    rejected_records_alone(&other, 2);
 }
