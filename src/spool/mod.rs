@@ -482,27 +482,7 @@ impl Spool {
         reason: &str,
     ) -> Result<String> {
         let rejected = self.dir("rejected");
-        let base = if name.starts_with('.') || name.is_empty() {
-            format!("_{name}")
-        } else {
-            name.to_string()
-        };
-        let mut n = 0u32;
-        let chosen = loop {
-            let cand = if n == 0 {
-                base.clone()
-            } else {
-                format!("{base}.{n}")
-            };
-            let a = fsx::exists_nofollow(&rejected.join(&cand))
-                .map_err(cant(|| format!("cannot check {}", rejected.display())))?;
-            let b = fsx::exists_nofollow(&rejected.join(format!("{cand}.reason")))
-                .map_err(cant(|| format!("cannot check {}", rejected.display())))?;
-            if !a && !b {
-                break cand;
-            }
-            n += 1;
-        };
+        let chosen = free_rejected_name(&rejected, name)?;
         let tmp = self.dir("tmp").join(fsx::unique_name("reason"));
         let text = format!(
             "{reason}\nquarantined {} UTC from {}\n",
@@ -518,26 +498,7 @@ impl Spool {
         fs::rename(from, &moved).map_err(cant(|| {
             format!("cannot move {} to rejected/", from.display())
         }))?;
-        // A drop keeps its writer's mode; in the spool every file is 0600 and
-        // every directory 0700. A symlink is left as it is (never followed),
-        // and so is a file linked from outside the spool: its mode is not
-        // only the spool's to change.
-        if let Ok(m) = fs::symlink_metadata(&moved) {
-            use std::os::unix::fs::MetadataExt;
-            let mode = if m.is_dir() {
-                Some(fsx::DIR_MODE)
-            } else if m.is_file() && m.nlink() == 1 {
-                Some(fsx::FILE_MODE)
-            } else {
-                None
-            };
-            if let Some(mode) = mode {
-                use std::os::unix::fs::PermissionsExt;
-                fs::set_permissions(&moved, fs::Permissions::from_mode(mode)).map_err(cant(
-                    || format!("cannot set the mode of {}", moved.display()),
-                ))?;
-            }
-        }
+        private_mode(&moved)?;
         fs::rename(&tmp, rejected.join(format!("{chosen}.reason"))).map_err(cant(|| {
             format!("cannot write the reason in {}", rejected.display())
         }))?;
@@ -721,6 +682,56 @@ fn of_node(rec: UsageRecord, bound: Option<&str>) -> std::result::Result<UsageRe
 /// rename (or link change) of any of them: pruning can only come later.
 fn sent_at(m: &fs::Metadata) -> std::time::SystemTime {
     fsx::changed_at(m)
+}
+
+/// A name in `rejected/` for `name` that clobbers nothing: neither it nor
+/// its `.reason` exists (`name`, `name.1`, ...; a dot or empty name gets `_`).
+fn free_rejected_name(rejected: &Path, name: &str) -> Result<String> {
+    let base = if name.starts_with('.') || name.is_empty() {
+        format!("_{name}")
+    } else {
+        name.to_string()
+    };
+    let taken = |cand: &str| -> Result<bool> {
+        let exists = |p: PathBuf| {
+            fsx::exists_nofollow(&p)
+                .map_err(cant(|| format!("cannot check {}", rejected.display())))
+        };
+        Ok(exists(rejected.join(cand))? || exists(rejected.join(format!("{cand}.reason")))?)
+    };
+    let mut n = 0u32;
+    loop {
+        let cand = if n == 0 {
+            base.clone()
+        } else {
+            format!("{base}.{n}")
+        };
+        if !taken(&cand)? {
+            return Ok(cand);
+        }
+        n += 1;
+    }
+}
+
+/// A drop keeps its writer's mode; in the spool every file is 0600 and
+/// every directory 0700. A symlink is left as it is (never followed), and
+/// so is a file linked from outside the spool: its mode is not only the
+/// spool's to change.
+fn private_mode(moved: &Path) -> Result<()> {
+    use std::os::unix::fs::{MetadataExt, PermissionsExt};
+    let Ok(m) = fs::symlink_metadata(moved) else {
+        return Ok(());
+    };
+    let mode = if m.is_dir() {
+        fsx::DIR_MODE
+    } else if m.is_file() && m.nlink() == 1 {
+        fsx::FILE_MODE
+    } else {
+        return Ok(());
+    };
+    fs::set_permissions(moved, fs::Permissions::from_mode(mode)).map_err(cant(|| {
+        format!("cannot set the mode of {}", moved.display())
+    }))
 }
 
 #[cfg(test)]
