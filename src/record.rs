@@ -430,25 +430,7 @@ impl RecordInput {
         let amount = keep(e, Field::AmountCents, amount);
         let kind = keep(e, Field::ResourceKind, text(Field::ResourceKind, None));
         let description = keep(e, Field::Description, text(Field::Description, Some("")));
-        let occurred = match &self.occurred_at {
-            None => Ok(UtcSecond::from_utc(
-                defaults.occurred_at.unwrap_or(defaults.now),
-            )),
-            v => required_str(v).and_then(|s| UtcSecond::parse(&s)),
-        };
-        let occurred = occurred.and_then(|t| check_occurred_at(t, defaults.now));
-        let occurred = match (&self.occurred_at, defaults.occurred_at) {
-            // The time came from a drop file's modification time: say so,
-            // or the reason names a field the file does not hold.
-            (None, Some(mtime)) => occurred.map_err(|problem| {
-                format!(
-                    "{problem}; the drop gives no occurred_at, so its file's modification \
-                     time ({} UTC) was used: give occurred_at in the drop",
-                    UtcSecond::from_utc(mtime)
-                )
-            }),
-            _ => occurred,
-        };
+        let occurred = self.occurred_at_for(defaults);
         let occurred = keep(e, Field::OccurredAt, occurred);
 
         match (key, node, sid, amount, kind, description, occurred) {
@@ -469,6 +451,31 @@ impl RecordInput {
                 })
             }
             _ => Err(errs),
+        }
+    }
+}
+
+impl RecordInput {
+    /// `occurred_at` as given, or the default (a drop's file time, else
+    /// now), within the accepted range. A default from a drop's file time
+    /// is named as such, or the reason would name a field the file lacks.
+    fn occurred_at_for(&self, defaults: &Defaults) -> Result<UtcSecond, String> {
+        let occurred = match &self.occurred_at {
+            None => Ok(UtcSecond::from_utc(
+                defaults.occurred_at.unwrap_or(defaults.now),
+            )),
+            v => required_str(v).and_then(|s| UtcSecond::parse(&s)),
+        };
+        let occurred = occurred.and_then(|t| check_occurred_at(t, defaults.now));
+        match (&self.occurred_at, defaults.occurred_at) {
+            (None, Some(mtime)) => occurred.map_err(|problem| {
+                format!(
+                    "{problem}; the drop gives no occurred_at, so its file's modification \
+                     time ({} UTC) was used: give occurred_at in the drop",
+                    UtcSecond::from_utc(mtime)
+                )
+            }),
+            _ => occurred,
         }
     }
 }
