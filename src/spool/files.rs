@@ -160,24 +160,28 @@ impl Spool {
         each: impl FnMut(Entry) -> Result<bool>,
     ) -> Result<()> {
         let dir = self.dir(sub);
-        let rd = match fs::read_dir(&dir) {
-            // A spool opened read-only may lack a sub-directory: empty.
-            Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(()),
-            other => other.map_err(cant(|| format!("cannot list {}", dir.display())))?,
-        };
-        // The directory entry carries the inode: links to one chunk file
-        // group together without a stat each.
-        let mut by_inode: BTreeMap<u64, Vec<String>> = BTreeMap::new();
-        for e in rd {
-            let e = e.map_err(cant(|| format!("cannot list {}", dir.display())))?;
-            if let Ok(name) = e.file_name().into_string()
-                && super::is_record_name(&name)
-            {
-                by_inode.entry(e.ino()).or_default().push(name);
-            }
-        }
-        read_grouped(&dir, by_inode, each)
+        read_grouped(&dir, names_by_inode(&dir)?, each)
     }
+}
+
+/// The record entries of `dir` grouped by the inode their directory entries
+/// carry, so that links to one chunk file group together without a stat
+/// each. A missing directory (a spool opened read-only) is empty.
+pub(crate) fn names_by_inode(dir: &Path) -> Result<BTreeMap<u64, Vec<String>>> {
+    let mut by_inode: BTreeMap<u64, Vec<String>> = BTreeMap::new();
+    let rd = match fs::read_dir(dir) {
+        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(by_inode),
+        other => other.map_err(cant(|| format!("cannot list {}", dir.display())))?,
+    };
+    for e in rd {
+        let e = e.map_err(cant(|| format!("cannot list {}", dir.display())))?;
+        if let Ok(name) = e.file_name().into_string()
+            && super::is_record_name(&name)
+        {
+            by_inode.entry(e.ino()).or_default().push(name);
+        }
+    }
+    Ok(by_inode)
 }
 
 /// Read the entries named in `by_inode` (names grouped by the inode their

@@ -4,13 +4,10 @@
 //! the entries it takes. Re-reading every pending record for every batch of
 //! `--max-records` made a drain quadratic in the backlog.
 
-use super::{PendingByHour, PendingId, PendingLoad, Spool, cant, files, of_node};
+use super::{PendingByHour, PendingId, PendingLoad, Spool, files, of_node};
 use crate::record::HourBucket;
 use anyhow::Result;
 use std::collections::BTreeMap;
-use std::fs;
-use std::io;
-use std::os::unix::fs::DirEntryExt;
 
 /// One pending entry: ordered by hour, then by name (as batches take them).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
@@ -99,19 +96,7 @@ impl Spool {
     /// `pending/` (each file once); damaged entries are returned, not moved.
     pub fn index_pending(&self) -> Result<IndexScan> {
         let dir = self.dir("pending");
-        let rd = match fs::read_dir(&dir) {
-            Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(IndexScan::default()),
-            other => other.map_err(cant(|| format!("cannot list {}", dir.display())))?,
-        };
-        let mut by_inode: BTreeMap<u64, Vec<String>> = BTreeMap::new();
-        for e in rd {
-            let e = e.map_err(cant(|| format!("cannot list {}", dir.display())))?;
-            if let Ok(name) = e.file_name().into_string()
-                && super::is_record_name(&name)
-            {
-                by_inode.entry(e.ino()).or_default().push(name);
-            }
-        }
+        let by_inode = files::names_by_inode(&dir)?;
         let mut slots = Vec::new();
         let mut damaged = Vec::new();
         let bound = self.bound_node()?;
