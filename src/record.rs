@@ -703,6 +703,20 @@ fn printable(s: &str) -> String {
     s.chars().take(64).flat_map(char::escape_default).collect()
 }
 
+/// A valid record for unit tests elsewhere in the crate.
+#[cfg(test)]
+pub(crate) fn sample_record(key: &str, amount_cents: u64) -> UsageRecord {
+    UsageRecord {
+        amount_cents,
+        description: String::new(),
+        idempotency_key: key.into(),
+        node_id: "n1".into(),
+        occurred_at: UtcSecond::parse("2026-11-26 16:00:00").expect("a valid time"),
+        resource_kind: "cpu".into(),
+        user_sid: "0a1b".into(),
+    }
+}
+
 #[cfg(test)]
 mod tests {
 

@@ -59,18 +59,9 @@ pub fn lost_records(old: &[UsageRecord], new: &[UsageRecord]) -> Vec<Problem> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::record::UtcSecond;
 
     fn rec(key: &str, amount: u64) -> UsageRecord {
-        UsageRecord {
-            amount_cents: amount,
-            description: String::new(),
-            idempotency_key: key.into(),
-            node_id: "n1".into(),
-            occurred_at: UtcSecond::parse("2026-11-26 16:00:00").unwrap(),
-            resource_kind: "cpu".into(),
-            user_sid: "0a1b".into(),
-        }
+        crate::record::sample_record(key, amount)
     }
 
     #[test]

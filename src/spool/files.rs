@@ -401,18 +401,9 @@ impl RecordLookup {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::record::UtcSecond;
 
     fn rec(key: &str) -> UsageRecord {
-        UsageRecord {
-            idempotency_key: key.into(),
-            user_sid: "0a1b".into(),
-            amount_cents: 7,
-            resource_kind: "cpu".into(),
-            description: String::new(),
-            occurred_at: UtcSecond::parse("2026-11-26 10:00:00").unwrap(),
-            node_id: "n1".into(),
-        }
+        crate::record::sample_record(key, 7)
     }
 
     #[test]

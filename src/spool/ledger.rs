@@ -454,15 +454,7 @@ mod tests {
     use std::io::Write;
 
     fn rec(key: &str) -> UsageRecord {
-        UsageRecord {
-            idempotency_key: key.into(),
-            user_sid: "0a1b".into(),
-            amount_cents: 7,
-            resource_kind: "cpu".into(),
-            description: String::new(),
-            occurred_at: UtcSecond::parse("2026-11-26 10:00:00").unwrap(),
-            node_id: "n1".into(),
-        }
+        crate::record::sample_record(key, 7)
     }
 
     #[test]
