@@ -36,10 +36,7 @@ impl RetryPolicy {
     /// from 8 s. In debug builds [`TEST_WAITS_ENV`] may shorten them.
     pub fn for_window(window: Duration) -> RetryPolicy {
         let shipped = RetryPolicy::shipped(window);
-        if !cfg!(debug_assertions) {
-            return shipped;
-        }
-        let Some(text) = std::env::var(TEST_WAITS_ENV).ok() else {
+        let Some(text) = crate::failpoint::test_knob(TEST_WAITS_ENV) else {
             return shipped;
         };
         let ms: Vec<u64> = text
