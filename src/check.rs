@@ -14,7 +14,7 @@ use crate::config::{
     effective_settings, exposed_secret_warning, token_origin,
 };
 use crate::error::{Kind, kind_of, one_line};
-use crate::forgejo::{check_base_url, encode_path};
+use crate::forgejo::{check_base_url, encode_path, scrub_token};
 use anyhow::Result;
 use std::fmt::Write;
 use std::time::Duration;
@@ -164,10 +164,7 @@ impl Prober {
 
     /// Remote text on one line, cut, and never the token.
     fn cut(&self, text: &str) -> String {
-        let mut line = one_line(text);
-        if !self.token.is_empty() {
-            line = line.replace(&self.token, "<redacted>");
-        }
+        let line = scrub_token(&one_line(text), &self.token);
         match line.char_indices().nth(BODY_CHARS) {
             Some((i, _)) => format!("{}...", &line[..i]),
             None => line,

@@ -1,6 +1,7 @@
 //! What the audit found: violations (exit 65) and notes (worth a look, not
 //! wrong), each naming the file, the record key and the commit.
 
+use crate::error::escape_controls;
 use serde::Serialize;
 use std::collections::BTreeMap;
 
@@ -96,7 +97,7 @@ impl Violation {
     /// One line for people: kind, file, key, commit(s), what is wrong.
     /// Control characters (a file name may hold any) are escaped.
     pub fn line(&self) -> String {
-        let mut s = format!("{}: {}", self.kind.name(), one_line(&self.file));
+        let mut s = format!("{}: {}", self.kind.name(), escape_controls(&self.file));
         if let Some(k) = &self.key {
             s.push_str(&format!(" key {k}"));
         }
@@ -107,22 +108,8 @@ impl Violation {
             Some(c) => s.push_str(&format!(" commit {c} ({})", self.branch)),
             None => s.push_str(&format!(" branch {}", self.branch)),
         }
-        format!("{s}: {}", one_line(&self.detail))
+        format!("{s}: {}", escape_controls(&self.detail))
     }
-}
-
-/// Control characters escaped, so that a violation stays one line.
-fn one_line(s: &str) -> String {
-    s.chars()
-        .flat_map(|c| {
-            let esc: Vec<char> = if c.is_control() {
-                c.escape_default().collect()
-            } else {
-                vec![c]
-            };
-            esc
-        })
-        .collect()
 }
 
 /// A key found in two or more nodes: allowed (keys are unique per node),

@@ -21,6 +21,7 @@ mod error;
 mod url;
 
 pub use client::ForgejoClient;
+pub(crate) use client::scrub_token;
 pub(crate) use contents::change_size;
 pub use error::ForgeError;
 pub(crate) use url::{check_base_url, encode_path};
