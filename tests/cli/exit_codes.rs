@@ -291,3 +291,25 @@ fn a_full_stderr_is_never_a_crash() {
         stdout(&out)
     );
 }
+
+/// DESIGN, "Settings": an unknown key in the config file is 78 (typos are
+/// caught), and plain `http://` to a host that is not loopback is refused
+/// without `--insecure-http`; neither run sends a request anywhere.
+#[test]
+fn an_unknown_config_key_and_plain_http_to_a_remote_host_are_78() {
+    let env = TestEnv::new();
+    let config = env.path("hero_usage.toml");
+    std::fs::write(&config, "forgejo_urll = \"http://127.0.0.1:9\"\n").unwrap();
+    let out = run(env.cmd("hero_usage_push").arg("--config").arg(&config));
+    assert_exit(&out, 78);
+    assert!(stderr(&out).contains("forgejo_urll"), "{}", stderr(&out));
+
+    let token = env.path("token");
+    std::fs::write(&token, "abcdefghijkl\n").unwrap();
+    let out = run(env
+        .cmd("hero_usage_push")
+        .env("HERO_USAGE_FORGEJO_URL", "http://192.0.2.1")
+        .env("HERO_USAGE_FORGEJO_TOKEN_FILE", &token));
+    assert_exit(&out, 78);
+    assert!(stderr(&out).contains("https"), "{}", stderr(&out));
+}
