@@ -103,11 +103,11 @@ impl std::fmt::Display for PendingId {
     }
 }
 
-/// Pending records loaded for a push (see [`Spool::load_pending`]): by hour,
+/// Pending records loaded for a push (see [`Spool::load_indexed`]): by hour,
 /// oldest hour first, each hour's records in id order.
 pub type PendingByHour = BTreeMap<HourBucket, Vec<(PendingId, UsageRecord)>>;
 
-/// What [`Spool::load_pending`] found.
+/// What [`Spool::load_indexed`] found.
 #[derive(Debug, Default)]
 pub struct PendingLoad {
     pub hours: PendingByHour,
@@ -354,45 +354,6 @@ impl Spool {
                 Err(cant(|| format!("cannot lock {}", path.display()))(e))
             }
         }
-    }
-
-    /// The pending records of the oldest hours, at most `max` of them,
-    /// grouped by hour bucket and read in one pass over `pending/` (each
-    /// file is read once: a push of a large backlog is bound by reading
-    /// it). Records past `max` (the newest) wait for a later run, so memory
-    /// is bounded by `max`. Damaged entries are returned, not moved.
-    pub fn load_pending(&self, max: usize) -> Result<PendingLoad> {
-        let mut hours = PendingByHour::new();
-        let mut held = 0;
-        let mut damaged = Vec::new();
-        let bound = self.bound_node()?;
-        self.read_entries("pending", |entry| {
-            let rec = match entry.record.and_then(|r| of_node(r, bound.as_deref())) {
-                Ok(r) => r,
-                Err(reason) => {
-                    damaged.push((entry.id, format!("damaged pending record: {reason}")));
-                    return Ok(true);
-                }
-            };
-            hours
-                .entry(rec.hour_bucket())
-                .or_default()
-                .push((entry.id, rec));
-            held += 1;
-            if held > max {
-                let mut newest = hours.last_entry().expect("held > 0");
-                newest.get_mut().pop();
-                if newest.get().is_empty() {
-                    newest.remove();
-                }
-                held -= 1;
-            }
-            Ok(true)
-        })?;
-        for records in hours.values_mut() {
-            records.sort_by(|a, b| a.0.cmp(&b.0));
-        }
-        Ok(PendingLoad { hours, damaged })
     }
 
     /// How many records are pending (names only; nothing is read).
