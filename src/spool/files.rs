@@ -10,11 +10,13 @@
 
 use super::{PendingId, Spool, cant, file_name_for_key, fsx};
 use crate::error::{Kind, fail};
-use crate::record::{UsageRecord, describe};
+use crate::record::{HourBucket, UsageRecord, UtcSecond, describe};
 use anyhow::{Context, Result};
+use sha2::{Digest, Sha256};
 use std::collections::{BTreeMap, HashMap};
 use std::fs;
 use std::io;
+use std::ops::Range;
 use std::os::unix::fs::{DirEntryExt, MetadataExt};
 use std::path::Path;
 use std::time::SystemTime;
@@ -75,18 +77,29 @@ fn parse_record(bytes: &[u8]) -> std::result::Result<UsageRecord, String> {
     toml::from_str(text).map_err(|e| format!("not a valid record: {}", e.message()))
 }
 
-fn parse_file(bytes: &[u8]) -> ParsedFile {
+/// Where the body of each record table of a record file lies (after its
+/// `[[records]]` line); a file that does not start with one (a single
+/// record) is one table.
+fn table_bodies(bytes: &[u8]) -> Vec<Range<usize>> {
     let header_len = CHUNK_TABLE.len() + 1;
     let starts = table_starts(bytes);
-    let tables: Vec<&[u8]> = match starts.first() {
+    match starts.first() {
         Some(0) => (0..starts.len())
-            .map(|n| &bytes[starts[n] + header_len..*starts.get(n + 1).unwrap_or(&bytes.len())])
+            .map(|n| starts[n] + header_len..starts.get(n + 1).copied().unwrap_or(bytes.len()))
             .collect(),
-        _ => vec![bytes],
-    };
+        _ => std::iter::once(0..bytes.len()).collect(),
+    }
+}
+
+fn parse_file(bytes: &[u8]) -> ParsedFile {
+    parse_tables(bytes, table_bodies(bytes))
+}
+
+/// The tables at `bodies` of a record file, parsed and checked.
+fn parse_tables(bytes: &[u8], bodies: impl IntoIterator<Item = Range<usize>>) -> ParsedFile {
     let mut out = ParsedFile::default();
-    for table in tables {
-        let rec = match parse_record(table) {
+    for body in bodies {
+        let rec = match parse_record(&bytes[body]) {
             Ok(rec) => rec,
             Err(reason) => {
                 out.unreadable.get_or_insert(reason);
@@ -169,19 +182,33 @@ impl Spool {
 /// each. A missing directory (a spool opened read-only) is empty.
 pub(crate) fn names_by_inode(dir: &Path) -> Result<BTreeMap<u64, Vec<String>>> {
     let mut by_inode: BTreeMap<u64, Vec<String>> = BTreeMap::new();
+    for_each_record_entry(dir, |name, ino| {
+        by_inode.entry(ino).or_default().push(name.to_string());
+        Ok(())
+    })?;
+    Ok(by_inode)
+}
+
+/// Hand each record entry of `dir` (its name and the inode its directory
+/// entry carries) to `each`, in directory order, without keeping the names.
+/// A missing directory (a spool opened read-only) is empty.
+pub(crate) fn for_each_record_entry(
+    dir: &Path,
+    mut each: impl FnMut(&str, u64) -> Result<()>,
+) -> Result<()> {
     let rd = match fs::read_dir(dir) {
-        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(by_inode),
+        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(()),
         other => other.map_err(cant(|| format!("cannot list {}", dir.display())))?,
     };
     for e in rd {
         let e = e.map_err(cant(|| format!("cannot list {}", dir.display())))?;
-        if let Ok(name) = e.file_name().into_string()
-            && super::is_record_name(&name)
+        if let Some(name) = e.file_name().to_str()
+            && super::is_record_name(name)
         {
-            by_inode.entry(e.ino()).or_default().push(name);
+            each(name, e.ino())?;
         }
     }
-    Ok(by_inode)
+    Ok(())
 }
 
 /// Read the entries named in `by_inode` (names grouped by the inode their
@@ -189,26 +216,33 @@ pub(crate) fn names_by_inode(dir: &Path) -> Result<BTreeMap<u64, Vec<String>>> {
 pub(crate) fn read_grouped(
     dir: &Path,
     by_inode: BTreeMap<u64, Vec<String>>,
+    each: impl FnMut(Entry) -> Result<bool>,
+) -> Result<()> {
+    read_grouped_with(dir, by_inode, |_, _, bytes| parse_file(bytes), each)
+}
+
+/// As [`read_grouped`], each file's bytes parsed by `parse(ino, names,
+/// bytes)` (`names`: its entries still there).
+pub(crate) fn read_grouped_with(
+    dir: &Path,
+    by_inode: BTreeMap<u64, Vec<String>>,
+    mut parse: impl FnMut(u64, &[String], &[u8]) -> ParsedFile,
     mut each: impl FnMut(Entry) -> Result<bool>,
 ) -> Result<()> {
     for (ino, mut names) in by_inode {
         names.sort();
-        // Read the file through the first of its names still there: a
-        // reader without the push lock (status) races with marking sent.
-        let mut read = None;
-        let mut first = 0;
-        while read.is_none() && first < names.len() {
-            match read_file(&dir.join(&names[first]), ino) {
-                Ok(Some((records, modified))) => read = Some((Ok(records), Some(modified))),
-                Ok(None) => first += 1, // gone meanwhile
-                Err(ReadError::Io(e)) => return Err(e),
-                Err(ReadError::Damaged(reason)) => read = Some((Err(reason), None)),
-            }
-        }
-        let Some((mut records, modified)) = read else {
+        let Some((first, read)) = read_first(dir, ino, &names)? else {
             continue;
         };
-        for name in names.into_iter().skip(first) {
+        let names = names.split_off(first);
+        let (mut records, modified) = match read {
+            Ok((bytes, meta)) => (
+                Ok(parse(ino, &names, &bytes)),
+                Some(meta.modified().unwrap_or(SystemTime::UNIX_EPOCH)),
+            ),
+            Err(reason) => (Err(reason), None),
+        };
+        for name in names {
             let record = match &mut records {
                 Ok(parsed) => parsed.take(&name).map_err(|r| format!("damaged: {r}")),
                 Err(reason) => Err(reason.clone()),
@@ -224,6 +258,122 @@ pub(crate) fn read_grouped(
         }
     }
     Ok(())
+}
+
+/// A record file read whole, or why it is damaged.
+pub(crate) type FileRead = std::result::Result<(Vec<u8>, fs::Metadata), String>;
+
+/// The file behind `names` (sorted entry names that carried inode `ino`),
+/// read through the first of them still there, with that name's position;
+/// `None` when all are gone. A reader without the push lock (status) races
+/// with marking sent.
+pub(crate) fn read_first(
+    dir: &Path,
+    ino: u64,
+    names: &[String],
+) -> Result<Option<(usize, FileRead)>> {
+    for (at, name) in names.iter().enumerate() {
+        match read_bytes(&dir.join(name), ino) {
+            Ok(Some(read)) => return Ok(Some((at, Ok(read)))),
+            Ok(None) => {} // gone meanwhile
+            Err(ReadError::Io(e)) => return Err(e),
+            Err(ReadError::Damaged(reason)) => return Ok(Some((at, Err(reason)))),
+        }
+    }
+    Ok(None)
+}
+
+/// One table of a record file as [`light_tables`] found it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct LightTable {
+    /// The SHA-256 of its key: the name of its entry.
+    pub digest: [u8; 32],
+    pub hour: HourBucket,
+    /// Where its body lies in the file.
+    pub body: Range<usize>,
+}
+
+/// Every table of a record file read by its `idempotency_key` and
+/// `occurred_at` lines alone, without parsing TOML: the pending index needs
+/// only each entry's name and hour, and a full parse of every record made
+/// the index cost as much as reading the records for the batches. `None`
+/// when a table is not in the plain form the writer writes (a multi-line
+/// string, either line missing or twice, a string with escapes, two tables
+/// of one key): then the file is parsed whole. Nothing is validated: the
+/// batch that takes an entry parses and checks its table (and quarantines it).
+pub(crate) fn light_tables(bytes: &[u8]) -> Option<Vec<LightTable>> {
+    let bodies = table_bodies(bytes);
+    let mut tables = Vec::with_capacity(bodies.len());
+    let mut seen = std::collections::HashSet::with_capacity(bodies.len());
+    for body in bodies {
+        let (key, at) = light_fields(&bytes[body.clone()])?;
+        let digest: [u8; 32] = Sha256::digest(key).into();
+        if !seen.insert(digest) {
+            return None;
+        }
+        let hour = at.hour_bucket();
+        tables.push(LightTable { digest, hour, body });
+    }
+    Some(tables)
+}
+
+/// The key and time of one table, read from their lines. Without multi-line
+/// strings every line of a table is a line of TOML, so a line that starts
+/// with `idempotency_key = ` is the key's, if the table parses at all.
+fn light_fields(table: &[u8]) -> Option<(&[u8], UtcSecond)> {
+    if table.windows(3).any(|w| w == b"\"\"\"" || w == b"'''") {
+        return None;
+    }
+    let (mut key, mut at) = (None, None);
+    for line in table.split(|&b| b == b'\n') {
+        let (slot, value) = if let Some(v) = line.strip_prefix(b"idempotency_key = ") {
+            (&mut key, v)
+        } else if let Some(v) = line.strip_prefix(b"occurred_at = ") {
+            (&mut at, v)
+        } else {
+            continue;
+        };
+        if slot.replace(plain_string(value)?).is_some() {
+            return None;
+        }
+    }
+    let at = UtcSecond::parse_exact(std::str::from_utf8(at?).ok()?)?;
+    Some((key?, at))
+}
+
+/// The text of a TOML string that needs no unescaping: `"..."` without `\`
+/// or `"` in it, or `'...'` without `'`; nothing may follow it.
+fn plain_string(value: &[u8]) -> Option<&[u8]> {
+    let (quote, inner) = match value {
+        [b'"', inner @ .., b'"'] => (b'"', inner),
+        [b'\'', inner @ .., b'\''] => (b'\'', inner),
+        _ => return None,
+    };
+    let plain = !inner
+        .iter()
+        .any(|&b| b == quote || (quote == b'"' && b == b'\\'));
+    plain.then_some(inner)
+}
+
+/// The tables at `bodies` of a record file (where [`light_tables`] found
+/// those of `names`) parsed alone, so that a batch parses only its own
+/// records of a chunk; the whole file when they do not hold a record of
+/// each of `names` (the file is not what the index saw, or a table does not
+/// parse: the whole file then tells why), or `bodies` is `None`.
+pub(crate) fn parse_some(
+    bytes: &[u8],
+    bodies: Option<&[Range<usize>]>,
+    names: &[String],
+) -> ParsedFile {
+    if let Some(bodies) =
+        bodies.filter(|b| b.iter().all(|b| b.start <= b.end && b.end <= bytes.len()))
+    {
+        let some = parse_tables(bytes, bodies.iter().cloned());
+        if names.iter().all(|n| some.by_name.contains_key(n)) {
+            return some;
+        }
+    }
+    parse_file(bytes)
 }
 
 enum ReadError {
@@ -265,19 +415,6 @@ fn read_bytes(
     Ok(Some((bytes, meta)))
 }
 
-/// Read and parse the record file at `path` (see [`read_bytes`]), with
-/// when it was written.
-fn read_file(
-    path: &Path,
-    ino: u64,
-) -> std::result::Result<Option<(ParsedFile, SystemTime)>, ReadError> {
-    let Some((bytes, meta)) = read_bytes(path, ino)? else {
-        return Ok(None);
-    };
-    let modified = meta.modified().unwrap_or(SystemTime::UNIX_EPOCH);
-    Ok(Some((parse_file(&bytes), modified)))
-}
-
 /// Point lookups of stored records (duplicate checks, under the writers'
 /// lock). A chunk is indexed by its records' key lines and only the table
 /// asked for is parsed: parsing whole chunks made a batch of duplicates
@@ -300,7 +437,7 @@ enum StoredFile {
     Chunk {
         bytes: Vec<u8>,
         /// None: the line is in two tables (then the chunk is read whole).
-        tables: HashMap<Vec<u8>, Option<std::ops::Range<usize>>>,
+        tables: HashMap<Vec<u8>, Option<Range<usize>>>,
     },
 }
 
@@ -312,12 +449,10 @@ fn key_line(key: &str) -> Vec<u8> {
 
 /// Where each record table of a chunk is, by its key line exactly as the
 /// writer renders it.
-fn index_chunk(bytes: &[u8]) -> HashMap<Vec<u8>, Option<std::ops::Range<usize>>> {
-    let starts = table_starts(bytes);
-    let header_len = CHUNK_TABLE.len() + 1;
-    let mut tables = HashMap::with_capacity(starts.len());
-    for (n, &at) in starts.iter().enumerate() {
-        let body = at + header_len..starts.get(n + 1).copied().unwrap_or(bytes.len());
+fn index_chunk(bytes: &[u8]) -> HashMap<Vec<u8>, Option<Range<usize>>> {
+    let bodies = table_bodies(bytes);
+    let mut tables = HashMap::with_capacity(bodies.len());
+    for body in bodies {
         if let Some(line) = bytes[body.clone()]
             .split(|&b| b == b'\n')
             .find(|l| l.starts_with(b"idempotency_key = "))
@@ -462,6 +597,58 @@ mod tests {
             assert_eq!(chunk.record(&name, &r.idempotency_key).as_ref(), Ok(r));
         }
         assert!(chunk.record(&file_name_for_key("d"), "d").is_err());
+    }
+
+    /// The light read finds every table of what the writer writes, by the
+    /// entry name and hour a full parse gives; anything else in doubt
+    /// (escapes, multi-line strings, a key twice) makes it give up, so that
+    /// the file is parsed whole.
+    #[test]
+    fn the_light_read_agrees_with_the_parse_or_gives_up() {
+        let (a, b) = (rec("a"), rec(r#"b"q\x'"#));
+        let plain = render_chunk([&a, &rec("c")].into_iter()).unwrap();
+        let tables = light_tables(plain.as_bytes()).unwrap();
+        let names: Vec<String> = ["a", "c"].iter().map(|k| file_name_for_key(k)).collect();
+        for (t, (r, name)) in tables.iter().zip([(&a, &names[0]), (&rec("c"), &names[1])]) {
+            assert_eq!(format!("{}.toml", fsx::hex(&t.digest)), *name);
+            assert_eq!(t.hour, r.hour_bucket());
+            let one = parse_some(
+                plain.as_bytes(),
+                Some(std::slice::from_ref(&t.body)),
+                std::slice::from_ref(name),
+            );
+            assert_eq!(one.by_name.len(), 1, "only the table asked for is parsed");
+        }
+        let single = render_single(&a).unwrap();
+        assert_eq!(light_tables(single.as_bytes()).unwrap().len(), 1);
+        let escaped = render_chunk([&a, &b].into_iter()).unwrap();
+        assert!(light_tables(escaped.as_bytes()).is_none(), "{escaped}");
+        let twice = render_chunk([&a, &a].into_iter()).unwrap();
+        assert!(light_tables(twice.as_bytes()).is_none());
+        let multi = plain.replace(
+            "description = \"\"",
+            "description = \"\"\"\nidempotency_key = \"z\"\"\"\"",
+        );
+        assert_ne!(multi, plain);
+        assert!(light_tables(multi.as_bytes()).is_none());
+    }
+
+    /// A table asked for that does not hold its entry's record (the file
+    /// changed, or the table does not parse): the file is parsed whole.
+    #[test]
+    fn a_partial_parse_that_misses_an_entry_parses_the_whole_file() {
+        let chunk = render_chunk([&rec("a"), &rec("c")].into_iter()).unwrap();
+        let tables = light_tables(chunk.as_bytes()).unwrap();
+        let wrong = [tables[1].body.clone()];
+        let got = parse_some(chunk.as_bytes(), Some(&wrong), &[file_name_for_key("a")]);
+        assert_eq!(got.by_name.len(), 2);
+        let out_of_bounds = 0..chunk.len() + 1;
+        let got = parse_some(
+            chunk.as_bytes(),
+            Some(std::slice::from_ref(&out_of_bounds)),
+            &[],
+        );
+        assert_eq!(got.by_name.len(), 2);
     }
 
     #[test]

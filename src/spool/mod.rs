@@ -124,6 +124,13 @@ struct OldSent {
     days: HashMap<String, u32>,
 }
 
+impl OldSent {
+    fn add(&mut self, name: &str, ino: u64, day: u32) {
+        self.days.insert(name.to_string(), day);
+        self.by_inode.entry(ino).or_default().push(name.to_string());
+    }
+}
+
 /// What the spool holds.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct SpoolCounts {
@@ -549,20 +556,38 @@ impl Spool {
         let sent = self.dir("sent");
         let limit: std::time::SystemTime = older_than.into();
         let mut old = OldSent::default();
-        for name in self.record_names("sent")? {
-            let p = sent.join(&name);
-            match fs::symlink_metadata(&p) {
-                Ok(m) if sent_at(&m) < limit => {
-                    let day = m.ctime().max(0) / 86_400;
-                    old.days
-                        .insert(name.clone(), u32::try_from(day).unwrap_or(u32::MAX));
-                    old.by_inode.entry(m.ino()).or_default().push(name);
+        // By inode, the day it was sent if it is old: one stat judges every
+        // name that carries the inode (they share its ctime). A stat and a
+        // kept name per entry made every run cost that per record in sent/.
+        let mut judged: HashMap<u64, Option<u32>> = HashMap::new();
+        files::for_each_record_entry(&sent, |name, ino| {
+            let day = match judged.get(&ino) {
+                Some(day) => *day,
+                None => {
+                    let p = sent.join(name);
+                    let m = match fs::symlink_metadata(&p) {
+                        Ok(m) => m,
+                        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(()),
+                        Err(e) => return Err(cant(|| format!("cannot check {}", p.display()))(e)),
+                    };
+                    let day = (sent_at(&m) < limit)
+                        .then(|| u32::try_from(m.ctime().max(0) / 86_400).unwrap_or(u32::MAX));
+                    // A name swapped since the listing is judged alone.
+                    if m.ino() != ino {
+                        if let Some(day) = day {
+                            old.add(name, m.ino(), day);
+                        }
+                        return Ok(());
+                    }
+                    judged.insert(ino, day);
+                    day
                 }
-                Ok(_) => {}
-                Err(e) if e.kind() == io::ErrorKind::NotFound => {}
-                Err(e) => return Err(cant(|| format!("cannot check {}", p.display()))(e)),
+            };
+            if let Some(day) = day {
+                old.add(name, ino, day);
             }
-        }
+            Ok(())
+        })?;
         Ok(old)
     }
 
@@ -594,7 +619,9 @@ impl Spool {
         Ok(c)
     }
 
-    /// All names in a subdirectory (UTF-8 ones; others are not ours).
+    /// All names in a subdirectory (UTF-8 ones; others are not ours), in
+    /// directory order: callers count them (sorting a large `sent/` cost
+    /// more than listing it).
     pub(crate) fn names(&self, sub: &str) -> Result<Vec<String>> {
         let dir = self.dir(sub);
         let rd = match fs::read_dir(&dir) {
@@ -609,7 +636,6 @@ impl Spool {
                 out.push(name);
             }
         }
-        out.sort();
         Ok(out)
     }
 
