@@ -18,11 +18,13 @@ pub fn canonical_order(a: &UsageRecord, b: &UsageRecord) -> std::cmp::Ordering {
     (a.occurred_at, &a.idempotency_key).cmp(&(b.occurred_at, &b.idempotency_key))
 }
 
-/// Render a batch (records in any order) as canonical OTOML.
-pub fn render_batch(records: &[UsageRecord]) -> String {
-    let mut sorted: Vec<&UsageRecord> = records.iter().collect();
+/// Render a batch (records in any order) as canonical OTOML. It takes the
+/// records by reference, so that a push renders an hour's remote and new
+/// records without copying them into one list.
+pub fn render_batch<'a>(records: impl IntoIterator<Item = &'a UsageRecord>) -> String {
+    let mut sorted: Vec<&UsageRecord> = records.into_iter().collect();
     sorted.sort_by(|a, b| canonical_order(a, b));
-    let mut out = String::with_capacity(PREFIX.len() + records.len() * 240);
+    let mut out = String::with_capacity(PREFIX.len() + sorted.len() * 240);
     out.push_str(PREFIX);
     if sorted.is_empty() {
         // What dump_otoml writes for an empty array; never pushed, but defined.

@@ -14,6 +14,7 @@
 //!   its hour pending (exit 75) while the other hours go;
 //! - anything else ends the run.
 
+mod mark;
 mod send;
 
 use super::merge::{Conflict, Pending, merge_hour, parse_hour_file};
@@ -99,12 +100,14 @@ struct Drain<'a, 'c> {
     /// Hours left pending this run (unreadable, too large), with their records.
     stuck: HashMap<HourBucket, usize>,
     rng: super::retry::Rng,
+    /// Marks committed records sent on a thread of its own.
+    marker: mark::Marker,
 }
 
 /// Drain the spool into the billing repository.
 pub(super) fn drain(ctx: &Ctx, summary: &mut PushSummary) -> Result<()> {
     let mut source = Source::default();
-    let first = source.next(ctx, &HashMap::new(), summary)?;
+    let first = source.next(ctx, &HashMap::new(), &mut mark::Marker::default(), summary)?;
     if first.is_empty() {
         source.report_reads();
         summary.outcome = Outcome::NothingToPush;
@@ -115,7 +118,7 @@ pub(super) fn drain(ctx: &Ctx, summary: &mut PushSummary) -> Result<()> {
     loop {
         let hours = match batch.take() {
             Some(h) => h,
-            None => source.next(ctx, &d.stuck, summary)?,
+            None => source.next(ctx, &d.stuck, &mut d.marker, summary)?,
         };
         if hours.is_empty() {
             break;
@@ -136,6 +139,7 @@ pub(super) fn drain(ctx: &Ctx, summary: &mut PushSummary) -> Result<()> {
             break;
         }
     }
+    d.marker.finish()?;
     source.report_reads();
     summary.outcome = if ctx.opts.dry_run {
         Outcome::DryRun
@@ -177,10 +181,13 @@ impl Source {
     /// The next batch: the oldest indexed records, at most `--max-records`,
     /// skipping hours stuck this run; empty when a fresh scan has nothing
     /// more. Damaged entries are quarantined (not in a dry run) and reported.
+    /// `marker` finishes before a scan: it must not see committed records
+    /// pending.
     fn next(
         &mut self,
         ctx: &Ctx,
         stuck: &HashMap<HourBucket, usize>,
+        marker: &mut mark::Marker,
         summary: &mut PushSummary,
     ) -> Result<Vec<HourRecords>> {
         let mut scanned = false;
@@ -189,6 +196,7 @@ impl Source {
                 if scanned {
                     return Ok(Vec::new());
                 }
+                marker.finish()?;
                 let scan = ctx.spool.index_pending()?;
                 self.reads += scan.index.remaining() + scan.damaged.len();
                 quarantine_damaged(ctx, &scan.damaged, summary);
@@ -247,6 +255,7 @@ impl<'a, 'c> Drain<'a, 'c> {
             single_files: false,
             stuck: HashMap::new(),
             rng: super::retry::Rng::new(&opts.node),
+            marker: mark::Marker::default(),
             branch,
         };
         if let Some(found) = found.filter(|_| d.branch != default && !opts.dry_run) {
@@ -428,7 +437,7 @@ impl Drain<'_, '_> {
             .into_iter()
             .filter(|(id, _)| !already_quarantined(id, summary))
             .collect();
-        let (mut records, sha, last_commit) = match self.read_hour(&path, hour, summary)? {
+        let (records, sha, last_commit) = match self.read_hour(&path, hour, summary)? {
             Ok(found) => found,
             Err(reason) => {
                 self.stuck.insert(hour, pending.len());
@@ -454,7 +463,7 @@ impl Drain<'_, '_> {
         if merge.fresh.is_empty() {
             return Ok(None);
         }
-        records.extend(merge.fresh.iter().map(|(_, r)| r.clone()));
+        let content = render_batch(records.iter().chain(merge.fresh.iter().map(|(_, r)| r)));
         let change = FileChange {
             operation: if sha.is_some() {
                 FileOp::Update
@@ -462,13 +471,13 @@ impl Drain<'_, '_> {
                 FileOp::Create
             },
             path,
-            content: render_batch(&records).into_bytes(),
+            content: content.into_bytes(),
             sha,
         };
         let meta = HourMeta {
             hour,
+            total_records: records.len() + merge.fresh.len(),
             fresh: merge.fresh,
-            total_records: records.len(),
             maybe_landed: false,
         };
         Ok(Some((change, meta)))

@@ -86,20 +86,14 @@ impl Drain<'_, '_> {
         summary.commits += 1;
         summary.commit = Some(sha);
         self.create_from = None;
-        let ids: Vec<_> = chunk
-            .meta
-            .iter()
-            .flat_map(|m| m.fresh.iter().map(|(id, _)| id))
-            .collect();
-        self.ctx.spool.mark_sent(&ids)?;
-        failpoint("push-after-mark");
         for (change, meta) in chunk.changes.iter().zip(&chunk.meta) {
             summary.pushed += meta.fresh.len();
             summary
                 .files
                 .push(file_plan(change, meta, meta.fresh.len()));
         }
-        Ok(())
+        let records = chunk.meta.into_iter().flat_map(|m| m.fresh).collect();
+        self.marker.mark(self.ctx.spool, records)
     }
 
     /// A 413: halve the chunk and keep the smaller size for the rest of the
