@@ -27,10 +27,11 @@
 # spread over 48 hours, so that each hour file fits the limit on its own).
 # BACKLOG=0 skips the backlog; a test forge without --max-body-bytes skips
 # the body limit. PARTS chooses what runs (default "layouts backlog body"):
-# PARTS=backlog runs the backlog alone. Since a run indexes the spool, then
-# reads each batch's records (each record twice), the dry run reads twice
-# too: the backlog table also shows a read of it once by hero_usage_status
-# (it reads and parses every pending record), and the ratio against that.
+# PARTS=backlog runs the backlog alone. The honest floor is one read of the
+# spool: the backlog table also shows hero_usage_status reading it (it reads
+# and parses every pending record once), and the push's ratio against that
+# (goal <= 3). A run indexes the spool by each record's key and time lines,
+# then each batch parses only its own records: one parse of every record.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 RECORDS=${RECORDS:-100000}
@@ -203,9 +204,9 @@ printf '%-50s %12s\n' "measure" "value"
 printf '%-50s %12.1f\n' "recording them (--stdin, s)" "$record_secs"
 printf '%-50s %12.1f\n' "reading the spool: dry run over all of it (s)" "$read_secs"
 printf '%-50s %12.1f\n' "push wall time, incl. test forge (s)" "$drain_secs"
-printf '%-50s %12.2f\n' "push / reading (goal <= 3)" "$(calc "$drain_secs / $read_secs")"
+printf '%-50s %12.2f\n' "push / dry run" "$(calc "$drain_secs / $read_secs")"
 printf '%-50s %12.1f\n' "reading it once: hero_usage_status (s)" "$status_secs"
-printf '%-50s %12.2f\n' "push / hero_usage_status" "$(calc "$drain_secs / $status_secs")"
+printf '%-50s %12.2f\n' "push / hero_usage_status (goal <= 3)" "$(calc "$drain_secs / $status_secs")"
 printf '%-50s %12.1f\n' "push peak RSS (MiB, goal <= 256)" "$(calc "$drain_kib / 1024")"
 printf '%-50s %12s\n' "commits" "$(python3 -c 'import json,sys; print(json.loads(sys.argv[1])["commits"])' "$summary")"
 printf '%-50s %12s\n' "left pending (goal 0)" "$pending"
