@@ -1,9 +1,11 @@
 //! Bare repositories driven through `git` plumbing, so that `git clone` and
 //! `git log` of a repository show exactly what the API committed.
 
+use std::collections::HashMap;
 use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
+use std::sync::{Mutex, OnceLock};
 
 pub const ZERO: &str = "0000000000000000000000000000000000000000";
 
@@ -21,6 +23,7 @@ pub struct Change {
 }
 
 /// An entry of a tree listing.
+#[derive(Clone)]
 pub struct Entry {
     pub mode: String,
     pub kind: String,
@@ -165,29 +168,46 @@ impl Git {
 
     /// The entry at `path` in `commit` (`None` if absent).
     pub fn entry(&self, commit: &str, path: &str) -> Option<Entry> {
-        let out = self
-            .git(&["ls-tree", "-l", "-z", commit, "--", path], None)
-            .ok()?;
-        parse_entries(&out).into_iter().find(|e| e.name == path)
+        self.entries(commit, &[path]).remove(path)
     }
 
     /// The entries at several paths of `commit`, in one `git ls-tree` call
-    /// per chunk; a path that does not exist is absent from the map.
-    pub fn entries(
-        &self,
-        commit: &str,
-        paths: &[&str],
-    ) -> std::collections::HashMap<String, Entry> {
-        let mut out = std::collections::HashMap::new();
-        for chunk in paths.chunks(2000) {
+    /// per chunk of the paths not known yet; a path that does not exist is
+    /// absent from the map.
+    pub fn entries(&self, commit: &str, paths: &[&str]) -> HashMap<String, Entry> {
+        let cacheable = commit.len() == 40 && commit.bytes().all(|b| b.is_ascii_hexdigit());
+        let key = |p: &str| (self.dir.clone(), commit.to_string(), p.to_string());
+        let mut out = HashMap::new();
+        let mut unknown = Vec::new();
+        {
+            let cache = entry_cache().lock().unwrap();
+            for &p in paths {
+                match cache.get(&key(p)).filter(|_| cacheable) {
+                    Some(known) => out.extend(known.clone().map(|e| (p.to_string(), e))),
+                    None => unknown.push(p),
+                }
+            }
+        }
+        for chunk in unknown.chunks(2000) {
             let mut args = vec!["ls-tree", "-l", "-z", commit, "--"];
             args.extend_from_slice(chunk);
-            if let Ok(raw) = self.git(&args, None) {
-                for e in parse_entries(&raw) {
-                    if chunk.contains(&e.name.as_str()) {
-                        out.insert(e.name.clone(), e);
-                    }
+            let Ok(raw) = self.git(&args, None) else {
+                continue;
+            };
+            let mut found: HashMap<String, Entry> = parse_entries(&raw)
+                .into_iter()
+                .map(|e| (e.name.clone(), e))
+                .collect();
+            let mut cache = entry_cache().lock().unwrap();
+            if cache.len() > 100_000 {
+                cache.clear();
+            }
+            for &p in chunk {
+                let e = found.remove(p);
+                if cacheable {
+                    cache.insert(key(p), e.clone());
                 }
+                out.extend(e.map(|e| (p.to_string(), e)));
             }
         }
         out
@@ -424,4 +444,15 @@ fn has_file(dir: &Path) -> bool {
             })
         })
     })
+}
+
+/// Tree entries by (repository, commit, path); `None` for a path the commit
+/// lacks. A commit never changes, so what `ls-tree` said of it holds for
+/// ever: racing writers check the same paths of the same head again and
+/// again, and a git process each was most of a fleet test's time.
+type EntryKey = (PathBuf, String, String);
+
+fn entry_cache() -> &'static Mutex<HashMap<EntryKey, Option<Entry>>> {
+    static CACHE: OnceLock<Mutex<HashMap<EntryKey, Option<Entry>>>> = OnceLock::new();
+    CACHE.get_or_init(Default::default)
 }
