@@ -261,7 +261,10 @@ fn lost_reply_then_forge_down_exits_75_and_next_run_makes_no_new_commit() {
         FaultAction::DropAfter,
     ));
     forge.inject(Fault::new(Some("GET"), "/contents/", FaultAction::DropBefore).times(1000));
-    let out = node.push(&["--retry-seconds", "1"]);
+    // Retries for 300 ms (the test knob's window), not the shortest flag's 1 s.
+    let out = run(node
+        .push_cmd()
+        .env(hero_usage::push::TEST_WAITS_ENV, "5,50,300"));
     assert_eq!(code(&out), Some(75), "{}", stderr(&out));
     assert!(
         stderr(&out).contains("next run retries"),
@@ -511,7 +514,7 @@ fn two_pushes_at_once_one_pushes_the_other_says_the_lock_is_held() {
     forge.inject(Fault::new(
         Some("GET"),
         "/repos/",
-        FaultAction::Delay(Duration::from_millis(1500)),
+        FaultAction::Delay(Duration::from_millis(800)),
     ));
     let first = node
         .push_cmd()
