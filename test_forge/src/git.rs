@@ -86,6 +86,26 @@ impl Git {
             .to_string())
     }
 
+    /// As [`Git::text`] for a command that reads only what `commit` holds:
+    /// its answer is remembered when `commit` is a full sha (a commit never
+    /// changes).
+    fn text_at(&self, commit: &str, args: &[&str]) -> Result<String, String> {
+        if !is_full_sha(commit) {
+            return self.text(args);
+        }
+        let key = format!("{}\0{}", self.dir.display(), args.join("\0"));
+        if let Some(known) = text_cache().lock().unwrap().get(&key) {
+            return Ok(known.clone());
+        }
+        let text = self.text(args)?;
+        let mut cache = text_cache().lock().unwrap();
+        if cache.len() > 100_000 {
+            cache.clear();
+        }
+        cache.insert(key, text.clone());
+        Ok(text)
+    }
+
     /// `git init --bare` with HEAD on `branch`.
     pub fn init(&self, branch: &str) -> Result<(), String> {
         std::fs::create_dir_all(&self.dir).map_err(|e| e.to_string())?;
@@ -175,7 +195,7 @@ impl Git {
     /// per chunk of the paths not known yet; a path that does not exist is
     /// absent from the map.
     pub fn entries(&self, commit: &str, paths: &[&str]) -> HashMap<String, Entry> {
-        let cacheable = commit.len() == 40 && commit.bytes().all(|b| b.is_ascii_hexdigit());
+        let cacheable = is_full_sha(commit);
         let key = |p: &str| (self.dir.clone(), commit.to_string(), p.to_string());
         let mut out = HashMap::new();
         let mut unknown = Vec::new();
@@ -233,7 +253,10 @@ impl Git {
     /// The last commit at or before `commit` touching `path`, and its date.
     pub fn last_commit(&self, commit: &str, path: &str) -> (String, String) {
         let s = self
-            .text(&["log", "-1", "--format=%H %cI", commit, "--", path])
+            .text_at(
+                commit,
+                &["log", "-1", "--format=%H %cI", commit, "--", path],
+            )
             .unwrap_or_default();
         let (sha, when) = s.split_once(' ').unwrap_or((&s, ""));
         (sha.to_string(), when.to_string())
@@ -241,12 +264,15 @@ impl Git {
 
     /// (author name, email, date), (committer...), message, parents, tree of a commit.
     pub fn commit_info(&self, commit: &str) -> Result<CommitInfo, String> {
-        let s = self.text(&[
-            "show",
-            "-s",
-            "--format=%an%x00%ae%x00%aI%x00%cn%x00%ce%x00%cI%x00%P%x00%T%x00%B",
+        let s = self.text_at(
             commit,
-        ])?;
+            &[
+                "show",
+                "-s",
+                "--format=%an%x00%ae%x00%aI%x00%cn%x00%ce%x00%cI%x00%P%x00%T%x00%B",
+                commit,
+            ],
+        )?;
         let f: Vec<&str> = s.splitn(9, '\0').collect();
         if f.len() < 9 {
             return Err("bad commit".into());
@@ -454,5 +480,15 @@ type EntryKey = (PathBuf, String, String);
 
 fn entry_cache() -> &'static Mutex<HashMap<EntryKey, Option<Entry>>> {
     static CACHE: OnceLock<Mutex<HashMap<EntryKey, Option<Entry>>>> = OnceLock::new();
+    CACHE.get_or_init(Default::default)
+}
+
+fn is_full_sha(s: &str) -> bool {
+    s.len() == 40 && s.bytes().all(|b| b.is_ascii_hexdigit())
+}
+
+/// What [`Git::text_at`] remembers, by repository and command line.
+fn text_cache() -> &'static Mutex<HashMap<String, String>> {
+    static CACHE: OnceLock<Mutex<HashMap<String, String>>> = OnceLock::new();
     CACHE.get_or_init(Default::default)
 }
