@@ -191,7 +191,8 @@ pub fn status_json(env: &TestEnv, args: &[&str]) -> (Option<i32>, serde_json::Va
 /// system configuration.
 pub fn git_cmd(dir: &Path) -> Command {
     let mut c = Command::new("git");
-    c.arg("-C")
+    // No `git maintenance run --auto` after each commit: a process each.
+    c.args(["-c", "maintenance.auto=false", "-C"])
         .arg(dir)
         .env("GIT_CONFIG_GLOBAL", "/dev/null")
         .env("GIT_CONFIG_NOSYSTEM", "1");
