@@ -1,9 +1,11 @@
 //! Bare repositories driven through `git` plumbing, so that `git clone` and
 //! `git log` of a repository show exactly what the API committed.
 
+use std::collections::HashMap;
 use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
+use std::sync::{Mutex, OnceLock};
 
 pub const ZERO: &str = "0000000000000000000000000000000000000000";
 
@@ -21,6 +23,7 @@ pub struct Change {
 }
 
 /// An entry of a tree listing.
+#[derive(Clone)]
 pub struct Entry {
     pub mode: String,
     pub kind: String,
@@ -83,6 +86,26 @@ impl Git {
             .to_string())
     }
 
+    /// As [`Git::text`] for a command that reads only what `commit` holds:
+    /// its answer is remembered when `commit` is a full sha (a commit never
+    /// changes).
+    fn text_at(&self, commit: &str, args: &[&str]) -> Result<String, String> {
+        if !is_full_sha(commit) {
+            return self.text(args);
+        }
+        let key = format!("{}\0{}", self.dir.display(), args.join("\0"));
+        if let Some(known) = text_cache().lock().unwrap().get(&key) {
+            return Ok(known.clone());
+        }
+        let text = self.text(args)?;
+        let mut cache = text_cache().lock().unwrap();
+        if cache.len() > 100_000 {
+            cache.clear();
+        }
+        cache.insert(key, text.clone());
+        Ok(text)
+    }
+
     /// `git init --bare` with HEAD on `branch`.
     pub fn init(&self, branch: &str) -> Result<(), String> {
         std::fs::create_dir_all(&self.dir).map_err(|e| e.to_string())?;
@@ -116,24 +139,44 @@ impl Git {
 
     /// True when no branch exists yet.
     pub fn is_empty(&self) -> bool {
-        self.text(&["for-each-ref", "--count=1", "refs/heads/"])
-            .map(|s| s.is_empty())
-            .unwrap_or(true)
+        !has_file(&self.dir.join("refs/heads")) && self.packed_branches().next().is_none()
     }
 
-    /// The commit a branch points at.
+    /// The commit a branch points at. Read from the ref files as git keeps
+    /// them (a loose ref, else `packed-refs`) rather than by `git rev-parse`:
+    /// every request asks, and a racing fleet's thousands of git processes
+    /// were most of the test suite's time. `update-ref` renames its lock
+    /// file into place, so a read sees the old value or the new one.
     pub fn branch_commit(&self, branch: &str) -> Option<String> {
-        if branch.is_empty() || branch.contains("..") || branch.starts_with('-') {
+        if branch.is_empty()
+            || branch.contains("..")
+            || branch.starts_with(['-', '/'])
+            || branch.contains(['\0', '\n'])
+        {
             return None;
         }
-        self.text(&[
-            "rev-parse",
-            "--verify",
-            "-q",
-            &format!("refs/heads/{branch}^{{commit}}"),
-        ])
-        .ok()
-        .filter(|s| !s.is_empty())
+        let loose = std::fs::read_to_string(self.dir.join("refs/heads").join(branch)).ok();
+        let sha = match loose {
+            Some(text) => text.trim().to_string(),
+            None => self
+                .packed_branches()
+                .find(|(name, _)| name == branch)
+                .map(|(_, sha)| sha)?,
+        };
+        (sha.len() == 40 && sha.bytes().all(|b| b.is_ascii_hexdigit())).then_some(sha)
+    }
+
+    /// The branches of `packed-refs`, as (name, commit).
+    fn packed_branches(&self) -> impl Iterator<Item = (String, String)> {
+        let text = std::fs::read_to_string(self.dir.join("packed-refs")).unwrap_or_default();
+        let pairs: Vec<(String, String)> = text
+            .lines()
+            .filter_map(|l| l.split_once(' '))
+            .filter_map(|(sha, r)| {
+                Some((r.strip_prefix("refs/heads/")?.to_string(), sha.to_string()))
+            })
+            .collect();
+        pairs.into_iter()
     }
 
     /// The newest `limit` commits reachable from `commit`, newest first.
@@ -145,29 +188,46 @@ impl Git {
 
     /// The entry at `path` in `commit` (`None` if absent).
     pub fn entry(&self, commit: &str, path: &str) -> Option<Entry> {
-        let out = self
-            .git(&["ls-tree", "-l", "-z", commit, "--", path], None)
-            .ok()?;
-        parse_entries(&out).into_iter().find(|e| e.name == path)
+        self.entries(commit, &[path]).remove(path)
     }
 
     /// The entries at several paths of `commit`, in one `git ls-tree` call
-    /// per chunk; a path that does not exist is absent from the map.
-    pub fn entries(
-        &self,
-        commit: &str,
-        paths: &[&str],
-    ) -> std::collections::HashMap<String, Entry> {
-        let mut out = std::collections::HashMap::new();
-        for chunk in paths.chunks(2000) {
+    /// per chunk of the paths not known yet; a path that does not exist is
+    /// absent from the map.
+    pub fn entries(&self, commit: &str, paths: &[&str]) -> HashMap<String, Entry> {
+        let cacheable = is_full_sha(commit);
+        let key = |p: &str| (self.dir.clone(), commit.to_string(), p.to_string());
+        let mut out = HashMap::new();
+        let mut unknown = Vec::new();
+        {
+            let cache = entry_cache().lock().unwrap();
+            for &p in paths {
+                match cache.get(&key(p)).filter(|_| cacheable) {
+                    Some(known) => out.extend(known.clone().map(|e| (p.to_string(), e))),
+                    None => unknown.push(p),
+                }
+            }
+        }
+        for chunk in unknown.chunks(2000) {
             let mut args = vec!["ls-tree", "-l", "-z", commit, "--"];
             args.extend_from_slice(chunk);
-            if let Ok(raw) = self.git(&args, None) {
-                for e in parse_entries(&raw) {
-                    if chunk.contains(&e.name.as_str()) {
-                        out.insert(e.name.clone(), e);
-                    }
+            let Ok(raw) = self.git(&args, None) else {
+                continue;
+            };
+            let mut found: HashMap<String, Entry> = parse_entries(&raw)
+                .into_iter()
+                .map(|e| (e.name.clone(), e))
+                .collect();
+            let mut cache = entry_cache().lock().unwrap();
+            if cache.len() > 100_000 {
+                cache.clear();
+            }
+            for &p in chunk {
+                let e = found.remove(p);
+                if cacheable {
+                    cache.insert(key(p), e.clone());
                 }
+                out.extend(e.map(|e| (p.to_string(), e)));
             }
         }
         out
@@ -193,7 +253,10 @@ impl Git {
     /// The last commit at or before `commit` touching `path`, and its date.
     pub fn last_commit(&self, commit: &str, path: &str) -> (String, String) {
         let s = self
-            .text(&["log", "-1", "--format=%H %cI", commit, "--", path])
+            .text_at(
+                commit,
+                &["log", "-1", "--format=%H %cI", commit, "--", path],
+            )
             .unwrap_or_default();
         let (sha, when) = s.split_once(' ').unwrap_or((&s, ""));
         (sha.to_string(), when.to_string())
@@ -201,12 +264,15 @@ impl Git {
 
     /// (author name, email, date), (committer...), message, parents, tree of a commit.
     pub fn commit_info(&self, commit: &str) -> Result<CommitInfo, String> {
-        let s = self.text(&[
-            "show",
-            "-s",
-            "--format=%an%x00%ae%x00%aI%x00%cn%x00%ce%x00%cI%x00%P%x00%T%x00%B",
+        let s = self.text_at(
             commit,
-        ])?;
+            &[
+                "show",
+                "-s",
+                "--format=%an%x00%ae%x00%aI%x00%cn%x00%ce%x00%cI%x00%P%x00%T%x00%B",
+                commit,
+            ],
+        )?;
         let f: Vec<&str> = s.splitn(9, '\0').collect();
         if f.len() < 9 {
             return Err("bad commit".into());
@@ -389,4 +455,40 @@ fn parse_entries(out: &[u8]) -> Vec<Entry> {
             })
         })
         .collect()
+}
+
+/// True when `dir` holds a file at any depth.
+fn has_file(dir: &Path) -> bool {
+    std::fs::read_dir(dir).is_ok_and(|entries| {
+        entries.flatten().any(|e| {
+            e.file_type().is_ok_and(|t| {
+                if t.is_dir() {
+                    has_file(&e.path())
+                } else {
+                    true
+                }
+            })
+        })
+    })
+}
+
+/// Tree entries by (repository, commit, path); `None` for a path the commit
+/// lacks. A commit never changes, so what `ls-tree` said of it holds for
+/// ever: racing writers check the same paths of the same head again and
+/// again, and a git process each was most of a fleet test's time.
+type EntryKey = (PathBuf, String, String);
+
+fn entry_cache() -> &'static Mutex<HashMap<EntryKey, Option<Entry>>> {
+    static CACHE: OnceLock<Mutex<HashMap<EntryKey, Option<Entry>>>> = OnceLock::new();
+    CACHE.get_or_init(Default::default)
+}
+
+fn is_full_sha(s: &str) -> bool {
+    s.len() == 40 && s.bytes().all(|b| b.is_ascii_hexdigit())
+}
+
+/// What [`Git::text_at`] remembers, by repository and command line.
+fn text_cache() -> &'static Mutex<HashMap<String, String>> {
+    static CACHE: OnceLock<Mutex<HashMap<String, String>>> = OnceLock::new();
+    CACHE.get_or_init(Default::default)
 }

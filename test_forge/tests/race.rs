@@ -27,7 +27,7 @@ fn at_once(
 
 fn racing(race_403: bool) -> Arc<hero_usage_test_forge::TestForge> {
     let f = forge(|o| {
-        o.commit_ms = 400;
+        o.commit_ms = 150;
         o.race_403 = race_403;
     });
     f.create_repo(ORG, "r", false);
@@ -209,7 +209,7 @@ fn writers_on_different_branches_do_not_race() {
 
 #[test]
 fn first_commits_racing_in_an_empty_repository() {
-    let f = Arc::new(forge(|o| o.commit_ms = 400));
+    let f = Arc::new(forge(|o| o.commit_ms = 150));
     f.create_repo(ORG, "e", true);
     // Two first commits on one branch: one creates it, the other loses.
     let main = |p: &str| {

@@ -430,7 +430,7 @@ fn commits_through_the_api_are_real_git_commits() {
     git(&bare, &["fsck", "--strict"]);
 
     // A clone shows the same history.
-    let tmp = tempfile::tempdir().unwrap();
+    let tmp = crate::support::temp_dir();
     let out = git_cmd(tmp.path())
         .args(["clone", "-q"])
         .arg(&bare)

@@ -261,7 +261,10 @@ fn lost_reply_then_forge_down_exits_75_and_next_run_makes_no_new_commit() {
         FaultAction::DropAfter,
     ));
     forge.inject(Fault::new(Some("GET"), "/contents/", FaultAction::DropBefore).times(1000));
-    let out = node.push(&["--retry-seconds", "1"]);
+    // Retries for 300 ms (the test knob's window), not the shortest flag's 1 s.
+    let out = run(node
+        .push_cmd()
+        .env(hero_usage::push::TEST_WAITS_ENV, "5,50,300"));
     assert_eq!(code(&out), Some(75), "{}", stderr(&out));
     assert!(
         stderr(&out).contains("next run retries"),
@@ -511,7 +514,7 @@ fn two_pushes_at_once_one_pushes_the_other_says_the_lock_is_held() {
     forge.inject(Fault::new(
         Some("GET"),
         "/repos/",
-        FaultAction::Delay(Duration::from_millis(1500)),
+        FaultAction::Delay(Duration::from_millis(800)),
     ));
     let first = node
         .push_cmd()
@@ -1209,13 +1212,13 @@ fn splay_zero_does_not_wait_and_the_flags_are_accepted() {
 fn a_backlog_over_many_hours_drains_in_one_run_reading_each_record_twice() {
     let forge = forge();
     let node = Node::new(&forge);
-    let n = 1200;
+    let n = 240;
     let lines: String = (0..n)
         .map(|i| {
             format!(
                 "{{\"idempotency_key\":\"m-{i}\",\"user_sid\":\"0a1b\",\"amount_cents\":{i},\
                  \"resource_kind\":\"cpu_hours\",\"occurred_at\":\"2026-11-20 {:02}:{:02}:00\"}}\n",
-                i % 24,
+                i % 12,
                 i % 60
             )
         })
@@ -1228,14 +1231,14 @@ fn a_backlog_over_many_hours_drains_in_one_run_reading_each_record_twice() {
     let reads = node.env.path("reads");
     let out = run(node
         .push_cmd()
-        .args(["--max-records", "50", "--json"])
+        .args(["--max-records", "10", "--json"])
         .env("HERO_USAGE_TEST_READS_FILE", &reads));
     assert_eq!(code(&out), Some(0), "{}", stderr(&out));
     let summary: serde_json::Value = serde_json::from_str(stdout(&out).trim()).unwrap();
     assert_eq!(summary["pushed"], n as u64, "{summary}");
     assert!(summary["commits"].as_u64().unwrap() >= 24, "{summary}");
     assert_eq!(node.pending(), 0);
-    let paths: Vec<String> = (0..24)
+    let paths: Vec<String> = (0..12)
         .map(|h| format!("nodes/test-node/usage_2026-11-20-{h:02}.otoml"))
         .collect();
     let paths: Vec<&str> = paths.iter().map(String::as_str).collect();

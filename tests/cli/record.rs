@@ -1426,7 +1426,7 @@ mod round_trip {
                 .collect();
             // What the audit checks of every record in nodes/n1/.
             prop_assert!(valid.iter().all(|v| v.record.node_id == "n1"));
-            let dir = tempfile::tempdir().unwrap();
+            let dir = temp_dir();
             let spool = Spool::open(&dir.path().join("spool")).unwrap();
             let outcomes = spool.record_batch(&valid).unwrap();
             prop_assert!(outcomes.iter().all(|o| *o == hero_usage::spool::RecordOutcome::Recorded));

@@ -3,7 +3,6 @@
 
 use super::*;
 use std::sync::MutexGuard;
-use std::time::Instant;
 
 /// A tree path Forgejo would accept: no empty, `.`, `..` or `.git` segment.
 pub(super) fn clean_path(p: &str) -> Option<String> {
@@ -138,25 +137,26 @@ pub(super) fn target(st: &State, g: &Git, c: &Common) -> Result<Target, Response
 /// Build the commit and move the branch; `lock` is the repository lock
 /// held since the checks. With `commit_ms` 0 everything happens under it.
 /// Otherwise as Forgejo, which clones, commits and pushes without a lock:
-/// the commit is built and `commit_ms` pass outside the lock, then the
-/// push loses (nothing applied) when the branch moved meanwhile.
-pub(super) fn commit(
-    st: &State,
+/// `commit_ms` pass outside the lock, then the push loses (nothing applied)
+/// when the branch moved meanwhile. Only a winner builds its commit (under
+/// the lock, so its window is `commit_ms` plus that): a loser's objects
+/// would be thrown away, a client cannot tell, and with a fleet racing that
+/// git work was most of what the test suite spent.
+pub(super) fn commit<'a>(
+    st: &'a State,
     g: &Git,
-    lock: MutexGuard<'_, ()>,
+    mut lock: MutexGuard<'a, ()>,
     t: &Target,
     changes: &[Change],
     message: &str,
     c: &Common,
 ) -> Result<String, Response> {
-    let racing = st.opts.commit_ms > 0;
-    let started = Instant::now();
-    let held = if racing {
+    if st.opts.commit_ms > 0 {
         drop(lock);
-        None
-    } else {
-        Some(lock)
-    };
+        std::thread::sleep(Duration::from_millis(st.opts.commit_ms));
+        lock = st.git_lock.lock().unwrap();
+        still_ahead(st, g, t)?;
+    }
     let sha = g
         .write_commit(
             t.parent.as_deref(),
@@ -166,26 +166,23 @@ pub(super) fn commit(
             &c.committer,
         )
         .map_err(|_| internal(st))?;
-    let _lock = match held {
-        Some(l) => l,
-        None => {
-            let cost = Duration::from_millis(st.opts.commit_ms);
-            std::thread::sleep(cost.saturating_sub(started.elapsed()));
-            let l = st.git_lock.lock().unwrap();
-            if g.branch_commit(&t.branch) != t.old {
-                st.stats.lock().unwrap().lost_races += 1;
-                return Err(lost_race(st, &t.branch));
-            }
-            l
-        }
-    };
     g.move_branch(&t.branch, &sha, t.old.as_deref())
         .map_err(|_| internal(st))?;
     if t.was_empty && g.head_branch() != t.branch {
         let _ = g.set_head_branch(&t.branch);
     }
     st.stats.lock().unwrap().commits += 1;
+    drop(lock);
     Ok(sha)
+}
+
+/// Lost when the branch moved since the checks (the racing forge).
+fn still_ahead(st: &State, g: &Git, t: &Target) -> Result<(), Response> {
+    if g.branch_commit(&t.branch) == t.old {
+        return Ok(());
+    }
+    st.stats.lock().unwrap().lost_races += 1;
+    Err(lost_race(st, &t.branch))
 }
 
 /// The answer to the loser of two commits on one branch: Forgejo's push is
