@@ -12,7 +12,7 @@ use super::super::merge::Pending;
 use crate::failpoint::failpoint;
 use crate::spool::{PendingId, Spool};
 use anyhow::{Result, anyhow};
-use std::sync::mpsc::{Sender, channel};
+use std::sync::mpsc::{SyncSender, sync_channel};
 use std::thread::JoinHandle;
 
 /// The marking thread, started by the first commit and finished before the
@@ -23,8 +23,8 @@ pub(super) struct Marker {
     running: Option<Running>,
 }
 
-/// The thread's inbox and the thread.
-type Running = (Sender<Vec<Pending>>, JoinHandle<Result<()>>);
+/// The thread's inbox (bounded) and the thread.
+type Running = (SyncSender<Vec<Pending>>, JoinHandle<Result<()>>);
 
 impl Marker {
     /// Mark the records of a landed commit sent (durably, in order).
@@ -58,7 +58,9 @@ impl Drop for Marker {
 }
 
 fn start(spool: Spool) -> Running {
-    let (tx, rx) = channel::<Vec<Pending>>();
+    // One commit's records waiting at most: when marking is slower than
+    // committing, the drain waits instead of holding batch after batch.
+    let (tx, rx) = sync_channel::<Vec<Pending>>(1);
     let thread = std::thread::spawn(move || {
         for records in rx {
             mark_now(&spool, &records)?;
