@@ -316,7 +316,7 @@ impl Git {
     ) -> Result<String, String> {
         let tmp = tempfile::Builder::new()
             .prefix("testforge-index-")
-            .tempdir()
+            .tempdir_in(crate::scratch_root())
             .map_err(|e| e.to_string())?;
         let index = tmp.path().join("index");
         let with_index = |args: &[&str], input: Option<&[u8]>| {

@@ -198,6 +198,41 @@ impl State {
     }
 }
 
+/// Where the forge makes its temporary repositories and scratch files, and
+/// hero_usage's tests their spools: `HERO_USAGE_TEST_TMPDIR` when set, else
+/// tmpfs (`/dev/shm`) when it is there with 2 GiB to spare, else the
+/// system's temp dir. On a disk, the spool's fsyncs (~10 ms each on the
+/// development machine) and the forge's git object files were most of the
+/// test suite's time; a test cannot tell page cache from disk (a killed
+/// process leaves the page cache intact either way).
+pub fn scratch_root() -> &'static Path {
+    static ROOT: OnceLock<PathBuf> = OnceLock::new();
+    ROOT.get_or_init(|| {
+        if let Some(dir) = std::env::var_os("HERO_USAGE_TEST_TMPDIR") {
+            return PathBuf::from(dir);
+        }
+        let shm = Path::new("/dev/shm");
+        if free_kib(shm).is_some_and(|kib| kib >= 2 << 20) {
+            shm.to_path_buf()
+        } else {
+            std::env::temp_dir()
+        }
+    })
+}
+
+/// Free space of the file system holding `dir`, in KiB, as `df -Pk` says
+/// (None when it cannot tell, or `dir` is not writable).
+fn free_kib(dir: &Path) -> Option<u64> {
+    tempfile::tempdir_in(dir).ok()?;
+    let out = std::process::Command::new("df")
+        .arg("-Pk")
+        .arg(dir)
+        .output()
+        .ok()?;
+    let text = String::from_utf8_lossy(&out.stdout);
+    text.lines().nth(1)?.split_whitespace().nth(3)?.parse().ok()
+}
+
 /// A running test forge; stops when dropped.
 pub struct TestForge {
     state: Arc<State>,
@@ -230,7 +265,7 @@ impl TestForge {
             None => {
                 let t = tempfile::Builder::new()
                     .prefix("testforge-")
-                    .tempdir()
+                    .tempdir_in(scratch_root())
                     .map_err(|e| e.to_string())?;
                 (t.path().to_path_buf(), Some(t))
             }

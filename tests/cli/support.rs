@@ -33,39 +33,10 @@ pub fn assert_exit(o: &Output, code: i32) {
     );
 }
 
-/// A new temporary directory for a test, under [`temp_root`].
+/// A new temporary directory for a test, under the test forge's
+/// [`hero_usage_test_forge::scratch_root`] (tmpfs when there is room).
 pub fn temp_dir() -> tempfile::TempDir {
-    tempfile::tempdir_in(temp_root()).expect("temp dir")
-}
-
-/// Where tests make their temporary directories: `HERO_USAGE_TEST_TMPDIR`
-/// when set, else tmpfs (`/dev/shm`) when it is there with 2 GiB to spare,
-/// else the system's temp dir. The spool fsyncs every file and directory it
-/// writes, and on a disk those fsyncs (~10 ms each here) were over a third
-/// of the suite's wall time; a test cannot tell page cache from disk (a
-/// killed process leaves the page cache intact either way).
-pub fn temp_root() -> &'static Path {
-    static ROOT: std::sync::OnceLock<PathBuf> = std::sync::OnceLock::new();
-    ROOT.get_or_init(|| {
-        if let Some(dir) = std::env::var_os("HERO_USAGE_TEST_TMPDIR") {
-            return PathBuf::from(dir);
-        }
-        let shm = Path::new("/dev/shm");
-        if free_kib(shm).is_some_and(|kib| kib >= 2 << 20) {
-            shm.to_path_buf()
-        } else {
-            std::env::temp_dir()
-        }
-    })
-}
-
-/// Free space of the file system holding `dir`, in KiB, as `df -Pk` says
-/// (None when it cannot tell, or `dir` is not writable).
-fn free_kib(dir: &Path) -> Option<u64> {
-    tempfile::tempdir_in(dir).ok()?;
-    let out = Command::new("df").arg("-Pk").arg(dir).output().ok()?;
-    let text = String::from_utf8_lossy(&out.stdout);
-    text.lines().nth(1)?.split_whitespace().nth(3)?.parse().ok()
+    tempfile::tempdir_in(hero_usage_test_forge::scratch_root()).expect("temp dir")
 }
 
 pub struct TestEnv {
