@@ -47,7 +47,7 @@ cargo build --release --quiet -p hero_usage_test_forge
 BIN=target/release
 FORGE=${FORGE:-$BIN/hero_usage_test_forge} # another build of the test forge may be named
 work=$(mktemp -d)
-trap '[ "${forge_pid:-0}" -gt 0 ] && kill "$forge_pid" 2>/dev/null; rm -rf "$work"' EXIT
+trap '[ "${forge_pid:-0}" -gt 0 ] && kill "$forge_pid" 2>/dev/null || true; rm -rf "$work"' EXIT
 
 # The records: RECORDS over 24 hours ending an hour ago.
 # records N HOURS: N records over HOURS hours ending an hour ago, as JSON lines.

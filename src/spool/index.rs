@@ -228,3 +228,75 @@ impl Spool {
         Ok(PendingLoad { hours, damaged })
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::record::UtcSecond;
+    use crate::spool::file_name_for_key;
+
+    fn hour(h: u32) -> HourBucket {
+        UtcSecond::parse(&format!("2026-11-26 {h:02}:00:00"))
+            .unwrap()
+            .hour_bucket()
+    }
+
+    fn slot(h: u32, key: &str) -> IndexSlot {
+        IndexSlot::new(hour(h), &PendingId::for_key(key), 7).unwrap()
+    }
+
+    #[test]
+    fn a_slot_keeps_the_entry_name() {
+        let s = slot(3, "job-1");
+        assert_eq!(s.name(), file_name_for_key("job-1"));
+        let upper = PendingId(
+            file_name_for_key("job-1")
+                .to_uppercase()
+                .replace("TOML", "toml"),
+        );
+        assert!(IndexSlot::new(hour(3), &upper, 1).is_none());
+    }
+
+    #[test]
+    fn batches_take_oldest_hours_first_each_entry_once() {
+        let keys: Vec<(u32, String)> = (0..10).map(|i| (9 - i % 5, format!("k{i}"))).collect();
+        let mut index = PendingIndex::new(keys.iter().map(|(h, k)| slot(*h, k)).collect());
+        let mut seen = Vec::new();
+        let mut last_hour = hour(0);
+        while index.remaining() > 0 {
+            let batch = index.next_batch(3, |_| false);
+            assert!(batch.len() <= 3 && !batch.is_empty());
+            for s in &batch {
+                assert!(s.hour >= last_hour, "hours in order");
+                last_hour = s.hour;
+                seen.push(s.name());
+            }
+        }
+        seen.sort();
+        let mut want: Vec<String> = keys.iter().map(|(_, k)| file_name_for_key(k)).collect();
+        want.sort();
+        assert_eq!(seen, want);
+        assert!(index.next_batch(3, |_| false).is_empty());
+    }
+
+    #[test]
+    fn stuck_hours_are_skipped_and_do_not_count() {
+        let mut index = PendingIndex::new(vec![
+            slot(1, "a"),
+            slot(1, "b"),
+            slot(2, "c"),
+            slot(2, "d"),
+            slot(3, "e"),
+        ]);
+        let first = index.next_batch(1, |_| false);
+        assert_eq!(first[0].hour, hour(1));
+        // Hour 1 got stuck after its first record: its rest is skipped.
+        let second = index.next_batch(2, |h| h == hour(1));
+        assert_eq!(
+            second.iter().map(|s| s.hour).collect::<Vec<_>>(),
+            vec![hour(2); 2]
+        );
+        assert_eq!(index.next_batch(5, |_| false).len(), 1);
+        assert_eq!(index.remaining(), 0);
+    }
+}
