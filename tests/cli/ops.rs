@@ -581,8 +581,9 @@ fn the_example_config_holds_every_setting_and_loads() {
     );
 }
 
-/// A web server that is not Forgejo: every request gets the same HTML page.
-fn plain_web_server() -> String {
+/// A one-request-per-connection HTTP server on loopback whose answer to
+/// each request head is `answer(head)`: (status line, content type, body).
+fn fake_server(answer: fn(&str) -> (&'static str, &'static str, &'static str)) -> String {
     use std::io::{Read, Write};
     let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
     let addr = listener.local_addr().unwrap();
@@ -594,15 +595,23 @@ fn plain_web_server() -> String {
             while !head.ends_with(b"\r\n\r\n") && conn.read(&mut byte).unwrap_or(0) == 1 {
                 head.push(byte[0]);
             }
-            let body = "<html>\n<body>\nWelcome to nginx!\n</body>\n</html>\n";
+            let (status, content_type, body) = answer(&String::from_utf8_lossy(&head));
             let _ = write!(
                 conn,
-                "HTTP/1.1 200 OK\r\nContent-Type: text/html\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+                "HTTP/1.1 {status}\r\nContent-Type: {content_type}\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
                 body.len()
             );
         }
     });
     format!("http://{addr}")
+}
+
+/// A web server that is not Forgejo: every request gets the same HTML page.
+fn plain_web_server() -> String {
+    fake_server(|_| {
+        let body = "<html>\n<body>\nWelcome to nginx!\n</body>\n</html>\n";
+        ("200 OK", "text/html", body)
+    })
 }
 
 #[test]
@@ -644,33 +653,16 @@ fn the_shim_warns_about_an_admin_secret_open_to_others() {
 /// A server that answers Forgejo's version and user with control
 /// characters in them, and 404 to anything else.
 fn hostile_forge() -> String {
-    use std::io::{Read, Write};
-    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-    let addr = listener.local_addr().unwrap();
-    std::thread::spawn(move || {
-        for conn in listener.incoming() {
-            let Ok(mut conn) = conn else { continue };
-            let mut head = Vec::new();
-            let mut byte = [0u8; 1];
-            while !head.ends_with(b"\r\n\r\n") && conn.read(&mut byte).unwrap_or(0) == 1 {
-                head.push(byte[0]);
-            }
-            let head = String::from_utf8_lossy(&head);
-            let (status, body) = if head.contains(" /api/v1/version ") {
-                ("200 OK", r#"{"version":"1.0\u001b[2J"}"#)
-            } else if head.contains(" /api/v1/user ") {
-                ("200 OK", r#"{"login":"bot\u001b]0;owned\u0007"}"#)
-            } else {
-                ("404 Not Found", r#"{"message":"not\u001b[31m found"}"#)
-            };
-            let _ = write!(
-                conn,
-                "HTTP/1.1 {status}\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
-                body.len()
-            );
-        }
-    });
-    format!("http://{addr}")
+    fake_server(|head| {
+        let (status, body) = if head.contains(" /api/v1/version ") {
+            ("200 OK", r#"{"version":"1.0\u001b[2J"}"#)
+        } else if head.contains(" /api/v1/user ") {
+            ("200 OK", r#"{"login":"bot\u001b]0;owned\u0007"}"#)
+        } else {
+            ("404 Not Found", r#"{"message":"not\u001b[31m found"}"#)
+        };
+        (status, "application/json", body)
+    })
 }
 
 #[test]
