@@ -3,7 +3,9 @@
 //! the push; read-only commands create nothing; remote hour files as
 //! editors leave them are read. Real binaries, real spools, the test forge.
 
-use crate::support::{TestEnv, assert_exit, files_under, run, status_json, stderr, stdout};
+use crate::support::{
+    TestEnv, assert_exit, files_under, rejection_reasons, run, status_json, stderr, stdout,
+};
 use hero_usage::otoml::render_batch;
 use hero_usage::record::{UsageRecord, UtcSecond};
 use hero_usage_test_forge::{ForgeOptions, TestForge};
@@ -75,11 +77,7 @@ impl Node {
     }
 
     fn reasons(&self) -> String {
-        self.rejected()
-            .iter()
-            .filter(|p| p.extension().is_some_and(|e| e == "reason"))
-            .map(|p| std::fs::read_to_string(p).unwrap())
-            .collect()
+        rejection_reasons(&self.env.spool).concat()
     }
 }
 

@@ -938,11 +938,7 @@ fn a_damaged_chunk_quarantines_each_of_its_records_and_the_rest_is_pushed() {
     assert_eq!(remote_keys(&forge, &H14_16), ["job-1"]);
     assert_eq!(node.pending(), 0);
     let rejected = node.rejected();
-    let reasons: Vec<_> = rejected
-        .iter()
-        .filter(|p| p.extension().is_some_and(|e| e == "reason"))
-        .map(|p| std::fs::read_to_string(p).unwrap())
-        .collect();
+    let reasons = crate::support::rejection_reasons(&node.env.spool);
     assert_eq!(rejected.len(), 6, "three records and their reasons");
     assert_eq!(reasons.len(), 3);
     for r in reasons {

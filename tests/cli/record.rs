@@ -1319,11 +1319,7 @@ fn a_pushed_key_is_known_for_ever_after_its_record_was_pruned() {
     assert!(files_under(&env.spool.join("pending")).is_empty());
     drop_r1("other.toml", 6);
     assert_exit(&push_to(&env, &forge, &[]), 65);
-    let reasons: Vec<String> = files_under(&env.spool.join("rejected"))
-        .iter()
-        .filter(|p| p.extension().is_some_and(|e| e == "reason"))
-        .map(|p| std::fs::read_to_string(p).unwrap())
-        .collect();
+    let reasons = rejection_reasons(&env.spool);
     assert_eq!(reasons.len(), 1, "{reasons:?}");
     assert!(reasons[0].contains("amount_cents"), "{reasons:?}");
     assert_eq!(remote_keys(&forge, "test-node"), ["r1"]);
@@ -1461,11 +1457,7 @@ fn pruning_quarantines_a_damaged_sent_record_instead_of_forgetting_its_key() {
     std::fs::write(&entry, "not a record").unwrap();
     push_to(&env, &forge, &["--retention-days", "0"]);
     assert!(!entry.exists());
-    let reasons: Vec<String> = files_under(&env.spool.join("rejected"))
-        .iter()
-        .filter(|p| p.extension().is_some_and(|e| e == "reason"))
-        .map(|p| std::fs::read_to_string(p).unwrap())
-        .collect();
+    let reasons = rejection_reasons(&env.spool);
     assert_eq!(reasons.len(), 1, "{reasons:?}");
     assert!(reasons[0].contains("ledger"), "{reasons:?}");
 }
@@ -1514,11 +1506,7 @@ fn a_pending_record_of_another_node_is_quarantined_not_pushed() {
     let o = push_to(&env, &forge, &[]);
     assert_exit(&o, 65);
     assert_eq!(remote_keys(&forge, "test-node"), ["mine"]);
-    let reasons: Vec<String> = files_under(&env.spool.join("rejected"))
-        .iter()
-        .filter(|p| p.extension().is_some_and(|e| e == "reason"))
-        .map(|p| std::fs::read_to_string(p).unwrap())
-        .collect();
+    let reasons = rejection_reasons(&env.spool);
     assert_eq!(reasons.len(), 1, "{reasons:?}");
     assert!(reasons[0].contains("`other-node`"), "{reasons:?}");
     assert!(files_under(&env.spool.join("pending")).is_empty());

@@ -108,6 +108,15 @@ pub fn files_under(dir: &Path) -> Vec<PathBuf> {
     out
 }
 
+/// The texts of the `.reason` files under `spool`'s `rejected/`, in name order.
+pub fn rejection_reasons(spool: &Path) -> Vec<String> {
+    files_under(&spool.join("rejected"))
+        .iter()
+        .filter(|p| p.extension().is_some_and(|e| e == "reason"))
+        .map(|p| std::fs::read_to_string(p).unwrap())
+        .collect()
+}
+
 /// Run with `input` on stdin and return output.
 pub fn run_with_stdin(cmd: &mut Command, input: &[u8]) -> Output {
     use std::io::Write;
