@@ -12,8 +12,12 @@
 //! bytes) and a scan of one log of at most 64 KiB: it does not slow down as
 //! the ledger grows. A log that would pass [`LOG_MAX`] entries is merged into
 //! its base. Crash safety: a base only ever appears whole (rename), a log's
-//! torn entries fail their check and are ignored (the next append replaces the
-//! log whole), an entry seen twice is harmless. Every caller holds the
+//! torn tail (a partial last entry, or zeroed entries after the last good
+//! one: what a crash mid-append leaves) is ignored, and the next append
+//! replaces the log whole; an entry seen twice is harmless. Any other entry
+//! that fails its check is damage: its key could no longer be told from a
+//! new one, so the shard is refused (73, naming the file), never read past
+//! and never rewritten; the other shards go on. Every caller holds the
 //! writers' lock. Knows no network; the records come from `sent/`.
 
 use super::fsx;
@@ -292,9 +296,15 @@ impl Ledger {
     }
 }
 
-/// A damaged base: a key it held can no longer be told from a new one, so
-/// recording in its shard stops (73) rather than risk billing a key twice.
-/// The message names the file and the two ways on.
+/// Whether `e` is a damaged ledger file (see [`damaged`]): only its shard
+/// is held back, the others go on.
+pub fn is_damage(e: &io::Error) -> bool {
+    e.kind() == io::ErrorKind::InvalidData
+}
+
+/// A damaged base or log: a key it held can no longer be told from a new
+/// one, so recording in its shard stops (73) rather than risk billing a key
+/// twice. The message names the file and the two ways on.
 fn damaged(path: &Path, entry: u64) -> io::Error {
     let p = path.display();
     io::Error::new(
@@ -320,6 +330,30 @@ fn replace_synced(dir: &Path, path: &Path, tmp_stem: &str, bytes: &[u8]) -> io::
         })
 }
 
+/// A log's entries. A torn tail, which a crash mid-append can leave (a
+/// partial last entry, zeroed entries after the last good one), is left
+/// out: the next append replaces the log whole without it. Any other entry
+/// that fails its check is damage: skipping it would forget its key, and
+/// rewriting the log without it would erase the evidence.
+fn read_log(path: &Path, bytes: &[u8]) -> io::Result<Vec<LedgerEntry>> {
+    let entries: Vec<Option<LedgerEntry>> = bytes
+        .chunks_exact(ENTRY_BYTES)
+        .map(LedgerEntry::from_bytes)
+        .collect();
+    let last_good = entries.iter().rposition(Option::is_some);
+    for (i, (e, raw)) in entries
+        .iter()
+        .zip(bytes.chunks_exact(ENTRY_BYTES))
+        .enumerate()
+    {
+        let torn = last_good.is_none_or(|l| i > l) && raw.iter().all(|&b| b == 0);
+        if e.is_none() && !torn {
+            return Err(damaged(path, i as u64));
+        }
+    }
+    Ok(entries.into_iter().flatten().collect())
+}
+
 impl Shard {
     fn load(dir: &Path, n: u8) -> io::Result<Shard> {
         let base_path = shard_path(dir, n, "base");
@@ -334,12 +368,10 @@ impl Shard {
             return Err(damaged(&base_path, base_len / ENTRY_BYTES as u64));
         }
         let limit = ((LOG_MAX + 1) * ENTRY_BYTES) as u64;
-        let bytes = not_found_ok(fsx::read_regular(&shard_path(dir, n, "log"), limit))?;
+        let log_path = shard_path(dir, n, "log");
+        let bytes = not_found_ok(fsx::read_regular(&log_path, limit))?;
         let bytes = bytes.unwrap_or_default();
-        let log = bytes
-            .chunks_exact(ENTRY_BYTES)
-            .filter_map(LedgerEntry::from_bytes)
-            .collect();
+        let log = read_log(&log_path, &bytes)?;
         Ok(Shard {
             base_path,
             base,
@@ -519,6 +551,55 @@ mod tests {
         fs::write(&base, &whole[..whole.len() - 10]).unwrap();
         check("a short base");
         assert!(Ledger::open(path.clone()).expire(0).is_err());
+    }
+
+    /// A damaged log entry (not a torn tail) is refused like a damaged
+    /// base, the log is never rewritten without it, and other shards go on.
+    #[test]
+    fn a_damaged_log_entry_is_refused_and_the_log_never_rewritten() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("ledger");
+        let keys = |shard: u8, n: usize| -> Vec<String> {
+            (0..)
+                .map(|i| format!("k{i}"))
+                .filter(|k| key_digest(k)[0] == shard)
+                .take(n)
+                .collect()
+        };
+        let in_3 = keys(3, 4);
+        let entries: Vec<LedgerEntry> = in_3.iter().map(|k| LedgerEntry::of(&rec(k), 1)).collect();
+        let mut l = Ledger::open(path.clone());
+        l.append(&entries[..3]).unwrap();
+        l.append(&[LedgerEntry::of(&rec(&keys(4, 1)[0]), 1)])
+            .unwrap();
+        let log = shard_path(&path, 3, "log");
+        let mut bytes = fs::read(&log).unwrap();
+        bytes[ENTRY_BYTES + 30] ^= 1; // the second of three: not a torn tail
+        fs::write(&log, &bytes).unwrap();
+        let mut l = Ledger::open(path.clone());
+        let err = l.find(&in_3[1]).unwrap_err();
+        assert!(is_damage(&err), "{err}");
+        assert!(err.to_string().contains("03.log") && err.to_string().contains("mv "));
+        assert!(l.find(&in_3[0]).is_err(), "the whole shard is held back");
+        assert!(l.append(&entries[3..]).is_err());
+        assert_eq!(fs::read(&log).unwrap(), bytes, "never rewritten");
+        // Another shard is unaffected.
+        assert!(l.find(&keys(4, 1)[0]).unwrap().is_some());
+        // The last entry damaged is damage too; zeroed tail entries and a
+        // partial entry are a torn tail.
+        let mut last = fs::read(&log).unwrap();
+        last[ENTRY_BYTES + 30] ^= 1;
+        last[2 * ENTRY_BYTES + 5] ^= 1;
+        fs::write(&log, &last).unwrap();
+        assert!(Ledger::open(path.clone()).find(&in_3[0]).is_err());
+        last[2 * ENTRY_BYTES + 5] ^= 1;
+        last.extend_from_slice(&[0; ENTRY_BYTES * 2]);
+        last.extend_from_slice(&[0; 20]);
+        fs::write(&log, &last).unwrap();
+        let mut l = Ledger::open(path.clone());
+        for (k, e) in in_3.iter().zip(&entries).take(3) {
+            assert_eq!(l.find(k).unwrap(), Some(*e));
+        }
     }
 
     #[test]

@@ -1553,3 +1553,86 @@ fn pending_as_the_push_reads_it(spool: &Spool) -> hero_usage::spool::PendingLoad
     load.damaged.extend(scan.damaged);
     load
 }
+
+/// `n` keys (`<prefix>-<i>`) whose ledger entries fall in shard `shard`.
+fn keys_in_shard(prefix: &str, shard: u8, n: usize) -> Vec<String> {
+    (0..)
+        .map(|i| format!("{prefix}-{i}"))
+        .filter(|k| hero_usage::spool::ledger::key_digest(k)[0] == shard)
+        .take(n)
+        .collect()
+}
+
+/// Record `keys` (an hour ago), push them and prune them into the ledger.
+fn push_into_the_ledger(env: &TestEnv, forge: &hero_usage_test_forge::TestForge, keys: &[String]) {
+    let at = (Utc::now() - chrono::Duration::hours(1))
+        .format("%Y-%m-%d %H:%M:%S")
+        .to_string();
+    let lines: String = keys.iter().map(|k| json_line(k, &at, 7) + "\n").collect();
+    assert_exit(
+        &run_with_stdin(env.cmd(REC).arg("--stdin"), lines.as_bytes()),
+        0,
+    );
+    assert_exit(&push_to(env, forge, &[]), 0);
+    assert_exit(&push_to(env, forge, &["--retention-days", "0"]), 0);
+    assert!(files_under(&env.spool.join("sent")).is_empty(), "pruned");
+}
+
+/// The same record again through the flags, as the first push recorded it
+/// but without `occurred_at` (a retry whose time defaulted to now).
+fn retry(env: &TestEnv, key: &str) -> Output {
+    run(env.cmd(REC).args([
+        "--idempotency-key",
+        key,
+        "--user-sid",
+        "0a1b",
+        "--amount-cents",
+        "7",
+        "--resource-kind",
+        "cpu",
+    ]))
+}
+
+/// Issue 16, item 2: one flipped bit in a ledger log entry that is not the
+/// torn tail forgot its key (a retry was recorded and billed twice), and
+/// the next append rewrote the log without it. Now the key's shard is
+/// refused (73, naming the file and the way on), and the log is never
+/// rewritten.
+#[test]
+fn a_damaged_ledger_log_entry_is_refused_never_forgotten_nor_rewritten() {
+    let forge = hero_usage_test_forge::TestForge::start(Default::default());
+    let env = TestEnv::new();
+    let mut keys = keys_in_shard("old", 0x2a, 4);
+    let late = keys.pop().unwrap();
+    push_into_the_ledger(&env, &forge, &keys);
+    // Recorded before the damage, pushed and pruned after it.
+    let at = (Utc::now() - chrono::Duration::hours(1))
+        .format("%Y-%m-%d %H:%M:%S")
+        .to_string();
+    let line = json_line(&late, &at, 7) + "\n";
+    assert_exit(
+        &run_with_stdin(env.cmd(REC).arg("--stdin"), line.as_bytes()),
+        0,
+    );
+    let log = env.spool.join("ledger/2a.log");
+    let mut bytes = std::fs::read(&log).unwrap();
+    assert_eq!(bytes.len(), 3 * 64);
+    bytes[64 + 30] ^= 1; // the middle entry: not a torn tail
+    std::fs::write(&log, &bytes).unwrap();
+    for key in &keys {
+        let o = retry(&env, key);
+        assert_exit(&o, 73);
+        assert!(
+            stderr(&o).contains("2a.log") && stderr(&o).contains("mv "),
+            "{}",
+            stderr(&o)
+        );
+    }
+    // The push that prunes refuses the shard rather than rewrite its log.
+    assert_exit(&push_to(&env, &forge, &["--retention-days", "0"]), 73);
+    assert_eq!(std::fs::read(&log).unwrap(), bytes, "never rewritten");
+    let mut want = keys.clone();
+    want.push(late);
+    want.sort();
+    assert_eq!(remote_keys(&forge, "test-node"), want, "each key once");
+}
