@@ -246,6 +246,7 @@ fn record_validated(spool: &Spool, v: Validated) -> Result<Written> {
         RecordOutcome::Recorded => Written::Recorded(key),
         RecordOutcome::Duplicate => Written::Duplicate(key),
         RecordOutcome::Conflict(fields) => Written::Conflict(key, fields),
+        RecordOutcome::Unchecked(why) => return Err(fail(Kind::CantCreate, why)),
     })
 }
 
@@ -364,7 +365,12 @@ fn commit_lines(
             RecordOutcome::Duplicate => answers.push_str(&format!("duplicate {key}\n")),
             RecordOutcome::Conflict(fields) => {
                 let _ = err_line(&format!("line {n}: {}", conflict_message(key, &fields)));
-                worst = Some(Kind::Data);
+                worst = worse(worst, Some(Kind::Data));
+            }
+            // This line alone is held back (a damaged ledger shard).
+            RecordOutcome::Unchecked(why) => {
+                let _ = err_line(&format!("line {n}: {}", escape_controls(&why)));
+                worst = worse(worst, Some(Kind::CantCreate));
             }
         }
     }

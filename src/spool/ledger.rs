@@ -259,18 +259,34 @@ impl Ledger {
         fsx::sync_dir(&self.dir)
     }
 
-    /// Drop the entries sent before `day`; returns how many were dropped.
+    /// Drop the entries sent before `day`; returns how many were dropped,
+    /// and the damage of shards left as they are (see [`is_damage`]).
     /// Reads every shard: only run when `--ledger-days` bounds the ledger.
-    pub fn expire(&mut self, day: u32) -> io::Result<usize> {
+    pub fn expire(&mut self, day: u32) -> io::Result<(usize, Vec<String>)> {
         if !fsx::exists_nofollow(&self.dir)? {
-            return Ok(0);
+            return Ok((0, Vec::new()));
         }
         let dir = self.dir.clone();
         let mut dropped = 0;
+        let mut damage = Vec::new();
         for n in 0..=255u8 {
-            let shard = self.shard(n)?;
+            let shard = match self.shard(n) {
+                Ok(shard) => shard,
+                Err(e) if is_damage(&e) => {
+                    damage.push(e.to_string());
+                    continue;
+                }
+                Err(e) => return Err(e),
+            };
             let before = shard.base_len as usize / ENTRY_BYTES + shard.log.len();
-            let mut all = shard.read_base()?;
+            let mut all = match shard.read_base() {
+                Ok(all) => all,
+                Err(e) if is_damage(&e) => {
+                    damage.push(e.to_string());
+                    continue;
+                }
+                Err(e) => return Err(e),
+            };
             all.extend_from_slice(&shard.log);
             if all.iter().all(|e| e.sent_day() >= day) {
                 continue;
@@ -281,7 +297,7 @@ impl Ledger {
         if dropped > 0 {
             fsx::sync_dir(&self.dir)?;
         }
-        Ok(dropped)
+        Ok((dropped, damage))
     }
 
     /// Bytes the ledger's files take (their lengths), and entries it holds.
@@ -550,7 +566,14 @@ mod tests {
         // A base cut short (a base only ever appears whole).
         fs::write(&base, &whole[..whole.len() - 10]).unwrap();
         check("a short base");
-        assert!(Ledger::open(path.clone()).expire(0).is_err());
+        // Expiring leaves a damaged shard as it is and names it.
+        let (dropped, damage) = Ledger::open(path.clone()).expire(0).unwrap();
+        assert_eq!(dropped, 0);
+        assert!(
+            damage.len() == 1 && damage[0].contains("07.base"),
+            "{damage:?}"
+        );
+        assert_eq!(fs::read(&base).unwrap(), &whole[..whole.len() - 10]);
     }
 
     /// A damaged log entry (not a torn tail) is refused like a damaged
@@ -662,7 +685,7 @@ mod tests {
         let mut again = Ledger::open(path.clone());
         assert!(again.find(&late.idempotency_key).unwrap().is_some());
         assert_eq!(again.size().unwrap().1, 5001);
-        assert_eq!(again.expire(15).unwrap(), 1000);
+        assert_eq!(again.expire(15).unwrap(), (1000, Vec::new()));
         let mut after = Ledger::open(path);
         assert_eq!(after.find(&keys[0]).unwrap(), None);
         assert!(after.find(&keys[4999]).unwrap().is_some());

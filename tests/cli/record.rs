@@ -709,13 +709,15 @@ fn sent_records_still_detect_duplicates_and_conflicts() {
     assert_eq!(
         spool
             .prune_sent(Utc::now() - chrono::Duration::hours(1), None)
-            .unwrap(),
+            .unwrap()
+            .pruned,
         0
     );
     assert_eq!(
         spool
             .prune_sent(Utc::now() + chrono::Duration::seconds(5), None)
-            .unwrap(),
+            .unwrap()
+            .pruned,
         1
     );
     // Pruned, the key is still known through the ledger.
@@ -1596,8 +1598,8 @@ fn retry(env: &TestEnv, key: &str) -> Output {
 /// Issue 16, item 2: one flipped bit in a ledger log entry that is not the
 /// torn tail forgot its key (a retry was recorded and billed twice), and
 /// the next append rewrote the log without it. Now the key's shard is
-/// refused (73, naming the file and the way on), and the log is never
-/// rewritten.
+/// refused (73, naming the file and the way on) on every path, the rest
+/// goes on, and the log is never rewritten.
 #[test]
 fn a_damaged_ledger_log_entry_is_refused_never_forgotten_nor_rewritten() {
     let forge = hero_usage_test_forge::TestForge::start(Default::default());
@@ -1628,11 +1630,97 @@ fn a_damaged_ledger_log_entry_is_refused_never_forgotten_nor_rewritten() {
             stderr(&o)
         );
     }
-    // The push that prunes refuses the shard rather than rewrite its log.
-    assert_exit(&push_to(&env, &forge, &["--retention-days", "0"]), 73);
-    assert_eq!(std::fs::read(&log).unwrap(), bytes, "never rewritten");
+    // --stdin: the line in that shard is held back, the others recorded
+    // and answered.
+    let fresh = keys_in_shard("new", 0x2b, 1).remove(0);
+    let lines = format!(
+        "{}\n{}\n",
+        json_line(&keys[1], &at, 7),
+        json_line(&fresh, &at, 7)
+    );
+    let o = run_with_stdin(env.cmd(REC).arg("--stdin"), lines.as_bytes());
+    assert_exit(&o, 73);
+    assert_eq!(stdout(&o), format!("recorded {fresh}\n"));
+    assert!(
+        stderr(&o).contains("line 1: ") && stderr(&o).contains("2a.log"),
+        "{}",
+        stderr(&o)
+    );
+    // A drop of the damaged shard waits in incoming/; the rest is pushed.
+    let drop = format!(
+        "idempotency_key = \"{}\"\nuser_sid = \"0a1b\"\namount_cents = 7\nresource_kind = \"cpu\"\n",
+        keys[0]
+    );
+    std::fs::write(env.spool.join("incoming/retry.toml"), drop).unwrap();
+    let o = push_to(&env, &forge, &["--retention-days", "0"]);
+    assert_exit(&o, 73);
+    assert!(stderr(&o).contains("incoming/retry.toml"), "{}", stderr(&o));
+    assert!(env.spool.join("incoming/retry.toml").exists());
     let mut want = keys.clone();
-    want.push(late);
+    want.extend([late, fresh]);
     want.sort();
     assert_eq!(remote_keys(&forge, "test-node"), want, "each key once");
+    assert_eq!(std::fs::read(&log).unwrap(), bytes, "never rewritten");
+    // Monitoring sees the failed run.
+    let (_, v) = status_json(&env, &[]);
+    assert_eq!(v["last_push"]["exit_code"], 73, "{v}");
+}
+
+/// Issue 16, item 4: one damaged ledger base stopped everything: a drop in
+/// its shard made every push exit 73 with nothing pushed, and `--stdin`
+/// exited 73 printing nothing for the lines it had stored. Now only that
+/// drop or line is held back; the rest is recorded, answered and pushed,
+/// and the failed run's outcome is written.
+#[test]
+fn one_damaged_ledger_shard_holds_back_only_its_own_records() {
+    let forge = hero_usage_test_forge::TestForge::start(Default::default());
+    let env = TestEnv::new();
+    std::fs::create_dir_all(env.spool.join("ledger")).unwrap();
+    std::fs::write(env.spool.join("ledger/5c.base"), [7u8; 70]).unwrap();
+    let bad = keys_in_shard("b", 0x5c, 2);
+    let good = keys_in_shard("g", 0x11, 3);
+    let at = (Utc::now() - chrono::Duration::hours(1))
+        .format("%Y-%m-%d %H:%M:%S")
+        .to_string();
+    let lines: String = [&good[0], &bad[0], &good[1]]
+        .iter()
+        .map(|k| json_line(k, &at, 3) + "\n")
+        .collect();
+    let o = run_with_stdin(env.cmd(REC).arg("--stdin"), lines.as_bytes());
+    assert_exit(&o, 73);
+    assert_eq!(
+        stdout(&o),
+        format!("recorded {}\nrecorded {}\n", good[0], good[1])
+    );
+    assert!(
+        stderr(&o).contains("line 2: ") && stderr(&o).contains("5c.base"),
+        "{}",
+        stderr(&o)
+    );
+    let drop = |name: &str, key: &str| {
+        let body = format!(
+            "idempotency_key = \"{key}\"\nuser_sid = \"0a1b\"\namount_cents = 3\nresource_kind = \"cpu\"\n"
+        );
+        std::fs::write(env.spool.join("incoming").join(name), body).unwrap();
+    };
+    drop("bad.toml", &bad[1]);
+    drop("good.toml", &good[2]);
+    let o = push_to(&env, &forge, &["--json"]);
+    assert_exit(&o, 73);
+    let v: serde_json::Value = serde_json::from_str(stdout(&o).trim()).unwrap();
+    assert_eq!(v["pushed"], 3, "{v}");
+    assert!(stderr(&o).contains("incoming/bad.toml") && stderr(&o).contains("5c.base"));
+    assert!(env.spool.join("incoming/bad.toml").exists());
+    let mut want = good.clone();
+    want.sort();
+    assert_eq!(remote_keys(&forge, "test-node"), want);
+    let (_, s) = status_json(&env, &[]);
+    assert_eq!(s["last_push"]["exit_code"], 73, "{s}");
+    assert!(
+        s["last_push"]["error"]
+            .as_str()
+            .unwrap()
+            .contains("incoming/"),
+        "{s}"
+    );
 }
