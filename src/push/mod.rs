@@ -196,6 +196,12 @@ fn close(
         match spool.prune_sent(horizon, opts.ledger_days) {
             Ok(report) => {
                 summary.pruned = report.pruned;
+                summary.quarantined.extend(
+                    report
+                        .quarantined
+                        .into_iter()
+                        .map(|(what, reason)| Problem { what, reason }),
+                );
                 if !report.held_back.is_empty() {
                     let held = fail(Kind::CantCreate, report.held_back.join("; "));
                     late_error(&mut summary, &held);

@@ -45,6 +45,10 @@ const OCCURRED: std::ops::Range<usize> = 49..57;
 const DAY: std::ops::Range<usize> = 57..60;
 const CHECK: std::ops::Range<usize> = 60..64;
 
+/// The amount of a key-only entry: more than any record's (10^12), so no
+/// record's entry has it.
+const FIELDS_UNKNOWN: u64 = u64::MAX;
+
 /// The string fields an entry keeps as digests, in hint order.
 const STRING_FIELDS: [Field; 4] = [
     Field::Description,
@@ -96,6 +100,26 @@ impl LedgerEntry {
         LedgerEntry(e)
     }
 
+    /// The entry of a key whose record could not be read (a damaged file
+    /// in `sent/`, named after the key's SHA-256 in hex): the key stays
+    /// known, its fields are unknown. `None` when `name_hex` is not such a name.
+    pub fn key_only(name_hex: &str, sent_day: u32) -> Option<LedgerEntry> {
+        let mut e = [0u8; ENTRY_BYTES];
+        for (i, byte) in e[KEY].iter_mut().enumerate() {
+            *byte = u8::from_str_radix(name_hex.get(2 * i..2 * i + 2)?, 16).ok()?;
+        }
+        e[AMOUNT].copy_from_slice(&FIELDS_UNKNOWN.to_le_bytes());
+        e[DAY].copy_from_slice(&sent_day.min(0xFF_FFFF).to_le_bytes()[..3]);
+        let check = Sha256::digest(&e[..CHECK.start]);
+        e[CHECK].copy_from_slice(&check[..CHECK.len()]);
+        Some(LedgerEntry(e))
+    }
+
+    /// Whether only the key is known (see [`LedgerEntry::key_only`]).
+    pub fn fields_unknown(&self) -> bool {
+        self.0[AMOUNT] == FIELDS_UNKNOWN.to_le_bytes()
+    }
+
     fn from_bytes(b: &[u8]) -> Option<LedgerEntry> {
         let e = LedgerEntry(b.try_into().ok()?);
         let check = Sha256::digest(&e.0[..CHECK.start]);
@@ -123,12 +147,16 @@ impl LedgerEntry {
     /// The fields of `rec` (same key) that differ from this entry's record;
     /// `occurred_at` is left out when `ignore_occurred_at`. When only the
     /// digest of the string fields tells them apart, the list is
-    /// `["content"]`.
+    /// `["content"]`. A key-only entry differs in nothing that can be told:
+    /// its key was pushed, so a record with it is a duplicate.
     pub fn differing_fields(
         &self,
         rec: &UsageRecord,
         ignore_occurred_at: bool,
     ) -> Vec<&'static str> {
+        if self.fields_unknown() {
+            return Vec::new();
+        }
         let new = LedgerEntry::of(rec, 0);
         let mut out = Vec::new();
         if new.0[AMOUNT] != self.0[AMOUNT] {
@@ -623,6 +651,21 @@ mod tests {
         for (k, e) in in_3.iter().zip(&entries).take(3) {
             assert_eq!(l.find(k).unwrap(), Some(*e));
         }
+    }
+
+    #[test]
+    fn a_key_only_entry_knows_the_key_and_no_fields() {
+        let name = crate::spool::file_name_for_key("gone");
+        let e = LedgerEntry::key_only(&name[..64], 5).unwrap();
+        assert!(e.fields_unknown() && e.sent_day() == 5);
+        assert!(!LedgerEntry::of(&rec("gone"), 5).fields_unknown());
+        assert_eq!(LedgerEntry::from_bytes(&e.0), Some(e));
+        assert!(e.differing_fields(&rec("gone"), false).is_empty());
+        let dir = tempfile::tempdir().unwrap();
+        let mut l = Ledger::open(dir.path().join("ledger"));
+        l.append(&[e]).unwrap();
+        assert_eq!(l.find("gone").unwrap(), Some(e));
+        assert_eq!(LedgerEntry::key_only("zz", 5), None);
     }
 
     #[test]

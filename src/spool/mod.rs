@@ -46,6 +46,9 @@ pub use ledger::{Ledger, LedgerEntry};
 pub struct PruneReport {
     /// Records removed, their keys in the ledger.
     pub pruned: usize,
+    /// Damaged records moved to `rejected/` (their keys kept in the
+    /// ledger): (`sent/NAME`, reason).
+    pub quarantined: Vec<(String, String)>,
     /// Why records past retention were kept: their ledger shard is damaged
     /// (each damaged file named once).
     pub held_back: Vec<String>,
@@ -498,7 +501,8 @@ impl Spool {
     /// Remove sent records marked sent before `older_than`, once their keys
     /// are in the ledger (fsynced first). With `ledger_days`, ledger entries
     /// older than that many days are dropped. A sent entry that cannot be
-    /// read is quarantined, not forgotten. A record whose ledger shard is
+    /// read is quarantined, its key kept in the ledger all the same (the
+    /// entry's name is the key's digest). A record whose ledger shard is
     /// damaged stays in `sent/` (where it still tells its key), reported.
     pub fn prune_sent(
         &self,
@@ -518,13 +522,16 @@ impl Spool {
             let day = old.days.get(entry.id.as_str()).copied().unwrap_or(0);
             match entry.record {
                 Ok(rec) => entries.push((entry.id, LedgerEntry::of(&rec, day))),
-                Err(reason) => damaged.push((entry.id, reason)),
+                Err(reason) => match LedgerEntry::key_only(entry.id.as_str(), day) {
+                    Some(e) => damaged.push((entry.id, e, reason)),
+                    None => {} // not a record name: never listed
+                },
             }
             Ok(true)
         })?;
         // An entry seen twice is harmless; still, a crash after the append
         // and before the removal would otherwise append it again.
-        let mut new = Vec::with_capacity(entries.len());
+        let mut new = Vec::with_capacity(entries.len() + damaged.len());
         let mut keep = |e: &LedgerEntry, report: &mut PruneReport| -> Result<bool> {
             match ledger.find_entry(e) {
                 Ok(found) => {
@@ -549,6 +556,12 @@ impl Spool {
                 kept_entries.push(id);
             }
         }
+        let mut kept_damaged = Vec::with_capacity(damaged.len());
+        for (id, e, reason) in damaged {
+            if keep(&e, &mut report)? {
+                kept_damaged.push((id, reason));
+            }
+        }
         ledger.append(&new).map_err(ledger_err)?;
         for id in &kept_entries {
             let p = sent.join(id.as_str());
@@ -559,10 +572,15 @@ impl Spool {
                 _ => {}
             }
         }
-        for (id, reason) in &damaged {
-            let why =
-                format!("damaged sent record, its key could not be kept in the ledger: {reason}");
+        for (id, reason) in &kept_damaged {
+            let why = format!(
+                "damaged sent record ({reason}); its key stays known in the ledger (a record \
+                 with it is a duplicate), its fields could not be kept"
+            );
             self.quarantine_locked(&sent.join(id.as_str()), id.as_str(), &why)?;
+            report
+                .quarantined
+                .push((format!("sent/{}", id.as_str()), why));
         }
         if !kept_entries.is_empty() {
             fsx::sync_dir(&sent).map_err(cant(|| format!("cannot sync {}", sent.display())))?;

@@ -1666,6 +1666,49 @@ fn a_damaged_ledger_log_entry_is_refused_never_forgotten_nor_rewritten() {
     assert_eq!(v["last_push"]["exit_code"], 73, "{v}");
 }
 
+/// Issue 16, item 3: a damaged record in sent/ at pruning was quarantined
+/// silently (exit 0) and its key forgotten: a retry was recorded and billed
+/// twice. Its key's digest is its file name: it stays in the ledger, the
+/// quarantine is reported, and the run exits 65 once.
+#[test]
+fn a_damaged_sent_record_keeps_its_key_and_is_reported_once() {
+    let forge = hero_usage_test_forge::TestForge::start(Default::default());
+    let env = TestEnv::new();
+    let at = (Utc::now() - chrono::Duration::hours(1))
+        .format("%Y-%m-%d %H:%M:%S")
+        .to_string();
+    let line = json_line("r1", &at, 7) + "\n";
+    assert_exit(
+        &run_with_stdin(env.cmd(REC).arg("--stdin"), line.as_bytes()),
+        0,
+    );
+    assert_exit(&push_to(&env, &forge, &[]), 0);
+    let entry = env.spool.join("sent").join(file_name_for_key("r1"));
+    std::fs::write(&entry, "not a record").unwrap();
+    let o = push_to(&env, &forge, &["--retention-days", "0"]);
+    assert_exit(&o, 65);
+    assert!(
+        stderr(&o).contains(&format!("quarantined sent/{}", file_name_for_key("r1"))),
+        "{}",
+        stderr(&o)
+    );
+    assert!(!entry.exists());
+    assert_eq!(rejection_reasons(&env.spool).len(), 1);
+    assert_exit(&push_to(&env, &forge, &["--retention-days", "0"]), 0);
+    // The retry is a duplicate, through the flags and a drop alike.
+    let o = retry(&env, "r1");
+    assert_exit(&o, 0);
+    assert_eq!(stdout(&o), "duplicate r1\n");
+    std::fs::write(
+        env.spool.join("incoming/r1.toml"),
+        "idempotency_key = \"r1\"\nuser_sid = \"0a1b\"\namount_cents = 7\nresource_kind = \"cpu\"\n",
+    )
+    .unwrap();
+    assert_exit(&push_to(&env, &forge, &[]), 0);
+    assert!(files_under(&env.spool.join("pending")).is_empty());
+    assert_eq!(remote_keys(&forge, "test-node"), ["r1"]);
+}
+
 /// Issue 16, item 4: one damaged ledger base stopped everything: a drop in
 /// its shard made every push exit 73 with nothing pushed, and `--stdin`
 /// exited 73 printing nothing for the lines it had stored. Now only that
