@@ -4,11 +4,11 @@
 
 use super::auth::{self, SecretSource};
 use super::http::{Handler, Head, Request, Response};
-use crate::cmd::record::{OneOutcome, Written, conflict_message, record_one};
 use crate::config::{ConfigFile, ForgeArgs, ForgeSettings};
 use crate::error::{Kind, exit_code_of, kind_of};
 use crate::push::{self, Outcome, PushOptions, PushSummary, RetryPolicy};
 use crate::record::{FieldError, RawValue, RecordInput};
+use crate::recording::{OneOutcome, Written, conflict_message, record_one};
 use crate::spool::Spool;
 use crate::status::StatusReport;
 use serde_json::json;
