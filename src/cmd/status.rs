@@ -2,8 +2,8 @@
 //! See `man 1 hero_usage_status`.
 
 use crate::cli::{err_line, out};
-use crate::config::{Common, SpoolArgs};
 use crate::error::one_line;
+use crate::settings::{ForgeArgs, Resolver, SpoolArgs};
 use crate::status::StatusReport;
 use anyhow::Result;
 use clap::Parser;
@@ -35,7 +35,7 @@ pub fn main() -> ExitCode {
 
 /// Print the report; exit 1 when `--max-age` is exceeded.
 pub(crate) fn run(cli: Cli) -> Result<i32> {
-    let common = Common::resolve(&cli.spool)?;
+    let common = Resolver::load(&cli.spool, &ForgeArgs::default())?.common()?;
     let report = StatusReport::gather(&common.spool, &common.node, chrono::Utc::now())?;
     if cli.json {
         out(&format!("{}\n", serde_json::to_string(&report)?))?;

@@ -2,7 +2,7 @@
 
 use super::url::{check_base_url, encode_path, encode_segment};
 use super::{ClientConfig, ForgeError, Method, RepoRef, Repository};
-use crate::config::Secret;
+use crate::settings::Secret;
 use serde_json::{Value, json};
 use std::fmt;
 
