@@ -22,7 +22,6 @@ pub(crate) mod values;
 pub use args::{ForgeArgs, ShimArgs, SpoolArgs};
 pub use resolve::{Common, ForgeSettings, Resolver, ShimSettings};
 pub(crate) use resolve::{Resolved, Setting, Source};
-pub use secret::Secret;
 pub(crate) use secret::{SecretSource, exposed_secret_warning};
 pub(crate) use values::check_branch;
 

@@ -6,10 +6,11 @@
 
 use super::args::{ForgeArgs, ShimArgs, SpoolArgs};
 use super::file::{ConfigFile, home};
-use super::secret::{ADMIN_SECRET, Secret, SecretSetting, SecretSource, TOKEN};
+use super::secret::{ADMIN_SECRET, SecretSetting, SecretSource, TOKEN};
 use super::values::{check_branch, check_token, listen_addr, refuse_control_in_url, split_repo};
 use super::{DEFAULT_LISTEN, DEFAULT_REPO};
 use crate::error::{Kind, fail};
+use crate::secret::Secret;
 use anyhow::{Context, Result};
 use std::ffi::OsStr;
 use std::net::SocketAddr;
@@ -270,7 +271,7 @@ impl Resolver {
                     format!(
                         "branch `{}` {problem}; set --branch or HERO_USAGE_BRANCH to a git branch \
                          name such as main or usage/{{node}}",
-                        crate::error::escape_controls(b)
+                        crate::text::escape_controls(b)
                     ),
                 )
             })?;

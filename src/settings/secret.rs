@@ -4,29 +4,9 @@
 
 use super::file::read_small_text;
 use crate::error::{Kind, fail};
+use crate::secret::Secret;
 use anyhow::Result;
-use std::fmt;
 use std::path::{Path, PathBuf};
-
-/// A secret value: never shown by Debug or Display.
-#[derive(Clone, PartialEq, Eq)]
-pub struct Secret(String);
-
-impl Secret {
-    pub fn new(s: String) -> Self {
-        Secret(s)
-    }
-    /// The value itself; call only where it is sent or compared.
-    pub(crate) fn expose(&self) -> &str {
-        &self.0
-    }
-}
-
-impl fmt::Debug for Secret {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str("Secret(<redacted>)")
-    }
-}
 
 /// Largest secret file read (a token is 40 characters).
 const MAX_SECRET_BYTES: u64 = 64 * 1024;
@@ -50,7 +30,7 @@ pub(crate) fn read_secret_file(path: &Path, what: &str) -> Result<Secret> {
             format!("{what} file {} is empty", path.display()),
         ));
     }
-    Ok(Secret(s.to_string()))
+    Ok(Secret::new(s.to_string()))
 }
 
 /// The names one secret setting goes by: its precedence chain (flag >
@@ -130,7 +110,7 @@ impl SecretSource {
         std::env::var_os(name)
             .map(|v| v.to_string_lossy().trim().to_string())
             .filter(|v| !v.is_empty())
-            .map(|v| SecretSource::Value(Secret(v)))
+            .map(|v| SecretSource::Value(Secret::new(v)))
     }
 }
 
@@ -141,11 +121,11 @@ pub(crate) fn exposed_secret_warning(path: &Path, what: &str) -> Option<String> 
     use std::os::unix::fs::PermissionsExt;
     let mode = std::fs::metadata(path).ok()?.permissions().mode() & 0o777;
     // Printed as it is by the callers: a name's control characters escaped.
-    let shown = crate::error::escape_controls(&path.display().to_string());
+    let shown = crate::text::escape_controls(&path.display().to_string());
     (mode & 0o077 != 0).then(|| {
         format!(
             "{what} file {shown} is open to group or others (mode {mode:04o}); run: chmod 600 {}",
-            crate::schedule::shell_word(&shown)
+            crate::text::shell_word(&shown)
         )
     })
 }

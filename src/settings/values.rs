@@ -16,7 +16,7 @@ pub(crate) fn refuse_control_in_url(url: &str) -> Result<()> {
                 "Forgejo URL `{}` contains a control character (at character {}); set \
                  --forgejo-url, HERO_USAGE_FORGEJO_URL or forgejo_url to the server's base URL, \
                  e.g. https://forge.example.org",
-                crate::error::escape_controls(url),
+                crate::text::escape_controls(url),
                 at + 1
             ),
         )),

@@ -1,8 +1,9 @@
 //! The admin secret: where it comes from, re-reading it so that rotation
 //! needs no restart, and comparing it in constant time.
 
+use crate::secret::Secret;
+use crate::settings::SecretSource;
 use crate::settings::secret::ADMIN_SECRET;
-use crate::settings::{Secret, SecretSource};
 use anyhow::Result;
 use sha2::{Digest, Sha256};
 

@@ -7,7 +7,7 @@ pub mod auth;
 pub mod http;
 pub mod routes;
 
-use crate::cli::err_line;
+use crate::console::err_line;
 use crate::error::{Kind, fail};
 use crate::settings::{Resolver, SecretSource};
 use crate::spool::Spool;

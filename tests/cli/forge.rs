@@ -7,7 +7,7 @@ use hero_usage::error::Kind;
 use hero_usage::forgejo::{
     ClientConfig, CommitOptions, FileChange, FileOp, ForgeError, ForgejoClient, RepoRef,
 };
-use hero_usage::settings::Secret;
+use hero_usage::secret::Secret;
 use hero_usage_test_forge::{Fault, FaultAction, ForgeOptions, TestForge};
 use serde_json::Value;
 use std::path::{Path, PathBuf};
