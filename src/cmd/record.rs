@@ -1,13 +1,13 @@
 //! `hero_usage_record`: one record from flags, or many from JSON lines on
 //! stdin in group-committed chunks. See `man 1 hero_usage_record`.
 
-use crate::config::{Common, SpoolArgs};
 use crate::console::err_line;
 use crate::error::{Kind, fail};
 use crate::record::{Field, FieldError, RawValue, RecordInput, amount_from_flag};
 use crate::recording::{
     LineAnswers, Written, conflict_message, defaults_now, record_lines, record_validated,
 };
+use crate::settings::{ForgeArgs, Resolver, SpoolArgs};
 use crate::spool::Spool;
 use crate::text::escape_controls;
 use anyhow::Result;
@@ -143,7 +143,7 @@ pub fn run_fields(args: &SpoolArgs, flags: &FieldFlags) -> Result<i32> {
              --resource-kind, ...) or --stdin for JSON lines; see --help",
         ));
     }
-    let common = Common::resolve(args)?;
+    let common = Resolver::load(args, &ForgeArgs::default())?.common()?;
     // Validate before the spool is touched: an invalid record writes nothing.
     let v = match flags.input().0.validate(&defaults_now(&common.node)) {
         Ok(v) => v,
@@ -210,7 +210,7 @@ pub fn run_stdin(
     input: Box<dyn BufRead + Send>,
     out: &mut dyn Write,
 ) -> Result<i32> {
-    let common = Common::resolve(args)?;
+    let common = Resolver::load(args, &ForgeArgs::default())?.common()?;
     let spool = Spool::open(&common.spool)?;
     spool.bind_node(&common.node)?;
     let mut printer = Printer { out, worst: None };
