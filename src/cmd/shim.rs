@@ -1,8 +1,8 @@
 //! `hero_usage_shim`: flags here, the server in [`crate::shim`].
 //! See `man 1 hero_usage_shim`.
 
-use crate::config::{ForgeArgs, SpoolArgs};
-use crate::shim::{self, ShimArgs};
+use crate::settings::{ForgeArgs, Resolver, ShimArgs, SpoolArgs};
+use crate::shim;
 use anyhow::Result;
 use clap::Parser;
 use std::process::ExitCode;
@@ -29,5 +29,5 @@ pub fn main() -> ExitCode {
 
 /// Serve until SIGTERM or SIGINT.
 pub(crate) fn run(cli: Cli) -> Result<i32> {
-    shim::run(&cli.spool, &cli.forge, &cli.shim)
+    shim::run(&Resolver::load(&cli.spool, &cli.forge)?.with_shim(&cli.shim))
 }
