@@ -177,9 +177,7 @@ fn install_without_cargo_suggests_no_build_from() {
     // A PATH with the tools the script needs before it builds, and no cargo.
     let tools = env.path("tools");
     std::fs::create_dir_all(&tools).unwrap();
-    for t in ["dirname"] {
-        std::os::unix::fs::symlink(which(t).unwrap(), tools.join(t)).unwrap();
-    }
+    std::os::unix::fs::symlink(which("dirname").unwrap(), tools.join("dirname")).unwrap();
     let out = run(Command::new(which("bash").unwrap())
         .arg(repo_root().join("scripts/install.sh"))
         .env("HOME", &env.home)
