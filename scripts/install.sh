@@ -101,7 +101,7 @@ if [ "$build" = 1 ]; then
         echo "install.sh: error: cargo is not installed, so the binaries cannot be built here." >&2
         echo "  build them where Rust is (cargo build --release), copy target/release/hero_usage_* here, and run:" >&2
         echo "    scripts/install.sh --no-build --from DIR    # DIR: where the five binaries are" >&2
-        echo "  or install Rust with rustup (https://rustup.rs), or use the Debian package (scripts/package_deb.sh)" >&2
+        echo "  or install Rust with rustup (https://rustup.rs)" >&2
         exit 69
     fi
     echo "building the release binaries (cargo build --release)"
