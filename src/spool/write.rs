@@ -30,16 +30,9 @@ impl Drop for TmpFiles {
 impl Spool {
     /// Record one validated record durably: `Recorded` only once the file is
     /// fsynced, linked into `pending/` and the directory fsynced.
-    /// A key that cannot be checked (a damaged ledger shard) is an error
-    /// (73) naming the damaged file.
     pub fn record(&self, v: &Validated) -> Result<RecordOutcome> {
         let mut out = self.record_batch(std::slice::from_ref(v))?;
-        match out.pop().expect("one outcome per item") {
-            RecordOutcome::Unchecked(why) => {
-                Err(crate::error::fail(crate::error::Kind::CantCreate, why))
-            }
-            outcome => Ok(outcome),
-        }
+        Ok(out.pop().expect("one outcome per item"))
     }
 
     /// Record many records as one group commit; outcomes in input order. When
