@@ -522,10 +522,12 @@ impl Spool {
             let day = old.days.get(entry.id.as_str()).copied().unwrap_or(0);
             match entry.record {
                 Ok(rec) => entries.push((entry.id, LedgerEntry::of(&rec, day))),
-                Err(reason) => match LedgerEntry::key_only(entry.id.as_str(), day) {
-                    Some(e) => damaged.push((entry.id, e, reason)),
-                    None => {} // not a record name: never listed
-                },
+                // Every name listed is a record name: a key digest.
+                Err(reason) => {
+                    if let Some(e) = LedgerEntry::key_only(entry.id.as_str(), day) {
+                        damaged.push((entry.id, e, reason));
+                    }
+                }
             }
             Ok(true)
         })?;
