@@ -13,7 +13,7 @@ use crate::config::{
     Common, ConfigFile, ForgeArgs, ForgeSettings, Setting, SpoolArgs, TokenOrigin,
     effective_settings, exposed_secret_warning, token_origin,
 };
-use crate::error::{Kind, kind_of};
+use crate::error::{Exit, Kind, kind_of};
 use crate::forgejo::{check_base_url, encode_path};
 use crate::secret::scrub_token;
 use crate::text::one_line;
@@ -32,16 +32,16 @@ pub fn token_file_warning(forge: &ForgeArgs, file: &ConfigFile) -> Option<String
     }
 }
 
-/// Run the check; print it; return the exit code a push would get.
-pub fn run(spool: &SpoolArgs, forge: &ForgeArgs, common: &Common) -> Result<i32> {
+/// Run the check; print it; return the exit a push would get.
+pub fn run(spool: &SpoolArgs, forge: &ForgeArgs, common: &Common) -> Result<Exit> {
     let mut report = settings_text(&effective_settings(spool, forge, common));
     if let Some(w) = token_file_warning(forge, &common.file) {
         let _ = writeln!(report, "warning {w}");
     }
-    let code = match ForgeSettings::resolve(forge, &common.file) {
+    let exit = match ForgeSettings::resolve(forge, &common.file) {
         Err(e) => {
             let _ = writeln!(report, "FAIL settings: {}", one_line(&format!("{e:#}")));
-            kind_of(&e).exit_code()
+            Exit::Failed(kind_of(&e))
         }
         Ok(settings) => {
             // A push opens the spool before it reaches the forge: its
@@ -49,12 +49,12 @@ pub fn run(spool: &SpoolArgs, forge: &ForgeArgs, common: &Common) -> Result<i32>
             let spool_kind = spool_step(common, &mut report);
             let (lines, kind) = probe(&settings);
             report.push_str(&lines);
-            spool_kind.or(kind).map_or(0, Kind::exit_code)
+            Exit::of(spool_kind.or(kind))
         }
     };
-    let _ = writeln!(report, "check: a push would exit {code}");
+    let _ = writeln!(report, "check: a push would exit {}", exit.code());
     crate::console::out(&report)?;
-    Ok(code)
+    Ok(exit)
 }
 
 /// The spool as a push would find it: usable, and bound to this node name

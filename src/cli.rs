@@ -4,51 +4,51 @@
 //! becomes an exit status ([`main_with`]). Only `cmd/` uses it.
 
 use crate::console::{err_line, out};
-use crate::error::{Kind, exit_code_of};
+use crate::error::{Exit, Kind, kind_of};
 use crate::text::one_line;
 use clap::Parser;
+use std::process::ExitCode;
 
-/// Print `<binary>: error: <chain>` on stderr and return the exit code: the one
-/// place every binary turns an error into an exit status. A stderr that
+/// Print `<binary>: error: <chain>` on stderr and return how the run ends:
+/// the one place every binary turns an error into an exit. A stderr that
 /// cannot take the message does not change the code: the error is the news.
-pub fn report(binary: &str, err: &anyhow::Error) -> i32 {
+pub fn report(binary: &str, err: &anyhow::Error) -> Exit {
     let _ = err_line(&format!(
         "{binary}: error: {}",
         one_line(&format!("{err:#}"))
     ));
-    exit_code_of(err)
+    Exit::Failed(kind_of(err))
 }
 
-/// Run a binary's `run()` and return the exit code its outcome maps to.
-pub fn main_with(
-    binary: &str,
-    run: impl FnOnce() -> anyhow::Result<i32>,
-) -> std::process::ExitCode {
+/// Run a binary's `run()` and return the process status its outcome maps to.
+pub fn main_with(binary: &str, run: impl FnOnce() -> anyhow::Result<Exit>) -> ExitCode {
     survive_file_size_limit();
-    let code = match run() {
-        Ok(code) => code,
-        Err(err) => report(binary, &err),
-    };
-    std::process::ExitCode::from(u8::try_from(code).unwrap_or(70))
+    let exit = run().unwrap_or_else(|err| report(binary, &err));
+    ExitCode::from(exit.code())
+}
+
+/// Leave the process now (where clap or `--completions` ends it early).
+fn exit_now(exit: Exit) -> ! {
+    std::process::exit(i32::from(exit.code()))
 }
 
 /// Parse the command line; `--help`/`--version` print and exit 0, errors
 /// print `<binary>: error: ...` and exit 64.
 pub fn parse<T: Parser>(binary: &str) -> T {
-    if let Some(code) = completions::<T>(binary) {
-        std::process::exit(code)
+    if let Some(exit) = completions::<T>(binary) {
+        exit_now(exit)
     }
     match T::try_parse() {
         Ok(cli) => cli,
         Err(e) if !e.use_stderr() => match out(&e.to_string()) {
-            Ok(()) => std::process::exit(0),
-            Err(_) => std::process::exit(Kind::Output.exit_code()),
+            Ok(()) => exit_now(Exit::Ok),
+            Err(_) => exit_now(Exit::Failed(Kind::Output)),
         },
         Err(e) => {
             // clap's rendering starts with "error: " and ends with a newline.
             let text = format!("{binary}: {}", e.render());
             let _ = err_line(text.trim_end());
-            std::process::exit(Kind::Usage.exit_code())
+            exit_now(Exit::Failed(Kind::Usage))
         }
     }
 }
@@ -66,7 +66,7 @@ pub fn survive_file_size_limit() {
 /// `<binary> --completions bash|zsh|fish` (hidden; the install script
 /// uses it): print the shell completion script and exit. Handled before
 /// clap parses, so that it needs none of the binary's settings.
-fn completions<T: clap::CommandFactory>(binary: &str) -> Option<i32> {
+fn completions<T: clap::CommandFactory>(binary: &str) -> Option<Exit> {
     let mut args = std::env::args_os().skip(1);
     if args.next()? != "--completions" {
         return None;
@@ -79,18 +79,18 @@ fn completions<T: clap::CommandFactory>(binary: &str) -> Option<i32> {
             let _ = err_line(&format!(
                 "{binary}: error: --completions takes bash, zsh or fish"
             ));
-            return Some(64);
+            return Some(Exit::Failed(Kind::Usage));
         }
     };
     let mut script = Vec::new();
     clap_complete::generate(shell, &mut T::command(), binary, &mut script);
     match out(&String::from_utf8_lossy(&script)) {
-        Ok(()) => Some(0),
+        Ok(()) => Some(Exit::Ok),
         Err(e) => {
             let _ = err_line(&format!(
                 "{binary}: error: cannot write the completion script: {e:#}"
             ));
-            Some(74)
+            Some(Exit::Failed(Kind::Output))
         }
     }
 }

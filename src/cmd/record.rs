@@ -3,7 +3,7 @@
 
 use crate::config::{Common, SpoolArgs};
 use crate::console::err_line;
-use crate::error::{Kind, fail};
+use crate::error::{Exit, Kind, fail};
 use crate::record::{
     Defaults, Field, FieldError, RawValue, RecordInput, Validated, amount_from_flag, describe,
 };
@@ -38,8 +38,8 @@ pub fn main() -> ExitCode {
     crate::cli::main_with(BINARY, || run(crate::cli::parse(BINARY)))
 }
 
-/// Record from the flags, or from JSON lines on stdin; returns the exit code.
-pub fn run(cli: Cli) -> Result<i32> {
+/// Record from the flags, or from JSON lines on stdin; returns how the run ends.
+pub fn run(cli: Cli) -> Result<Exit> {
     if cli.stdin {
         let stdin = std::io::BufReader::with_capacity(64 * 1024, std::io::stdin());
         let stdout = std::io::stdout();
@@ -145,8 +145,8 @@ pub fn conflict_message(key: &str, fields: &[&str]) -> String {
     )
 }
 
-/// Record one record given by flags; returns the exit code.
-pub fn run_fields(args: &SpoolArgs, flags: &FieldFlags) -> Result<i32> {
+/// Record one record given by flags; returns how the run ends.
+pub fn run_fields(args: &SpoolArgs, flags: &FieldFlags) -> Result<Exit> {
     if !flags.any() {
         return Err(fail(
             Kind::Usage,
@@ -168,12 +168,12 @@ pub fn run_fields(args: &SpoolArgs, flags: &FieldFlags) -> Result<i32> {
                     missing.join(", "),
                     also_invalid(&errs, &missing)
                 ));
-                return Ok(Kind::Usage.exit_code());
+                return Ok(Exit::Failed(Kind::Usage));
             }
             for e in &errs {
                 let _ = err_line(&format!("{BINARY}: error: invalid record: {e}"));
             }
-            return Ok(Kind::Data.exit_code());
+            return Ok(Exit::Failed(Kind::Data));
         }
     };
     let spool = Spool::open(&common.spool)?;
@@ -189,11 +189,11 @@ pub fn run_fields(args: &SpoolArgs, flags: &FieldFlags) -> Result<i32> {
                 "{BINARY}: error: {}",
                 conflict_message(&key, &fields)
             ));
-            return Ok(Kind::Data.exit_code());
+            return Ok(Exit::Failed(Kind::Data));
         }
     };
     crate::console::out(&line).map_err(|e| fail(Kind::Output, format!("{stored}, but {e:#}")))?;
-    Ok(0)
+    Ok(Exit::Ok)
 }
 
 /// The problems of the given flags, for the one usage error that names the
@@ -260,7 +260,7 @@ pub fn record_one(spool: &Spool, node: &str, input: &RecordInput) -> Result<OneO
 }
 
 /// Record JSON lines from `input`; every good line is recorded, each bad one
-/// reported as `line N: <problem>`; returns the worst exit code.
+/// reported as `line N: <problem>`; returns the worst exit.
 ///
 /// A reader thread parses and validates lines while this one commits them:
 /// each commit takes the lines that are ready (up to [`CHUNK_RECORDS`]), so a
@@ -272,7 +272,7 @@ pub fn run_stdin(
     args: &SpoolArgs,
     input: Box<dyn BufRead + Send>,
     out: &mut dyn Write,
-) -> Result<i32> {
+) -> Result<Exit> {
     let common = Common::resolve(args)?;
     let spool = Spool::open(&common.spool)?;
     spool.bind_node(&common.node)?;
@@ -313,7 +313,7 @@ pub fn run_stdin(
             "the stdin reader failed; lines after the last answered one were not recorded",
         ));
     }
-    Ok(worst.map_or(0, Kind::exit_code))
+    Ok(Exit::of(worst))
 }
 
 /// The thread that reads, parses and validates lines, and the channel it

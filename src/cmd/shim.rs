@@ -2,6 +2,7 @@
 //! See `man 1 hero_usage_shim`.
 
 use crate::config::{ForgeArgs, SpoolArgs};
+use crate::error::Exit;
 use crate::shim::{self, ShimArgs};
 use anyhow::Result;
 use clap::Parser;
@@ -28,6 +29,7 @@ pub fn main() -> ExitCode {
 }
 
 /// Serve until SIGTERM or SIGINT.
-pub(crate) fn run(cli: Cli) -> Result<i32> {
-    shim::run(&cli.spool, &cli.forge, &cli.shim)
+pub(crate) fn run(cli: Cli) -> Result<Exit> {
+    shim::run(&cli.spool, &cli.forge, &cli.shim)?;
+    Ok(Exit::Ok)
 }

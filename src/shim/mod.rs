@@ -65,8 +65,8 @@ pub fn listen_addr(listen: &str, allow_remote: bool) -> Result<SocketAddr> {
     Ok(first)
 }
 
-/// Run the shim until SIGTERM or SIGINT; returns the exit code (0).
-pub fn run(spool_args: &SpoolArgs, forge: &ForgeArgs, args: &ShimArgs) -> Result<i32> {
+/// Run the shim until SIGTERM or SIGINT.
+pub fn run(spool_args: &SpoolArgs, forge: &ForgeArgs, args: &ShimArgs) -> Result<()> {
     let common = Common::resolve(spool_args)?;
     let listen = crate::config::given(&args.listen)
         .or_else(|| common.file.listen.clone())
@@ -121,7 +121,7 @@ pub fn run(spool_args: &SpoolArgs, forge: &ForgeArgs, args: &ShimArgs) -> Result
     server.serve(Arc::new(app))?;
     signal_handle.close();
     let _ = err_line(&format!("{BINARY}: stopped"));
-    Ok(0)
+    Ok(())
 }
 
 #[cfg(test)]
