@@ -9,13 +9,10 @@
 //! for the empty body. They need the raw status, which the push client maps
 //! away, so the probes make their own small requests here.
 
-use crate::config::{
-    Common, ConfigFile, ForgeArgs, ForgeSettings, Setting, SpoolArgs, TokenOrigin,
-    effective_settings, exposed_secret_warning, token_origin,
-};
 use crate::error::{Exit, Kind, kind_of};
 use crate::forgejo::{check_base_url, encode_path};
 use crate::secret::scrub_token;
+use crate::settings::{Common, ForgeSettings, Resolver, Setting};
 use crate::text::one_line;
 use anyhow::Result;
 use std::fmt::Write;
@@ -24,21 +21,13 @@ use std::time::Duration;
 /// Longest remote text kept in a message.
 const BODY_CHARS: usize = 160;
 
-/// The warning for a token file that group or others can read.
-pub fn token_file_warning(forge: &ForgeArgs, file: &ConfigFile) -> Option<String> {
-    match token_origin(forge, file)? {
-        TokenOrigin::File { path, .. } => exposed_secret_warning(&path, "token"),
-        TokenOrigin::EnvValue => None,
-    }
-}
-
 /// Run the check; print it; return the exit a push would get.
-pub fn run(spool: &SpoolArgs, forge: &ForgeArgs, common: &Common) -> Result<Exit> {
-    let mut report = settings_text(&effective_settings(spool, forge, common));
-    if let Some(w) = token_file_warning(forge, &common.file) {
+pub fn run(settings: &Resolver, common: &Common) -> Result<Exit> {
+    let mut report = settings_text(&settings.table());
+    if let Some(w) = settings.token_file_warning() {
         let _ = writeln!(report, "warning {w}");
     }
-    let exit = match ForgeSettings::resolve(forge, &common.file) {
+    let exit = match settings.forge() {
         Err(e) => {
             let _ = writeln!(report, "FAIL settings: {}", one_line(&format!("{e:#}")));
             Exit::Failed(kind_of(&e))

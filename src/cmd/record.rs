@@ -1,12 +1,12 @@
 //! `hero_usage_record`: one record from flags, or many from JSON lines on
 //! stdin in group-committed chunks. See `man 1 hero_usage_record`.
 
-use crate::config::{Common, SpoolArgs};
 use crate::console::err_line;
 use crate::error::{Exit, Kind, fail};
 use crate::record::{
     Defaults, Field, FieldError, RawValue, RecordInput, Validated, amount_from_flag, describe,
 };
+use crate::settings::{ForgeArgs, Resolver, SpoolArgs};
 use crate::spool::{CHUNK_RECORDS, RecordOutcome, Spool};
 use crate::text::escape_controls;
 use anyhow::Result;
@@ -154,7 +154,7 @@ pub fn run_fields(args: &SpoolArgs, flags: &FieldFlags) -> Result<Exit> {
              --resource-kind, ...) or --stdin for JSON lines; see --help",
         ));
     }
-    let common = Common::resolve(args)?;
+    let common = Resolver::load(args, &ForgeArgs::default())?.common()?;
     // Validate before the spool is touched: an invalid record writes nothing.
     let v = match flags.input().0.validate(&defaults_now(&common.node)) {
         Ok(v) => v,
@@ -273,7 +273,7 @@ pub fn run_stdin(
     input: Box<dyn BufRead + Send>,
     out: &mut dyn Write,
 ) -> Result<Exit> {
-    let common = Common::resolve(args)?;
+    let common = Resolver::load(args, &ForgeArgs::default())?.common()?;
     let spool = Spool::open(&common.spool)?;
     spool.bind_node(&common.node)?;
     let (lines, reader) = spawn_reader(input, common.node.clone());

@@ -1,9 +1,9 @@
 //! `hero_usage_shim`: flags here, the server in [`crate::shim`].
 //! See `man 1 hero_usage_shim`.
 
-use crate::config::{ForgeArgs, SpoolArgs};
 use crate::error::Exit;
-use crate::shim::{self, ShimArgs};
+use crate::settings::{ForgeArgs, Resolver, ShimArgs, SpoolArgs};
+use crate::shim;
 use anyhow::Result;
 use clap::Parser;
 use std::process::ExitCode;
@@ -30,6 +30,6 @@ pub fn main() -> ExitCode {
 
 /// Serve until SIGTERM or SIGINT.
 pub(crate) fn run(cli: Cli) -> Result<Exit> {
-    shim::run(&cli.spool, &cli.forge, &cli.shim)?;
+    shim::run(&Resolver::load(&cli.spool, &cli.forge)?.with_shim(&cli.shim))?;
     Ok(Exit::Ok)
 }
