@@ -113,11 +113,6 @@ impl<'a> HistoryWalk<'a> {
         }
     }
 
-    /// Commits an earlier run proved (`--state`): not walked again.
-    pub fn skip(&mut self, proved: impl IntoIterator<Item = ObjectId>) {
-        self.visited.extend(proved);
-    }
-
     /// The commits walked.
     pub fn commits(&self) -> usize {
         self.walked
@@ -372,11 +367,11 @@ fn sorted<'t>(t: Option<&'t gix::objs::TreeRef<'t>>, dirs: bool) -> Vec<(&'t [u8
     v
 }
 
-/// Pairs of (name, old id, new id) that differ between two sorted lists.
-fn differing(
-    old: &[(&[u8], ObjectId)],
-    new: &[(&[u8], ObjectId)],
-) -> Vec<(String, Option<ObjectId>, Option<ObjectId>)> {
+/// A name whose object differs between two trees: (name, old, new).
+type Differs = (String, Option<ObjectId>, Option<ObjectId>);
+
+/// The names whose objects differ between two sorted lists.
+fn differing(old: &[(&[u8], ObjectId)], new: &[(&[u8], ObjectId)]) -> Vec<Differs> {
     let (mut i, mut j) = (0, 0);
     let mut out = Vec::new();
     let name = |n: &[u8]| String::from_utf8_lossy(n).into_owned();
@@ -449,7 +444,7 @@ fn diff_level(
     old: Option<ObjectId>,
     new: Option<ObjectId>,
     dirs: bool,
-) -> Result<Vec<(String, Option<ObjectId>, Option<ObjectId>)>> {
+) -> Result<Vec<Differs>> {
     let decode_err = |id: ObjectId| unreadable(format!("tree {id}"));
     let old_t = old.map(|id| tree(repo, id)).transpose()?;
     let new_t = new.map(|id| tree(repo, id)).transpose()?;

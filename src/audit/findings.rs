@@ -47,10 +47,6 @@ pub enum ViolationKind {
     BadMode,
     /// An hour file over the size limit, read no further.
     TooLarge,
-    /// A branch whose tip remembered by `--state` is no ancestor of its tip now.
-    RewrittenBranch,
-    /// A branch remembered by `--state` that is gone.
-    DeletedBranch,
     /// Two spool ids writing one node without an adoption between them.
     TwoSpools,
 }
@@ -75,8 +71,6 @@ impl ViolationKind {
             ViolationKind::CaseCollision => "case-collision",
             ViolationKind::BadMode => "bad-mode",
             ViolationKind::TooLarge => "too-large",
-            ViolationKind::RewrittenBranch => "rewritten-branch",
-            ViolationKind::DeletedBranch => "deleted-branch",
             ViolationKind::TwoSpools => "two-spools",
         }
     }

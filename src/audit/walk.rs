@@ -139,17 +139,16 @@ fn same_names(out: &mut Layout, wanted: bool, dir: &str, entries: &[Entry], plac
             format!("{dir}/{}", e.name)
         };
         match by_fold.insert(e.name.to_ascii_lowercase(), &e.name) {
-            Some(first) if first == e.name => {
-                if twice.insert(&e.name) {
-                    let why = "the folder holds this name twice (git reads the first, a checkout keeps the last)";
-                    out.findings.push(Violation::new(
-                        ViolationKind::DuplicateEntry,
-                        &path,
-                        place,
-                        why,
-                    ));
-                }
+            Some(first) if first == e.name && twice.insert(&e.name) => {
+                let why = "the folder holds this name twice (git reads the first, a checkout keeps the last)";
+                out.findings.push(Violation::new(
+                    ViolationKind::DuplicateEntry,
+                    &path,
+                    place,
+                    why,
+                ));
             }
+            Some(first) if first == e.name => {}
             Some(first) => out.findings.push(Violation::new(
                 ViolationKind::CaseCollision,
                 &path,

@@ -304,10 +304,7 @@ fn a_replacement_object_is_a_violation_and_changes_nothing_read() {
     r.git(&["branch", "-q", "-D", "scratch"]);
     r.git(&["replace", &bad, &fake]);
     // A replaced blob would change the totals too.
-    let head_blob = r.git(&[
-        "rev-parse",
-        &format!("HEAD:nodes/n1/usage_2026-11-27-00.otoml"),
-    ]);
+    let head_blob = r.git(&["rev-parse", "HEAD:nodes/n1/usage_2026-11-27-00.otoml"]);
     let richer = blob(
         &r,
         render_batch(&[rec("n1", "k3", "zz99", "2026-11-27 00:00:00", 7_000)]).as_bytes(),
