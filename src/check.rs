@@ -9,12 +9,11 @@
 //! for the empty body. They need the raw status, which the push client maps
 //! away, so the probes make their own small requests here.
 
-use crate::config::{
-    Common, ConfigFile, ForgeArgs, ForgeSettings, Setting, SpoolArgs, TokenOrigin,
-    effective_settings, exposed_secret_warning, token_origin,
-};
-use crate::error::{Kind, kind_of, one_line};
-use crate::forgejo::{check_base_url, encode_path, scrub_token};
+use crate::error::{Kind, kind_of};
+use crate::forgejo::{check_base_url, encode_path};
+use crate::secret::scrub_token;
+use crate::settings::{Common, ForgeSettings, Resolver, Setting};
+use crate::text::one_line;
 use anyhow::Result;
 use std::fmt::Write;
 use std::time::Duration;
@@ -22,21 +21,13 @@ use std::time::Duration;
 /// Longest remote text kept in a message.
 const BODY_CHARS: usize = 160;
 
-/// The warning for a token file that group or others can read.
-pub fn token_file_warning(forge: &ForgeArgs, file: &ConfigFile) -> Option<String> {
-    match token_origin(forge, file)? {
-        TokenOrigin::File { path, .. } => exposed_secret_warning(&path, "token"),
-        TokenOrigin::EnvValue => None,
-    }
-}
-
 /// Run the check; print it; return the exit code a push would get.
-pub fn run(spool: &SpoolArgs, forge: &ForgeArgs, common: &Common) -> Result<i32> {
-    let mut report = settings_text(&effective_settings(spool, forge, common));
-    if let Some(w) = token_file_warning(forge, &common.file) {
+pub fn run(settings: &Resolver, common: &Common) -> Result<i32> {
+    let mut report = settings_text(&settings.table());
+    if let Some(w) = settings.token_file_warning() {
         let _ = writeln!(report, "warning {w}");
     }
-    let code = match ForgeSettings::resolve(forge, &common.file) {
+    let code = match settings.forge() {
         Err(e) => {
             let _ = writeln!(report, "FAIL settings: {}", one_line(&format!("{e:#}")));
             kind_of(&e).exit_code()
@@ -51,7 +42,7 @@ pub fn run(spool: &SpoolArgs, forge: &ForgeArgs, common: &Common) -> Result<i32>
         }
     };
     let _ = writeln!(report, "check: a push would exit {code}");
-    crate::cli::out(&report)?;
+    crate::console::out(&report)?;
     Ok(code)
 }
 
@@ -59,7 +50,7 @@ pub fn run(spool: &SpoolArgs, forge: &ForgeArgs, common: &Common) -> Result<i32>
 /// (or to none yet). Read-only: a missing spool is fine (the first record
 /// creates it), and nothing is created or bound.
 fn spool_step(common: &Common, report: &mut String) -> Option<Kind> {
-    let shown = crate::error::escape_controls(&common.spool.display().to_string());
+    let shown = crate::text::escape_controls(&common.spool.display().to_string());
     if std::fs::symlink_metadata(&common.spool)
         .is_err_and(|e| e.kind() == std::io::ErrorKind::NotFound)
     {

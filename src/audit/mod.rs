@@ -23,8 +23,8 @@ pub mod spools;
 pub mod totals;
 pub mod walk;
 
-use crate::config::ForgeSettings;
 use crate::error::{Kind, fail};
+use crate::settings::ForgeSettings;
 use anyhow::Result;
 use chrono::NaiveDateTime;
 use findings::{Findings, Note, Place};
@@ -179,7 +179,7 @@ fn run_forge(settings: &ForgeSettings, opts: &Options) -> Result<Report> {
     let repo = forge
         .client
         .get_repo(&crate::forgejo::RepoRef::new(&forge.owner, &forge.repo))
-        .map_err(api::forge_err)?;
+        .map_err(crate::forgejo::forge_err)?;
     let mut places = vec![Place {
         branch: repo.default_branch.clone(),
         commit: None,

@@ -5,10 +5,10 @@
 use crate::audit::layout::{Filter, parse_hour};
 use crate::audit::totals::Period;
 use crate::audit::{self, Options, Source};
-use crate::cli::{err_line, out, output_error};
-use crate::config::{ConfigFile, ForgeArgs, ForgeSettings, given};
+use crate::console::{err_line, out, output_error};
 use crate::error::{Kind, fail};
 use crate::record::{HourBucket, check_node_name};
+use crate::settings::{ForgeArgs, Resolver, SpoolArgs};
 use anyhow::Result;
 use clap::Parser;
 use std::path::PathBuf;
@@ -68,7 +68,7 @@ fn hour(s: &str) -> Result<HourBucket, String> {
 
 /// The binary's `main`.
 pub fn main() -> ExitCode {
-    crate::error::main_with(BINARY, || run(crate::cli::parse(BINARY)))
+    crate::cli::main_with(BINARY, || run(crate::cli::parse(BINARY)))
 }
 
 /// Audit; exit 0 when clean, 65 when anything was found.
@@ -84,8 +84,11 @@ pub(crate) fn run(cli: Cli) -> Result<i32> {
     let source = match &cli.git_dir {
         Some(path) => Source::Git(path.clone()),
         None => {
-            let file = ConfigFile::load(given(&cli.config).as_deref())?;
-            Source::Forge(ForgeSettings::resolve(&cli.forge, &file)?)
+            let config = SpoolArgs {
+                config: cli.config.clone(),
+                ..SpoolArgs::default()
+            };
+            Source::Forge(Resolver::load(&config, &cli.forge)?.forge()?)
         }
     };
     let opts = Options {

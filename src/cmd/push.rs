@@ -1,12 +1,13 @@
 //! `hero_usage_push`: the hourly job. Flags here, the job in [`crate::push`].
 //! See `man 1 hero_usage_push`.
 
-use crate::cli::{err_line, out};
-use crate::config::{Common, ForgeArgs, ForgeSettings, SpoolArgs};
-use crate::error::{exit_code_of, one_line};
+use crate::console::{err_line, out};
+use crate::error::exit_code_of;
 use crate::push::{self, Outcome, PushOptions, PushSummary, RetryPolicy};
 use crate::schedule::{self, Scheduler};
+use crate::settings::{ForgeArgs, ForgeSettings, Resolver, SpoolArgs};
 use crate::spool::Spool;
+use crate::text::one_line;
 use anyhow::Result;
 use clap::Parser;
 use std::process::ExitCode;
@@ -75,7 +76,7 @@ pub struct Cli {
 
 /// The binary's `main`.
 pub fn main() -> ExitCode {
-    crate::error::main_with(BINARY, || {
+    crate::cli::main_with(BINARY, || {
         let cli: Cli = crate::cli::parse(BINARY);
         let json = cli.json;
         run(cli).or_else(|err| if json { failed_json(&err) } else { Err(err) })
@@ -102,10 +103,10 @@ fn failed_json(err: &anyhow::Error) -> Result<i32> {
 
 /// One push run (or a printed schedule); returns the exit code.
 pub(crate) fn run(cli: Cli) -> Result<i32> {
-    let common = Common::resolve(&cli.spool)?;
+    let settings = Resolver::load(&cli.spool, &cli.forge)?;
+    let common = settings.common()?;
     if let Some(scheduler) = cli.print_schedule {
-        let prepared =
-            schedule::prepare(scheduler, &cli.spool, &cli.forge, &common, &cli.action_name)?;
+        let prepared = schedule::prepare(scheduler, &settings, &common, &cli.action_name)?;
         let (text, notes) = schedule::print(scheduler, &prepared, cli.out.as_deref())?;
         out(&text)?;
         // The notes say what the scheduler will lack: not news to drop.
@@ -115,12 +116,12 @@ pub(crate) fn run(cli: Cli) -> Result<i32> {
         return Ok(0);
     }
     if cli.check {
-        return crate::check::run(&cli.spool, &cli.forge, &common);
+        return crate::check::run(&settings, &common);
     }
-    if let Some(w) = crate::check::token_file_warning(&cli.forge, &common.file) {
+    if let Some(w) = settings.token_file_warning() {
         let _ = err_line(&format!("{BINARY}: warning: {w}"));
     }
-    let forge = ForgeSettings::resolve(&cli.forge, &common.file)?;
+    let forge = settings.forge()?;
     let summary = if cli.dry_run && !common.spool.exists() {
         // A dry run creates nothing, not even the spool: nothing to push.
         PushSummary {

@@ -1,8 +1,8 @@
 //! `hero_usage_shim`: flags here, the server in [`crate::shim`].
 //! See `man 1 hero_usage_shim`.
 
-use crate::config::{ForgeArgs, SpoolArgs};
-use crate::shim::{self, ShimArgs};
+use crate::settings::{ForgeArgs, Resolver, ShimArgs, SpoolArgs};
+use crate::shim;
 use anyhow::Result;
 use clap::Parser;
 use std::process::ExitCode;
@@ -24,10 +24,10 @@ pub struct Cli {
 
 /// The binary's `main`.
 pub fn main() -> ExitCode {
-    crate::error::main_with(BINARY, || run(crate::cli::parse(BINARY)))
+    crate::cli::main_with(BINARY, || run(crate::cli::parse(BINARY)))
 }
 
 /// Serve until SIGTERM or SIGINT.
 pub(crate) fn run(cli: Cli) -> Result<i32> {
-    shim::run(&cli.spool, &cli.forge, &cli.shim)
+    shim::run(&Resolver::load(&cli.spool, &cli.forge)?.with_shim(&cli.shim))
 }

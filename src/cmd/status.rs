@@ -1,10 +1,10 @@
 //! `hero_usage_status`: what the spool holds and how the last push went.
 //! See `man 1 hero_usage_status`.
 
-use crate::cli::{err_line, out};
-use crate::config::{Common, SpoolArgs};
-use crate::error::one_line;
+use crate::console::{err_line, out};
+use crate::settings::{ForgeArgs, Resolver, SpoolArgs};
 use crate::status::StatusReport;
+use crate::text::one_line;
 use anyhow::Result;
 use clap::Parser;
 use std::process::ExitCode;
@@ -30,12 +30,12 @@ pub struct Cli {
 
 /// The binary's `main`.
 pub fn main() -> ExitCode {
-    crate::error::main_with(BINARY, || run(crate::cli::parse(BINARY)))
+    crate::cli::main_with(BINARY, || run(crate::cli::parse(BINARY)))
 }
 
 /// Print the report; exit 1 when `--max-age` is exceeded.
 pub(crate) fn run(cli: Cli) -> Result<i32> {
-    let common = Common::resolve(&cli.spool)?;
+    let common = Resolver::load(&cli.spool, &ForgeArgs::default())?.common()?;
     let report = StatusReport::gather(&common.spool, &common.node, chrono::Utc::now())?;
     if cli.json {
         out(&format!("{}\n", serde_json::to_string(&report)?))?;

@@ -2,13 +2,14 @@
 //! makes (`record_one`, `push::run`, `StatusReport::gather`) and its outcome
 //! into a status code and a JSON body.
 
-use super::auth::{self, SecretSource};
+use super::auth;
 use super::http::{Handler, Head, Request, Response};
 use crate::cmd::record::{OneOutcome, Written, conflict_message, record_one};
-use crate::config::{ConfigFile, ForgeArgs, ForgeSettings};
 use crate::error::{Kind, exit_code_of, kind_of};
 use crate::push::{self, Outcome, PushOptions, PushSummary, RetryPolicy};
 use crate::record::{FieldError, RawValue, RecordInput};
+use crate::settings::Resolver;
+use crate::settings::SecretSource;
 use crate::spool::Spool;
 use crate::status::StatusReport;
 use serde_json::json;
@@ -19,9 +20,9 @@ pub struct App {
     pub spool: Spool,
     pub node: String,
     pub secret: SecretSource,
-    /// Resolved at push time, so the shim runs without a forge configured.
-    pub forge: ForgeArgs,
-    pub config: ConfigFile,
+    /// The forge settings are resolved at push time, so the shim runs
+    /// without a forge configured.
+    pub settings: Resolver,
 }
 
 #[derive(Clone, Copy, PartialEq, Eq)]
@@ -148,7 +149,7 @@ impl App {
     }
 
     fn push_now(&self) -> Response {
-        let forge = match ForgeSettings::resolve(&self.forge, &self.config) {
+        let forge = match self.settings.forge() {
             Ok(f) => f,
             Err(e) => {
                 let code = exit_code_of(&e);

@@ -12,6 +12,7 @@ mod ops;
 mod otoml;
 mod push;
 mod record;
+mod scripts;
 mod shim;
 mod status;
 mod support;
