@@ -19,6 +19,7 @@ pub mod otoml;
 pub(crate) mod outcome;
 pub mod push;
 pub mod record;
+pub mod recording;
 pub(crate) mod schedule;
 pub mod secret;
 pub mod settings;
