@@ -37,6 +37,28 @@ impl fmt::Debug for ForgejoClient {
     }
 }
 
+/// A request that failed, and whether before its whole body was handed to
+/// the connection (see [`ForgejoClient::request_sent`]).
+pub(super) struct Failed {
+    pub error: ForgeError,
+    pub while_sending: bool,
+}
+
+/// A request body that counts what the connection has taken of it.
+struct Handed<'a> {
+    data: &'a [u8],
+    pos: usize,
+}
+
+impl std::io::Read for Handed<'_> {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        let n = buf.len().min(self.data.len() - self.pos);
+        buf[..n].copy_from_slice(&self.data[self.pos..self.pos + n]);
+        self.pos += n;
+        Ok(n)
+    }
+}
+
 impl ForgejoClient {
     pub fn new(cfg: ClientConfig) -> Result<ForgejoClient, ForgeError> {
         let token = cfg.token.expose();
@@ -94,8 +116,26 @@ impl ForgejoClient {
         api_path: &str,
         body: Option<&[u8]>,
     ) -> Result<ureq::http::Response<ureq::Body>, ForgeError> {
+        self.request_sent(method, api_path, body)
+            .map_err(|failed| failed.error)
+    }
+
+    /// As [`Self::request`]; a failure tells whether it came before the
+    /// whole body was handed to the connection. Only such a failure can be
+    /// a proxy refusing the body: after it, the server may have the whole
+    /// request and applied it (a lost reply).
+    pub(super) fn request_sent(
+        &self,
+        method: Method,
+        api_path: &str,
+        body: Option<&[u8]>,
+    ) -> Result<ureq::http::Response<ureq::Body>, Failed> {
         let url = self.url(api_path);
         let auth = format!("token {}", self.token.expose());
+        let mut handed = Handed {
+            data: body.unwrap_or(b"null"),
+            pos: 0,
+        };
         let result = match method {
             Method::Get => self
                 .agent
@@ -109,13 +149,18 @@ impl ForgejoClient {
                 } else {
                     self.agent.put(&url)
                 };
+                let len = handed.data.len().to_string();
                 req.header("Authorization", &auth)
                     .header("Accept", "application/json")
                     .header("Content-Type", "application/json")
-                    .send(body.unwrap_or(b"null"))
+                    .header("Content-Length", &len)
+                    .send(ureq::SendBody::from_reader(&mut handed))
             }
         };
-        result.map_err(|e| self.transport_error(&format!("{method} {api_path}"), e))
+        result.map_err(|e| Failed {
+            error: self.transport_error(&format!("{method} {api_path}"), e),
+            while_sending: method != Method::Get && handed.pos < handed.data.len(),
+        })
     }
 
     /// Send one request and read the whole answer (at most `limit` bytes).
