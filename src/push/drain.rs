@@ -30,7 +30,7 @@ use crate::outcome::FilePlan;
 use crate::record::{HourBucket, UsageRecord};
 use crate::spool::{PendingId, PendingIndex, Spool};
 use anyhow::Result;
-use std::collections::{HashMap, VecDeque};
+use std::collections::{HashMap, HashSet, VecDeque};
 use std::time::Instant;
 
 /// What every step of a run shares.
@@ -51,7 +51,8 @@ struct HourMeta {
     /// The records the change adds (kept to merge again after a stale sha).
     fresh: Vec<Pending>,
     total_records: usize,
-    /// A request holding this change lost its reply: it may have landed.
+    /// A request holding this change lost its reply or got a 5xx: it may
+    /// have landed.
     maybe_landed: bool,
 }
 
@@ -103,6 +104,9 @@ struct Drain<'a, 'c> {
     rng: super::retry::Rng,
     /// Marks committed records sent on a thread of its own.
     marker: mark::Marker,
+    /// Commits this run's requests made though their answers were lost (or
+    /// 5xx), found by re-reading: counted once each.
+    landed: HashSet<String>,
 }
 
 /// Drain the spool into the billing repository.
@@ -257,6 +261,7 @@ impl<'a, 'c> Drain<'a, 'c> {
             stuck: HashMap::new(),
             rng: super::retry::Rng::new(&opts.node),
             marker: mark::Marker::default(),
+            landed: HashSet::new(),
             branch,
         };
         if let Some(found) = found.filter(|_| d.branch != default && !opts.dry_run) {
@@ -485,9 +490,10 @@ impl Drain<'_, '_> {
     }
 
     /// Records the remote file holds already: marked sent. After a lost
-    /// reply they are this run's: counted as pushed, with the commit found.
+    /// reply (or a 5xx) they are this run's: counted as pushed, with the
+    /// commit found, itself counted once.
     fn present(
-        &self,
+        &mut self,
         path: &str,
         ids: &[PendingId],
         landed: Option<FileOp>,
@@ -504,6 +510,11 @@ impl Drain<'_, '_> {
             None => summary.already_present += ids.len(),
             Some(operation) => {
                 summary.pushed += ids.len();
+                if let Some(sha) = &last_commit
+                    && self.landed.insert(sha.clone())
+                {
+                    summary.commits += 1;
+                }
                 summary.commit = last_commit.or(summary.commit.take());
                 summary.files.push(FilePlan {
                     path: path.to_string(),

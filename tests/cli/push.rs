@@ -228,6 +228,7 @@ fn lost_reply_is_healed_by_rereading_in_the_same_run() {
     assert_eq!(v["outcome"], "pushed", "{v}");
     assert_eq!(v["pushed"], 3, "{v}");
     assert_eq!(v["already_present"], 0, "{v}");
+    assert_eq!(v["commits"], 1, "{v}");
     let head = forge.head(OWNER, REPO, "main").unwrap();
     assert_eq!(v["commit"].as_str(), Some(head.as_str()), "{v}");
     assert_eq!(
@@ -235,6 +236,44 @@ fn lost_reply_is_healed_by_rereading_in_the_same_run() {
         ["job-1", "job-2", "job-3"]
     );
     assert_eq!(node.pending(), 0);
+}
+
+/// Issue 16, item 7: a 5xx answered after the commit was applied (a
+/// proxy's 502 or 504 once the server committed) was reported as "nothing
+/// to push, pushed 0, commits 0" though the run's own request made the
+/// commit. It is this run's push, with its commit.
+#[test]
+fn a_5xx_after_the_commit_landed_is_reported_as_pushed_by_this_run() {
+    for status in [500, 502, 504] {
+        let forge = forge();
+        let node = Node::new(&forge);
+        for r in &three() {
+            node.record(r);
+        }
+        forge.create_repo(OWNER, REPO, true);
+        forge.inject(Fault::new(
+            Some("POST"),
+            "/contents",
+            FaultAction::FailAfter {
+                status,
+                message: String::new(),
+            },
+        ));
+        let out = node.push(&["--json"]);
+        assert_eq!(code(&out), Some(0), "{status}: {}", stderr(&out));
+        assert_eq!(commits(&forge), 1, "{status}: no second commit");
+        let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+        assert_eq!(v["outcome"], "pushed", "{status}: {v}");
+        assert_eq!(v["pushed"], 3, "{status}: {v}");
+        assert_eq!(v["already_present"], 0, "{status}: {v}");
+        assert_eq!(v["commits"], 1, "{status}: {v}");
+        let head = forge.head(OWNER, REPO, "main").unwrap();
+        assert_eq!(v["commit"].as_str(), Some(head.as_str()), "{status}: {v}");
+        assert_eq!(node.pending(), 0);
+        let again: serde_json::Value =
+            serde_json::from_slice(&node.push(&["--json"]).stdout).unwrap();
+        assert_eq!(again["already_present"], 0, "{status}: {again}");
+    }
 }
 
 #[test]

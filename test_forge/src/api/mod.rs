@@ -65,6 +65,7 @@ pub(crate) fn handle(st: &State, req: Request) -> Outcome {
     let fault = take_fault(st, &req.method, &path);
     let mut fault_name = None;
     let mut drop_after = None;
+    let mut fail_after = None;
     if let Some(f) = fault {
         match f.action {
             FaultAction::Fail { status, message } => {
@@ -88,6 +89,10 @@ pub(crate) fn handle(st: &State, req: Request) -> Outcome {
                 drop_after = Some(Outcome::Reset);
                 fault_name = Some("reset_after");
             }
+            FaultAction::FailAfter { status, message } => {
+                fail_after = Some((status, message));
+                fault_name = Some("fail_after");
+            }
             FaultAction::ConcurrentCommit {
                 path: file,
                 content,
@@ -98,7 +103,10 @@ pub(crate) fn handle(st: &State, req: Request) -> Outcome {
         }
     }
 
-    let resp = route(st, &req, &path, &auth).unwrap_or_else(|e| e);
+    let mut resp = route(st, &req, &path, &auth).unwrap_or_else(|e| e);
+    if let Some((status, message)) = fail_after {
+        resp = error(st, status, &message);
+    }
     if let Some(end) = drop_after {
         log(st, &req, &logged_path, 0, fault_name);
         return end;
