@@ -43,6 +43,9 @@ pub(super) struct Ctx<'a> {
     pub per_node: bool,
     pub log: Log<'a>,
     pub started: Instant,
+    /// A dry run's records of drops still in `incoming/` (a push would
+    /// ingest them first): planned with the first batch.
+    pub previewed: Vec<UsageRecord>,
 }
 
 /// One hour's change and what it means for the spool.
@@ -112,7 +115,8 @@ struct Drain<'a, 'c> {
 /// Drain the spool into the billing repository.
 pub(super) fn drain(ctx: &Ctx, summary: &mut PushSummary) -> Result<()> {
     let mut source = Source::default();
-    let first = source.next(ctx, &HashMap::new(), &mut mark::Marker::default(), summary)?;
+    let mut first = source.next(ctx, &HashMap::new(), &mut mark::Marker::default(), summary)?;
+    add_previewed(&mut first, &ctx.previewed);
     if first.is_empty() {
         source.report_reads();
         summary.outcome = Outcome::NothingToPush;
@@ -169,6 +173,23 @@ fn progress(s: &PushSummary) -> (usize, usize, usize, usize) {
 
 /// One hour's pending records, with their spool ids.
 type HourRecords = (HourBucket, Vec<Pending>);
+
+/// Add a dry run's previewed drops to a batch, each to its hour (hours in
+/// order, as the spool gives them).
+fn add_previewed(batch: &mut Vec<HourRecords>, drops: &[UsageRecord]) {
+    for rec in drops {
+        let hour = rec.hour_bucket();
+        let at = match batch.binary_search_by(|(h, _)| h.cmp(&hour)) {
+            Ok(at) => at,
+            Err(at) => {
+                batch.insert(at, (hour, Vec::new()));
+                at
+            }
+        };
+        let id = PendingId::for_key(&rec.idempotency_key);
+        batch[at].1.push((id, rec.clone()));
+    }
+}
 
 /// Where batches come from: an index of `pending/` read once (hours and
 /// names, not records), each batch loading only its own records; scanned

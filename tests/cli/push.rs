@@ -653,6 +653,64 @@ fn an_unparseable_remote_hour_stays_pending_and_other_hours_push() {
     }
 }
 
+/// Issue 16, item 8: a duplicate shell drop disappeared under "ingested
+/// 0", and the dry run said "would push 4 records" where the push then
+/// pushed 5 (drops were not counted). Drops and duplicates are counted and
+/// printed alike in the dry run, the summary line and --json.
+#[test]
+fn drops_and_duplicate_drops_count_alike_in_the_dry_run_and_the_push() {
+    let forge = forge();
+    let node = Node::new(&forge);
+    let mut records = three();
+    records.push(rec("job-4", "2026-11-20 17:30:00", 4));
+    for r in &records {
+        node.record(r);
+    }
+    let drop = |name: &str, key: &str, amount: u64| {
+        let body = format!(
+            "idempotency_key = \"{key}\"\nuser_sid = \"0a1b\"\namount_cents = {amount}\n\
+             resource_kind = \"cpu_hours\"\ndescription = \"work \\\"{key}\\\"\"\n\
+             occurred_at = 2026-11-20T16:30:00Z\n"
+        );
+        std::fs::write(node.env.spool.join("incoming").join(name), body).unwrap();
+    };
+    drop("new.toml", "job-5", 5);
+    // The same record as the pending job-1, but for its time (a drop's
+    // occurred_at is compared like a retry's when the fields match).
+    let dup = "idempotency_key = \"job-1\"\nuser_sid = \"0a1b\"\namount_cents = 250\n\
+               resource_kind = \"cpu_hours\"\ndescription = \"work \\\"job-1\\\"\"\n";
+    std::fs::write(node.env.spool.join("incoming/dup.toml"), dup).unwrap();
+    let json = |out: &Output| -> serde_json::Value {
+        serde_json::from_slice(&out.stdout).unwrap_or_else(|e| panic!("{e}: {}", stdout(out)))
+    };
+    let dry = node.push(&["--dry-run", "--json"]);
+    assert_eq!(code(&dry), Some(0), "{}", stderr(&dry));
+    let d = json(&dry);
+    let dry_text = stdout(&node.push(&["--dry-run"]));
+    let out = node.push(&["--json"]);
+    assert_eq!(code(&out), Some(0), "{}", stderr(&out));
+    let p = json(&out);
+    for (what, v) in [("dry run", &d), ("push", &p)] {
+        assert_eq!(v["pushed"], 5, "{what}: {v}");
+        assert_eq!(v["ingested"], 1, "{what}: {v}");
+        assert_eq!(v["ingest_duplicates"], 1, "{what}: {v}");
+    }
+    assert!(dry_text.contains("would push 5 records"), "{dry_text}");
+    assert!(
+        dry_text.contains("would ingest 1, duplicate drops 1"),
+        "{dry_text}"
+    );
+    node.record(&rec("job-6", "2026-11-20 17:40:00", 6));
+    std::fs::write(node.env.spool.join("incoming/dup2.toml"), dup).unwrap();
+    let line = stdout(&node.push(&[]));
+    assert!(line.contains("pushed 1 records"), "{line}");
+    assert!(line.contains("ingested 0, duplicate drops 1"), "{line}");
+    assert_eq!(
+        remote_keys(&forge, &[H16, H17]),
+        ["job-1", "job-2", "job-3", "job-4", "job-5", "job-6"]
+    );
+}
+
 #[test]
 fn dry_run_changes_nothing_anywhere() {
     let forge = forge();
