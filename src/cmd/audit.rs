@@ -6,7 +6,7 @@ use crate::audit::layout::{Filter, parse_hour};
 use crate::audit::totals::Period;
 use crate::audit::{self, Options, Source};
 use crate::console::{err_line, out, output_error};
-use crate::error::{Kind, fail};
+use crate::error::{Exit, Kind, fail};
 use crate::record::{HourBucket, check_node_name};
 use crate::settings::{ForgeArgs, Resolver, SpoolArgs};
 use anyhow::Result;
@@ -23,6 +23,9 @@ pub struct Cli {
     /// A clone of the billing repository, bare or not (reads history too); without it the forge's API is read (heads only)
     #[arg(long, value_name = "PATH")]
     pub git_dir: Option<PathBuf>,
+    /// The default branch, when the clone cannot tell (a clone without origin/HEAD, a mirror whose HEAD is on a node's branch)
+    #[arg(long, value_name = "NAME")]
+    pub default_branch: Option<String>,
     #[command(flatten)]
     pub forge: ForgeArgs,
     /// Config file (TOML) for the forge settings [default: $HOME/hero/cfg/hero_usage.toml if it exists]
@@ -69,7 +72,7 @@ pub fn main() -> ExitCode {
 }
 
 /// Audit; exit 0 when clean, 65 when anything was found.
-pub(crate) fn run(cli: Cli) -> Result<i32> {
+pub(crate) fn run(cli: Cli) -> Result<Exit> {
     if let (Some(f), Some(t)) = (cli.from, cli.to)
         && f > t
     {
@@ -98,6 +101,7 @@ pub(crate) fn run(cli: Cli) -> Result<i32> {
         period: cli.totals,
         history: !cli.no_history,
         now: chrono::Utc::now().naive_utc(),
+        default_branch: cli.default_branch.clone(),
     };
     let report = audit::run(&opts)?;
     if let (Some(path), Some(t)) = (&cli.csv, &report.totals) {
@@ -110,7 +114,7 @@ pub(crate) fn run(cli: Cli) -> Result<i32> {
         out(&report.text())?;
     }
     if report.clean() {
-        return Ok(0);
+        return Ok(Exit::Ok);
     }
     // The report went to stdout; a stderr that cannot take this line
     // changes no exit code.
@@ -118,5 +122,5 @@ pub(crate) fn run(cli: Cli) -> Result<i32> {
         "{BINARY}: violations found: {}",
         report.findings.summary()
     ));
-    Ok(Kind::Data.exit_code())
+    Ok(Exit::Failed(Kind::Data))
 }
