@@ -85,7 +85,7 @@ impl StatusReport {
                 // A spool of another node: its figures labelled with this
                 // name would mislead the monitoring; every binary refuses it.
                 spool.check_node(node)?;
-                last_success_at = crate::last_success::read(&spool);
+                last_success_at = crate::outcome::last_success(&spool);
                 let counts = spool.counts().map_err(|e| not_the_owner(spool_dir, e))?;
                 (counts, read_outcome(&spool))
             }
