@@ -5,7 +5,7 @@
 //! what cannot be told. And innocent merges still pass.
 
 use crate::audit::{Repo, clean_repo, rec};
-use crate::support::{assert_exit, git_cmd, run, stderr, stdout};
+use crate::support::{Run, git_cmd, run, stderr, stdout};
 use hero_usage::otoml::render_batch;
 use hero_usage::record::UsageRecord;
 use serde_json::Value;
@@ -92,7 +92,7 @@ fn of_kind(v: &Value, kind: &str) -> Vec<Value> {
 #[track_caller]
 fn violations(r: &Repo, args: &[&str]) -> Value {
     let (out, v) = r.audit_json(args);
-    assert_exit(&out, 65);
+    out.exit(65);
     v
 }
 
@@ -281,7 +281,7 @@ fn innocent_merges_pass() {
     ]);
     r.git(&["branch", "-q", "-D", "side"]);
     let (out, v) = r.audit_json(&["--totals", "month"]);
-    assert_exit(&out, 0);
+    out.exit(0);
     assert_eq!(v["records"], 8, "{v:#}");
     assert_eq!(v["violation_count"], 0, "{v:#}");
 }
@@ -466,7 +466,7 @@ fn a_clone_without_origin_head_needs_the_default_branch_named() {
             .args(args))
     };
     let out = audit(&[]);
-    assert_exit(&out, 0);
+    out.exit(0);
     assert!(
         stdout(&out).contains("branches: billing, usage/n2"),
         "{}",
@@ -477,17 +477,17 @@ fn a_clone_without_origin_head_needs_the_default_branch_named() {
         .output()
         .unwrap();
     let out = audit(&[]);
-    assert_exit(&out, 66);
+    out.exit(66);
     assert!(
         stderr(&out).contains("origin/HEAD") && stderr(&out).contains("--default-branch"),
         "{}",
         stderr(&out)
     );
     let out = audit(&["--default-branch", "billing"]);
-    assert_exit(&out, 0);
+    out.exit(0);
     assert!(stdout(&out).contains("5 records"), "{}", stdout(&out));
     let out = audit(&["--default-branch", "nope"]);
-    assert_exit(&out, 66);
+    out.exit(66);
     assert!(stderr(&out).contains("nope"), "{}", stderr(&out));
 }
 
@@ -507,7 +507,7 @@ fn a_mirror_whose_head_names_a_missing_branch_is_66() {
         .output()
         .unwrap();
     let out = run(r.env.cmd("hero_usage_audit").arg("--git-dir").arg(&mirror));
-    assert_exit(&out, 66);
+    out.exit(66);
     assert!(stderr(&out).contains("gone"), "{}", stderr(&out));
 }
 
@@ -523,7 +523,7 @@ fn a_shallow_clone_says_so() {
     let url = format!("file://{}", r.dir.display());
     r.git(&["clone", "-q", "--depth", "1", &url, clone.to_str().unwrap()]);
     let out = run(r.env.cmd("hero_usage_audit").arg("--git-dir").arg(&clone));
-    assert_exit(&out, 66);
+    out.exit(66);
     assert!(stderr(&out).contains("shallow"), "{}", stderr(&out));
     let out = run(r
         .env
@@ -531,5 +531,5 @@ fn a_shallow_clone_says_so() {
         .arg("--git-dir")
         .arg(&clone)
         .arg("--no-history"));
-    assert_exit(&out, 0);
+    out.exit(0);
 }
