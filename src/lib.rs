@@ -7,7 +7,6 @@
 //! the client knows no spool, and only push joins them.
 
 pub(crate) mod audit;
-pub(crate) mod check;
 pub(crate) mod cli;
 pub mod cmd;
 pub(crate) mod console;
@@ -19,7 +18,6 @@ pub mod otoml;
 pub(crate) mod outcome;
 pub mod push;
 pub mod record;
-pub(crate) mod schedule;
 pub mod secret;
 pub mod settings;
 pub(crate) mod shim;
