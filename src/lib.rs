@@ -18,6 +18,7 @@ pub mod otoml;
 pub(crate) mod outcome;
 pub mod push;
 pub mod record;
+pub mod recording;
 pub mod secret;
 pub mod settings;
 pub(crate) mod shim;

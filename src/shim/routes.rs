@@ -4,10 +4,10 @@
 
 use super::auth;
 use super::http::{Handler, Head, Request, Response};
-use crate::cmd::record::{OneOutcome, Written, conflict_message, record_one};
 use crate::error::{Kind, exit_code_of, kind_of};
 use crate::push::{self, Outcome, PushOptions, PushSummary, RetryPolicy};
 use crate::record::{FieldError, RawValue, RecordInput};
+use crate::recording::{OneOutcome, Written, conflict_message, record_one};
 use crate::settings::Resolver;
 use crate::settings::SecretSource;
 use crate::spool::Spool;
