@@ -83,23 +83,27 @@ fn entry(e: DirEntry) -> Entry {
     Entry {
         name: e.name,
         kind,
+        mode: None,
+        size: e.size,
         id: e.sha,
     }
 }
 
 impl Lister for Forge {
-    fn nodes(&mut self, place: &Place) -> Result<Option<Entry>> {
+    fn nodes(&mut self, place: &Place) -> Result<Vec<Entry>> {
         let list = match self.contents(place, super::layout::NODES)? {
-            None => return Ok(None),
-            Some(Folder::NotADir(e)) => return Ok(e.map(entry)),
+            None => return Ok(Vec::new()),
+            Some(Folder::NotADir(e)) => return Ok(e.map(entry).into_iter().collect()),
             Some(Folder::Dir(list)) => list,
         };
         self.pending = Some(list.into_iter().map(entry).collect());
-        Ok(Some(Entry {
+        Ok(vec![Entry {
             name: super::layout::NODES.to_string(),
             kind: EntryKind::Dir,
+            mode: None,
+            size: None,
             id: String::new(),
-        }))
+        }])
     }
 
     fn list(&mut self, place: &Place, path: &str, _: &Entry) -> Result<Vec<Entry>> {
