@@ -8,7 +8,7 @@
 //! [`ForgejoClient::probe_write`], ...); here each answer becomes a line
 //! that says what it means and what to do.
 
-use crate::error::{Kind, kind_of};
+use crate::error::{Exit, Kind, kind_of};
 use crate::forgejo::{ForgeError, ForgejoClient, RepoRef, WriteAccess};
 use crate::settings::{Common, ForgeSettings, Resolver, Setting};
 use crate::text::one_line;
@@ -19,16 +19,16 @@ use std::time::Duration;
 /// Longest remote text kept in a message.
 const BODY_CHARS: usize = 300;
 
-/// Run the check; print it; return the exit code a push would get.
-pub fn run(settings: &Resolver, common: &Common) -> Result<i32> {
+/// Run the check; print it; return the exit a push would get.
+pub fn run(settings: &Resolver, common: &Common) -> Result<Exit> {
     let mut report = settings_text(&settings.table());
     if let Some(w) = settings.token_file_warning() {
         let _ = writeln!(report, "warning {w}");
     }
-    let code = match settings.forge() {
+    let exit = match settings.forge() {
         Err(e) => {
             let _ = writeln!(report, "FAIL settings: {}", one_line(&format!("{e:#}")));
-            kind_of(&e).exit_code()
+            Exit::Failed(kind_of(&e))
         }
         Ok(settings) => {
             // A push opens the spool before it reaches the forge: its
@@ -36,12 +36,12 @@ pub fn run(settings: &Resolver, common: &Common) -> Result<i32> {
             let spool_kind = spool_step(common, &mut report);
             let (lines, kind) = probe(&settings);
             report.push_str(&lines);
-            spool_kind.or(kind).map_or(0, Kind::exit_code)
+            Exit::of(spool_kind.or(kind))
         }
     };
-    let _ = writeln!(report, "check: a push would exit {code}");
+    let _ = writeln!(report, "check: a push would exit {}", exit.code());
     crate::console::out(&report)?;
-    Ok(code)
+    Ok(exit)
 }
 
 /// The spool as a push would find it: usable, and bound to this node name

@@ -6,7 +6,7 @@ mod check;
 mod schedule;
 
 use crate::console::{err_line, out};
-use crate::error::exit_code_of;
+use crate::error::{Exit, kind_of};
 use crate::push::{self, Outcome, PushOptions, PushSummary, RetryPolicy};
 use crate::settings::{ForgeArgs, ForgeSettings, Resolver, SpoolArgs};
 use crate::spool::Spool;
@@ -89,24 +89,20 @@ pub fn main() -> ExitCode {
 
 /// With `--json` a run that ends early still prints one object, with its
 /// exit code and error (the error line goes to stderr as always).
-fn failed_json(err: &anyhow::Error) -> Result<i32> {
-    let code = exit_code_of(err);
+fn failed_json(err: &anyhow::Error) -> Result<Exit> {
+    let exit = crate::cli::report(BINARY, err);
     let summary = PushSummary {
         outcome: Outcome::Failed,
-        exit_code: code,
+        failure: Some(kind_of(err)),
         error: Some(format!("{err:#}")),
         ..Default::default()
     };
-    let _ = err_line(&format!(
-        "{BINARY}: error: {}",
-        one_line(&format!("{err:#}"))
-    ));
     out(&format!("{}\n", serde_json::to_string(&summary)?))?;
-    Ok(code)
+    Ok(exit)
 }
 
-/// One push run (or a printed schedule); returns the exit code.
-pub(crate) fn run(cli: Cli) -> Result<i32> {
+/// One push run (or a printed schedule); returns how it ends.
+pub(crate) fn run(cli: Cli) -> Result<Exit> {
     let settings = Resolver::load(&cli.spool, &cli.forge)?;
     let common = settings.common()?;
     if let Some(scheduler) = cli.print_schedule {
@@ -117,7 +113,7 @@ pub(crate) fn run(cli: Cli) -> Result<i32> {
         for n in &notes {
             err_line(&format!("{BINARY}: {n}"))?;
         }
-        return Ok(0);
+        return Ok(Exit::Ok);
     }
     if cli.check {
         return check::run(&settings, &common);
@@ -154,7 +150,7 @@ pub(crate) fn run(cli: Cli) -> Result<i32> {
         };
         push::run_logged(&spool, &opts, &log)?
     };
-    if cli.quiet && summary.exit_code == 0 {
+    if cli.quiet && summary.exit() == Exit::Ok {
         // Nothing to report: cron mails only what a failed run printed.
     } else if cli.json {
         out(&format!("{}\n", serde_json::to_string(&summary)?))?;
@@ -162,7 +158,7 @@ pub(crate) fn run(cli: Cli) -> Result<i32> {
         out(&summary.text())?;
     }
     report(&summary);
-    Ok(summary.exit_code)
+    Ok(summary.exit())
 }
 
 fn options(cli: &Cli, node: &str, forge: ForgeSettings) -> PushOptions {

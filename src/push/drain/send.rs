@@ -141,7 +141,7 @@ impl Drain<'_, '_> {
                 "{message}; this file alone needs a request body of about {bytes} bytes: raise the server's body limit to at least {mib} MiB (nginx: client_max_body_size {mib}m); its records stay pending"
             ),
         });
-        summary.exit_code = Kind::TempFail.exit_code();
+        summary.failure = Some(Kind::TempFail);
     }
 
     /// Wait before the next try, or give up when the retry window would pass.
