@@ -91,14 +91,14 @@ fn entry(e: DirEntry) -> Entry {
 
 impl Lister for Forge {
     fn nodes(&mut self, place: &Place) -> Result<Vec<Entry>> {
-        let list = match self.contents(place, super::layout::NODES)? {
+        let list = match self.contents(place, crate::layout::NODES)? {
             None => return Ok(Vec::new()),
             Some(Folder::NotADir(e)) => return Ok(e.map(entry).into_iter().collect()),
             Some(Folder::Dir(list)) => list,
         };
         self.pending = Some(list.into_iter().map(entry).collect());
         Ok(vec![Entry {
-            name: super::layout::NODES.to_string(),
+            name: crate::layout::NODES.to_string(),
             kind: EntryKind::Dir,
             mode: None,
             size: None,
@@ -107,7 +107,7 @@ impl Lister for Forge {
     }
 
     fn list(&mut self, place: &Place, path: &str, _: &Entry) -> Result<Vec<Entry>> {
-        if path == super::layout::NODES
+        if path == crate::layout::NODES
             && let Some(p) = self.pending.take()
         {
             return Ok(p);

@@ -25,6 +25,7 @@ use crate::forgejo::{
     CommitOptions, FileChange, FileOp, ForgeError, ForgejoClient, RepoRef, Repository, change_size,
     forge_err,
 };
+use crate::layout;
 use crate::otoml::render_batch;
 use crate::outcome::FilePlan;
 use crate::record::{HourBucket, UsageRecord};
@@ -283,7 +284,9 @@ impl<'a, 'c> Drain<'a, 'c> {
         if found.empty {
             self.set_up_default_branch(&default, summary)?;
         } else if self.ctx.per_node {
-            match self.retrying(summary, |c| c.read_file(&repo, "nodes", Some(&default)))? {
+            match self.retrying(summary, |c| {
+                c.read_file(&repo, layout::NODES, Some(&default))
+            })? {
                 Err(ForgeError::NotAFile(_)) => {
                     return Err(fail(
                         Kind::Config,
@@ -433,14 +436,18 @@ impl Drain<'_, '_> {
         landed: Option<FileOp>,
         summary: &mut PushSummary,
     ) -> Result<Option<(FileChange, HourMeta)>> {
-        let path = hour.remote_path(&self.ctx.opts.node);
+        let path = layout::hour_file_path(&self.ctx.opts.node, hour);
         let pending: Vec<Pending> = pending
             .into_iter()
             .filter(|(id, _)| !already_quarantined(id, summary))
             .collect();
-        let (records, sha, last_commit) = match self.read_hour(&path, hour, summary)? {
-            Ok(found) => found,
-            Err(reason) => {
+        let RemoteHour {
+            records,
+            sha,
+            last_commit,
+        } = match self.read_hour(&path, hour, summary)? {
+            HourRead::Found(found) => found,
+            HourRead::Unreadable(reason) => {
                 self.stuck.insert(hour, pending.len());
                 summary.unreadable_hours.push(Problem {
                     what: path,
@@ -516,30 +523,61 @@ impl Drain<'_, '_> {
         Ok(())
     }
 
-    /// The records, blob sha and last commit of an hour's remote file
-    /// (none when missing); `Err(reason)` when it cannot be understood.
-    /// A read that fails for a while (5xx, network) is retried.
-    #[allow(clippy::type_complexity)]
+    /// An hour's remote file as it is now. A read that fails for a while
+    /// (5xx, network) is retried.
     fn read_hour(
         &mut self,
         path: &str,
         hour: HourBucket,
         summary: &mut PushSummary,
-    ) -> Result<std::result::Result<(Vec<UsageRecord>, Option<String>, Option<String>), String>>
-    {
+    ) -> Result<HourRead> {
         if !self.repo_exists {
-            return Ok(Ok((Vec::new(), None, None)));
+            return Ok(HourRead::Found(RemoteHour::missing()));
         }
         let (repo, branch) = (self.repo.clone(), self.branch.clone());
         let read = self.retrying(summary, |c| c.read_file(&repo, path, Some(&branch)))?;
         match read {
-            Ok(None) => Ok(Ok((Vec::new(), None, None))),
-            Ok(Some(file)) => Ok(parse_hour_file(file.content, hour)
-                .map(|records| (records, Some(file.sha), file.last_commit))),
-            Err(ForgeError::NotAFile(m)) => Ok(Err(m)),
+            Ok(None) => Ok(HourRead::Found(RemoteHour::missing())),
+            Ok(Some(file)) => Ok(match parse_hour_file(file.content, hour) {
+                Ok(records) => HourRead::Found(RemoteHour {
+                    records,
+                    sha: Some(file.sha),
+                    last_commit: file.last_commit,
+                }),
+                Err(reason) => HourRead::Unreadable(reason),
+            }),
+            Err(ForgeError::NotAFile(m)) => Ok(HourRead::Unreadable(m)),
             Err(e) => Err(forge_err(e)),
         }
     }
+}
+
+/// An hour's file in the billing repository, as read before a merge.
+struct RemoteHour {
+    /// Its records (none when the file is missing).
+    records: Vec<UsageRecord>,
+    /// Its blob sha, for the update (none: create it).
+    sha: Option<String>,
+    /// The last commit that wrote it, if the server said.
+    last_commit: Option<String>,
+}
+
+impl RemoteHour {
+    fn missing() -> RemoteHour {
+        RemoteHour {
+            records: Vec::new(),
+            sha: None,
+            last_commit: None,
+        }
+    }
+}
+
+/// What reading an hour's remote file came to.
+enum HourRead {
+    Found(RemoteHour),
+    /// The file is there but cannot be understood: why. Its records stay
+    /// pending.
+    Unreadable(String),
 }
 
 /// Pending records whose key the billing repository holds with other fields.
