@@ -24,4 +24,6 @@ pub mod settings;
 pub(crate) mod shim;
 pub mod spool;
 pub(crate) mod status;
+pub(crate) mod systemd;
 pub(crate) mod text;
+pub(crate) mod users;
