@@ -12,7 +12,7 @@
 //! the shim 1.2 and the status 0.4 (9.6 without). User units get only what a user manager
 //! can do without user namespaces (`NoNewPrivileges=`, `UMask=`).
 
-use crate::schedule::{Job, RunAs, SPLAY_SECONDS, ScheduleFile, minute_for};
+use crate::cmd::push::schedule::{Job, RunAs, SPLAY_SECONDS, ScheduleFile, minute_for};
 use crate::text::is_plain;
 use std::path::Path;
 
