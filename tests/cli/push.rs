@@ -151,7 +151,7 @@ fn a_5xx_after_the_commit_landed_is_reported_as_pushed_by_this_run() {
             },
         ));
         let out = node.push(&["--json"]);
-        assert_eq!(code(&out), Some(0), "{status}: {}", stderr(&out));
+        out.exit_for(0, &status.to_string());
         assert_eq!(commits(&forge), 1, "{status}: no second commit");
         let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
         assert_eq!(v["outcome"], "pushed", "{status}: {v}");
@@ -566,15 +566,15 @@ fn drops_and_duplicate_drops_count_alike_in_the_dry_run_and_the_push() {
     let dup = "idempotency_key = \"job-1\"\nuser_sid = \"0a1b\"\namount_cents = 250\n\
                resource_kind = \"cpu_hours\"\ndescription = \"work \\\"job-1\\\"\"\n";
     std::fs::write(node.env.spool.join("incoming/dup.toml"), dup).unwrap();
-    let json = |out: &Output| -> serde_json::Value {
+    let json = |out: &std::process::Output| -> serde_json::Value {
         serde_json::from_slice(&out.stdout).unwrap_or_else(|e| panic!("{e}: {}", stdout(out)))
     };
     let dry = node.push(&["--dry-run", "--json"]);
-    assert_eq!(code(&dry), Some(0), "{}", stderr(&dry));
+    dry.exit(0);
     let d = json(&dry);
     let dry_text = stdout(&node.push(&["--dry-run"]));
     let out = node.push(&["--json"]);
-    assert_eq!(code(&out), Some(0), "{}", stderr(&out));
+    out.exit(0);
     let p = json(&out);
     for (what, v) in [("dry run", &d), ("push", &p)] {
         assert_eq!(v["pushed"], 5, "{what}: {v}");
