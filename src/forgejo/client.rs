@@ -160,32 +160,27 @@ impl ForgejoClient {
             req = req.header("Authorization", format!("token {}", self.token.expose()));
         }
         let mut handed = Handed {
-            data: match method {
-                Method::Get => b"",
-                Method::Post | Method::Put => body.unwrap_or(b"null"),
-            },
+            data: body.unwrap_or(b"null"),
             pos: 0,
         };
-        if method != Method::Get {
-            req = req
-                .header("Content-Type", "application/json")
-                .header("Content-Length", handed.data.len().to_string());
-        }
-        let failed = |error| Failed {
-            error,
+        let encode = |e: ureq::http::Error| Failed {
+            error: ForgeError::Encode(self.scrub(&format!("{method} {api_path}: {e}"))),
             while_sending: false,
         };
-        let req = req
-            .body(ureq::SendBody::from_reader(&mut handed))
-            .map_err(|e| {
-                failed(ForgeError::Encode(
-                    self.scrub(&format!("{method} {api_path}: {e}")),
-                ))
-            })?;
-        let result = self.agent.run(req);
+        let result = match method {
+            Method::Get => self.agent.run(req.body(()).map_err(encode)?),
+            Method::Post | Method::Put => {
+                let req = req
+                    .header("Content-Type", "application/json")
+                    .header("Content-Length", handed.data.len().to_string())
+                    .body(ureq::SendBody::from_reader(&mut handed))
+                    .map_err(encode)?;
+                self.agent.run(req)
+            }
+        };
         result.map_err(|e| Failed {
             error: self.transport_error(&format!("{method} {api_path}"), e),
-            while_sending: handed.pos < handed.data.len(),
+            while_sending: method != Method::Get && handed.pos < handed.data.len(),
         })
     }
 
