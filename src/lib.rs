@@ -13,6 +13,7 @@ pub(crate) mod console;
 pub mod error;
 pub(crate) mod failpoint;
 pub mod forgejo;
+pub(crate) mod fsx;
 pub mod layout;
 pub mod otoml;
 pub(crate) mod outcome;
