@@ -25,6 +25,5 @@ pub mod settings;
 pub(crate) mod shim;
 pub mod spool;
 pub(crate) mod status;
-pub(crate) mod systemd;
 pub(crate) mod text;
 pub(crate) mod users;

@@ -4,6 +4,7 @@
 
 mod check;
 mod schedule;
+mod systemd;
 
 use crate::console::{err_line, out};
 use crate::error::{Exit, kind_of};
