@@ -265,7 +265,7 @@ fn imports_of(file: &str, source: &str) -> Vec<Import> {
 fn next_path(code: &str, mut i: usize, module: &[String]) -> Option<(usize, usize, Option<usize>)> {
     let bytes = code.as_bytes();
     loop {
-        let at = i + code[i..].find(|c: char| c == 'c' || c == 's')?;
+        let at = i + code[i..].find(['c', 's'])?;
         let word_start = at == 0 || !is_ident(bytes[at - 1]);
         if word_start && code[at..].starts_with("crate::") {
             return Some((at, "crate::".len(), Some(0)));
