@@ -10,7 +10,8 @@
 //! never changed.
 
 use super::write::outcome_of;
-use super::{MAX_RECORD_BYTES, RecordOutcome, Spool, TMP_MAX_AGE, cant, fsx};
+use super::{MAX_RECORD_BYTES, RecordOutcome, Spool, TMP_MAX_AGE, cant};
+use crate::fsx;
 use crate::record::{Defaults, RecordInput, UsageRecord, Validated, describe};
 use crate::text::escape_name;
 use anyhow::Result;
