@@ -21,5 +21,6 @@ pub mod push;
 pub mod record;
 pub(crate) mod schedule;
 pub(crate) mod shim;
+pub mod signing;
 pub mod spool;
 pub(crate) mod status;
