@@ -6,6 +6,7 @@ use crate::config::{Common, ForgeArgs, ForgeSettings, SpoolArgs};
 use crate::error::{exit_code_of, one_line};
 use crate::push::{self, Outcome, PushOptions, PushSummary, RetryPolicy};
 use crate::schedule::{self, Scheduler};
+use crate::signing::{self, SigningArgs};
 use crate::spool::Spool;
 use anyhow::Result;
 use clap::Parser;
@@ -22,6 +23,14 @@ pub struct Cli {
     pub spool: SpoolArgs,
     #[command(flatten)]
     pub forge: ForgeArgs,
+    #[command(flatten)]
+    pub signing: SigningArgs,
+    /// Create the node's signing key if it is missing (mode 0600, never overwrites one); print its allowed_signers line
+    #[arg(long, conflicts_with_all = ["print_schedule", "check", "dry_run", "print_public_key"])]
+    pub init_signing_key: bool,
+    /// Print the signing key's allowed_signers line (<node> namespaces="hero-usage" ssh-ed25519 ...)
+    #[arg(long, conflicts_with_all = ["print_schedule", "check", "dry_run"])]
+    pub print_public_key: bool,
     /// Accepted for schedulers configured with it; every run is one-shot
     #[arg(long)]
     pub once: bool,
@@ -114,6 +123,9 @@ pub(crate) fn run(cli: Cli) -> Result<i32> {
         }
         return Ok(0);
     }
+    if cli.init_signing_key || cli.print_public_key {
+        return public_key(&cli, &common.node);
+    }
     if cli.check {
         return crate::check::run(&cli.spool, &cli.forge, &common);
     }
@@ -121,6 +133,7 @@ pub(crate) fn run(cli: Cli) -> Result<i32> {
         let _ = err_line(&format!("{BINARY}: warning: {w}"));
     }
     let forge = ForgeSettings::resolve(&cli.forge, &common.file)?;
+    let signer = signing::resolve_signer(cli.signing.signing_key_file.as_deref(), None)?;
     let summary = if cli.dry_run && !common.spool.exists() {
         // A dry run creates nothing, not even the spool: nothing to push.
         PushSummary {
@@ -132,7 +145,8 @@ pub(crate) fn run(cli: Cli) -> Result<i32> {
         if !cli.dry_run {
             std::thread::sleep(push::splay_delay(&common.node, cli.splay));
         }
-        let opts = options(&cli, &common.node, forge);
+        let mut opts = options(&cli, &common.node, forge);
+        opts.signer = signer;
         // Retries are told as they happen, but not by a quiet run: cron
         // mails whatever it prints. They stay in the summary's notes.
         let quiet = cli.quiet;
@@ -158,6 +172,46 @@ pub(crate) fn run(cli: Cli) -> Result<i32> {
     }
     report(&summary);
     Ok(summary.exit_code)
+}
+
+/// `--init-signing-key` (create the key unless it exists) and
+/// `--print-public-key`: the allowed_signers line on stdout.
+fn public_key(cli: &Cli, node: &str) -> Result<i32> {
+    let located = signing::locate_key(cli.signing.signing_key_file.as_deref(), None);
+    let signer = if cli.init_signing_key {
+        let path = match located {
+            Some((p, _)) => p,
+            None => signing::default_key_path().ok_or_else(|| {
+                crate::error::fail(
+                    crate::error::Kind::Config,
+                    "no place for the signing key: set --signing-key-file, HERO_USAGE_SIGNING_KEY_FILE or HOME",
+                )
+            })?,
+        };
+        let (signer, created) = signing::init_key(&path, node)?;
+        err_line(&format!(
+            "{BINARY}: {} {}; put this line into the billing side's allowed_signers file:",
+            if created {
+                "created the signing key (mode 0600)"
+            } else {
+                "kept the existing signing key"
+            },
+            path.display()
+        ))?;
+        signer
+    } else {
+        match located {
+            Some((p, _)) => signing::Signer::load(&p)?,
+            None => {
+                return Err(crate::error::fail(
+                    crate::error::Kind::Config,
+                    "no signing key: create one with --init-signing-key, or set --signing-key-file or HERO_USAGE_SIGNING_KEY_FILE",
+                ));
+            }
+        }
+    };
+    out(&format!("{}\n", signer.allowed_signers_line(node)))?;
+    Ok(0)
 }
 
 fn options(cli: &Cli, node: &str, forge: ForgeSettings) -> PushOptions {

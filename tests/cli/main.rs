@@ -12,5 +12,6 @@ mod otoml;
 mod push;
 mod record;
 mod shim;
+mod signing;
 mod status;
 mod support;
