@@ -13,8 +13,10 @@ use crate::config::{
     Common, ConfigFile, ForgeArgs, ForgeSettings, Setting, SpoolArgs, TokenOrigin,
     effective_settings, exposed_secret_warning, token_origin,
 };
-use crate::error::{Kind, kind_of, one_line};
-use crate::forgejo::{check_base_url, encode_path, scrub_token};
+use crate::error::{Kind, kind_of};
+use crate::forgejo::{check_base_url, encode_path};
+use crate::secret::scrub_token;
+use crate::text::one_line;
 use anyhow::Result;
 use std::fmt::Write;
 use std::time::Duration;
@@ -51,7 +53,7 @@ pub fn run(spool: &SpoolArgs, forge: &ForgeArgs, common: &Common) -> Result<i32>
         }
     };
     let _ = writeln!(report, "check: a push would exit {code}");
-    crate::cli::out(&report)?;
+    crate::console::out(&report)?;
     Ok(code)
 }
 
@@ -59,7 +61,7 @@ pub fn run(spool: &SpoolArgs, forge: &ForgeArgs, common: &Common) -> Result<i32>
 /// (or to none yet). Read-only: a missing spool is fine (the first record
 /// creates it), and nothing is created or bound.
 fn spool_step(common: &Common, report: &mut String) -> Option<Kind> {
-    let shown = crate::error::escape_controls(&common.spool.display().to_string());
+    let shown = crate::text::escape_controls(&common.spool.display().to_string());
     if std::fs::symlink_metadata(&common.spool)
         .is_err_and(|e| e.kind() == std::io::ErrorKind::NotFound)
     {

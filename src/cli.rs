@@ -1,9 +1,36 @@
 //! What every binary's `main` shares besides settings: clap parsing with the
-//! contract's exit code for a bad command line (64, where clap uses 2) and
-//! its error format (`<binary>: error: ...`).
+//! contract's exit code for a bad command line (64, where clap uses 2), its
+//! error format (`<binary>: error: ...`), and the one place a run's error
+//! becomes an exit status ([`main_with`]). Only `cmd/` uses it.
 
-use crate::error::Kind;
+use crate::console::{err_line, out};
+use crate::error::{Kind, exit_code_of};
+use crate::text::one_line;
 use clap::Parser;
+
+/// Print `<binary>: error: <chain>` on stderr and return the exit code: the one
+/// place every binary turns an error into an exit status. A stderr that
+/// cannot take the message does not change the code: the error is the news.
+pub fn report(binary: &str, err: &anyhow::Error) -> i32 {
+    let _ = err_line(&format!(
+        "{binary}: error: {}",
+        one_line(&format!("{err:#}"))
+    ));
+    exit_code_of(err)
+}
+
+/// Run a binary's `run()` and return the exit code its outcome maps to.
+pub fn main_with(
+    binary: &str,
+    run: impl FnOnce() -> anyhow::Result<i32>,
+) -> std::process::ExitCode {
+    survive_file_size_limit();
+    let code = match run() {
+        Ok(code) => code,
+        Err(err) => report(binary, &err),
+    };
+    std::process::ExitCode::from(u8::try_from(code).unwrap_or(70))
+}
 
 /// Parse the command line; `--help`/`--version` print and exit 0, errors
 /// print `<binary>: error: ...` and exit 64.
@@ -24,43 +51,6 @@ pub fn parse<T: Parser>(binary: &str) -> T {
             std::process::exit(Kind::Usage.exit_code())
         }
     }
-}
-
-/// Write normal output to stdout. A reader that went away (`| head`) is not
-/// the program's failure: the rest is dropped silently; any other failure
-/// (a full disk behind `>file`) is an output error (74).
-pub fn out(text: &str) -> anyhow::Result<()> {
-    use std::io::Write;
-    let mut stdout = std::io::stdout().lock();
-    match stdout
-        .write_all(text.as_bytes())
-        .and_then(|()| stdout.flush())
-    {
-        Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => Ok(()),
-        Err(e) => Err(output_error("stdout", &e)),
-        Ok(()) => Ok(()),
-    }
-}
-
-/// Write one line to stderr. Unlike `eprintln!`, which panics (exit 101)
-/// when stderr cannot be written, this returns the error (74) for the
-/// caller to weigh.
-pub fn err_line(line: &str) -> anyhow::Result<()> {
-    use std::io::Write;
-    let mut stderr = std::io::stderr().lock();
-    match writeln!(stderr, "{line}").and_then(|()| stderr.flush()) {
-        Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => Ok(()),
-        Err(e) => Err(output_error("stderr", &e)),
-        Ok(()) => Ok(()),
-    }
-}
-
-/// The error for output that cannot be written (74).
-pub fn output_error(stream: &str, e: &std::io::Error) -> anyhow::Error {
-    crate::error::fail(
-        crate::error::Kind::Output,
-        format!("cannot write to {stream}: {e}"),
-    )
 }
 
 /// Under a file size limit (`ulimit -f`), a write past it raises SIGXFSZ,

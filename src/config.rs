@@ -7,10 +7,10 @@
 
 use crate::error::{Kind, fail};
 use crate::record::check_node_name;
+use crate::secret::Secret;
 use anyhow::{Context, Result};
 use clap::Args;
 use serde::Deserialize;
-use std::fmt;
 use std::path::{Path, PathBuf};
 
 /// The billing repository when none is configured.
@@ -169,26 +169,6 @@ fn home() -> Option<PathBuf> {
         .map(PathBuf::from)
 }
 
-/// A secret value: never shown by Debug or Display.
-#[derive(Clone, PartialEq, Eq)]
-pub struct Secret(String);
-
-impl Secret {
-    pub fn new(s: String) -> Self {
-        Secret(s)
-    }
-    /// The value itself; call only where it is sent or compared.
-    pub(crate) fn expose(&self) -> &str {
-        &self.0
-    }
-}
-
-impl fmt::Debug for Secret {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str("Secret(<redacted>)")
-    }
-}
-
 /// Largest secret file read (a token is 40 characters).
 const MAX_SECRET_BYTES: u64 = 64 * 1024;
 /// Largest config file read (the example, comments and all, is 3 KiB).
@@ -233,7 +213,7 @@ pub(crate) fn read_secret_file(path: &Path, what: &str) -> Result<Secret> {
             format!("{what} file {} is empty", path.display()),
         ));
     }
-    Ok(Secret(s.to_string()))
+    Ok(Secret::new(s.to_string()))
 }
 
 /// Settings every binary needs: the spool and the node name.
@@ -316,7 +296,7 @@ impl ForgeSettings {
                     format!(
                         "branch `{}` {problem}; set --branch or HERO_USAGE_BRANCH to a git branch \
                          name such as main or usage/{{node}}",
-                        crate::error::escape_controls(b)
+                        crate::text::escape_controls(b)
                     ),
                 )
             })?;
@@ -343,7 +323,7 @@ fn refuse_control_in_url(url: &str) -> Result<()> {
                 "Forgejo URL `{}` contains a control character (at character {}); set \
                  --forgejo-url, HERO_USAGE_FORGEJO_URL or forgejo_url to the server's base URL, \
                  e.g. https://forge.example.org",
-                crate::error::escape_controls(url),
+                crate::text::escape_controls(url),
                 at + 1
             ),
         )),
@@ -401,7 +381,7 @@ impl SecretSource {
             .map(|v| v.to_string_lossy().trim().to_string())
             .filter(|v| !v.is_empty())
         {
-            return Some(SecretSource::Value(Secret(v)));
+            return Some(SecretSource::Value(Secret::new(v)));
         }
         if let Some(p) = std::env::var_os(setting.env_file).filter(|p| !p.is_empty()) {
             return Some(SecretSource::File(PathBuf::from(p)));
@@ -718,11 +698,11 @@ pub(crate) fn exposed_secret_warning(path: &Path, what: &str) -> Option<String> 
     use std::os::unix::fs::PermissionsExt;
     let mode = std::fs::metadata(path).ok()?.permissions().mode() & 0o777;
     // Printed as it is by the callers: a name's control characters escaped.
-    let shown = crate::error::escape_controls(&path.display().to_string());
+    let shown = crate::text::escape_controls(&path.display().to_string());
     (mode & 0o077 != 0).then(|| {
         format!(
             "{what} file {shown} is open to group or others (mode {mode:04o}); run: chmod 600 {}",
-            crate::schedule::shell_word(&shown)
+            crate::text::shell_word(&shown)
         )
     })
 }

@@ -7,6 +7,7 @@
 
 use crate::config::{Common, ConfigFile, ForgeArgs, Source, SpoolArgs, TokenOrigin, given};
 use crate::error::{Kind, fail};
+use crate::text::{is_plain, shell_word};
 use anyhow::Result;
 use sha2::{Digest, Sha256};
 use std::path::{Path, PathBuf};
@@ -62,22 +63,6 @@ pub struct ScheduleFile {
 pub fn minute_for(node: &str) -> u32 {
     let digest = Sha256::digest(node.as_bytes());
     u32::from_be_bytes([digest[0], digest[1], digest[2], digest[3]]) % 60
-}
-
-/// A word that needs no quoting anywhere (shell, systemd, cron).
-fn is_plain(w: &str) -> bool {
-    !w.is_empty()
-        && w.chars()
-            .all(|c| c.is_ascii_alphanumeric() || "/._-=:,+@".contains(c))
-}
-
-/// One word quoted for a POSIX shell.
-pub fn shell_word(w: &str) -> String {
-    if is_plain(w) {
-        w.to_string()
-    } else {
-        format!("'{}'", w.replace('\'', "'\\''"))
-    }
 }
 
 /// Join words into one shell command line, quoting those that need it.

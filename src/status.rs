@@ -3,9 +3,10 @@
 //! (`--prometheus`). Read-only: a missing spool reads as empty; anything
 //! else that is not a directory is an error (73).
 
-use crate::error::{Kind, escape_controls, fail, one_line};
+use crate::error::{Kind, fail};
 use crate::outcome::read_json as read_outcome;
 use crate::spool::{Spool, SpoolCounts};
+use crate::text::{escape_controls, one_line};
 use anyhow::Result;
 use chrono::{DateTime, NaiveDateTime, Utc};
 use serde::Serialize;

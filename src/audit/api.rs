@@ -7,7 +7,7 @@
 use super::findings::Place;
 use super::walk::{Entry, EntryKind, Lister};
 use crate::config::ForgeSettings;
-use crate::forgejo::{ClientConfig, ForgeError, ForgejoClient, RepoRef, encode_path};
+use crate::forgejo::{ClientConfig, ForgeError, ForgejoClient, RepoRef, encode_path, forge_err};
 use anyhow::Result;
 use serde_json::Value;
 
@@ -15,11 +15,6 @@ use serde_json::Value;
 const MAX_LISTING: u64 = 64 * 1024 * 1024;
 /// Branches per page (Forgejo's maximum page size is 50).
 const PAGE: usize = 50;
-
-/// A forge error as the error every binary maps to its exit code.
-pub fn forge_err(e: ForgeError) -> anyhow::Error {
-    crate::error::Error::from(e).into()
-}
 
 /// The forge, its client and the repository read.
 pub struct Forge {

@@ -1,7 +1,7 @@
 //! What the audit found: violations (exit 65) and notes (worth a look, not
 //! wrong), each naming the file, the record key and the commit.
 
-use crate::error::escape_controls;
+use crate::text::escape_controls;
 use serde::Serialize;
 use std::collections::BTreeMap;
 

@@ -5,8 +5,8 @@
 use crate::audit::layout::{Filter, parse_hour};
 use crate::audit::totals::Period;
 use crate::audit::{self, Options, Source};
-use crate::cli::{err_line, out, output_error};
 use crate::config::{ConfigFile, ForgeArgs, ForgeSettings, given};
+use crate::console::{err_line, out, output_error};
 use crate::error::{Kind, fail};
 use crate::record::{HourBucket, check_node_name};
 use anyhow::Result;
@@ -65,7 +65,7 @@ fn hour(s: &str) -> Result<HourBucket, String> {
 
 /// The binary's `main`.
 pub fn main() -> ExitCode {
-    crate::error::main_with(BINARY, || run(crate::cli::parse(BINARY)))
+    crate::cli::main_with(BINARY, || run(crate::cli::parse(BINARY)))
 }
 
 /// Audit; exit 0 when clean, 65 when anything was found.

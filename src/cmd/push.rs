@@ -1,13 +1,14 @@
 //! `hero_usage_push`: the hourly job. Flags here, the job in [`crate::push`].
 //! See `man 1 hero_usage_push`.
 
-use crate::cli::{err_line, out};
 use crate::config::{Common, ForgeArgs, ForgeSettings, SpoolArgs};
-use crate::error::{exit_code_of, one_line};
+use crate::console::{err_line, out};
+use crate::error::exit_code_of;
 use crate::push::{self, Outcome, PushOptions, PushSummary, RetryPolicy};
 use crate::schedule::{self, Scheduler};
 use crate::signing::{self, SigningArgs};
 use crate::spool::Spool;
+use crate::text::one_line;
 use anyhow::Result;
 use clap::Parser;
 use std::process::ExitCode;
@@ -84,7 +85,7 @@ pub struct Cli {
 
 /// The binary's `main`.
 pub fn main() -> ExitCode {
-    crate::error::main_with(BINARY, || {
+    crate::cli::main_with(BINARY, || {
         let cli: Cli = crate::cli::parse(BINARY);
         let json = cli.json;
         run(cli).or_else(|err| if json { failed_json(&err) } else { Err(err) })

@@ -1,14 +1,14 @@
 //! `hero_usage_record`: one record from flags, or many from JSON lines on
 //! stdin in group-committed chunks. See `man 1 hero_usage_record`.
 
-use crate::cli::err_line;
 use crate::config::{Common, SpoolArgs};
-use crate::error::escape_controls;
+use crate::console::err_line;
 use crate::error::{Kind, fail};
 use crate::record::{
     Defaults, Field, FieldError, RawValue, RecordInput, Validated, amount_from_flag, describe,
 };
 use crate::spool::{CHUNK_RECORDS, RecordOutcome, Spool};
+use crate::text::escape_controls;
 use anyhow::Result;
 use chrono::Utc;
 use clap::Parser;
@@ -35,7 +35,7 @@ pub struct Cli {
 
 /// The binary's `main`.
 pub fn main() -> ExitCode {
-    crate::error::main_with(BINARY, || run(crate::cli::parse(BINARY)))
+    crate::cli::main_with(BINARY, || run(crate::cli::parse(BINARY)))
 }
 
 /// Record from the flags, or from JSON lines on stdin; returns the exit code.
@@ -192,7 +192,7 @@ pub fn run_fields(args: &SpoolArgs, flags: &FieldFlags) -> Result<i32> {
             return Ok(Kind::Data.exit_code());
         }
     };
-    crate::cli::out(&line).map_err(|e| fail(Kind::Output, format!("{stored}, but {e:#}")))?;
+    crate::console::out(&line).map_err(|e| fail(Kind::Output, format!("{stored}, but {e:#}")))?;
     Ok(0)
 }
 
@@ -382,7 +382,7 @@ fn answer(out: &mut dyn Write, answers: &str, last_line: usize) -> Result<()> {
             format!(
                 "the records of lines 1 to {last_line} were handled (the good ones stored), \
                  but {:#}",
-                crate::cli::output_error("stdout", &e)
+                crate::console::output_error("stdout", &e)
             ),
         )),
         Ok(()) => Ok(()),

@@ -24,7 +24,7 @@ pub struct Cli {
 
 /// The binary's `main`.
 pub fn main() -> ExitCode {
-    crate::error::main_with(BINARY, || run(crate::cli::parse(BINARY)))
+    crate::cli::main_with(BINARY, || run(crate::cli::parse(BINARY)))
 }
 
 /// Serve until SIGTERM or SIGINT.

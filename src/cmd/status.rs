@@ -1,10 +1,10 @@
 //! `hero_usage_status`: what the spool holds and how the last push went.
 //! See `man 1 hero_usage_status`.
 
-use crate::cli::{err_line, out};
 use crate::config::{Common, SpoolArgs};
-use crate::error::one_line;
+use crate::console::{err_line, out};
 use crate::status::StatusReport;
+use crate::text::one_line;
 use anyhow::Result;
 use clap::Parser;
 use std::process::ExitCode;
@@ -30,7 +30,7 @@ pub struct Cli {
 
 /// The binary's `main`.
 pub fn main() -> ExitCode {
-    crate::error::main_with(BINARY, || run(crate::cli::parse(BINARY)))
+    crate::cli::main_with(BINARY, || run(crate::cli::parse(BINARY)))
 }
 
 /// Print the report; exit 1 when `--max-age` is exceeded.

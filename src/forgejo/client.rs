@@ -2,7 +2,7 @@
 
 use super::url::{check_base_url, encode_path, encode_segment};
 use super::{ClientConfig, ForgeError, Method, RepoRef, Repository};
-use crate::config::Secret;
+use crate::secret::{Secret, scrub_token};
 use serde_json::{Value, json};
 use std::fmt;
 
@@ -35,35 +35,6 @@ impl fmt::Debug for ForgejoClient {
             .field("token", &self.token)
             .finish()
     }
-}
-
-/// `text` with every whole occurrence of `token` replaced: one not inside a
-/// longer run of letters and digits, so that a short token does not eat
-/// pieces of words (`GET` stays `GET` for a token `G`).
-pub(crate) fn scrub_token(text: &str, token: &str) -> String {
-    if token.is_empty() {
-        return text.to_string();
-    }
-    let word = |c: Option<char>| c.is_some_and(|c| c.is_ascii_alphanumeric());
-    let mut out = String::with_capacity(text.len());
-    let mut rest = text;
-    while let Some(i) = rest.find(token) {
-        let before = if i > 0 {
-            rest[..i].chars().next_back()
-        } else {
-            out.chars().next_back()
-        };
-        let after = rest[i + token.len()..].chars().next();
-        out.push_str(&rest[..i]);
-        if word(before) || word(after) {
-            out.push_str(token);
-        } else {
-            out.push_str("<redacted>");
-        }
-        rest = &rest[i + token.len()..];
-    }
-    out.push_str(rest);
-    out
 }
 
 impl ForgejoClient {
@@ -346,23 +317,4 @@ fn parse_repo(v: &Value) -> Result<Repository, ForgeError> {
             .unwrap_or("")
             .to_string(),
     })
-}
-
-#[cfg(test)]
-mod tests {
-    use super::scrub_token;
-
-    #[test]
-    fn only_whole_occurrences_of_the_token_are_scrubbed() {
-        assert_eq!(scrub_token("GET /user: G", "G"), "GET /user: <redacted>");
-        assert_eq!(
-            scrub_token("token abcdefgh9 in abcdefgh9x", "abcdefgh9"),
-            "token <redacted> in abcdefgh9x"
-        );
-        assert_eq!(
-            scrub_token("a=abcdefgh9&b=abcdefgh9", "abcdefgh9"),
-            "a=<redacted>&b=<redacted>"
-        );
-        assert_eq!(scrub_token("nothing here", ""), "nothing here");
-    }
 }

@@ -148,12 +148,19 @@ impl fmt::Display for ForgeError {
     }
 }
 
-impl std::error::Error for ForgeError {}
-
+// No `impl std::error::Error`: on purpose, so that `?` cannot put a forge
+// error into an `anyhow` chain untagged. It enters one only through this
+// `From`, as an error of its kind (the exit code reads the kind, never the
+// forge error).
 impl From<ForgeError> for crate::error::Error {
     fn from(e: ForgeError) -> Self {
         crate::error::Error::new(e.kind(), e.to_string())
     }
+}
+
+/// A forge error as the error every binary maps to its exit code.
+pub(crate) fn forge_err(e: ForgeError) -> anyhow::Error {
+    crate::error::Error::from(e).into()
 }
 
 #[cfg(test)]

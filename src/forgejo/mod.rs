@@ -8,7 +8,7 @@
 //! max blob size come back with `content: ""` and are read from `/raw/`.
 //!
 //! The token never appears in an error, a Debug output or a panic message:
-//! it lives in a [`Secret`](crate::config::Secret), and every message taken
+//! it lives in a [`Secret`](crate::secret::Secret), and every message taken
 //! from a server is scrubbed of it before it is kept.
 //!
 //! Layout: [`client`] (the agent, requests, answers to errors), [`contents`]
@@ -21,12 +21,12 @@ mod error;
 mod url;
 
 pub use client::ForgejoClient;
-pub(crate) use client::scrub_token;
 pub(crate) use contents::change_size;
 pub use error::ForgeError;
+pub(crate) use error::forge_err;
 pub(crate) use url::{check_base_url, encode_path};
 
-use crate::config::Secret;
+use crate::secret::Secret;
 use std::fmt;
 use std::time::Duration;
 

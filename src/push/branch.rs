@@ -20,7 +20,7 @@ pub fn resolve(setting: Option<&str>, node: &str) -> Result<Option<String>> {
             Kind::Config,
             format!(
                 "branch `{}` {why}; set --branch / HERO_USAGE_BRANCH to a valid git branch name such as usage/{NODE_PLACEHOLDER}",
-                crate::error::escape_controls(&branch)
+                crate::text::escape_controls(&branch)
             ),
         )
     })?;

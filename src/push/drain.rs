@@ -18,11 +18,12 @@ mod mark;
 mod send;
 
 use super::merge::{Conflict, Pending, merge_hour, parse_hour_file};
-use super::{Log, Outcome, Problem, PushOptions, PushSummary, forge_err};
+use super::{Log, Outcome, Problem, PushOptions, PushSummary};
 use crate::error::{Kind, fail};
 use crate::failpoint::{failpoint, test_knob};
 use crate::forgejo::{
     CommitOptions, FileChange, FileOp, ForgeError, ForgejoClient, RepoRef, Repository, change_size,
+    forge_err,
 };
 use crate::otoml::render_batch;
 use crate::outcome::FilePlan;

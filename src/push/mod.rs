@@ -22,9 +22,9 @@ pub use retry::{
 };
 
 use crate::config::ForgeSettings;
-use crate::error::{Kind, exit_code_of, fail};
+use crate::error::{Kind, exit_code_of};
 use crate::failpoint::failpoint;
-use crate::forgejo::{ClientConfig, ForgeError, ForgejoClient};
+use crate::forgejo::{ClientConfig, ForgejoClient, forge_err};
 use crate::outcome;
 use crate::spool::Spool;
 use anyhow::Result;
@@ -219,9 +219,4 @@ fn finish(mut summary: PushSummary, started: Instant) -> PushSummary {
     summary.finished_at = Utc::now().format(crate::record::TIME_FORMAT).to_string();
     summary.duration_ms = started.elapsed().as_millis() as u64;
     summary
-}
-
-/// A forge error as an error of its kind, for the exit code.
-fn forge_err(e: ForgeError) -> anyhow::Error {
-    fail(e.kind(), e.to_string())
 }

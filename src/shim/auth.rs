@@ -1,8 +1,9 @@
 //! The admin secret: where it comes from, re-reading it so that rotation
 //! needs no restart, and comparing it in constant time.
 
-use crate::config::{ConfigFile, Secret, SecretSetting};
+use crate::config::{ConfigFile, SecretSetting};
 use crate::error::{Kind, fail};
+use crate::secret::Secret;
 use anyhow::Result;
 use sha2::{Digest, Sha256};
 use std::path::Path;

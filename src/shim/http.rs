@@ -9,7 +9,7 @@
 //! whole request must arrive within [`Limits::deadline`] (408), so a stalled
 //! or trickling client holds a worker for a few seconds at most.
 
-use crate::cli::err_line;
+use crate::console::err_line;
 use serde::Serialize;
 use std::io::{self, Read, Write};
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, Shutdown, SocketAddr, TcpListener, TcpStream};

@@ -7,8 +7,8 @@ pub mod auth;
 pub mod http;
 pub mod routes;
 
-use crate::cli::err_line;
 use crate::config::{Common, DEFAULT_LISTEN, ForgeArgs, SpoolArgs};
+use crate::console::err_line;
 use crate::error::{Kind, fail};
 use crate::spool::Spool;
 use anyhow::Result;

@@ -10,8 +10,8 @@
 //! never changed.
 
 use super::{MAX_RECORD_BYTES, RecordOutcome, Spool, TMP_MAX_AGE, cant, fsx};
-use crate::error::escape_name;
 use crate::record::{Defaults, RecordInput, Validated, describe};
+use crate::text::escape_name;
 use anyhow::Result;
 use chrono::{DateTime, Utc};
 use sha2::{Digest, Sha256};

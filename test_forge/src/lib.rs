@@ -4,8 +4,8 @@
 //! It serves the part of Forgejo's `/api/v1` that the push job uses and
 //! follows the behaviours in `shared/forgejo/README.md` status by status:
 //! auth and scopes, JSON error bodies, empty repositories, sha checks (409, or
-//! 422 with `legacy_422`), atomic many-files commits (405 with
-//! `no_multi_file`), repository creation and deletion, `new_branch` and the
+//! 422 with `legacy_422`), atomic many-files commits (405 or 404 with
+//! `no_multi_file`, from the start or after some requests), repository creation and deletion, `new_branch` and the
 //! branch routes. With `commit_ms` writes race as on Forgejo, which commits
 //! without a lock: the loser of two commits on one branch gets 500 or 403
 //! `PushRejected`. `max_body_bytes` plays a proxy's body limit (413 without
@@ -50,8 +50,17 @@ pub struct ForgeOptions {
     /// Pre-v12 behaviour: a stale sha answers 422 instead of 409, and
     /// many-files updates without sha silently overwrite.
     pub legacy_422: bool,
-    /// Pre-1.20 behaviour: no many-files endpoint (405).
+    /// Pre-1.20 behaviour: no many-files endpoint (`POST .../contents`
+    /// answers `no_multi_file_status`).
     pub no_multi_file: bool,
+    /// What the missing many-files endpoint answers: 405 (an old Forgejo's
+    /// router) or 404 (an older route table, or a proxy that does not pass
+    /// the route on).
+    pub no_multi_file_status: u16,
+    /// With `no_multi_file`: many-files requests served normally before the
+    /// endpoint goes missing (a proxy that starts sending the route to an
+    /// old server mid-run); 0: missing from the start.
+    pub no_multi_file_after: u64,
     /// `[api] DEFAULT_MAX_BLOB_SIZE`: larger blobs come back with `content: ""`.
     pub max_blob_size: u64,
     /// Listen address; loopback only.
@@ -81,6 +90,8 @@ impl Default for ForgeOptions {
             orgs: vec!["lhumina_code".to_string()],
             legacy_422: false,
             no_multi_file: false,
+            no_multi_file_status: 405,
+            no_multi_file_after: 0,
             max_blob_size: 10 * 1024 * 1024,
             listen: "127.0.0.1:0".to_string(),
             prefix: String::new(),
@@ -184,6 +195,8 @@ pub(crate) struct State {
     /// Held while reading, checking and committing: one writer at a time.
     pub git_lock: Mutex<()>,
     pub ids: AtomicU64,
+    /// Many-files requests seen (for `no_multi_file_after`).
+    pub multi_file_requests: AtomicU64,
 }
 
 impl State {
@@ -287,6 +300,7 @@ impl TestForge {
             stats: Mutex::new(Stats::default()),
             git_lock: Mutex::new(()),
             ids: AtomicU64::new(1),
+            multi_file_requests: AtomicU64::new(0),
         });
         let st = state.clone();
         let handler: http::Handler = Arc::new(move |req| api::handle(&st, req));

@@ -618,7 +618,7 @@ fn the_api_source_finds_a_bad_file_and_maps_forge_failures() {
     // Someone edits the file by hand through the forge's web editor.
     let client = hero_usage::forgejo::ForgejoClient::new(hero_usage::forgejo::ClientConfig::new(
         &f.base_url(),
-        hero_usage::config::Secret::new(f.token()),
+        hero_usage::secret::Secret::new(f.token()),
     ))
     .unwrap();
     let path = "nodes/n1/usage_2026-11-26-16.otoml";

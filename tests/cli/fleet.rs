@@ -268,3 +268,99 @@ fn a_node_branch_is_never_made_from_a_default_branch_with_node_files() {
     assert_eq!(node.pending(), 1);
     assert!(forge.head(OWNER, REPO, "usage/mover").is_none());
 }
+
+/// A forge without the many-files endpoint (answering `status`), after
+/// serving `after` many-files requests, behind a proxy's `body_limit`.
+fn old_forge(status: u16, after: u64, body_limit: Option<u64>) -> TestForge {
+    TestForge::start(ForgeOptions {
+        no_multi_file: true,
+        no_multi_file_status: status,
+        no_multi_file_after: after,
+        max_body_bytes: body_limit,
+        ..ForgeOptions::default()
+    })
+}
+
+/// The statuses of the many-files requests that were refused (404, 405).
+fn many_files_refused(forge: &TestForge) -> Vec<u16> {
+    forge
+        .requests()
+        .iter()
+        .filter(|r| r.method == "POST" && r.path.ends_with("/contents"))
+        .filter(|r| [404, 405].contains(&r.status))
+        .map(|r| r.status)
+        .collect()
+}
+
+/// 600 records over `hours` hours pushed to `forge` with `args`: every
+/// record in the repository exactly once, none left pending, and the next
+/// push has nothing to push (issue 16, item 1: requests queued before the
+/// fallback kept several files, only the first was sent, and all were
+/// marked sent).
+fn an_old_forge_gets_every_record_once(forge: &TestForge, hours: usize, args: &[&str]) {
+    let node = Node::named(forge, "old", &format!("{OWNER}/{REPO}"));
+    record_lines(&node, &lines("o", 600, hours));
+    let mut with_json = args.to_vec();
+    with_json.push("--json");
+    let o = node.push(&with_json);
+    assert_eq!(code(&o), Some(0), "{}", stderr(&o));
+    assert_eq!(summary(&o)["pushed"], 600, "{}", stdout(&o));
+    let keys = keys_on(forge, "main").remove("old").unwrap_or_default();
+    let mut seen = BTreeMap::new();
+    for k in &keys {
+        *seen.entry(k.as_str()).or_insert(0) += 1;
+    }
+    let want: Vec<String> = (0..600).map(|i| format!("o-{i}")).collect();
+    let missing = want
+        .iter()
+        .filter(|k| !seen.contains_key(k.as_str()))
+        .count();
+    let twice = seen.values().filter(|&&n| n > 1).count();
+    assert_eq!(
+        (keys.len(), missing, twice),
+        (600, 0, 0),
+        "every record exactly once: {}",
+        stderr(&o)
+    );
+    assert_eq!(node.pending(), 0);
+    let again = node.push(&["--json"]);
+    assert_eq!(code(&again), Some(0), "{}", stderr(&again));
+    let v = summary(&again);
+    assert_eq!(
+        (v["outcome"].as_str(), v["pushed"].as_u64()),
+        (Some("nothing-to-push"), Some(0)),
+        "{v}"
+    );
+}
+
+#[test]
+fn a_forge_without_the_many_files_endpoint_gets_every_record_once_from_the_first_request() {
+    let forge = old_forge(404, 0, None);
+    an_old_forge_gets_every_record_once(&forge, 12, &["--max-request-bytes", "40000"]);
+    assert_eq!(
+        many_files_refused(&forge),
+        [404],
+        "one refusal, then one file a request"
+    );
+}
+
+#[test]
+fn a_forge_whose_many_files_endpoint_goes_missing_mid_run_gets_every_record_once() {
+    let forge = old_forge(405, 2, None);
+    an_old_forge_gets_every_record_once(&forge, 12, &["--max-request-bytes", "40000"]);
+    assert_eq!(
+        many_files_refused(&forge),
+        [405],
+        "one refusal, then one file a request"
+    );
+}
+
+#[test]
+fn a_forge_without_the_many_files_endpoint_behind_a_body_limit_gets_every_record_once() {
+    // One request of 13 files (~200 KB) is refused (413) and halved: the
+    // first half (7 files) goes, and is refused (404); the second half (6
+    // files, within the new size) was queued with several files.
+    let forge = old_forge(404, 0, Some(128 * 1024));
+    an_old_forge_gets_every_record_once(&forge, 13, &[]);
+    assert!(forge.stats().too_large >= 1, "{:?}", forge.stats());
+}

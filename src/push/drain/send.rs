@@ -4,9 +4,9 @@ use super::{Chunk, Drain, HourMeta, file_plan};
 use crate::error::Kind;
 use crate::error::fail;
 use crate::failpoint::failpoint;
+use crate::forgejo::forge_err;
 use crate::forgejo::{FileChange, FileOp, ForgeError, ForgejoClient};
 use crate::outcome::{Problem, PushSummary};
-use crate::push::forge_err;
 use anyhow::Result;
 use std::collections::VecDeque;
 use std::time::Instant;
@@ -23,6 +23,13 @@ impl Drain<'_, '_> {
         let mut failures = 0;
         let mut first_failure = None;
         while !chunk.changes.is_empty() {
+            if self.single_files && chunk.changes.len() > 1 {
+                // Queued (or halved, or re-read) before the fallback: on an
+                // old server a request carries one file, and only the
+                // records of the file it carried are marked sent.
+                requeue_one_by_one(chunk, queue);
+                return Ok(());
+            }
             summary.attempts += 1;
             let err = match self.commit(&chunk) {
                 Ok(sha) => return self.committed(chunk, sha, summary),
@@ -30,6 +37,7 @@ impl Drain<'_, '_> {
             };
             match err {
                 ForgeError::Unsupported(_) if !self.single_files => {
+                    // For the rest of the run, chunks queued already too.
                     self.single_files = true;
                     requeue_one_by_one(chunk, queue);
                     return Ok(());
@@ -60,7 +68,11 @@ impl Drain<'_, '_> {
         let (client, node) = (self.ctx.client, &self.ctx.opts.node);
         let n = chunk.records();
         if self.single_files {
-            let c = &chunk.changes[0];
+            // `send` splits every chunk first: one change, whose records
+            // are all that `committed` marks.
+            let [c] = chunk.changes.as_slice() else {
+                unreachable!("a request to an old server carries one file");
+            };
             let opts =
                 self.commit_options(format!("usage: {n} records from node {node} in {}", c.path));
             let result = match (c.operation, &c.sha) {

@@ -323,8 +323,17 @@ fn repo_route(
         ("GET", ["commits"]) => list_commits(st, req, g),
         ("POST", ["contents"]) | ("POST", ["contents", ""]) => {
             require_scope(st, auth, SCOPE_REPO)?;
-            if st.opts.no_multi_file {
-                return Err(error(st, 405, "method not allowed"));
+            let seen = st
+                .multi_file_requests
+                .fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+            if st.opts.no_multi_file && seen >= st.opts.no_multi_file_after {
+                let status = st.opts.no_multi_file_status;
+                let message = if status == 405 {
+                    "method not allowed"
+                } else {
+                    "not found"
+                };
+                return Err(error(st, status, message));
             }
             change_files(st, req, g, owner, name)
         }
