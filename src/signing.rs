@@ -537,11 +537,14 @@ mod tests {
         for (line, n1) in [
             (format!("n1 {key}"), true),
             (format!("n* {key} comment"), true),
-            (format!("\"n1,n2\" namespaces=\"git,hero-usage\" {key}"), true),
+            (
+                format!("\"n1,n2\" namespaces=\"git,hero-usage\" {key}"),
+                true,
+            ),
             (format!("n1 namespaces=\"git\" {key}"), false),
             (format!("*,!n1 {key}"), false),
         ] {
-            let ok = allowed(&[line.clone()]).verify("n1", msg, &sig) == Verdict::Good;
+            let ok = allowed(std::slice::from_ref(&line)).verify("n1", msg, &sig) == Verdict::Good;
             assert_eq!(ok, n1, "{line}");
         }
         for bad in [

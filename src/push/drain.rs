@@ -550,7 +550,10 @@ impl Drain<'_, '_> {
         };
         self.note(
             summary,
-            format!("{} did not carry this node's signature of the file as it is: signing it", change.path),
+            format!(
+                "{} did not carry this node's signature of the file as it is: signing it",
+                change.path
+            ),
         );
         self.sign_alone(&change, summary)
     }
@@ -566,7 +569,12 @@ impl Drain<'_, '_> {
         look: bool,
         summary: &mut PushSummary,
     ) -> Result<Option<FileChange>> {
-        let Some(signer) = self.ctx.opts.signer.as_ref().filter(|_| !self.ctx.opts.dry_run)
+        let Some(signer) = self
+            .ctx
+            .opts
+            .signer
+            .as_ref()
+            .filter(|_| !self.ctx.opts.dry_run)
         else {
             return Ok(None);
         };
@@ -579,7 +587,9 @@ impl Drain<'_, '_> {
                 Err(ForgeError::NotAFile(m)) => {
                     return Err(fail(
                         Kind::Data,
-                        format!("{path} in the billing repository is not a file ({m}); remove it, only signatures belong there"),
+                        format!(
+                            "{path} in the billing repository is not a file ({m}); remove it, only signatures belong there"
+                        ),
                     ));
                 }
                 Err(e) => return Err(forge_err(e)),

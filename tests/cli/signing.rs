@@ -115,7 +115,11 @@ fn every_hour_file_a_push_writes_is_signed_in_its_commit_and_ssh_keygen_verifies
     assert_eq!(code(&out), Some(0), "{}", stderr(&out));
     assert_eq!(all_verify(&forge, "main", "test-node", &allowed), 3);
     let first = changed(&forge, "main");
-    assert_eq!(first.len(), 6, "three hours and their signatures in one commit: {first:?}");
+    assert_eq!(
+        first.len(),
+        6,
+        "three hours and their signatures in one commit: {first:?}"
+    );
 
     // A merged hour is signed again, in the commit that changes it.
     node.record(&rec("a2", "2026-11-20 16:30:00", 2));
@@ -212,7 +216,11 @@ fn init_signing_key_makes_a_0600_key_and_never_overwrites_one() {
 
     let out = node.push(&["--init-signing-key"]);
     assert_eq!(code(&out), Some(0), "{}", stderr(&out));
-    assert!(stderr(&out).contains("kept the existing"), "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains("kept the existing"),
+        "{}",
+        stderr(&out)
+    );
     assert_eq!(stdout(&out), line);
     assert_eq!(std::fs::read(&key).unwrap(), before);
 
