@@ -9,13 +9,10 @@
 //! for the empty body. They need the raw status, which the push client maps
 //! away, so the probes make their own small requests here.
 
-use crate::config::{
-    Common, ConfigFile, ForgeArgs, ForgeSettings, Setting, SpoolArgs, TokenOrigin,
-    effective_settings, exposed_secret_warning, token_origin,
-};
 use crate::error::{Kind, kind_of};
 use crate::forgejo::{check_base_url, encode_path};
 use crate::secret::scrub_token;
+use crate::settings::{Common, ForgeSettings, Resolver, Setting};
 use crate::text::one_line;
 use anyhow::Result;
 use std::fmt::Write;
@@ -24,21 +21,14 @@ use std::time::Duration;
 /// Longest remote text kept in a message.
 const BODY_CHARS: usize = 160;
 
-/// The warning for a token file that group or others can read.
-pub fn token_file_warning(forge: &ForgeArgs, file: &ConfigFile) -> Option<String> {
-    match token_origin(forge, file)? {
-        TokenOrigin::File { path, .. } => exposed_secret_warning(&path, "token"),
-        TokenOrigin::EnvValue => None,
-    }
-}
-
 /// Run the check; print it; return the exit code a push would get.
-pub fn run(spool: &SpoolArgs, forge: &ForgeArgs, common: &Common) -> Result<i32> {
-    let mut report = settings_text(&effective_settings(spool, forge, common));
-    if let Some(w) = token_file_warning(forge, &common.file) {
+pub fn run(settings: &Resolver, common: &Common) -> Result<i32> {
+    let settings_in = settings;
+    let mut report = settings_text(&settings.table());
+    if let Some(w) = settings.token_file_warning() {
         let _ = writeln!(report, "warning {w}");
     }
-    let code = match ForgeSettings::resolve(forge, &common.file) {
+    let code = match settings.forge() {
         Err(e) => {
             let _ = writeln!(report, "FAIL settings: {}", one_line(&format!("{e:#}")));
             kind_of(&e).exit_code()
@@ -47,9 +37,10 @@ pub fn run(spool: &SpoolArgs, forge: &ForgeArgs, common: &Common) -> Result<i32>
             // A push opens the spool before it reaches the forge: its
             // failure is the code a push would get, the probe still runs.
             let spool_kind = spool_step(common, &mut report);
+            let key_kind = signing_step(settings_in, common, &mut report);
             let (lines, kind) = probe(&settings);
             report.push_str(&lines);
-            spool_kind.or(kind).map_or(0, Kind::exit_code)
+            spool_kind.or(key_kind).or(kind).map_or(0, Kind::exit_code)
         }
     };
     let _ = writeln!(report, "check: a push would exit {code}");
@@ -90,11 +81,40 @@ fn spool_step(common: &Common, report: &mut String) -> Option<Kind> {
     }
 }
 
+/// The signing key as a push would load it: hour files signed (with the
+/// node's allowed_signers line), unsigned without a key, or a key that
+/// cannot be used (78).
+fn signing_step(settings: &Resolver, common: &Common, report: &mut String) -> Option<Kind> {
+    match settings.signer() {
+        Ok(None) => {
+            let _ = writeln!(
+                report,
+                "note hour files go unsigned: no signing key (hero_usage_push --init-signing-key makes one)"
+            );
+            None
+        }
+        Ok(Some(signer)) => {
+            let _ = writeln!(
+                report,
+                "ok   signing key {}: hour files are signed; allowed_signers line: {}",
+                crate::text::escape_controls(&signer.path().display().to_string()),
+                signer.allowed_signers_line(&common.node)
+            );
+            None
+        }
+        Err(e) => {
+            let _ = writeln!(report, "FAIL signing key: {}", one_line(&format!("{e:#}")));
+            Some(kind_of(&e))
+        }
+    }
+}
+
 fn settings_text(settings: &[Setting]) -> String {
     let mut s = String::from("settings (flag > env > config > default):\n");
     for st in settings {
         let value = st.value.as_deref().unwrap_or(match st.name {
             "branch" => "(the repository's default branch)",
+            "signing_key_file" => "(none: hour files go unsigned)",
             _ => "(not set)",
         });
         let _ = writeln!(

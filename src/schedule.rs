@@ -5,8 +5,8 @@
 //! splays (`--splay 3600`, or systemd's `RandomizedDelaySec` with
 //! `FixedRandomDelay`), so that a fleet does not hit the forge at once.
 
-use crate::config::{Common, ConfigFile, ForgeArgs, Source, SpoolArgs, TokenOrigin, given};
 use crate::error::{Kind, fail};
+use crate::settings::{Common, Resolved, Resolver, SecretSource, Source};
 use crate::text::{is_plain, shell_word};
 use anyhow::Result;
 use sha2::{Digest, Sha256};
@@ -360,14 +360,13 @@ pub struct Prepared {
 /// URL or token, is a note with the fix.
 pub fn prepare(
     scheduler: Scheduler,
-    spool: &SpoolArgs,
-    forge: &ForgeArgs,
+    settings: &Resolver,
     common: &Common,
     action_name: &str,
 ) -> Result<Prepared> {
     check_action_name(action_name)?;
     let exe = std::env::current_exe()?;
-    let config = ConfigFile::locate(given(&spool.config).as_deref());
+    let config = settings.config_path().map(Path::to_path_buf);
     let spool_dir = std::path::absolute(&common.spool)?;
     let mut push = vec![exe.display().to_string(), "--once".into()];
     let mut shim = vec![sibling(&exe, "hero_usage_shim").display().to_string()];
@@ -380,9 +379,9 @@ pub fn prepare(
     if let Some(c) = &config {
         both(&["--config".into(), c.display().to_string()]);
     }
-    let (forge_words, mut notes) = forge_words(forge, common, config.as_deref());
+    let (forge_words, mut notes) = forge_words(settings, config.as_deref());
     both(&forge_words);
-    let shim_note = admin_secret_note(&mut shim, &common.file);
+    let shim_note = admin_secret_note(&mut shim, settings);
     notes.extend(shim_note.filter(|_| scheduler == Scheduler::Systemd));
     for w in push.iter().chain(&shim) {
         refuse_control("a path or setting", w, Kind::Config)?;
@@ -405,19 +404,15 @@ fn sibling(exe: &Path, name: &str) -> PathBuf {
 
 /// The forge settings this shell gives that the scheduler would not see,
 /// as flags; and notes on what cannot be carried that way.
-fn forge_words(
-    forge: &ForgeArgs,
-    common: &Common,
-    config: Option<&Path>,
-) -> (Vec<String>, Vec<String>) {
+fn forge_words(settings: &Resolver, config: Option<&Path>) -> (Vec<String>, Vec<String>) {
     let mut words = Vec::new();
     let mut notes = Vec::new();
     let where_ = config.map_or_else(
         || "a config file (see hero_usage.toml.example) named by --config".to_string(),
         |c| c.display().to_string(),
     );
-    let settings = crate::config::effective_settings(&SpoolArgs::default(), forge, common);
-    for s in settings.iter().filter(|s| s.source.is_shell_only()) {
+    let table = settings.table();
+    for s in table.iter().filter(|s| s.source.is_shell_only()) {
         let flag = match s.name {
             "forgejo_url" => "--forgejo-url",
             "repo" => "--repo",
@@ -426,10 +421,13 @@ fn forge_words(
         };
         words.extend([flag.to_string(), s.value.clone().unwrap_or_default()]);
     }
-    if forge.insecure_http {
+    let insecure = table
+        .iter()
+        .any(|s| s.name == "insecure_http" && s.value.as_deref() == Some("true"));
+    if insecure {
         words.push("--insecure-http".into());
     }
-    let url_set = settings
+    let url_set = table
         .iter()
         .any(|s| s.name == "forgejo_url" && s.value.is_some());
     if !url_set {
@@ -437,13 +435,28 @@ fn forge_words(
             "no Forgejo URL is configured: the scheduled push would exit 78 every hour; set forgejo_url in {where_}"
         ));
     }
-    match crate::config::token_origin(forge, &common.file) {
-        Some(TokenOrigin::File { path, source }) if source != Source::Config => {
+    // The key signs the scheduled runs too: carried unless the config file
+    // names it (the default path depends on a HOME the scheduler may not share).
+    if let Some(key) = settings.signing_key().filter(|k| k.source != Source::Config) {
+        let path = std::path::absolute(&key.value).unwrap_or(key.value);
+        words.extend(["--signing-key-file".into(), path.display().to_string()]);
+    }
+    match settings.token() {
+        Some(Resolved {
+            value: SecretSource::File(path),
+            source,
+        }) if source != Source::Config => {
             let path = std::path::absolute(&path).unwrap_or(path);
             words.extend(["--token-file".into(), path.display().to_string()]);
         }
-        Some(TokenOrigin::File { .. }) => {}
-        Some(TokenOrigin::EnvValue) => notes.push(format!(
+        Some(Resolved {
+            value: SecretSource::File(_),
+            ..
+        }) => {}
+        Some(Resolved {
+            value: SecretSource::Value(_),
+            ..
+        }) => notes.push(format!(
             "the token is only in this shell's HERO_USAGE_FORGEJO_TOKEN, which the scheduler will not see: \
              write it to a file (chmod 600) and set token_file in {where_}"
         )),
@@ -458,9 +471,9 @@ fn forge_words(
 /// The shim needs its admin secret from a file it can re-read: carry a
 /// file named in this shell's environment; note a secret that is only an
 /// environment value, or none.
-fn admin_secret_note(shim: &mut Vec<String>, file: &ConfigFile) -> Option<String> {
+fn admin_secret_note(shim: &mut Vec<String>, settings: &Resolver) -> Option<String> {
     let env = |k: &str| std::env::var_os(k).filter(|v| !v.is_empty());
-    if file.admin_secret_file.is_some() {
+    if settings.file().admin_secret_file.is_some() {
         return None;
     }
     if let Some(p) = env("HERO_ONBOARDING_ADMIN_SECRET_FILE") {

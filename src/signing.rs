@@ -11,7 +11,6 @@
 use crate::error::{Kind, fail};
 use crate::record::HourBucket;
 use anyhow::Result;
-use clap::builder::TypedValueParser;
 use ssh_key::{Algorithm, HashAlg, LineEnding, PrivateKey, PublicKey, SshSig};
 use std::fmt;
 use std::path::{Path, PathBuf};
@@ -28,52 +27,11 @@ pub const DEFAULT_KEY_FILE: &str = "hero/cfg/hero_usage_signing_key";
 const MAX_KEY_BYTES: u64 = 64 * 1024;
 const MAX_ALLOWED_SIGNERS_BYTES: u64 = 16 * 1024 * 1024;
 
-/// `--signing-key-file` (push, and the shim's push-now).
-#[derive(clap::Args, Debug, Clone, Default)]
-pub struct SigningArgs {
-    /// OpenSSH ed25519 key that signs every hour file [default: $HOME/hero/cfg/hero_usage_signing_key if it exists; none: unsigned]
-    #[arg(long, value_name = "FILE", env = "HERO_USAGE_SIGNING_KEY_FILE",
-          value_parser = clap::builder::OsStringValueParser::new().map(PathBuf::from))]
-    pub signing_key_file: Option<PathBuf>,
-}
-
-/// Where the signing key setting came from.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum KeyOrigin {
-    /// `--signing-key-file` or `HERO_USAGE_SIGNING_KEY_FILE`: this shell only.
-    Given,
-    /// `signing_key_file` in the config file.
-    Config,
-    /// `$HOME/hero/cfg/hero_usage_signing_key`, which exists.
-    Default,
-}
-
-/// The signing key file in force: flag or environment, the config file's,
-/// or the default path when a file is there; `None`: hour files go unsigned.
-pub fn locate_key(given: Option<&Path>, config: Option<&Path>) -> Option<(PathBuf, KeyOrigin)> {
-    if let Some(p) = given.filter(|p| !p.as_os_str().is_empty()) {
-        return Some((p.to_path_buf(), KeyOrigin::Given));
-    }
-    if let Some(p) = config {
-        return Some((p.to_path_buf(), KeyOrigin::Config));
-    }
-    default_key_path()
-        .filter(|p| std::fs::symlink_metadata(p).is_ok())
-        .map(|p| (p, KeyOrigin::Default))
-}
-
 /// `$HOME/hero/cfg/hero_usage_signing_key` (whether it exists or not).
 pub fn default_key_path() -> Option<PathBuf> {
     std::env::var_os("HOME")
         .filter(|h| !h.is_empty())
         .map(|h| PathBuf::from(h).join(DEFAULT_KEY_FILE))
-}
-
-/// The signer a push uses: the key in force, loaded; `None` without one.
-pub fn resolve_signer(given: Option<&Path>, config: Option<&Path>) -> Result<Option<Signer>> {
-    locate_key(given, config)
-        .map(|(p, _)| Signer::load(&p))
-        .transpose()
 }
 
 /// `signatures/<node>/usage_<YYYY-MM-DD-HH>.otoml.sig`.

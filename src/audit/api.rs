@@ -6,8 +6,8 @@
 
 use super::findings::Place;
 use super::walk::{Entry, EntryKind, Lister};
-use crate::config::ForgeSettings;
 use crate::forgejo::{ClientConfig, ForgeError, ForgejoClient, RepoRef, encode_path, forge_err};
+use crate::settings::ForgeSettings;
 use anyhow::Result;
 use serde_json::Value;
 

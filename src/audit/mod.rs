@@ -21,8 +21,8 @@ pub mod report;
 pub mod totals;
 pub mod walk;
 
-use crate::config::ForgeSettings;
 use crate::error::{Kind, fail};
+use crate::settings::ForgeSettings;
 use anyhow::Result;
 use chrono::NaiveDateTime;
 use findings::{Findings, Note, Place};

@@ -5,10 +5,10 @@
 use crate::audit::layout::{Filter, parse_hour};
 use crate::audit::totals::Period;
 use crate::audit::{self, Options, Source};
-use crate::config::{ConfigFile, ForgeArgs, ForgeSettings, given};
 use crate::console::{err_line, out, output_error};
 use crate::error::{Kind, fail};
 use crate::record::{HourBucket, check_node_name};
+use crate::settings::{ForgeArgs, Resolver, SpoolArgs};
 use anyhow::Result;
 use clap::Parser;
 use std::path::PathBuf;
@@ -81,8 +81,11 @@ pub(crate) fn run(cli: Cli) -> Result<i32> {
     let source = match &cli.git_dir {
         Some(path) => Source::Git(path.clone()),
         None => {
-            let file = ConfigFile::load(given(&cli.config).as_deref())?;
-            Source::Forge(ForgeSettings::resolve(&cli.forge, &file)?)
+            let config = SpoolArgs {
+                config: cli.config.clone(),
+                ..SpoolArgs::default()
+            };
+            Source::Forge(Resolver::load(&config, &cli.forge)?.forge()?)
         }
     };
     let opts = Options {

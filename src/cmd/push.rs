@@ -1,12 +1,12 @@
 //! `hero_usage_push`: the hourly job. Flags here, the job in [`crate::push`].
 //! See `man 1 hero_usage_push`.
 
-use crate::config::{Common, ForgeArgs, ForgeSettings, SpoolArgs};
 use crate::console::{err_line, out};
 use crate::error::exit_code_of;
 use crate::push::{self, Outcome, PushOptions, PushSummary, RetryPolicy};
 use crate::schedule::{self, Scheduler};
-use crate::signing::{self, SigningArgs};
+use crate::settings::{ForgeArgs, ForgeSettings, Resolver, SigningArgs, SpoolArgs};
+use crate::signing;
 use crate::spool::Spool;
 use crate::text::one_line;
 use anyhow::Result;
@@ -112,10 +112,10 @@ fn failed_json(err: &anyhow::Error) -> Result<i32> {
 
 /// One push run (or a printed schedule); returns the exit code.
 pub(crate) fn run(cli: Cli) -> Result<i32> {
-    let common = Common::resolve(&cli.spool)?;
+    let settings = Resolver::load(&cli.spool, &cli.forge)?.with_signing(&cli.signing);
+    let common = settings.common()?;
     if let Some(scheduler) = cli.print_schedule {
-        let prepared =
-            schedule::prepare(scheduler, &cli.spool, &cli.forge, &common, &cli.action_name)?;
+        let prepared = schedule::prepare(scheduler, &settings, &common, &cli.action_name)?;
         let (text, notes) = schedule::print(scheduler, &prepared, cli.out.as_deref())?;
         out(&text)?;
         // The notes say what the scheduler will lack: not news to drop.
@@ -125,16 +125,16 @@ pub(crate) fn run(cli: Cli) -> Result<i32> {
         return Ok(0);
     }
     if cli.init_signing_key || cli.print_public_key {
-        return public_key(&cli, &common.node);
+        return public_key(&cli, &settings, &common.node);
     }
     if cli.check {
-        return crate::check::run(&cli.spool, &cli.forge, &common);
+        return crate::check::run(&settings, &common);
     }
-    if let Some(w) = crate::check::token_file_warning(&cli.forge, &common.file) {
+    if let Some(w) = settings.token_file_warning() {
         let _ = err_line(&format!("{BINARY}: warning: {w}"));
     }
-    let forge = ForgeSettings::resolve(&cli.forge, &common.file)?;
-    let signer = signing::resolve_signer(cli.signing.signing_key_file.as_deref(), None)?;
+    let forge = settings.forge()?;
+    let signer = settings.signer()?;
     let summary = if cli.dry_run && !common.spool.exists() {
         // A dry run creates nothing, not even the spool: nothing to push.
         PushSummary {
@@ -177,11 +177,11 @@ pub(crate) fn run(cli: Cli) -> Result<i32> {
 
 /// `--init-signing-key` (create the key unless it exists) and
 /// `--print-public-key`: the allowed_signers line on stdout.
-fn public_key(cli: &Cli, node: &str) -> Result<i32> {
-    let located = signing::locate_key(cli.signing.signing_key_file.as_deref(), None);
+fn public_key(cli: &Cli, settings: &Resolver, node: &str) -> Result<i32> {
+    let located = settings.signing_key().map(|k| k.value);
     let signer = if cli.init_signing_key {
         let path = match located {
-            Some((p, _)) => p,
+            Some(p) => p,
             None => signing::default_key_path().ok_or_else(|| {
                 crate::error::fail(
                     crate::error::Kind::Config,
@@ -202,11 +202,11 @@ fn public_key(cli: &Cli, node: &str) -> Result<i32> {
         signer
     } else {
         match located {
-            Some((p, _)) => signing::Signer::load(&p)?,
+            Some(p) => signing::Signer::load(&p)?,
             None => {
                 return Err(crate::error::fail(
                     crate::error::Kind::Config,
-                    "no signing key: create one with --init-signing-key, or set --signing-key-file or HERO_USAGE_SIGNING_KEY_FILE",
+                    "no signing key: create one with --init-signing-key, or set --signing-key-file, HERO_USAGE_SIGNING_KEY_FILE or signing_key_file in the config file",
                 ));
             }
         }

@@ -1,8 +1,8 @@
 //! `hero_usage_status`: what the spool holds and how the last push went.
 //! See `man 1 hero_usage_status`.
 
-use crate::config::{Common, SpoolArgs};
 use crate::console::{err_line, out};
+use crate::settings::{ForgeArgs, Resolver, SpoolArgs};
 use crate::status::StatusReport;
 use crate::text::one_line;
 use anyhow::Result;
@@ -35,7 +35,7 @@ pub fn main() -> ExitCode {
 
 /// Print the report; exit 1 when `--max-age` is exceeded.
 pub(crate) fn run(cli: Cli) -> Result<i32> {
-    let common = Common::resolve(&cli.spool)?;
+    let common = Resolver::load(&cli.spool, &ForgeArgs::default())?.common()?;
     let report = StatusReport::gather(&common.spool, &common.node, chrono::Utc::now())?;
     if cli.json {
         out(&format!("{}\n", serde_json::to_string(&report)?))?;

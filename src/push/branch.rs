@@ -35,7 +35,7 @@ pub fn is_per_node(setting: Option<&str>) -> bool {
 /// git's rules for a branch name (the settings' own check, which the
 /// resolved name must pass too), and no leading `-` (an option to git).
 fn check_name(name: &str) -> std::result::Result<(), String> {
-    crate::config::check_branch(name)?;
+    crate::settings::check_branch(name)?;
     if name.starts_with('-') {
         return Err("starts with `-`".into());
     }

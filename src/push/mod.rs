@@ -21,11 +21,11 @@ pub use retry::{
     DEFAULT_RETRY_SECONDS, PUSH_NOW_RETRY_SECONDS, RetryPolicy, TEST_WAITS_ENV, splay_delay,
 };
 
-use crate::config::ForgeSettings;
 use crate::error::{Kind, exit_code_of};
 use crate::failpoint::failpoint;
 use crate::forgejo::{ClientConfig, ForgejoClient, forge_err};
 use crate::outcome;
+use crate::settings::ForgeSettings;
 use crate::spool::Spool;
 use anyhow::Result;
 use chrono::Utc;

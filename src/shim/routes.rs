@@ -2,13 +2,14 @@
 //! makes (`record_one`, `push::run`, `StatusReport::gather`) and its outcome
 //! into a status code and a JSON body.
 
-use super::auth::{self, SecretSource};
+use super::auth;
 use super::http::{Handler, Head, Request, Response};
-use crate::cmd::record::{OneOutcome, Written, conflict_message, record_one};
-use crate::config::{ConfigFile, ForgeArgs, ForgeSettings};
 use crate::error::{Kind, exit_code_of, kind_of};
 use crate::push::{self, Outcome, PushOptions, PushSummary, RetryPolicy};
 use crate::record::{FieldError, RawValue, RecordInput};
+use crate::recording::{OneOutcome, Written, conflict_message, record_one};
+use crate::settings::Resolver;
+use crate::settings::SecretSource;
 use crate::spool::Spool;
 use crate::status::StatusReport;
 use serde_json::json;
@@ -19,9 +20,9 @@ pub struct App {
     pub spool: Spool,
     pub node: String,
     pub secret: SecretSource,
-    /// Resolved at push time, so the shim runs without a forge configured.
-    pub forge: ForgeArgs,
-    pub config: ConfigFile,
+    /// The forge settings are resolved at push time, so the shim runs
+    /// without a forge configured.
+    pub settings: Resolver,
 }
 
 #[derive(Clone, Copy, PartialEq, Eq)]
@@ -148,7 +149,13 @@ impl App {
     }
 
     fn push_now(&self) -> Response {
-        let forge = match ForgeSettings::resolve(&self.forge, &self.config) {
+        // The key signs as the hourly job's does (read at each push-now,
+        // like the forge settings).
+        let settings = self
+            .settings
+            .forge()
+            .and_then(|f| Ok((f, self.settings.signer()?)));
+        let (forge, signer) = match settings {
             Ok(f) => f,
             Err(e) => {
                 let code = exit_code_of(&e);
@@ -169,6 +176,7 @@ impl App {
             retention_days: None,
             retry: RetryPolicy::for_window(Duration::from_secs(push::PUSH_NOW_RETRY_SECONDS)),
             ledger_days: None,
+            signer,
             ..PushOptions::new(&self.node, forge)
         };
         match push::run(&self.spool, &opts) {

@@ -11,6 +11,7 @@ mod ops;
 mod otoml;
 mod push;
 mod record;
+mod scripts;
 mod shim;
 mod signing;
 mod status;

@@ -301,3 +301,48 @@ fn the_request_size_counts_the_signatures() {
     let commits = git(&forge, &["rev-list", "--count", "main"]);
     assert!(commits.trim().parse::<u32>().unwrap() > 1, "{commits}");
 }
+
+#[test]
+fn check_tells_whether_hour_files_are_signed() {
+    let forge = forge();
+    let node = Node::new(&forge);
+    let out = node.push(&["--check"]);
+    assert_eq!(code(&out), Some(0), "{}", stdout(&out));
+    assert!(
+        stdout(&out).contains("note hour files go unsigned"),
+        "{}",
+        stdout(&out)
+    );
+    // The key named by the config file (relative to it), shown with its line.
+    let line = init_key(&node);
+    let cfg = node.env.home.join("hero/cfg/hero_usage.toml");
+    std::fs::write(&cfg, "signing_key_file = \"hero_usage_signing_key\"\n").unwrap();
+    let out = node.push(&["--check"]);
+    assert_eq!(code(&out), Some(0), "{}", stdout(&out));
+    let text = stdout(&out);
+    assert!(text.contains("signing_key_file config"), "{text}");
+    assert!(text.contains(line.trim_end()), "{text}");
+    std::fs::set_permissions(default_key(&node), std::fs::Permissions::from_mode(0o644)).unwrap();
+    let out = node.push(&["--check"]);
+    assert_eq!(code(&out), Some(78), "{}", stdout(&out));
+    assert!(stdout(&out).contains("FAIL signing key"), "{}", stdout(&out));
+}
+
+#[test]
+fn a_printed_schedule_signs_with_the_same_key() {
+    let forge = forge();
+    let node = Node::new(&forge);
+    let key = node.env.path("keys/node_key");
+    let out = run(node
+        .push_cmd()
+        .args(["--init-signing-key", "--signing-key-file"])
+        .arg(&key));
+    assert_eq!(code(&out), Some(0), "{}", stderr(&out));
+    let out = run(node
+        .push_cmd()
+        .args(["--print-schedule", "cron", "--signing-key-file"])
+        .arg(&key));
+    assert_eq!(code(&out), Some(0), "{}", stderr(&out));
+    let want = format!("--signing-key-file {}", key.display());
+    assert!(stdout(&out).contains(&want), "{}", stdout(&out));
+}
