@@ -32,14 +32,15 @@ pub fn main_with(
     std::process::ExitCode::from(u8::try_from(code).unwrap_or(70))
 }
 
-/// Parse the command line; `--help`/`--version` print and exit 0, errors
-/// print `<binary>: error: ...` and exit 64.
+/// Parse the command line; `--help`/`--version` and `--completions SHELL`
+/// print and exit 0, errors print `<binary>: error: ...` and exit 64.
 pub fn parse<T: Parser>(binary: &str) -> T {
-    if let Some(code) = completions::<T>(binary) {
-        std::process::exit(code)
-    }
-    match T::try_parse() {
-        Ok(cli) => cli,
+    let parsed = command::<T>()
+        .try_get_matches()
+        .and_then(|mut m| Ok((completions_shell(&m), T::from_arg_matches_mut(&mut m)?)));
+    match parsed {
+        Ok((Some(shell), _)) => std::process::exit(print_completions::<T>(binary, shell)),
+        Ok((None, cli)) => cli,
         Err(e) if !e.use_stderr() => match out(&e.to_string()) {
             Ok(()) => std::process::exit(0),
             Err(_) => std::process::exit(Kind::Output.exit_code()),
@@ -53,6 +54,41 @@ pub fn parse<T: Parser>(binary: &str) -> T {
     }
 }
 
+/// A binary's command line: its own flags and `--completions SHELL`, which
+/// every binary shares (the install script and the package use it).
+pub fn command<T: clap::CommandFactory>() -> clap::Command {
+    T::command().arg(
+        clap::Arg::new("completions")
+            .long("completions")
+            .value_name("SHELL")
+            .value_parser(["bash", "zsh", "fish"])
+            .help("Print the completion script for SHELL (bash, zsh, fish), then exit"),
+    )
+}
+
+fn completions_shell(m: &clap::ArgMatches) -> Option<clap_complete::Shell> {
+    match m.get_one::<String>("completions")?.as_str() {
+        "bash" => Some(clap_complete::Shell::Bash),
+        "zsh" => Some(clap_complete::Shell::Zsh),
+        _ => Some(clap_complete::Shell::Fish),
+    }
+}
+
+/// Print the completion script for `shell`; the exit code.
+fn print_completions<T: clap::CommandFactory>(binary: &str, shell: clap_complete::Shell) -> i32 {
+    let mut script = Vec::new();
+    clap_complete::generate(shell, &mut command::<T>(), binary, &mut script);
+    match out(&String::from_utf8_lossy(&script)) {
+        Ok(()) => 0,
+        Err(e) => {
+            let _ = err_line(&format!(
+                "{binary}: error: cannot write the completion script: {e:#}"
+            ));
+            Kind::Output.exit_code()
+        }
+    }
+}
+
 /// Under a file size limit (`ulimit -f`), a write past it raises SIGXFSZ,
 /// whose default action kills the process mid-write (exit 153, a tmp file
 /// left behind). With a handler installed the write fails with EFBIG
@@ -61,36 +97,4 @@ pub fn survive_file_size_limit() {
     let seen = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
     // Should registering fail, the default stays: nothing else changes.
     let _ = signal_hook::flag::register(signal_hook::consts::SIGXFSZ, seen);
-}
-
-/// `<binary> --completions bash|zsh|fish` (hidden; the install script
-/// uses it): print the shell completion script and exit. Handled before
-/// clap parses, so that it needs none of the binary's settings.
-fn completions<T: clap::CommandFactory>(binary: &str) -> Option<i32> {
-    let mut args = std::env::args_os().skip(1);
-    if args.next()? != "--completions" {
-        return None;
-    }
-    let shell = match args.next().and_then(|s| s.into_string().ok()).as_deref() {
-        Some("bash") => clap_complete::Shell::Bash,
-        Some("zsh") => clap_complete::Shell::Zsh,
-        Some("fish") => clap_complete::Shell::Fish,
-        _ => {
-            let _ = err_line(&format!(
-                "{binary}: error: --completions takes bash, zsh or fish"
-            ));
-            return Some(64);
-        }
-    };
-    let mut script = Vec::new();
-    clap_complete::generate(shell, &mut T::command(), binary, &mut script);
-    match out(&String::from_utf8_lossy(&script)) {
-        Ok(()) => Some(0),
-        Err(e) => {
-            let _ = err_line(&format!(
-                "{binary}: error: cannot write the completion script: {e:#}"
-            ));
-            Some(74)
-        }
-    }
 }

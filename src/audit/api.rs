@@ -135,6 +135,8 @@ fn entry(v: &Value) -> Option<Entry> {
     Some(Entry {
         name: v.get("name").and_then(Value::as_str)?.to_string(),
         kind,
+        mode: None,
+        size: v.get("size").and_then(Value::as_u64),
         id: v
             .get("sha")
             .and_then(Value::as_str)
@@ -144,19 +146,21 @@ fn entry(v: &Value) -> Option<Entry> {
 }
 
 impl Lister for Forge {
-    fn nodes(&mut self, place: &Place) -> Result<Option<Entry>> {
+    fn nodes(&mut self, place: &Place) -> Result<Vec<Entry>> {
         let Some(v) = self.contents(place, super::layout::NODES)? else {
-            return Ok(None);
+            return Ok(Vec::new());
         };
         let Some(list) = v.as_array() else {
-            return Ok(entry(&v));
+            return Ok(entry(&v).into_iter().collect());
         };
         self.pending = Some(list.iter().filter_map(entry).collect());
-        Ok(Some(Entry {
+        Ok(vec![Entry {
             name: super::layout::NODES.to_string(),
             kind: EntryKind::Dir,
+            mode: None,
+            size: None,
             id: String::new(),
-        }))
+        }])
     }
 
     fn list(&mut self, place: &Place, path: &str, _: &Entry) -> Result<Vec<Entry>> {

@@ -10,6 +10,7 @@
 
 pub mod api;
 pub mod check;
+pub mod commits;
 pub mod fast;
 pub mod findings;
 pub mod git;
@@ -18,6 +19,7 @@ pub mod keys;
 pub mod layout;
 pub mod node;
 pub mod report;
+pub mod spools;
 pub mod totals;
 pub mod walk;
 
@@ -56,6 +58,8 @@ pub struct Options {
     pub history: bool,
     /// Bounds `occurred_at` (5 minutes of clock skew allowed).
     pub now: NaiveDateTime,
+    /// `--default-branch`: the default branch when the clone cannot tell.
+    pub default_branch: Option<String>,
 }
 
 /// Run the audit.
@@ -67,13 +71,21 @@ pub fn run(opts: &Options) -> Result<Report> {
 }
 
 fn run_git(path: &std::path::Path, opts: &Options) -> Result<Report> {
-    let mut repo = git::open(path)?;
-    let branches = git::branches(&repo)?;
+    let repo = git::open(path)?;
+    if opts.history {
+        git::refuse_shallow(&repo, path)?;
+    }
+    let branches = git::branches(&repo, opts.default_branch.as_deref())?;
     let places: Vec<Place> = branches.all().iter().map(|b| b.place()).collect();
     let layout = walk::collect(&mut git::GitLister(&repo), &places, &opts.filter)?;
     let (outcomes, totals) = git_nodes_in_parallel(path, &layout, opts)?;
-    git::cache_trees(&mut repo);
-    let mut history = git::HistoryWalk::new(&repo, &opts.filter);
+    let head_blobs = layout
+        .files
+        .values()
+        .flatten()
+        .filter_map(|f| git::parse_id(&f.blob).ok())
+        .collect();
+    let mut history = commits::HistoryWalk::new(&repo, &opts.filter, head_blobs);
     if opts.history {
         if let Some(d) = &branches.default {
             history.walk(d, None)?;
@@ -90,7 +102,9 @@ fn run_git(path: &std::path::Path, opts: &Options) -> Result<Report> {
         (outcomes, totals),
         &mut |f| git::read_blob(&repo, &f.blob),
     )?;
+    report.findings.merge(branches.findings);
     report.findings.merge(history.findings);
+    report.spools = history.spools;
     if opts.history {
         report.no_history_because = None;
     } else {
@@ -236,6 +250,7 @@ fn assemble(
         files: layout.file_count(),
         records,
         commits: 0,
+        spools: spools::Spools::default(),
         findings,
         notes,
         shared_keys,

@@ -23,6 +23,9 @@ pub struct Cli {
     /// A clone of the billing repository, bare or not (reads history too); without it the forge's API is read (heads only)
     #[arg(long, value_name = "PATH")]
     pub git_dir: Option<PathBuf>,
+    /// The default branch, when the clone cannot tell (a clone without origin/HEAD, a mirror whose HEAD is on a node's branch)
+    #[arg(long, value_name = "NAME")]
+    pub default_branch: Option<String>,
     #[command(flatten)]
     pub forge: ForgeArgs,
     /// Config file (TOML) for the forge settings [default: $HOME/hero/cfg/hero_usage.toml if it exists]
@@ -98,6 +101,7 @@ pub(crate) fn run(cli: Cli) -> Result<i32> {
         period: cli.totals,
         history: !cli.no_history,
         now: chrono::Utc::now().naive_utc(),
+        default_branch: cli.default_branch.clone(),
     };
     let report = audit::run(&opts)?;
     if let (Some(path), Some(t)) = (&cli.csv, &report.totals) {

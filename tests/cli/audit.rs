@@ -10,7 +10,7 @@ use serde_json::Value;
 use std::path::{Path, PathBuf};
 use std::process::Output;
 
-fn rec(node: &str, key: &str, sid: &str, at: &str, amount: u64) -> UsageRecord {
+pub(crate) fn rec(node: &str, key: &str, sid: &str, at: &str, amount: u64) -> UsageRecord {
     UsageRecord {
         amount_cents: amount,
         description: "test".into(),
@@ -23,14 +23,14 @@ fn rec(node: &str, key: &str, sid: &str, at: &str, amount: u64) -> UsageRecord {
 }
 
 /// A working repository built with `git`, with one helper per kind of commit.
-struct Repo {
-    env: TestEnv,
-    dir: PathBuf,
+pub(crate) struct Repo {
+    pub(crate) env: TestEnv,
+    pub(crate) dir: PathBuf,
 }
 
 impl Repo {
     /// A repository on branch `main` with a README commit by a person.
-    fn new() -> Repo {
+    pub(crate) fn new() -> Repo {
         let env = TestEnv::new();
         let dir = env.path("billing");
         std::fs::create_dir_all(&dir).unwrap();
@@ -42,11 +42,11 @@ impl Repo {
         r
     }
 
-    fn git(&self, args: &[&str]) -> String {
+    pub(crate) fn git(&self, args: &[&str]) -> String {
         git(&self.dir, args).trim().to_string()
     }
 
-    fn commit_as(&self, name: &str, email: &str, msg: &str) -> String {
+    pub(crate) fn commit_as(&self, name: &str, email: &str, msg: &str) -> String {
         let out = git_cmd(&self.dir)
             .env("GIT_AUTHOR_NAME", name)
             .env("GIT_AUTHOR_EMAIL", email)
@@ -60,7 +60,7 @@ impl Repo {
     }
 
     /// Write `bytes` at `path` and commit it as `node`'s push would.
-    fn put_raw(&self, node: &str, path: &str, bytes: &[u8]) -> String {
+    pub(crate) fn put_raw(&self, node: &str, path: &str, bytes: &[u8]) -> String {
         let full = self.dir.join(path);
         std::fs::create_dir_all(full.parent().unwrap()).unwrap();
         std::fs::write(&full, bytes).unwrap();
@@ -73,7 +73,7 @@ impl Repo {
     }
 
     /// Write `records` as the canonical hour file of `node` and `hour`.
-    fn put(&self, node: &str, hour: &str, records: &[UsageRecord]) -> String {
+    pub(crate) fn put(&self, node: &str, hour: &str, records: &[UsageRecord]) -> String {
         self.put_raw(
             node,
             &format!("nodes/{node}/usage_{hour}.otoml"),
@@ -81,7 +81,7 @@ impl Repo {
         )
     }
 
-    fn audit(&self, args: &[&str]) -> Output {
+    pub(crate) fn audit(&self, args: &[&str]) -> Output {
         run(self
             .env
             .cmd("hero_usage_audit")
@@ -90,7 +90,7 @@ impl Repo {
             .args(args))
     }
 
-    fn audit_json(&self, args: &[&str]) -> (Output, Value) {
+    pub(crate) fn audit_json(&self, args: &[&str]) -> (Output, Value) {
         let out = self.audit(&[&["--json"], args].concat());
         let v: Value = serde_json::from_str(&stdout(&out))
             .unwrap_or_else(|e| panic!("not JSON ({e}): {}\n{}", stdout(&out), stderr(&out)));
@@ -99,7 +99,7 @@ impl Repo {
 }
 
 /// Two nodes, two hours, a file appended to once, a per-node branch.
-fn clean_repo() -> Repo {
+pub(crate) fn clean_repo() -> Repo {
     let r = Repo::new();
     let a1 = rec("n1", "k1", "0a1b", "2026-11-26 16:04:05", 250);
     let a2 = rec("n1", "k2", "0a1b", "2026-11-26 16:30:00", 100);
@@ -135,7 +135,7 @@ fn table_rows(text: &str) -> Vec<Vec<String>> {
 
 /// The one kind of violation found, and the violation itself.
 #[track_caller]
-fn only_violation(r: &Repo, kind: &str) -> Value {
+pub(crate) fn only_violation(r: &Repo, kind: &str) -> Value {
     let (out, v) = r.audit_json(&[]);
     assert_exit(&out, 65);
     let counts = v["violation_counts"].as_object().unwrap();
@@ -359,6 +359,7 @@ fn a_key_twice_within_a_node_is_reported_across_hours_and_branches() {
         "2026-11-26-18",
         &[rec("n1", "k1", "0a1b", "2026-11-26 18:00:00", 250)],
     );
+    r.git(&["checkout", "-q", "main"]);
     let v = only_violation(&r, "duplicate-key");
     assert_eq!(v["key"], "k1");
     assert_eq!(v["branch"], "usage/n1");

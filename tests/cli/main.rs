@@ -2,6 +2,7 @@
 //! temporary directories (see `support::TestEnv`).
 
 mod audit;
+mod audit_tamper;
 mod docs;
 mod drops;
 mod exit_codes;

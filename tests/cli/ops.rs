@@ -475,6 +475,7 @@ fn every_help_ends_at_its_man_page_and_completions_generate() {
             help.trim_end().ends_with(&format!("See man 1 {b}.")),
             "{help}"
         );
+        assert!(help.contains("--completions <SHELL>"), "{help}");
         for shell in ["bash", "zsh", "fish"] {
             let out = run(Command::new(bin(b)).args(["--completions", shell]));
             assert_exit(&out, 0);

@@ -97,3 +97,128 @@ fn smoke_against_a_failing_forge_says_what_it_waits_for_and_keeps_the_token_off_
     );
     assert_eq!(std::fs::read_dir(&tmp).unwrap().count(), 0, "work dir left");
 }
+
+/// `scripts/install.sh ARGS` with `home` as HOME (no XDG overrides).
+fn install_sh(home: &Path, args: &[&str]) -> std::process::Output {
+    run(Command::new("bash")
+        .arg(repo_root().join("scripts/install.sh"))
+        .args(args)
+        .env("HOME", home)
+        .env_remove("XDG_DATA_HOME")
+        .env_remove("BASH_COMPLETION_USER_DIR"))
+}
+
+fn debug_bin_dir() -> String {
+    bin("hero_usage_push")
+        .parent()
+        .unwrap()
+        .display()
+        .to_string()
+}
+
+#[test]
+fn install_uninstall_removes_what_it_installed_and_nothing_else() {
+    let env = TestEnv::new();
+    let home = &env.home;
+    let prefix = home.join("hero");
+    // What the operator made under the same tree: never the script's to remove.
+    let config = prefix.join("cfg/hero_usage.toml");
+    let spool_file = prefix.join("var/hero_usage/queue/pending/x.toml");
+    let own_tool = prefix.join("bin/my_tool");
+    for f in [&config, &spool_file, &own_tool] {
+        std::fs::create_dir_all(f.parent().unwrap()).unwrap();
+        std::fs::write(f, "mine\n").unwrap();
+    }
+    let out = install_sh(home, &["--no-build", "--from", &debug_bin_dir()]);
+    crate::support::assert_exit(&out, 0);
+    let manifest = prefix.join("share/hero_usage/installed");
+    let listed = std::fs::read_to_string(&manifest).unwrap();
+    let bash_user = home.join(".local/share/bash-completion/completions/hero_usage_push");
+    assert!(bash_user.is_file(), "{}", stdout(&out));
+    assert!(
+        listed.contains(&format!("f {}\n", bash_user.display())),
+        "{listed}"
+    );
+    // An upgrade drops what the old version installed and the new one does not.
+    let old = prefix.join("bin/hero_usage_retired");
+    std::fs::write(&old, "old\n").unwrap();
+    std::fs::write(&manifest, format!("{listed}f {}\n", old.display())).unwrap();
+    crate::support::assert_exit(
+        &install_sh(home, &["--no-build", "--from", &debug_bin_dir()]),
+        0,
+    );
+    assert!(!old.exists(), "a file the old version installed is left");
+    assert_eq!(std::fs::read_to_string(&manifest).unwrap(), listed);
+
+    let out = install_sh(home, &["--uninstall"]);
+    crate::support::assert_exit(&out, 0);
+    let left: Vec<PathBuf> = crate::support::files_under(home);
+    assert_eq!(left, {
+        let mut v = vec![config.clone(), spool_file.clone(), own_tool.clone()];
+        v.sort();
+        v
+    });
+    assert!(!home.join(".local/share/bash-completion").exists());
+    assert!(!prefix.join("share").exists(), "empty directories are left");
+    assert!(
+        stdout(&out).contains("kept: your config"),
+        "{}",
+        stdout(&out)
+    );
+    // A second uninstall finds no manifest and says so.
+    let out = install_sh(home, &["--uninstall"]);
+    crate::support::assert_exit(&out, 66);
+    assert!(stderr(&out).contains("no manifest"), "{}", stderr(&out));
+}
+
+#[test]
+fn install_without_cargo_suggests_no_build_from() {
+    let env = TestEnv::new();
+    // A PATH with the tools the script needs before it builds, and no cargo.
+    let tools = env.path("tools");
+    std::fs::create_dir_all(&tools).unwrap();
+    std::os::unix::fs::symlink(which("dirname").unwrap(), tools.join("dirname")).unwrap();
+    let out = run(Command::new(which("bash").unwrap())
+        .arg(repo_root().join("scripts/install.sh"))
+        .env("HOME", &env.home)
+        .env("PATH", &tools));
+    crate::support::assert_exit(&out, 69);
+    let err = stderr(&out);
+    assert!(err.contains("cargo is not installed"), "{err}");
+    assert!(err.contains("--no-build --from DIR"), "{err}");
+    assert!(
+        !env.home.join("hero").exists(),
+        "installed something anyway"
+    );
+}
+
+#[test]
+fn bash_finds_the_completions_of_a_home_install() {
+    let loader = Path::new("/usr/share/bash-completion/bash_completion");
+    if !loader.is_file() {
+        eprintln!("skipped: bash-completion is not installed (.ci/run installs it)");
+        return;
+    }
+    let env = TestEnv::new();
+    let out = install_sh(&env.home, &["--no-build", "--from", &debug_bin_dir()]);
+    crate::support::assert_exit(&out, 0);
+    for b in ["hero_usage_push", "hero_usage_audit"] {
+        // What a new interactive bash does on the first TAB after the name.
+        let script = format!(
+            "source {}; PATH=\"$HOME/hero/bin:$PATH\"; __load_completion {b} && complete -p {b}",
+            loader.display()
+        );
+        let out = run(Command::new("bash")
+            .args(["-c", &script])
+            .env("HOME", &env.home)
+            .env_remove("XDG_DATA_HOME")
+            .env_remove("XDG_DATA_DIRS")
+            .env_remove("BASH_COMPLETION_USER_DIR"));
+        crate::support::assert_exit(&out, 0);
+        assert!(
+            stdout(&out).contains(&format!("-F _{b} {b}")),
+            "{}",
+            stdout(&out)
+        );
+    }
+}
