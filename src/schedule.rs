@@ -437,7 +437,10 @@ fn forge_words(settings: &Resolver, config: Option<&Path>) -> (Vec<String>, Vec<
     }
     // The key signs the scheduled runs too: carried unless the config file
     // names it (the default path depends on a HOME the scheduler may not share).
-    if let Some(key) = settings.signing_key().filter(|k| k.source != Source::Config) {
+    if let Some(key) = settings
+        .signing_key()
+        .filter(|k| k.source != Source::Config)
+    {
         let path = std::path::absolute(&key.value).unwrap_or(key.value);
         words.extend(["--signing-key-file".into(), path.display().to_string()]);
     }

@@ -874,7 +874,12 @@ fn push_now_signs_with_the_key_the_hourly_job_uses() {
         .file(OWNER, REPO, "main", &format!("nodes/test-node/{hour}"))
         .unwrap();
     let sig = forge
-        .file(OWNER, REPO, "main", &format!("signatures/test-node/{hour}.sig"))
+        .file(
+            OWNER,
+            REPO,
+            "main",
+            &format!("signatures/test-node/{hour}.sig"),
+        )
         .expect("the signature beside the hour file");
     crate::signing::ssh_verify(&allowed, "test-node", &data, &sig).unwrap();
 }

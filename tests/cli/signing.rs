@@ -325,7 +325,11 @@ fn check_tells_whether_hour_files_are_signed() {
     std::fs::set_permissions(default_key(&node), std::fs::Permissions::from_mode(0o644)).unwrap();
     let out = node.push(&["--check"]);
     assert_eq!(code(&out), Some(78), "{}", stdout(&out));
-    assert!(stdout(&out).contains("FAIL signing key"), "{}", stdout(&out));
+    assert!(
+        stdout(&out).contains("FAIL signing key"),
+        "{}",
+        stdout(&out)
+    );
 }
 
 #[test]
