@@ -9,7 +9,7 @@
 //! for the empty body. They need the raw status, which the push client maps
 //! away, so the probes make their own small requests here.
 
-use crate::error::{Kind, kind_of};
+use crate::error::{Exit, Kind, kind_of};
 use crate::forgejo::{check_base_url, encode_path};
 use crate::secret::scrub_token;
 use crate::settings::{Common, ForgeSettings, Resolver, Setting};
@@ -21,17 +21,17 @@ use std::time::Duration;
 /// Longest remote text kept in a message.
 const BODY_CHARS: usize = 160;
 
-/// Run the check; print it; return the exit code a push would get.
-pub fn run(settings: &Resolver, common: &Common) -> Result<i32> {
+/// Run the check; print it; return the exit a push would get.
+pub fn run(settings: &Resolver, common: &Common) -> Result<Exit> {
     let settings_in = settings;
     let mut report = settings_text(&settings.table());
     if let Some(w) = settings.token_file_warning() {
         let _ = writeln!(report, "warning {w}");
     }
-    let code = match settings.forge() {
+    let exit = match settings.forge() {
         Err(e) => {
             let _ = writeln!(report, "FAIL settings: {}", one_line(&format!("{e:#}")));
-            kind_of(&e).exit_code()
+            Exit::Failed(kind_of(&e))
         }
         Ok(settings) => {
             // A push opens the spool before it reaches the forge: its
@@ -40,12 +40,12 @@ pub fn run(settings: &Resolver, common: &Common) -> Result<i32> {
             let key_kind = signing_step(settings_in, common, &mut report);
             let (lines, kind) = probe(&settings);
             report.push_str(&lines);
-            spool_kind.or(key_kind).or(kind).map_or(0, Kind::exit_code)
+            Exit::of(spool_kind.or(key_kind).or(kind))
         }
     };
-    let _ = writeln!(report, "check: a push would exit {code}");
+    let _ = writeln!(report, "check: a push would exit {}", exit.code());
     crate::console::out(&report)?;
-    Ok(code)
+    Ok(exit)
 }
 
 /// The spool as a push would find it: usable, and bound to this node name

@@ -4,32 +4,32 @@
 //! becomes an exit status ([`main_with`]). Only `cmd/` uses it.
 
 use crate::console::{err_line, out};
-use crate::error::{Kind, exit_code_of};
+use crate::error::{Exit, Kind, kind_of};
 use crate::text::one_line;
 use clap::Parser;
+use std::process::ExitCode;
 
-/// Print `<binary>: error: <chain>` on stderr and return the exit code: the one
-/// place every binary turns an error into an exit status. A stderr that
+/// Print `<binary>: error: <chain>` on stderr and return how the run ends:
+/// the one place every binary turns an error into an exit. A stderr that
 /// cannot take the message does not change the code: the error is the news.
-pub fn report(binary: &str, err: &anyhow::Error) -> i32 {
+pub fn report(binary: &str, err: &anyhow::Error) -> Exit {
     let _ = err_line(&format!(
         "{binary}: error: {}",
         one_line(&format!("{err:#}"))
     ));
-    exit_code_of(err)
+    Exit::Failed(kind_of(err))
 }
 
-/// Run a binary's `run()` and return the exit code its outcome maps to.
-pub fn main_with(
-    binary: &str,
-    run: impl FnOnce() -> anyhow::Result<i32>,
-) -> std::process::ExitCode {
+/// Run a binary's `run()` and return the process status its outcome maps to.
+pub fn main_with(binary: &str, run: impl FnOnce() -> anyhow::Result<Exit>) -> ExitCode {
     survive_file_size_limit();
-    let code = match run() {
-        Ok(code) => code,
-        Err(err) => report(binary, &err),
-    };
-    std::process::ExitCode::from(u8::try_from(code).unwrap_or(70))
+    let exit = run().unwrap_or_else(|err| report(binary, &err));
+    ExitCode::from(exit.code())
+}
+
+/// Leave the process now (where clap or `--completions` ends it early).
+fn exit_now(exit: Exit) -> ! {
+    std::process::exit(i32::from(exit.code()))
 }
 
 /// Parse the command line; `--help`/`--version` and `--completions SHELL`
@@ -39,17 +39,17 @@ pub fn parse<T: Parser>(binary: &str) -> T {
         .try_get_matches()
         .and_then(|mut m| Ok((completions_shell(&m), T::from_arg_matches_mut(&mut m)?)));
     match parsed {
-        Ok((Some(shell), _)) => std::process::exit(print_completions::<T>(binary, shell)),
+        Ok((Some(shell), _)) => exit_now(print_completions::<T>(binary, shell)),
         Ok((None, cli)) => cli,
         Err(e) if !e.use_stderr() => match out(&e.to_string()) {
-            Ok(()) => std::process::exit(0),
-            Err(_) => std::process::exit(Kind::Output.exit_code()),
+            Ok(()) => exit_now(Exit::Ok),
+            Err(_) => exit_now(Exit::Failed(Kind::Output)),
         },
         Err(e) => {
             // clap's rendering starts with "error: " and ends with a newline.
             let text = format!("{binary}: {}", e.render());
             let _ = err_line(text.trim_end());
-            std::process::exit(Kind::Usage.exit_code())
+            exit_now(Exit::Failed(Kind::Usage))
         }
     }
 }
@@ -74,17 +74,17 @@ fn completions_shell(m: &clap::ArgMatches) -> Option<clap_complete::Shell> {
     }
 }
 
-/// Print the completion script for `shell`; the exit code.
-fn print_completions<T: clap::CommandFactory>(binary: &str, shell: clap_complete::Shell) -> i32 {
+/// Print the completion script for `shell`; how that ends.
+fn print_completions<T: clap::CommandFactory>(binary: &str, shell: clap_complete::Shell) -> Exit {
     let mut script = Vec::new();
     clap_complete::generate(shell, &mut command::<T>(), binary, &mut script);
     match out(&String::from_utf8_lossy(&script)) {
-        Ok(()) => 0,
+        Ok(()) => Exit::Ok,
         Err(e) => {
             let _ = err_line(&format!(
                 "{binary}: error: cannot write the completion script: {e:#}"
             ));
-            Kind::Output.exit_code()
+            Exit::Failed(Kind::Output)
         }
     }
 }

@@ -29,20 +29,64 @@ pub enum Kind {
     Config,
 }
 
+/// How a run ends, as far as its process status goes: every `cmd::*::run`
+/// returns one, and [`Exit::code`] is the one place it becomes a number.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Exit {
+    /// 0.
+    Ok,
+    /// `hero_usage_status --max-age`: a record waits too long (1).
+    Stale,
+    /// A failure, or a run done with something set aside (65).
+    Failed(Kind),
+}
+
 impl Kind {
-    /// The process exit code of this kind.
-    pub(crate) fn exit_code(self) -> i32 {
+    /// Every kind, for reading a code back.
+    const ALL: [Kind; 9] = [
+        Kind::Usage,
+        Kind::Data,
+        Kind::NoInput,
+        Kind::Internal,
+        Kind::CantCreate,
+        Kind::Output,
+        Kind::TempFail,
+        Kind::NoPerm,
+        Kind::Config,
+    ];
+}
+
+impl Exit {
+    /// A run that failed with `failure`, or ended well without one.
+    pub fn of(failure: Option<Kind>) -> Exit {
+        failure.map_or(Exit::Ok, Exit::Failed)
+    }
+
+    /// The process exit code: the contract's sysexits.
+    pub fn code(self) -> u8 {
         match self {
-            Kind::Usage => 64,
-            Kind::Data => 65,
-            Kind::NoInput => 66,
-            Kind::Internal => 70,
-            Kind::CantCreate => 73,
-            Kind::Output => 74,
-            Kind::TempFail => 75,
-            Kind::NoPerm => 77,
-            Kind::Config => 78,
+            Exit::Ok => 0,
+            Exit::Stale => 1,
+            Exit::Failed(kind) => match kind {
+                Kind::Usage => 64,
+                Kind::Data => 65,
+                Kind::NoInput => 66,
+                Kind::Internal => 70,
+                Kind::CantCreate => 73,
+                Kind::Output => 74,
+                Kind::TempFail => 75,
+                Kind::NoPerm => 77,
+                Kind::Config => 78,
+            },
         }
+    }
+
+    /// The exit of a code that [`Exit::code`] gave, for a summary read back.
+    pub fn from_code(code: u8) -> Option<Exit> {
+        [Exit::Ok, Exit::Stale]
+            .into_iter()
+            .chain(Kind::ALL.map(Exit::Failed))
+            .find(|e| e.code() == code)
     }
 }
 
@@ -86,11 +130,6 @@ pub(crate) fn kind_of(err: &anyhow::Error) -> Kind {
         .map_or(Kind::Internal, |e| e.kind)
 }
 
-/// The exit code for a whole run's error.
-pub(crate) fn exit_code_of(err: &anyhow::Error) -> i32 {
-    kind_of(err).exit_code()
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -99,10 +138,33 @@ mod tests {
     fn kinds_come_from_tags_never_from_bare_io_errors() {
         let io = anyhow::Error::from(std::io::Error::other("disk on fire"));
         assert_eq!(kind_of(&io), Kind::Internal);
-        assert_eq!(exit_code_of(&io.context("while recording")), 70);
+        assert_eq!(kind_of(&io.context("while recording")), Kind::Internal);
         let tagged = fail(Kind::TempFail, "down").context("pushing");
-        assert_eq!(exit_code_of(&tagged), 75);
-        assert_eq!(exit_code_of(&fail(Kind::Output, "full")), 74);
-        assert_eq!(exit_code_of(&fail(Kind::NoInput, "dir")), 66);
+        assert_eq!(kind_of(&tagged), Kind::TempFail);
+    }
+
+    #[test]
+    fn every_exit_has_its_contract_code_and_reads_back() {
+        let codes: Vec<u8> = [
+            Exit::Ok,
+            Exit::Stale,
+            Exit::Failed(Kind::Usage),
+            Exit::Failed(Kind::Data),
+            Exit::Failed(Kind::NoInput),
+            Exit::Failed(Kind::Internal),
+            Exit::Failed(Kind::CantCreate),
+            Exit::Failed(Kind::Output),
+            Exit::Failed(Kind::TempFail),
+            Exit::Failed(Kind::NoPerm),
+            Exit::Failed(Kind::Config),
+        ]
+        .iter()
+        .map(|e| {
+            assert_eq!(Exit::from_code(e.code()), Some(*e));
+            e.code()
+        })
+        .collect();
+        assert_eq!(codes, [0, 1, 64, 65, 66, 70, 73, 74, 75, 77, 78]);
+        assert_eq!(Exit::from_code(2), None);
     }
 }

@@ -3,6 +3,7 @@
 //! push went. One typed struct, written by push and read by status, so that
 //! status needs neither push nor the forge client.
 
+use crate::error::{Exit, Kind};
 use crate::forgejo::FileOp;
 use crate::spool::Spool;
 use anyhow::Result;
@@ -73,13 +74,21 @@ pub struct PushSummary {
     /// Records still pending after the run.
     pub pending_after: usize,
     pub pruned: usize,
-    pub exit_code: i32,
+    /// What the run failed with, or set aside (65); none when it ended
+    /// well. Shown as the exit code it maps to.
+    #[serde(rename = "exit_code", with = "exit_code")]
+    pub failure: Option<Kind>,
     pub error: Option<String>,
     /// Retries and other notes of the run, for the operator's log.
     pub notes: Vec<String>,
 }
 
 impl PushSummary {
+    /// How the run ends.
+    pub fn exit(&self) -> Exit {
+        Exit::of(self.failure)
+    }
+
     /// What the push binary prints: the summary line, and for a dry run the
     /// file each commit would write.
     pub fn text(&self) -> String {
@@ -142,6 +151,25 @@ impl PushSummary {
     }
 }
 
+/// A summary's failure as its exit code, in the JSON that scripts read.
+mod exit_code {
+    use crate::error::{Exit, Kind};
+    use serde::{Deserialize, Deserializer, Serializer, de::Error};
+
+    pub fn serialize<S: Serializer>(failure: &Option<Kind>, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_u8(Exit::of(*failure).code())
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Option<Kind>, D::Error> {
+        let code = u8::deserialize(d)?;
+        match Exit::from_code(code) {
+            Some(Exit::Ok) => Ok(None),
+            Some(Exit::Failed(kind)) => Ok(Some(kind)),
+            _ => Err(D::Error::custom(format!("{code} is no push's exit code"))),
+        }
+    }
+}
+
 fn short(sha: &str) -> &str {
     &sha[..sha.len().min(12)]
 }
@@ -151,7 +179,7 @@ fn short(sha: &str) -> &str {
 /// ([`crate::last_success`]).
 pub fn write(spool: &Spool, summary: &PushSummary) -> Result<()> {
     spool.write_state(OUTCOME_FILE, &serde_json::to_vec_pretty(summary)?)?;
-    if summary.exit_code == 0 && summary.outcome != Outcome::Locked {
+    if summary.failure.is_none() && summary.outcome != Outcome::Locked {
         crate::last_success::write(spool, &summary.finished_at)?;
     }
     Ok(())
@@ -210,6 +238,18 @@ mod tests {
                 "\"failed\""
             ]
         );
+        let failed = PushSummary {
+            failure: Some(crate::error::Kind::TempFail),
+            ..Default::default()
+        };
+        let json = serde_json::to_value(&failed).unwrap();
+        assert_eq!(json["exit_code"], 75);
+        let back: PushSummary = serde_json::from_value(json).unwrap();
+        assert_eq!(back.exit(), Exit::Failed(crate::error::Kind::TempFail));
+        let mut done = serde_json::to_value(PushSummary::default()).unwrap();
+        assert_eq!(done["exit_code"], 0);
+        done["exit_code"] = 2.into();
+        assert!(serde_json::from_value::<PushSummary>(done).is_err());
         let plan = FilePlan {
             path: "p".into(),
             new_records: 1,

@@ -6,7 +6,7 @@ use crate::audit::layout::{Filter, parse_hour};
 use crate::audit::totals::Period;
 use crate::audit::{self, Options, Source};
 use crate::console::{err_line, out, output_error};
-use crate::error::{Kind, fail};
+use crate::error::{Exit, Kind, fail};
 use crate::record::{HourBucket, check_node_name};
 use crate::settings::{ForgeArgs, Resolver, SpoolArgs};
 use anyhow::Result;
@@ -72,7 +72,7 @@ pub fn main() -> ExitCode {
 }
 
 /// Audit; exit 0 when clean, 65 when anything was found.
-pub(crate) fn run(cli: Cli) -> Result<i32> {
+pub(crate) fn run(cli: Cli) -> Result<Exit> {
     if let (Some(f), Some(t)) = (cli.from, cli.to)
         && f > t
     {
@@ -114,7 +114,7 @@ pub(crate) fn run(cli: Cli) -> Result<i32> {
         out(&report.text())?;
     }
     if report.clean() {
-        return Ok(0);
+        return Ok(Exit::Ok);
     }
     // The report went to stdout; a stderr that cannot take this line
     // changes no exit code.
@@ -122,5 +122,5 @@ pub(crate) fn run(cli: Cli) -> Result<i32> {
         "{BINARY}: violations found: {}",
         report.findings.summary()
     ));
-    Ok(Kind::Data.exit_code())
+    Ok(Exit::Failed(Kind::Data))
 }

@@ -2,7 +2,7 @@
 //! See `man 1 hero_usage_push`.
 
 use crate::console::{err_line, out};
-use crate::error::exit_code_of;
+use crate::error::{Exit, kind_of};
 use crate::push::{self, Outcome, PushOptions, PushSummary, RetryPolicy};
 use crate::schedule::{self, Scheduler};
 use crate::settings::{ForgeArgs, ForgeSettings, Resolver, SigningArgs, SpoolArgs};
@@ -94,24 +94,20 @@ pub fn main() -> ExitCode {
 
 /// With `--json` a run that ends early still prints one object, with its
 /// exit code and error (the error line goes to stderr as always).
-fn failed_json(err: &anyhow::Error) -> Result<i32> {
-    let code = exit_code_of(err);
+fn failed_json(err: &anyhow::Error) -> Result<Exit> {
+    let exit = crate::cli::report(BINARY, err);
     let summary = PushSummary {
         outcome: Outcome::Failed,
-        exit_code: code,
+        failure: Some(kind_of(err)),
         error: Some(format!("{err:#}")),
         ..Default::default()
     };
-    let _ = err_line(&format!(
-        "{BINARY}: error: {}",
-        one_line(&format!("{err:#}"))
-    ));
     out(&format!("{}\n", serde_json::to_string(&summary)?))?;
-    Ok(code)
+    Ok(exit)
 }
 
-/// One push run (or a printed schedule); returns the exit code.
-pub(crate) fn run(cli: Cli) -> Result<i32> {
+/// One push run (or a printed schedule); returns how it ends.
+pub(crate) fn run(cli: Cli) -> Result<Exit> {
     let settings = Resolver::load(&cli.spool, &cli.forge)?.with_signing(&cli.signing);
     let common = settings.common()?;
     if let Some(scheduler) = cli.print_schedule {
@@ -122,7 +118,7 @@ pub(crate) fn run(cli: Cli) -> Result<i32> {
         for n in &notes {
             err_line(&format!("{BINARY}: {n}"))?;
         }
-        return Ok(0);
+        return Ok(Exit::Ok);
     }
     if cli.init_signing_key || cli.print_public_key {
         return public_key(&cli, &settings, &common.node);
@@ -164,7 +160,7 @@ pub(crate) fn run(cli: Cli) -> Result<i32> {
         };
         push::run_logged(&spool, &opts, &log)?
     };
-    if cli.quiet && summary.exit_code == 0 {
+    if cli.quiet && summary.exit() == Exit::Ok {
         // Nothing to report: cron mails only what a failed run printed.
     } else if cli.json {
         out(&format!("{}\n", serde_json::to_string(&summary)?))?;
@@ -172,12 +168,12 @@ pub(crate) fn run(cli: Cli) -> Result<i32> {
         out(&summary.text())?;
     }
     report(&summary);
-    Ok(summary.exit_code)
+    Ok(summary.exit())
 }
 
 /// `--init-signing-key` (create the key unless it exists) and
 /// `--print-public-key`: the allowed_signers line on stdout.
-fn public_key(cli: &Cli, settings: &Resolver, node: &str) -> Result<i32> {
+fn public_key(cli: &Cli, settings: &Resolver, node: &str) -> Result<Exit> {
     let located = settings.signing_key().map(|k| k.value);
     let signer = if cli.init_signing_key {
         let path = match located {
@@ -212,7 +208,7 @@ fn public_key(cli: &Cli, settings: &Resolver, node: &str) -> Result<i32> {
         }
     };
     out(&format!("{}\n", signer.allowed_signers_line(node)))?;
-    Ok(0)
+    Ok(Exit::Ok)
 }
 
 fn options(cli: &Cli, node: &str, forge: ForgeSettings) -> PushOptions {

@@ -2,7 +2,7 @@
 //! stdin in group-committed chunks. See `man 1 hero_usage_record`.
 
 use crate::console::err_line;
-use crate::error::{Kind, fail};
+use crate::error::{Exit, Kind, fail};
 use crate::record::{Field, FieldError, RawValue, RecordInput, amount_from_flag};
 use crate::recording::{
     LineAnswers, Written, conflict_message, defaults_now, record_lines, record_validated,
@@ -36,8 +36,8 @@ pub fn main() -> ExitCode {
     crate::cli::main_with(BINARY, || run(crate::cli::parse(BINARY)))
 }
 
-/// Record from the flags, or from JSON lines on stdin; returns the exit code.
-pub fn run(cli: Cli) -> Result<i32> {
+/// Record from the flags, or from JSON lines on stdin; returns how the run ends.
+pub fn run(cli: Cli) -> Result<Exit> {
     if cli.stdin {
         let stdin = std::io::BufReader::with_capacity(64 * 1024, std::io::stdin());
         let stdout = std::io::stdout();
@@ -122,7 +122,7 @@ impl FieldFlags {
     }
 }
 
-/// The worse of two outcomes (`None` is success): the exit code of a run
+/// The worse of two outcomes (`None` is success): the exit of a run
 /// of many lines is that of its worst line.
 fn worse(a: Option<Kind>, b: Option<Kind>) -> Option<Kind> {
     // Bad data is the mildest failure; anything else stops or fails a run.
@@ -134,8 +134,8 @@ fn worse(a: Option<Kind>, b: Option<Kind>) -> Option<Kind> {
     if rank(b) > rank(a) { b } else { a }
 }
 
-/// Record one record given by flags; returns the exit code.
-pub fn run_fields(args: &SpoolArgs, flags: &FieldFlags) -> Result<i32> {
+/// Record one record given by flags; returns how the run ends.
+pub fn run_fields(args: &SpoolArgs, flags: &FieldFlags) -> Result<Exit> {
     if !flags.any() {
         return Err(fail(
             Kind::Usage,
@@ -157,12 +157,12 @@ pub fn run_fields(args: &SpoolArgs, flags: &FieldFlags) -> Result<i32> {
                     missing.join(", "),
                     also_invalid(&errs, &missing)
                 ));
-                return Ok(Kind::Usage.exit_code());
+                return Ok(Exit::Failed(Kind::Usage));
             }
             for e in &errs {
                 let _ = err_line(&format!("{BINARY}: error: invalid record: {e}"));
             }
-            return Ok(Kind::Data.exit_code());
+            return Ok(Exit::Failed(Kind::Data));
         }
     };
     let spool = Spool::open(&common.spool)?;
@@ -178,11 +178,11 @@ pub fn run_fields(args: &SpoolArgs, flags: &FieldFlags) -> Result<i32> {
                 "{BINARY}: error: {}",
                 conflict_message(&key, &fields)
             ));
-            return Ok(Kind::Data.exit_code());
+            return Ok(Exit::Failed(Kind::Data));
         }
     };
     crate::console::out(&line).map_err(|e| fail(Kind::Output, format!("{stored}, but {e:#}")))?;
-    Ok(0)
+    Ok(Exit::Ok)
 }
 
 /// The problems of the given flags, for the one usage error that names the
@@ -204,18 +204,18 @@ fn also_invalid(errs: &[FieldError], missing: &[&str]) -> String {
 }
 
 /// Record JSON lines from `input`; every good line is recorded, each bad one
-/// reported as `line N: <problem>`; returns the worst exit code.
+/// reported as `line N: <problem>`; returns the worst exit.
 pub fn run_stdin(
     args: &SpoolArgs,
     input: Box<dyn BufRead + Send>,
     out: &mut dyn Write,
-) -> Result<i32> {
+) -> Result<Exit> {
     let common = Resolver::load(args, &ForgeArgs::default())?.common()?;
     let spool = Spool::open(&common.spool)?;
     spool.bind_node(&common.node)?;
     let mut printer = Printer { out, worst: None };
     record_lines(&spool, &common.node, input, &mut printer)?;
-    Ok(printer.worst.map_or(0, Kind::exit_code))
+    Ok(Exit::of(printer.worst))
 }
 
 /// Prints the answers of `--stdin` and keeps the worst outcome.

@@ -1,6 +1,7 @@
 //! `hero_usage_shim`: flags here, the server in [`crate::shim`].
 //! See `man 1 hero_usage_shim`.
 
+use crate::error::Exit;
 use crate::settings::{ForgeArgs, Resolver, ShimArgs, SigningArgs, SpoolArgs};
 use crate::shim;
 use anyhow::Result;
@@ -30,10 +31,11 @@ pub fn main() -> ExitCode {
 }
 
 /// Serve until SIGTERM or SIGINT.
-pub(crate) fn run(cli: Cli) -> Result<i32> {
+pub(crate) fn run(cli: Cli) -> Result<Exit> {
     shim::run(
         &Resolver::load(&cli.spool, &cli.forge)?
             .with_shim(&cli.shim)
             .with_signing(&cli.signing),
-    )
+    )?;
+    Ok(Exit::Ok)
 }

@@ -2,6 +2,7 @@
 //! See `man 1 hero_usage_status`.
 
 use crate::console::{err_line, out};
+use crate::error::Exit;
 use crate::settings::{ForgeArgs, Resolver, SpoolArgs};
 use crate::status::StatusReport;
 use crate::text::one_line;
@@ -34,7 +35,7 @@ pub fn main() -> ExitCode {
 }
 
 /// Print the report; exit 1 when `--max-age` is exceeded.
-pub(crate) fn run(cli: Cli) -> Result<i32> {
+pub(crate) fn run(cli: Cli) -> Result<Exit> {
     let common = Resolver::load(&cli.spool, &ForgeArgs::default())?.common()?;
     let report = StatusReport::gather(&common.spool, &common.node, chrono::Utc::now())?;
     if cli.json {
@@ -58,8 +59,8 @@ pub(crate) fn run(cli: Cli) -> Result<i32> {
                 "{BINARY}: the oldest pending record or incoming drop has waited {} s, more than {max} s: check hero_usage_push",
                 report.oldest_pending_age_seconds.unwrap_or(0)
             ));
-            Ok(1)
+            Ok(Exit::Stale)
         }
-        _ => Ok(0),
+        _ => Ok(Exit::Ok),
     }
 }

@@ -21,7 +21,7 @@ pub use retry::{
     DEFAULT_RETRY_SECONDS, PUSH_NOW_RETRY_SECONDS, RetryPolicy, TEST_WAITS_ENV, splay_delay,
 };
 
-use crate::error::{Kind, exit_code_of};
+use crate::error::{Kind, kind_of};
 use crate::failpoint::failpoint;
 use crate::forgejo::{ClientConfig, ForgejoClient, forge_err};
 use crate::outcome;
@@ -139,7 +139,7 @@ pub fn run_logged(spool: &Spool, opts: &PushOptions, log: Log) -> Result<PushSum
     };
     if let Err(err) = drain::drain(&ctx, &mut summary) {
         summary.outcome = Outcome::Failed;
-        summary.exit_code = exit_code_of(&err);
+        summary.failure = Some(kind_of(&err));
         summary.error = Some(format!("{err:#}"));
     }
     Ok(close(spool, opts, summary, started))
@@ -187,11 +187,11 @@ fn close(
         Ok(n) => summary.pending_after = n,
         Err(e) => late_error(&mut summary, &e),
     }
-    if summary.exit_code == 0
+    if summary.failure.is_none()
         && !(summary.quarantined.is_empty() && summary.unreadable_hours.is_empty())
     {
         // Shown to the scheduler once; the quarantined files fail no later run.
-        summary.exit_code = Kind::Data.exit_code();
+        summary.failure = Some(Kind::Data);
     }
     let mut summary = finish(summary, started);
     if !opts.dry_run
@@ -210,8 +210,8 @@ fn late_error(summary: &mut PushSummary, e: &anyhow::Error) {
         Some(first) => format!("{first}; then: {text}"),
         None => text,
     });
-    if matches!(summary.exit_code, 0 | 65) {
-        summary.exit_code = exit_code_of(e);
+    if matches!(summary.failure, None | Some(Kind::Data)) {
+        summary.failure = Some(kind_of(e));
     }
 }
 

@@ -17,10 +17,10 @@ use std::sync::Arc;
 
 pub const BINARY: &str = "hero_usage_shim";
 
-/// Run the shim until SIGTERM or SIGINT; returns the exit code (0).
+/// Run the shim until SIGTERM or SIGINT.
 /// The forge settings are resolved at each push-now, so that the shim runs
 /// without a forge configured.
-pub fn run(settings: &Resolver) -> Result<i32> {
+pub fn run(settings: &Resolver) -> Result<()> {
     let common = settings.common()?;
     let shim = settings.shim()?;
     let (addr, secret) = (shim.addr, shim.admin_secret);
@@ -71,5 +71,5 @@ pub fn run(settings: &Resolver) -> Result<i32> {
     server.serve(Arc::new(app))?;
     signal_handle.close();
     let _ = err_line(&format!("{BINARY}: stopped"));
-    Ok(0)
+    Ok(())
 }

@@ -155,9 +155,7 @@ impl Drain<'_, '_> {
                         "the hour file was committed, but its signature could not be: {e}; it is written when the hour next changes"
                     ),
                 });
-                if summary.exit_code == 0 {
-                    summary.exit_code = Kind::TempFail.exit_code();
-                }
+                summary.failure.get_or_insert(Kind::TempFail);
             }
         }
         Ok(())
@@ -196,7 +194,7 @@ impl Drain<'_, '_> {
                 "{message}; this file alone needs a request body of about {bytes} bytes: raise the server's body limit to at least {mib} MiB (nginx: client_max_body_size {mib}m); its records stay pending"
             ),
         });
-        summary.exit_code = Kind::TempFail.exit_code();
+        summary.failure = Some(Kind::TempFail);
     }
 
     /// Wait before the next try, or give up when the retry window would pass.
