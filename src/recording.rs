@@ -21,6 +21,9 @@ pub enum Written {
     Recorded(String),
     Duplicate(String),
     Conflict(String, Vec<&'static str>),
+    /// Not recorded: the key cannot be checked (a damaged ledger shard),
+    /// with why; this record alone is held back (73).
+    Unchecked(String, String),
 }
 
 impl Written {
@@ -29,6 +32,7 @@ impl Written {
             RecordOutcome::Recorded => Written::Recorded(key),
             RecordOutcome::Duplicate => Written::Duplicate(key),
             RecordOutcome::Conflict(fields) => Written::Conflict(key, fields),
+            RecordOutcome::Unchecked(why) => Written::Unchecked(key, why),
         }
     }
 }

@@ -180,6 +180,7 @@ pub fn run_fields(args: &SpoolArgs, flags: &FieldFlags) -> Result<Exit> {
             ));
             return Ok(Exit::Failed(Kind::Data));
         }
+        Written::Unchecked(_, why) => return Err(fail(Kind::CantCreate, why)),
     };
     crate::console::out(&line).map_err(|e| fail(Kind::Output, format!("{stored}, but {e:#}")))?;
     Ok(Exit::Ok)
@@ -242,6 +243,11 @@ impl LineAnswers for Printer<'_> {
                 Written::Conflict(key, fields) => {
                     let _ = err_line(&format!("line {n}: {}", conflict_message(key, fields)));
                     self.worst = worse(self.worst, Some(Kind::Data));
+                }
+                // This line alone is held back (a damaged ledger shard).
+                Written::Unchecked(_, why) => {
+                    let _ = err_line(&format!("line {n}: {}", escape_controls(why)));
+                    self.worst = worse(self.worst, Some(Kind::CantCreate));
                 }
             }
         }

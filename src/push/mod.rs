@@ -21,7 +21,7 @@ pub use retry::{
     DEFAULT_RETRY_SECONDS, PUSH_NOW_RETRY_SECONDS, RetryPolicy, TEST_WAITS_ENV, splay_delay,
 };
 
-use crate::error::{Kind, kind_of};
+use crate::error::{Kind, fail, kind_of};
 use crate::failpoint::failpoint;
 use crate::forgejo::{ClientConfig, ForgejoClient, forge_err};
 use crate::outcome;
@@ -125,9 +125,13 @@ pub fn run_logged(spool: &Spool, opts: &PushOptions, log: Log) -> Result<PushSum
         };
         Some(lock)
     };
-    if !opts.dry_run {
-        ingest(spool, opts, start_time, &mut summary)?;
-    }
+    // An error while ingesting ends the run, but like any failure after
+    // the lock its outcome is written, for status and monitoring.
+    let ingested = if opts.dry_run {
+        Ok(())
+    } else {
+        ingest(spool, opts, start_time, &mut summary)
+    };
     let ctx = drain::Ctx {
         spool,
         opts,
@@ -137,7 +141,7 @@ pub fn run_logged(spool: &Spool, opts: &PushOptions, log: Log) -> Result<PushSum
         log,
         started,
     };
-    if let Err(err) = drain::drain(&ctx, &mut summary) {
+    if let Err(err) = ingested.and_then(|()| drain::drain(&ctx, &mut summary)) {
         summary.outcome = Outcome::Failed;
         summary.failure = Some(kind_of(&err));
         summary.error = Some(format!("{err:#}"));
@@ -163,7 +167,22 @@ fn ingest(
                 reason,
             }),
     );
+    // A good drop whose key cannot be checked (a damaged ledger shard)
+    // waits in incoming/; the rest goes on, and the run fails (73).
+    let held = report.held_back.len();
+    summary
+        .unreadable_hours
+        .extend(report.held_back.into_iter().map(|(what, reason)| Problem {
+            what: format!("incoming/{what}"),
+            reason,
+        }));
     failpoint("push-after-ingest");
+    if held > 0 {
+        summary.failure = Some(Kind::CantCreate);
+        summary.error = Some(format!(
+            "{held} drop(s) left in incoming/: their keys cannot be checked against a damaged ledger file (see above)"
+        ));
+    }
     Ok(())
 }
 
@@ -179,7 +198,19 @@ fn close(
     if let Some(days) = opts.retention_days.filter(|_| !opts.dry_run) {
         let horizon = Utc::now() - chrono::Duration::days(i64::from(days));
         match spool.prune_sent(horizon, opts.ledger_days) {
-            Ok(n) => summary.pruned = n,
+            Ok(report) => {
+                summary.pruned = report.pruned;
+                summary.quarantined.extend(
+                    report
+                        .quarantined
+                        .into_iter()
+                        .map(|(what, reason)| Problem { what, reason }),
+                );
+                if !report.held_back.is_empty() {
+                    let held = fail(Kind::CantCreate, report.held_back.join("; "));
+                    late_error(&mut summary, &held);
+                }
+            }
             Err(e) => late_error(&mut summary, &e),
         }
     }

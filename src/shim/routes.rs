@@ -144,6 +144,10 @@ impl App {
                     "error": conflict_message(&key, &fields),
                 }),
             ),
+            // Its ledger shard is damaged: this record alone is refused.
+            Ok(OneOutcome::Written(Written::Unchecked(_, why))) => {
+                Response::error(500, "error", why.clone()).with_note(why)
+            }
             Err(e) => failure(&e),
         }
     }

@@ -33,6 +33,9 @@ pub struct IngestReport {
     /// Drops moved to `rejected/`: (file name in `incoming/`, escaped so
     /// that it prints safely; reason).
     pub quarantined: Vec<(String, String)>,
+    /// Drops left in `incoming/` because their key cannot be checked (a
+    /// damaged ledger shard): (escaped name, reason).
+    pub held_back: Vec<(String, String)>,
 }
 
 /// Why a drop is not ingested.
@@ -204,6 +207,12 @@ impl Spool {
                                 fields.join(", ")
                             ),
                         ));
+                        continue;
+                    }
+                    RecordOutcome::Unchecked(why) => {
+                        // A good record: it waits in incoming/ until the
+                        // ledger is repaired, reported every run.
+                        report.held_back.push((escape_name(name), why));
                         continue;
                     }
                 }

@@ -36,7 +36,9 @@ impl Spool {
     }
 
     /// Record many records as one group commit; outcomes in input order. When
-    /// this returns Ok, every `Recorded` (and `Duplicate`) is durable.
+    /// this returns Ok, every `Recorded` (and `Duplicate`) is durable. A
+    /// record whose key cannot be checked (a damaged ledger shard) is
+    /// `Unchecked`, and the others go on.
     /// Steps: name each record, skip a lone known one, write the chunks
     /// (fsynced), then under the writers' lock check and link each, remove
     /// the tmp files and fsync `pending/`.
@@ -88,10 +90,8 @@ impl Spool {
         if known {
             return Ok(true);
         }
-        let found = self.ledger().find(key).map_err(cant(|| {
-            format!("cannot read the ledger {}", self.dir("ledger").display())
-        }))?;
-        Ok(found.is_some())
+        // A ledger that cannot be read: the check under the lock says so.
+        Ok(matches!(self.ledger().find(key), Ok(Some(_))))
     }
 
     /// Write the records `todo` names as chunks of at most [`CHUNK_RECORDS`]
@@ -177,10 +177,28 @@ impl Linker<'_> {
                 self.spool.dir("ledger").display()
             )
         };
-        if let Some(known) = self.ledger.find(key).map_err(cant(ledger_dir))? {
-            return Ok(outcome_of(
-                known.differing_fields(&v.record, !v.occurred_at_given),
-            ));
+        match self.ledger.find(key) {
+            Ok(Some(known)) => {
+                return Ok(outcome_of(
+                    known.differing_fields(&v.record, !v.occurred_at_given),
+                ));
+            }
+            Ok(None) => {}
+            // Its shard is damaged: the key cannot be told from one pushed
+            // long ago. Pending, it is not in the ledger; else this record
+            // alone is held back, and the others of the batch go on.
+            Err(e) => {
+                if fsx::exists_nofollow(&target)
+                    .map_err(cant(|| format!("cannot check {}", self.pending.display())))?
+                {
+                    self.changed = true;
+                    return Ok(compare(v, &self.lookup.get(&target, name, key)?));
+                }
+                return Ok(RecordOutcome::Unchecked(format!(
+                    "idempotency key `{key}` not recorded: {}: {e}",
+                    ledger_dir()
+                )));
+            }
         }
         let tmp = match file {
             Some(f) => self.tmps.0[f].clone(),

@@ -709,13 +709,15 @@ fn sent_records_still_detect_duplicates_and_conflicts() {
     assert_eq!(
         spool
             .prune_sent(Utc::now() - chrono::Duration::hours(1), None)
-            .unwrap(),
+            .unwrap()
+            .pruned,
         0
     );
     assert_eq!(
         spool
             .prune_sent(Utc::now() + chrono::Duration::seconds(5), None)
-            .unwrap(),
+            .unwrap()
+            .pruned,
         1
     );
     // Pruned, the key is still known through the ledger.
@@ -1552,4 +1554,216 @@ fn pending_as_the_push_reads_it(spool: &Spool) -> hero_usage::spool::PendingLoad
     let mut load = spool.load_indexed(&batch).unwrap();
     load.damaged.extend(scan.damaged);
     load
+}
+
+/// `n` keys (`<prefix>-<i>`) whose ledger entries fall in shard `shard`.
+fn keys_in_shard(prefix: &str, shard: u8, n: usize) -> Vec<String> {
+    (0..)
+        .map(|i| format!("{prefix}-{i}"))
+        .filter(|k| hero_usage::spool::ledger::key_digest(k)[0] == shard)
+        .take(n)
+        .collect()
+}
+
+/// Record `keys` (an hour ago), push them and prune them into the ledger.
+fn push_into_the_ledger(env: &TestEnv, forge: &hero_usage_test_forge::TestForge, keys: &[String]) {
+    let at = (Utc::now() - chrono::Duration::hours(1))
+        .format("%Y-%m-%d %H:%M:%S")
+        .to_string();
+    let lines: String = keys.iter().map(|k| json_line(k, &at, 7) + "\n").collect();
+    assert_exit(
+        &run_with_stdin(env.cmd(REC).arg("--stdin"), lines.as_bytes()),
+        0,
+    );
+    assert_exit(&push_to(env, forge, &[]), 0);
+    assert_exit(&push_to(env, forge, &["--retention-days", "0"]), 0);
+    assert!(files_under(&env.spool.join("sent")).is_empty(), "pruned");
+}
+
+/// The same record again through the flags, as the first push recorded it
+/// but without `occurred_at` (a retry whose time defaulted to now).
+fn retry(env: &TestEnv, key: &str) -> Output {
+    run(env.cmd(REC).args([
+        "--idempotency-key",
+        key,
+        "--user-sid",
+        "0a1b",
+        "--amount-cents",
+        "7",
+        "--resource-kind",
+        "cpu",
+    ]))
+}
+
+/// Issue 16, item 2: one flipped bit in a ledger log entry that is not the
+/// torn tail forgot its key (a retry was recorded and billed twice), and
+/// the next append rewrote the log without it. Now the key's shard is
+/// refused (73, naming the file and the way on) on every path, the rest
+/// goes on, and the log is never rewritten.
+#[test]
+fn a_damaged_ledger_log_entry_is_refused_never_forgotten_nor_rewritten() {
+    let forge = hero_usage_test_forge::TestForge::start(Default::default());
+    let env = TestEnv::new();
+    let mut keys = keys_in_shard("old", 0x2a, 4);
+    let late = keys.pop().unwrap();
+    push_into_the_ledger(&env, &forge, &keys);
+    // Recorded before the damage, pushed and pruned after it.
+    let at = (Utc::now() - chrono::Duration::hours(1))
+        .format("%Y-%m-%d %H:%M:%S")
+        .to_string();
+    let line = json_line(&late, &at, 7) + "\n";
+    assert_exit(
+        &run_with_stdin(env.cmd(REC).arg("--stdin"), line.as_bytes()),
+        0,
+    );
+    let log = env.spool.join("ledger/2a.log");
+    let mut bytes = std::fs::read(&log).unwrap();
+    assert_eq!(bytes.len(), 3 * 64);
+    bytes[64 + 30] ^= 1; // the middle entry: not a torn tail
+    std::fs::write(&log, &bytes).unwrap();
+    for key in &keys {
+        let o = retry(&env, key);
+        assert_exit(&o, 73);
+        assert!(
+            stderr(&o).contains("2a.log") && stderr(&o).contains("mv "),
+            "{}",
+            stderr(&o)
+        );
+    }
+    // --stdin: the line in that shard is held back, the others recorded
+    // and answered.
+    let fresh = keys_in_shard("new", 0x2b, 1).remove(0);
+    let lines = format!(
+        "{}\n{}\n",
+        json_line(&keys[1], &at, 7),
+        json_line(&fresh, &at, 7)
+    );
+    let o = run_with_stdin(env.cmd(REC).arg("--stdin"), lines.as_bytes());
+    assert_exit(&o, 73);
+    assert_eq!(stdout(&o), format!("recorded {fresh}\n"));
+    assert!(
+        stderr(&o).contains("line 1: ") && stderr(&o).contains("2a.log"),
+        "{}",
+        stderr(&o)
+    );
+    // A drop of the damaged shard waits in incoming/; the rest is pushed.
+    let drop = format!(
+        "idempotency_key = \"{}\"\nuser_sid = \"0a1b\"\namount_cents = 7\nresource_kind = \"cpu\"\n",
+        keys[0]
+    );
+    std::fs::write(env.spool.join("incoming/retry.toml"), drop).unwrap();
+    let o = push_to(&env, &forge, &["--retention-days", "0"]);
+    assert_exit(&o, 73);
+    assert!(stderr(&o).contains("incoming/retry.toml"), "{}", stderr(&o));
+    assert!(env.spool.join("incoming/retry.toml").exists());
+    let mut want = keys.clone();
+    want.extend([late, fresh]);
+    want.sort();
+    assert_eq!(remote_keys(&forge, "test-node"), want, "each key once");
+    assert_eq!(std::fs::read(&log).unwrap(), bytes, "never rewritten");
+    // Monitoring sees the failed run.
+    let (_, v) = status_json(&env, &[]);
+    assert_eq!(v["last_push"]["exit_code"], 73, "{v}");
+}
+
+/// Issue 16, item 3: a damaged record in sent/ at pruning was quarantined
+/// silently (exit 0) and its key forgotten: a retry was recorded and billed
+/// twice. Its key's digest is its file name: it stays in the ledger, the
+/// quarantine is reported, and the run exits 65 once.
+#[test]
+fn a_damaged_sent_record_keeps_its_key_and_is_reported_once() {
+    let forge = hero_usage_test_forge::TestForge::start(Default::default());
+    let env = TestEnv::new();
+    let at = (Utc::now() - chrono::Duration::hours(1))
+        .format("%Y-%m-%d %H:%M:%S")
+        .to_string();
+    let line = json_line("r1", &at, 7) + "\n";
+    assert_exit(
+        &run_with_stdin(env.cmd(REC).arg("--stdin"), line.as_bytes()),
+        0,
+    );
+    assert_exit(&push_to(&env, &forge, &[]), 0);
+    let entry = env.spool.join("sent").join(file_name_for_key("r1"));
+    std::fs::write(&entry, "not a record").unwrap();
+    let o = push_to(&env, &forge, &["--retention-days", "0"]);
+    assert_exit(&o, 65);
+    assert!(
+        stderr(&o).contains(&format!("quarantined sent/{}", file_name_for_key("r1"))),
+        "{}",
+        stderr(&o)
+    );
+    assert!(!entry.exists());
+    assert_eq!(rejection_reasons(&env.spool).len(), 1);
+    assert_exit(&push_to(&env, &forge, &["--retention-days", "0"]), 0);
+    // The retry is a duplicate, through the flags and a drop alike.
+    let o = retry(&env, "r1");
+    assert_exit(&o, 0);
+    assert_eq!(stdout(&o), "duplicate r1\n");
+    std::fs::write(
+        env.spool.join("incoming/r1.toml"),
+        "idempotency_key = \"r1\"\nuser_sid = \"0a1b\"\namount_cents = 7\nresource_kind = \"cpu\"\n",
+    )
+    .unwrap();
+    assert_exit(&push_to(&env, &forge, &[]), 0);
+    assert!(files_under(&env.spool.join("pending")).is_empty());
+    assert_eq!(remote_keys(&forge, "test-node"), ["r1"]);
+}
+
+/// Issue 16, item 4: one damaged ledger base stopped everything: a drop in
+/// its shard made every push exit 73 with nothing pushed, and `--stdin`
+/// exited 73 printing nothing for the lines it had stored. Now only that
+/// drop or line is held back; the rest is recorded, answered and pushed,
+/// and the failed run's outcome is written.
+#[test]
+fn one_damaged_ledger_shard_holds_back_only_its_own_records() {
+    let forge = hero_usage_test_forge::TestForge::start(Default::default());
+    let env = TestEnv::new();
+    std::fs::create_dir_all(env.spool.join("ledger")).unwrap();
+    std::fs::write(env.spool.join("ledger/5c.base"), [7u8; 70]).unwrap();
+    let bad = keys_in_shard("b", 0x5c, 2);
+    let good = keys_in_shard("g", 0x11, 3);
+    let at = (Utc::now() - chrono::Duration::hours(1))
+        .format("%Y-%m-%d %H:%M:%S")
+        .to_string();
+    let lines: String = [&good[0], &bad[0], &good[1]]
+        .iter()
+        .map(|k| json_line(k, &at, 3) + "\n")
+        .collect();
+    let o = run_with_stdin(env.cmd(REC).arg("--stdin"), lines.as_bytes());
+    assert_exit(&o, 73);
+    assert_eq!(
+        stdout(&o),
+        format!("recorded {}\nrecorded {}\n", good[0], good[1])
+    );
+    assert!(
+        stderr(&o).contains("line 2: ") && stderr(&o).contains("5c.base"),
+        "{}",
+        stderr(&o)
+    );
+    let drop = |name: &str, key: &str| {
+        let body = format!(
+            "idempotency_key = \"{key}\"\nuser_sid = \"0a1b\"\namount_cents = 3\nresource_kind = \"cpu\"\n"
+        );
+        std::fs::write(env.spool.join("incoming").join(name), body).unwrap();
+    };
+    drop("bad.toml", &bad[1]);
+    drop("good.toml", &good[2]);
+    let o = push_to(&env, &forge, &["--json"]);
+    assert_exit(&o, 73);
+    let v: serde_json::Value = serde_json::from_str(stdout(&o).trim()).unwrap();
+    assert_eq!(v["pushed"], 3, "{v}");
+    assert!(stderr(&o).contains("incoming/bad.toml") && stderr(&o).contains("5c.base"));
+    assert!(env.spool.join("incoming/bad.toml").exists());
+    let mut want = good.clone();
+    want.sort();
+    assert_eq!(remote_keys(&forge, "test-node"), want);
+    let (_, s) = status_json(&env, &[]);
+    assert_eq!(s["last_push"]["exit_code"], 73, "{s}");
+    assert!(
+        s["last_push"]["error"]
+            .as_str()
+            .unwrap()
+            .contains("incoming/"),
+        "{s}"
+    );
 }
