@@ -14,7 +14,7 @@ pub(crate) mod console;
 pub mod error;
 pub(crate) mod failpoint;
 pub mod forgejo;
-pub(crate) mod last_success;
+pub mod layout;
 pub mod otoml;
 pub(crate) mod outcome;
 pub mod push;

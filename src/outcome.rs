@@ -1,7 +1,8 @@
 //! The outcome of a push run: the summary `hero_usage_push` prints (a line,
-//! or `--json`), and the file `hero_usage_status` reads to tell how the last
-//! push went. One typed struct, written by push and read by status, so that
-//! status needs neither push nor the forge client.
+//! or `--json`), and the two state files `hero_usage_status` reads to tell
+//! how the last push went (`last_push.json`) and when one last succeeded
+//! (`last_success`). One typed struct, written by push and read by status,
+//! so that status needs neither push nor the forge client.
 
 use crate::error::{Exit, Kind};
 use crate::forgejo::FileOp;
@@ -11,6 +12,12 @@ use serde::{Deserialize, Serialize};
 
 /// The file `hero_usage_status` reads, inside the spool's state directory.
 pub const OUTCOME_FILE: &str = "last_push.json";
+
+/// When the last push that exited 0 finished, `YYYY-MM-DD HH:MM:SS` (UTC),
+/// for monitoring (`hero_usage_last_success_timestamp_seconds`): a state
+/// file of its own, since the outcome file is rewritten by every run,
+/// failed ones included.
+pub const LAST_SUCCESS_FILE: &str = "last_success";
 
 /// How a run ended.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
@@ -176,13 +183,19 @@ fn short(sha: &str) -> &str {
 
 /// Write the outcome file atomically (tmp + rename). A run that exited 0
 /// (and was not merely locked out) also leaves its time for monitoring
-/// ([`crate::last_success`]).
+/// ([`LAST_SUCCESS_FILE`]).
 pub fn write(spool: &Spool, summary: &PushSummary) -> Result<()> {
     spool.write_state(OUTCOME_FILE, &serde_json::to_vec_pretty(summary)?)?;
     if summary.failure.is_none() && summary.outcome != Outcome::Locked {
-        crate::last_success::write(spool, &summary.finished_at)?;
+        spool.write_state(LAST_SUCCESS_FILE, summary.finished_at.as_bytes())?;
     }
     Ok(())
+}
+
+/// When a push last succeeded on this spool, if one ever did.
+pub fn last_success(spool: &Spool) -> Option<String> {
+    let bytes = spool.read_state(LAST_SUCCESS_FILE).ok()??;
+    Some(String::from_utf8_lossy(&bytes).trim().to_string())
 }
 
 /// The last run's summary: `Ok(None)` when no push ran on this spool,

@@ -9,7 +9,6 @@
 //! gives the same signature, byte for byte the one `ssh-keygen` writes.
 
 use crate::error::{Kind, fail};
-use crate::record::HourBucket;
 use anyhow::Result;
 use ssh_key::{Algorithm, HashAlg, LineEnding, PrivateKey, PublicKey, SshSig};
 use std::fmt;
@@ -17,10 +16,6 @@ use std::path::{Path, PathBuf};
 
 /// The SSHSIG namespace of every hour file's signature.
 pub const NAMESPACE: &str = "hero-usage";
-/// The top folder of the signatures.
-pub const SIGNATURES: &str = "signatures";
-/// A signature file's name: its hour file's name and this.
-pub const SIG_SUFFIX: &str = ".sig";
 /// The key file under `$HOME` used when none is configured and it exists.
 pub const DEFAULT_KEY_FILE: &str = "hero/cfg/hero_usage_signing_key";
 /// Largest key or allowed_signers file read (an ed25519 key is 400 bytes).
@@ -32,11 +27,6 @@ pub fn default_key_path() -> Option<PathBuf> {
     std::env::var_os("HOME")
         .filter(|h| !h.is_empty())
         .map(|h| PathBuf::from(h).join(DEFAULT_KEY_FILE))
-}
-
-/// `signatures/<node>/usage_<YYYY-MM-DD-HH>.otoml.sig`.
-pub fn signature_path(node: &str, hour: HourBucket) -> String {
-    format!("{SIGNATURES}/{node}/{}{SIG_SUFFIX}", hour.file_name())
 }
 
 /// A node's signing key, loaded.
@@ -512,16 +502,5 @@ mod tests {
         ] {
             assert!(AllowedSigners::parse(&bad).is_err(), "{bad}");
         }
-    }
-
-    #[test]
-    fn the_signature_path_mirrors_the_hour_file() {
-        let hour = crate::record::UtcSecond::parse("2026-11-26 16:04:05")
-            .unwrap()
-            .hour_bucket();
-        assert_eq!(
-            signature_path("node-7", hour),
-            "signatures/node-7/usage_2026-11-26-16.otoml.sig"
-        );
     }
 }

@@ -84,7 +84,7 @@ impl StatusReport {
                 // A spool of another node: its figures labelled with this
                 // name would mislead the monitoring; every binary refuses it.
                 spool.check_node(node)?;
-                last_success_at = crate::last_success::read(&spool);
+                last_success_at = crate::outcome::last_success(&spool);
                 (spool.counts()?, read_outcome(&spool))
             }
             Ok(_) => return Err(cannot("it is not a directory".into())),

@@ -147,7 +147,7 @@ fn entry(v: &Value) -> Option<Entry> {
 
 impl Lister for Forge {
     fn nodes(&mut self, place: &Place) -> Result<Vec<Entry>> {
-        let Some(v) = self.contents(place, super::layout::NODES)? else {
+        let Some(v) = self.contents(place, crate::layout::NODES)? else {
             return Ok(Vec::new());
         };
         let Some(list) = v.as_array() else {
@@ -155,7 +155,7 @@ impl Lister for Forge {
         };
         self.pending = Some(list.iter().filter_map(entry).collect());
         Ok(vec![Entry {
-            name: super::layout::NODES.to_string(),
+            name: crate::layout::NODES.to_string(),
             kind: EntryKind::Dir,
             mode: None,
             size: None,
@@ -164,7 +164,7 @@ impl Lister for Forge {
     }
 
     fn list(&mut self, place: &Place, path: &str, _: &Entry) -> Result<Vec<Entry>> {
-        if path == super::layout::NODES
+        if path == crate::layout::NODES
             && let Some(p) = self.pending.take()
         {
             return Ok(p);

@@ -219,7 +219,7 @@ mod tests {
     }
 
     fn hour() -> HourBucket {
-        super::super::layout::parse_hour("2026-11-26-16").unwrap()
+        crate::layout::parse_hour("2026-11-26-16").unwrap()
     }
 
     fn now() -> NaiveDateTime {
@@ -252,7 +252,7 @@ mod tests {
         ]);
         let c = check_file(
             "n1",
-            super::super::layout::parse_hour("2026-11-26-17").unwrap(),
+            crate::layout::parse_hour("2026-11-26-17").unwrap(),
             text.as_bytes(),
             now(),
         );

@@ -7,12 +7,13 @@
 //! cannot be laundered away through a broken version.
 
 use super::check::parse_version;
+use super::filter::Filter;
 use super::findings::{Findings, Place, Violation, ViolationKind};
 use super::git::{Branch, MAX_FILE_BYTES, commit_tree, read_bounded, unreadable};
 use super::history::{lost_records, wrong_author};
-use super::layout::{self, Filter, NODES};
 use super::spools::{Spools, trailers};
 use crate::error::{Kind, fail};
+use crate::layout::{self, NODES};
 use crate::record::UsageRecord;
 use anyhow::Result;
 use gix::ObjectId;

@@ -4,9 +4,9 @@
 //! the objects say. Anything that cannot be read is exit 66.
 
 use super::findings::{Findings, Place, Violation, ViolationKind};
-use super::layout::NODES;
 use super::walk::{Entry, EntryKind, Lister};
 use crate::error::{Kind, fail};
+use crate::layout::NODES;
 use anyhow::Result;
 use gix::ObjectId;
 use std::collections::BTreeMap;

@@ -3,9 +3,10 @@
 //! is read once), report every other name. Any source that can list a
 //! folder can be walked ([`Lister`]).
 
+use super::filter::Filter;
 use super::findings::{Findings, Place, Violation, ViolationKind};
 use super::git::{MAX_FILE_BYTES, REGULAR_FILE};
-use super::layout::{self, Filter, NODES};
+use crate::layout::{self, NODES};
 use crate::record::HourBucket;
 use anyhow::Result;
 use std::collections::{BTreeMap, HashMap, HashSet};

@@ -2,11 +2,12 @@
 //! contract says, and sum the totals for billing. Flags here, the audit in
 //! [`crate::audit`]. See `man 1 hero_usage_audit`.
 
-use crate::audit::layout::{Filter, parse_hour};
+use crate::audit::filter::Filter;
 use crate::audit::totals::Period;
 use crate::audit::{self, Options, Source};
 use crate::console::{err_line, out, output_error};
 use crate::error::{Exit, Kind, fail};
+use crate::layout::parse_hour;
 use crate::record::{HourBucket, check_node_name};
 use crate::settings::{ForgeArgs, Resolver, SpoolArgs};
 use anyhow::Result;

@@ -25,6 +25,7 @@ use crate::forgejo::{
     CommitOptions, FileChange, FileOp, ForgeError, ForgejoClient, RepoRef, Repository, change_size,
     forge_err,
 };
+use crate::layout;
 use crate::otoml::render_batch;
 use crate::outcome::FilePlan;
 use crate::record::{HourBucket, UsageRecord};
@@ -304,7 +305,9 @@ impl<'a, 'c> Drain<'a, 'c> {
         if found.empty {
             self.set_up_default_branch(&default, summary)?;
         } else if self.ctx.per_node {
-            match self.retrying(summary, |c| c.read_file(&repo, "nodes", Some(&default)))? {
+            match self.retrying(summary, |c| {
+                c.read_file(&repo, layout::NODES, Some(&default))
+            })? {
                 Err(ForgeError::NotAFile(_)) => {
                     return Err(fail(
                         Kind::Config,
@@ -456,14 +459,19 @@ impl Drain<'_, '_> {
         reread: bool,
         summary: &mut PushSummary,
     ) -> Result<Option<(FileChange, HourMeta)>> {
-        let path = hour.remote_path(&self.ctx.opts.node);
+        let path = layout::hour_file_path(&self.ctx.opts.node, hour);
         let pending: Vec<Pending> = pending
             .into_iter()
             .filter(|(id, _)| !already_quarantined(id, summary))
             .collect();
-        let (records, sha, last_commit, bytes) = match self.read_hour(&path, hour, summary)? {
-            Ok(found) => found,
-            Err(reason) => {
+        let RemoteHour {
+            records,
+            sha,
+            last_commit,
+            bytes,
+        } = match self.read_hour(&path, hour, summary)? {
+            HourRead::Found(found) => found,
+            HourRead::Unreadable(reason) => {
                 self.stuck.insert(hour, pending.len());
                 summary.unreadable_hours.push(Problem {
                     what: path,
@@ -529,7 +537,7 @@ impl Drain<'_, '_> {
         if self.ctx.opts.dry_run {
             return Ok(());
         }
-        let path = crate::signing::signature_path(&self.ctx.opts.node, hour);
+        let path = layout::signature_path(&self.ctx.opts.node, hour);
         let (repo, branch) = (self.repo.clone(), self.branch.clone());
         let found = self
             .retrying(summary, |c| c.read_file(&repo, &path, Some(&branch)))?
@@ -579,7 +587,7 @@ impl Drain<'_, '_> {
             return Ok(None);
         };
         let signed = signer.sign(content.as_bytes())?;
-        let path = crate::signing::signature_path(&self.ctx.opts.node, hour);
+        let path = layout::signature_path(&self.ctx.opts.node, hour);
         let sha = if look && self.repo_exists {
             let (repo, branch) = (self.repo.clone(), self.branch.clone());
             match self.retrying(summary, |c| c.read_file(&repo, &path, Some(&branch)))? {
@@ -641,44 +649,70 @@ impl Drain<'_, '_> {
         Ok(())
     }
 
-    /// The records, blob sha and last commit of an hour's remote file
-    /// (none when missing), and its bytes when hour files are signed;
-    /// `Err(reason)` when it cannot be understood. A read that fails for a
-    /// while (5xx, network) is retried.
-    #[allow(clippy::type_complexity)]
+    /// An hour's remote file as it is now (with its bytes when hour files
+    /// are signed). A read that fails for a while (5xx, network) is retried.
     fn read_hour(
         &mut self,
         path: &str,
         hour: HourBucket,
         summary: &mut PushSummary,
-    ) -> Result<
-        std::result::Result<
-            (
-                Vec<UsageRecord>,
-                Option<String>,
-                Option<String>,
-                Option<Vec<u8>>,
-            ),
-            String,
-        >,
-    > {
+    ) -> Result<HourRead> {
         if !self.repo_exists {
-            return Ok(Ok((Vec::new(), None, None, None)));
+            return Ok(HourRead::Found(RemoteHour::missing()));
         }
         let (repo, branch) = (self.repo.clone(), self.branch.clone());
         let read = self.retrying(summary, |c| c.read_file(&repo, path, Some(&branch)))?;
         let signing = self.ctx.opts.signer.is_some();
         match read {
-            Ok(None) => Ok(Ok((Vec::new(), None, None, None))),
+            Ok(None) => Ok(HourRead::Found(RemoteHour::missing())),
             Ok(Some(file)) => {
                 let bytes = signing.then(|| file.content.clone());
-                Ok(parse_hour_file(file.content, hour)
-                    .map(|records| (records, Some(file.sha), file.last_commit, bytes)))
+                Ok(match parse_hour_file(file.content, hour) {
+                    Ok(records) => HourRead::Found(RemoteHour {
+                        records,
+                        sha: Some(file.sha),
+                        last_commit: file.last_commit,
+                        bytes,
+                    }),
+                    Err(reason) => HourRead::Unreadable(reason),
+                })
             }
-            Err(ForgeError::NotAFile(m)) => Ok(Err(m)),
+            Err(ForgeError::NotAFile(m)) => Ok(HourRead::Unreadable(m)),
             Err(e) => Err(forge_err(e)),
         }
     }
+}
+
+/// An hour's file in the billing repository, as read before a merge.
+struct RemoteHour {
+    /// Its records (none when the file is missing).
+    records: Vec<UsageRecord>,
+    /// Its blob sha, for the update (none: create it).
+    sha: Option<String>,
+    /// The last commit that wrote it, if the server said.
+    last_commit: Option<String>,
+    /// Its bytes, kept only when hour files are signed (to check that the
+    /// file as it is carries this node's signature).
+    bytes: Option<Vec<u8>>,
+}
+
+impl RemoteHour {
+    fn missing() -> RemoteHour {
+        RemoteHour {
+            records: Vec::new(),
+            sha: None,
+            last_commit: None,
+            bytes: None,
+        }
+    }
+}
+
+/// What reading an hour's remote file came to.
+enum HourRead {
+    Found(RemoteHour),
+    /// The file is there but cannot be understood: why. Its records stay
+    /// pending.
+    Unreadable(String),
 }
 
 /// Pending records whose key the billing repository holds with other fields.
