@@ -1,4 +1,5 @@
-//! Error kinds and the sysexits code each maps to (DESIGN.md, "Exit codes").
+//! Error kinds and the sysexits code each maps to (man 7 hero_usage, EXIT
+//! STATUS).
 //!
 //! Library code returns `anyhow::Error`; where a caller must branch on the kind
 //! (and `main` must pick an exit code) the chain carries an [`Error`] with a [`Kind`].

@@ -1,4 +1,4 @@
-//! The usage record and its rules (DESIGN.md, "Usage record"). Knows no files
+//! The usage record and its rules (man 7 hero_usage, USAGE RECORDS). Knows no files
 //! and no network: input comes in as loosely typed fields, out goes a
 //! validated [`UsageRecord`] or a list of [`FieldError`]s naming each field.
 

@@ -1,5 +1,5 @@
-//! What each scheduler needs to run the push job hourly (DESIGN.md,
-//! "Scheduling"): the text to install, the commands that install it, and
+//! What each scheduler needs to run the push job hourly (man 7 hero_usage,
+//! SCHEDULING): the text to install, the commands that install it, and
 //! notes when a setting the job needs would not reach the scheduler. The
 //! minute past the hour is derived from the node name, and every schedule
 //! splays (`--splay 3600`, or systemd's `RandomizedDelaySec` with

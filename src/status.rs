@@ -1,5 +1,5 @@
-//! What the spool holds and how the last push went (DESIGN.md,
-//! `hero_usage_status`), for people, scripts (`--json`) and monitoring
+//! What the spool holds and how the last push went (man 1
+//! hero_usage_status), for people, scripts (`--json`) and monitoring
 //! (`--prometheus`). Read-only: a missing spool reads as empty; anything
 //! else that is not a directory is an error (73).
 

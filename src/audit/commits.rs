@@ -114,6 +114,11 @@ impl<'a> HistoryWalk<'a> {
         }
     }
 
+    /// Commits an earlier run proved (`--state`): the walk stops there.
+    pub fn skip(&mut self, proved: impl IntoIterator<Item = ObjectId>) {
+        self.visited.extend(proved);
+    }
+
     /// The commits walked.
     pub fn commits(&self) -> usize {
         self.walked

@@ -49,6 +49,10 @@ pub enum ViolationKind {
     TooLarge,
     /// Two spool ids writing one node without an adoption between them.
     TwoSpools,
+    /// A branch whose tip remembered by `--state` is no ancestor of its tip now.
+    RewrittenBranch,
+    /// A branch remembered by `--state` that is gone.
+    DeletedBranch,
 }
 
 impl ViolationKind {
@@ -72,6 +76,8 @@ impl ViolationKind {
             ViolationKind::BadMode => "bad-mode",
             ViolationKind::TooLarge => "too-large",
             ViolationKind::TwoSpools => "two-spools",
+            ViolationKind::RewrittenBranch => "rewritten-branch",
+            ViolationKind::DeletedBranch => "deleted-branch",
         }
     }
 }

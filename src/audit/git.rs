@@ -366,3 +366,27 @@ impl Lister for GitLister<'_> {
             .collect()
     }
 }
+
+/// Whether `ancestor` is `tip` or one of its ancestors (a commit missing
+/// from the clone is no ancestor: a clone that is not shallow holds every
+/// ancestor of its tips).
+pub fn is_ancestor(repo: &gix::Repository, ancestor: ObjectId, tip: ObjectId) -> Result<bool> {
+    if repo.try_find_header(ancestor).ok().flatten().is_none() {
+        return Ok(false);
+    }
+    let mut seen = std::collections::HashSet::new();
+    let mut queue = std::collections::VecDeque::from([tip]);
+    while let Some(id) = queue.pop_front() {
+        if id == ancestor {
+            return Ok(true);
+        }
+        if !seen.insert(id) {
+            continue;
+        }
+        let c = repo
+            .find_commit(id)
+            .map_err(unreadable(format!("commit {id}")))?;
+        queue.extend(c.parent_ids().map(|p| p.detach()));
+    }
+    Ok(false)
+}

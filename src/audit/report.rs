@@ -23,6 +23,8 @@ pub struct Report {
     pub commits: usize,
     /// The spool ids that wrote each node (history walk only).
     pub spools: Spools,
+    /// With `--state`: how many branches an earlier run proved.
+    pub remembered: Option<usize>,
     pub findings: Findings,
     pub notes: Vec<Note>,
     /// How many keys two or more nodes share (notes name at most a few).
@@ -40,6 +42,8 @@ struct Json<'a> {
     files: usize,
     records: u64,
     commits: usize,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    remembered_branches: Option<usize>,
     spools: BTreeMap<&'a str, &'a [String]>,
     violation_count: u64,
     violation_counts: BTreeMap<&'static str, u64>,
@@ -71,6 +75,7 @@ impl Report {
             files: self.files,
             records: self.records,
             commits: self.commits,
+            remembered_branches: self.remembered,
             spools: self
                 .spools
                 .0
@@ -111,6 +116,11 @@ impl Report {
             "read: {} nodes, {} files, {} records; {history}\n",
             self.nodes, self.files, self.records
         ));
+        if let Some(n) = self.remembered {
+            out.push_str(&format!(
+                "state: {n} branches proved before; only newer commits and files read, records counted in all\n"
+            ));
+        }
         for (node, s) in &self.spools.0 {
             out.push_str(&format!("spools of {node}: {}\n", s.ids.join(", ")));
         }

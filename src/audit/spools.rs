@@ -1,4 +1,4 @@
-//! One node, one spool (DESIGN, "One node, one spool"): the spool ids that
+//! One node, one spool (man 1 hero_usage_audit, Checks, two-spools): the spool ids that
 //! wrote each node, read from the `Hero-Usage-Spool` and
 //! `Hero-Usage-Adopts` trailers of the commits touching its folder, in
 //! history order. Another id writing a node is a violation unless its

@@ -47,6 +47,9 @@ pub struct Cli {
     /// Skip the history walk: heads and totals only (a quicker check)
     #[arg(long)]
     pub no_history: bool,
+    /// Remember in DIR what a clean run proved (branch tips, keys per node); later runs read only what is newer, and a branch rewritten or deleted since is a violation
+    #[arg(long, value_name = "DIR")]
+    pub state: Option<PathBuf>,
     /// Print one JSON object
     #[arg(long)]
     pub json: bool,
@@ -67,6 +70,30 @@ fn hour(s: &str) -> Result<HourBucket, String> {
         .ok_or_else(|| "must be an hour as YYYY-MM-DD-HH in UTC, e.g. 2026-11-26-16".to_string())
 }
 
+/// `--state` remembers what the whole repository's history proved: not
+/// with a part of it, nor from the API (no history there).
+fn refuse_partial_state(cli: &Cli) -> Result<()> {
+    let partial = [
+        (
+            cli.git_dir.is_none(),
+            "without --git-dir (the API source reads no history)",
+        ),
+        (!cli.nodes.is_empty(), "with --node"),
+        (
+            cli.from.is_some() || cli.to.is_some(),
+            "with --from or --to",
+        ),
+        (cli.no_history, "with --no-history"),
+    ];
+    match partial.iter().find(|(bad, _)| *bad) {
+        Some((_, what)) => Err(fail(
+            Kind::Usage,
+            format!("--state remembers what the whole history proved, so it cannot be used {what}"),
+        )),
+        None => Ok(()),
+    }
+}
+
 /// The binary's `main`.
 pub fn main() -> ExitCode {
     crate::cli::main_with(BINARY, || run(crate::cli::parse(BINARY)))
@@ -81,6 +108,9 @@ pub(crate) fn run(cli: Cli) -> Result<Exit> {
             Kind::Usage,
             format!("--from {f} lies after --to {t}; swap them"),
         ));
+    }
+    if cli.state.is_some() {
+        refuse_partial_state(&cli)?;
     }
     let source = match &cli.git_dir {
         Some(path) => Source::Git(path.clone()),
@@ -103,6 +133,7 @@ pub(crate) fn run(cli: Cli) -> Result<Exit> {
         history: !cli.no_history,
         now: chrono::Utc::now().naive_utc(),
         default_branch: cli.default_branch.clone(),
+        state: cli.state.clone(),
     };
     let report = audit::run(&opts)?;
     if let (Some(path), Some(t)) = (&cli.csv, &report.totals) {

@@ -227,7 +227,8 @@ struct Printer<'a> {
 
 impl LineAnswers for Printer<'_> {
     fn bad_line(&mut self, n: usize, problem: &str) {
-        // DESIGN: each bad line is reported as `line N: <problem>`.
+        // Each bad line is reported as `line N: <problem>` (man 1
+        // hero_usage_record, DESCRIPTION).
         let _ = err_line(&format!("line {n}: {}", escape_controls(problem)));
         self.worst = worse(self.worst, Some(Kind::Data));
     }

@@ -1,4 +1,4 @@
-//! Which branch a node commits to (DESIGN, "Scale"): the repository's
+//! Which branch a node commits to (man 7 hero_usage, SCALING): the repository's
 //! default branch, a branch named in the settings, or a branch of its own
 //! when the name holds `{node}` (`usage/{node}`).
 

@@ -1,7 +1,7 @@
 //! Draining the spool: batch after batch (each at most `--max-records`),
 //! every batch read, merged and committed in requests of at most
 //! `--max-request-bytes`, until nothing is pending or `--max-seconds` have
-//! passed (DESIGN, "The push job", steps 4 to 7).
+//! passed (man 1 hero_usage_push, DESCRIPTION, steps 4 to 7).
 //!
 //! Failures of a commit request:
 //! - a lost race (500, 403 `PushRejected`) or a lost reply: wait at random,

@@ -1,4 +1,4 @@
-//! The push job (DESIGN.md, "The push job"): the only module that joins the
+//! The push job (man 1 hero_usage_push, DESCRIPTION): the only module that joins the
 //! spool and the forge. One run: lock, ingest, then drain the spool batch
 //! after batch ([`drain`]): group by hour, merge every touched hour file with
 //! what the billing repository holds ([`merge`]), commit the changed files in

@@ -1,5 +1,5 @@
 //! `hero_usage_shim`: a minimal HTTP shim on loopback that turns requests
-//! into the library calls the binaries make (DESIGN.md, "HTTP shim"). The
+//! into the library calls the binaries make (man 1 hero_usage_shim). The
 //! server itself is [`http`]; the admin secret is [`auth`]; the routes are
 //! [`routes`]. See `man 1 hero_usage_shim`.
 

@@ -1,4 +1,4 @@
-//! The ledger (DESIGN.md, "Idempotency"): every key this spool ever pushed
+//! The ledger (man 5 hero_usage_spool, LEDGER): every key this spool ever pushed
 //! stays known for ever, after its full record was pruned from `sent/`, as a
 //! fixed 64-byte entry of digests.
 //!

@@ -18,7 +18,7 @@
 //! Knows no network. Every record file holds full [`UsageRecord`]s as TOML.
 
 mod files;
-mod fsx;
+pub(crate) mod fsx;
 mod index;
 mod ingest;
 pub mod ledger;

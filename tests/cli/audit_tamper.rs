@@ -533,3 +533,134 @@ fn a_shallow_clone_says_so() {
         .arg("--no-history"));
     assert_exit(&out, 0);
 }
+
+// ------------------------------------------------------------- 6. --state
+
+fn state_audit(r: &Repo, state: &std::path::Path) -> (std::process::Output, Value) {
+    r.audit_json(&["--state", state.to_str().unwrap()])
+}
+
+#[test]
+fn state_proves_appends_and_finds_force_pushes_and_deleted_branches() {
+    let r = clean_repo();
+    let state = r.env.path("audit-state");
+    let (out, v) = state_audit(&r, &state);
+    assert_exit(&out, 0);
+    assert_eq!(
+        (v["records"].as_u64(), v["commits"].as_u64()),
+        (Some(4), Some(5)),
+        "{v:#}"
+    );
+    // An append: only the new commit is walked, every record still counted.
+    r.put("n1", "2026-11-26-16", &hour16(&[k("k4", 4)]));
+    let (out, v) = state_audit(&r, &state);
+    assert_exit(&out, 0);
+    assert_eq!(
+        (
+            v["records"].as_u64(),
+            v["commits"].as_u64(),
+            v["files"].as_u64()
+        ),
+        (Some(5), Some(1), Some(1)),
+        "{v:#}"
+    );
+    // A new record reusing a proved key in another hour is still found.
+    r.put(
+        "n1",
+        "2026-11-26-21",
+        &[rec("n1", "k3", "0a1b", "2026-11-26 21:00:00", 3)],
+    );
+    let (out, v) = state_audit(&r, &state);
+    assert_exit(&out, 65);
+    assert_eq!(of_kind(&v, "duplicate-key")[0]["key"], "k3", "{v:#}");
+    r.git(&["reset", "-q", "--hard", "HEAD~1"]);
+    // A force push: main rewritten without the last append.
+    let proved = r.git(&["rev-parse", "HEAD"]);
+    r.git(&["reset", "-q", "--hard", "HEAD~1"]);
+    r.put("n1", "2026-11-26-16", &hour16(&[k("k5", 5)]));
+    let (out, v) = state_audit(&r, &state);
+    assert_exit(&out, 65);
+    let rewritten = of_kind(&v, "rewritten-branch");
+    assert_eq!(rewritten.len(), 1, "{v:#}");
+    assert_eq!(
+        (
+            rewritten[0]["branch"].as_str(),
+            rewritten[0]["commit"].as_str()
+        ),
+        (Some("main"), Some(proved.as_str()))
+    );
+    // The state was not updated: the next run says so again.
+    assert_exit(&state_audit(&r, &state).0, 65);
+    r.git(&["reset", "-q", "--hard", &proved]);
+    assert_exit(&state_audit(&r, &state).0, 0);
+    // A deleted node branch.
+    r.git(&["branch", "-q", "-D", "usage/n2"]);
+    let (out, v) = state_audit(&r, &state);
+    assert_exit(&out, 65);
+    let deleted = of_kind(&v, "deleted-branch");
+    assert_eq!(
+        (deleted.len(), deleted[0]["branch"].as_str()),
+        (1, Some("usage/n2")),
+        "{v:#}"
+    );
+    // --state proves the whole history only.
+    assert_exit(
+        &r.audit(&["--state", state.to_str().unwrap(), "--node", "n1"]),
+        64,
+    );
+}
+
+// ------------------------------------------------ 7. one node, one spool
+
+const SPOOL_A: &str = "0123456789abcdef0123456789abcdef";
+const SPOOL_B: &str = "fedcba9876543210fedcba9876543210";
+
+fn put_from(r: &Repo, hour: &str, records: &[UsageRecord], trailers: &str) -> String {
+    let path = format!("nodes/n1/usage_{hour}.otoml");
+    std::fs::write(r.dir.join(&path), render_batch(records)).unwrap();
+    r.git(&["add", &path]);
+    r.commit_as(PUSH_N1.0, PUSH_N1.1, &format!("n1: records\n\n{trailers}"))
+}
+
+#[test]
+fn two_spools_writing_one_node_without_an_adoption_are_found() {
+    let r = clean_repo();
+    put_from(
+        &r,
+        "2026-11-26-22",
+        &[rec("n1", "s1", "0a1b", "2026-11-26 22:00:00", 1)],
+        &format!("Hero-Usage-Spool: {SPOOL_A}"),
+    );
+    let c = put_from(
+        &r,
+        "2026-11-26-23",
+        &[rec("n1", "s2", "0a1b", "2026-11-26 23:00:00", 1)],
+        &format!("Hero-Usage-Spool: {SPOOL_B}"),
+    );
+    let v = violations(&r, &[]);
+    let two = of_kind(&v, "two-spools");
+    assert_eq!(
+        (two.len(), two[0]["commit"].as_str()),
+        (1, Some(c.as_str())),
+        "{v:#}"
+    );
+    assert_eq!(v["spools"]["n1"], serde_json::json!([SPOOL_A, SPOOL_B]));
+
+    let r = clean_repo();
+    put_from(
+        &r,
+        "2026-11-26-22",
+        &[rec("n1", "s1", "0a1b", "2026-11-26 22:00:00", 1)],
+        &format!("Hero-Usage-Spool: {SPOOL_A}"),
+    );
+    put_from(
+        &r,
+        "2026-11-26-23",
+        &[rec("n1", "s2", "0a1b", "2026-11-26 23:00:00", 1)],
+        &format!("Hero-Usage-Spool: {SPOOL_B}\nHero-Usage-Adopts: {SPOOL_A}"),
+    );
+    let (out, v) = r.audit_json(&[]);
+    assert_exit(&out, 0);
+    assert_eq!(v["spools"]["n1"], serde_json::json!([SPOOL_A, SPOOL_B]));
+    assert!(stdout(&r.audit(&[])).contains(&format!("spools of n1: {SPOOL_A}, {SPOOL_B}")));
+}

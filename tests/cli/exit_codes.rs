@@ -1,4 +1,4 @@
-//! Exit codes that tell the truth (DESIGN.md, "Exit codes"; issue 8): only
+//! Exit codes that tell the truth (man 7 hero_usage, EXIT STATUS; issue 8): only
 //! spool failures are 73, output that cannot be written is 74, input that
 //! cannot be read 66, configuration 78, a bad command line 64.
 
@@ -292,7 +292,7 @@ fn a_full_stderr_is_never_a_crash() {
     );
 }
 
-/// DESIGN, "Settings": an unknown key in the config file is 78 (typos are
+/// man 7 hero_usage, SETTINGS: an unknown key in the config file is 78 (typos are
 /// caught), and plain `http://` to a host that is not loopback is refused
 /// without `--insecure-http`; neither run sends a request anywhere.
 #[test]

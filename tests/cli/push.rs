@@ -932,7 +932,8 @@ fn a_damaged_chunk_quarantines_each_of_its_records_and_the_rest_is_pushed() {
     assert!(node.rejected().is_empty());
     assert_eq!(node.pending(), 4);
 
-    // DESIGN: a run that quarantined anything pushes the rest, exits 65.
+    // A run that quarantined anything pushes the rest, exits 65 (man 1
+    // hero_usage_push, EXIT STATUS).
     let out = node.push(&["--json"]);
     assert_eq!(code(&out), Some(65), "{}", stderr(&out));
     assert_eq!(remote_keys(&forge, &H14_16), ["job-1"]);

@@ -1332,8 +1332,8 @@ fn a_pushed_key_is_known_for_ever_after_its_record_was_pruned() {
 
 mod round_trip {
     //! Whatever validation accepts reads back unchanged everywhere: spool
-    //! write → spool read → OTOML render → OTOML parse (DESIGN, "Usage
-    //! record").
+    //! write → spool read → OTOML render → OTOML parse (man 7
+    //! hero_usage, USAGE RECORDS).
     use super::*;
     use chrono::{DateTime, TimeZone};
     use hero_usage::record::{Defaults, RawValue, RecordInput};
