@@ -27,4 +27,6 @@ pub(crate) mod shim;
 pub mod signing;
 pub mod spool;
 pub(crate) mod status;
+pub(crate) mod systemd;
 pub(crate) mod text;
+pub(crate) mod users;

@@ -72,6 +72,12 @@ pub struct Cli {
     /// With --print-schedule hero_proc: the action's name
     #[arg(long, value_name = "NAME", default_value = schedule::ACTION_NAME, requires = "print_schedule")]
     pub action_name: String,
+    /// With --print-schedule systemd: system units that run as this user (sandboxed)
+    #[arg(long, value_name = "NAME", requires = "print_schedule")]
+    pub service_user: Option<String>,
+    /// With --print-schedule systemd: also a minutely timer writing hero_usage_status --prometheus to FILE
+    #[arg(long, value_name = "FILE", requires = "print_schedule")]
+    pub status_out: Option<std::path::PathBuf>,
     /// With --print-schedule: write the files into DIR and print how to install them
     #[arg(long, value_name = "DIR", requires = "print_schedule")]
     pub out: Option<std::path::PathBuf>,
@@ -111,7 +117,13 @@ pub(crate) fn run(cli: Cli) -> Result<Exit> {
     let settings = Resolver::load(&cli.spool, &cli.forge)?.with_signing(&cli.signing);
     let common = settings.common()?;
     if let Some(scheduler) = cli.print_schedule {
-        let prepared = schedule::prepare(scheduler, &settings, &common, &cli.action_name)?;
+        let request = schedule::Request {
+            scheduler,
+            action_name: &cli.action_name,
+            service_user: cli.service_user.as_deref(),
+            status_out: cli.status_out.as_deref(),
+        };
+        let prepared = schedule::prepare(&request, &settings, &common)?;
         let (text, notes) = schedule::print(scheduler, &prepared, cli.out.as_deref())?;
         out(&text)?;
         // The notes say what the scheduler will lack: not news to drop.

@@ -205,7 +205,13 @@ fn systemd_units(env: &TestEnv, dir: &Path) -> String {
         .arg("--out")
         .arg(dir));
     assert_exit(&out, 0);
-    assert!(stderr(&out).is_empty(), "{}", stderr(&out));
+    // Root alone is told about --service-user; nothing else is noted.
+    let err = stderr(&out);
+    assert!(
+        err.lines()
+            .all(|l| my_uid() == 0 && l.contains("--service-user NAME")),
+        "{err}"
+    );
     stdout(&out)
 }
 
@@ -803,4 +809,109 @@ fn the_open_secret_warning_escapes_the_name_and_quotes_the_chmod() {
     assert!(!err.contains('\x1b'), "{err:?}");
     assert!(err.contains("my token\\u{1b}[31m"), "{err}");
     assert!(err.contains("chmod 600 '"), "{err}");
+}
+
+/// `systemd-analyze security --offline=yes UNIT`'s overall exposure, or
+/// why it could not be had.
+fn exposure(analyze: &Path, unit: &Path) -> Result<f64, String> {
+    let o = run(Command::new(analyze)
+        .args(["security", "--offline=yes"])
+        .arg(unit));
+    let text = format!("{}{}", stdout(&o), stderr(&o));
+    text.lines()
+        .find_map(|l| l.split("Overall exposure level for ").nth(1))
+        .and_then(|rest| rest.split(": ").nth(1))
+        .and_then(|v| v.split_whitespace().next())
+        .and_then(|v| v.parse().ok())
+        .ok_or(text)
+}
+
+#[test]
+fn units_for_a_service_user_are_sandboxed_to_an_exposure_of_at_most_3() {
+    let env = TestEnv::new();
+    let dir = env.path("units");
+    let cfg = env.path("etc/hero_usage.toml");
+    std::fs::create_dir_all(cfg.parent().unwrap()).unwrap();
+    std::fs::write(&cfg, "forgejo_url = \"https://f.example.org\"\ntoken_file = \"/etc/hero_usage/token\"\nadmin_secret_file = \"/etc/hero_usage/secret\"\n").unwrap();
+    let out = run(env
+        .cmd("hero_usage_push")
+        .args([
+            "--print-schedule",
+            "systemd",
+            "--service-user",
+            "hero-usage",
+        ])
+        .args(["--spool", "/var/lib/hero_usage/queue", "--config"])
+        .arg(&cfg)
+        .args([
+            "--status-out",
+            "/var/lib/prometheus/node-exporter/hero_usage.prom",
+        ])
+        .arg("--out")
+        .arg(&dir));
+    assert_exit(&out, 0);
+    let printed = stdout(&out);
+    assert!(
+        printed.contains("install -d -m 700 -o hero-usage /var/lib/hero_usage/queue"),
+        "{printed}"
+    );
+    assert!(
+        printed.contains("systemctl enable --now hero_usage_status.timer"),
+        "{printed}"
+    );
+    let services = [
+        "hero_usage_push.service",
+        "hero_usage_shim.service",
+        "hero_usage_status.service",
+    ];
+    for name in services {
+        let unit = std::fs::read_to_string(dir.join(name)).unwrap();
+        assert!(unit.contains("\nUser=hero-usage\n"), "{unit}");
+        assert!(!unit.contains("Group="), "{unit}");
+        assert!(unit.contains("\nProtectSystem=strict\n"), "{unit}");
+    }
+    let push = std::fs::read_to_string(dir.join(services[0])).unwrap();
+    assert!(
+        push.contains("\nReadWritePaths=/var/lib/hero_usage/queue\n"),
+        "{push}"
+    );
+    let status = std::fs::read_to_string(dir.join(services[2])).unwrap();
+    assert!(
+        status.contains(" --prometheus --out /var/lib/prometheus/node-exporter/hero_usage.prom "),
+        "{status}"
+    );
+    let timer = std::fs::read_to_string(dir.join("hero_usage_status.timer")).unwrap();
+    assert!(timer.contains("\nOnCalendar=minutely\n"), "{timer}");
+
+    let Some(analyze) = which("systemd-analyze") else {
+        eprintln!("skipped systemd-analyze security: systemd-analyze is not installed");
+        return;
+    };
+    for name in services {
+        match exposure(&analyze, &dir.join(name)) {
+            Ok(score) => {
+                eprintln!("systemd-analyze security --offline=yes {name}: exposure {score}");
+                assert!(score <= 3.0, "{name}: exposure {score} > 3.0");
+            }
+            // systemd before 250 has no --offline.
+            Err(why) if why.contains("offline") => {
+                eprintln!("skipped systemd-analyze security: {why}");
+                return;
+            }
+            Err(why) => panic!("no exposure for {name}: {why}"),
+        }
+    }
+}
+
+#[test]
+fn a_service_user_name_is_checked() {
+    let env = TestEnv::new();
+    for bad in ["Root", "a b", "-x", "a\nb", ""] {
+        let out = run(env
+            .cmd("hero_usage_push")
+            .args(["--print-schedule", "systemd"])
+            .arg(format!("--service-user={bad}")));
+        assert_exit(&out, 64);
+        assert!(stderr(&out).contains("--service-user"), "{}", stderr(&out));
+    }
 }

@@ -363,3 +363,86 @@ fn a_spool_of_another_node_is_78_naming_both_never_figures_under_the_wrong_name(
     let (code, v) = json(&env, &[]);
     assert_eq!((code, v["node"].as_str()), (Some(0), Some(bound.as_str())));
 }
+
+#[test]
+fn out_writes_the_textfile_atomically_readable_by_node_exporter() {
+    use std::os::unix::fs::{MetadataExt, PermissionsExt};
+    let env = TestEnv::new();
+    record(&env, "a");
+    let dir = env.path("textfile");
+    std::fs::create_dir_all(&dir).unwrap();
+    let file = dir.join("hero_usage.prom");
+    std::fs::write(&file, "old\n").unwrap();
+    let before = std::fs::metadata(&file).unwrap().ino();
+    // A umask that would make any plain write private.
+    let out = run(std::process::Command::new("sh")
+        .arg("-c")
+        .arg("umask 077 && exec \"$0\" --prometheus --out \"$1\"")
+        .arg(crate::support::bin("hero_usage_status"))
+        .arg(&file)
+        .env("HOME", &env.home)
+        .env("HERO_USAGE_SPOOL", &env.spool)
+        .env("HERO_NODE_ID", &env.node));
+    crate::support::assert_exit(&out, 0);
+    assert!(stdout(&out).is_empty(), "{}", stdout(&out));
+    let text = std::fs::read_to_string(&file).unwrap();
+    assert!(
+        text.contains("hero_usage_pending_records{node=\"test-node\"} 1\n"),
+        "{text}"
+    );
+    let meta = std::fs::metadata(&file).unwrap();
+    assert_eq!(meta.permissions().mode() & 0o777, 0o644);
+    // Renamed into place (a new inode), nothing else left in the directory.
+    assert_ne!(meta.ino(), before);
+    assert_eq!(files_under(&dir), vec![file.clone()]);
+
+    // A directory it cannot write into: 74, the old file untouched.
+    let missing = env.path("no-such-dir/hero_usage.prom");
+    let out = run(env
+        .cmd("hero_usage_status")
+        .args(["--prometheus", "--out"])
+        .arg(&missing));
+    crate::support::assert_exit(&out, 74);
+    assert!(
+        stderr(&out).contains("the report was not written"),
+        "{}",
+        stderr(&out)
+    );
+    assert_eq!(std::fs::read_to_string(&file).unwrap(), text);
+}
+
+#[test]
+fn status_by_another_user_than_the_spools_owner_says_whose_it_is_and_what_to_run() {
+    use std::os::unix::fs::PermissionsExt;
+    let uid = std::fs::metadata("/proc/self")
+        .map(|m| std::os::unix::fs::MetadataExt::uid(&m))
+        .unwrap();
+    let runuser = ["/usr/sbin/runuser", "/sbin/runuser"]
+        .into_iter()
+        .find(|p| std::path::Path::new(p).is_file());
+    let (0, Some(runuser)) = (uid, runuser) else {
+        eprintln!("skipped: needs root and runuser to run as another user");
+        return;
+    };
+    let env = TestEnv::new();
+    record(&env, "a");
+    // The path to the spool is open to all; the spool itself is 0700, as made.
+    std::fs::set_permissions(env.dir.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
+    let out = run(std::process::Command::new(runuser)
+        .args(["-u", "nobody", "--"])
+        .arg(crate::support::bin("hero_usage_status"))
+        .arg("--spool")
+        .arg(&env.spool)
+        .env("HOME", "/")
+        .env("HERO_NODE_ID", &env.node));
+    crate::support::assert_exit(&out, 73);
+    let err = stderr(&out);
+    assert!(
+        err.contains("it belongs to user root (mode 700) and this is user nobody"),
+        "{err}"
+    );
+    assert!(
+        err.contains("sudo -u root hero_usage_status --spool"),
+        "{err}"
+    );
+}
