@@ -362,6 +362,12 @@ pub fn prepare(req: &Request, settings: &Resolver, common: &Common) -> Result<Pr
             read.push(std::path::absolute(&p).unwrap_or(p));
         }
     }
+    // The signing key must stay readable in the sandbox too.
+    read.extend(
+        settings
+            .signing_key()
+            .map(|k| std::path::absolute(&k.value).unwrap_or(k.value)),
+    );
     let job = Job {
         node: Some(common.node.clone()),
         push,
