@@ -7,7 +7,6 @@
 //! the client knows no spool, and only push joins them.
 
 pub(crate) mod audit;
-pub(crate) mod check;
 pub(crate) mod cli;
 pub mod cmd;
 pub(crate) mod console;
@@ -20,7 +19,6 @@ pub(crate) mod outcome;
 pub mod push;
 pub mod record;
 pub mod recording;
-pub(crate) mod schedule;
 pub mod secret;
 pub mod settings;
 pub(crate) mod shim;

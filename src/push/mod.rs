@@ -23,7 +23,7 @@ pub use retry::{
 
 use crate::error::{Kind, fail, kind_of};
 use crate::failpoint::failpoint;
-use crate::forgejo::{ClientConfig, ForgejoClient, forge_err};
+use crate::forgejo::{ForgejoClient, forge_err};
 use crate::outcome;
 use crate::settings::ForgeSettings;
 use crate::spool::Spool;
@@ -109,9 +109,7 @@ pub fn run_logged(spool: &Spool, opts: &PushOptions, log: Log) -> Result<PushSum
     spool.bind_node_unless_dry(&opts.node, opts.dry_run)?;
     // Bad settings are configuration errors even when there is nothing to push.
     let branch = branch::resolve(opts.forge.branch.as_deref(), &opts.node)?;
-    let mut config = ClientConfig::new(&opts.forge.url, opts.forge.token.clone());
-    config.insecure_http = opts.forge.insecure_http;
-    let client = ForgejoClient::new(config).map_err(forge_err)?;
+    let client = ForgejoClient::new(opts.forge.client_config()).map_err(forge_err)?;
 
     // A dry run changes nothing, not even by creating the lock file: it
     // only reads, and reading tolerates records marked sent meanwhile.

@@ -10,6 +10,7 @@ use super::secret::{ADMIN_SECRET, SecretSetting, SecretSource, TOKEN};
 use super::values::{check_branch, check_token, listen_addr, refuse_control_in_url, split_repo};
 use super::{DEFAULT_LISTEN, DEFAULT_REPO};
 use crate::error::{Kind, fail};
+use crate::forgejo::ClientConfig;
 use crate::secret::Secret;
 use anyhow::{Context, Result};
 use std::ffi::OsStr;
@@ -105,6 +106,15 @@ pub struct ForgeSettings {
     pub repo: String,
     pub branch: Option<String>,
     pub insecure_http: bool,
+}
+
+impl ForgeSettings {
+    /// How the forge client reaches the forge.
+    pub(crate) fn client_config(&self) -> ClientConfig {
+        let mut config = ClientConfig::new(&self.url, self.token.clone());
+        config.insecure_http = self.insecure_http;
+        config
+    }
 }
 
 /// Resolved shim settings.

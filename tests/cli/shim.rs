@@ -2,7 +2,8 @@
 //! spool and secret file, driven by raw HTTP over a plain `TcpStream` (which
 //! is also how the limits are tested).
 
-use crate::support::{TestEnv, files_under, run, stderr, stdout};
+use crate::support::forge::{OWNER, REPO, forge_env};
+use crate::support::{Run, TestEnv, files_under, run, stderr, stdout};
 use hero_usage::otoml::parse_batch;
 use hero_usage_test_forge::{ForgeOptions, TestForge};
 use serde_json::{Value, json};
@@ -293,7 +294,7 @@ fn record_then_duplicate_then_conflict() {
 
     // The same spool as hero_usage_status sees it.
     let out = run(shim.env.cmd("hero_usage_status").arg("--json"));
-    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    out.exit(0);
     let status: Value = serde_json::from_str(stdout(&out).trim()).unwrap();
     assert_eq!(status["pending"], 1);
     // A record without occurred_at defaults to now; retrying it is a duplicate.
@@ -627,16 +628,9 @@ fn rotating_the_secret_file_needs_no_restart() {
     assert!(!log.contains(new), "{log}");
 }
 
-const OWNER: &str = "lhumina_code";
-const REPO: &str = "billing";
-
 fn with_forge(url: &str, token_file: PathBuf) -> impl FnOnce(&mut Command) {
     let url = url.to_string();
-    move |c: &mut Command| {
-        c.env("HERO_USAGE_FORGEJO_URL", url)
-            .env("HERO_USAGE_FORGEJO_TOKEN_FILE", token_file)
-            .env("HERO_USAGE_REPO", format!("{OWNER}/{REPO}"));
-    }
+    move |c: &mut Command| forge_env(c, &url, &token_file, &format!("{OWNER}/{REPO}"))
 }
 
 #[test]
@@ -791,7 +785,7 @@ fn refuses_a_non_loopback_address_without_allow_remote() {
         .cmd("hero_usage_shim")
         .args(["--listen", "0.0.0.0:0", "--admin-secret-file"])
         .arg(&secret));
-    assert_eq!(out.status.code(), Some(78), "{}", stderr(&out));
+    out.exit(78);
     assert!(stderr(&out).contains("--allow-remote"), "{}", stderr(&out));
     assert!(stderr(&out).starts_with("hero_usage_shim: error: "));
     // The environment and the config file are held to the same rule.
@@ -799,7 +793,7 @@ fn refuses_a_non_loopback_address_without_allow_remote() {
         .cmd("hero_usage_shim")
         .env("HERO_USAGE_LISTEN", "0.0.0.0:0")
         .env("HERO_ONBOARDING_ADMIN_SECRET_FILE", &secret));
-    assert_eq!(out.status.code(), Some(78), "{}", stderr(&out));
+    out.exit(78);
 }
 
 #[test]
@@ -818,7 +812,7 @@ fn allow_remote_binds_any_address() {
 fn no_admin_secret_refuses_to_start() {
     let env = TestEnv::new();
     let out = run(env.cmd("hero_usage_shim").args(["--listen", "127.0.0.1:0"]));
-    assert_eq!(out.status.code(), Some(78), "{}", stderr(&out));
+    out.exit(78);
     assert!(stderr(&out).contains("admin secret"), "{}", stderr(&out));
     // An empty secret file is no secret either.
     let empty = env.path("empty");
@@ -827,7 +821,7 @@ fn no_admin_secret_refuses_to_start() {
         .cmd("hero_usage_shim")
         .args(["--listen", "127.0.0.1:0", "--admin-secret-file"])
         .arg(&empty));
-    assert_eq!(out.status.code(), Some(78), "{}", stderr(&out));
+    out.exit(78);
 }
 
 #[test]

@@ -1,16 +1,20 @@
 //! `hero_usage_push`: the hourly job. Flags here, the job in [`crate::push`].
-//! See `man 1 hero_usage_push`.
+//! See `man 1 hero_usage_push`. `--check` is [`check`], `--print-schedule`
+//! is [`schedule`].
+
+mod check;
+pub(crate) mod schedule;
 
 use crate::console::{err_line, out};
 use crate::error::{Exit, kind_of};
 use crate::push::{self, Outcome, PushOptions, PushSummary, RetryPolicy};
-use crate::schedule::{self, Scheduler};
 use crate::settings::{ForgeArgs, ForgeSettings, Resolver, SigningArgs, SpoolArgs};
 use crate::signing;
 use crate::spool::Spool;
 use crate::text::one_line;
 use anyhow::Result;
 use clap::Parser;
+use schedule::Scheduler;
 use std::process::ExitCode;
 use std::time::Duration;
 
@@ -136,7 +140,7 @@ pub(crate) fn run(cli: Cli) -> Result<Exit> {
         return public_key(&cli, &settings, &common.node);
     }
     if cli.check {
-        return crate::check::run(&settings, &common);
+        return check::run(&settings, &common);
     }
     if let Some(w) = settings.token_file_warning() {
         let _ = err_line(&format!("{BINARY}: warning: {w}"));
