@@ -2,12 +2,16 @@
 //! (`--init-signing-key`, `--print-public-key`, a key others may read), and
 //! every signature a push writes checked by the real `ssh-keygen -Y verify`.
 
-use crate::push::{Node, OWNER, REPO, code, git, rec};
+use crate::support::forge::{Node, OWNER, REPO, git, rec};
 use crate::support::{run, stderr, stdout};
 use hero_usage_test_forge::{ForgeOptions, TestForge};
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
+use std::process::{Command, Output, Stdio};
+
+fn code(o: &Output) -> Option<i32> {
+    o.status.code()
+}
 
 /// The default key path in a test's HOME.
 pub(crate) fn default_key(node: &Node) -> PathBuf {
