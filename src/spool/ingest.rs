@@ -9,7 +9,8 @@
 //! has waited an hour. A drop's mode and its links outside the spool are
 //! never changed.
 
-use super::{MAX_RECORD_BYTES, RecordOutcome, Spool, TMP_MAX_AGE, cant, fsx};
+use super::{MAX_RECORD_BYTES, RecordOutcome, Spool, TMP_MAX_AGE, cant};
+use crate::fsx;
 use crate::record::{Defaults, RecordInput, Validated, describe};
 use crate::text::escape_name;
 use anyhow::Result;

@@ -7,8 +7,9 @@
 //! fsynced once. A lone record gets a single-record file.
 
 use super::files::{CHUNK_RECORDS, RecordLookup, render_chunk, render_single};
-use super::{Ledger, RecordOutcome, Spool, cant, file_name_for_key, fsx};
+use super::{Ledger, RecordOutcome, Spool, cant, file_name_for_key};
 use crate::failpoint::failpoint;
+use crate::fsx;
 use crate::record::{UsageRecord, Validated};
 use anyhow::Result;
 use std::collections::HashMap;

@@ -3,7 +3,8 @@
 //! is [`schedule`].
 
 mod check;
-pub(crate) mod schedule;
+mod schedule;
+mod systemd;
 
 use crate::console::{err_line, out};
 use crate::error::{Exit, kind_of};

@@ -186,7 +186,7 @@ fn splayed(push: &[String]) -> Vec<String> {
 pub fn render(scheduler: Scheduler, job: &Job) -> Vec<ScheduleFile> {
     match scheduler {
         Scheduler::HeroProc => vec![hero_proc_action(job)],
-        Scheduler::Systemd => crate::systemd::units(job),
+        Scheduler::Systemd => super::systemd::units(job),
         Scheduler::Cron => vec![ScheduleFile {
             name: "hero_usage_push.cron".into(),
             content: format!("{}\n", cron_line(job)),
@@ -242,7 +242,7 @@ pub fn install_commands(scheduler: Scheduler, job: &Job, dir: Option<&Path>) -> 
                 shell_word(CRON_MARK)
             )]
         }
-        Scheduler::Systemd => crate::systemd::install_commands(job, &at),
+        Scheduler::Systemd => super::systemd::install_commands(job, &at),
     }
 }
 
@@ -560,7 +560,7 @@ pub fn stdout_text(scheduler: Scheduler, job: &Job, out: Option<&Path>) -> Strin
             for f in &files {
                 s.push_str(&format!(
                     "# {}/{}\n{}\n",
-                    crate::systemd::unit_dir(&job.run_as),
+                    super::systemd::unit_dir(&job.run_as),
                     f.name,
                     f.content
                 ));
