@@ -155,6 +155,17 @@ impl ForgejoClient {
         changes: &[FileChange],
         opts: &CommitOptions,
     ) -> Result<CommitResult, ForgeError> {
+        self.commit_changes(repo, &changes.iter().collect::<Vec<_>>(), opts)
+    }
+
+    /// [`ForgejoClient::change_files`] of changes held elsewhere (an hour
+    /// file and its signature are kept apart until they are sent).
+    pub fn commit_changes(
+        &self,
+        repo: &RepoRef,
+        changes: &[&FileChange],
+        opts: &CommitOptions,
+    ) -> Result<CommitResult, ForgeError> {
         let api = format!("{}/contents", Self::repo_path(repo));
         let what = format!("POST {api}");
         let body = many_files_body(changes, opts)?;
@@ -255,9 +266,9 @@ fn common_body(opts: &CommitOptions) -> Value {
 /// The `ChangeFilesOptions` JSON, written straight into one buffer: the
 /// base64 of every file goes in place, with no intermediate JSON tree
 /// (a backlog of 100,000 records is some 30 MB of it).
-fn many_files_body(changes: &[FileChange], opts: &CommitOptions) -> Result<Vec<u8>, ForgeError> {
+fn many_files_body(changes: &[&FileChange], opts: &CommitOptions) -> Result<Vec<u8>, ForgeError> {
     let enc = |e: serde_json::Error| ForgeError::Encode(e.to_string());
-    let size: usize = changes.iter().map(change_size).sum();
+    let size: usize = changes.iter().map(|c| change_size(c)).sum();
     let mut out = serde_json::to_vec(&common_body(opts)).map_err(enc)?;
     out.reserve(size + 16);
     out.pop(); // the common options' closing brace

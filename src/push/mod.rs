@@ -64,6 +64,9 @@ pub struct PushOptions {
     /// Forget ledgered keys sent more than this many days ago; `None`: never.
     pub ledger_days: Option<u32>,
     pub forge: ForgeSettings,
+    /// Signs every hour file written (DESIGN, "Signed hour files"); `None`:
+    /// hour files go unsigned.
+    pub signer: Option<crate::signing::Signer>,
 }
 
 impl PushOptions {
@@ -79,6 +82,7 @@ impl PushOptions {
             retention_days: Some(DEFAULT_RETENTION_DAYS),
             ledger_days: None,
             forge,
+            signer: None,
         }
     }
 }
