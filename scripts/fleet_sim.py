@@ -12,7 +12,7 @@ The model (issue 10, measured on Forgejo's own git sequence):
   [0, splay) with --splay), reads what it needs (READ_S per attempt that
   re-reads), commits, and on a lost race retries per its policy:
     old: 5 attempts, waits 0.25/0.5/1/2 s (+ up to half again), re-reading;
-    new: DESIGN step 5: random waits growing to at most 60 s (full jitter,
+    new: man 1 hero_usage_push, step 6: random waits growing to at most 60 s (full jitter,
          1 s doubling, cap 60 s) for --retry-seconds (300), no re-read;
   a run that runs out of retries exits 75; its hour files go with the
   node's next hourly run (one file per node-hour is added either way);

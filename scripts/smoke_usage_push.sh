@@ -17,12 +17,23 @@
 # Binaries: HERO_USAGE_BIN_DIR (e.g. $HOME/hero/bin) when set; otherwise it
 # builds them with cargo (debug profile) in this repository.
 #
+# Secrets never reach a command line (ps shows those): the token and the
+# admin secret go to curl as header files (curl -H @FILE), to the binaries
+# as files. Against a failing forge it says what it waits for and gives up
+# soon: the push-now through the shim retries for 30 s, the direct push for
+# SMOKE_RETRY_SECONDS (default 20), and a failed push skips the steps that
+# need it. Each step is one `step` call below, so that more checks (a
+# signature, say) are one more step.
+#
 # Needs: bash, curl, jq, base64, mktemp.
 set -uo pipefail
 cd "$(dirname "$0")/.."
 
 failures=0
+retry_seconds=${SMOKE_RETRY_SECONDS:-20}
 ok() { printf 'ok   %s\n' "$1"; }
+# Progress: what the script is waiting for, before it waits.
+say() { printf '...  %s\n' "$1"; }
 fail() {
     printf 'FAIL %s\n' "$1"
     failures=$((failures + 1))
@@ -80,6 +91,7 @@ token_file=$work/token
 if [ -n "${FORGEJO_URL:-}" ]; then
     [ -n "${FORGEJO_TOKEN:-}" ] || die "setup: FORGEJO_URL is set but FORGEJO_TOKEN is not"
     url=${FORGEJO_URL%/}
+    # printf is a builtin: the token is on no command line.
     (umask 077 && printf '%s\n' "$FORGEJO_TOKEN" >"$token_file")
     ok "target: the Forgejo at $url"
 else
@@ -96,11 +108,15 @@ else
     ok "target: the project's test forge at $url"
 fi
 
+# The token as a header file for curl (-H @FILE): never on its command line.
+auth_header=$work/auth_header
+(umask 077 && printf 'Authorization: token %s\n' "$(head -n1 "$token_file")" >"$auth_header")
+
 # api METHOD PATH [curl args...]: a Forgejo API call with the token.
 api() {
     local method=$1 path=$2
     shift 2
-    curl -sS -X "$method" -H "Authorization: token $(cat "$token_file")" \
+    curl -sS --max-time 30 -X "$method" -H @"$auth_header" \
         -H 'Content-Type: application/json' "$@" "$url/api/v1$path"
 }
 
@@ -119,6 +135,7 @@ ok "scratch repository $owner/$repo (not yet there; the push creates it)"
 node=smoke-node
 spool=$work/spool
 (umask 077 && head -c 24 /dev/urandom | od -An -tx1 | tr -d ' \n' >"$work/admin_secret")
+(umask 077 && printf 'X-Hero-Onboarding-Admin-Secret: %s\n' "$(cat "$work/admin_secret")" >"$work/admin_header")
 export HERO_USAGE_SPOOL=$spool HERO_NODE_ID=$node HERO_USAGE_FORGEJO_URL=$url
 export HERO_USAGE_FORGEJO_TOKEN_FILE=$token_file HERO_USAGE_REPO=$owner/$repo
 export HERO_ONBOARDING_ADMIN_SECRET_FILE=$work/admin_secret
@@ -132,8 +149,7 @@ ok "shim at $shim (spool $spool)"
 
 # shim PATH [BODY]: POST to the shim; prints the status, the body in $work/body.
 shim_post() {
-    curl -sS -o "$work/body" -w '%{http_code}' -X POST \
-        -H "X-Hero-Onboarding-Admin-Secret: $(cat "$work/admin_secret")" \
+    curl -sS --max-time 90 -o "$work/body" -w '%{http_code}' -X POST -H @"$work/admin_header" \
         -H 'Content-Type: application/json' --data "${2:-}" "$shim$1"
 }
 
@@ -156,15 +172,20 @@ expect "same record again is a duplicate" 200 "$(shim_post /record_usage "$(rec 
 expect "same key, other amount is a conflict" 422 "$(shim_post /record_usage "$(rec a 05 999 '4 vCPU for 1 h')")"
 
 # ---------------------------------------------------------------- push now
+# Each check after the first push is a function run by `step` below; a new
+# check is one more function and one more name in the list.
+say "push-usage-now through the shim (it retries a failing forge for up to 30 s)"
 status=$(shim_post /admin/push-usage-now)
 pushed=$(jq -r '.pushed // empty' "$work/body" 2>/dev/null)
 if [ "$status" = 200 ] && [ "$pushed" = 3 ]; then ok "push-usage-now pushed 3 records"; else
     fail "push-usage-now: answered $status, pushed ${pushed:-?}, expected 200 and 3: $(head -c 300 "$work/body" | tr '\n' ' ')"
+    echo "skipped the checks that need the push"
+    exit 1
 fi
 
 # The canonical OTOML the hour file must hold, byte for byte.
-expected=$work/expected.otoml
-cat >"$expected" <<EOF
+expected_hour_file() {
+    cat <<EOF
 O:
 [[records]]
 amount_cents = 250
@@ -193,31 +214,57 @@ occurred_at = "$hour:10:00"
 resource_kind = "cpu_hours"
 user_sid = "0a1b"
 EOF
+}
 path="nodes/$node/usage_$file_hour.otoml"
-api GET "/repos/$owner/$repo/contents/$path" -o "$work/contents.json"
-jq -r '.content // empty' "$work/contents.json" 2>/dev/null | base64 -d >"$work/remote.otoml" 2>/dev/null
-if cmp -s "$expected" "$work/remote.otoml"; then ok "the hour file $path is the expected canonical OTOML"; else
-    fail "the hour file $path differs from the expected canonical OTOML: $(diff "$expected" "$work/remote.otoml" | head -n 6 | tr '\n' '|')"
-fi
+
+# remote_file PATH OUT: a file of the scratch repository, as the API serves it.
+remote_file() {
+    api GET "/repos/$owner/$repo/contents/$1" -o "$work/contents.json"
+    jq -r '.content // empty' "$work/contents.json" 2>/dev/null | base64 -d >"$2" 2>/dev/null
+}
+
+check_hour_file() {
+    expected_hour_file >"$work/expected.otoml"
+    remote_file "$path" "$work/remote.otoml"
+    if cmp -s "$work/expected.otoml" "$work/remote.otoml"; then ok "the hour file $path is the expected canonical OTOML"; else
+        fail "the hour file $path differs from the expected canonical OTOML: $(diff "$work/expected.otoml" "$work/remote.otoml" | head -n 6 | tr '\n' '|')"
+    fi
+}
 
 # commits: the number of commits on the default branch (a scratch repo has few).
 commits() { api GET "/repos/$owner/$repo/commits?limit=50" | jq 'length' 2>/dev/null; }
-before=$(commits)
-status=$(shim_post /admin/push-usage-now)
-pushed=$(jq -r '.pushed // empty' "$work/body" 2>/dev/null)
-after=$(commits)
-if [ "$status" = 200 ] && [ "$pushed" = 0 ] && [ -n "$before" ] && [ "$before" = "$after" ]; then
-    ok "push-usage-now again: nothing pushed, commit count still $after"
-else
-    fail "push-usage-now again: answered $status, pushed ${pushed:-?}, commits ${before:-?} -> ${after:-?}"
-fi
 
-# The hourly job on the same spool has nothing to push either.
-out=$("$bin/hero_usage_push" --once --json 2>"$work/push.err")
-rc=$?
-if [ "$rc" = 0 ] && [ "$(jq -r .pushed <<<"$out" 2>/dev/null)" = 0 ] &&
-    [ "$(jq -r .outcome <<<"$out" 2>/dev/null)" = nothing-to-push ] && [ "$(commits)" = "$after" ]; then
-    ok "hero_usage_push --once on the same spool: nothing to push"
-else
-    fail "hero_usage_push --once: exit $rc: $(head -c 300 <<<"$out") $(head -c 300 "$work/push.err")"
-fi
+check_push_now_again() {
+    local before after status pushed
+    before=$(commits)
+    say "push-usage-now again (nothing should be left to push)"
+    status=$(shim_post /admin/push-usage-now)
+    pushed=$(jq -r '.pushed // empty' "$work/body" 2>/dev/null)
+    after=$(commits)
+    if [ "$status" = 200 ] && [ "$pushed" = 0 ] && [ -n "$before" ] && [ "$before" = "$after" ]; then
+        ok "push-usage-now again: nothing pushed, commit count still $after"
+    else
+        fail "push-usage-now again: answered $status, pushed ${pushed:-?}, commits ${before:-?} -> ${after:-?}"
+    fi
+}
+
+# The hourly job on the same spool has nothing to push either. Its notes
+# (retries) show as they happen, indented, and it gives up after
+# $retry_seconds: a failing forge shows progress, not minutes of silence.
+check_push_once() {
+    local before out rc
+    before=$(commits)
+    say "hero_usage_push --once --retry-seconds $retry_seconds"
+    out=$("$bin/hero_usage_push" --once --json --retry-seconds "$retry_seconds" 2> >(tee "$work/push.err" | sed 's/^/     /' >&2))
+    rc=$?
+    if [ "$rc" = 0 ] && [ "$(jq -r .pushed <<<"$out" 2>/dev/null)" = 0 ] &&
+        [ "$(jq -r .outcome <<<"$out" 2>/dev/null)" = nothing-to-push ] && [ "$(commits)" = "$before" ]; then
+        ok "hero_usage_push --once on the same spool: nothing to push"
+    else
+        fail "hero_usage_push --once: exit $rc: $(head -c 300 <<<"$out") $(head -c 300 "$work/push.err")"
+    fi
+}
+
+for step in check_hour_file check_push_now_again check_push_once; do
+    "$step"
+done

@@ -1,66 +1,92 @@
 //! What every binary's `main` shares besides settings: clap parsing with the
-//! contract's exit code for a bad command line (64, where clap uses 2) and
-//! its error format (`<binary>: error: ...`).
+//! contract's exit code for a bad command line (64, where clap uses 2), its
+//! error format (`<binary>: error: ...`), and the one place a run's error
+//! becomes an exit status ([`main_with`]). Only `cmd/` uses it.
 
-use crate::error::Kind;
+use crate::console::{err_line, out};
+use crate::error::{Exit, Kind, kind_of};
+use crate::text::one_line;
 use clap::Parser;
+use std::process::ExitCode;
 
-/// Parse the command line; `--help`/`--version` print and exit 0, errors
-/// print `<binary>: error: ...` and exit 64.
+/// Print `<binary>: error: <chain>` on stderr and return how the run ends:
+/// the one place every binary turns an error into an exit. A stderr that
+/// cannot take the message does not change the code: the error is the news.
+pub fn report(binary: &str, err: &anyhow::Error) -> Exit {
+    let _ = err_line(&format!(
+        "{binary}: error: {}",
+        one_line(&format!("{err:#}"))
+    ));
+    Exit::Failed(kind_of(err))
+}
+
+/// Run a binary's `run()` and return the process status its outcome maps to.
+pub fn main_with(binary: &str, run: impl FnOnce() -> anyhow::Result<Exit>) -> ExitCode {
+    survive_file_size_limit();
+    let exit = run().unwrap_or_else(|err| report(binary, &err));
+    ExitCode::from(exit.code())
+}
+
+/// Leave the process now (where clap or `--completions` ends it early).
+fn exit_now(exit: Exit) -> ! {
+    std::process::exit(i32::from(exit.code()))
+}
+
+/// Parse the command line; `--help`/`--version` and `--completions SHELL`
+/// print and exit 0, errors print `<binary>: error: ...` and exit 64.
 pub fn parse<T: Parser>(binary: &str) -> T {
-    if let Some(code) = completions::<T>(binary) {
-        std::process::exit(code)
-    }
-    match T::try_parse() {
-        Ok(cli) => cli,
+    let parsed = command::<T>()
+        .try_get_matches()
+        .and_then(|mut m| Ok((completions_shell(&m), T::from_arg_matches_mut(&mut m)?)));
+    match parsed {
+        Ok((Some(shell), _)) => exit_now(print_completions::<T>(binary, shell)),
+        Ok((None, cli)) => cli,
         Err(e) if !e.use_stderr() => match out(&e.to_string()) {
-            Ok(()) => std::process::exit(0),
-            Err(_) => std::process::exit(Kind::Output.exit_code()),
+            Ok(()) => exit_now(Exit::Ok),
+            Err(_) => exit_now(Exit::Failed(Kind::Output)),
         },
         Err(e) => {
             // clap's rendering starts with "error: " and ends with a newline.
             let text = format!("{binary}: {}", e.render());
             let _ = err_line(text.trim_end());
-            std::process::exit(Kind::Usage.exit_code())
+            exit_now(Exit::Failed(Kind::Usage))
         }
     }
 }
 
-/// Write normal output to stdout. A reader that went away (`| head`) is not
-/// the program's failure: the rest is dropped silently; any other failure
-/// (a full disk behind `>file`) is an output error (74).
-pub fn out(text: &str) -> anyhow::Result<()> {
-    use std::io::Write;
-    let mut stdout = std::io::stdout().lock();
-    match stdout
-        .write_all(text.as_bytes())
-        .and_then(|()| stdout.flush())
-    {
-        Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => Ok(()),
-        Err(e) => Err(output_error("stdout", &e)),
-        Ok(()) => Ok(()),
-    }
-}
-
-/// Write one line to stderr. Unlike `eprintln!`, which panics (exit 101)
-/// when stderr cannot be written, this returns the error (74) for the
-/// caller to weigh.
-pub fn err_line(line: &str) -> anyhow::Result<()> {
-    use std::io::Write;
-    let mut stderr = std::io::stderr().lock();
-    match writeln!(stderr, "{line}").and_then(|()| stderr.flush()) {
-        Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => Ok(()),
-        Err(e) => Err(output_error("stderr", &e)),
-        Ok(()) => Ok(()),
-    }
-}
-
-/// The error for output that cannot be written (74).
-pub fn output_error(stream: &str, e: &std::io::Error) -> anyhow::Error {
-    crate::error::fail(
-        crate::error::Kind::Output,
-        format!("cannot write to {stream}: {e}"),
+/// A binary's command line: its own flags and `--completions SHELL`, which
+/// every binary shares (the install script and the package use it).
+pub fn command<T: clap::CommandFactory>() -> clap::Command {
+    T::command().arg(
+        clap::Arg::new("completions")
+            .long("completions")
+            .value_name("SHELL")
+            .value_parser(["bash", "zsh", "fish"])
+            .help("Print the completion script for SHELL (bash, zsh, fish), then exit"),
     )
+}
+
+fn completions_shell(m: &clap::ArgMatches) -> Option<clap_complete::Shell> {
+    match m.get_one::<String>("completions")?.as_str() {
+        "bash" => Some(clap_complete::Shell::Bash),
+        "zsh" => Some(clap_complete::Shell::Zsh),
+        _ => Some(clap_complete::Shell::Fish),
+    }
+}
+
+/// Print the completion script for `shell`; how that ends.
+fn print_completions<T: clap::CommandFactory>(binary: &str, shell: clap_complete::Shell) -> Exit {
+    let mut script = Vec::new();
+    clap_complete::generate(shell, &mut command::<T>(), binary, &mut script);
+    match out(&String::from_utf8_lossy(&script)) {
+        Ok(()) => Exit::Ok,
+        Err(e) => {
+            let _ = err_line(&format!(
+                "{binary}: error: cannot write the completion script: {e:#}"
+            ));
+            Exit::Failed(Kind::Output)
+        }
+    }
 }
 
 /// Under a file size limit (`ulimit -f`), a write past it raises SIGXFSZ,
@@ -71,36 +97,4 @@ pub fn survive_file_size_limit() {
     let seen = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
     // Should registering fail, the default stays: nothing else changes.
     let _ = signal_hook::flag::register(signal_hook::consts::SIGXFSZ, seen);
-}
-
-/// `<binary> --completions bash|zsh|fish` (hidden; the install script
-/// uses it): print the shell completion script and exit. Handled before
-/// clap parses, so that it needs none of the binary's settings.
-fn completions<T: clap::CommandFactory>(binary: &str) -> Option<i32> {
-    let mut args = std::env::args_os().skip(1);
-    if args.next()? != "--completions" {
-        return None;
-    }
-    let shell = match args.next().and_then(|s| s.into_string().ok()).as_deref() {
-        Some("bash") => clap_complete::Shell::Bash,
-        Some("zsh") => clap_complete::Shell::Zsh,
-        Some("fish") => clap_complete::Shell::Fish,
-        _ => {
-            let _ = err_line(&format!(
-                "{binary}: error: --completions takes bash, zsh or fish"
-            ));
-            return Some(64);
-        }
-    };
-    let mut script = Vec::new();
-    clap_complete::generate(shell, &mut T::command(), binary, &mut script);
-    match out(&String::from_utf8_lossy(&script)) {
-        Ok(()) => Some(0),
-        Err(e) => {
-            let _ = err_line(&format!(
-                "{binary}: error: cannot write the completion script: {e:#}"
-            ));
-            Some(74)
-        }
-    }
 }

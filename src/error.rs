@@ -1,7 +1,9 @@
-//! Error kinds and the sysexits code each maps to (DESIGN.md, "Exit codes").
+//! Error kinds and the sysexits code each maps to (man 7 hero_usage, EXIT
+//! STATUS).
 //!
 //! Library code returns `anyhow::Error`; where a caller must branch on the kind
 //! (and `main` must pick an exit code) the chain carries an [`Error`] with a [`Kind`].
+//! A leaf: it imports nothing of ours.
 
 use std::fmt;
 
@@ -28,20 +30,64 @@ pub enum Kind {
     Config,
 }
 
+/// How a run ends, as far as its process status goes: every `cmd::*::run`
+/// returns one, and [`Exit::code`] is the one place it becomes a number.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Exit {
+    /// 0.
+    Ok,
+    /// `hero_usage_status --max-age`: a record waits too long (1).
+    Stale,
+    /// A failure, or a run done with something set aside (65).
+    Failed(Kind),
+}
+
 impl Kind {
-    /// The process exit code of this kind.
-    pub(crate) fn exit_code(self) -> i32 {
+    /// Every kind, for reading a code back.
+    const ALL: [Kind; 9] = [
+        Kind::Usage,
+        Kind::Data,
+        Kind::NoInput,
+        Kind::Internal,
+        Kind::CantCreate,
+        Kind::Output,
+        Kind::TempFail,
+        Kind::NoPerm,
+        Kind::Config,
+    ];
+}
+
+impl Exit {
+    /// A run that failed with `failure`, or ended well without one.
+    pub fn of(failure: Option<Kind>) -> Exit {
+        failure.map_or(Exit::Ok, Exit::Failed)
+    }
+
+    /// The process exit code: the contract's sysexits.
+    pub fn code(self) -> u8 {
         match self {
-            Kind::Usage => 64,
-            Kind::Data => 65,
-            Kind::NoInput => 66,
-            Kind::Internal => 70,
-            Kind::CantCreate => 73,
-            Kind::Output => 74,
-            Kind::TempFail => 75,
-            Kind::NoPerm => 77,
-            Kind::Config => 78,
+            Exit::Ok => 0,
+            Exit::Stale => 1,
+            Exit::Failed(kind) => match kind {
+                Kind::Usage => 64,
+                Kind::Data => 65,
+                Kind::NoInput => 66,
+                Kind::Internal => 70,
+                Kind::CantCreate => 73,
+                Kind::Output => 74,
+                Kind::TempFail => 75,
+                Kind::NoPerm => 77,
+                Kind::Config => 78,
+            },
         }
+    }
+
+    /// The exit of a code that [`Exit::code`] gave, for a summary read back.
+    pub fn from_code(code: u8) -> Option<Exit> {
+        [Exit::Ok, Exit::Stale]
+            .into_iter()
+            .chain(Kind::ALL.map(Exit::Failed))
+            .find(|e| e.code() == code)
     }
 }
 
@@ -74,113 +120,52 @@ pub(crate) fn fail(kind: Kind, message: impl Into<String>) -> anyhow::Error {
     Error::new(kind, message).into()
 }
 
-/// The kind of an error chain: the first [`Error`] or forge error in it,
-/// else internal (70). Errors are tagged where they arise: an untagged I/O
-/// error is not assumed to be the spool's.
+/// The kind of an error chain: the first [`Error`] in it, else internal
+/// (70). Errors are tagged where they arise: an untagged I/O error is not
+/// assumed to be the spool's. A forge error becomes an [`Error`] of its kind
+/// through its one `From` (it is no `std::error::Error`, so `?` cannot let
+/// one into a chain untagged).
 pub(crate) fn kind_of(err: &anyhow::Error) -> Kind {
-    for cause in err.chain() {
-        if let Some(e) = cause.downcast_ref::<Error>() {
-            return e.kind;
-        }
-        if let Some(e) = cause.downcast_ref::<crate::forgejo::ForgeError>() {
-            return e.kind();
-        }
-    }
-    Kind::Internal
-}
-
-/// The exit code for a whole run's error.
-pub(crate) fn exit_code_of(err: &anyhow::Error) -> i32 {
-    kind_of(err).exit_code()
-}
-
-/// Print `<binary>: error: <chain>` on stderr and return the exit code: the one
-/// place every binary turns an error into an exit status. A stderr that
-/// cannot take the message does not change the code: the error is the news.
-pub(crate) fn report(binary: &str, err: &anyhow::Error) -> i32 {
-    let _ = crate::cli::err_line(&format!(
-        "{binary}: error: {}",
-        one_line(&format!("{err:#}"))
-    ));
-    exit_code_of(err)
-}
-
-/// A message on one line (some parsers' messages span several), so that
-/// every stderr line starts with `<binary>:` and scripts can grep it; any
-/// other control character (an ESC in a file name) is escaped, never sent
-/// raw to a terminal.
-pub(crate) fn one_line(message: &str) -> String {
-    escape_controls(&message.split_whitespace().collect::<Vec<_>>().join(" "))
-}
-
-/// `s` with every control character written as `\n`, `\t`, `\u{1b}`...
-/// (Rust's escapes), everything else as it is.
-pub(crate) fn escape_controls(s: &str) -> String {
-    if !s.chars().any(char::is_control) {
-        return s.to_string();
-    }
-    s.chars()
-        .map(|c| {
-            if c.is_control() {
-                c.escape_debug().to_string()
-            } else {
-                c.to_string()
-            }
-        })
-        .collect()
-}
-
-/// A file name as it can be shown in a message: UTF-8 as it is with control
-/// characters escaped, any byte that is not UTF-8 as `\xNN`.
-pub(crate) fn escape_name(name: &std::ffi::OsStr) -> String {
-    use std::os::unix::ffi::OsStrExt;
-    let mut out = String::new();
-    for chunk in name.as_bytes().utf8_chunks() {
-        out.push_str(&escape_controls(chunk.valid()));
-        for b in chunk.invalid() {
-            out.push_str(&format!("\\x{b:02x}"));
-        }
-    }
-    out
-}
-
-/// Run a binary's `run()` and return the exit code its outcome maps to.
-pub(crate) fn main_with(
-    binary: &str,
-    run: impl FnOnce() -> anyhow::Result<i32>,
-) -> std::process::ExitCode {
-    crate::cli::survive_file_size_limit();
-    let code = match run() {
-        Ok(code) => code,
-        Err(err) => report(binary, &err),
-    };
-    std::process::ExitCode::from(u8::try_from(code).unwrap_or(70))
+    err.chain()
+        .find_map(|cause| cause.downcast_ref::<Error>())
+        .map_or(Kind::Internal, |e| e.kind)
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::forgejo::ForgeError;
-    use std::os::unix::ffi::OsStrExt;
 
     #[test]
-    fn kinds_come_from_tags_and_forge_errors_never_from_bare_io_errors() {
+    fn kinds_come_from_tags_never_from_bare_io_errors() {
         let io = anyhow::Error::from(std::io::Error::other("disk on fire"));
         assert_eq!(kind_of(&io), Kind::Internal);
-        assert_eq!(exit_code_of(&io.context("while recording")), 70);
-        let forge = anyhow::Error::from(ForgeError::Unauthorized("no".into()));
-        assert_eq!(kind_of(&forge), Kind::NoPerm);
-        let forge = anyhow::Error::from(ForgeError::Network("down".into())).context("pushing");
-        assert_eq!(exit_code_of(&forge), 75);
-        assert_eq!(exit_code_of(&fail(Kind::Output, "full")), 74);
-        assert_eq!(exit_code_of(&fail(Kind::NoInput, "dir")), 66);
+        assert_eq!(kind_of(&io.context("while recording")), Kind::Internal);
+        let tagged = fail(Kind::TempFail, "down").context("pushing");
+        assert_eq!(kind_of(&tagged), Kind::TempFail);
     }
 
     #[test]
-    fn names_and_messages_print_without_raw_control_bytes() {
-        let name = std::ffi::OsStr::from_bytes(b"caf\xe9\n\x1b[31m.toml");
-        assert_eq!(escape_name(name), "caf\\xe9\\n\\u{1b}[31m.toml");
-        assert_eq!(one_line("a\nb \x1b[2J c"), "a b \\u{1b}[2J c");
-        assert_eq!(escape_controls("plain é"), "plain é");
+    fn every_exit_has_its_contract_code_and_reads_back() {
+        let codes: Vec<u8> = [
+            Exit::Ok,
+            Exit::Stale,
+            Exit::Failed(Kind::Usage),
+            Exit::Failed(Kind::Data),
+            Exit::Failed(Kind::NoInput),
+            Exit::Failed(Kind::Internal),
+            Exit::Failed(Kind::CantCreate),
+            Exit::Failed(Kind::Output),
+            Exit::Failed(Kind::TempFail),
+            Exit::Failed(Kind::NoPerm),
+            Exit::Failed(Kind::Config),
+        ]
+        .iter()
+        .map(|e| {
+            assert_eq!(Exit::from_code(e.code()), Some(*e));
+            e.code()
+        })
+        .collect();
+        assert_eq!(codes, [0, 1, 64, 65, 66, 70, 73, 74, 75, 77, 78]);
+        assert_eq!(Exit::from_code(2), None);
     }
 }

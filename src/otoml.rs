@@ -1,4 +1,4 @@
-//! Canonical OTOML batch files (DESIGN.md, "OTOML batch files"): the bytes the
+//! Canonical OTOML batch files (man 5 hero_usage_otoml): the bytes the
 //! billing repository holds for one node and hour. Knows no files or network.
 //!
 //! The writer renders the fixed record shape directly instead of going through

@@ -1,8 +1,10 @@
 //! The outcome of a push run: the summary `hero_usage_push` prints (a line,
-//! or `--json`), and the file `hero_usage_status` reads to tell how the last
-//! push went. One typed struct, written by push and read by status, so that
-//! status needs neither push nor the forge client.
+//! or `--json`), and the two state files `hero_usage_status` reads to tell
+//! how the last push went (`last_push.json`) and when one last succeeded
+//! (`last_success`). One typed struct, written by push and read by status,
+//! so that status needs neither push nor the forge client.
 
+use crate::error::{Exit, Kind};
 use crate::forgejo::FileOp;
 use crate::spool::Spool;
 use anyhow::Result;
@@ -10,6 +12,12 @@ use serde::{Deserialize, Serialize};
 
 /// The file `hero_usage_status` reads, inside the spool's state directory.
 pub const OUTCOME_FILE: &str = "last_push.json";
+
+/// When the last push that exited 0 finished, `YYYY-MM-DD HH:MM:SS` (UTC),
+/// for monitoring (`hero_usage_last_success_timestamp_seconds`): a state
+/// file of its own, since the outcome file is rewritten by every run,
+/// failed ones included.
+pub const LAST_SUCCESS_FILE: &str = "last_success";
 
 /// How a run ended.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
@@ -73,13 +81,21 @@ pub struct PushSummary {
     /// Records still pending after the run.
     pub pending_after: usize,
     pub pruned: usize,
-    pub exit_code: i32,
+    /// What the run failed with, or set aside (65); none when it ended
+    /// well. Shown as the exit code it maps to.
+    #[serde(rename = "exit_code", with = "exit_code")]
+    pub failure: Option<Kind>,
     pub error: Option<String>,
     /// Retries and other notes of the run, for the operator's log.
     pub notes: Vec<String>,
 }
 
 impl PushSummary {
+    /// How the run ends.
+    pub fn exit(&self) -> Exit {
+        Exit::of(self.failure)
+    }
+
     /// What the push binary prints: the summary line, and for a dry run the
     /// file each commit would write.
     pub fn text(&self) -> String {
@@ -130,9 +146,17 @@ impl PushSummary {
                 self.already_present
             ),
         };
+        // Drops are counted alike in a dry run (what a push would ingest)
+        // and a push: new ones, and duplicates (removed, nothing changed).
         s.push_str(&format!(
-            "; ingested {}, quarantined {}, unreadable hours {}, pending {}, pruned {}",
+            "; {} {}, duplicate drops {}, quarantined {}, unreadable hours {}, pending {}, pruned {}",
+            if self.outcome == Outcome::DryRun {
+                "would ingest"
+            } else {
+                "ingested"
+            },
             self.ingested,
+            self.ingest_duplicates,
             self.quarantined.len(),
             self.unreadable_hours.len(),
             self.pending_after,
@@ -142,19 +166,44 @@ impl PushSummary {
     }
 }
 
+/// A summary's failure as its exit code, in the JSON that scripts read.
+mod exit_code {
+    use crate::error::{Exit, Kind};
+    use serde::{Deserialize, Deserializer, Serializer, de::Error};
+
+    pub fn serialize<S: Serializer>(failure: &Option<Kind>, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_u8(Exit::of(*failure).code())
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Option<Kind>, D::Error> {
+        let code = u8::deserialize(d)?;
+        match Exit::from_code(code) {
+            Some(Exit::Ok) => Ok(None),
+            Some(Exit::Failed(kind)) => Ok(Some(kind)),
+            _ => Err(D::Error::custom(format!("{code} is no push's exit code"))),
+        }
+    }
+}
+
 fn short(sha: &str) -> &str {
     &sha[..sha.len().min(12)]
 }
 
 /// Write the outcome file atomically (tmp + rename). A run that exited 0
 /// (and was not merely locked out) also leaves its time for monitoring
-/// ([`crate::last_success`]).
+/// ([`LAST_SUCCESS_FILE`]).
 pub fn write(spool: &Spool, summary: &PushSummary) -> Result<()> {
     spool.write_state(OUTCOME_FILE, &serde_json::to_vec_pretty(summary)?)?;
-    if summary.exit_code == 0 && summary.outcome != Outcome::Locked {
-        crate::last_success::write(spool, &summary.finished_at)?;
+    if summary.failure.is_none() && summary.outcome != Outcome::Locked {
+        spool.write_state(LAST_SUCCESS_FILE, summary.finished_at.as_bytes())?;
     }
     Ok(())
+}
+
+/// When a push last succeeded on this spool, if one ever did.
+pub fn last_success(spool: &Spool) -> Option<String> {
+    let bytes = spool.read_state(LAST_SUCCESS_FILE).ok()??;
+    Some(String::from_utf8_lossy(&bytes).trim().to_string())
 }
 
 /// The last run's summary: `Ok(None)` when no push ran on this spool,
@@ -210,6 +259,18 @@ mod tests {
                 "\"failed\""
             ]
         );
+        let failed = PushSummary {
+            failure: Some(crate::error::Kind::TempFail),
+            ..Default::default()
+        };
+        let json = serde_json::to_value(&failed).unwrap();
+        assert_eq!(json["exit_code"], 75);
+        let back: PushSummary = serde_json::from_value(json).unwrap();
+        assert_eq!(back.exit(), Exit::Failed(crate::error::Kind::TempFail));
+        let mut done = serde_json::to_value(PushSummary::default()).unwrap();
+        assert_eq!(done["exit_code"], 0);
+        done["exit_code"] = 2.into();
+        assert!(serde_json::from_value::<PushSummary>(done).is_err());
         let plan = FilePlan {
             path: "p".into(),
             new_records: 1,

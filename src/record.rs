@@ -1,4 +1,4 @@
-//! The usage record and its rules (DESIGN.md, "Usage record"). Knows no files
+//! The usage record and its rules (man 7 hero_usage, USAGE RECORDS). Knows no files
 //! and no network: input comes in as loosely typed fields, out goes a
 //! validated [`UsageRecord`] or a list of [`FieldError`]s naming each field.
 
@@ -167,18 +167,6 @@ impl<'de> Deserialize<'de> for UtcSecond {
 /// The UTC hour a record belongs to; names its batch file.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub struct HourBucket(pub UtcSecond);
-
-impl HourBucket {
-    /// `usage_<YYYY-MM-DD-HH>.otoml`
-    pub fn file_name(self) -> String {
-        format!("usage_{}.otoml", self.0.0.format("%Y-%m-%d-%H"))
-    }
-
-    /// `nodes/<node>/usage_<YYYY-MM-DD-HH>.otoml`; `node` must be a valid node name.
-    pub fn remote_path(self, node: &str) -> String {
-        format!("nodes/{node}/{}", self.file_name())
-    }
-}
 
 impl fmt::Display for HourBucket {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
@@ -755,10 +743,7 @@ mod tests {
         assert_eq!(v.record.description, "");
         assert_eq!(v.record.occurred_at.to_string(), "2026-11-26 16:30:00");
         assert!(!v.occurred_at_given);
-        assert_eq!(
-            v.record.hour_bucket().remote_path("n1"),
-            "nodes/n1/usage_2026-11-26-16.otoml"
-        );
+        assert_eq!(v.record.hour_bucket().to_string(), "2026-11-26-16");
     }
 
     #[test]

@@ -1,7 +1,7 @@
 //! What the audit found: violations (exit 65) and notes (worth a look, not
 //! wrong), each naming the file, the record key and the commit.
 
-use crate::error::escape_controls;
+use crate::text::escape_controls;
 use serde::Serialize;
 use std::collections::BTreeMap;
 
@@ -35,6 +35,24 @@ pub enum ViolationKind {
     WrongAuthor,
     /// A commit on branch `usage/<node>` touching another node's folder.
     ForeignNode,
+    /// A version of an hour file in history that does not parse.
+    UnparsableVersion,
+    /// A `refs/replace/*` reference: replacement objects rewrite history.
+    ReplaceRef,
+    /// A tree holding one name twice.
+    DuplicateEntry,
+    /// Two names in one folder that differ only in case.
+    CaseCollision,
+    /// An hour file whose mode is not 100644 (executable, link, submodule).
+    BadMode,
+    /// An hour file over the size limit, read no further.
+    TooLarge,
+    /// Two spool ids writing one node without an adoption between them.
+    TwoSpools,
+    /// A branch whose tip remembered by `--state` is no ancestor of its tip now.
+    RewrittenBranch,
+    /// A branch remembered by `--state` that is gone.
+    DeletedBranch,
 }
 
 impl ViolationKind {
@@ -51,6 +69,15 @@ impl ViolationKind {
             ViolationKind::RemovedRecord => "removed-record",
             ViolationKind::WrongAuthor => "wrong-author",
             ViolationKind::ForeignNode => "foreign-node",
+            ViolationKind::UnparsableVersion => "unparsable-version",
+            ViolationKind::ReplaceRef => "replace-ref",
+            ViolationKind::DuplicateEntry => "duplicate-entry",
+            ViolationKind::CaseCollision => "case-collision",
+            ViolationKind::BadMode => "bad-mode",
+            ViolationKind::TooLarge => "too-large",
+            ViolationKind::TwoSpools => "two-spools",
+            ViolationKind::RewrittenBranch => "rewritten-branch",
+            ViolationKind::DeletedBranch => "deleted-branch",
         }
     }
 }

@@ -1,29 +1,35 @@
-//! The local clone as a source, read with gitoxide: branches, the files at
-//! their heads, and the history walk (append-only, authors, foreign folders).
-//! Anything that cannot be read is exit 66.
+//! The local clone as a source, read with gitoxide: references, branches,
+//! trees and blobs. Opened isolated (no user or system git config, no
+//! environment) with replacement objects off, so that what is read is what
+//! the objects say. Anything that cannot be read is exit 66.
 
 use super::findings::{Findings, Place, Violation, ViolationKind};
-use super::history::{lost_records, wrong_author};
-use super::layout::{self, Filter, NODES};
 use super::walk::{Entry, EntryKind, Lister};
 use crate::error::{Kind, fail};
-use crate::record::UsageRecord;
+use crate::layout::NODES;
 use anyhow::Result;
 use gix::ObjectId;
-use std::collections::{BTreeMap, HashMap, HashSet};
+use std::collections::BTreeMap;
 use std::path::Path;
 
-/// Object cache of the history walk: a commit's trees are read again as
-/// its child's parent trees. Head checks read each blob once and need none.
-const OBJECT_CACHE_BYTES: usize = 16 * 1024 * 1024;
+/// The largest hour file read: anything larger is a violation read no
+/// further, so that memory stays bounded whatever a blob holds.
+pub const MAX_FILE_BYTES: u64 = 64 * 1024 * 1024;
+/// The largest tree read (a node folder of 100,000 hours is 5 MB).
+const MAX_TREE_BYTES: u64 = 64 * 1024 * 1024;
+/// The mode of a regular, non-executable file: the only one an hour file has.
+pub const REGULAR_FILE: u16 = 0o100644;
 
-fn unreadable<E: std::fmt::Display>(what: String) -> impl FnOnce(E) -> anyhow::Error {
+pub(crate) fn unreadable<E: std::fmt::Display>(what: String) -> impl FnOnce(E) -> anyhow::Error {
     move |e| fail(Kind::NoInput, format!("cannot read {what}: {e}"))
 }
 
-/// Open a repository, bare or not.
+/// Open a repository, bare or not: isolated from user, system and
+/// environment configuration, and with replacement objects off (a
+/// `refs/replace/*` reference would otherwise swap one object for another).
 pub fn open(path: &Path) -> Result<gix::Repository> {
-    let repo = gix::open(path).map_err(|e| {
+    let opts = gix::open::Options::isolated().config_overrides(["core.useReplaceRefs=false"]);
+    let mut repo = gix::open_opts(path, opts).map_err(|e| {
         fail(
             Kind::NoInput,
             format!(
@@ -32,13 +38,26 @@ pub fn open(path: &Path) -> Result<gix::Repository> {
             ),
         )
     })?;
-    let mut repo = repo;
     // Without gix's `max-performance` feature (which brings threads of its
     // own) no delta-base cache is set: hour files are deltas of each other,
     // and without one every read re-inflates its whole delta chain.
     repo.objects
         .set_pack_cache(|| Box::<gix::odb::pack::cache::lru::StaticLinkedList<64>>::default());
     Ok(repo)
+}
+
+/// A shallow clone lacks the history the audit proves: say so (exit 66).
+pub fn refuse_shallow(repo: &gix::Repository, path: &Path) -> Result<()> {
+    if repo.is_shallow().unwrap_or(false) {
+        return Err(fail(
+            Kind::NoInput,
+            format!(
+                "{} is a shallow clone: its history is cut, and the audit proves the whole history; run git fetch --unshallow there (or clone with git clone --mirror), or pass --no-history to check the heads only",
+                path.display()
+            ),
+        ));
+    }
+    Ok(())
 }
 
 /// A branch and the commit at its head.
@@ -57,12 +76,14 @@ impl Branch {
     }
 }
 
-/// The branches read: the default one and every `usage/*` one.
-#[derive(Debug, Clone)]
+/// The branches read: the default one and every `usage/*` one; the
+/// references that are violations in themselves (`refs/replace/*`).
+#[derive(Debug, Clone, Default)]
 pub struct Branches {
     pub default: Option<Branch>,
     pub usage: Vec<Branch>,
     pub ignored: Vec<String>,
+    pub findings: Findings,
 }
 
 impl Branches {
@@ -71,42 +92,97 @@ impl Branches {
     }
 }
 
-/// The branches of a clone: those `git fetch` keeps current
-/// (`refs/remotes/origin/*`, default from `origin/HEAD`) when it has them,
-/// else its own (`refs/heads/*`, default from `HEAD`, as in a mirror).
-pub fn branches(repo: &gix::Repository) -> Result<Branches> {
-    let (remote, local) = branch_tips(repo)?;
-    let (refs, default) = if remote.is_empty() {
-        (local, local_default(repo)?)
-    } else {
-        let default = symbolic_target(repo, "refs/remotes/origin/HEAD", "refs/remotes/origin/");
-        (remote, default)
-    };
-    let default = default.or_else(|| {
-        ["main", "master"]
-            .iter()
-            .find(|b| refs.contains_key(**b))
-            .map(|b| b.to_string())
-    });
-    Ok(sort_branches(refs, default))
-}
-
 /// A branch's short name and tip.
 type Tips = BTreeMap<String, ObjectId>;
 
-/// The tips of `refs/remotes/origin/*` and of `refs/heads/*`.
-fn branch_tips(repo: &gix::Repository) -> Result<(Tips, Tips)> {
+/// Every reference that matters: `refs/remotes/origin/*`, `refs/heads/*`
+/// and `refs/replace/*`.
+#[derive(Default)]
+struct Refs {
+    remote: Tips,
+    local: Tips,
+    replace: Vec<(String, ObjectId)>,
+}
+
+/// The branches of a clone: those `git fetch` keeps current
+/// (`refs/remotes/origin/*`, default from `origin/HEAD`) when it has them,
+/// else its own (`refs/heads/*`, default from `HEAD`, as in a mirror).
+/// `default` (`--default-branch`) names the default branch instead; when
+/// it cannot be told, or names a branch that does not exist, exit 66.
+pub fn branches(repo: &gix::Repository, default: Option<&str>) -> Result<Branches> {
+    let refs = references(repo)?;
+    let (tips, told, from) = if refs.remote.is_empty() {
+        (refs.local, local_default(repo)?, "HEAD")
+    } else {
+        let told = symbolic_target(repo, "refs/remotes/origin/HEAD", "refs/remotes/origin/");
+        (refs.remote, told, "origin/HEAD")
+    };
+    let mut out = if tips.is_empty() {
+        Branches::default() // an empty repository: nothing pushed yet
+    } else {
+        let name = match (default, told) {
+            (Some(flag), _) => (flag.to_string(), "--default-branch"),
+            (None, Some(told)) => (told, from),
+            (None, None) => return Err(no_default(from)),
+        };
+        if !tips.contains_key(&name.0) {
+            return Err(fail(
+                Kind::NoInput,
+                format!(
+                    "{} names branch {}, which the git directory does not hold; fetch it, or give --default-branch the repository's default branch",
+                    name.1, name.0
+                ),
+            ));
+        }
+        sort_branches(tips, &name.0)
+    };
+    for (name, target) in refs.replace {
+        let place = Place {
+            branch: name.clone(),
+            commit: Some(target.to_string()),
+        };
+        out.findings.push(Violation::new(
+            ViolationKind::ReplaceRef,
+            &name,
+            &place,
+            "a replacement object rewrites what git shows of history; the billing repository holds none (delete it on the forge, and git update-ref -d it here)",
+        ));
+    }
+    Ok(out)
+}
+
+fn no_default(from: &str) -> anyhow::Error {
+    let fix = if from == "HEAD" {
+        "HEAD is detached or on a node's branch"
+    } else {
+        "the clone has no origin/HEAD (git remote set-head origin --auto sets it)"
+    };
+    fail(
+        Kind::NoInput,
+        format!("cannot tell the repository's default branch: {fix}; give --default-branch NAME"),
+    )
+}
+
+/// Every reference the audit looks at.
+fn references(repo: &gix::Repository) -> Result<Refs> {
     let what = || "the references".to_string();
-    let mut remote = BTreeMap::new();
-    let mut local = BTreeMap::new();
+    let mut out = Refs::default();
     let platform = repo.references().map_err(unreadable(what()))?;
     for r in platform.all().map_err(unreadable(what()))? {
         let mut r = r.map_err(unreadable(what()))?;
         let name = r.name().as_bstr().to_string();
+        if name.starts_with("refs/replace/") {
+            let target = r.target().try_id().map(|id| id.to_owned());
+            out.replace.push((
+                name,
+                target.unwrap_or_else(|| ObjectId::null(gix::hash::Kind::Sha1)),
+            ));
+            continue;
+        }
         let (map, short) = if let Some(s) = name.strip_prefix("refs/remotes/origin/") {
-            (&mut remote, s.to_string())
+            (&mut out.remote, s.to_string())
         } else if let Some(s) = name.strip_prefix("refs/heads/") {
-            (&mut local, s.to_string())
+            (&mut out.local, s.to_string())
         } else {
             continue;
         };
@@ -118,10 +194,11 @@ fn branch_tips(repo: &gix::Repository) -> Result<(Tips, Tips)> {
             .map_err(unreadable(format!("reference {name}")))?;
         map.insert(short, id.detach());
     }
-    Ok((remote, local))
+    Ok(out)
 }
 
-/// The branch `HEAD` names, unless it is a node's.
+/// The branch `HEAD` names, unless it is a node's (a working clone may
+/// have one checked out: that is no default) or `HEAD` is detached.
 fn local_default(repo: &gix::Repository) -> Result<Option<String>> {
     let head = repo.head_name().map_err(unreadable("HEAD".into()))?;
     let default = head.and_then(|h| {
@@ -130,23 +207,18 @@ fn local_default(repo: &gix::Repository) -> Result<Option<String>> {
             .strip_prefix("refs/heads/")
             .map(str::to_string)
     });
-    // A working clone may have a node's branch checked out: that is no default.
     Ok(default.filter(|b| !b.starts_with("usage/")))
 }
 
 /// The default branch, the `usage/*` ones, and the names of the rest.
-fn sort_branches(refs: Tips, default: Option<String>) -> Branches {
-    let mut out = Branches {
-        default: None,
-        usage: Vec::new(),
-        ignored: Vec::new(),
-    };
+fn sort_branches(refs: Tips, default: &str) -> Branches {
+    let mut out = Branches::default();
     for (name, tip) in refs {
         let b = Branch {
             name: name.clone(),
             tip,
         };
-        if Some(&name) == default.as_ref() {
+        if name == default {
             out.default = Some(b);
         } else if name.starts_with("usage/") {
             out.usage.push(b);
@@ -169,29 +241,57 @@ fn symbolic_target(repo: &gix::Repository, name: &str, prefix: &str) -> Option<S
     }
 }
 
-/// One entry of a tree.
-fn entries(repo: &gix::Repository, tree: ObjectId) -> Result<Vec<(String, EntryKind, ObjectId)>> {
-    let t = repo
-        .find_tree(tree)
-        .map_err(unreadable(format!("tree {tree}")))?;
-    let decoded = t.decode().map_err(unreadable(format!("tree {tree}")))?;
+/// One entry of a tree: name, kind, raw mode, object id.
+pub(crate) struct TreeEntry {
+    pub name: String,
+    pub kind: EntryKind,
+    pub mode: u16,
+    pub id: ObjectId,
+}
+
+fn kind_of(mode: gix::object::tree::EntryMode) -> EntryKind {
+    if mode.is_tree() {
+        EntryKind::Dir
+    } else if mode.is_blob() {
+        EntryKind::File
+    } else {
+        EntryKind::Other
+    }
+}
+
+/// The size of an object, without reading it.
+fn object_size(repo: &gix::Repository, id: ObjectId) -> Result<u64> {
+    Ok(repo
+        .find_header(id)
+        .map_err(unreadable(format!("object {id}")))?
+        .size())
+}
+
+/// The entries of a tree, as stored (a tree may hold a name twice).
+pub(crate) fn entries(repo: &gix::Repository, tree: ObjectId) -> Result<Vec<TreeEntry>> {
+    let what = || format!("tree {tree}");
+    let size = object_size(repo, tree)?;
+    if size > MAX_TREE_BYTES {
+        return Err(fail(
+            Kind::NoInput,
+            format!("cannot read tree {tree}: {size} bytes, more than the audit reads"),
+        ));
+    }
+    let t = repo.find_tree(tree).map_err(unreadable(what()))?;
+    let decoded = t.decode().map_err(unreadable(what()))?;
     Ok(decoded
         .entries
         .iter()
-        .map(|e| {
-            let kind = if e.mode.is_tree() {
-                EntryKind::Dir
-            } else if e.mode.is_blob() || e.mode.is_executable() {
-                EntryKind::File
-            } else {
-                EntryKind::Other
-            };
-            (e.filename.to_string(), kind, e.oid.to_owned())
+        .map(|e| TreeEntry {
+            name: e.filename.to_string(),
+            kind: kind_of(e.mode),
+            mode: e.mode.value(),
+            id: e.oid.to_owned(),
         })
         .collect())
 }
 
-fn commit_tree(repo: &gix::Repository, commit: ObjectId) -> Result<ObjectId> {
+pub(crate) fn commit_tree(repo: &gix::Repository, commit: ObjectId) -> Result<ObjectId> {
     let c = repo
         .find_commit(commit)
         .map_err(unreadable(format!("commit {commit}")))?;
@@ -200,276 +300,93 @@ fn commit_tree(repo: &gix::Repository, commit: ObjectId) -> Result<ObjectId> {
         .detach())
 }
 
-fn parse_id(id: &str) -> Result<ObjectId> {
+pub(crate) fn parse_id(id: &str) -> Result<ObjectId> {
     ObjectId::from_hex(id.as_bytes())
         .map_err(|e| fail(Kind::Internal, format!("bad object id {id}: {e}")))
 }
 
-/// Read a blob's bytes.
-pub fn read_blob(repo: &gix::Repository, id: &str) -> Result<Vec<u8>> {
+/// A blob's bytes, or its size when it is over [`MAX_FILE_BYTES`] (then it
+/// is not read at all).
+pub fn read_bounded(repo: &gix::Repository, id: ObjectId) -> Result<Result<Vec<u8>, u64>> {
+    let size = object_size(repo, id)?;
+    if size > MAX_FILE_BYTES {
+        return Ok(Err(size));
+    }
     let mut blob = repo
-        .find_blob(parse_id(id)?)
+        .find_blob(id)
         .map_err(unreadable(format!("blob {id}")))?;
-    Ok(blob.take_data())
+    Ok(Ok(blob.take_data()))
+}
+
+/// Read a blob's bytes (the head checks listed its size already).
+pub fn read_blob(repo: &gix::Repository, id: &str) -> Result<Vec<u8>> {
+    match read_bounded(repo, parse_id(id)?)? {
+        Ok(bytes) => Ok(bytes),
+        Err(size) => Err(fail(
+            Kind::NoInput,
+            format!("cannot read blob {id}: {size} bytes, more than the audit reads"),
+        )),
+    }
 }
 
 /// Lists the trees at branch heads.
 pub struct GitLister<'a>(pub &'a gix::Repository);
 
+impl GitLister<'_> {
+    fn entry(&self, e: TreeEntry) -> Result<Entry> {
+        let size = match e.kind {
+            EntryKind::File => Some(object_size(self.0, e.id)?),
+            _ => None,
+        };
+        Ok(Entry {
+            name: e.name,
+            kind: e.kind,
+            mode: Some(e.mode),
+            size,
+            id: e.id.to_string(),
+        })
+    }
+}
+
 impl Lister for GitLister<'_> {
-    fn nodes(&mut self, place: &Place) -> Result<Option<Entry>> {
+    fn nodes(&mut self, place: &Place) -> Result<Vec<Entry>> {
         let commit = parse_id(place.commit.as_deref().unwrap_or_default())?;
         let root = commit_tree(self.0, commit)?;
-        Ok(entries(self.0, root)?
+        entries(self.0, root)?
             .into_iter()
-            .find(|(n, _, _)| n == NODES)
-            .map(|(name, kind, id)| Entry {
-                name,
-                kind,
-                id: id.to_string(),
-            }))
+            .filter(|e| e.name.eq_ignore_ascii_case(NODES))
+            .map(|e| self.entry(e))
+            .collect()
     }
 
     fn list(&mut self, _: &Place, _: &str, dir: &Entry) -> Result<Vec<Entry>> {
-        Ok(entries(self.0, parse_id(&dir.id)?)?
+        entries(self.0, parse_id(&dir.id)?)?
             .into_iter()
-            .map(|(name, kind, id)| Entry {
-                name,
-                kind,
-                id: id.to_string(),
-            })
-            .collect())
+            .map(|e| self.entry(e))
+            .collect()
     }
 }
 
-/// A file under `nodes/<node>/` that a commit added, changed or removed.
-struct Change {
-    node: String,
-    name: String,
-    old: Option<ObjectId>,
-    new: Option<ObjectId>,
-}
-
-/// The `nodes` subtree of a root tree.
-fn nodes_tree(repo: &gix::Repository, root: Option<ObjectId>) -> Result<Option<ObjectId>> {
-    let Some(root) = root else { return Ok(None) };
-    Ok(entries(repo, root)?
-        .into_iter()
-        .find(|(n, k, _)| n == NODES && *k == EntryKind::Dir)
-        .map(|(_, _, id)| id))
-}
-
-/// Folders (or files) by name.
-fn by_name(
-    repo: &gix::Repository,
-    tree: Option<ObjectId>,
-    kind: EntryKind,
-) -> Result<BTreeMap<String, ObjectId>> {
-    let Some(tree) = tree else {
-        return Ok(BTreeMap::new());
-    };
-    Ok(entries(repo, tree)?
-        .into_iter()
-        .filter(|(_, k, _)| *k == kind)
-        .map(|(n, _, id)| (n, id))
-        .collect())
-}
-
-/// What changed under `nodes/` between two root trees (unchanged subtrees
-/// are skipped by id, so a commit costs what it touched).
-fn node_changes(
-    repo: &gix::Repository,
-    old: Option<ObjectId>,
-    new: ObjectId,
-) -> Result<Vec<Change>> {
-    let (old_nodes, new_nodes) = (nodes_tree(repo, old)?, nodes_tree(repo, Some(new))?);
-    if old_nodes == new_nodes {
-        return Ok(Vec::new());
+/// Whether `ancestor` is `tip` or one of its ancestors (a commit missing
+/// from the clone is no ancestor: a clone that is not shallow holds every
+/// ancestor of its tips).
+pub fn is_ancestor(repo: &gix::Repository, ancestor: ObjectId, tip: ObjectId) -> Result<bool> {
+    if repo.try_find_header(ancestor).ok().flatten().is_none() {
+        return Ok(false);
     }
-    let old_dirs = by_name(repo, old_nodes, EntryKind::Dir)?;
-    let new_dirs = by_name(repo, new_nodes, EntryKind::Dir)?;
-    let mut out = Vec::new();
-    for node in old_dirs
-        .keys()
-        .chain(new_dirs.keys())
-        .collect::<std::collections::BTreeSet<_>>()
-    {
-        let (o, n) = (old_dirs.get(node).copied(), new_dirs.get(node).copied());
-        if o == n {
+    let mut seen = std::collections::HashSet::new();
+    let mut queue = std::collections::VecDeque::from([tip]);
+    while let Some(id) = queue.pop_front() {
+        if id == ancestor {
+            return Ok(true);
+        }
+        if !seen.insert(id) {
             continue;
         }
-        let old_files = by_name(repo, o, EntryKind::File)?;
-        let new_files = by_name(repo, n, EntryKind::File)?;
-        for name in old_files
-            .keys()
-            .chain(new_files.keys())
-            .collect::<std::collections::BTreeSet<_>>()
-        {
-            let (a, b) = (old_files.get(name).copied(), new_files.get(name).copied());
-            if a != b {
-                out.push(Change {
-                    node: node.clone(),
-                    name: name.clone(),
-                    old: a,
-                    new: b,
-                });
-            }
-        }
+        let c = repo
+            .find_commit(id)
+            .map_err(unreadable(format!("commit {id}")))?;
+        queue.extend(c.parent_ids().map(|p| p.detach()));
     }
-    Ok(out)
-}
-
-/// Give `repo` the object cache the history walk wants.
-pub fn cache_trees(repo: &mut gix::Repository) {
-    repo.object_cache_size_if_unset(OBJECT_CACHE_BYTES);
-}
-
-/// Walks history and checks every commit once.
-pub struct HistoryWalk<'a> {
-    pub repo: &'a gix::Repository,
-    pub filter: &'a Filter,
-    pub findings: Findings,
-    visited: HashSet<ObjectId>,
-    /// The commit that wrote each version (path, blob) of an hour file, so
-    /// that a record lost later names the commit it landed with.
-    writer: HashMap<(String, ObjectId), ObjectId>,
-}
-
-impl<'a> HistoryWalk<'a> {
-    pub fn new(repo: &'a gix::Repository, filter: &'a Filter) -> Self {
-        HistoryWalk {
-            repo,
-            filter,
-            findings: Findings::default(),
-            visited: HashSet::new(),
-            writer: HashMap::new(),
-        }
-    }
-
-    pub fn commits(&self) -> usize {
-        self.visited.len()
-    }
-
-    /// Every commit reachable from `branch` not seen yet, parents before
-    /// children (a depth-first post-order). Commits first met from a
-    /// `usage/<node>` branch (so not on the default branch, which is walked
-    /// first) may touch only that node's folder.
-    pub fn walk(&mut self, branch: &Branch, own_node: Option<&str>) -> Result<()> {
-        let mut stack = vec![(branch.tip, false)];
-        while let Some((id, parents_done)) = stack.pop() {
-            if parents_done {
-                self.check(id, &branch.name, own_node)?;
-                continue;
-            }
-            if !self.visited.insert(id) {
-                continue;
-            }
-            let c = self
-                .repo
-                .find_commit(id)
-                .map_err(unreadable(format!("commit {id}")))?;
-            stack.push((id, true));
-            stack.extend(c.parent_ids().map(|p| (p.detach(), false)));
-        }
-        Ok(())
-    }
-
-    /// Check one commit against its first parent.
-    fn check(&mut self, id: ObjectId, branch: &str, own_node: Option<&str>) -> Result<()> {
-        let what = || format!("commit {id}");
-        let c = self.repo.find_commit(id).map_err(unreadable(what()))?;
-        let parent = c.parent_ids().next().map(|p| p.detach());
-        let tree = c.tree_id().map_err(unreadable(what()))?.detach();
-        let author = c.author().map_err(unreadable(what()))?;
-        let (name, email) = (author.name.to_string(), author.email.to_string());
-        let place = Place {
-            branch: branch.to_string(),
-            commit: Some(id.to_string()),
-        };
-        let parent_tree = parent.map(|p| commit_tree(self.repo, p)).transpose()?;
-        let changes = node_changes(self.repo, parent_tree, tree)?;
-        self.check_commit(&place, parent, own_node, (&name, &email), &changes)
-    }
-
-    fn check_commit(
-        &mut self,
-        place: &Place,
-        parent: Option<ObjectId>,
-        own_node: Option<&str>,
-        (name, email): (&str, &str),
-        changes: &[Change],
-    ) -> Result<()> {
-        let mut nodes_done = HashSet::new();
-        for ch in changes.iter().filter(|c| self.filter.wants_node(&c.node)) {
-            let path = format!("{NODES}/{}/{}", ch.node, ch.name);
-            if nodes_done.insert(ch.node.as_str()) {
-                if let Some(why) = wrong_author(&ch.node, name, email) {
-                    self.findings.push(Violation::new(
-                        ViolationKind::WrongAuthor,
-                        &path,
-                        place,
-                        why,
-                    ));
-                }
-                if let Some(own) = own_node.filter(|own| *own != ch.node) {
-                    self.findings.push(Violation::new(
-                        ViolationKind::ForeignNode,
-                        &path,
-                        place,
-                        format!(
-                            "a commit on branch usage/{own} touched node {}'s folder",
-                            ch.node
-                        ),
-                    ));
-                }
-            }
-            if layout::hour_of_file_name(&ch.name).is_some_and(|h| self.filter.wants_hour(h)) {
-                self.check_versions(&path, place, parent, ch)?;
-            }
-        }
-        Ok(())
-    }
-
-    /// The append-only rule for one file changed by one commit.
-    fn check_versions(
-        &mut self,
-        path: &str,
-        place: &Place,
-        parent: Option<ObjectId>,
-        ch: &Change,
-    ) -> Result<()> {
-        let commit = place.commit.as_deref().map(parse_id).transpose()?;
-        if let (Some(new), Some(c)) = (ch.new, commit) {
-            self.writer.insert((path.to_string(), new), c);
-        }
-        let Some(old) = ch.old else { return Ok(()) };
-        let before = self
-            .writer
-            .get(&(path.to_string(), old))
-            .copied()
-            .or(parent);
-        let Some(old_records) = self.records(old)? else {
-            return Ok(()); // a version that did not parse was reported at the head, or fixed
-        };
-        let new_records = match ch.new {
-            Some(new) => match self.records(new)? {
-                Some(r) => r,
-                None => return Ok(()),
-            },
-            None => Vec::new(),
-        };
-        for p in lost_records(&old_records, &new_records) {
-            let mut v = Violation::new(p.kind, path, place, p.detail).key(p.key.as_deref());
-            v.other_commit = before.map(|p| p.to_string());
-            self.findings.push(v);
-        }
-        Ok(())
-    }
-
-    fn records(&self, blob: ObjectId) -> Result<Option<Vec<UsageRecord>>> {
-        let bytes = read_blob(self.repo, &blob.to_string())?;
-        Ok(std::str::from_utf8(&bytes)
-            .ok()
-            .and_then(|t| crate::otoml::parse_batch(t).ok()))
-    }
+    Ok(false)
 }

@@ -1,6 +1,7 @@
 //! The history rules, pure: every version of an hour file keeps every record
 //! of the version before unchanged, and a commit touching a node's folder is
-//! made by that node's push (DESIGN, "The push job", step 5).
+//! made by that node's push (man 1 hero_usage_push, DESCRIPTION, step 6:
+//! the commit's author).
 
 use super::check::Problem;
 use super::findings::ViolationKind;

@@ -22,6 +22,15 @@ pub fn key_digest(key: &str) -> KeyDigest {
     u128::from_be_bytes(d[..16].try_into().unwrap_or([0; 16]))
 }
 
+/// The 64-bit digests `--state` remembers of a record: its key's and its
+/// fields' (the same key with other fields is another record).
+pub fn state_pair(r: &UsageRecord) -> (u64, u64) {
+    (
+        short(key_digest(&r.idempotency_key)),
+        (record_digest(r) >> 64) as u64,
+    )
+}
+
 /// A digest of every field: tells the same record from a changed one.
 fn record_digest(r: &UsageRecord) -> u128 {
     let mut h = Sha256::new();

@@ -10,25 +10,30 @@
 
 pub mod api;
 pub mod check;
+pub mod commits;
 pub mod fast;
+pub mod filter;
 pub mod findings;
 pub mod git;
 pub mod history;
 pub mod keys;
-pub mod layout;
 pub mod node;
 pub mod report;
+pub mod spools;
+pub mod state;
 pub mod totals;
 pub mod walk;
 
-use crate::config::ForgeSettings;
 use crate::error::{Kind, fail};
+use crate::settings::ForgeSettings;
 use anyhow::Result;
 use chrono::NaiveDateTime;
+use filter::Filter;
 use findings::{Findings, Note, Place};
-use layout::Filter;
-use node::{NodeOutcome, Reader, audit_node};
+use findings::{Violation, ViolationKind};
+use node::{Memory, NodeOutcome, Reader, audit_node};
 use report::Report;
+use state::{State, StateDir};
 use std::collections::{BTreeMap, BTreeSet, HashSet};
 use std::path::PathBuf;
 use totals::{Period, Totals};
@@ -56,6 +61,10 @@ pub struct Options {
     pub history: bool,
     /// Bounds `occurred_at` (5 minutes of clock skew allowed).
     pub now: NaiveDateTime,
+    /// `--default-branch`: the default branch when the clone cannot tell.
+    pub default_branch: Option<String>,
+    /// `--state DIR`: remember what a clean run proved, prove only what is newer.
+    pub state: Option<PathBuf>,
 }
 
 /// Run the audit.
@@ -67,13 +76,34 @@ pub fn run(opts: &Options) -> Result<Report> {
 }
 
 fn run_git(path: &std::path::Path, opts: &Options) -> Result<Report> {
-    let mut repo = git::open(path)?;
-    let branches = git::branches(&repo)?;
+    let repo = git::open(path)?;
+    if opts.history {
+        git::refuse_shallow(&repo, path)?;
+    }
+    let branches = git::branches(&repo, opts.default_branch.as_deref())?;
     let places: Vec<Place> = branches.all().iter().map(|b| b.place()).collect();
-    let layout = walk::collect(&mut git::GitLister(&repo), &places, &opts.filter)?;
-    let (outcomes, totals) = git_nodes_in_parallel(path, &layout, opts)?;
-    git::cache_trees(&mut repo);
-    let mut history = git::HistoryWalk::new(&repo, &opts.filter);
+    let mut layout = walk::collect(&mut git::GitLister(&repo), &places, &opts.filter)?;
+    let state_dir = opts.state.as_deref().map(StateDir::new);
+    let before = match &state_dir {
+        Some(d) => d.load()?,
+        None => None,
+    };
+    let mut memory = Remembered::default();
+    if let (Some(st), Some(dir)) = (&before, &state_dir) {
+        memory = remembered(&repo, st, dir, &branches, &mut layout, opts)?;
+    }
+    let (mut outcomes, totals) = git_nodes_in_parallel(path, &layout, opts, &memory.proved)?;
+    let head_blobs = layout
+        .files
+        .values()
+        .flatten()
+        .filter_map(|f| git::parse_id(&f.blob).ok())
+        .collect();
+    let mut history = commits::HistoryWalk::new(&repo, &opts.filter, head_blobs);
+    if let Some(st) = &before {
+        history.spools = st.spools.clone();
+        history.skip(memory.tips.iter().map(|(_, id)| *id));
+    }
     if opts.history {
         if let Some(d) = &branches.default {
             history.walk(d, None)?;
@@ -82,6 +112,12 @@ fn run_git(path: &std::path::Path, opts: &Options) -> Result<Report> {
             history.walk(b, b.name.strip_prefix("usage/"))?;
         }
     }
+    let new_keys: NewKeys = layout
+        .files
+        .keys()
+        .zip(outcomes.iter_mut())
+        .map(|(n, o)| (n.clone(), (o.records, std::mem::take(&mut o.new_pairs))))
+        .collect();
     let commits = history.commits();
     let mut report = assemble(
         format!("git {}", path.display()),
@@ -90,15 +126,132 @@ fn run_git(path: &std::path::Path, opts: &Options) -> Result<Report> {
         (outcomes, totals),
         &mut |f| git::read_blob(&repo, &f.blob),
     )?;
+    report.findings.merge(branches.findings.clone());
+    report.findings.merge(memory.findings);
     report.findings.merge(history.findings);
-    if opts.history {
-        report.no_history_because = None;
-    } else {
-        report.no_history_because = Some("--no-history".into());
-    }
+    report.spools = history.spools;
+    report.no_history_because = (!opts.history).then(|| "--no-history".to_string());
     report.commits = commits;
-    report.ignored_branches = branches.ignored;
+    report.ignored_branches = branches.ignored.clone();
+    if let Some(st) = &before {
+        report.records += st.nodes.values().map(|n| n.records).sum::<u64>();
+        report.remembered = Some(st.tips.len());
+    }
+    if let Some(dir) = state_dir.filter(|_| report.clean()) {
+        let old = before.unwrap_or_else(State::empty);
+        let next = next_state(&old, &branches, &report.spools, &new_keys);
+        let pairs = new_keys.into_iter().map(|(n, (_, p))| (n, p)).collect();
+        dir.save(&next, &pairs, &old)?;
+    }
     Ok(report)
+}
+
+/// Per node: the records this run counted and their (key, record) digests.
+type NewKeys = BTreeMap<String, (u64, Vec<(u64, u64)>)>;
+
+/// What an earlier clean run proved, as this run uses it.
+#[derive(Default)]
+struct Remembered {
+    /// Branches whose remembered tip is an ancestor of their tip now.
+    tips: Vec<(String, gix::ObjectId)>,
+    /// Per node read, its proved keys.
+    proved: BTreeMap<String, state::Proved>,
+    /// Branches force-pushed or deleted since.
+    findings: Findings,
+}
+
+/// Check the remembered tips against the branches now (a tip that is no
+/// ancestor of its branch's tip, or a branch that is gone, is a
+/// violation), drop from `layout` the files those tips held already (unless
+/// the totals need every file), and load the proved keys of the nodes read.
+fn remembered(
+    repo: &gix::Repository,
+    st: &State,
+    dir: &StateDir,
+    branches: &git::Branches,
+    layout: &mut Layout,
+    opts: &Options,
+) -> Result<Remembered> {
+    let mut out = Remembered::default();
+    let now: BTreeMap<&str, gix::ObjectId> = branches
+        .all()
+        .into_iter()
+        .map(|b| (b.name.as_str(), b.tip))
+        .collect();
+    for (name, old) in &st.tips {
+        let old = git::parse_id(old)?;
+        let place = Place {
+            branch: name.clone(),
+            commit: Some(old.to_string()),
+        };
+        let kind = match now.get(name.as_str()) {
+            None => ViolationKind::DeletedBranch,
+            Some(tip) if git::is_ancestor(repo, old, *tip)? => {
+                out.tips.push((name.clone(), old));
+                continue;
+            }
+            Some(_) => ViolationKind::RewrittenBranch,
+        };
+        let why = match kind {
+            ViolationKind::DeletedBranch => format!(
+                "branch {name} was proved at commit {old} by an earlier audit (--state) and is gone"
+            ),
+            _ => format!(
+                "branch {name} was proved at commit {old} by an earlier audit (--state), which is no ancestor of its tip now: history was rewritten (a force push)"
+            ),
+        };
+        out.findings.push(Violation::new(kind, name, &place, why));
+    }
+    if opts.period.is_none() {
+        let old_places: Vec<Place> = out
+            .tips
+            .iter()
+            .map(|(b, id)| Place {
+                branch: b.clone(),
+                commit: Some(id.to_string()),
+            })
+            .collect();
+        let old = walk::collect(&mut git::GitLister(repo), &old_places, &opts.filter)?;
+        let known: HashSet<(&str, &str)> = old
+            .files
+            .values()
+            .flatten()
+            .map(|f| (f.path.as_str(), f.blob.as_str()))
+            .collect();
+        for files in layout.files.values_mut() {
+            files.retain(|f| !known.contains(&(f.path.as_str(), f.blob.as_str())));
+        }
+        layout.files.retain(|_, files| !files.is_empty());
+    }
+    for node in layout.files.keys() {
+        if let Some(ns) = st.nodes.get(node) {
+            out.proved.insert(node.clone(), dir.keys(node, ns)?);
+        }
+    }
+    Ok(out)
+}
+
+/// The state a clean run leaves: every branch's tip now, the spools, and
+/// each node's counts grown by what this run found new.
+fn next_state(
+    old: &State,
+    branches: &git::Branches,
+    spools: &spools::Spools,
+    new_keys: &NewKeys,
+) -> State {
+    let mut next = old.clone();
+    next.tips = branches
+        .all()
+        .into_iter()
+        .map(|b| (b.name.clone(), b.tip.to_string()))
+        .collect();
+    next.spools = spools.clone();
+    for (node, (records, pairs)) in new_keys {
+        let n = next.nodes.entry(node.clone()).or_default();
+        n.records += records;
+        n.keys += pairs.len() as u64;
+    }
+    next
 }
 
 /// What the threads checking nodes bring back: each node's outcome by its
@@ -112,9 +265,10 @@ fn git_nodes_in_parallel(
     path: &std::path::Path,
     layout: &Layout,
     opts: &Options,
+    proved: &BTreeMap<String, state::Proved>,
 ) -> Result<(Vec<NodeOutcome>, Option<Totals>)> {
     use std::sync::atomic::{AtomicUsize, Ordering::Relaxed};
-    let nodes: Vec<&Vec<walk::FileRef>> = layout.files.values().collect();
+    let nodes: Vec<(&String, &Vec<walk::FileRef>)> = layout.files.iter().collect();
     let next = AtomicUsize::new(0);
     let workers = std::thread::available_parallelism()
         .map_or(1, |n| n.get())
@@ -128,9 +282,18 @@ fn git_nodes_in_parallel(
         let mut done = Vec::new();
         loop {
             let i = next.fetch_add(1, Relaxed);
-            let Some(files) = nodes.get(i) else { break };
+            let Some((node, files)) = nodes.get(i) else {
+                break;
+            };
             let mut read = |f: &walk::FileRef| git::read_blob(&repo, &f.blob);
-            done.push((i, audit_node(files, &mut read, opts.now, &mut totals)));
+            let memory = Memory {
+                proved: proved.get(*node),
+                remember: opts.state.is_some(),
+            };
+            done.push((
+                i,
+                audit_node(files, &mut read, opts.now, &mut totals, memory),
+            ));
         }
         (done, totals)
     };
@@ -165,7 +328,7 @@ fn run_forge(settings: &ForgeSettings, opts: &Options) -> Result<Report> {
     let repo = forge
         .client
         .get_repo(&crate::forgejo::RepoRef::new(&forge.owner, &forge.repo))
-        .map_err(api::forge_err)?;
+        .map_err(crate::forgejo::forge_err)?;
     let mut places = vec![Place {
         branch: repo.default_branch.clone(),
         commit: None,
@@ -194,7 +357,7 @@ fn run_forge(settings: &ForgeSettings, opts: &Options) -> Result<Report> {
     let outcomes = layout
         .files
         .values()
-        .map(|files| audit_node(files, &mut read, opts.now, &mut totals))
+        .map(|files| audit_node(files, &mut read, opts.now, &mut totals, Memory::default()))
         .collect::<Result<Vec<_>>>()?;
     let source = format!(
         "forge {} {}/{}",
@@ -236,6 +399,8 @@ fn assemble(
         files: layout.file_count(),
         records,
         commits: 0,
+        spools: spools::Spools::default(),
+        remembered: None,
         findings,
         notes,
         shared_keys,

@@ -3,7 +3,8 @@
 
 use super::check::check_file;
 use super::findings::{Findings, Violation, ViolationKind};
-use super::keys::{NodeKeys, ShortDigest, Sighting, key_digest, short};
+use super::keys::{NodeKeys, ShortDigest, Sighting, key_digest, short, state_pair};
+use super::state::Proved;
 use super::totals::Totals;
 use super::walk::FileRef;
 use anyhow::Result;
@@ -19,7 +20,18 @@ pub struct NodeOutcome {
     pub findings: Findings,
     /// The node's keys, for the fleet-wide comparison.
     pub keys: Vec<ShortDigest>,
+    /// Records counted: each key once, and not those an earlier run proved.
     pub records: u64,
+    /// The new records' (key, record) digests, for `--state`.
+    pub new_pairs: Vec<(u64, u64)>,
+}
+
+/// What earlier runs proved of a node (`--state`), and whether to keep the
+/// digests of its new records.
+#[derive(Debug, Default, Clone, Copy)]
+pub struct Memory<'a> {
+    pub proved: Option<&'a Proved>,
+    pub remember: bool,
 }
 
 /// Check every file of one node (all `files` belong to it); add its records
@@ -30,10 +42,12 @@ pub fn audit_node(
     read: &mut Reader,
     now: NaiveDateTime,
     totals: &mut Option<Totals>,
+    memory: Memory,
 ) -> Result<NodeOutcome> {
     let mut findings = Findings::default();
     let mut keys = NodeKeys::default();
     let mut records = 0;
+    let mut new_pairs = Vec::new();
     for f in files {
         let bytes = read(f)?;
         let check = check_file(&f.node, f.hour, &bytes, now);
@@ -45,6 +59,32 @@ pub fn audit_node(
         for r in &check.records {
             match keys.see(r, &f.path) {
                 Sighting::New => {
+                    let pair = state_pair(r);
+                    match memory.proved.and_then(|p| p.get(pair.0)) {
+                        Some(d) if d == pair.1 => {
+                            // Proved before, and here still: counted then.
+                            if let Some(t) = totals.as_mut() {
+                                t.add(r);
+                            }
+                            continue;
+                        }
+                        Some(_) => {
+                            findings.push(
+                                Violation::new(
+                                    ViolationKind::DuplicateKey,
+                                    &f.path,
+                                    &f.place,
+                                    "an earlier audit (--state) proved another record of this node with this key",
+                                )
+                                .key(Some(&r.idempotency_key)),
+                            );
+                            continue;
+                        }
+                        None => {}
+                    }
+                    if memory.remember {
+                        new_pairs.push(pair);
+                    }
                     records += 1;
                     if let Some(t) = totals.as_mut() {
                         t.add(r);
@@ -67,6 +107,7 @@ pub fn audit_node(
         findings,
         keys: keys.into_sorted_digests(),
         records,
+        new_pairs,
     })
 }
 

@@ -2,6 +2,7 @@
 //! for people and as one JSON object for scripts.
 
 use super::findings::{Findings, Note, Violation};
+use super::spools::Spools;
 use super::totals::{Row, Totals};
 use serde::Serialize;
 use std::collections::BTreeMap;
@@ -20,6 +21,10 @@ pub struct Report {
     pub files: usize,
     pub records: u64,
     pub commits: usize,
+    /// The spool ids that wrote each node (history walk only).
+    pub spools: Spools,
+    /// With `--state`: how many branches an earlier run proved.
+    pub remembered: Option<usize>,
     pub findings: Findings,
     pub notes: Vec<Note>,
     /// How many keys two or more nodes share (notes name at most a few).
@@ -37,6 +42,9 @@ struct Json<'a> {
     files: usize,
     records: u64,
     commits: usize,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    remembered_branches: Option<usize>,
+    spools: BTreeMap<&'a str, &'a [String]>,
     violation_count: u64,
     violation_counts: BTreeMap<&'static str, u64>,
     violations: &'a [Violation],
@@ -67,6 +75,13 @@ impl Report {
             files: self.files,
             records: self.records,
             commits: self.commits,
+            remembered_branches: self.remembered,
+            spools: self
+                .spools
+                .0
+                .iter()
+                .map(|(n, s)| (n.as_str(), s.ids.as_slice()))
+                .collect(),
             violation_count: self.findings.total(),
             violation_counts: self
                 .findings
@@ -101,6 +116,14 @@ impl Report {
             "read: {} nodes, {} files, {} records; {history}\n",
             self.nodes, self.files, self.records
         ));
+        if let Some(n) = self.remembered {
+            out.push_str(&format!(
+                "state: {n} branches proved before; only newer commits and files read, records counted in all\n"
+            ));
+        }
+        for (node, s) in &self.spools.0 {
+            out.push_str(&format!("spools of {node}: {}\n", s.ids.join(", ")));
+        }
         out.push_str(&format!("violations: {}\n", self.findings.summary()));
         for v in &self.findings.kept {
             out.push_str(&format!("violation {}\n", v.line()));

@@ -3,11 +3,13 @@
 //! is read once), report every other name. Any source that can list a
 //! folder can be walked ([`Lister`]).
 
+use super::filter::Filter;
 use super::findings::{Findings, Place, Violation, ViolationKind};
-use super::layout::{self, Filter, NODES};
+use super::git::{MAX_FILE_BYTES, REGULAR_FILE};
+use crate::layout::{self, NODES};
 use crate::record::HourBucket;
 use anyhow::Result;
-use std::collections::{BTreeMap, HashSet};
+use std::collections::{BTreeMap, HashMap, HashSet};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum EntryKind {
@@ -22,13 +24,18 @@ pub enum EntryKind {
 pub struct Entry {
     pub name: String,
     pub kind: EntryKind,
+    /// The git mode (`None` where the source does not tell).
+    pub mode: Option<u16>,
+    /// A file's size in bytes (`None` where the source does not tell).
+    pub size: Option<u64>,
     pub id: String,
 }
 
 /// A source that lists folders at a branch's head.
 pub trait Lister {
-    /// The `nodes` entry at the top of the branch's tree, if any.
-    fn nodes(&mut self, place: &Place) -> Result<Option<Entry>>;
+    /// The entries at the top of the branch's tree named `nodes` in any
+    /// case (more than one is a violation).
+    fn nodes(&mut self, place: &Place) -> Result<Vec<Entry>>;
     /// The entries of folder `dir` found at `path`.
     fn list(&mut self, place: &Place, path: &str, dir: &Entry) -> Result<Vec<Entry>>;
 }
@@ -62,46 +69,23 @@ pub fn collect(src: &mut dyn Lister, branches: &[Place], filter: &Filter) -> Res
     let mut out = Layout::default();
     let mut seen: HashSet<(String, String)> = HashSet::new();
     for place in branches {
-        let Some(nodes) = src.nodes(place)? else {
-            continue;
-        };
-        if nodes.kind != EntryKind::Dir {
-            bad(
-                &mut out,
-                filter.wants_all(),
-                NODES,
-                place,
-                "`nodes` is not a folder",
-            );
-            continue;
-        }
-        for node in src.list(place, NODES, &nodes)? {
-            let path = format!("{NODES}/{}", node.name);
-            if node.kind != EntryKind::Dir {
+        let tops = src.nodes(place)?;
+        same_names(&mut out, filter.wants_all(), "", &tops, place);
+        for nodes in tops.iter().filter(|e| e.name == NODES) {
+            if nodes.kind != EntryKind::Dir {
                 bad(
                     &mut out,
                     filter.wants_all(),
-                    &path,
+                    NODES,
                     place,
-                    "only node folders belong in nodes/",
+                    "`nodes` is not a folder",
                 );
                 continue;
             }
-            if let Some(why) = layout::bad_node_name(&node.name) {
-                bad(
-                    &mut out,
-                    filter.wants_all(),
-                    &format!("{path}/"),
-                    place,
-                    &why,
-                );
-                continue;
-            }
-            if !filter.wants_node(&node.name) {
-                continue;
-            }
-            for file in src.list(place, &path, &node)? {
-                add_file(&mut out, &mut seen, filter, place, &node.name, file);
+            let listing = src.list(place, NODES, nodes)?;
+            same_names(&mut out, filter.wants_all(), NODES, &listing, place);
+            for node in listing {
+                walk_node(src, &mut out, &mut seen, filter, place, node)?;
             }
         }
     }
@@ -109,6 +93,72 @@ pub fn collect(src: &mut dyn Lister, branches: &[Place], filter: &Filter) -> Res
         files.sort_by(|a, b| a.path.cmp(&b.path));
     }
     Ok(out)
+}
+
+fn walk_node(
+    src: &mut dyn Lister,
+    out: &mut Layout,
+    seen: &mut HashSet<(String, String)>,
+    filter: &Filter,
+    place: &Place,
+    node: Entry,
+) -> Result<()> {
+    let path = format!("{NODES}/{}", node.name);
+    if node.kind != EntryKind::Dir {
+        let why = "only node folders belong in nodes/";
+        bad(out, filter.wants_all(), &path, place, why);
+        return Ok(());
+    }
+    if let Some(why) = layout::bad_node_name(&node.name) {
+        bad(out, filter.wants_all(), &format!("{path}/"), place, &why);
+        return Ok(());
+    }
+    if !filter.wants_node(&node.name) {
+        return Ok(());
+    }
+    let files = src.list(place, &path, &node)?;
+    same_names(out, true, &path, &files, place);
+    for file in files {
+        add_file(out, seen, filter, place, &node.name, file);
+    }
+    Ok(())
+}
+
+/// A folder holding one name twice (a tree made with `git mktree`: git
+/// reads the first, a checkout writes the last), or two names that differ
+/// only in case (one of them is lost on a case-insensitive checkout).
+fn same_names(out: &mut Layout, wanted: bool, dir: &str, entries: &[Entry], place: &Place) {
+    if !wanted {
+        return;
+    }
+    let mut by_fold: HashMap<String, &str> = HashMap::new();
+    let mut twice: HashSet<&str> = HashSet::new();
+    for e in entries {
+        let path = if dir.is_empty() {
+            e.name.clone()
+        } else {
+            format!("{dir}/{}", e.name)
+        };
+        match by_fold.insert(e.name.to_ascii_lowercase(), &e.name) {
+            Some(first) if first == e.name && twice.insert(&e.name) => {
+                let why = "the folder holds this name twice (git reads the first, a checkout keeps the last)";
+                out.findings.push(Violation::new(
+                    ViolationKind::DuplicateEntry,
+                    &path,
+                    place,
+                    why,
+                ));
+            }
+            Some(first) if first == e.name => {}
+            Some(first) => out.findings.push(Violation::new(
+                ViolationKind::CaseCollision,
+                &path,
+                place,
+                format!("differs from {first:?} only in case (one is lost on a case-insensitive checkout)"),
+            )),
+            None => {}
+        }
+    }
 }
 
 fn add_file(
@@ -136,6 +186,23 @@ fn add_file(
     let Some(hour) = hour.filter(|h| filter.wants_hour(*h)) else {
         return;
     };
+    if let Some(mode) = file.mode.filter(|m| *m != REGULAR_FILE) {
+        out.findings.push(Violation::new(
+            ViolationKind::BadMode,
+            &path,
+            place,
+            format!("mode {mode:o}: an hour file is a regular file, mode 100644"),
+        ));
+    }
+    if let Some(size) = file.size.filter(|s| *s > MAX_FILE_BYTES) {
+        out.findings.push(Violation::new(
+            ViolationKind::TooLarge,
+            &path,
+            place,
+            format!("{size} bytes, more than the {MAX_FILE_BYTES} an hour file may hold; not read"),
+        ));
+        return;
+    }
     if !seen.insert((path.clone(), file.id.clone())) {
         return;
     }
@@ -170,13 +237,19 @@ mod tests {
         Entry {
             name: name.into(),
             kind,
+            mode: None,
+            size: None,
             id: id.into(),
         }
     }
 
     impl Lister for Fake {
-        fn nodes(&mut self, place: &Place) -> Result<Option<Entry>> {
-            Ok((place.branch == "main").then(|| e("nodes", EntryKind::Dir, "t")))
+        fn nodes(&mut self, place: &Place) -> Result<Vec<Entry>> {
+            Ok(self
+                .0
+                .get(&format!("/{}", place.branch))
+                .cloned()
+                .unwrap_or_default())
         }
         fn list(&mut self, _: &Place, path: &str, _: &Entry) -> Result<Vec<Entry>> {
             Ok(self.0.get(path).cloned().unwrap_or_default())
@@ -186,6 +259,7 @@ mod tests {
     #[test]
     fn hour_files_kept_other_names_reported() {
         let mut dirs = HashMap::new();
+        dirs.insert("/main".to_string(), vec![e("nodes", EntryKind::Dir, "t")]);
         dirs.insert(
             "nodes".to_string(),
             vec![

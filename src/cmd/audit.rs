@@ -2,13 +2,14 @@
 //! contract says, and sum the totals for billing. Flags here, the audit in
 //! [`crate::audit`]. See `man 1 hero_usage_audit`.
 
-use crate::audit::layout::{Filter, parse_hour};
+use crate::audit::filter::Filter;
 use crate::audit::totals::Period;
 use crate::audit::{self, Options, Source};
-use crate::cli::{err_line, out, output_error};
-use crate::config::{ConfigFile, ForgeArgs, ForgeSettings, given};
-use crate::error::{Kind, fail};
+use crate::console::{err_line, out, output_error};
+use crate::error::{Exit, Kind, fail};
+use crate::layout::parse_hour;
 use crate::record::{HourBucket, check_node_name};
+use crate::settings::{ForgeArgs, Resolver, SpoolArgs};
 use anyhow::Result;
 use clap::Parser;
 use std::path::PathBuf;
@@ -23,6 +24,9 @@ pub struct Cli {
     /// A clone of the billing repository, bare or not (reads history too); without it the forge's API is read (heads only)
     #[arg(long, value_name = "PATH")]
     pub git_dir: Option<PathBuf>,
+    /// The default branch, when the clone cannot tell (a clone without origin/HEAD, a mirror whose HEAD is on a node's branch)
+    #[arg(long, value_name = "NAME")]
+    pub default_branch: Option<String>,
     #[command(flatten)]
     pub forge: ForgeArgs,
     /// Config file (TOML) for the forge settings [default: $HOME/hero/cfg/hero_usage.toml if it exists]
@@ -43,6 +47,9 @@ pub struct Cli {
     /// Skip the history walk: heads and totals only (a quicker check)
     #[arg(long)]
     pub no_history: bool,
+    /// Remember in DIR what a clean run proved (branch tips, keys per node); later runs read only what is newer, and a branch rewritten or deleted since is a violation
+    #[arg(long, value_name = "DIR")]
+    pub state: Option<PathBuf>,
     /// Print one JSON object
     #[arg(long)]
     pub json: bool,
@@ -63,13 +70,37 @@ fn hour(s: &str) -> Result<HourBucket, String> {
         .ok_or_else(|| "must be an hour as YYYY-MM-DD-HH in UTC, e.g. 2026-11-26-16".to_string())
 }
 
+/// `--state` remembers what the whole repository's history proved: not
+/// with a part of it, nor from the API (no history there).
+fn refuse_partial_state(cli: &Cli) -> Result<()> {
+    let partial = [
+        (
+            cli.git_dir.is_none(),
+            "without --git-dir (the API source reads no history)",
+        ),
+        (!cli.nodes.is_empty(), "with --node"),
+        (
+            cli.from.is_some() || cli.to.is_some(),
+            "with --from or --to",
+        ),
+        (cli.no_history, "with --no-history"),
+    ];
+    match partial.iter().find(|(bad, _)| *bad) {
+        Some((_, what)) => Err(fail(
+            Kind::Usage,
+            format!("--state remembers what the whole history proved, so it cannot be used {what}"),
+        )),
+        None => Ok(()),
+    }
+}
+
 /// The binary's `main`.
 pub fn main() -> ExitCode {
-    crate::error::main_with(BINARY, || run(crate::cli::parse(BINARY)))
+    crate::cli::main_with(BINARY, || run(crate::cli::parse(BINARY)))
 }
 
 /// Audit; exit 0 when clean, 65 when anything was found.
-pub(crate) fn run(cli: Cli) -> Result<i32> {
+pub(crate) fn run(cli: Cli) -> Result<Exit> {
     if let (Some(f), Some(t)) = (cli.from, cli.to)
         && f > t
     {
@@ -78,11 +109,17 @@ pub(crate) fn run(cli: Cli) -> Result<i32> {
             format!("--from {f} lies after --to {t}; swap them"),
         ));
     }
+    if cli.state.is_some() {
+        refuse_partial_state(&cli)?;
+    }
     let source = match &cli.git_dir {
         Some(path) => Source::Git(path.clone()),
         None => {
-            let file = ConfigFile::load(given(&cli.config).as_deref())?;
-            Source::Forge(ForgeSettings::resolve(&cli.forge, &file)?)
+            let config = SpoolArgs {
+                config: cli.config.clone(),
+                ..SpoolArgs::default()
+            };
+            Source::Forge(Resolver::load(&config, &cli.forge)?.forge()?)
         }
     };
     let opts = Options {
@@ -95,6 +132,8 @@ pub(crate) fn run(cli: Cli) -> Result<i32> {
         period: cli.totals,
         history: !cli.no_history,
         now: chrono::Utc::now().naive_utc(),
+        default_branch: cli.default_branch.clone(),
+        state: cli.state.clone(),
     };
     let report = audit::run(&opts)?;
     if let (Some(path), Some(t)) = (&cli.csv, &report.totals) {
@@ -107,7 +146,7 @@ pub(crate) fn run(cli: Cli) -> Result<i32> {
         out(&report.text())?;
     }
     if report.clean() {
-        return Ok(0);
+        return Ok(Exit::Ok);
     }
     // The report went to stdout; a stderr that cannot take this line
     // changes no exit code.
@@ -115,5 +154,5 @@ pub(crate) fn run(cli: Cli) -> Result<i32> {
         "{BINARY}: violations found: {}",
         report.findings.summary()
     ));
-    Ok(Kind::Data.exit_code())
+    Ok(Exit::Failed(Kind::Data))
 }

@@ -7,3 +7,6 @@ pub mod push;
 pub mod record;
 pub mod shim;
 pub mod status;
+
+/// A binary's whole command line: its `Cli` and the shared `--completions`.
+pub use crate::cli::command;

@@ -1,23 +1,21 @@
 //! `hero_usage_record`: one record from flags, or many from JSON lines on
 //! stdin in group-committed chunks. See `man 1 hero_usage_record`.
 
-use crate::cli::err_line;
-use crate::config::{Common, SpoolArgs};
-use crate::error::escape_controls;
-use crate::error::{Kind, fail};
-use crate::record::{
-    Defaults, Field, FieldError, RawValue, RecordInput, Validated, amount_from_flag, describe,
+use crate::console::err_line;
+use crate::error::{Exit, Kind, fail};
+use crate::record::{Field, FieldError, RawValue, RecordInput, amount_from_flag};
+use crate::recording::{
+    LineAnswers, Written, conflict_message, defaults_now, record_lines, record_validated,
 };
-use crate::spool::{CHUNK_RECORDS, RecordOutcome, Spool};
+use crate::settings::{ForgeArgs, Resolver, SpoolArgs};
+use crate::spool::Spool;
+use crate::text::escape_controls;
 use anyhow::Result;
-use chrono::Utc;
 use clap::Parser;
 use std::io::{BufRead, Write};
 use std::process::ExitCode;
 
 pub const BINARY: &str = "hero_usage_record";
-/// Longest accepted `--stdin` line (a record is far shorter).
-pub const MAX_LINE_BYTES: usize = 64 * 1024;
 
 /// Validate a usage record and drop it durably into the local spool,
 /// deduplicated by its idempotency key.
@@ -35,11 +33,11 @@ pub struct Cli {
 
 /// The binary's `main`.
 pub fn main() -> ExitCode {
-    crate::error::main_with(BINARY, || run(crate::cli::parse(BINARY)))
+    crate::cli::main_with(BINARY, || run(crate::cli::parse(BINARY)))
 }
 
-/// Record from the flags, or from JSON lines on stdin; returns the exit code.
-pub fn run(cli: Cli) -> Result<i32> {
+/// Record from the flags, or from JSON lines on stdin; returns how the run ends.
+pub fn run(cli: Cli) -> Result<Exit> {
     if cli.stdin {
         let stdin = std::io::BufReader::with_capacity(64 * 1024, std::io::stdin());
         let stdout = std::io::stdout();
@@ -124,7 +122,7 @@ impl FieldFlags {
     }
 }
 
-/// The worse of two outcomes (`None` is success): the exit code of a run
+/// The worse of two outcomes (`None` is success): the exit of a run
 /// of many lines is that of its worst line.
 fn worse(a: Option<Kind>, b: Option<Kind>) -> Option<Kind> {
     // Bad data is the mildest failure; anything else stops or fails a run.
@@ -136,17 +134,8 @@ fn worse(a: Option<Kind>, b: Option<Kind>) -> Option<Kind> {
     if rank(b) > rank(a) { b } else { a }
 }
 
-/// The message for a key reused with different content.
-pub fn conflict_message(key: &str, fields: &[&str]) -> String {
-    format!(
-        "idempotency key `{key}` was already recorded with different {}; nothing changed. \
-         Use a new key for a new record, or repeat the original fields exactly",
-        fields.join(", ")
-    )
-}
-
-/// Record one record given by flags; returns the exit code.
-pub fn run_fields(args: &SpoolArgs, flags: &FieldFlags) -> Result<i32> {
+/// Record one record given by flags; returns how the run ends.
+pub fn run_fields(args: &SpoolArgs, flags: &FieldFlags) -> Result<Exit> {
     if !flags.any() {
         return Err(fail(
             Kind::Usage,
@@ -154,7 +143,7 @@ pub fn run_fields(args: &SpoolArgs, flags: &FieldFlags) -> Result<i32> {
              --resource-kind, ...) or --stdin for JSON lines; see --help",
         ));
     }
-    let common = Common::resolve(args)?;
+    let common = Resolver::load(args, &ForgeArgs::default())?.common()?;
     // Validate before the spool is touched: an invalid record writes nothing.
     let v = match flags.input().0.validate(&defaults_now(&common.node)) {
         Ok(v) => v,
@@ -168,12 +157,12 @@ pub fn run_fields(args: &SpoolArgs, flags: &FieldFlags) -> Result<i32> {
                     missing.join(", "),
                     also_invalid(&errs, &missing)
                 ));
-                return Ok(Kind::Usage.exit_code());
+                return Ok(Exit::Failed(Kind::Usage));
             }
             for e in &errs {
                 let _ = err_line(&format!("{BINARY}: error: invalid record: {e}"));
             }
-            return Ok(Kind::Data.exit_code());
+            return Ok(Exit::Failed(Kind::Data));
         }
     };
     let spool = Spool::open(&common.spool)?;
@@ -189,11 +178,12 @@ pub fn run_fields(args: &SpoolArgs, flags: &FieldFlags) -> Result<i32> {
                 "{BINARY}: error: {}",
                 conflict_message(&key, &fields)
             ));
-            return Ok(Kind::Data.exit_code());
+            return Ok(Exit::Failed(Kind::Data));
         }
+        Written::Unchecked(_, why) => return Err(fail(Kind::CantCreate, why)),
     };
-    crate::cli::out(&line).map_err(|e| fail(Kind::Output, format!("{stored}, but {e:#}")))?;
-    Ok(0)
+    crate::console::out(&line).map_err(|e| fail(Kind::Output, format!("{stored}, but {e:#}")))?;
+    Ok(Exit::Ok)
 }
 
 /// The problems of the given flags, for the one usage error that names the
@@ -214,162 +204,56 @@ fn also_invalid(errs: &[FieldError], missing: &[&str]) -> String {
     }
 }
 
-/// What became of one record: the outcome with the record's key.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Written {
-    Recorded(String),
-    Duplicate(String),
-    Conflict(String, Vec<&'static str>),
-}
-
-/// What validating and recording one input came to.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum OneOutcome {
-    /// Broken rules; nothing was written.
-    Invalid(Vec<FieldError>),
-    Written(Written),
-}
-
-/// The defaults for a record arriving now on this node.
-fn defaults_now(node: &str) -> Defaults {
-    Defaults {
-        node: node.to_string(),
-        now: Utc::now(),
-        occurred_at: None,
-    }
-}
-
-fn record_validated(spool: &Spool, v: Validated) -> Result<Written> {
-    let outcome = spool.record(&v)?;
-    let key = v.record.idempotency_key;
-    Ok(match outcome {
-        RecordOutcome::Recorded => Written::Recorded(key),
-        RecordOutcome::Duplicate => Written::Duplicate(key),
-        RecordOutcome::Conflict(fields) => Written::Conflict(key, fields),
-    })
-}
-
-/// Validate one record (defaults: `node`, now) and record it durably: the
-/// path from a record's fields to the spool that `hero_usage_record` and the
-/// HTTP shim share. An invalid record writes nothing.
-pub fn record_one(spool: &Spool, node: &str, input: &RecordInput) -> Result<OneOutcome> {
-    match input.validate(&defaults_now(node)) {
-        Ok(v) => Ok(OneOutcome::Written(record_validated(spool, v)?)),
-        Err(errs) => Ok(OneOutcome::Invalid(errs)),
-    }
-}
-
 /// Record JSON lines from `input`; every good line is recorded, each bad one
-/// reported as `line N: <problem>`; returns the worst exit code.
-///
-/// A reader thread parses and validates lines while this one commits them:
-/// each commit takes the lines that are ready (up to [`CHUNK_RECORDS`]), so a
-/// file is recorded in full chunks and a slow stream line by line as it
-/// comes, never held back waiting for more. The reader is not joined on an
-/// error: it may be blocked on a stdin that never ends, and the process
-/// exits anyway.
+/// reported as `line N: <problem>`; returns the worst exit.
 pub fn run_stdin(
     args: &SpoolArgs,
     input: Box<dyn BufRead + Send>,
     out: &mut dyn Write,
-) -> Result<i32> {
-    let common = Common::resolve(args)?;
+) -> Result<Exit> {
+    let common = Resolver::load(args, &ForgeArgs::default())?.common()?;
     let spool = Spool::open(&common.spool)?;
     spool.bind_node(&common.node)?;
-    let (lines, reader) = spawn_reader(input, common.node.clone());
-    let mut worst: Option<Kind> = None;
-    let mut line_nos = Vec::with_capacity(CHUNK_RECORDS);
-    let mut items = Vec::with_capacity(CHUNK_RECORDS);
-    // Block for one line, then take what else is ready.
-    while let Ok(first) = lines.recv() {
-        line_nos.clear();
-        items.clear();
-        let mut next = Some(first);
-        while let Some(line) = next.take() {
-            match line? {
-                Line::Good(n, v) => {
-                    line_nos.push(n);
-                    items.push(v);
-                }
-                Line::Bad(n, problem) => {
-                    // DESIGN: each bad line is reported as `line N: <problem>`.
-                    let _ = err_line(&format!("line {n}: {}", escape_controls(&problem)));
-                    worst = worse(worst, Some(Kind::Data));
-                }
-            }
-            if items.len() < CHUNK_RECORDS {
-                next = lines.try_recv().ok();
-            }
-        }
-        if !items.is_empty() {
-            worst = worse(worst, commit_lines(&spool, &line_nos, &items, out)?);
-        }
-    }
-    // The channel closed: the reader is done. Had it panicked, lines would
-    // be left unread: never report that as success.
-    if reader.join().is_err() {
-        return Err(fail(
-            Kind::Internal,
-            "the stdin reader failed; lines after the last answered one were not recorded",
-        ));
-    }
-    Ok(worst.map_or(0, Kind::exit_code))
+    let mut printer = Printer { out, worst: None };
+    record_lines(&spool, &common.node, input, &mut printer)?;
+    Ok(Exit::of(printer.worst))
 }
 
-/// The thread that reads, parses and validates lines, and the channel it
-/// hands them over.
-fn spawn_reader(
-    input: Box<dyn BufRead + Send>,
-    node: String,
-) -> (
-    std::sync::mpsc::Receiver<Result<Line>>,
-    std::thread::JoinHandle<()>,
-) {
-    let (send, lines) = std::sync::mpsc::sync_channel::<Result<Line>>(2 * CHUNK_RECORDS);
-    let reader = std::thread::spawn(move || {
-        let mut reader = LineReader {
-            input,
-            line_no: 0,
-            buf: Vec::with_capacity(1024),
-        };
-        loop {
-            let next = reader.next_line(&node);
-            let more = matches!(next, Ok(Some(_)));
-            // Stop at the end, after an error, or when nobody listens.
-            let Some(line) = next.transpose() else { break };
-            if send.send(line).is_err() || !more {
-                break;
-            }
-        }
-    });
-    (lines, reader)
+/// Prints the answers of `--stdin` and keeps the worst outcome.
+struct Printer<'a> {
+    out: &'a mut dyn Write,
+    worst: Option<Kind>,
 }
 
-/// Record one batch of valid lines as a group commit, then answer each:
-/// every file and the directory are fsynced before any line is printed.
-/// Returns the worst outcome (a conflict is bad data).
-fn commit_lines(
-    spool: &Spool,
-    line_nos: &[usize],
-    items: &[Validated],
-    out: &mut dyn Write,
-) -> Result<Option<Kind>> {
-    let outcomes = spool.record_batch(items)?;
-    let mut worst = None;
-    let mut answers = String::new();
-    for ((n, v), outcome) in line_nos.iter().zip(items).zip(outcomes) {
-        let key = &v.record.idempotency_key;
-        match outcome {
-            RecordOutcome::Recorded => answers.push_str(&format!("recorded {key}\n")),
-            RecordOutcome::Duplicate => answers.push_str(&format!("duplicate {key}\n")),
-            RecordOutcome::Conflict(fields) => {
-                let _ = err_line(&format!("line {n}: {}", conflict_message(key, &fields)));
-                worst = Some(Kind::Data);
+impl LineAnswers for Printer<'_> {
+    fn bad_line(&mut self, n: usize, problem: &str) {
+        // Each bad line is reported as `line N: <problem>` (man 1
+        // hero_usage_record, DESCRIPTION).
+        let _ = err_line(&format!("line {n}: {}", escape_controls(problem)));
+        self.worst = worse(self.worst, Some(Kind::Data));
+    }
+
+    /// A group's answers: every file and the directory are fsynced before
+    /// any line is printed. A conflict is bad data.
+    fn group(&mut self, lines: &[usize], written: &[Written]) -> Result<()> {
+        let mut answers = String::new();
+        for (n, w) in lines.iter().zip(written) {
+            match w {
+                Written::Recorded(key) => answers.push_str(&format!("recorded {key}\n")),
+                Written::Duplicate(key) => answers.push_str(&format!("duplicate {key}\n")),
+                Written::Conflict(key, fields) => {
+                    let _ = err_line(&format!("line {n}: {}", conflict_message(key, fields)));
+                    self.worst = worse(self.worst, Some(Kind::Data));
+                }
+                // This line alone is held back (a damaged ledger shard).
+                Written::Unchecked(_, why) => {
+                    let _ = err_line(&format!("line {n}: {}", escape_controls(why)));
+                    self.worst = worse(self.worst, Some(Kind::CantCreate));
+                }
             }
         }
+        answer(self.out, &answers, lines.last().copied().unwrap_or(0))
     }
-    answer(out, &answers, line_nos.last().copied().unwrap_or(0))?;
-    Ok(worst)
 }
 
 /// Write a batch's answers. The batch is stored by then: an output error
@@ -382,93 +266,11 @@ fn answer(out: &mut dyn Write, answers: &str, last_line: usize) -> Result<()> {
             format!(
                 "the records of lines 1 to {last_line} were handled (the good ones stored), \
                  but {:#}",
-                crate::cli::output_error("stdout", &e)
+                crate::console::output_error("stdout", &e)
             ),
         )),
         Ok(()) => Ok(()),
     }
-}
-
-/// One input line: a valid record, or the problem that makes it bad.
-enum Line {
-    Good(usize, Validated),
-    Bad(usize, String),
-}
-
-/// JSON lines from stdin, numbered.
-struct LineReader {
-    input: Box<dyn BufRead + Send>,
-    line_no: usize,
-    buf: Vec<u8>,
-}
-
-impl LineReader {
-    /// The next line that is not blank; `None` at the end of the input.
-    fn next_line(&mut self, node: &str) -> Result<Option<Line>> {
-        loop {
-            self.buf.clear();
-            let (n, too_long) = read_line_bounded(&mut *self.input, &mut self.buf)?;
-            if n == 0 {
-                return Ok(None);
-            }
-            self.line_no += 1;
-            let bad = |problem: String| Ok(Some(Line::Bad(self.line_no, problem)));
-            if too_long {
-                return bad(format!("longer than {MAX_LINE_BYTES} bytes"));
-            }
-            let Ok(text) = std::str::from_utf8(&self.buf) else {
-                return bad("not UTF-8 text".into());
-            };
-            if text.trim().is_empty() {
-                continue;
-            }
-            let rec = RecordInput::from_json_text(text);
-            return match rec.and_then(|i| {
-                i.validate(&defaults_now(node))
-                    .map_err(|errs| describe(&errs))
-            }) {
-                Ok(v) => Ok(Some(Line::Good(self.line_no, v))),
-                Err(problem) => bad(problem),
-            };
-        }
-    }
-}
-
-/// Read one line (without its newline) of at most [`MAX_LINE_BYTES`]; a
-/// longer line is consumed and reported as too long. Returns (bytes read
-/// from input, too long).
-fn read_line_bounded(input: &mut dyn BufRead, buf: &mut Vec<u8>) -> Result<(usize, bool)> {
-    let mut total = 0;
-    let mut too_long = false;
-    loop {
-        let avail = input
-            .fill_buf()
-            .map_err(|e| fail(Kind::NoInput, format!("cannot read stdin: {e}")))?;
-        if avail.is_empty() {
-            break;
-        }
-        let (take, done) = match avail.iter().position(|&b| b == b'\n') {
-            Some(i) => (i + 1, true),
-            None => (avail.len(), false),
-        };
-        let content = if done {
-            &avail[..take - 1]
-        } else {
-            &avail[..take]
-        };
-        if !too_long && buf.len() + content.len() <= MAX_LINE_BYTES {
-            buf.extend_from_slice(content);
-        } else {
-            too_long = true;
-            buf.clear();
-        }
-        total += take;
-        input.consume(take);
-        if done {
-            break;
-        }
-    }
-    Ok((total, too_long))
 }
 
 #[cfg(test)]
@@ -486,21 +288,5 @@ mod tests {
         assert_eq!(worse(data, None), data);
         assert_eq!(worse(data, spool), spool);
         assert_eq!(worse(temp, data), temp);
-    }
-
-    #[test]
-    fn long_lines_are_cut_and_skipped() {
-        let data = format!("{}\nshort\nlast", "x".repeat(MAX_LINE_BYTES + 1));
-        let mut r = std::io::BufReader::with_capacity(16, data.as_bytes());
-        let mut buf = Vec::new();
-        assert!(read_line_bounded(&mut r, &mut buf).unwrap().1);
-        buf.clear();
-        read_line_bounded(&mut r, &mut buf).unwrap();
-        assert_eq!(buf, b"short");
-        buf.clear();
-        read_line_bounded(&mut r, &mut buf).unwrap();
-        assert_eq!(buf, b"last");
-        buf.clear();
-        assert_eq!(read_line_bounded(&mut r, &mut buf).unwrap().0, 0);
     }
 }

@@ -1,8 +1,9 @@
 //! `hero_usage_shim`: flags here, the server in [`crate::shim`].
 //! See `man 1 hero_usage_shim`.
 
-use crate::config::{ForgeArgs, SpoolArgs};
-use crate::shim::{self, ShimArgs};
+use crate::error::Exit;
+use crate::settings::{ForgeArgs, Resolver, ShimArgs, SigningArgs, SpoolArgs};
+use crate::shim;
 use anyhow::Result;
 use clap::Parser;
 use std::process::ExitCode;
@@ -20,14 +21,21 @@ pub struct Cli {
     pub spool: SpoolArgs,
     #[command(flatten)]
     pub forge: ForgeArgs,
+    #[command(flatten)]
+    pub signing: SigningArgs,
 }
 
 /// The binary's `main`.
 pub fn main() -> ExitCode {
-    crate::error::main_with(BINARY, || run(crate::cli::parse(BINARY)))
+    crate::cli::main_with(BINARY, || run(crate::cli::parse(BINARY)))
 }
 
 /// Serve until SIGTERM or SIGINT.
-pub(crate) fn run(cli: Cli) -> Result<i32> {
-    shim::run(&cli.spool, &cli.forge, &cli.shim)
+pub(crate) fn run(cli: Cli) -> Result<Exit> {
+    shim::run(
+        &Resolver::load(&cli.spool, &cli.forge)?
+            .with_shim(&cli.shim)
+            .with_signing(&cli.signing),
+    )?;
+    Ok(Exit::Ok)
 }

@@ -82,6 +82,17 @@ impl ForgeError {
         )
     }
 
+    /// The request may have been applied though the answer says otherwise:
+    /// a lost reply, or a 5xx (a proxy's 502 or 504 once the server had
+    /// committed, an error after the commit). What a re-read then finds of
+    /// the request's own changes, its request made.
+    pub(crate) fn may_have_applied(&self) -> bool {
+        matches!(
+            self,
+            ForgeError::Server { .. } | ForgeError::Network(_) | ForgeError::Timeout(_)
+        )
+    }
+
     /// A retry must read the files again first: their shas are stale.
     pub(crate) fn needs_reread(&self) -> bool {
         matches!(self, ForgeError::StaleSha(_) | ForgeError::AlreadyExists(_))
@@ -148,12 +159,19 @@ impl fmt::Display for ForgeError {
     }
 }
 
-impl std::error::Error for ForgeError {}
-
+// No `impl std::error::Error`: on purpose, so that `?` cannot put a forge
+// error into an `anyhow` chain untagged. It enters one only through this
+// `From`, as an error of its kind (the exit code reads the kind, never the
+// forge error).
 impl From<ForgeError> for crate::error::Error {
     fn from(e: ForgeError) -> Self {
         crate::error::Error::new(e.kind(), e.to_string())
     }
+}
+
+/// A forge error as the error every binary maps to its exit code.
+pub(crate) fn forge_err(e: ForgeError) -> anyhow::Error {
+    crate::error::Error::from(e).into()
 }
 
 #[cfg(test)]

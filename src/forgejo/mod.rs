@@ -8,7 +8,7 @@
 //! max blob size come back with `content: ""` and are read from `/raw/`.
 //!
 //! The token never appears in an error, a Debug output or a panic message:
-//! it lives in a [`Secret`](crate::config::Secret), and every message taken
+//! it lives in a [`Secret`](crate::secret::Secret), and every message taken
 //! from a server is scrubbed of it before it is kept.
 //!
 //! Layout: [`client`] (the agent, requests, answers to errors), [`contents`]
@@ -18,15 +18,18 @@
 mod client;
 mod contents;
 mod error;
+mod listing;
+mod probe;
 mod url;
 
 pub use client::ForgejoClient;
-pub(crate) use client::scrub_token;
 pub(crate) use contents::change_size;
 pub use error::ForgeError;
-pub(crate) use url::{check_base_url, encode_path};
+pub(crate) use error::forge_err;
+pub use listing::{Branch, DirEntry, EntryKind, Folder};
+pub use probe::WriteAccess;
 
-use crate::config::Secret;
+use crate::secret::Secret;
 use std::fmt;
 use std::time::Duration;
 
@@ -87,6 +90,8 @@ pub struct Repository {
     pub empty: bool,
     pub private: bool,
     pub owner_login: String,
+    /// Whether the token's user may push to it, when the server tells.
+    pub may_push: Option<bool>,
 }
 
 /// A file read from the forge: its blob sha (for updates) and its bytes.

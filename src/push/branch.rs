@@ -1,4 +1,4 @@
-//! Which branch a node commits to (DESIGN, "Scale"): the repository's
+//! Which branch a node commits to (man 7 hero_usage, SCALING): the repository's
 //! default branch, a branch named in the settings, or a branch of its own
 //! when the name holds `{node}` (`usage/{node}`).
 
@@ -20,7 +20,7 @@ pub fn resolve(setting: Option<&str>, node: &str) -> Result<Option<String>> {
             Kind::Config,
             format!(
                 "branch `{}` {why}; set --branch / HERO_USAGE_BRANCH to a valid git branch name such as usage/{NODE_PLACEHOLDER}",
-                crate::error::escape_controls(&branch)
+                crate::text::escape_controls(&branch)
             ),
         )
     })?;
@@ -35,7 +35,7 @@ pub fn is_per_node(setting: Option<&str>) -> bool {
 /// git's rules for a branch name (the settings' own check, which the
 /// resolved name must pass too), and no leading `-` (an option to git).
 fn check_name(name: &str) -> std::result::Result<(), String> {
-    crate::config::check_branch(name)?;
+    crate::settings::check_branch(name)?;
     if name.starts_with('-') {
         return Err("starts with `-`".into());
     }

@@ -1,6 +1,6 @@
 //! The pure core of a push: merge an hour's pending records with what the
-//! billing repository's file for that hour holds (DESIGN, "The push job",
-//! step 4). The billing repository is the source of truth: a pending record
+//! billing repository's file for that hour holds (man 1 hero_usage_push,
+//! DESCRIPTION, step 5). The billing repository is the source of truth: a pending record
 //! whose key is there with identical fields is done; with different fields
 //! it is a conflict, never pushed.
 

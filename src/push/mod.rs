@@ -1,4 +1,4 @@
-//! The push job (DESIGN.md, "The push job"): the only module that joins the
+//! The push job (man 1 hero_usage_push, DESCRIPTION): the only module that joins the
 //! spool and the forge. One run: lock, ingest, then drain the spool batch
 //! after batch ([`drain`]): group by hour, merge every touched hour file with
 //! what the billing repository holds ([`merge`]), commit the changed files in
@@ -21,11 +21,12 @@ pub use retry::{
     DEFAULT_RETRY_SECONDS, PUSH_NOW_RETRY_SECONDS, RetryPolicy, TEST_WAITS_ENV, splay_delay,
 };
 
-use crate::config::ForgeSettings;
-use crate::error::{Kind, exit_code_of, fail};
+use crate::error::{Kind, fail, kind_of};
 use crate::failpoint::failpoint;
-use crate::forgejo::{ClientConfig, ForgeError, ForgejoClient};
+use crate::forgejo::{ForgejoClient, forge_err};
 use crate::outcome;
+use crate::record::UsageRecord;
+use crate::settings::ForgeSettings;
 use crate::spool::Spool;
 use anyhow::Result;
 use chrono::Utc;
@@ -63,6 +64,9 @@ pub struct PushOptions {
     /// Forget ledgered keys sent more than this many days ago; `None`: never.
     pub ledger_days: Option<u32>,
     pub forge: ForgeSettings,
+    /// Signs every hour file written (DESIGN, "Signed hour files"); `None`:
+    /// hour files go unsigned.
+    pub signer: Option<crate::signing::Signer>,
 }
 
 impl PushOptions {
@@ -78,6 +82,7 @@ impl PushOptions {
             retention_days: Some(DEFAULT_RETENTION_DAYS),
             ledger_days: None,
             forge,
+            signer: None,
         }
     }
 }
@@ -105,9 +110,7 @@ pub fn run_logged(spool: &Spool, opts: &PushOptions, log: Log) -> Result<PushSum
     spool.bind_node_unless_dry(&opts.node, opts.dry_run)?;
     // Bad settings are configuration errors even when there is nothing to push.
     let branch = branch::resolve(opts.forge.branch.as_deref(), &opts.node)?;
-    let mut config = ClientConfig::new(&opts.forge.url, opts.forge.token.clone());
-    config.insecure_http = opts.forge.insecure_http;
-    let client = ForgejoClient::new(config).map_err(forge_err)?;
+    let client = ForgejoClient::new(opts.forge.client_config()).map_err(forge_err)?;
 
     // A dry run changes nothing, not even by creating the lock file: it
     // only reads, and reading tolerates records marked sent meanwhile.
@@ -121,9 +124,12 @@ pub fn run_logged(spool: &Spool, opts: &PushOptions, log: Log) -> Result<PushSum
         };
         Some(lock)
     };
-    if !opts.dry_run {
-        ingest(spool, opts, start_time, &mut summary)?;
-    }
+    // An error while ingesting ends the run, but like any failure after
+    // the lock its outcome is written, for status and monitoring.
+    let (ingested, previewed) = match ingest(spool, opts, start_time, &mut summary) {
+        Ok(previewed) => (Ok(()), previewed),
+        Err(e) => (Err(e), Vec::new()),
+    };
     let ctx = drain::Ctx {
         spool,
         opts,
@@ -132,22 +138,30 @@ pub fn run_logged(spool: &Spool, opts: &PushOptions, log: Log) -> Result<PushSum
         per_node: branch::is_per_node(opts.forge.branch.as_deref()),
         log,
         started,
+        previewed,
     };
-    if let Err(err) = drain::drain(&ctx, &mut summary) {
+    if let Err(err) = ingested.and_then(|()| drain::drain(&ctx, &mut summary)) {
         summary.outcome = Outcome::Failed;
-        summary.exit_code = exit_code_of(&err);
+        summary.failure = Some(kind_of(&err));
         summary.error = Some(format!("{err:#}"));
     }
     Ok(close(spool, opts, summary, started))
 }
 
+/// Ingest `incoming/`, or in a dry run tell what ingesting would do and
+/// return the records it would add (the dry run plans them with the
+/// pending ones): either way the summary counts drops alike.
 fn ingest(
     spool: &Spool,
     opts: &PushOptions,
     now: chrono::DateTime<Utc>,
     summary: &mut PushSummary,
-) -> Result<()> {
-    let report = spool.ingest_incoming(&opts.node, now)?;
+) -> Result<Vec<UsageRecord>> {
+    let (previewed, report) = if opts.dry_run {
+        spool.preview_incoming(&opts.node, now)?
+    } else {
+        (Vec::new(), spool.ingest_incoming(&opts.node, now)?)
+    };
     summary.ingested = report.ingested;
     summary.ingest_duplicates = report.duplicates;
     summary.quarantined.extend(
@@ -159,8 +173,23 @@ fn ingest(
                 reason,
             }),
     );
+    // A good drop whose key cannot be checked (a damaged ledger shard)
+    // waits in incoming/; the rest goes on, and the run fails (73).
+    let held = report.held_back.len();
+    summary
+        .unreadable_hours
+        .extend(report.held_back.into_iter().map(|(what, reason)| Problem {
+            what: format!("incoming/{what}"),
+            reason,
+        }));
     failpoint("push-after-ingest");
-    Ok(())
+    if held > 0 {
+        summary.failure = Some(Kind::CantCreate);
+        summary.error = Some(format!(
+            "{held} drop(s) left in incoming/: their keys cannot be checked against a damaged ledger file (see above)"
+        ));
+    }
+    Ok(previewed)
 }
 
 /// After the commits: prune, count, pick the exit code and write the
@@ -175,7 +204,19 @@ fn close(
     if let Some(days) = opts.retention_days.filter(|_| !opts.dry_run) {
         let horizon = Utc::now() - chrono::Duration::days(i64::from(days));
         match spool.prune_sent(horizon, opts.ledger_days) {
-            Ok(n) => summary.pruned = n,
+            Ok(report) => {
+                summary.pruned = report.pruned;
+                summary.quarantined.extend(
+                    report
+                        .quarantined
+                        .into_iter()
+                        .map(|(what, reason)| Problem { what, reason }),
+                );
+                if !report.held_back.is_empty() {
+                    let held = fail(Kind::CantCreate, report.held_back.join("; "));
+                    late_error(&mut summary, &held);
+                }
+            }
             Err(e) => late_error(&mut summary, &e),
         }
     }
@@ -183,11 +224,11 @@ fn close(
         Ok(n) => summary.pending_after = n,
         Err(e) => late_error(&mut summary, &e),
     }
-    if summary.exit_code == 0
+    if summary.failure.is_none()
         && !(summary.quarantined.is_empty() && summary.unreadable_hours.is_empty())
     {
         // Shown to the scheduler once; the quarantined files fail no later run.
-        summary.exit_code = Kind::Data.exit_code();
+        summary.failure = Some(Kind::Data);
     }
     let mut summary = finish(summary, started);
     if !opts.dry_run
@@ -206,8 +247,8 @@ fn late_error(summary: &mut PushSummary, e: &anyhow::Error) {
         Some(first) => format!("{first}; then: {text}"),
         None => text,
     });
-    if matches!(summary.exit_code, 0 | 65) {
-        summary.exit_code = exit_code_of(e);
+    if matches!(summary.failure, None | Some(Kind::Data)) {
+        summary.failure = Some(kind_of(e));
     }
 }
 
@@ -215,9 +256,4 @@ fn finish(mut summary: PushSummary, started: Instant) -> PushSummary {
     summary.finished_at = Utc::now().format(crate::record::TIME_FORMAT).to_string();
     summary.duration_ms = started.elapsed().as_millis() as u64;
     summary
-}
-
-/// A forge error as an error of its kind, for the exit code.
-fn forge_err(e: ForgeError) -> anyhow::Error {
-    fail(e.kind(), e.to_string())
 }

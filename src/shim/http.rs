@@ -2,14 +2,14 @@
 //! request per connection (`Connection: close`), a fixed pool of worker
 //! threads fed by the accept loop, requests parsed with `httparse`.
 //!
-//! Limits (DESIGN.md, "HTTP shim"): the request head is at most
+//! Limits (man 1 hero_usage_shim, ROUTES): the request head is at most
 //! [`MAX_HEAD`] bytes (431), the body at most [`MAX_BODY`] (413), any
 //! `Transfer-Encoding` is refused (400), as is a repeated or malformed
 //! `Content-Length` (400). Each read waits at most [`Limits::idle`] and the
 //! whole request must arrive within [`Limits::deadline`] (408), so a stalled
 //! or trickling client holds a worker for a few seconds at most.
 
-use crate::cli::err_line;
+use crate::console::err_line;
 use serde::Serialize;
 use std::io::{self, Read, Write};
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, Shutdown, SocketAddr, TcpListener, TcpStream};

@@ -2,13 +2,14 @@
 //! makes (`record_one`, `push::run`, `StatusReport::gather`) and its outcome
 //! into a status code and a JSON body.
 
-use super::auth::{self, SecretSource};
+use super::auth;
 use super::http::{Handler, Head, Request, Response};
-use crate::cmd::record::{OneOutcome, Written, conflict_message, record_one};
-use crate::config::{ConfigFile, ForgeArgs, ForgeSettings};
-use crate::error::{Kind, exit_code_of, kind_of};
+use crate::error::{Exit, Kind, kind_of};
 use crate::push::{self, Outcome, PushOptions, PushSummary, RetryPolicy};
 use crate::record::{FieldError, RawValue, RecordInput};
+use crate::recording::{OneOutcome, Written, conflict_message, record_one};
+use crate::settings::Resolver;
+use crate::settings::SecretSource;
 use crate::spool::Spool;
 use crate::status::StatusReport;
 use serde_json::json;
@@ -19,9 +20,9 @@ pub struct App {
     pub spool: Spool,
     pub node: String,
     pub secret: SecretSource,
-    /// Resolved at push time, so the shim runs without a forge configured.
-    pub forge: ForgeArgs,
-    pub config: ConfigFile,
+    /// The forge settings are resolved at push time, so the shim runs
+    /// without a forge configured.
+    pub settings: Resolver,
 }
 
 #[derive(Clone, Copy, PartialEq, Eq)]
@@ -143,21 +144,31 @@ impl App {
                     "error": conflict_message(&key, &fields),
                 }),
             ),
+            // Its ledger shard is damaged: this record alone is refused.
+            Ok(OneOutcome::Written(Written::Unchecked(_, why))) => {
+                Response::error(500, "error", why.clone()).with_note(why)
+            }
             Err(e) => failure(&e),
         }
     }
 
     fn push_now(&self) -> Response {
-        let forge = match ForgeSettings::resolve(&self.forge, &self.config) {
+        // The key signs as the hourly job's does (read at each push-now,
+        // like the forge settings).
+        let settings = self
+            .settings
+            .forge()
+            .and_then(|f| Ok((f, self.settings.signer()?)));
+        let (forge, signer) = match settings {
             Ok(f) => f,
             Err(e) => {
-                let code = exit_code_of(&e);
+                let kind = kind_of(&e);
                 return Response::json(
-                    503,
+                    http_status(kind),
                     &json!({
                         "status": "not-configured",
                         "outcome": "failed",
-                        "exit_code": code,
+                        "exit_code": Exit::Failed(kind).code(),
                         "error": format!("push-now is not available: {e:#}"),
                     }),
                 )
@@ -169,6 +180,7 @@ impl App {
             retention_days: None,
             retry: RetryPolicy::for_window(Duration::from_secs(push::PUSH_NOW_RETRY_SECONDS)),
             ledger_days: None,
+            signer,
             ..PushOptions::new(&self.node, forge)
         };
         match push::run(&self.spool, &opts) {
@@ -176,10 +188,14 @@ impl App {
                 Response::json(push_status(&summary), &summary).with_note(summary.line())
             }
             Err(e) => {
-                let code = exit_code_of(&e);
+                let kind = kind_of(&e);
                 Response::json(
-                    status_for_exit(code),
-                    &json!({"outcome": "failed", "exit_code": code, "error": format!("{e:#}")}),
+                    http_status(kind),
+                    &json!({
+                        "outcome": "failed",
+                        "exit_code": Exit::Failed(kind).code(),
+                        "error": format!("{e:#}"),
+                    }),
                 )
                 .with_note(format!("{e:#}"))
             }
@@ -231,32 +247,29 @@ fn invalid(errors: &[FieldError]) -> Response {
     Response::json(400, &json!({"status": "invalid", "errors": list}))
 }
 
-/// A library error: 503 when it is temporary (nothing lost), else 500.
+/// A library error, answered by its kind.
 fn failure(e: &anyhow::Error) -> Response {
-    let status = if kind_of(e) == Kind::TempFail {
-        503
-    } else {
-        500
-    };
-    Response::error(status, "error", format!("{e:#}")).with_note(format!("{e:#}"))
+    Response::error(http_status(kind_of(e)), "error", format!("{e:#}")).with_note(format!("{e:#}"))
 }
 
-/// The answer to a push: 409 while another push holds the lock, else by its exit code.
+/// The answer to a push: 409 while another push holds the lock; 200 when it
+/// is done, also with something set aside (65); else by its failure.
 pub fn push_status(summary: &PushSummary) -> u16 {
-    if summary.outcome == Outcome::Locked {
-        409
-    } else {
-        status_for_exit(summary.exit_code)
+    match (summary.outcome, summary.failure) {
+        (Outcome::Locked, _) => 409,
+        (_, None | Some(Kind::Data)) => 200,
+        (_, Some(kind)) => http_status(kind),
     }
 }
 
-/// 0 and 65 (done; something quarantined) are 200, a temporary failure or
-/// missing forge settings 503, a forge refusal 502, anything else 500.
-pub fn status_for_exit(code: i32) -> u16 {
-    match code {
-        0 | 65 => 200,
-        75 | 78 => 503,
-        77 => 502,
+/// The one table from a failure's kind to the shim's answer: 503 for what
+/// passes (a busy lock, an unreachable forge; nothing lost) or waits for the
+/// operator (the forge not configured), 502 when the forge refused the
+/// token, 500 for anything else.
+fn http_status(kind: Kind) -> u16 {
+    match kind {
+        Kind::TempFail | Kind::Config => 503,
+        Kind::NoPerm => 502,
         _ => 500,
     }
 }

@@ -1,4 +1,4 @@
-//! The ledger (DESIGN.md, "Idempotency"): every key this spool ever pushed
+//! The ledger (man 5 hero_usage_spool, LEDGER): every key this spool ever pushed
 //! stays known for ever, after its full record was pruned from `sent/`, as a
 //! fixed 64-byte entry of digests.
 //!
@@ -12,11 +12,15 @@
 //! bytes) and a scan of one log of at most 64 KiB: it does not slow down as
 //! the ledger grows. A log that would pass [`LOG_MAX`] entries is merged into
 //! its base. Crash safety: a base only ever appears whole (rename), a log's
-//! torn entries fail their check and are ignored (the next append replaces the
-//! log whole), an entry seen twice is harmless. Every caller holds the
+//! torn tail (a partial last entry, or zeroed entries after the last good
+//! one: what a crash mid-append leaves) is ignored, and the next append
+//! replaces the log whole; an entry seen twice is harmless. Any other entry
+//! that fails its check is damage: its key could no longer be told from a
+//! new one, so the shard is refused (73, naming the file), never read past
+//! and never rewritten; the other shards go on. Every caller holds the
 //! writers' lock. Knows no network; the records come from `sent/`.
 
-use super::fsx;
+use crate::fsx;
 use crate::record::{Field, UsageRecord};
 use sha2::{Digest, Sha256};
 use std::collections::HashMap;
@@ -40,6 +44,10 @@ const AMOUNT: std::ops::Range<usize> = 41..49;
 const OCCURRED: std::ops::Range<usize> = 49..57;
 const DAY: std::ops::Range<usize> = 57..60;
 const CHECK: std::ops::Range<usize> = 60..64;
+
+/// The amount of a key-only entry: more than any record's (10^12), so no
+/// record's entry has it.
+const FIELDS_UNKNOWN: u64 = u64::MAX;
 
 /// The string fields an entry keeps as digests, in hint order.
 const STRING_FIELDS: [Field; 4] = [
@@ -92,6 +100,26 @@ impl LedgerEntry {
         LedgerEntry(e)
     }
 
+    /// The entry of a key whose record could not be read (a damaged file
+    /// in `sent/`, named after the key's SHA-256 in hex): the key stays
+    /// known, its fields are unknown. `None` when `name_hex` is not such a name.
+    pub fn key_only(name_hex: &str, sent_day: u32) -> Option<LedgerEntry> {
+        let mut e = [0u8; ENTRY_BYTES];
+        for (i, byte) in e[KEY].iter_mut().enumerate() {
+            *byte = u8::from_str_radix(name_hex.get(2 * i..2 * i + 2)?, 16).ok()?;
+        }
+        e[AMOUNT].copy_from_slice(&FIELDS_UNKNOWN.to_le_bytes());
+        e[DAY].copy_from_slice(&sent_day.min(0xFF_FFFF).to_le_bytes()[..3]);
+        let check = Sha256::digest(&e[..CHECK.start]);
+        e[CHECK].copy_from_slice(&check[..CHECK.len()]);
+        Some(LedgerEntry(e))
+    }
+
+    /// Whether only the key is known (see [`LedgerEntry::key_only`]).
+    pub fn fields_unknown(&self) -> bool {
+        self.0[AMOUNT] == FIELDS_UNKNOWN.to_le_bytes()
+    }
+
     fn from_bytes(b: &[u8]) -> Option<LedgerEntry> {
         let e = LedgerEntry(b.try_into().ok()?);
         let check = Sha256::digest(&e.0[..CHECK.start]);
@@ -119,12 +147,16 @@ impl LedgerEntry {
     /// The fields of `rec` (same key) that differ from this entry's record;
     /// `occurred_at` is left out when `ignore_occurred_at`. When only the
     /// digest of the string fields tells them apart, the list is
-    /// `["content"]`.
+    /// `["content"]`. A key-only entry differs in nothing that can be told:
+    /// its key was pushed, so a record with it is a duplicate.
     pub fn differing_fields(
         &self,
         rec: &UsageRecord,
         ignore_occurred_at: bool,
     ) -> Vec<&'static str> {
+        if self.fields_unknown() {
+            return Vec::new();
+        }
         let new = LedgerEntry::of(rec, 0);
         let mut out = Vec::new();
         if new.0[AMOUNT] != self.0[AMOUNT] {
@@ -255,18 +287,34 @@ impl Ledger {
         fsx::sync_dir(&self.dir)
     }
 
-    /// Drop the entries sent before `day`; returns how many were dropped.
+    /// Drop the entries sent before `day`; returns how many were dropped,
+    /// and the damage of shards left as they are (see [`is_damage`]).
     /// Reads every shard: only run when `--ledger-days` bounds the ledger.
-    pub fn expire(&mut self, day: u32) -> io::Result<usize> {
+    pub fn expire(&mut self, day: u32) -> io::Result<(usize, Vec<String>)> {
         if !fsx::exists_nofollow(&self.dir)? {
-            return Ok(0);
+            return Ok((0, Vec::new()));
         }
         let dir = self.dir.clone();
         let mut dropped = 0;
+        let mut damage = Vec::new();
         for n in 0..=255u8 {
-            let shard = self.shard(n)?;
+            let shard = match self.shard(n) {
+                Ok(shard) => shard,
+                Err(e) if is_damage(&e) => {
+                    damage.push(e.to_string());
+                    continue;
+                }
+                Err(e) => return Err(e),
+            };
             let before = shard.base_len as usize / ENTRY_BYTES + shard.log.len();
-            let mut all = shard.read_base()?;
+            let mut all = match shard.read_base() {
+                Ok(all) => all,
+                Err(e) if is_damage(&e) => {
+                    damage.push(e.to_string());
+                    continue;
+                }
+                Err(e) => return Err(e),
+            };
             all.extend_from_slice(&shard.log);
             if all.iter().all(|e| e.sent_day() >= day) {
                 continue;
@@ -277,7 +325,7 @@ impl Ledger {
         if dropped > 0 {
             fsx::sync_dir(&self.dir)?;
         }
-        Ok(dropped)
+        Ok((dropped, damage))
     }
 
     /// Bytes the ledger's files take (their lengths), and entries it holds.
@@ -292,9 +340,15 @@ impl Ledger {
     }
 }
 
-/// A damaged base: a key it held can no longer be told from a new one, so
-/// recording in its shard stops (73) rather than risk billing a key twice.
-/// The message names the file and the two ways on.
+/// Whether `e` is a damaged ledger file (see [`damaged`]): only its shard
+/// is held back, the others go on.
+pub fn is_damage(e: &io::Error) -> bool {
+    e.kind() == io::ErrorKind::InvalidData
+}
+
+/// A damaged base or log: a key it held can no longer be told from a new
+/// one, so recording in its shard stops (73) rather than risk billing a key
+/// twice. The message names the file and the two ways on.
 fn damaged(path: &Path, entry: u64) -> io::Error {
     let p = path.display();
     io::Error::new(
@@ -320,6 +374,30 @@ fn replace_synced(dir: &Path, path: &Path, tmp_stem: &str, bytes: &[u8]) -> io::
         })
 }
 
+/// A log's entries. A torn tail, which a crash mid-append can leave (a
+/// partial last entry, zeroed entries after the last good one), is left
+/// out: the next append replaces the log whole without it. Any other entry
+/// that fails its check is damage: skipping it would forget its key, and
+/// rewriting the log without it would erase the evidence.
+fn read_log(path: &Path, bytes: &[u8]) -> io::Result<Vec<LedgerEntry>> {
+    let entries: Vec<Option<LedgerEntry>> = bytes
+        .chunks_exact(ENTRY_BYTES)
+        .map(LedgerEntry::from_bytes)
+        .collect();
+    let last_good = entries.iter().rposition(Option::is_some);
+    for (i, (e, raw)) in entries
+        .iter()
+        .zip(bytes.chunks_exact(ENTRY_BYTES))
+        .enumerate()
+    {
+        let torn = last_good.is_none_or(|l| i > l) && raw.iter().all(|&b| b == 0);
+        if e.is_none() && !torn {
+            return Err(damaged(path, i as u64));
+        }
+    }
+    Ok(entries.into_iter().flatten().collect())
+}
+
 impl Shard {
     fn load(dir: &Path, n: u8) -> io::Result<Shard> {
         let base_path = shard_path(dir, n, "base");
@@ -334,12 +412,10 @@ impl Shard {
             return Err(damaged(&base_path, base_len / ENTRY_BYTES as u64));
         }
         let limit = ((LOG_MAX + 1) * ENTRY_BYTES) as u64;
-        let bytes = not_found_ok(fsx::read_regular(&shard_path(dir, n, "log"), limit))?;
+        let log_path = shard_path(dir, n, "log");
+        let bytes = not_found_ok(fsx::read_regular(&log_path, limit))?;
         let bytes = bytes.unwrap_or_default();
-        let log = bytes
-            .chunks_exact(ENTRY_BYTES)
-            .filter_map(LedgerEntry::from_bytes)
-            .collect();
+        let log = read_log(&log_path, &bytes)?;
         Ok(Shard {
             base_path,
             base,
@@ -518,7 +594,78 @@ mod tests {
         // A base cut short (a base only ever appears whole).
         fs::write(&base, &whole[..whole.len() - 10]).unwrap();
         check("a short base");
-        assert!(Ledger::open(path.clone()).expire(0).is_err());
+        // Expiring leaves a damaged shard as it is and names it.
+        let (dropped, damage) = Ledger::open(path.clone()).expire(0).unwrap();
+        assert_eq!(dropped, 0);
+        assert!(
+            damage.len() == 1 && damage[0].contains("07.base"),
+            "{damage:?}"
+        );
+        assert_eq!(fs::read(&base).unwrap(), &whole[..whole.len() - 10]);
+    }
+
+    /// A damaged log entry (not a torn tail) is refused like a damaged
+    /// base, the log is never rewritten without it, and other shards go on.
+    #[test]
+    fn a_damaged_log_entry_is_refused_and_the_log_never_rewritten() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("ledger");
+        let keys = |shard: u8, n: usize| -> Vec<String> {
+            (0..)
+                .map(|i| format!("k{i}"))
+                .filter(|k| key_digest(k)[0] == shard)
+                .take(n)
+                .collect()
+        };
+        let in_3 = keys(3, 4);
+        let entries: Vec<LedgerEntry> = in_3.iter().map(|k| LedgerEntry::of(&rec(k), 1)).collect();
+        let mut l = Ledger::open(path.clone());
+        l.append(&entries[..3]).unwrap();
+        l.append(&[LedgerEntry::of(&rec(&keys(4, 1)[0]), 1)])
+            .unwrap();
+        let log = shard_path(&path, 3, "log");
+        let mut bytes = fs::read(&log).unwrap();
+        bytes[ENTRY_BYTES + 30] ^= 1; // the second of three: not a torn tail
+        fs::write(&log, &bytes).unwrap();
+        let mut l = Ledger::open(path.clone());
+        let err = l.find(&in_3[1]).unwrap_err();
+        assert!(is_damage(&err), "{err}");
+        assert!(err.to_string().contains("03.log") && err.to_string().contains("mv "));
+        assert!(l.find(&in_3[0]).is_err(), "the whole shard is held back");
+        assert!(l.append(&entries[3..]).is_err());
+        assert_eq!(fs::read(&log).unwrap(), bytes, "never rewritten");
+        // Another shard is unaffected.
+        assert!(l.find(&keys(4, 1)[0]).unwrap().is_some());
+        // The last entry damaged is damage too; zeroed tail entries and a
+        // partial entry are a torn tail.
+        let mut last = fs::read(&log).unwrap();
+        last[ENTRY_BYTES + 30] ^= 1;
+        last[2 * ENTRY_BYTES + 5] ^= 1;
+        fs::write(&log, &last).unwrap();
+        assert!(Ledger::open(path.clone()).find(&in_3[0]).is_err());
+        last[2 * ENTRY_BYTES + 5] ^= 1;
+        last.extend_from_slice(&[0; ENTRY_BYTES * 2]);
+        last.extend_from_slice(&[0; 20]);
+        fs::write(&log, &last).unwrap();
+        let mut l = Ledger::open(path.clone());
+        for (k, e) in in_3.iter().zip(&entries).take(3) {
+            assert_eq!(l.find(k).unwrap(), Some(*e));
+        }
+    }
+
+    #[test]
+    fn a_key_only_entry_knows_the_key_and_no_fields() {
+        let name = crate::spool::file_name_for_key("gone");
+        let e = LedgerEntry::key_only(&name[..64], 5).unwrap();
+        assert!(e.fields_unknown() && e.sent_day() == 5);
+        assert!(!LedgerEntry::of(&rec("gone"), 5).fields_unknown());
+        assert_eq!(LedgerEntry::from_bytes(&e.0), Some(e));
+        assert!(e.differing_fields(&rec("gone"), false).is_empty());
+        let dir = tempfile::tempdir().unwrap();
+        let mut l = Ledger::open(dir.path().join("ledger"));
+        l.append(&[e]).unwrap();
+        assert_eq!(l.find("gone").unwrap(), Some(e));
+        assert_eq!(LedgerEntry::key_only("zz", 5), None);
     }
 
     #[test]
@@ -581,7 +728,7 @@ mod tests {
         let mut again = Ledger::open(path.clone());
         assert!(again.find(&late.idempotency_key).unwrap().is_some());
         assert_eq!(again.size().unwrap().1, 5001);
-        assert_eq!(again.expire(15).unwrap(), 1000);
+        assert_eq!(again.expire(15).unwrap(), (1000, Vec::new()));
         let mut after = Ledger::open(path);
         assert_eq!(after.find(&keys[0]).unwrap(), None);
         assert!(after.find(&keys[4999]).unwrap().is_some());

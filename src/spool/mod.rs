@@ -18,7 +18,6 @@
 //! Knows no network. Every record file holds full [`UsageRecord`]s as TOML.
 
 mod files;
-mod fsx;
 mod index;
 mod ingest;
 pub mod ledger;
@@ -26,6 +25,7 @@ mod node;
 mod write;
 
 use crate::error::{Kind, fail};
+use crate::fsx;
 use crate::record::{HourBucket, UsageRecord, UtcSecond};
 use anyhow::Result;
 use chrono::{DateTime, Utc};
@@ -40,6 +40,19 @@ pub use files::CHUNK_RECORDS;
 pub use index::{IndexScan, IndexSlot, PendingIndex};
 pub use ingest::IngestReport;
 pub use ledger::{Ledger, LedgerEntry};
+
+/// What pruning `sent/` did (see [`Spool::prune_sent`]).
+#[derive(Debug, Default)]
+pub struct PruneReport {
+    /// Records removed, their keys in the ledger.
+    pub pruned: usize,
+    /// Damaged records moved to `rejected/` (their keys kept in the
+    /// ledger): (`sent/NAME`, reason).
+    pub quarantined: Vec<(String, String)>,
+    /// Why records past retention were kept: their ledger shard is damaged
+    /// (each damaged file named once).
+    pub held_back: Vec<String>,
+}
 
 /// How long a writer waits for the writers' lock before giving up (exit 75).
 pub const LOCK_WAIT: Duration = Duration::from_secs(10);
@@ -80,6 +93,9 @@ pub enum RecordOutcome {
     Duplicate,
     /// The key is known with these fields different: nothing changed.
     Conflict(Vec<&'static str>),
+    /// The key could not be checked (its ledger shard is damaged): nothing
+    /// changed, this record alone is held back (73), with why.
+    Unchecked(String),
 }
 
 /// A pending record: its file name in `pending/` (`<sha256-hex(key)>.toml`).
@@ -483,42 +499,73 @@ impl Spool {
     }
 
     /// Remove sent records marked sent before `older_than`, once their keys
-    /// are in the ledger (fsynced first); returns how many. With
-    /// `ledger_days`, ledger entries older than that many days are dropped.
-    /// A sent entry that cannot be read is quarantined, not forgotten.
-    pub fn prune_sent(&self, older_than: DateTime<Utc>, ledger_days: Option<u32>) -> Result<usize> {
+    /// are in the ledger (fsynced first). With `ledger_days`, ledger entries
+    /// older than that many days are dropped. A sent entry that cannot be
+    /// read is quarantined, its key kept in the ledger all the same (the
+    /// entry's name is the key's digest). A record whose ledger shard is
+    /// damaged stays in `sent/` (where it still tells its key), reported.
+    pub fn prune_sent(
+        &self,
+        older_than: DateTime<Utc>,
+        ledger_days: Option<u32>,
+    ) -> Result<PruneReport> {
         let _lock = self.lock_writers()?;
         let sent = self.dir("sent");
         let old = self.old_sent(older_than)?;
         let mut ledger = self.ledger();
         let ledger_dir = self.dir("ledger");
         let ledger_err = cant(|| format!("cannot write the ledger {}", ledger_dir.display()));
+        let mut report = PruneReport::default();
         let mut entries = Vec::new();
         let mut damaged = Vec::new();
         files::read_grouped(&sent, old.by_inode, |entry| {
+            let day = old.days.get(entry.id.as_str()).copied().unwrap_or(0);
             match entry.record {
-                Ok(rec) => {
-                    let day = old.days.get(entry.id.as_str()).copied().unwrap_or(0);
-                    entries.push((entry.id, LedgerEntry::of(&rec, day)));
+                Ok(rec) => entries.push((entry.id, LedgerEntry::of(&rec, day))),
+                // Every name listed is a record name: a key digest.
+                Err(reason) => {
+                    if let Some(e) = LedgerEntry::key_only(entry.id.as_str(), day) {
+                        damaged.push((entry.id, e, reason));
+                    }
                 }
-                Err(reason) => damaged.push((entry.id, reason)),
             }
             Ok(true)
         })?;
         // An entry seen twice is harmless; still, a crash after the append
         // and before the removal would otherwise append it again.
-        let mut new = Vec::with_capacity(entries.len());
-        for (_, e) in &entries {
-            if ledger
-                .find_entry(e)
-                .map_err(cant(|| format!("cannot read {}", ledger_dir.display())))?
-                .is_none()
-            {
-                new.push(*e);
+        let mut new = Vec::with_capacity(entries.len() + damaged.len());
+        let mut keep = |e: &LedgerEntry, report: &mut PruneReport| -> Result<bool> {
+            match ledger.find_entry(e) {
+                Ok(found) => {
+                    if found.is_none() {
+                        new.push(*e);
+                    }
+                    Ok(true)
+                }
+                Err(err) if ledger::is_damage(&err) => {
+                    let why = format!("kept in sent/ past retention: {err}");
+                    if !report.held_back.contains(&why) {
+                        report.held_back.push(why);
+                    }
+                    Ok(false)
+                }
+                Err(err) => Err(cant(format!("cannot read {}", ledger_dir.display()))(err)),
+            }
+        };
+        let mut kept_entries = Vec::with_capacity(entries.len());
+        for (id, e) in entries {
+            if keep(&e, &mut report)? {
+                kept_entries.push(id);
+            }
+        }
+        let mut kept_damaged = Vec::with_capacity(damaged.len());
+        for (id, e, reason) in damaged {
+            if keep(&e, &mut report)? {
+                kept_damaged.push((id, reason));
             }
         }
         ledger.append(&new).map_err(ledger_err)?;
-        for (id, _) in &entries {
+        for id in &kept_entries {
             let p = sent.join(id.as_str());
             match fs::remove_file(&p) {
                 Err(e) if e.kind() != io::ErrorKind::NotFound => {
@@ -527,24 +574,36 @@ impl Spool {
                 _ => {}
             }
         }
-        for (id, reason) in &damaged {
-            let why =
-                format!("damaged sent record, its key could not be kept in the ledger: {reason}");
+        for (id, reason) in &kept_damaged {
+            let why = format!(
+                "damaged sent record ({reason}); its key stays known in the ledger (a record \
+                 with it is a duplicate), its fields could not be kept"
+            );
             self.quarantine_locked(&sent.join(id.as_str()), id.as_str(), &why)?;
+            report
+                .quarantined
+                .push((format!("sent/{}", id.as_str()), why));
         }
-        if !entries.is_empty() {
+        if !kept_entries.is_empty() {
             fsx::sync_dir(&sent).map_err(cant(|| format!("cannot sync {}", sent.display())))?;
         }
         if let Some(days) = ledger_days {
             let horizon =
                 (Utc::now() - chrono::Duration::days(i64::from(days))).timestamp() / 86_400;
-            ledger
+            let (_, damage) = ledger
                 .expire(u32::try_from(horizon).unwrap_or(0))
                 .map_err(cant(|| {
                     format!("cannot expire the ledger {}", ledger_dir.display())
                 }))?;
+            for d in damage {
+                let why = format!("not expired: {d}");
+                if !report.held_back.contains(&why) {
+                    report.held_back.push(why);
+                }
+            }
         }
-        Ok(entries.len())
+        report.pruned = kept_entries.len();
+        Ok(report)
     }
 
     /// The entries of `sent/` marked sent before `older_than`, by inode,

@@ -1,10 +1,11 @@
-//! A spool belongs to one node (DESIGN.md, "A spool belongs to one node"):
+//! A spool belongs to one node (man 5 hero_usage_spool, NODE NAME):
 //! its records must never be pushed into two node folders. The node name is
 //! written into `state/node` on first use by a writer (record, push, shim);
 //! every later run with another name is refused (exit 78).
 
-use super::{Spool, cant, fsx};
+use super::{Spool, cant};
 use crate::error::{Kind, fail};
+use crate::fsx;
 use crate::record::check_node_name;
 use anyhow::Result;
 use std::fs;

@@ -4,8 +4,8 @@
 //! It serves the part of Forgejo's `/api/v1` that the push job uses and
 //! follows the behaviours in `shared/forgejo/README.md` status by status:
 //! auth and scopes, JSON error bodies, empty repositories, sha checks (409, or
-//! 422 with `legacy_422`), atomic many-files commits (405 with
-//! `no_multi_file`), repository creation and deletion, `new_branch` and the
+//! 422 with `legacy_422`), atomic many-files commits (405 or 404 with
+//! `no_multi_file`, from the start or after some requests), repository creation and deletion, `new_branch` and the
 //! branch routes. With `commit_ms` writes race as on Forgejo, which commits
 //! without a lock: the loser of two commits on one branch gets 500 or 403
 //! `PushRejected`. `max_body_bytes` plays a proxy's body limit (413 without
@@ -13,7 +13,8 @@
 //! so `git clone` and `git log` show what a real forge would hold.
 //!
 //! Tests steer it with [`Fault`]s (fail, delay, drop the connection before or
-//! after applying, commit a concurrent change first) and read its request log
+//! after applying, reset it or fail after applying, commit a concurrent change
+//! first) and read its request log
 //! (never the token). Scripts do the same over HTTP: `POST /_testforge/faults`,
 //! `DELETE /_testforge/faults`, `GET /_testforge/log`, `POST /_testforge/repos`,
 //! `DELETE /_testforge/stats` (all of them need the token) and
@@ -50,8 +51,17 @@ pub struct ForgeOptions {
     /// Pre-v12 behaviour: a stale sha answers 422 instead of 409, and
     /// many-files updates without sha silently overwrite.
     pub legacy_422: bool,
-    /// Pre-1.20 behaviour: no many-files endpoint (405).
+    /// Pre-1.20 behaviour: no many-files endpoint (`POST .../contents`
+    /// answers `no_multi_file_status`).
     pub no_multi_file: bool,
+    /// What the missing many-files endpoint answers: 405 (an old Forgejo's
+    /// router) or 404 (an older route table, or a proxy that does not pass
+    /// the route on).
+    pub no_multi_file_status: u16,
+    /// With `no_multi_file`: many-files requests served normally before the
+    /// endpoint goes missing (a proxy that starts sending the route to an
+    /// old server mid-run); 0: missing from the start.
+    pub no_multi_file_after: u64,
     /// `[api] DEFAULT_MAX_BLOB_SIZE`: larger blobs come back with `content: ""`.
     pub max_blob_size: u64,
     /// Listen address; loopback only.
@@ -81,6 +91,8 @@ impl Default for ForgeOptions {
             orgs: vec!["lhumina_code".to_string()],
             legacy_422: false,
             no_multi_file: false,
+            no_multi_file_status: 405,
+            no_multi_file_after: 0,
             max_blob_size: 10 * 1024 * 1024,
             listen: "127.0.0.1:0".to_string(),
             prefix: String::new(),
@@ -112,6 +124,13 @@ pub enum FaultAction {
     DropBefore,
     /// Apply the request, then close the connection without a reply (a lost reply).
     DropAfter,
+    /// Apply the request, then reset the connection (TCP RST) without a
+    /// reply: a lost reply that a client sees as "connection reset".
+    ResetAfter,
+    /// Apply the request, then answer `status` with `{"message": message}`
+    /// instead of its reply (a proxy's 502 or 504 after the server
+    /// committed, an error after the commit).
+    FailAfter { status: u16, message: String },
     /// First commit `content` at `path` (create or update) on the branch the
     /// request targets, as another writer would, then handle the request:
     /// the client's sha is now stale.
@@ -184,6 +203,8 @@ pub(crate) struct State {
     /// Held while reading, checking and committing: one writer at a time.
     pub git_lock: Mutex<()>,
     pub ids: AtomicU64,
+    /// Many-files requests seen (for `no_multi_file_after`).
+    pub multi_file_requests: AtomicU64,
 }
 
 impl State {
@@ -287,6 +308,7 @@ impl TestForge {
             stats: Mutex::new(Stats::default()),
             git_lock: Mutex::new(()),
             ids: AtomicU64::new(1),
+            multi_file_requests: AtomicU64::new(0),
         });
         let st = state.clone();
         let handler: http::Handler = Arc::new(move |req| api::handle(&st, req));

@@ -5,7 +5,9 @@
 //! `--token-file FILE` (required), `--read-only-token-file FILE`,
 //! `--listen ADDR` (default 127.0.0.1:0, loopback only), `--user LOGIN`,
 //! `--org NAME` (repeatable), `--prefix /PATH`, `--max-blob-size BYTES`,
-//! `--legacy-422`, `--no-multi-file`, `--commit-ms N` (writes race as on
+//! `--legacy-422`, `--no-multi-file` (with `--no-multi-file-status 404|405`,
+//! default 405, and `--no-multi-file-after N`: many-files requests served
+//! before the endpoint goes missing), `--commit-ms N` (writes race as on
 //! Forgejo: N ms outside the lock, the loser gets 500), `--race-403` (the
 //! loser gets 403 `PushRejected` instead), `--max-body-bytes N` (a proxy's
 //! body limit: 413 without reading the body). `GET /_testforge/stats`
@@ -17,7 +19,8 @@ use std::path::PathBuf;
 
 const USAGE: &str = "usage: hero_usage_test_forge --token-file FILE [--root DIR] [--listen ADDR] \
 [--user LOGIN] [--org NAME]... [--prefix /PATH] [--read-only-token-file FILE] \
-[--max-blob-size BYTES] [--legacy-422] [--no-multi-file] [--commit-ms N] [--race-403] \
+[--max-blob-size BYTES] [--legacy-422] [--no-multi-file] [--no-multi-file-status 404|405] \
+[--no-multi-file-after N] [--commit-ms N] [--race-403] \
 [--max-body-bytes N]";
 
 fn read_token(path: &str) -> String {
@@ -78,6 +81,18 @@ fn main() {
             }
             "--legacy-422" => opts.legacy_422 = true,
             "--no-multi-file" => opts.no_multi_file = true,
+            "--no-multi-file-status" => {
+                opts.no_multi_file_status = match val("--no-multi-file-status").as_str() {
+                    "404" => 404,
+                    "405" => 405,
+                    _ => die("--no-multi-file-status takes 404 or 405"),
+                }
+            }
+            "--no-multi-file-after" => {
+                opts.no_multi_file_after = val("--no-multi-file-after")
+                    .parse()
+                    .unwrap_or_else(|_| die("--no-multi-file-after takes a number of requests"))
+            }
             "-h" | "--help" => {
                 println!("{USAGE}");
                 return;

@@ -181,6 +181,52 @@ fn binary_modes_legacy_422_and_no_multi_file() {
 }
 
 #[test]
+fn binary_no_multi_file_answers_404_after_the_requests_it_serves() {
+    let dir = tempfile::tempdir().unwrap();
+    let args = [
+        "--no-multi-file",
+        "--no-multi-file-status",
+        "404",
+        "--no-multi-file-after",
+        "1",
+    ];
+    let (_p, url) = start(dir.path(), &args);
+    let (s, _) = call(
+        &url,
+        "POST",
+        "/_testforge/repos",
+        r#"{"owner":"lhumina_code","name":"r","empty":false}"#,
+        T,
+    );
+    assert_eq!(s, 201);
+    let many = |path: &str| {
+        let body =
+            format!(r#"{{"files":[{{"operation":"create","path":"{path}","content":"eA=="}}]}}"#);
+        call(
+            &url,
+            "POST",
+            "/api/v1/repos/lhumina_code/r/contents",
+            &body,
+            T,
+        )
+        .0
+    };
+    // The first many-files request is served, the later ones are not.
+    assert_eq!(many("a"), 201);
+    assert_eq!(many("b"), 404);
+    assert_eq!(many("c"), 404);
+    // One file at a time still works.
+    let (s, _) = call(
+        &url,
+        "POST",
+        "/api/v1/repos/lhumina_code/r/contents/b",
+        r#"{"content":"eA=="}"#,
+        T,
+    );
+    assert_eq!(s, 201);
+}
+
+#[test]
 fn binary_refuses_a_non_loopback_listen_address_and_needs_a_token() {
     let out = Command::new(env!("CARGO_BIN_EXE_hero_usage_test_forge"))
         .args(["--listen", "0.0.0.0:0"])

@@ -2,7 +2,6 @@
 //! walked from each `Cli::command()`, the pages rendered with groff.
 
 use crate::support::{repo_root, stdout};
-use clap::CommandFactory;
 use std::process::Command;
 
 /// A man page rendered to plain text (no overstrike, no hyphenation), with
@@ -46,21 +45,36 @@ fn every_flag_is_in(page: &str, cmd: clap::Command) {
 fn every_flag_of_every_binary_is_in_its_man_page() {
     every_flag_is_in(
         "hero_usage_record.1",
-        hero_usage::cmd::record::Cli::command(),
+        hero_usage::cmd::command::<hero_usage::cmd::record::Cli>(),
     );
-    every_flag_is_in("hero_usage_push.1", hero_usage::cmd::push::Cli::command());
-    every_flag_is_in("hero_usage_shim.1", hero_usage::cmd::shim::Cli::command());
+    every_flag_is_in(
+        "hero_usage_push.1",
+        hero_usage::cmd::command::<hero_usage::cmd::push::Cli>(),
+    );
+    every_flag_is_in(
+        "hero_usage_shim.1",
+        hero_usage::cmd::command::<hero_usage::cmd::shim::Cli>(),
+    );
     every_flag_is_in(
         "hero_usage_status.1",
-        hero_usage::cmd::status::Cli::command(),
+        hero_usage::cmd::command::<hero_usage::cmd::status::Cli>(),
     );
-    every_flag_is_in("hero_usage_audit.1", hero_usage::cmd::audit::Cli::command());
+    every_flag_is_in(
+        "hero_usage_audit.1",
+        hero_usage::cmd::command::<hero_usage::cmd::audit::Cli>(),
+    );
 }
 
 #[test]
 fn the_flag_walk_finds_flags_and_the_check_can_fail() {
-    let flags = long_flags(&hero_usage::cmd::push::Cli::command());
-    for f in ["--spool", "--forgejo-url", "--dry-run", "--print-schedule"] {
+    let flags = long_flags(&hero_usage::cmd::command::<hero_usage::cmd::push::Cli>());
+    for f in [
+        "--spool",
+        "--forgejo-url",
+        "--dry-run",
+        "--print-schedule",
+        "--completions",
+    ] {
         assert!(flags.iter().any(|x| x == f), "{f} not walked: {flags:?}");
     }
     let text = rendered("hero_usage_status.1");

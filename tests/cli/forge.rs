@@ -3,11 +3,11 @@
 //! checks of what the bare repositories hold.
 
 use crate::support::{git, git_cmd};
-use hero_usage::config::Secret;
 use hero_usage::error::Kind;
 use hero_usage::forgejo::{
     ClientConfig, CommitOptions, FileChange, FileOp, ForgeError, ForgejoClient, RepoRef,
 };
+use hero_usage::secret::Secret;
 use hero_usage_test_forge::{Fault, FaultAction, ForgeOptions, TestForge};
 use serde_json::Value;
 use std::path::{Path, PathBuf};

@@ -1,7 +1,9 @@
 //! One integration-test binary: every test runs the real binaries on real
 //! temporary directories (see `support::TestEnv`).
 
+mod architecture;
 mod audit;
+mod audit_tamper;
 mod docs;
 mod drops;
 mod exit_codes;
@@ -11,6 +13,8 @@ mod ops;
 mod otoml;
 mod push;
 mod record;
+mod scripts;
 mod shim;
+mod signing;
 mod status;
 mod support;

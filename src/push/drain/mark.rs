@@ -3,10 +3,11 @@
 //! A backlog's drain renames one directory entry per record; done inline,
 //! those renames (and freeing the records) came after every commit, adding
 //! their time to the run's. Handed to this thread they overlap with the
-//! next batch's reading, merging and commit. DESIGN's step 6 holds: only
-//! records whose commit landed are handed over, and a crash before the
-//! thread is done leaves records pending that the next run finds in the
-//! billing repository and marks (step 4), never commits again.
+//! next batch's reading, merging and commit. Step 7 of man 1
+//! hero_usage_push holds: only records whose commit landed are handed over,
+//! and a crash before the thread is done leaves records pending that the
+//! next run finds in the billing repository and marks (step 5), never
+//! commits again.
 
 use super::super::merge::Pending;
 use crate::failpoint::failpoint;

@@ -1,14 +1,21 @@
 //! `hero_usage_push`: the hourly job. Flags here, the job in [`crate::push`].
-//! See `man 1 hero_usage_push`.
+//! See `man 1 hero_usage_push`. `--check` is [`check`], `--print-schedule`
+//! is [`schedule`].
 
-use crate::cli::{err_line, out};
-use crate::config::{Common, ForgeArgs, ForgeSettings, SpoolArgs};
-use crate::error::{exit_code_of, one_line};
+mod check;
+mod schedule;
+mod systemd;
+
+use crate::console::{err_line, out};
+use crate::error::{Exit, kind_of};
 use crate::push::{self, Outcome, PushOptions, PushSummary, RetryPolicy};
-use crate::schedule::{self, Scheduler};
+use crate::settings::{ForgeArgs, ForgeSettings, Resolver, SigningArgs, SpoolArgs};
+use crate::signing;
 use crate::spool::Spool;
+use crate::text::one_line;
 use anyhow::Result;
 use clap::Parser;
+use schedule::Scheduler;
 use std::process::ExitCode;
 use std::time::Duration;
 
@@ -22,6 +29,14 @@ pub struct Cli {
     pub spool: SpoolArgs,
     #[command(flatten)]
     pub forge: ForgeArgs,
+    #[command(flatten)]
+    pub signing: SigningArgs,
+    /// Create the node's signing key if it is missing (mode 0600, never overwrites one); print its allowed_signers line
+    #[arg(long, conflicts_with_all = ["print_schedule", "check", "dry_run", "print_public_key"])]
+    pub init_signing_key: bool,
+    /// Print the signing key's allowed_signers line (<node> namespaces="hero-usage" ssh-ed25519 ...)
+    #[arg(long, conflicts_with_all = ["print_schedule", "check", "dry_run"])]
+    pub print_public_key: bool,
     /// Accepted for schedulers configured with it; every run is one-shot
     #[arg(long)]
     pub once: bool,
@@ -62,6 +77,12 @@ pub struct Cli {
     /// With --print-schedule hero_proc: the action's name
     #[arg(long, value_name = "NAME", default_value = schedule::ACTION_NAME, requires = "print_schedule")]
     pub action_name: String,
+    /// With --print-schedule systemd: system units that run as this user (sandboxed)
+    #[arg(long, value_name = "NAME", requires = "print_schedule")]
+    pub service_user: Option<String>,
+    /// With --print-schedule systemd: also a minutely timer writing hero_usage_status --prometheus to FILE
+    #[arg(long, value_name = "FILE", requires = "print_schedule")]
+    pub status_out: Option<std::path::PathBuf>,
     /// With --print-schedule: write the files into DIR and print how to install them
     #[arg(long, value_name = "DIR", requires = "print_schedule")]
     pub out: Option<std::path::PathBuf>,
@@ -75,7 +96,7 @@ pub struct Cli {
 
 /// The binary's `main`.
 pub fn main() -> ExitCode {
-    crate::error::main_with(BINARY, || {
+    crate::cli::main_with(BINARY, || {
         let cli: Cli = crate::cli::parse(BINARY);
         let json = cli.json;
         run(cli).or_else(|err| if json { failed_json(&err) } else { Err(err) })
@@ -84,43 +105,49 @@ pub fn main() -> ExitCode {
 
 /// With `--json` a run that ends early still prints one object, with its
 /// exit code and error (the error line goes to stderr as always).
-fn failed_json(err: &anyhow::Error) -> Result<i32> {
-    let code = exit_code_of(err);
+fn failed_json(err: &anyhow::Error) -> Result<Exit> {
+    let exit = crate::cli::report(BINARY, err);
     let summary = PushSummary {
         outcome: Outcome::Failed,
-        exit_code: code,
+        failure: Some(kind_of(err)),
         error: Some(format!("{err:#}")),
         ..Default::default()
     };
-    let _ = err_line(&format!(
-        "{BINARY}: error: {}",
-        one_line(&format!("{err:#}"))
-    ));
     out(&format!("{}\n", serde_json::to_string(&summary)?))?;
-    Ok(code)
+    Ok(exit)
 }
 
-/// One push run (or a printed schedule); returns the exit code.
-pub(crate) fn run(cli: Cli) -> Result<i32> {
-    let common = Common::resolve(&cli.spool)?;
+/// One push run (or a printed schedule); returns how it ends.
+pub(crate) fn run(cli: Cli) -> Result<Exit> {
+    let settings = Resolver::load(&cli.spool, &cli.forge)?.with_signing(&cli.signing);
+    let common = settings.common()?;
     if let Some(scheduler) = cli.print_schedule {
-        let prepared =
-            schedule::prepare(scheduler, &cli.spool, &cli.forge, &common, &cli.action_name)?;
+        let request = schedule::Request {
+            scheduler,
+            action_name: &cli.action_name,
+            service_user: cli.service_user.as_deref(),
+            status_out: cli.status_out.as_deref(),
+        };
+        let prepared = schedule::prepare(&request, &settings, &common)?;
         let (text, notes) = schedule::print(scheduler, &prepared, cli.out.as_deref())?;
         out(&text)?;
         // The notes say what the scheduler will lack: not news to drop.
         for n in &notes {
             err_line(&format!("{BINARY}: {n}"))?;
         }
-        return Ok(0);
+        return Ok(Exit::Ok);
+    }
+    if cli.init_signing_key || cli.print_public_key {
+        return public_key(&cli, &settings, &common.node);
     }
     if cli.check {
-        return crate::check::run(&cli.spool, &cli.forge, &common);
+        return check::run(&settings, &common);
     }
-    if let Some(w) = crate::check::token_file_warning(&cli.forge, &common.file) {
+    if let Some(w) = settings.token_file_warning() {
         let _ = err_line(&format!("{BINARY}: warning: {w}"));
     }
-    let forge = ForgeSettings::resolve(&cli.forge, &common.file)?;
+    let forge = settings.forge()?;
+    let signer = settings.signer()?;
     let summary = if cli.dry_run && !common.spool.exists() {
         // A dry run creates nothing, not even the spool: nothing to push.
         PushSummary {
@@ -132,7 +159,8 @@ pub(crate) fn run(cli: Cli) -> Result<i32> {
         if !cli.dry_run {
             std::thread::sleep(push::splay_delay(&common.node, cli.splay));
         }
-        let opts = options(&cli, &common.node, forge);
+        let mut opts = options(&cli, &common.node, forge);
+        opts.signer = signer;
         // Retries are told as they happen, but not by a quiet run: cron
         // mails whatever it prints. They stay in the summary's notes.
         let quiet = cli.quiet;
@@ -149,7 +177,7 @@ pub(crate) fn run(cli: Cli) -> Result<i32> {
         };
         push::run_logged(&spool, &opts, &log)?
     };
-    if cli.quiet && summary.exit_code == 0 {
+    if cli.quiet && summary.exit() == Exit::Ok {
         // Nothing to report: cron mails only what a failed run printed.
     } else if cli.json {
         out(&format!("{}\n", serde_json::to_string(&summary)?))?;
@@ -157,7 +185,47 @@ pub(crate) fn run(cli: Cli) -> Result<i32> {
         out(&summary.text())?;
     }
     report(&summary);
-    Ok(summary.exit_code)
+    Ok(summary.exit())
+}
+
+/// `--init-signing-key` (create the key unless it exists) and
+/// `--print-public-key`: the allowed_signers line on stdout.
+fn public_key(cli: &Cli, settings: &Resolver, node: &str) -> Result<Exit> {
+    let located = settings.signing_key().map(|k| k.value);
+    let signer = if cli.init_signing_key {
+        let path = match located {
+            Some(p) => p,
+            None => signing::default_key_path().ok_or_else(|| {
+                crate::error::fail(
+                    crate::error::Kind::Config,
+                    "no place for the signing key: set --signing-key-file, HERO_USAGE_SIGNING_KEY_FILE or HOME",
+                )
+            })?,
+        };
+        let (signer, created) = signing::init_key(&path, node)?;
+        err_line(&format!(
+            "{BINARY}: {} {}; put this line into the billing side's allowed_signers file:",
+            if created {
+                "created the signing key (mode 0600)"
+            } else {
+                "kept the existing signing key"
+            },
+            path.display()
+        ))?;
+        signer
+    } else {
+        match located {
+            Some(p) => signing::Signer::load(&p)?,
+            None => {
+                return Err(crate::error::fail(
+                    crate::error::Kind::Config,
+                    "no signing key: create one with --init-signing-key, or set --signing-key-file, HERO_USAGE_SIGNING_KEY_FILE or signing_key_file in the config file",
+                ));
+            }
+        }
+    };
+    out(&format!("{}\n", signer.allowed_signers_line(node)))?;
+    Ok(Exit::Ok)
 }
 
 fn options(cli: &Cli, node: &str, forge: ForgeSettings) -> PushOptions {

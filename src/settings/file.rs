@@ -1,0 +1,135 @@
+//! The config file: TOML whose keys are the setting names in snake_case.
+//! Unknown keys are an error so that typos are caught; relative paths name
+//! files beside the config file.
+
+use crate::error::{Kind, fail};
+use anyhow::Result;
+use serde::Deserialize;
+use std::path::{Path, PathBuf};
+
+/// Largest config file read (the example, comments and all, is 3 KiB).
+const MAX_CONFIG_BYTES: u64 = 1024 * 1024;
+
+/// The config file's keys.
+#[derive(Deserialize, Debug, Clone, Default)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct ConfigFile {
+    pub spool: Option<PathBuf>,
+    pub node: Option<String>,
+    pub forgejo_url: Option<String>,
+    pub token_file: Option<PathBuf>,
+    pub repo: Option<String>,
+    pub branch: Option<String>,
+    pub admin_secret_file: Option<PathBuf>,
+    pub listen: Option<String>,
+    pub signing_key_file: Option<PathBuf>,
+}
+
+impl ConfigFile {
+    /// The path settings, by key: the ones resolved against the file's
+    /// directory and refused when empty.
+    fn paths_mut(&mut self) -> [(&'static str, &mut Option<PathBuf>); 4] {
+        [
+            ("spool", &mut self.spool),
+            ("token_file", &mut self.token_file),
+            ("admin_secret_file", &mut self.admin_secret_file),
+            ("signing_key_file", &mut self.signing_key_file),
+        ]
+    }
+
+    /// Load the file at `path` (the one [`ConfigFile::locate`] found).
+    pub(crate) fn load(path: &Path) -> Result<ConfigFile> {
+        let text = read_small_text(path, MAX_CONFIG_BYTES).map_err(|why| {
+            fail(
+                Kind::Config,
+                format!("cannot read config file {}: {why}", path.display()),
+            )
+        })?;
+        let mut file: ConfigFile = toml::from_str(&text).map_err(|e| {
+            fail(
+                Kind::Config,
+                format!("config file {}: {}", path.display(), e.message()),
+            )
+        })?;
+        file.refuse_empty_paths(path)?;
+        file.resolve_relative(path.parent().unwrap_or(Path::new("/")));
+        Ok(file)
+    }
+
+    /// An empty path in the file is a mistake, never "unset" (a line that
+    /// is not wanted is removed or commented): `spool = ""` would otherwise
+    /// be read as a spool in no directory at all.
+    fn refuse_empty_paths(&mut self, path: &Path) -> Result<()> {
+        match self
+            .paths_mut()
+            .into_iter()
+            .find(|(_, p)| p.as_ref().is_some_and(|p| p.as_os_str().is_empty()))
+        {
+            Some((key, _)) => Err(fail(
+                Kind::Config,
+                format!(
+                    "config file {}: {key} is empty; give a path, or remove the line to use the default",
+                    path.display()
+                ),
+            )),
+            None => Ok(()),
+        }
+    }
+
+    /// Paths in a config file name files beside it, not in whatever
+    /// directory a scheduler happens to start in: resolve relative ones
+    /// against the config file's own directory.
+    fn resolve_relative(&mut self, dir: &Path) {
+        for (_, p) in self.paths_mut() {
+            if let Some(p) = p
+                && p.is_relative()
+            {
+                *p = dir.join(&*p);
+            }
+        }
+    }
+
+    /// The config file in force: the one named, or the default path when it
+    /// exists, or none.
+    pub(crate) fn locate(named: Option<&Path>) -> Option<PathBuf> {
+        match named {
+            // Absolute, so that its directory (which relative paths in it
+            // are resolved against) and a printed schedule do not depend on
+            // the current directory.
+            Some(p) => Some(std::path::absolute(p).unwrap_or_else(|_| p.to_path_buf())),
+            None => default_path().filter(|p| p.exists()),
+        }
+    }
+}
+
+/// `$HOME/hero/cfg/hero_usage.toml`.
+fn default_path() -> Option<PathBuf> {
+    home().map(|h| h.join("hero/cfg/hero_usage.toml"))
+}
+
+/// `$HOME`, when set and not empty.
+pub(crate) fn home() -> Option<PathBuf> {
+    std::env::var_os("HOME")
+        .filter(|h| !h.is_empty())
+        .map(PathBuf::from)
+}
+
+/// A small text file: only a regular file (a symbolic link to one is
+/// followed), and at most `max` bytes of it, so that a fifo cannot hang the
+/// run nor `/dev/zero` fill the memory. The error is why, for a message
+/// that never quotes the content.
+pub(crate) fn read_small_text(path: &Path, max: u64) -> std::result::Result<String, String> {
+    use std::io::Read;
+    let meta = std::fs::metadata(path).map_err(|e| e.to_string())?;
+    if !meta.is_file() {
+        return Err("it is not a regular file".into());
+    }
+    let mut bytes = Vec::new();
+    std::fs::File::open(path)
+        .and_then(|f| f.take(max + 1).read_to_end(&mut bytes))
+        .map_err(|e| e.to_string())?;
+    if bytes.len() as u64 > max {
+        return Err(format!("it is larger than {max} bytes"));
+    }
+    String::from_utf8(bytes).map_err(|_| "it is not UTF-8 text".into())
+}
