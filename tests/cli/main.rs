@@ -13,6 +13,8 @@ mod otoml;
 mod push;
 mod record;
 mod scripts;
+mod settings;
 mod shim;
 mod status;
 mod support;
+mod tls;
