@@ -24,17 +24,19 @@ pub(crate) struct ConfigFile {
     pub listen: Option<String>,
     pub ca_file: Option<PathBuf>,
     pub insecure_http: Option<bool>,
+    pub signing_key_file: Option<PathBuf>,
 }
 
 impl ConfigFile {
     /// The path settings, by key: the ones resolved against the file's
     /// directory and refused when empty.
-    fn paths_mut(&mut self) -> [(&'static str, &mut Option<PathBuf>); 4] {
+    fn paths_mut(&mut self) -> [(&'static str, &mut Option<PathBuf>); 5] {
         [
             ("spool", &mut self.spool),
             ("token_file", &mut self.token_file),
             ("admin_secret_file", &mut self.admin_secret_file),
             ("ca_file", &mut self.ca_file),
+            ("signing_key_file", &mut self.signing_key_file),
         ]
     }
 
