@@ -170,8 +170,8 @@ impl ForgejoClient {
         let what = format!("POST {api}");
         let body = many_files_body(changes, opts)?;
         let mut resp = self
-            .request(Method::Post, &api, Some(&body))
-            .map_err(|e| cut_off_while_sending(e, body.len()))?;
+            .request_sent(Method::Post, &api, Some(&body))
+            .map_err(|failed| cut_off_while_sending(failed, body.len()))?;
         drop(body);
         let status = resp.status().as_u16();
         let reader = resp.body_mut().with_config().limit(MAX_JSON).reader();
@@ -216,9 +216,16 @@ impl ForgejoClient {
 /// Bodies at least this large that break off while being sent are taken for
 /// a proxy's body limit: nginx answers 413 and closes the connection before
 /// reading the body, which the sender sees as a broken pipe or a reset.
+/// Only while sending: a reset once the whole body was handed over may come
+/// after the server applied the request, and is a lost reply (retried; the
+/// sha check and the re-read find what landed).
 const CUT_OFF_MIN: usize = 256 * 1024;
 
-fn cut_off_while_sending(e: ForgeError, sent: usize) -> ForgeError {
+fn cut_off_while_sending(failed: super::client::Failed, sent: usize) -> ForgeError {
+    let e = failed.error;
+    if !failed.while_sending {
+        return e;
+    }
     let lower = e.message().to_ascii_lowercase();
     let cut = [
         "broken pipe",

@@ -31,7 +31,7 @@ use crate::outcome::FilePlan;
 use crate::record::{HourBucket, UsageRecord};
 use crate::spool::{PendingId, PendingIndex, Spool};
 use anyhow::Result;
-use std::collections::{HashMap, VecDeque};
+use std::collections::{HashMap, HashSet, VecDeque};
 use std::time::Instant;
 
 /// What every step of a run shares.
@@ -44,6 +44,9 @@ pub(super) struct Ctx<'a> {
     pub per_node: bool,
     pub log: Log<'a>,
     pub started: Instant,
+    /// A dry run's records of drops still in `incoming/` (a push would
+    /// ingest them first): planned with the first batch.
+    pub previewed: Vec<UsageRecord>,
 }
 
 /// One hour's change and what it means for the spool.
@@ -52,7 +55,8 @@ struct HourMeta {
     /// The records the change adds (kept to merge again after a stale sha).
     fresh: Vec<Pending>,
     total_records: usize,
-    /// A request holding this change lost its reply: it may have landed.
+    /// A request holding this change lost its reply or got a 5xx: it may
+    /// have landed.
     maybe_landed: bool,
     /// The hour file's signature, written in the same commit (with a key).
     signature: Option<FileChange>,
@@ -125,12 +129,16 @@ struct Drain<'a, 'c> {
     rng: super::retry::Rng,
     /// Marks committed records sent on a thread of its own.
     marker: mark::Marker,
+    /// Commits this run's requests made though their answers were lost (or
+    /// 5xx), found by re-reading: counted once each.
+    landed: HashSet<String>,
 }
 
 /// Drain the spool into the billing repository.
 pub(super) fn drain(ctx: &Ctx, summary: &mut PushSummary) -> Result<()> {
     let mut source = Source::default();
-    let first = source.next(ctx, &HashMap::new(), &mut mark::Marker::default(), summary)?;
+    let mut first = source.next(ctx, &HashMap::new(), &mut mark::Marker::default(), summary)?;
+    add_previewed(&mut first, &ctx.previewed);
     if first.is_empty() {
         source.report_reads();
         summary.outcome = Outcome::NothingToPush;
@@ -187,6 +195,23 @@ fn progress(s: &PushSummary) -> (usize, usize, usize, usize) {
 
 /// One hour's pending records, with their spool ids.
 type HourRecords = (HourBucket, Vec<Pending>);
+
+/// Add a dry run's previewed drops to a batch, each to its hour (hours in
+/// order, as the spool gives them).
+fn add_previewed(batch: &mut Vec<HourRecords>, drops: &[UsageRecord]) {
+    for rec in drops {
+        let hour = rec.hour_bucket();
+        let at = match batch.binary_search_by(|(h, _)| h.cmp(&hour)) {
+            Ok(at) => at,
+            Err(at) => {
+                batch.insert(at, (hour, Vec::new()));
+                at
+            }
+        };
+        let id = PendingId::for_key(&rec.idempotency_key);
+        batch[at].1.push((id, rec.clone()));
+    }
+}
 
 /// Where batches come from: an index of `pending/` read once (hours and
 /// names, not records), each batch loading only its own records; scanned
@@ -279,6 +304,7 @@ impl<'a, 'c> Drain<'a, 'c> {
             stuck: HashMap::new(),
             rng: super::retry::Rng::new(&opts.node),
             marker: mark::Marker::default(),
+            landed: HashSet::new(),
             branch,
         };
         if let Some(found) = found.filter(|_| d.branch != default && !opts.dry_run) {
@@ -618,9 +644,10 @@ impl Drain<'_, '_> {
     }
 
     /// Records the remote file holds already: marked sent. After a lost
-    /// reply they are this run's: counted as pushed, with the commit found.
+    /// reply (or a 5xx) they are this run's: counted as pushed, with the
+    /// commit found, itself counted once.
     fn present(
-        &self,
+        &mut self,
         path: &str,
         ids: &[PendingId],
         landed: Option<FileOp>,
@@ -637,6 +664,11 @@ impl Drain<'_, '_> {
             None => summary.already_present += ids.len(),
             Some(operation) => {
                 summary.pushed += ids.len();
+                if let Some(sha) = &last_commit
+                    && self.landed.insert(sha.clone())
+                {
+                    summary.commits += 1;
+                }
                 summary.commit = last_commit.or(summary.commit.take());
                 summary.files.push(FilePlan {
                     path: path.to_string(),

@@ -50,7 +50,7 @@ impl Drain<'_, '_> {
                     failures += 1;
                     let first = *first_failure.get_or_insert_with(Instant::now);
                     self.wait_or_give_up(&e, failures, first, summary)?;
-                    if matches!(e, ForgeError::Network(_) | ForgeError::Timeout(_)) {
+                    if e.may_have_applied() {
                         chunk.meta.iter_mut().for_each(|m| m.maybe_landed = true);
                     }
                     if e.needs_reread() {
