@@ -534,7 +534,13 @@ fn audit_through_the_api_checks_the_signatures_at_the_heads() {
     assert_eq!(report["signatures"]["verified"], 2, "{report}");
     let text = String::from_utf8(file(&forge, "main", H16).unwrap()).unwrap();
     let changed = text.replace("amount_cents = 1", "amount_cents = 1000");
-    forge.commit_files(OWNER, REPO, "main", &[(H16, Some(changed.as_bytes()))], "more");
+    forge.commit_files(
+        OWNER,
+        REPO,
+        "main",
+        &[(H16, Some(changed.as_bytes()))],
+        "more",
+    );
     let (code_now, report) = api(&forge);
     assert_eq!(code_now, Some(65), "{report}");
     assert_eq!(count(&report, "bad-signature"), 1, "{report}");
