@@ -9,6 +9,7 @@ mod drops;
 mod exit_codes;
 mod fleet;
 mod forge;
+mod fuzz_corpora;
 mod ops;
 mod otoml;
 mod push;
