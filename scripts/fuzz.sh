@@ -6,7 +6,7 @@
 # TARGET: stdin_lines, drop_file, hour_file, shim_request, config_file
 # (fuzz/fuzz_targets/; each calls its property in src/props.rs). Needs
 # cargo-fuzz (`cargo install cargo-fuzz`) and a C++ compiler; runs with no
-# sanitizer (`-s none`, so no nightly) and debug assertions, at nice 19.
+# sanitizer (`-s none`, so no nightly), optimized, at nice 19.
 # Starts from the seeds in fuzz/corpus/TARGET with fuzz/dict/TARGET.dict;
 # what it learns goes to fuzz/target/corpus/TARGET (not committed). A crash
 # is saved in fuzz/artifacts/TARGET/: fix it, and copy the input into
@@ -19,6 +19,6 @@ cd "$here/fuzz"
 [ -d "corpus/$target" ] || { echo "fuzz.sh: no target $target (see fuzz/corpus/)" >&2; exit 64; }
 command -v cargo-fuzz >/dev/null || { echo "fuzz.sh: cargo-fuzz is needed: cargo install cargo-fuzz" >&2; exit 1; }
 mkdir -p "target/corpus/$target" "artifacts/$target"
-exec nice -n 19 cargo fuzz run -s none -O -a "$target" "target/corpus/$target" "corpus/$target" -- \
+exec nice -n 19 cargo fuzz run -s none -O "$target" "target/corpus/$target" "corpus/$target" -- \
     -max_total_time="$seconds" -dict="dict/$target.dict" -artifact_prefix="artifacts/$target/" \
     -max_len=65536 -timeout=10 -print_final_stats=1
