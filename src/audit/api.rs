@@ -6,15 +6,69 @@
 
 use super::findings::Place;
 use super::walk::{Entry, EntryKind, Lister};
+use crate::error::{Kind, fail};
 use crate::forgejo::{ClientConfig, ForgeError, ForgejoClient, RepoRef, encode_path, forge_err};
 use crate::settings::ForgeSettings;
 use anyhow::Result;
-use serde_json::Value;
+use serde::Deserialize;
+use std::time::{Duration, Instant};
 
-/// Largest listing read (a folder of a few thousand entries is far less).
+/// Largest folder listing read (a node folder of 10,000 hours is ~10 MB).
 const MAX_LISTING: u64 = 64 * 1024 * 1024;
+/// Largest page of the branch listing (50 branches are ~100 KB).
+const MAX_BRANCH_PAGE: u64 = 8 * 1024 * 1024;
 /// Branches per page (Forgejo's maximum page size is 50).
 const PAGE: usize = 50;
+/// Pages of branches read at most (100,000 branches): a listing that does
+/// not end by then never will.
+const MAX_PAGES: usize = 2000;
+/// The whole API audit's deadline: a server answering slowly for ever
+/// does not keep it running for ever.
+const DEADLINE: Duration = Duration::from_secs(3600);
+
+/// A forge error as the audit's: an answer that is not what the API
+/// gives (not JSON, another shape, too large) is the forge's fault and
+/// temporary (75), as a 5xx is.
+pub fn api_err(e: ForgeError) -> anyhow::Error {
+    match e {
+        ForgeError::Invalid {
+            status: 200..=299,
+            message,
+        } => garbage(&message),
+        e => forge_err(e),
+    }
+}
+
+fn garbage(what: &str) -> anyhow::Error {
+    fail(
+        Kind::TempFail,
+        format!(
+            "the forge's answer is not what its API gives: {what}; is --forgejo-url a Forgejo, and is it well? Run the audit again later"
+        ),
+    )
+}
+
+/// One branch of a listing.
+#[derive(Deserialize)]
+struct BranchItem {
+    name: String,
+    commit: Option<BranchCommit>,
+}
+
+#[derive(Deserialize)]
+struct BranchCommit {
+    id: Option<String>,
+}
+
+/// One entry of a folder listing.
+#[derive(Deserialize)]
+struct ContentItem {
+    name: String,
+    #[serde(rename = "type")]
+    kind: String,
+    sha: Option<String>,
+    size: Option<u64>,
+}
 
 /// The forge, its client and the repository read.
 pub struct Forge {
@@ -23,6 +77,8 @@ pub struct Forge {
     pub repo: String,
     /// The `nodes` listing fetched by [`Lister::nodes`], used by the next `list`.
     pending: Option<Vec<Entry>>,
+    started: Instant,
+    budget: Duration,
 }
 
 impl Forge {
@@ -30,17 +86,40 @@ impl Forge {
         let mut cfg = ClientConfig::new(&s.url, s.token.clone());
         cfg.insecure_http = s.insecure_http;
         let client = ForgejoClient::new(cfg).map_err(forge_err)?;
+        let budget = crate::failpoint::test_knob("HERO_USAGE_TEST_AUDIT_DEADLINE_MS")
+            .and_then(|ms| ms.parse().ok())
+            .map_or(DEADLINE, Duration::from_millis);
         Ok(Forge {
             client,
             owner: s.owner.clone(),
             repo: s.repo.clone(),
             pending: None,
+            started: Instant::now(),
+            budget,
         })
     }
 
-    /// GET a JSON listing through the project's client.
-    fn get_json(&self, api_path: &str) -> Result<Value, ForgeError> {
-        self.client.get_json(api_path, MAX_LISTING)
+    /// Exit 75 once the deadline has passed.
+    fn in_time(&self) -> Result<()> {
+        if self.started.elapsed() > self.budget {
+            return Err(fail(
+                Kind::TempFail,
+                format!(
+                    "the forge did not give the whole repository within the audit's deadline of {:.1} s; run the audit again later, or audit a clone with --git-dir",
+                    self.budget.as_secs_f64()
+                ),
+            ));
+        }
+        Ok(())
+    }
+
+    /// GET a JSON answer of a known shape through the project's client.
+    fn get_json<T: serde::de::DeserializeOwned>(
+        &self,
+        api_path: &str,
+        limit: u64,
+    ) -> Result<T, ForgeError> {
+        self.client.get_json(api_path, limit)
     }
 
     fn repo_path(&self) -> String {
@@ -54,57 +133,65 @@ impl Forge {
     /// Every branch and its head commit; `None` when the server has no
     /// branch list (then only the default branch is read).
     pub fn branches(&self) -> Result<Option<Vec<Place>>> {
-        let mut out = Vec::new();
-        for page in 1.. {
+        let mut out: Vec<Place> = Vec::new();
+        let mut names = std::collections::HashSet::new();
+        let max_pages = crate::failpoint::test_knob("HERO_USAGE_TEST_AUDIT_MAX_PAGES")
+            .and_then(|n| n.parse().ok())
+            .unwrap_or(MAX_PAGES);
+        for page in 1..=max_pages {
+            self.in_time()?;
             let path = format!("{}/branches?page={page}&limit={PAGE}", self.repo_path());
-            let list = match self.get_json(&path) {
+            let items: Vec<BranchItem> = match self.get_json(&path, MAX_BRANCH_PAGE) {
                 Ok(v) => v,
                 Err(ForgeError::NotFound(_)) if page == 1 => return Ok(None),
-                Err(e) => return Err(forge_err(e)),
+                Err(e) => return Err(api_err(e)),
             };
-            let items = list.as_array().cloned().unwrap_or_default();
             let before = out.len();
-            for b in &items {
-                let Some(name) = b.get("name").and_then(Value::as_str) else {
-                    continue;
-                };
-                if out.iter().any(|p: &Place| p.branch == name) {
-                    continue;
-                }
-                let commit = b
-                    .pointer("/commit/id")
-                    .and_then(Value::as_str)
-                    .map(str::to_string);
+            for b in items.iter().filter(|b| names.insert(b.name.clone())) {
                 out.push(Place {
-                    branch: name.to_string(),
-                    commit,
+                    branch: b.name.clone(),
+                    commit: b.commit.as_ref().and_then(|c| c.id.clone()),
                 });
             }
-            // A server that ignores `page` repeats itself: stop there too.
-            if items.len() < PAGE || out.len() == before {
-                break;
+            if items.len() < PAGE {
+                return Ok(Some(out));
+            }
+            if out.len() == before {
+                return Err(garbage(&format!(
+                    "page {page} of the branch listing repeats the branches before it"
+                )));
             }
         }
-        Ok(Some(out))
+        Err(fail(
+            Kind::TempFail,
+            format!(
+                "the forge's branch listing did not end after {max_pages} pages of {PAGE}; run the audit again later, or audit a clone with --git-dir"
+            ),
+        ))
     }
 
-    /// A folder's entries; `None` when the path is missing; a file as one entry.
-    fn contents(&self, place: &Place, path: &str) -> Result<Option<Value>> {
-        let api = format!(
+    fn contents_path(&self, place: &Place, path: &str) -> String {
+        format!(
             "{}/contents/{}?ref={}",
             self.repo_path(),
             encode_path(path),
             encode_path(&place.branch)
-        );
-        match self.get_json(&api) {
-            Ok(v) => Ok(Some(v)),
+        )
+    }
+
+    /// A folder's entries; `None` when the path is missing.
+    fn contents(&self, place: &Place, path: &str) -> Result<Option<Vec<Entry>>> {
+        self.in_time()?;
+        match self.get_json::<Vec<ContentItem>>(&self.contents_path(place, path), MAX_LISTING) {
+            Ok(v) => Ok(Some(v.into_iter().map(entry).collect())),
             Err(ForgeError::NotFound(_)) => Ok(None),
-            Err(e) => Err(forge_err(e)),
+            Err(e) => Err(api_err(e)),
         }
     }
 
     /// Read a file's bytes at its branch's head.
     pub fn read(&self, place: &Place, path: &str) -> Result<Vec<u8>> {
+        self.in_time()?;
         match self
             .client
             .read_file(
@@ -112,11 +199,11 @@ impl Forge {
                 path,
                 Some(&place.branch),
             )
-            .map_err(forge_err)?
+            .map_err(api_err)?
         {
             Some(f) => Ok(f.content),
-            None => Err(crate::error::fail(
-                crate::error::Kind::TempFail,
+            None => Err(fail(
+                Kind::TempFail,
                 format!(
                     "{path} on {} vanished while it was read; run the audit again",
                     place.branch
@@ -126,34 +213,35 @@ impl Forge {
     }
 }
 
-fn entry(v: &Value) -> Option<Entry> {
-    let kind = match v.get("type").and_then(Value::as_str)? {
+fn entry(v: ContentItem) -> Entry {
+    let kind = match v.kind.as_str() {
         "dir" => EntryKind::Dir,
         "file" => EntryKind::File,
         _ => EntryKind::Other,
     };
-    Some(Entry {
-        name: v.get("name").and_then(Value::as_str)?.to_string(),
+    Entry {
+        name: v.name,
         kind,
         mode: None,
-        size: v.get("size").and_then(Value::as_u64),
-        id: v
-            .get("sha")
-            .and_then(Value::as_str)
-            .unwrap_or_default()
-            .to_string(),
-    })
+        size: v.size,
+        id: v.sha.unwrap_or_default(),
+    }
 }
 
 impl Lister for Forge {
     fn nodes(&mut self, place: &Place) -> Result<Vec<Entry>> {
-        let Some(v) = self.contents(place, crate::layout::NODES)? else {
-            return Ok(Vec::new());
+        let list = match self.contents(place, crate::layout::NODES) {
+            Ok(Some(list)) => list,
+            Ok(None) => return Ok(Vec::new()),
+            // `nodes` is a file (the API answers one object): say so.
+            Err(_) => {
+                self.in_time()?;
+                let path = self.contents_path(place, crate::layout::NODES);
+                let one: ContentItem = self.get_json(&path, MAX_LISTING).map_err(api_err)?;
+                return Ok(vec![entry(one)]);
+            }
         };
-        let Some(list) = v.as_array() else {
-            return Ok(entry(&v).into_iter().collect());
-        };
-        self.pending = Some(list.iter().filter_map(entry).collect());
+        self.pending = Some(list);
         Ok(vec![Entry {
             name: crate::layout::NODES.to_string(),
             kind: EntryKind::Dir,
@@ -169,9 +257,6 @@ impl Lister for Forge {
         {
             return Ok(p);
         }
-        Ok(self
-            .contents(place, path)?
-            .and_then(|v| v.as_array().map(|l| l.iter().filter_map(entry).collect()))
-            .unwrap_or_default())
+        Ok(self.contents(place, path)?.unwrap_or_default())
     }
 }

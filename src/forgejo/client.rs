@@ -224,7 +224,13 @@ impl ForgejoClient {
 
     /// GET a JSON answer of at most `limit` bytes (folder and branch
     /// listings for the audit); a non-2xx status as a typed error.
-    pub(crate) fn get_json(&self, api_path: &str, limit: u64) -> Result<Value, ForgeError> {
+    /// Deserialized as `T` (a typed shape keeps memory near the answer's
+    /// size: a `Value` takes many times it).
+    pub(crate) fn get_json<T: serde::de::DeserializeOwned>(
+        &self,
+        api_path: &str,
+        limit: u64,
+    ) -> Result<T, ForgeError> {
         let what = format!("{} {api_path}", Method::Get);
         let (status, bytes) = self.send(Method::Get, api_path, None, limit)?;
         if !(200..300).contains(&status) {
