@@ -80,12 +80,14 @@ impl StatusReport {
         let (counts, outcome) = match std::fs::metadata(spool_dir) {
             Ok(m) if m.is_dir() => {
                 // Read-only: status creates nothing in the spool.
-                let spool = Spool::open_read_only(spool_dir)?;
+                let spool =
+                    Spool::open_read_only(spool_dir).map_err(|e| not_the_owner(spool_dir, e))?;
                 // A spool of another node: its figures labelled with this
                 // name would mislead the monitoring; every binary refuses it.
                 spool.check_node(node)?;
                 last_success_at = crate::outcome::last_success(&spool);
-                (spool.counts()?, read_outcome(&spool))
+                let counts = spool.counts().map_err(|e| not_the_owner(spool_dir, e))?;
+                (counts, read_outcome(&spool))
             }
             Ok(_) => return Err(cannot("it is not a directory".into())),
             Err(e) if e.kind() == io::ErrorKind::NotFound => {
@@ -293,4 +295,32 @@ fn unix_seconds(t: &str) -> Option<f64> {
     NaiveDateTime::parse_from_str(t, crate::record::TIME_FORMAT)
         .ok()
         .map(|t| t.and_utc().timestamp() as f64)
+}
+
+/// A spool this user cannot read because another user owns it (a spool
+/// of mode 0700 that a service user writes): say whose it is and what to
+/// run instead, rather than a bare "permission denied".
+fn not_the_owner(spool_dir: &Path, err: anyhow::Error) -> anyhow::Error {
+    use std::os::unix::fs::MetadataExt;
+    let Ok(meta) = std::fs::metadata(spool_dir) else {
+        return err;
+    };
+    let (me, _) = crate::users::current_ids();
+    if meta.uid() == me || me == 0 {
+        return err;
+    }
+    let owner = crate::users::user_name(meta.uid());
+    let dir = crate::text::shell_word(&spool_dir.display().to_string());
+    fail(
+        Kind::CantCreate,
+        format!(
+            "cannot read spool {}: it belongs to user {owner} (mode {:o}) and this is user {}: \
+             run as its owner (sudo -u {owner} hero_usage_status --spool {dir}), or read the \
+             metrics its status timer writes (hero_usage_status --prometheus --out FILE); \
+             never loosen the spool's mode ({err:#})",
+            escape_controls(&spool_dir.display().to_string()),
+            meta.mode() & 0o7777,
+            crate::users::user_name(me),
+        ),
+    )
 }

@@ -7,7 +7,7 @@
 
 use crate::error::{Kind, fail};
 use crate::settings::{Common, Resolved, Resolver, SecretSource, Source};
-use crate::text::{is_plain, shell_word};
+use crate::text::shell_word;
 use anyhow::Result;
 use sha2::{Digest, Sha256};
 use std::path::{Path, PathBuf};
@@ -30,11 +30,13 @@ pub const SPLAY_SECONDS: u32 = 3600;
 /// Marks the crontab line, so that installing it again replaces it.
 pub const CRON_MARK: &str = "# hero_usage_push";
 
-/// Who the systemd units run as: the user who printed them.
+/// Who the systemd units run as: `--service-user`, or the user who
+/// printed them.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum RunAs {
-    /// Root prints system units (`/etc/systemd/system`) with `User=`/`Group=`.
-    System { user: String, group: String },
+    /// System units (`/etc/systemd/system`) with `User=` (and `Group=` when
+    /// root printed them for itself; a service user's is its own group).
+    System { user: String, group: Option<String> },
     /// Anyone else prints user units (`~/.config/systemd/user`).
     User { user: String },
 }
@@ -42,13 +44,79 @@ pub enum RunAs {
 /// Everything a schedule is rendered from.
 #[derive(Debug, Clone)]
 pub struct Job {
-    pub node: String,
+    /// The node name; `None` when the config file names it at run time
+    /// (the Debian package's units).
+    pub node: Option<String>,
     /// The push command: the binary's absolute path and its settings.
     pub push: Vec<String>,
     /// The shim command (systemd only).
     pub shim: Vec<String>,
+    /// A minutely status run for node_exporter (systemd only).
+    pub status: Option<StatusJob>,
     pub action_name: String,
     pub run_as: RunAs,
+    /// The spool (absolute): the one directory the services write.
+    pub spool: PathBuf,
+    /// A path the job reads or writes is under /home, /root or /run/user.
+    pub home_paths: bool,
+    /// The units start only when this file exists (the package's config).
+    pub condition: Option<PathBuf>,
+}
+
+/// `hero_usage_status --prometheus --out FILE`, every minute.
+#[derive(Debug, Clone)]
+pub struct StatusJob {
+    pub command: Vec<String>,
+    pub textfile: PathBuf,
+}
+
+/// Where the Debian package puts things: its units are [`debian_job`]'s,
+/// rendered into `debian/units/` by the test `debian_units_are_rendered`
+/// (the package ships those files; the test fails when they differ).
+#[cfg(test)]
+pub mod debian {
+    pub const BIN_DIR: &str = "/usr/bin";
+    pub const CONFIG: &str = "/etc/hero_usage/hero_usage.toml";
+    pub const SPOOL: &str = "/var/lib/hero_usage/queue";
+    pub const USER: &str = "hero-usage";
+    /// node_exporter's textfile directory on Debian (prometheus-node-exporter).
+    pub const TEXTFILE: &str = "/var/lib/prometheus/node-exporter/hero_usage.prom";
+}
+
+/// The job the Debian package's units run: binaries in /usr/bin, the
+/// system user `hero-usage`, the config in /etc (which names the node and
+/// the forge), the spool in /var/lib; nothing starts before the config exists.
+#[cfg(test)]
+pub fn debian_job() -> Job {
+    let bin = |b: &str| format!("{}/{b}", debian::BIN_DIR);
+    let where_ = ["--spool", debian::SPOOL, "--config", debian::CONFIG].map(String::from);
+    let with = |words: Vec<String>| [words, where_.to_vec()].concat();
+    Job {
+        node: None,
+        push: with(vec![bin("hero_usage_push"), "--once".into()]),
+        shim: with(vec![bin("hero_usage_shim")]),
+        status: Some(StatusJob {
+            command: with(
+                [
+                    bin("hero_usage_status"),
+                    "--prometheus".into(),
+                    "--out".into(),
+                ]
+                .into_iter()
+                .chain([debian::TEXTFILE.to_string()])
+                .collect(),
+            ),
+            textfile: PathBuf::from(debian::TEXTFILE),
+        }),
+        action_name: ACTION_NAME.into(),
+        run_as: RunAs::System {
+            user: debian::USER.into(),
+            group: None,
+        },
+        spool: PathBuf::from(debian::SPOOL),
+        home_paths: false,
+        condition: Some(PathBuf::from(debian::CONFIG)),
+    }
 }
 
 /// One file of a schedule: its name and where it is installed.
@@ -70,33 +138,6 @@ pub fn command_line(words: &[String]) -> String {
     words
         .iter()
         .map(|w| shell_word(w))
-        .collect::<Vec<_>>()
-        .join(" ")
-}
-
-/// Join words into a systemd `ExecStart=` line. systemd is no shell: a
-/// word is double-quoted whole with C escapes, and `%` (a specifier) and
-/// `$` (a variable) are doubled.
-fn systemd_command_line(words: &[String]) -> String {
-    words
-        .iter()
-        .map(|w| {
-            if is_plain(w) {
-                return w.clone();
-            }
-            let mut q = String::from("\"");
-            for c in w.chars() {
-                match c {
-                    '\\' => q.push_str("\\\\"),
-                    '"' => q.push_str("\\\""),
-                    '%' => q.push_str("%%"),
-                    '$' => q.push_str("$$"),
-                    c => q.push(c),
-                }
-            }
-            q.push('"');
-            q
-        })
         .collect::<Vec<_>>()
         .join(" ")
 }
@@ -145,7 +186,7 @@ fn splayed(push: &[String]) -> Vec<String> {
 pub fn render(scheduler: Scheduler, job: &Job) -> Vec<ScheduleFile> {
     match scheduler {
         Scheduler::HeroProc => vec![hero_proc_action(job)],
-        Scheduler::Systemd => systemd_units(job),
+        Scheduler::Systemd => super::systemd::units(job),
         Scheduler::Cron => vec![ScheduleFile {
             name: "hero_usage_push.cron".into(),
             content: format!("{}\n", cron_line(job)),
@@ -175,94 +216,8 @@ pub fn cron_line(job: &Job) -> String {
     let mut words = splayed(&job.push);
     words.insert(4.min(words.len()), "--quiet".into());
     let command = command_line(&words).replace('%', "\\%");
-    format!("{} * * * * {command} {CRON_MARK}", minute_for(&job.node))
-}
-
-/// `User=`/`Group=` for system units; user units run as their user.
-fn run_as_lines(run_as: &RunAs) -> String {
-    match run_as {
-        RunAs::System { user, group } => format!("User={user}\nGroup={group}\n"),
-        RunAs::User { .. } => String::new(),
-    }
-}
-
-/// The shim's service: the same spool, node, config and user as the push.
-fn shim_unit(job: &Job, run_as: &str) -> String {
-    let wanted_by = match job.run_as {
-        RunAs::System { .. } => "multi-user.target",
-        RunAs::User { .. } => "default.target",
-    };
-    format!(
-        "[Unit]\n\
-         Description=hero_usage HTTP shim for node {node} (record over HTTP, push now, status)\n\
-         After=network.target\n\
-         \n\
-         [Service]\n\
-         {run_as}\
-         ExecStart={exec}\n\
-         Restart=on-failure\n\
-         \n\
-         [Install]\n\
-         WantedBy={wanted_by}\n",
-        node = job.node,
-        exec = systemd_command_line(&job.shim),
-    )
-}
-
-fn systemd_units(job: &Job) -> Vec<ScheduleFile> {
-    let run_as = run_as_lines(&job.run_as);
-    // A user manager has no network-online.target to wait for.
-    let network = match job.run_as {
-        RunAs::System { .. } => "Wants=network-online.target\nAfter=network-online.target\n",
-        RunAs::User { .. } => "",
-    };
-    let service = format!(
-        "[Unit]\n\
-         Description=Push usage records of node {node} to the billing repository\n\
-         {network}\
-         \n\
-         [Service]\n\
-         Type=oneshot\n\
-         {run_as}\
-         ExecStart={exec}\n\
-         # Exit 75 is a temporary failure: the next run retries, nothing is lost.\n",
-        node = job.node,
-        exec = systemd_command_line(&job.push),
-    );
-    let timer = format!(
-        "[Unit]\n\
-         Description=Hourly usage push for node {node}\n\
-         \n\
-         [Timer]\n\
-         OnCalendar=*-*-* *:{minute:02}:00\n\
-         # Splay: a delay fixed per machine, spread over the hour.\n\
-         RandomizedDelaySec={SPLAY_SECONDS}\n\
-         FixedRandomDelay=true\n\
-         Persistent=true\n\
-         \n\
-         [Install]\n\
-         WantedBy=timers.target\n",
-        node = job.node,
-        minute = minute_for(&job.node),
-    );
-    let shim = shim_unit(job, &run_as);
-    let file = |name: &str, content| ScheduleFile {
-        name: name.into(),
-        content,
-    };
-    vec![
-        file("hero_usage_push.service", service),
-        file("hero_usage_push.timer", timer),
-        file("hero_usage_shim.service", shim),
-    ]
-}
-
-/// Where systemd units go for `run_as`.
-fn unit_dir(run_as: &RunAs) -> &'static str {
-    match run_as {
-        RunAs::System { .. } => "/etc/systemd/system",
-        RunAs::User { .. } => "~/.config/systemd/user",
-    }
+    let minute = job.node.as_deref().map_or(0, minute_for);
+    format!("{minute} * * * * {command} {CRON_MARK}")
 }
 
 /// The commands that install the files (read from `dir` when they were
@@ -287,62 +242,27 @@ pub fn install_commands(scheduler: Scheduler, job: &Job, dir: Option<&Path>) -> 
                 shell_word(CRON_MARK)
             )]
         }
-        Scheduler::Systemd => systemd_install(job, &at),
-    }
-}
-
-fn systemd_install(job: &Job, at: &dyn Fn(&str) -> String) -> Vec<String> {
-    let files = [
-        "hero_usage_push.service",
-        "hero_usage_push.timer",
-        "hero_usage_shim.service",
-    ]
-    .map(at)
-    .join(" ");
-    let dir = unit_dir(&job.run_as);
-    match &job.run_as {
-        RunAs::System { .. } => vec![
-            format!("install -m 644 {files} {dir}/"),
-            "systemctl daemon-reload".into(),
-            "systemctl enable --now hero_usage_push.timer".into(),
-            "systemctl enable --now hero_usage_shim.service    # only if callers use the HTTP shim".into(),
-        ],
-        RunAs::User { user } => vec![
-            format!("mkdir -p {dir} && install -m 644 {files} {dir}/"),
-            "systemctl --user daemon-reload".into(),
-            "systemctl --user enable --now hero_usage_push.timer".into(),
-            "systemctl --user enable --now hero_usage_shim.service    # only if callers use the HTTP shim".into(),
-            format!("loginctl enable-linger {}    # run the timer while {user} is logged out", shell_word(user)),
-        ],
+        Scheduler::Systemd => super::systemd::install_commands(job, &at),
     }
 }
 
 /// The user (and group) this process runs as, by name where the system
 /// databases know it (systemd also takes a number).
 pub fn current_run_as() -> RunAs {
-    use std::os::unix::fs::MetadataExt;
-    let (uid, gid) = std::fs::metadata("/proc/self")
-        .map(|m| (m.uid(), m.gid()))
-        .unwrap_or((u32::MAX, u32::MAX));
+    use crate::users::name_of;
+    let (uid, gid) = crate::users::current_ids();
     let user = name_of("/etc/passwd", uid)
         .or_else(|| std::env::var("USER").ok())
         .unwrap_or_else(|| uid.to_string());
     if uid == 0 {
         let group = name_of("/etc/group", gid).unwrap_or_else(|| gid.to_string());
-        RunAs::System { user, group }
+        RunAs::System {
+            user,
+            group: Some(group),
+        }
     } else {
         RunAs::User { user }
     }
-}
-
-/// The name with id `id` in a `name:x:id:...` database file.
-fn name_of(db: &str, id: u32) -> Option<String> {
-    let text = std::fs::read_to_string(db).ok()?;
-    text.lines().find_map(|l| {
-        let mut f = l.split(':');
-        let name = f.next()?;
-        (f.nth(1)?.parse::<u32>().ok()? == id).then(|| name.to_string())
-    })
 }
 
 /// A schedule ready to print: the job, and notes for stderr on settings
@@ -353,47 +273,170 @@ pub struct Prepared {
     pub notes: Vec<String>,
 }
 
+/// What `--print-schedule` is asked for besides the scheduler.
+#[derive(Debug, Clone, Copy)]
+pub struct Request<'a> {
+    pub scheduler: Scheduler,
+    /// `--action-name` (hero_proc).
+    pub action_name: &'a str,
+    /// `--service-user` (systemd): system units running as this user.
+    pub service_user: Option<&'a str>,
+    /// `--status-out` (systemd): a minutely status timer writing this file.
+    pub status_out: Option<&'a Path>,
+}
+
 /// Build the job from the settings in force. A scheduler's environment is
 /// not this shell's: spool, node and config file go on the command line,
 /// and so does every forge setting that only this shell has (none of them
 /// secret); a token that only this shell's environment holds, or a missing
 /// URL or token, is a note with the fix.
-pub fn prepare(
-    scheduler: Scheduler,
-    settings: &Resolver,
-    common: &Common,
-    action_name: &str,
-) -> Result<Prepared> {
-    check_action_name(action_name)?;
+pub fn prepare(req: &Request, settings: &Resolver, common: &Common) -> Result<Prepared> {
+    check_action_name(req.action_name)?;
+    if let Some(user) = req.service_user {
+        check_user_name(user)?;
+    }
     let exe = std::env::current_exe()?;
     let config = settings.config_path().map(Path::to_path_buf);
     let spool_dir = std::path::absolute(&common.spool)?;
-    let mut push = vec![exe.display().to_string(), "--once".into()];
-    let mut shim = vec![sibling(&exe, "hero_usage_shim").display().to_string()];
-    let mut both = |words: &[String]| {
-        push.extend_from_slice(words);
-        shim.extend_from_slice(words);
-    };
-    both(&["--spool".into(), spool_dir.display().to_string()]);
-    both(&["--node".into(), common.node.clone()]);
+    let mut where_ = vec![
+        "--spool".into(),
+        spool_dir.display().to_string(),
+        "--node".into(),
+        common.node.clone(),
+    ];
     if let Some(c) = &config {
-        both(&["--config".into(), c.display().to_string()]);
+        where_.extend(["--config".into(), c.display().to_string()]);
     }
+    let mut push = [
+        vec![exe.display().to_string(), "--once".into()],
+        where_.clone(),
+    ]
+    .concat();
+    let mut shim = [
+        vec![sibling(&exe, "hero_usage_shim").display().to_string()],
+        where_.clone(),
+    ]
+    .concat();
     let (forge_words, mut notes) = forge_words(settings, config.as_deref());
-    both(&forge_words);
+    push.extend_from_slice(&forge_words);
+    shim.extend_from_slice(&forge_words);
     let shim_note = admin_secret_note(&mut shim, settings);
-    notes.extend(shim_note.filter(|_| scheduler == Scheduler::Systemd));
-    for w in push.iter().chain(&shim) {
+    notes.extend(shim_note.filter(|_| req.scheduler == Scheduler::Systemd));
+    let status = req.status_out.map(|out| {
+        let textfile = std::path::absolute(out).unwrap_or_else(|_| out.to_path_buf());
+        let command = [
+            vec![
+                sibling(&exe, "hero_usage_status").display().to_string(),
+                "--prometheus".into(),
+                "--out".into(),
+                textfile.display().to_string(),
+            ],
+            where_.clone(),
+        ]
+        .concat();
+        StatusJob { command, textfile }
+    });
+    for w in push
+        .iter()
+        .chain(&shim)
+        .chain(status.iter().flat_map(|s| &s.command))
+    {
         refuse_control("a path or setting", w, Kind::Config)?;
     }
+    let run_as = match req.service_user {
+        Some(user) => RunAs::System {
+            user: user.to_string(),
+            group: None,
+        },
+        None => current_run_as(),
+    };
+    notes.extend(run_as_notes(req, settings, &run_as, &spool_dir));
+    let mut read = vec![spool_dir.clone()];
+    read.extend(config.clone());
+    read.extend(status.iter().map(|s| s.textfile.clone()));
+    for secret in [settings.token(), settings.admin_secret()]
+        .into_iter()
+        .flatten()
+    {
+        if let SecretSource::File(p) = secret.value {
+            read.push(std::path::absolute(&p).unwrap_or(p));
+        }
+    }
+    // The signing key must stay readable in the sandbox too.
+    read.extend(
+        settings
+            .signing_key()
+            .map(|k| std::path::absolute(&k.value).unwrap_or(k.value)),
+    );
     let job = Job {
-        node: common.node.clone(),
+        node: Some(common.node.clone()),
         push,
         shim,
-        action_name: action_name.to_string(),
-        run_as: current_run_as(),
+        status,
+        action_name: req.action_name.to_string(),
+        run_as,
+        spool: spool_dir,
+        home_paths: read.iter().any(|p| under_home(p)),
+        condition: None,
     };
     Ok(Prepared { job, notes })
+}
+
+/// Under a directory `ProtectHome=yes` would hide.
+fn under_home(p: &Path) -> bool {
+    ["/home", "/root", "/run/user"]
+        .iter()
+        .any(|h| p.starts_with(h))
+}
+
+/// A user name systemd and useradd accept: `[a-z_][a-z0-9_-]*`, at most 32.
+fn check_user_name(name: &str) -> Result<()> {
+    let mut chars = name.chars();
+    let ok = name.len() <= 32
+        && chars
+            .next()
+            .is_some_and(|c| c.is_ascii_lowercase() || c == '_')
+        && chars.all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || "_-".contains(c));
+    if !ok {
+        return Err(fail(
+            Kind::Usage,
+            format!(
+                "--service-user {name:?}: use 1 to 32 of a-z 0-9 _ -, starting with a letter or _"
+            ),
+        ));
+    }
+    Ok(())
+}
+
+/// Notes on who the units run as: root without `--service-user`, and a
+/// service user whose spool is the printing user's default.
+fn run_as_notes(req: &Request, settings: &Resolver, run_as: &RunAs, spool: &Path) -> Vec<String> {
+    if req.scheduler != Scheduler::Systemd {
+        return Vec::new();
+    }
+    let mut notes = Vec::new();
+    match (run_as, req.service_user) {
+        (RunAs::System { user, .. }, None) if user == "root" => notes.push(
+            "the units run as root; --service-user NAME runs them as a dedicated user \
+             (useradd --system NAME), which is what the sandbox is made for"
+                .to_string(),
+        ),
+        (_, Some(user)) => {
+            let default_spool = settings
+                .table()
+                .iter()
+                .any(|s| s.name == "spool" && s.source == Source::Default);
+            if default_spool {
+                notes.push(format!(
+                    "the spool {} is this user's default; give {user} a spool of its own with \
+                     --spool (e.g. /var/lib/hero_usage/queue)",
+                    spool.display()
+                ));
+            }
+        }
+        _ => {}
+    }
+    notes
 }
 
 /// `hero_usage_shim` beside `exe` (both are installed in one `bin/`).
@@ -434,6 +477,15 @@ fn forge_words(settings: &Resolver, config: Option<&Path>) -> (Vec<String>, Vec<
         notes.push(format!(
             "no Forgejo URL is configured: the scheduled push would exit 78 every hour; set forgejo_url in {where_}"
         ));
+    }
+    // The key signs the scheduled runs too: carried unless the config file
+    // names it (the default path depends on a HOME the scheduler may not share).
+    if let Some(key) = settings
+        .signing_key()
+        .filter(|k| k.source != Source::Config)
+    {
+        let path = std::path::absolute(&key.value).unwrap_or(key.value);
+        words.extend(["--signing-key-file".into(), path.display().to_string()]);
     }
     match settings.token() {
         Some(Resolved {
@@ -508,7 +560,7 @@ pub fn stdout_text(scheduler: Scheduler, job: &Job, out: Option<&Path>) -> Strin
             for f in &files {
                 s.push_str(&format!(
                     "# {}/{}\n{}\n",
-                    unit_dir(&job.run_as),
+                    super::systemd::unit_dir(&job.run_as),
                     f.name,
                     f.content
                 ));
@@ -572,11 +624,15 @@ mod tests {
 
     fn job(words: &[&str]) -> Job {
         Job {
-            node: "n".into(),
+            node: Some("n".into()),
             push: words.iter().map(|w| w.to_string()).collect(),
             shim: vec!["/bin/shim".into()],
+            status: None,
             action_name: ACTION_NAME.into(),
             run_as: RunAs::User { user: "u".into() },
+            spool: PathBuf::from("/srv/spool"),
+            home_paths: false,
+            condition: None,
         }
     }
 
@@ -610,9 +666,10 @@ mod tests {
         let user = render(Scheduler::Systemd, &j);
         assert!(user.iter().all(|f| !f.content.contains("User=")));
         assert!(user.iter().all(|f| !f.content.contains("network-online")));
+        assert!(user.iter().all(|f| !f.content.contains("ProtectSystem")));
         j.run_as = RunAs::System {
             user: "billing".into(),
-            group: "staff".into(),
+            group: Some("staff".into()),
         };
         let system = render(Scheduler::Systemd, &j);
         for f in system.iter().filter(|f| f.name.ends_with(".service")) {
@@ -621,12 +678,70 @@ mod tests {
                 "{}",
                 f.content
             );
+            // Sandboxed: everything read-only but the spool; no home unless needed.
+            for line in [
+                "ReadWritePaths=/srv/spool\n",
+                "ProtectSystem=strict\n",
+                "ProtectHome=yes\n",
+                "NoNewPrivileges=yes\n",
+                "CapabilityBoundingSet=\n",
+                "SystemCallFilter=@system-service\n",
+            ] {
+                assert!(f.content.contains(line), "{line} {}", f.content);
+            }
         }
+        j.home_paths = true;
+        let system = render(Scheduler::Systemd, &j);
+        assert!(system[0].content.contains("ProtectHome=read-only\n"));
         assert!(
             system[1]
                 .content
                 .contains("RandomizedDelaySec=3600\nFixedRandomDelay=true\n")
         );
+    }
+
+    /// The Debian package ships `debian/units/*`: they must be what the
+    /// renderer makes of [`debian_job`]. `HERO_USAGE_BLESS=1` rewrites them.
+    #[test]
+    fn debian_units_are_rendered() {
+        let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("debian/units");
+        let files = render(Scheduler::Systemd, &debian_job());
+        let names: Vec<&str> = files.iter().map(|f| f.name.as_str()).collect();
+        assert_eq!(
+            names,
+            [
+                "hero_usage_push.service",
+                "hero_usage_push.timer",
+                "hero_usage_shim.service",
+                "hero_usage_status.service",
+                "hero_usage_status.timer"
+            ]
+        );
+        if std::env::var_os("HERO_USAGE_BLESS").is_some() {
+            write_files(&dir, &files).unwrap();
+        }
+        for f in &files {
+            let shipped = std::fs::read_to_string(dir.join(&f.name)).unwrap_or_default();
+            assert!(
+                shipped == f.content,
+                "debian/units/{} differs from the renderer's; run \
+                 HERO_USAGE_BLESS=1 cargo test --lib debian_units_are_rendered\n{}",
+                f.name,
+                f.content
+            );
+            assert!(
+                f.content
+                    .contains("ConditionPathExists=/etc/hero_usage/hero_usage.toml\n"),
+                "{}",
+                f.content
+            );
+        }
+        assert!(files[0].content.contains(
+            "ExecStart=/usr/bin/hero_usage_push --once --spool /var/lib/hero_usage/queue \
+             --config /etc/hero_usage/hero_usage.toml\n"
+        ));
+        assert!(files[0].content.contains("User=hero-usage\n"));
+        assert!(files[1].content.contains("OnCalendar=*-*-* *:00:00\n"));
     }
 
     #[test]
