@@ -23,6 +23,7 @@ pub mod recording;
 pub mod secret;
 pub mod settings;
 pub(crate) mod shim;
+pub mod signing;
 pub mod spool;
 pub(crate) mod status;
 pub(crate) mod text;

@@ -46,6 +46,28 @@ impl fmt::Debug for ForgejoClient {
     }
 }
 
+/// A request that failed, and whether before its whole body was handed to
+/// the connection (see [`ForgejoClient::request_sent`]).
+pub(super) struct Failed {
+    pub error: ForgeError,
+    pub while_sending: bool,
+}
+
+/// A request body that counts what the connection has taken of it.
+struct Handed<'a> {
+    data: &'a [u8],
+    pos: usize,
+}
+
+impl std::io::Read for Handed<'_> {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        let n = buf.len().min(self.data.len() - self.pos);
+        buf[..n].copy_from_slice(&self.data[self.pos..self.pos + n]);
+        self.pos += n;
+        Ok(n)
+    }
+}
+
 impl ForgejoClient {
     pub fn new(cfg: ClientConfig) -> Result<ForgejoClient, ForgeError> {
         let token = cfg.token.expose();
@@ -96,18 +118,8 @@ impl ForgejoClient {
         scrub_token(s, self.token.expose())
     }
 
-    /// Send one request with the token; the answer's body is left for the
-    /// caller to read.
-    pub(super) fn request(
-        &self,
-        method: Method,
-        api_path: &str,
-        body: Option<&[u8]>,
-    ) -> Result<ureq::http::Response<ureq::Body>, ForgeError> {
-        self.request_as(Auth::Token, method, api_path, body)
-    }
-
-    /// Send one request, with the token or without.
+    /// Send one request, with the token or without; the answer's body is
+    /// left for the caller to read.
     fn request_as(
         &self,
         auth: Auth,
@@ -115,6 +127,30 @@ impl ForgejoClient {
         api_path: &str,
         body: Option<&[u8]>,
     ) -> Result<ureq::http::Response<ureq::Body>, ForgeError> {
+        self.request_sent_as(auth, method, api_path, body)
+            .map_err(|failed| failed.error)
+    }
+
+    /// As [`Self::request_as`] with the token; a failure tells whether it came before the
+    /// whole body was handed to the connection. Only such a failure can be
+    /// a proxy refusing the body: after it, the server may have the whole
+    /// request and applied it (a lost reply).
+    pub(super) fn request_sent(
+        &self,
+        method: Method,
+        api_path: &str,
+        body: Option<&[u8]>,
+    ) -> Result<ureq::http::Response<ureq::Body>, Failed> {
+        self.request_sent_as(Auth::Token, method, api_path, body)
+    }
+
+    fn request_sent_as(
+        &self,
+        auth: Auth,
+        method: Method,
+        api_path: &str,
+        body: Option<&[u8]>,
+    ) -> Result<ureq::http::Response<ureq::Body>, Failed> {
         let url = self.url(api_path);
         let mut req = ureq::http::Request::builder()
             .method(method.to_string().as_str())
@@ -123,19 +159,29 @@ impl ForgejoClient {
         if auth == Auth::Token {
             req = req.header("Authorization", format!("token {}", self.token.expose()));
         }
-        let body = match method {
-            Method::Get => Vec::new(),
+        let mut handed = Handed {
+            data: body.unwrap_or(b"null"),
+            pos: 0,
+        };
+        let encode = |e: ureq::http::Error| Failed {
+            error: ForgeError::Encode(self.scrub(&format!("{method} {api_path}: {e}"))),
+            while_sending: false,
+        };
+        let result = match method {
+            Method::Get => self.agent.run(req.body(()).map_err(encode)?),
             Method::Post | Method::Put => {
-                req = req.header("Content-Type", "application/json");
-                body.unwrap_or(b"null").to_vec()
+                let req = req
+                    .header("Content-Type", "application/json")
+                    .header("Content-Length", handed.data.len().to_string())
+                    .body(ureq::SendBody::from_reader(&mut handed))
+                    .map_err(encode)?;
+                self.agent.run(req)
             }
         };
-        let req = req
-            .body(body)
-            .map_err(|e| ForgeError::Encode(self.scrub(&format!("{method} {api_path}: {e}"))))?;
-        self.agent
-            .run(req)
-            .map_err(|e| self.transport_error(&format!("{method} {api_path}"), e))
+        result.map_err(|e| Failed {
+            error: self.transport_error(&format!("{method} {api_path}"), e),
+            while_sending: method != Method::Get && handed.pos < handed.data.len(),
+        })
     }
 
     /// Send one request and read the whole answer (at most `limit` bytes).

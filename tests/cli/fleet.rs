@@ -347,3 +347,53 @@ fn a_forge_without_the_many_files_endpoint_behind_a_body_limit_gets_every_record
     an_old_forge_gets_every_record_once(&forge, 13, &[]);
     assert!(forge.stats().too_large >= 1, "{:?}", forge.stats());
 }
+
+/// Issue 16, item 6: a commit that landed but whose reply was cut by a TCP
+/// reset was taken for a proxy's 413 ("raise client_max_body_size"), and
+/// its records were reported "already present" (by the same run, or the
+/// next). Only a reset before the whole body was sent can be a body limit;
+/// this one is a lost reply: the run finds its records and reports them
+/// pushed, with the commit.
+#[test]
+fn a_reset_after_the_commit_landed_is_a_lost_reply_not_a_body_limit() {
+    let forge = racing_forge(0, false);
+    let node = Node::named(&forge, "reset", &format!("{OWNER}/{REPO}"));
+    // Two hour files, a request body of some 430 KB (over 256 KiB, where a
+    // broken connection while sending is taken for a body limit).
+    record_lines(&node, &lines("r", 1400, 2));
+    forge.inject(hero_usage_test_forge::Fault::new(
+        Some("POST"),
+        "/contents",
+        hero_usage_test_forge::FaultAction::ResetAfter,
+    ));
+    let o = node.push(&["--json"]);
+    o.exit(0);
+    let v = summary(&o);
+    let err = stderr(&o);
+    assert!(
+        !err.contains("413") && !err.contains("client_max_body_size"),
+        "{err}"
+    );
+    assert!(
+        forge
+            .requests()
+            .iter()
+            .any(|r| r.fault.as_deref() == Some("reset_after")),
+        "the reset happened"
+    );
+    assert_eq!(
+        (v["pushed"].as_u64(), v["already_present"].as_u64()),
+        (Some(1400), Some(0)),
+        "{v}"
+    );
+    let head = forge.head(OWNER, REPO, "main").unwrap();
+    assert_eq!(v["commit"].as_str(), Some(head.as_str()), "{v}");
+    assert_eq!(node.pending(), 0);
+    assert_eq!(keys_on(&forge, "main")["reset"].len(), 1400);
+    let again = summary(&node.push(&["--json"]));
+    assert_eq!(
+        (again["pushed"].as_u64(), again["already_present"].as_u64()),
+        (Some(0), Some(0)),
+        "{again}"
+    );
+}

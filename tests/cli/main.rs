@@ -15,5 +15,6 @@ mod push;
 mod record;
 mod scripts;
 mod shim;
+mod signing;
 mod status;
 mod support;

@@ -119,6 +119,7 @@ fn lost_reply_is_healed_by_rereading_in_the_same_run() {
     assert_eq!(v["outcome"], "pushed", "{v}");
     assert_eq!(v["pushed"], 3, "{v}");
     assert_eq!(v["already_present"], 0, "{v}");
+    assert_eq!(v["commits"], 1, "{v}");
     let head = forge.head(OWNER, REPO, "main").unwrap();
     assert_eq!(v["commit"].as_str(), Some(head.as_str()), "{v}");
     assert_eq!(
@@ -126,6 +127,44 @@ fn lost_reply_is_healed_by_rereading_in_the_same_run() {
         ["job-1", "job-2", "job-3"]
     );
     assert_eq!(node.pending(), 0);
+}
+
+/// Issue 16, item 7: a 5xx answered after the commit was applied (a
+/// proxy's 502 or 504 once the server committed) was reported as "nothing
+/// to push, pushed 0, commits 0" though the run's own request made the
+/// commit. It is this run's push, with its commit.
+#[test]
+fn a_5xx_after_the_commit_landed_is_reported_as_pushed_by_this_run() {
+    for status in [500, 502, 504] {
+        let forge = forge();
+        let node = Node::new(&forge);
+        for r in &three() {
+            node.record(r);
+        }
+        forge.create_repo(OWNER, REPO, true);
+        forge.inject(Fault::new(
+            Some("POST"),
+            "/contents",
+            FaultAction::FailAfter {
+                status,
+                message: String::new(),
+            },
+        ));
+        let out = node.push(&["--json"]);
+        out.exit_for(0, &status.to_string());
+        assert_eq!(commits(&forge), 1, "{status}: no second commit");
+        let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+        assert_eq!(v["outcome"], "pushed", "{status}: {v}");
+        assert_eq!(v["pushed"], 3, "{status}: {v}");
+        assert_eq!(v["already_present"], 0, "{status}: {v}");
+        assert_eq!(v["commits"], 1, "{status}: {v}");
+        let head = forge.head(OWNER, REPO, "main").unwrap();
+        assert_eq!(v["commit"].as_str(), Some(head.as_str()), "{status}: {v}");
+        assert_eq!(node.pending(), 0);
+        let again: serde_json::Value =
+            serde_json::from_slice(&node.push(&["--json"]).stdout).unwrap();
+        assert_eq!(again["already_present"], 0, "{status}: {again}");
+    }
 }
 
 #[test]
@@ -498,6 +537,64 @@ fn an_unparseable_remote_hour_stays_pending_and_other_hours_push() {
         assert_eq!(remote_keys(&forge, &[H17]), ["job-3"], "{why}");
         assert_eq!(node.pending(), 2, "{why}");
     }
+}
+
+/// Issue 16, item 8: a duplicate shell drop disappeared under "ingested
+/// 0", and the dry run said "would push 4 records" where the push then
+/// pushed 5 (drops were not counted). Drops and duplicates are counted and
+/// printed alike in the dry run, the summary line and --json.
+#[test]
+fn drops_and_duplicate_drops_count_alike_in_the_dry_run_and_the_push() {
+    let forge = forge();
+    let node = Node::new(&forge);
+    let mut records = three();
+    records.push(rec("job-4", "2026-11-20 17:30:00", 4));
+    for r in &records {
+        node.record(r);
+    }
+    let drop = |name: &str, key: &str, amount: u64| {
+        let body = format!(
+            "idempotency_key = \"{key}\"\nuser_sid = \"0a1b\"\namount_cents = {amount}\n\
+             resource_kind = \"cpu_hours\"\ndescription = \"work \\\"{key}\\\"\"\n\
+             occurred_at = 2026-11-20T16:30:00Z\n"
+        );
+        std::fs::write(node.env.spool.join("incoming").join(name), body).unwrap();
+    };
+    drop("new.toml", "job-5", 5);
+    // The same record as the pending job-1, but for its time (a drop's
+    // occurred_at is compared like a retry's when the fields match).
+    let dup = "idempotency_key = \"job-1\"\nuser_sid = \"0a1b\"\namount_cents = 250\n\
+               resource_kind = \"cpu_hours\"\ndescription = \"work \\\"job-1\\\"\"\n";
+    std::fs::write(node.env.spool.join("incoming/dup.toml"), dup).unwrap();
+    let json = |out: &std::process::Output| -> serde_json::Value {
+        serde_json::from_slice(&out.stdout).unwrap_or_else(|e| panic!("{e}: {}", stdout(out)))
+    };
+    let dry = node.push(&["--dry-run", "--json"]);
+    dry.exit(0);
+    let d = json(&dry);
+    let dry_text = stdout(&node.push(&["--dry-run"]));
+    let out = node.push(&["--json"]);
+    out.exit(0);
+    let p = json(&out);
+    for (what, v) in [("dry run", &d), ("push", &p)] {
+        assert_eq!(v["pushed"], 5, "{what}: {v}");
+        assert_eq!(v["ingested"], 1, "{what}: {v}");
+        assert_eq!(v["ingest_duplicates"], 1, "{what}: {v}");
+    }
+    assert!(dry_text.contains("would push 5 records"), "{dry_text}");
+    assert!(
+        dry_text.contains("would ingest 1, duplicate drops 1"),
+        "{dry_text}"
+    );
+    node.record(&rec("job-6", "2026-11-20 17:40:00", 6));
+    std::fs::write(node.env.spool.join("incoming/dup2.toml"), dup).unwrap();
+    let line = stdout(&node.push(&[]));
+    assert!(line.contains("pushed 1 records"), "{line}");
+    assert!(line.contains("ingested 0, duplicate drops 1"), "{line}");
+    assert_eq!(
+        remote_keys(&forge, &[H16, H17]),
+        ["job-1", "job-2", "job-3", "job-4", "job-5", "job-6"]
+    );
 }
 
 #[test]

@@ -837,3 +837,43 @@ fn the_secret_from_the_environment_works_and_is_never_logged() {
     assert_eq!(code, Some(0));
     assert!(!log.contains(value), "{log}");
 }
+
+#[test]
+fn push_now_signs_with_the_key_the_hourly_job_uses() {
+    // A key ssh-keygen made, named by the environment, as for the hourly job.
+    let forge = TestForge::start(ForgeOptions::default());
+    let env = TestEnv::new();
+    let token = env.path("token");
+    std::fs::write(&token, forge.token()).unwrap();
+    let key = env.path("node_key");
+    let made = run(Command::new("ssh-keygen")
+        .args(["-q", "-t", "ed25519", "-N", "", "-f"])
+        .arg(&key));
+    assert!(made.status.success(), "{}", stderr(&made));
+    let public = std::fs::read_to_string(env.path("node_key.pub")).unwrap();
+    let allowed = env.path("allowed_signers");
+    std::fs::write(&allowed, format!("test-node {public}")).unwrap();
+    let url = forge.base_url();
+    let setup = with_forge(&url, token);
+    let key_env = key.clone();
+    let shim = Shim::start_with(env, move |c: &mut Command| {
+        setup(c);
+        c.env("HERO_USAGE_SIGNING_KEY_FILE", key_env);
+    });
+    assert_eq!(shim.record(&record("job-1", 250)).status, 201);
+    let r = shim.post("/admin/push-usage-now", "");
+    assert_eq!(r.status, 200, "{r:?}");
+    let hour = "usage_2026-11-20-16.otoml";
+    let data = forge
+        .file(OWNER, REPO, "main", &format!("nodes/test-node/{hour}"))
+        .unwrap();
+    let sig = forge
+        .file(
+            OWNER,
+            REPO,
+            "main",
+            &format!("signatures/test-node/{hour}.sig"),
+        )
+        .expect("the signature beside the hour file");
+    crate::signing::ssh_verify(&allowed, "test-node", &data, &sig).unwrap();
+}

@@ -21,6 +21,7 @@ const BODY_CHARS: usize = 300;
 
 /// Run the check; print it; return the exit a push would get.
 pub fn run(settings: &Resolver, common: &Common) -> Result<Exit> {
+    let settings_in = settings;
     let mut report = settings_text(&settings.table());
     if let Some(w) = settings.token_file_warning() {
         let _ = writeln!(report, "warning {w}");
@@ -34,9 +35,10 @@ pub fn run(settings: &Resolver, common: &Common) -> Result<Exit> {
             // A push opens the spool before it reaches the forge: its
             // failure is the code a push would get, the probe still runs.
             let spool_kind = spool_step(common, &mut report);
+            let key_kind = signing_step(settings_in, common, &mut report);
             let (lines, kind) = probe(&settings);
             report.push_str(&lines);
-            Exit::of(spool_kind.or(kind))
+            Exit::of(spool_kind.or(key_kind).or(kind))
         }
     };
     let _ = writeln!(report, "check: a push would exit {}", exit.code());
@@ -77,11 +79,40 @@ fn spool_step(common: &Common, report: &mut String) -> Option<Kind> {
     }
 }
 
+/// The signing key as a push would load it: hour files signed (with the
+/// node's allowed_signers line), unsigned without a key, or a key that
+/// cannot be used (78).
+fn signing_step(settings: &Resolver, common: &Common, report: &mut String) -> Option<Kind> {
+    match settings.signer() {
+        Ok(None) => {
+            let _ = writeln!(
+                report,
+                "note hour files go unsigned: no signing key (hero_usage_push --init-signing-key makes one)"
+            );
+            None
+        }
+        Ok(Some(signer)) => {
+            let _ = writeln!(
+                report,
+                "ok   signing key {}: hour files are signed; allowed_signers line: {}",
+                crate::text::escape_controls(&signer.path().display().to_string()),
+                signer.allowed_signers_line(&common.node)
+            );
+            None
+        }
+        Err(e) => {
+            let _ = writeln!(report, "FAIL signing key: {}", one_line(&format!("{e:#}")));
+            Some(kind_of(&e))
+        }
+    }
+}
+
 fn settings_text(settings: &[Setting]) -> String {
     let mut s = String::from("settings (flag > env > config > default):\n");
     for st in settings {
         let value = st.value.as_deref().unwrap_or(match st.name {
             "branch" => "(the repository's default branch)",
+            "signing_key_file" => "(none: hour files go unsigned)",
             _ => "(not set)",
         });
         let _ = writeln!(

@@ -362,6 +362,12 @@ pub fn prepare(req: &Request, settings: &Resolver, common: &Common) -> Result<Pr
             read.push(std::path::absolute(&p).unwrap_or(p));
         }
     }
+    // The signing key must stay readable in the sandbox too.
+    read.extend(
+        settings
+            .signing_key()
+            .map(|k| std::path::absolute(&k.value).unwrap_or(k.value)),
+    );
     let job = Job {
         node: Some(common.node.clone()),
         push,
@@ -471,6 +477,15 @@ fn forge_words(settings: &Resolver, config: Option<&Path>) -> (Vec<String>, Vec<
         notes.push(format!(
             "no Forgejo URL is configured: the scheduled push would exit 78 every hour; set forgejo_url in {where_}"
         ));
+    }
+    // The key signs the scheduled runs too: carried unless the config file
+    // names it (the default path depends on a HOME the scheduler may not share).
+    if let Some(key) = settings
+        .signing_key()
+        .filter(|k| k.source != Source::Config)
+    {
+        let path = std::path::absolute(&key.value).unwrap_or(key.value);
+        words.extend(["--signing-key-file".into(), path.display().to_string()]);
     }
     match settings.token() {
         Some(Resolved {
