@@ -511,3 +511,37 @@ fn audit_files_written_before_the_node_signed_are_notes_and_a_hand_made_signatur
     assert_eq!(code_now, Some(65), "{report}");
     assert_eq!(count(&report, "orphan-signature"), 1, "{report}");
 }
+
+#[test]
+fn audit_through_the_api_checks_the_signatures_at_the_heads() {
+    let (forge, node, allowed) = signed_repo();
+    let api = |forge: &TestForge| {
+        let out = run(node
+            .env
+            .cmd("hero_usage_audit")
+            .env("HERO_USAGE_FORGEJO_URL", forge.base_url())
+            .env("HERO_USAGE_FORGEJO_TOKEN_FILE", &node.token_file)
+            .env("HERO_USAGE_REPO", format!("{OWNER}/{REPO}"))
+            .arg("--allowed-signers")
+            .arg(&allowed)
+            .arg("--json"));
+        let v: serde_json::Value = serde_json::from_str(&stdout(&out))
+            .unwrap_or_else(|e| panic!("not JSON ({e}): {}\n{}", stdout(&out), stderr(&out)));
+        (code(&out), v)
+    };
+    let (code_now, report) = api(&forge);
+    assert_eq!(code_now, Some(0), "{report}");
+    assert_eq!(report["signatures"]["verified"], 2, "{report}");
+    let text = String::from_utf8(file(&forge, "main", H16).unwrap()).unwrap();
+    let changed = text.replace("amount_cents = 1", "amount_cents = 1000");
+    forge.commit_files(
+        OWNER,
+        REPO,
+        "main",
+        &[(H16, Some(changed.as_bytes()))],
+        "more",
+    );
+    let (code_now, report) = api(&forge);
+    assert_eq!(code_now, Some(65), "{report}");
+    assert_eq!(count(&report, "bad-signature"), 1, "{report}");
+}
