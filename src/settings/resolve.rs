@@ -444,7 +444,7 @@ fn secret(
 }
 
 /// The host name, from the kernel (no libc needed).
-fn host_name() -> Result<String> {
+pub(crate) fn host_name() -> Result<String> {
     let raw = std::fs::read_to_string("/proc/sys/kernel/hostname")
         .or_else(|_| std::fs::read_to_string("/etc/hostname"))
         .context("cannot tell the host name; set --node or HERO_NODE_ID")

@@ -16,5 +16,6 @@ mod record;
 mod scripts;
 mod shim;
 mod signing;
+mod spools;
 mod status;
 mod support;
