@@ -354,3 +354,194 @@ fn a_printed_schedule_signs_with_the_same_key() {
     let want = format!("--signing-key-file {}", key.display());
     assert!(stdout(&out).contains(&want), "{}", stdout(&out));
 }
+
+/// `hero_usage_audit --git-dir <the forge's bare repo> --allowed-signers
+/// FILE --json`: the exit code and the report.
+fn audit(forge: &TestForge, node: &Node, allowed: &Path) -> (Option<i32>, serde_json::Value) {
+    let out = run(node
+        .env
+        .cmd("hero_usage_audit")
+        .arg("--git-dir")
+        .arg(forge.bare_repo(OWNER, REPO))
+        .arg("--allowed-signers")
+        .arg(allowed)
+        .arg("--json"));
+    let v: serde_json::Value = serde_json::from_str(&stdout(&out))
+        .unwrap_or_else(|e| panic!("not JSON ({e}): {}\n{}", stdout(&out), stderr(&out)));
+    (code(&out), v)
+}
+
+fn count(report: &serde_json::Value, kind: &str) -> u64 {
+    report["violation_counts"][kind].as_u64().unwrap_or(0)
+}
+
+/// A node with a key, an allowed_signers file holding its line, and two
+/// signed hours pushed.
+fn signed_repo() -> (TestForge, Node, PathBuf) {
+    let forge = forge();
+    let node = Node::new(&forge);
+    let line = init_key(&node);
+    let allowed = node.env.path("allowed_signers");
+    std::fs::write(&allowed, format!("# billing side\n{line}")).unwrap();
+    node.record(&rec("a", "2026-11-20 16:04:05", 1));
+    node.record(&rec("b", "2026-11-20 17:00:00", 1));
+    let out = node.push(&[]);
+    assert_eq!(code(&out), Some(0), "{}", stderr(&out));
+    (forge, node, allowed)
+}
+
+const H16: &str = "nodes/test-node/usage_2026-11-20-16.otoml";
+const S16: &str = "signatures/test-node/usage_2026-11-20-16.otoml.sig";
+
+#[test]
+fn audit_a_clean_signed_repository_is_0() {
+    let (forge, node, allowed) = signed_repo();
+    let (code, report) = audit(&forge, &node, &allowed);
+    assert_eq!(code, Some(0), "{report}");
+    assert_eq!(report["signatures"]["verified"], 2, "{report}");
+}
+
+#[test]
+fn audit_a_record_changed_by_another_writer_under_the_old_signature_is_65() {
+    let (forge, node, allowed) = signed_repo();
+    let text = String::from_utf8(file(&forge, "main", H16).unwrap()).unwrap();
+    let changed = text.replace("amount_cents = 1", "amount_cents = 1000");
+    forge.commit_files(
+        OWNER,
+        REPO,
+        "main",
+        &[(H16, Some(changed.as_bytes()))],
+        "more",
+    );
+    let (code, report) = audit(&forge, &node, &allowed);
+    assert_eq!(code, Some(65), "{report}");
+    assert_eq!(count(&report, "bad-signature"), 1, "{report}");
+}
+
+#[test]
+fn audit_a_signature_removed_is_65() {
+    let (forge, node, allowed) = signed_repo();
+    forge.commit_files(OWNER, REPO, "main", &[(S16, None)], "drop it");
+    let (code, report) = audit(&forge, &node, &allowed);
+    assert_eq!(code, Some(65), "{report}");
+    assert_eq!(count(&report, "unsigned"), 1, "{report}");
+}
+
+#[test]
+fn audit_a_file_signed_with_another_nodes_key_is_65() {
+    // Node B's key signs what lands in node A's folder.
+    let forge = forge();
+    let a = Node::new(&forge);
+    let b = Node::named(&forge, "node-b", &format!("{OWNER}/{REPO}"));
+    let allowed = a.env.path("allowed_signers");
+    let a_line = init_key(&a);
+    let b_line = init_key(&b);
+    std::fs::write(&allowed, format!("{a_line}{b_line}")).unwrap();
+    a.record(&rec("a", "2026-11-20 16:04:05", 1));
+    let out = run(a.push_cmd().arg("--signing-key-file").arg(default_key(&b)));
+    assert_eq!(code(&out), Some(0), "{}", stderr(&out));
+    let (code, report) = audit(&forge, &a, &allowed);
+    assert_eq!(code, Some(65), "{report}");
+    assert_eq!(count(&report, "bad-signature"), 1, "{report}");
+    let v = &report["violations"][0];
+    assert!(v["detail"].as_str().unwrap().contains("node-b"), "{v}");
+}
+
+#[test]
+fn audit_an_unsigned_write_after_the_nodes_first_signed_one_is_65() {
+    let (forge, node, allowed) = signed_repo();
+    // The same node's push, its key moved away: hour 18 goes unsigned.
+    std::fs::rename(default_key(&node), node.env.path("key.away")).unwrap();
+    node.record(&rec("c", "2026-11-20 18:00:00", 1));
+    let out = node.push(&[]);
+    assert_eq!(code(&out), Some(0), "{}", stderr(&out));
+    let (code, report) = audit(&forge, &node, &allowed);
+    assert_eq!(code, Some(65), "{report}");
+    assert_eq!(count(&report, "unsigned"), 1, "{report}");
+    let v = &report["violations"][0];
+    assert_eq!(
+        v["file"], "nodes/test-node/usage_2026-11-20-18.otoml",
+        "{v}"
+    );
+}
+
+#[test]
+fn audit_files_written_before_the_node_signed_are_notes_and_a_hand_made_signature_counts() {
+    let forge = forge();
+    let node = Node::new(&forge);
+    node.record(&rec("a", "2026-11-20 16:04:05", 1));
+    node.record(&rec("b", "2026-11-20 17:00:00", 1));
+    let out = node.push(&[]);
+    assert_eq!(code(&out), Some(0), "{}", stderr(&out));
+    // Signing starts now: hour 18 is signed, 16 and 17 were written before.
+    let line = init_key(&node);
+    let allowed = node.env.path("allowed_signers");
+    std::fs::write(&allowed, &line).unwrap();
+    node.record(&rec("c", "2026-11-20 18:00:00", 1));
+    assert_eq!(code(&node.push(&[])), Some(0));
+    let (code_now, report) = audit(&forge, &node, &allowed);
+    assert_eq!(code_now, Some(0), "{report}");
+    assert_eq!(report["signatures"]["verified"], 1, "{report}");
+    assert_eq!(
+        report["signatures"]["unsigned_before_signing"]
+            .as_array()
+            .unwrap()
+            .len(),
+        2,
+        "{report}"
+    );
+    // Hour 16 signed by hand with ssh-keygen: accepted.
+    let dir = crate::support::temp_dir();
+    let data = dir.path().join("usage_2026-11-20-16.otoml");
+    std::fs::write(&data, file(&forge, "main", H16).unwrap()).unwrap();
+    let out = run(Command::new("ssh-keygen")
+        .args(["-Y", "sign", "-n", "hero-usage", "-f"])
+        .arg(default_key(&node))
+        .arg(&data));
+    assert_eq!(code(&out), Some(0), "{}", stderr(&out));
+    let sig = std::fs::read(dir.path().join("usage_2026-11-20-16.otoml.sig")).unwrap();
+    forge.commit_files(OWNER, REPO, "main", &[(S16, Some(&sig))], "signed by hand");
+    let (code_now, report) = audit(&forge, &node, &allowed);
+    assert_eq!(code_now, Some(0), "{report}");
+    assert_eq!(report["signatures"]["verified"], 2, "{report}");
+    // A signature without its hour file is a violation.
+    let orphan = "signatures/test-node/usage_2026-11-20-19.otoml.sig";
+    forge.commit_files(OWNER, REPO, "main", &[(orphan, Some(&sig))], "orphan");
+    let (code_now, report) = audit(&forge, &node, &allowed);
+    assert_eq!(code_now, Some(65), "{report}");
+    assert_eq!(count(&report, "orphan-signature"), 1, "{report}");
+}
+
+#[test]
+fn audit_through_the_api_checks_the_signatures_at_the_heads() {
+    let (forge, node, allowed) = signed_repo();
+    let api = |forge: &TestForge| {
+        let out = run(node
+            .env
+            .cmd("hero_usage_audit")
+            .env("HERO_USAGE_FORGEJO_URL", forge.base_url())
+            .env("HERO_USAGE_FORGEJO_TOKEN_FILE", &node.token_file)
+            .env("HERO_USAGE_REPO", format!("{OWNER}/{REPO}"))
+            .arg("--allowed-signers")
+            .arg(&allowed)
+            .arg("--json"));
+        let v: serde_json::Value = serde_json::from_str(&stdout(&out))
+            .unwrap_or_else(|e| panic!("not JSON ({e}): {}\n{}", stdout(&out), stderr(&out)));
+        (code(&out), v)
+    };
+    let (code_now, report) = api(&forge);
+    assert_eq!(code_now, Some(0), "{report}");
+    assert_eq!(report["signatures"]["verified"], 2, "{report}");
+    let text = String::from_utf8(file(&forge, "main", H16).unwrap()).unwrap();
+    let changed = text.replace("amount_cents = 1", "amount_cents = 1000");
+    forge.commit_files(
+        OWNER,
+        REPO,
+        "main",
+        &[(H16, Some(changed.as_bytes()))],
+        "more",
+    );
+    let (code_now, report) = api(&forge);
+    assert_eq!(code_now, Some(65), "{report}");
+    assert_eq!(count(&report, "bad-signature"), 1, "{report}");
+}
