@@ -17,6 +17,7 @@ mod scripts;
 mod settings;
 mod shim;
 mod signing;
+mod spools;
 mod status;
 mod support;
 mod tls;
