@@ -163,3 +163,46 @@ pub fn config_file(data: &[u8]) -> usize {
     }
     1
 }
+
+/// The shim's request parser: a head it accepts ends within the limit and
+/// holds at most one valid `Content-Length` within the body limit and no
+/// `Transfer-Encoding`; it is the same whatever follows it, and no shorter
+/// prefix is a complete head. A refusal is a 400, 413 or 431; an incomplete
+/// head is one shorter than the limit.
+pub fn shim_request(data: &[u8]) -> usize {
+    use crate::shim::http::{MAX_BODY, MAX_HEAD, Seen, parse_head};
+    let mut seen = Seen::default();
+    let (head, end) = match parse_head(data, &mut seen) {
+        Ok(Some(found)) => found,
+        Ok(None) => {
+            assert!(data.len() < MAX_HEAD, "a head past the limit still read");
+            return 0;
+        }
+        Err(answer) => {
+            assert!(
+                matches!(answer.status, 400 | 413 | 431),
+                "refused with {}",
+                answer.status
+            );
+            return 0;
+        }
+    };
+    assert!(end <= data.len().min(MAX_HEAD), "head ends at {end}");
+    assert!(head.header_count("transfer-encoding") == 0);
+    assert!(head.header_count("content-length") <= 1);
+    assert!(head.content_length.is_none_or(|n| n <= MAX_BODY));
+    assert!(!head.path.contains('?'), "query kept in {:?}", head.path);
+    assert_eq!((&seen.method, &seen.path), (&head.method, &head.path));
+    let mut alone = Seen::default();
+    let again = parse_head(&data[..end], &mut alone);
+    assert!(
+        matches!(&again, Ok(Some((h, e))) if *e == end && format!("{h:?}") == format!("{head:?}")),
+        "the head alone reads otherwise: {again:?}"
+    );
+    let shorter = parse_head(&data[..end - 1], &mut Seen::default());
+    assert!(
+        !matches!(shorter, Ok(Some(_))),
+        "a shorter prefix is a head"
+    );
+    1
+}

@@ -72,3 +72,8 @@ fn a_broken_property_is_caught() {
     };
     assert!(std::panic::catch_unwind(|| props::accepted_reads_back(&rec)).is_err());
 }
+
+#[test]
+fn shim_request_corpus() {
+    replay("shim_request", props::shim_request, 8);
+}
