@@ -18,7 +18,7 @@ mod mark;
 mod send;
 
 use super::merge::{Conflict, Pending, merge_hour, parse_hour_file};
-use super::{Log, Outcome, Problem, PushOptions, PushSummary};
+use super::{Event, Log, Outcome, Problem, PushOptions, PushSummary};
 use crate::error::{Kind, fail};
 use crate::failpoint::{failpoint, test_knob};
 use crate::forgejo::{
@@ -146,6 +146,7 @@ pub(super) fn drain(ctx: &Ctx, summary: &mut PushSummary) -> Result<()> {
     }
     let mut d = Drain::start(ctx, summary)?;
     let mut batch = Some(first);
+    let mut batches = 0;
     loop {
         let hours = match batch.take() {
             Some(h) => h,
@@ -159,6 +160,12 @@ pub(super) fn drain(ctx: &Ctx, summary: &mut PushSummary) -> Result<()> {
         if ctx.opts.dry_run || progress(summary) == before {
             break;
         }
+        batches += 1;
+        (ctx.log)(Event::Progress {
+            batches,
+            pushed: summary.pushed,
+            commits: summary.commits,
+        });
         if ctx.started.elapsed() >= ctx.opts.max_seconds {
             d.note(
                 summary,
@@ -384,7 +391,7 @@ impl<'a, 'c> Drain<'a, 'c> {
     }
 
     fn note(&self, summary: &mut PushSummary, note: String) {
-        (self.ctx.log)(&note);
+        (self.ctx.log)(Event::Note(&note));
         summary.notes.push(note);
     }
 }
