@@ -338,8 +338,14 @@ impl ForgejoClient {
     }
 
     /// GET a JSON answer of at most `limit` bytes (folder and branch
-    /// listings); a non-2xx status as a typed error.
-    pub(super) fn get_json(&self, api_path: &str, limit: u64) -> Result<Value, ForgeError> {
+    /// listings) as `T` (a typed shape keeps memory near the answer's size:
+    /// a `Value` takes many times it); a non-2xx status as a typed error, a
+    /// 2xx answer of another shape as `Invalid`.
+    pub(super) fn get_json<T: serde::de::DeserializeOwned>(
+        &self,
+        api_path: &str,
+        limit: u64,
+    ) -> Result<T, ForgeError> {
         let what = format!("{} {api_path}", Method::Get);
         let (status, bytes) = self.send(Method::Get, api_path, None, limit)?;
         if !(200..300).contains(&status) {
@@ -347,7 +353,7 @@ impl ForgejoClient {
         }
         serde_json::from_slice(&bytes).map_err(|e| ForgeError::Invalid {
             status,
-            message: format!("{what}: the answer is not JSON: {e}"),
+            message: format!("{what}: the answer is not the JSON expected: {e}"),
         })
     }
 

@@ -27,7 +27,7 @@ pub use client::ForgejoClient;
 pub(crate) use contents::change_size;
 pub use error::ForgeError;
 pub(crate) use error::forge_err;
-pub use listing::{Branch, DirEntry, EntryKind, Folder};
+pub use listing::{Branch, DirEntry, EntryKind, Folder, MAX_PAGES};
 pub use probe::WriteAccess;
 
 use crate::secret::Secret;
