@@ -1,6 +1,8 @@
 #!/usr/bin/env bash
 # End-to-end smoke test of a deployment: record over the HTTP shim, push,
-# read the hour file back through the Forgejo API, and prove exactly once.
+# read the hour file back through the Forgejo API, check its signature with
+# ssh-keygen -Y verify (the node signs with a fresh key), and prove exactly
+# once.
 #
 # Target: FORGEJO_URL and FORGEJO_TOKEN (FORGEJO_USER, the token's login, is
 # read from GET /user when not set) name a real Forgejo; without FORGEJO_URL
@@ -22,10 +24,9 @@
 # as files. Against a failing forge it says what it waits for and gives up
 # soon: the push-now through the shim retries for 30 s, the direct push for
 # SMOKE_RETRY_SECONDS (default 20), and a failed push skips the steps that
-# need it. Each step is one `step` call below, so that more checks (a
-# signature, say) are one more step.
+# need it. Each step is one `step` call below.
 #
-# Needs: bash, curl, jq, base64, mktemp.
+# Needs: bash, curl, jq, base64, mktemp, ssh-keygen (openssh-client).
 set -uo pipefail
 cd "$(dirname "$0")/.."
 
@@ -139,6 +140,10 @@ spool=$work/spool
 export HERO_USAGE_SPOOL=$spool HERO_NODE_ID=$node HERO_USAGE_FORGEJO_URL=$url
 export HERO_USAGE_FORGEJO_TOKEN_FILE=$token_file HERO_USAGE_REPO=$owner/$repo
 export HERO_ONBOARDING_ADMIN_SECRET_FILE=$work/admin_secret
+# The node signs its hour files: a fresh key, and its allowed_signers line.
+export HERO_USAGE_SIGNING_KEY_FILE=$work/signing_key
+"$bin/hero_usage_push" --init-signing-key >"$work/allowed_signers" 2>"$work/key.log" ||
+    die "setup: --init-signing-key: $(tail -n1 "$work/key.log")"
 unset HERO_USAGE_CONFIG HERO_USAGE_BRANCH HERO_USAGE_FORGEJO_TOKEN HERO_ONBOARDING_ADMIN_SECRET
 "$bin/hero_usage_shim" --listen 127.0.0.1:0 >"$work/shim_out" 2>"$work/shim.log" &
 shim_pid=$!
@@ -231,6 +236,22 @@ check_hour_file() {
     fi
 }
 
+# The hour file's signature verifies with OpenSSH's own ssh-keygen.
+check_signature() {
+    local sig="signatures/$node/usage_$file_hour.otoml.sig"
+    if ! command -v ssh-keygen >/dev/null; then
+        fail "ssh-keygen (openssh-client) is needed to check $sig"
+        return
+    fi
+    remote_file "$sig" "$work/remote.sig"
+    if ssh-keygen -Y verify -f "$work/allowed_signers" -I "$node" -n hero-usage \
+        -s "$work/remote.sig" <"$work/remote.otoml" >"$work/verify.log" 2>&1; then
+        ok "ssh-keygen -Y verify: $sig is $node's signature of the hour file"
+    else
+        fail "ssh-keygen -Y verify of $sig: $(head -c 300 "$work/verify.log" | tr '\n' ' ')"
+    fi
+}
+
 # commits: the number of commits on the default branch (a scratch repo has few).
 commits() { api GET "/repos/$owner/$repo/commits?limit=50" | jq 'length' 2>/dev/null; }
 
@@ -265,6 +286,6 @@ check_push_once() {
     fi
 }
 
-for step in check_hour_file check_push_now_again check_push_once; do
+for step in check_hour_file check_signature check_push_now_again check_push_once; do
     "$step"
 done

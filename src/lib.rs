@@ -7,25 +7,24 @@
 //! the client knows no spool, and only push joins them.
 
 pub(crate) mod audit;
-pub(crate) mod check;
 pub(crate) mod cli;
 pub mod cmd;
 pub(crate) mod console;
 pub mod error;
 pub(crate) mod failpoint;
 pub mod forgejo;
+pub(crate) mod fsx;
 pub mod layout;
 pub mod otoml;
 pub(crate) mod outcome;
 pub mod push;
 pub mod record;
 pub mod recording;
-pub(crate) mod schedule;
 pub mod secret;
 pub mod settings;
 pub(crate) mod shim;
+pub mod signing;
 pub mod spool;
 pub(crate) mod status;
-pub(crate) mod systemd;
 pub(crate) mod text;
 pub(crate) mod users;

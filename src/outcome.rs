@@ -146,9 +146,17 @@ impl PushSummary {
                 self.already_present
             ),
         };
+        // Drops are counted alike in a dry run (what a push would ingest)
+        // and a push: new ones, and duplicates (removed, nothing changed).
         s.push_str(&format!(
-            "; ingested {}, quarantined {}, unreadable hours {}, pending {}, pruned {}",
+            "; {} {}, duplicate drops {}, quarantined {}, unreadable hours {}, pending {}, pruned {}",
+            if self.outcome == Outcome::DryRun {
+                "would ingest"
+            } else {
+                "ingested"
+            },
             self.ingested,
+            self.ingest_duplicates,
             self.quarantined.len(),
             self.unreadable_hours.len(),
             self.pending_after,

@@ -1,20 +1,14 @@
 //! The forge as a source: the heads of the default branch and of every
-//! `usage/*` branch through the Forgejo API (no history there). Files are
-//! read with the project's client, folder and branch listings through its
-//! `get_json`, so errors are the same typed [`ForgeError`]s (75/77/78 as for
-//! the other binaries) and the token is scrubbed the same way.
+//! `usage/*` branch through the Forgejo API (no history there). Files,
+//! folders and branches are read with the project's client, so errors are
+//! the same typed [`ForgeError`](crate::forgejo::ForgeError)s (75/77/78 as for the other binaries) and
+//! the token is scrubbed the same way.
 
 use super::findings::Place;
 use super::walk::{Entry, EntryKind, Lister};
-use crate::forgejo::{ClientConfig, ForgeError, ForgejoClient, RepoRef, encode_path, forge_err};
+use crate::forgejo::{self, DirEntry, Folder, ForgejoClient, RepoRef, forge_err};
 use crate::settings::ForgeSettings;
 use anyhow::Result;
-use serde_json::Value;
-
-/// Largest listing read (a folder of a few thousand entries is far less).
-const MAX_LISTING: u64 = 64 * 1024 * 1024;
-/// Branches per page (Forgejo's maximum page size is 50).
-const PAGE: usize = 50;
 
 /// The forge, its client and the repository read.
 pub struct Forge {
@@ -27,9 +21,7 @@ pub struct Forge {
 
 impl Forge {
     pub fn connect(s: &ForgeSettings) -> Result<Forge> {
-        let mut cfg = ClientConfig::new(&s.url, s.token.clone());
-        cfg.insecure_http = s.insecure_http;
-        let client = ForgejoClient::new(cfg).map_err(forge_err)?;
+        let client = ForgejoClient::new(s.client_config()).map_err(forge_err)?;
         Ok(Forge {
             client,
             owner: s.owner.clone(),
@@ -38,80 +30,36 @@ impl Forge {
         })
     }
 
-    /// GET a JSON listing through the project's client.
-    fn get_json(&self, api_path: &str) -> Result<Value, ForgeError> {
-        self.client.get_json(api_path, MAX_LISTING)
-    }
-
-    fn repo_path(&self) -> String {
-        format!(
-            "/repos/{}/{}",
-            encode_path(&self.owner),
-            encode_path(&self.repo)
-        )
+    fn repo_ref(&self) -> RepoRef {
+        RepoRef::new(&self.owner, &self.repo)
     }
 
     /// Every branch and its head commit; `None` when the server has no
     /// branch list (then only the default branch is read).
     pub fn branches(&self) -> Result<Option<Vec<Place>>> {
-        let mut out = Vec::new();
-        for page in 1.. {
-            let path = format!("{}/branches?page={page}&limit={PAGE}", self.repo_path());
-            let list = match self.get_json(&path) {
-                Ok(v) => v,
-                Err(ForgeError::NotFound(_)) if page == 1 => return Ok(None),
-                Err(e) => return Err(forge_err(e)),
-            };
-            let items = list.as_array().cloned().unwrap_or_default();
-            let before = out.len();
-            for b in &items {
-                let Some(name) = b.get("name").and_then(Value::as_str) else {
-                    continue;
-                };
-                if out.iter().any(|p: &Place| p.branch == name) {
-                    continue;
-                }
-                let commit = b
-                    .pointer("/commit/id")
-                    .and_then(Value::as_str)
-                    .map(str::to_string);
-                out.push(Place {
-                    branch: name.to_string(),
-                    commit,
-                });
-            }
-            // A server that ignores `page` repeats itself: stop there too.
-            if items.len() < PAGE || out.len() == before {
-                break;
-            }
-        }
-        Ok(Some(out))
+        let branches = self.client.branches(&self.repo_ref()).map_err(forge_err)?;
+        Ok(branches.map(|list| {
+            list.into_iter()
+                .map(|b| Place {
+                    branch: b.name,
+                    commit: b.commit,
+                })
+                .collect()
+        }))
     }
 
-    /// A folder's entries; `None` when the path is missing; a file as one entry.
-    fn contents(&self, place: &Place, path: &str) -> Result<Option<Value>> {
-        let api = format!(
-            "{}/contents/{}?ref={}",
-            self.repo_path(),
-            encode_path(path),
-            encode_path(&place.branch)
-        );
-        match self.get_json(&api) {
-            Ok(v) => Ok(Some(v)),
-            Err(ForgeError::NotFound(_)) => Ok(None),
-            Err(e) => Err(forge_err(e)),
-        }
+    /// What a path holds at its branch's head; `None` when it is missing.
+    fn contents(&self, place: &Place, path: &str) -> Result<Option<Folder>> {
+        self.client
+            .folder(&self.repo_ref(), path, &place.branch)
+            .map_err(forge_err)
     }
 
     /// Read a file's bytes at its branch's head.
     pub fn read(&self, place: &Place, path: &str) -> Result<Vec<u8>> {
         match self
             .client
-            .read_file(
-                &RepoRef::new(&self.owner, &self.repo),
-                path,
-                Some(&place.branch),
-            )
+            .read_file(&self.repo_ref(), path, Some(&place.branch))
             .map_err(forge_err)?
         {
             Some(f) => Ok(f.content),
@@ -126,34 +74,29 @@ impl Forge {
     }
 }
 
-fn entry(v: &Value) -> Option<Entry> {
-    let kind = match v.get("type").and_then(Value::as_str)? {
-        "dir" => EntryKind::Dir,
-        "file" => EntryKind::File,
-        _ => EntryKind::Other,
+fn entry(e: DirEntry) -> Entry {
+    let kind = match e.kind {
+        forgejo::EntryKind::Dir => EntryKind::Dir,
+        forgejo::EntryKind::File => EntryKind::File,
+        forgejo::EntryKind::Other => EntryKind::Other,
     };
-    Some(Entry {
-        name: v.get("name").and_then(Value::as_str)?.to_string(),
+    Entry {
+        name: e.name,
         kind,
         mode: None,
-        size: v.get("size").and_then(Value::as_u64),
-        id: v
-            .get("sha")
-            .and_then(Value::as_str)
-            .unwrap_or_default()
-            .to_string(),
-    })
+        size: e.size,
+        id: e.sha,
+    }
 }
 
 impl Lister for Forge {
     fn nodes(&mut self, place: &Place) -> Result<Vec<Entry>> {
-        let Some(v) = self.contents(place, crate::layout::NODES)? else {
-            return Ok(Vec::new());
+        let list = match self.contents(place, crate::layout::NODES)? {
+            None => return Ok(Vec::new()),
+            Some(Folder::NotADir(e)) => return Ok(e.map(entry).into_iter().collect()),
+            Some(Folder::Dir(list)) => list,
         };
-        let Some(list) = v.as_array() else {
-            return Ok(entry(&v).into_iter().collect());
-        };
-        self.pending = Some(list.iter().filter_map(entry).collect());
+        self.pending = Some(list.into_iter().map(entry).collect());
         Ok(vec![Entry {
             name: crate::layout::NODES.to_string(),
             kind: EntryKind::Dir,
@@ -169,9 +112,9 @@ impl Lister for Forge {
         {
             return Ok(p);
         }
-        Ok(self
-            .contents(place, path)?
-            .and_then(|v| v.as_array().map(|l| l.iter().filter_map(entry).collect()))
-            .unwrap_or_default())
+        Ok(match self.contents(place, path)? {
+            Some(Folder::Dir(list)) => list.into_iter().map(entry).collect(),
+            _ => Vec::new(),
+        })
     }
 }

@@ -53,6 +53,12 @@ pub enum ViolationKind {
     RewrittenBranch,
     /// A branch remembered by `--state` that is gone.
     DeletedBranch,
+    /// `--allowed-signers`: an hour file written unsigned after its node signed.
+    Unsigned,
+    /// `--allowed-signers`: a signature that does not verify, or by another key.
+    BadSignature,
+    /// `--allowed-signers`: a signature without its hour file.
+    OrphanSignature,
 }
 
 impl ViolationKind {
@@ -78,6 +84,9 @@ impl ViolationKind {
             ViolationKind::TwoSpools => "two-spools",
             ViolationKind::RewrittenBranch => "rewritten-branch",
             ViolationKind::DeletedBranch => "deleted-branch",
+            ViolationKind::Unsigned => "unsigned",
+            ViolationKind::BadSignature => "bad-signature",
+            ViolationKind::OrphanSignature => "orphan-signature",
         }
     }
 }

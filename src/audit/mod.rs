@@ -19,6 +19,7 @@ pub mod history;
 pub mod keys;
 pub mod node;
 pub mod report;
+pub mod signed;
 pub mod spools;
 pub mod state;
 pub mod totals;
@@ -65,6 +66,8 @@ pub struct Options {
     pub default_branch: Option<String>,
     /// `--state DIR`: remember what a clean run proved, prove only what is newer.
     pub state: Option<PathBuf>,
+    /// `--allowed-signers FILE`: every hour file must be signed by its node.
+    pub allowed_signers: Option<crate::signing::AllowedSigners>,
 }
 
 /// Run the audit.
@@ -129,6 +132,17 @@ fn run_git(path: &std::path::Path, opts: &Options) -> Result<Report> {
     report.findings.merge(branches.findings.clone());
     report.findings.merge(memory.findings);
     report.findings.merge(history.findings);
+    if let Some(allowed) = &opts.allowed_signers {
+        let mut heads = signed::GitHeads::new(&repo);
+        let found = signed::check(
+            &mut heads,
+            &places,
+            &opts.filter,
+            allowed,
+            &mut report.findings,
+        )?;
+        report.signatures = Some(found);
+    }
     report.spools = history.spools;
     report.no_history_because = (!opts.history).then(|| "--no-history".to_string());
     report.commits = commits;
@@ -367,6 +381,17 @@ fn run_forge(settings: &ForgeSettings, opts: &Options) -> Result<Report> {
     );
     let mut report = assemble(source, &places, &layout, (outcomes, totals), &mut read)?;
     report.ignored_branches = ignored;
+    if let Some(allowed) = &opts.allowed_signers {
+        let mut heads = signed::ForgeHeads(&mut forge);
+        let found = signed::check(
+            &mut heads,
+            &places,
+            &opts.filter,
+            allowed,
+            &mut report.findings,
+        )?;
+        report.signatures = Some(found);
+    }
     Ok(report)
 }
 
@@ -405,6 +430,7 @@ fn assemble(
         notes,
         shared_keys,
         totals,
+        signatures: None,
     })
 }
 

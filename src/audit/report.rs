@@ -30,6 +30,8 @@ pub struct Report {
     /// How many keys two or more nodes share (notes name at most a few).
     pub shared_keys: usize,
     pub totals: Option<Totals>,
+    /// With `--allowed-signers`: what the signature checks found.
+    pub signatures: Option<super::signed::Signatures>,
 }
 
 #[derive(Serialize)]
@@ -52,7 +54,12 @@ struct Json<'a> {
     notes: &'a [Note],
     #[serde(skip_serializing_if = "Option::is_none")]
     totals: Option<JsonTotals>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    signatures: Option<&'a super::signed::Signatures>,
 }
+
+/// Unsigned files named in the text report; the rest are counted.
+const NAMED_UNSIGNED: usize = 20;
 
 #[derive(Serialize)]
 struct JsonTotals {
@@ -96,6 +103,7 @@ impl Report {
                 period: t.period.name(),
                 rows: t.rows(),
             }),
+            signatures: self.signatures.as_ref(),
         })
     }
 
@@ -123,6 +131,24 @@ impl Report {
         }
         for (node, s) in &self.spools.0 {
             out.push_str(&format!("spools of {node}: {}\n", s.ids.join(", ")));
+        }
+        if let Some(s) = &self.signatures {
+            out.push_str(&format!(
+                "signatures: {} hour files verified; {} written before their node first signed\n",
+                s.verified,
+                s.unsigned_before_signing.len()
+            ));
+            for f in s.unsigned_before_signing.iter().take(NAMED_UNSIGNED) {
+                out.push_str(&format!(
+                    "note unsigned, written before its node signed: {f}\n"
+                ));
+            }
+            if s.unsigned_before_signing.len() > NAMED_UNSIGNED {
+                out.push_str(&format!(
+                    "... {} more unsigned files written before their node signed\n",
+                    s.unsigned_before_signing.len() - NAMED_UNSIGNED
+                ));
+            }
         }
         out.push_str(&format!("violations: {}\n", self.findings.summary()));
         for v in &self.findings.kept {

@@ -11,7 +11,7 @@
 
 use super::spools::Spools;
 use crate::error::{Kind, fail};
-use crate::spool::fsx;
+use crate::fsx;
 use anyhow::Result;
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;

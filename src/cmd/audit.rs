@@ -50,6 +50,9 @@ pub struct Cli {
     /// Remember in DIR what a clean run proved (branch tips, keys per node); later runs read only what is newer, and a branch rewritten or deleted since is a violation
     #[arg(long, value_name = "DIR")]
     pub state: Option<PathBuf>,
+    /// OpenSSH allowed_signers file: every hour file must carry a valid signature by its node (the principal) in namespace hero-usage
+    #[arg(long, value_name = "FILE")]
+    pub allowed_signers: Option<PathBuf>,
     /// Print one JSON object
     #[arg(long)]
     pub json: bool,
@@ -134,6 +137,11 @@ pub(crate) fn run(cli: Cli) -> Result<Exit> {
         now: chrono::Utc::now().naive_utc(),
         default_branch: cli.default_branch.clone(),
         state: cli.state.clone(),
+        allowed_signers: cli
+            .allowed_signers
+            .as_deref()
+            .map(crate::signing::AllowedSigners::load)
+            .transpose()?,
     };
     let report = audit::run(&opts)?;
     if let (Some(path), Some(t)) = (&cli.csv, &report.totals) {

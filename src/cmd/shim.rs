@@ -2,7 +2,7 @@
 //! See `man 1 hero_usage_shim`.
 
 use crate::error::Exit;
-use crate::settings::{ForgeArgs, Resolver, ShimArgs, SpoolArgs};
+use crate::settings::{ForgeArgs, Resolver, ShimArgs, SigningArgs, SpoolArgs};
 use crate::shim;
 use anyhow::Result;
 use clap::Parser;
@@ -21,6 +21,8 @@ pub struct Cli {
     pub spool: SpoolArgs,
     #[command(flatten)]
     pub forge: ForgeArgs,
+    #[command(flatten)]
+    pub signing: SigningArgs,
 }
 
 /// The binary's `main`.
@@ -30,6 +32,10 @@ pub fn main() -> ExitCode {
 
 /// Serve until SIGTERM or SIGINT.
 pub(crate) fn run(cli: Cli) -> Result<Exit> {
-    shim::run(&Resolver::load(&cli.spool, &cli.forge)?.with_shim(&cli.shim))?;
+    shim::run(
+        &Resolver::load(&cli.spool, &cli.forge)?
+            .with_shim(&cli.shim)
+            .with_signing(&cli.signing),
+    )?;
     Ok(Exit::Ok)
 }

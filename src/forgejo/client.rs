@@ -20,6 +20,15 @@ pub(super) enum Call {
     ManyFiles,
 }
 
+/// Whether a request carries the token.
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub(super) enum Auth {
+    Token,
+    /// `GET /version` needs none: a server that is not the forge should
+    /// not see the token before it has said what it is.
+    Anonymous,
+}
+
 /// The client. Cheap to share by reference; holds one connection pool.
 pub struct ForgejoClient {
     agent: ureq::Agent,
@@ -34,6 +43,28 @@ impl fmt::Debug for ForgejoClient {
             .field("base", &self.base)
             .field("token", &self.token)
             .finish()
+    }
+}
+
+/// A request that failed, and whether before its whole body was handed to
+/// the connection (see [`ForgejoClient::request_sent`]).
+pub(super) struct Failed {
+    pub error: ForgeError,
+    pub while_sending: bool,
+}
+
+/// A request body that counts what the connection has taken of it.
+struct Handed<'a> {
+    data: &'a [u8],
+    pos: usize,
+}
+
+impl std::io::Read for Handed<'_> {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        let n = buf.len().min(self.data.len() - self.pos);
+        buf[..n].copy_from_slice(&self.data[self.pos..self.pos + n]);
+        self.pos += n;
+        Ok(n)
     }
 }
 
@@ -87,35 +118,70 @@ impl ForgejoClient {
         scrub_token(s, self.token.expose())
     }
 
-    /// Send one request; the answer's body is left for the caller to read.
-    pub(super) fn request(
+    /// Send one request, with the token or without; the answer's body is
+    /// left for the caller to read.
+    fn request_as(
         &self,
+        auth: Auth,
         method: Method,
         api_path: &str,
         body: Option<&[u8]>,
     ) -> Result<ureq::http::Response<ureq::Body>, ForgeError> {
+        self.request_sent_as(auth, method, api_path, body)
+            .map_err(|failed| failed.error)
+    }
+
+    /// As [`Self::request_as`] with the token; a failure tells whether it came before the
+    /// whole body was handed to the connection. Only such a failure can be
+    /// a proxy refusing the body: after it, the server may have the whole
+    /// request and applied it (a lost reply).
+    pub(super) fn request_sent(
+        &self,
+        method: Method,
+        api_path: &str,
+        body: Option<&[u8]>,
+    ) -> Result<ureq::http::Response<ureq::Body>, Failed> {
+        self.request_sent_as(Auth::Token, method, api_path, body)
+    }
+
+    fn request_sent_as(
+        &self,
+        auth: Auth,
+        method: Method,
+        api_path: &str,
+        body: Option<&[u8]>,
+    ) -> Result<ureq::http::Response<ureq::Body>, Failed> {
         let url = self.url(api_path);
-        let auth = format!("token {}", self.token.expose());
+        let mut req = ureq::http::Request::builder()
+            .method(method.to_string().as_str())
+            .uri(&url)
+            .header("Accept", "application/json");
+        if auth == Auth::Token {
+            req = req.header("Authorization", format!("token {}", self.token.expose()));
+        }
+        let mut handed = Handed {
+            data: body.unwrap_or(b"null"),
+            pos: 0,
+        };
+        let encode = |e: ureq::http::Error| Failed {
+            error: ForgeError::Encode(self.scrub(&format!("{method} {api_path}: {e}"))),
+            while_sending: false,
+        };
         let result = match method {
-            Method::Get => self
-                .agent
-                .get(&url)
-                .header("Authorization", &auth)
-                .header("Accept", "application/json")
-                .call(),
+            Method::Get => self.agent.run(req.body(()).map_err(encode)?),
             Method::Post | Method::Put => {
-                let req = if method == Method::Post {
-                    self.agent.post(&url)
-                } else {
-                    self.agent.put(&url)
-                };
-                req.header("Authorization", &auth)
-                    .header("Accept", "application/json")
+                let req = req
                     .header("Content-Type", "application/json")
-                    .send(body.unwrap_or(b"null"))
+                    .header("Content-Length", handed.data.len().to_string())
+                    .body(ureq::SendBody::from_reader(&mut handed))
+                    .map_err(encode)?;
+                self.agent.run(req)
             }
         };
-        result.map_err(|e| self.transport_error(&format!("{method} {api_path}"), e))
+        result.map_err(|e| Failed {
+            error: self.transport_error(&format!("{method} {api_path}"), e),
+            while_sending: method != Method::Get && handed.pos < handed.data.len(),
+        })
     }
 
     /// Send one request and read the whole answer (at most `limit` bytes).
@@ -126,7 +192,19 @@ impl ForgejoClient {
         body: Option<&[u8]>,
         limit: u64,
     ) -> Result<(u16, Vec<u8>), ForgeError> {
-        let mut resp = self.request(method, api_path, body)?;
+        self.send_as(Auth::Token, method, api_path, body, limit)
+    }
+
+    /// [`ForgejoClient::send`], with the token or without.
+    pub(super) fn send_as(
+        &self,
+        auth: Auth,
+        method: Method,
+        api_path: &str,
+        body: Option<&[u8]>,
+        limit: u64,
+    ) -> Result<(u16, Vec<u8>), ForgeError> {
+        let mut resp = self.request_as(auth, method, api_path, body)?;
         let status = resp.status().as_u16();
         let bytes = resp
             .body_mut()
@@ -163,10 +241,7 @@ impl ForgejoClient {
         let server = serde_json::from_slice::<Value>(body)
             .ok()
             .and_then(|v| v.get("message").and_then(Value::as_str).map(str::to_string))
-            .unwrap_or_else(|| {
-                let t = String::from_utf8_lossy(body);
-                t.chars().take(300).collect::<String>().trim().to_string()
-            });
+            .unwrap_or_else(|| snippet(body));
         let lower = server.to_ascii_lowercase();
         let msg = self.scrub(&if server.is_empty() {
             format!("{what}: {status}")
@@ -223,8 +298,8 @@ impl ForgejoClient {
     }
 
     /// GET a JSON answer of at most `limit` bytes (folder and branch
-    /// listings for the audit); a non-2xx status as a typed error.
-    pub(crate) fn get_json(&self, api_path: &str, limit: u64) -> Result<Value, ForgeError> {
+    /// listings); a non-2xx status as a typed error.
+    pub(super) fn get_json(&self, api_path: &str, limit: u64) -> Result<Value, ForgeError> {
         let what = format!("{} {api_path}", Method::Get);
         let (status, bytes) = self.send(Method::Get, api_path, None, limit)?;
         if !(200..300).contains(&status) {
@@ -254,17 +329,27 @@ impl ForgejoClient {
     /// The token's user login.
     pub fn current_user(&self) -> Result<String, ForgeError> {
         match self.call_json(Call::Other, Method::Get, "/user", None) {
-            Ok(v) => str_field(&v, "login", "GET /user"),
-            // A Forgejo answers /user with the login or a 401, never a 404:
-            // the base URL does not lead to its API (`/api/v1` appended, or
-            // another web server), not a missing owner.
-            Err(ForgeError::NotFound(m)) => Err(self.not_the_api(&m)),
+            Ok(v) => match v.get("login").and_then(Value::as_str) {
+                Some(login) => Ok(login.to_string()),
+                None => Err(self.not_the_api("GET /user answered 200 without a login")),
+            },
+            // A Forgejo answers /user with the login or a 401, never a 404
+            // nor something that is not JSON: the base URL does not lead to
+            // its API (`/api/v1` appended, or another web server), not a
+            // missing owner.
+            Err(
+                ForgeError::NotFound(m)
+                | ForgeError::Invalid {
+                    status: 200,
+                    message: m,
+                },
+            ) => Err(self.not_the_api(&m)),
             Err(e) => Err(e),
         }
     }
 
     /// The base URL hint, as `--check` gives it.
-    fn not_the_api(&self, what: &str) -> ForgeError {
+    pub(crate) fn not_the_api(&self, what: &str) -> ForgeError {
         ForgeError::Config(format!(
             "{what}: this is not a Forgejo API; is --forgejo-url the base URL? \
              (the server's address without /api/v1, e.g. https://forge.example.org; now {})",
@@ -285,6 +370,12 @@ impl ForgejoClient {
         let v = self.call_json(Call::CreateRepo, Method::Post, &path, Some(&body))?;
         parse_repo(&v)
     }
+}
+
+/// The start of a body that is not the JSON expected, for a message.
+pub(super) fn snippet(body: &[u8]) -> String {
+    let t = String::from_utf8_lossy(body);
+    t.chars().take(300).collect::<String>().trim().to_string()
 }
 
 pub(super) fn str_field(v: &Value, key: &str, what: &str) -> Result<String, ForgeError> {
@@ -316,5 +407,6 @@ fn parse_repo(v: &Value) -> Result<Repository, ForgeError> {
             .and_then(Value::as_str)
             .unwrap_or("")
             .to_string(),
+        may_push: v.pointer("/permissions/push").and_then(Value::as_bool),
     })
 }

@@ -155,12 +155,23 @@ impl ForgejoClient {
         changes: &[FileChange],
         opts: &CommitOptions,
     ) -> Result<CommitResult, ForgeError> {
+        self.commit_changes(repo, &changes.iter().collect::<Vec<_>>(), opts)
+    }
+
+    /// [`ForgejoClient::change_files`] of changes held elsewhere (an hour
+    /// file and its signature are kept apart until they are sent).
+    pub fn commit_changes(
+        &self,
+        repo: &RepoRef,
+        changes: &[&FileChange],
+        opts: &CommitOptions,
+    ) -> Result<CommitResult, ForgeError> {
         let api = format!("{}/contents", Self::repo_path(repo));
         let what = format!("POST {api}");
         let body = many_files_body(changes, opts)?;
         let mut resp = self
-            .request(Method::Post, &api, Some(&body))
-            .map_err(|e| cut_off_while_sending(e, body.len()))?;
+            .request_sent(Method::Post, &api, Some(&body))
+            .map_err(|failed| cut_off_while_sending(failed, body.len()))?;
         drop(body);
         let status = resp.status().as_u16();
         let reader = resp.body_mut().with_config().limit(MAX_JSON).reader();
@@ -205,9 +216,16 @@ impl ForgejoClient {
 /// Bodies at least this large that break off while being sent are taken for
 /// a proxy's body limit: nginx answers 413 and closes the connection before
 /// reading the body, which the sender sees as a broken pipe or a reset.
+/// Only while sending: a reset once the whole body was handed over may come
+/// after the server applied the request, and is a lost reply (retried; the
+/// sha check and the re-read find what landed).
 const CUT_OFF_MIN: usize = 256 * 1024;
 
-fn cut_off_while_sending(e: ForgeError, sent: usize) -> ForgeError {
+fn cut_off_while_sending(failed: super::client::Failed, sent: usize) -> ForgeError {
+    let e = failed.error;
+    if !failed.while_sending {
+        return e;
+    }
     let lower = e.message().to_ascii_lowercase();
     let cut = [
         "broken pipe",
@@ -248,9 +266,9 @@ fn common_body(opts: &CommitOptions) -> Value {
 /// The `ChangeFilesOptions` JSON, written straight into one buffer: the
 /// base64 of every file goes in place, with no intermediate JSON tree
 /// (a backlog of 100,000 records is some 30 MB of it).
-fn many_files_body(changes: &[FileChange], opts: &CommitOptions) -> Result<Vec<u8>, ForgeError> {
+fn many_files_body(changes: &[&FileChange], opts: &CommitOptions) -> Result<Vec<u8>, ForgeError> {
     let enc = |e: serde_json::Error| ForgeError::Encode(e.to_string());
-    let size: usize = changes.iter().map(change_size).sum();
+    let size: usize = changes.iter().map(|c| change_size(c)).sum();
     let mut out = serde_json::to_vec(&common_body(opts)).map_err(enc)?;
     out.reserve(size + 16);
     out.pop(); // the common options' closing brace

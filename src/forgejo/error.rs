@@ -82,6 +82,17 @@ impl ForgeError {
         )
     }
 
+    /// The request may have been applied though the answer says otherwise:
+    /// a lost reply, or a 5xx (a proxy's 502 or 504 once the server had
+    /// committed, an error after the commit). What a re-read then finds of
+    /// the request's own changes, its request made.
+    pub(crate) fn may_have_applied(&self) -> bool {
+        matches!(
+            self,
+            ForgeError::Server { .. } | ForgeError::Network(_) | ForgeError::Timeout(_)
+        )
+    }
+
     /// A retry must read the files again first: their shas are stale.
     pub(crate) fn needs_reread(&self) -> bool {
         matches!(self, ForgeError::StaleSha(_) | ForgeError::AlreadyExists(_))

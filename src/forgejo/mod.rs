@@ -18,13 +18,16 @@
 mod client;
 mod contents;
 mod error;
+mod listing;
+mod probe;
 mod url;
 
 pub use client::ForgejoClient;
 pub(crate) use contents::change_size;
 pub use error::ForgeError;
 pub(crate) use error::forge_err;
-pub(crate) use url::{check_base_url, encode_path};
+pub use listing::{Branch, DirEntry, EntryKind, Folder};
+pub use probe::WriteAccess;
 
 use crate::secret::Secret;
 use std::fmt;
@@ -87,6 +90,8 @@ pub struct Repository {
     pub empty: bool,
     pub private: bool,
     pub owner_login: String,
+    /// Whether the token's user may push to it, when the server tells.
+    pub may_push: Option<bool>,
 }
 
 /// A file read from the forge: its blob sha (for updates) and its bytes.

@@ -31,7 +31,7 @@ use crate::outcome::FilePlan;
 use crate::record::{HourBucket, UsageRecord};
 use crate::spool::{PendingId, PendingIndex, Spool};
 use anyhow::Result;
-use std::collections::{HashMap, VecDeque};
+use std::collections::{HashMap, HashSet, VecDeque};
 use std::time::Instant;
 
 /// What every step of a run shares.
@@ -44,6 +44,9 @@ pub(super) struct Ctx<'a> {
     pub per_node: bool,
     pub log: Log<'a>,
     pub started: Instant,
+    /// A dry run's records of drops still in `incoming/` (a push would
+    /// ingest them first): planned with the first batch.
+    pub previewed: Vec<UsageRecord>,
 }
 
 /// One hour's change and what it means for the spool.
@@ -52,8 +55,18 @@ struct HourMeta {
     /// The records the change adds (kept to merge again after a stale sha).
     fresh: Vec<Pending>,
     total_records: usize,
-    /// A request holding this change lost its reply: it may have landed.
+    /// A request holding this change lost its reply or got a 5xx: it may
+    /// have landed.
     maybe_landed: bool,
+    /// The hour file's signature, written in the same commit (with a key).
+    signature: Option<FileChange>,
+}
+
+impl HourMeta {
+    /// The request bytes of the hour's change and its signature.
+    fn bytes(&self, change: &FileChange) -> usize {
+        change_size(change) + self.signature.as_ref().map_or(0, change_size)
+    }
 }
 
 /// Changes that go in one request, with their hours.
@@ -65,7 +78,19 @@ struct Chunk {
 
 impl Chunk {
     fn bytes(&self) -> usize {
-        self.changes.iter().map(change_size).sum()
+        self.changes
+            .iter()
+            .zip(&self.meta)
+            .map(|(c, m)| m.bytes(c))
+            .sum()
+    }
+    /// Every file the chunk writes: each hour file, then its signature.
+    fn files(&self) -> Vec<&FileChange> {
+        self.changes
+            .iter()
+            .zip(&self.meta)
+            .flat_map(|(c, m)| std::iter::once(c).chain(m.signature.as_ref()))
+            .collect()
     }
     fn records(&self) -> usize {
         self.meta.iter().map(|m| m.fresh.len()).sum()
@@ -104,12 +129,16 @@ struct Drain<'a, 'c> {
     rng: super::retry::Rng,
     /// Marks committed records sent on a thread of its own.
     marker: mark::Marker,
+    /// Commits this run's requests made though their answers were lost (or
+    /// 5xx), found by re-reading: counted once each.
+    landed: HashSet<String>,
 }
 
 /// Drain the spool into the billing repository.
 pub(super) fn drain(ctx: &Ctx, summary: &mut PushSummary) -> Result<()> {
     let mut source = Source::default();
-    let first = source.next(ctx, &HashMap::new(), &mut mark::Marker::default(), summary)?;
+    let mut first = source.next(ctx, &HashMap::new(), &mut mark::Marker::default(), summary)?;
+    add_previewed(&mut first, &ctx.previewed);
     if first.is_empty() {
         source.report_reads();
         summary.outcome = Outcome::NothingToPush;
@@ -166,6 +195,23 @@ fn progress(s: &PushSummary) -> (usize, usize, usize, usize) {
 
 /// One hour's pending records, with their spool ids.
 type HourRecords = (HourBucket, Vec<Pending>);
+
+/// Add a dry run's previewed drops to a batch, each to its hour (hours in
+/// order, as the spool gives them).
+fn add_previewed(batch: &mut Vec<HourRecords>, drops: &[UsageRecord]) {
+    for rec in drops {
+        let hour = rec.hour_bucket();
+        let at = match batch.binary_search_by(|(h, _)| h.cmp(&hour)) {
+            Ok(at) => at,
+            Err(at) => {
+                batch.insert(at, (hour, Vec::new()));
+                at
+            }
+        };
+        let id = PendingId::for_key(&rec.idempotency_key);
+        batch[at].1.push((id, rec.clone()));
+    }
+}
 
 /// Where batches come from: an index of `pending/` read once (hours and
 /// names, not records), each batch loading only its own records; scanned
@@ -258,6 +304,7 @@ impl<'a, 'c> Drain<'a, 'c> {
             stuck: HashMap::new(),
             rng: super::retry::Rng::new(&opts.node),
             marker: mark::Marker::default(),
+            landed: HashSet::new(),
             branch,
         };
         if let Some(found) = found.filter(|_| d.branch != default && !opts.dry_run) {
@@ -374,7 +421,7 @@ impl Drain<'_, '_> {
     fn batch(&mut self, hours: Vec<HourRecords>, summary: &mut PushSummary) -> Result<()> {
         let mut planned = Vec::new();
         for (hour, pending) in hours {
-            if let Some(p) = self.plan_hour(hour, pending, None, summary)? {
+            if let Some(p) = self.plan_hour(hour, pending, None, false, summary)? {
                 planned.push(p);
             }
         }
@@ -410,7 +457,7 @@ impl Drain<'_, '_> {
         let mut chunk = Chunk::default();
         let mut bytes = 0;
         for (change, meta) in planned {
-            let size = change_size(&change);
+            let size = meta.bytes(&change);
             let full = bytes + size > self.limit || self.single_files;
             if !chunk.changes.is_empty() && full {
                 queue.push_back(std::mem::take(&mut chunk));
@@ -428,12 +475,14 @@ impl Drain<'_, '_> {
     /// Merge one hour's pending records with its remote file: records there
     /// already are marked sent, conflicts quarantined; the rest make the
     /// change. `landed`: a request with this hour's change lost its reply,
-    /// so records found there now were committed by this run.
+    /// so records found there now were committed by this run. `reread`: a
+    /// request failed on a stale sha, which may have been the signature's.
     fn plan_hour(
         &mut self,
         hour: HourBucket,
         pending: Vec<Pending>,
         landed: Option<FileOp>,
+        reread: bool,
         summary: &mut PushSummary,
     ) -> Result<Option<(FileChange, HourMeta)>> {
         let path = layout::hour_file_path(&self.ctx.opts.node, hour);
@@ -445,6 +494,7 @@ impl Drain<'_, '_> {
             records,
             sha,
             last_commit,
+            bytes,
         } = match self.read_hour(&path, hour, summary)? {
             HourRead::Found(found) => found,
             HourRead::Unreadable(reason) => {
@@ -460,6 +510,9 @@ impl Drain<'_, '_> {
         };
         let merge = merge_hour(&records, pending);
         quarantine_conflicts(self.ctx, &path, &merge.conflicts, summary);
+        if merge.fresh.is_empty() && !merge.present.is_empty() {
+            self.heal_signature(hour, bytes, summary)?;
+        }
         self.present(
             &path,
             &merge.present,
@@ -472,6 +525,7 @@ impl Drain<'_, '_> {
             return Ok(None);
         }
         let content = render_batch(records.iter().chain(merge.fresh.iter().map(|(_, r)| r)));
+        let signature = self.sign_hour(hour, &content, sha.is_some() || reread, summary)?;
         let change = FileChange {
             operation: if sha.is_some() {
                 FileOp::Update
@@ -487,14 +541,113 @@ impl Drain<'_, '_> {
             total_records: records.len() + merge.fresh.len(),
             fresh: merge.fresh,
             maybe_landed: false,
+            signature,
         };
         Ok(Some((change, meta)))
     }
 
+    /// Records found already in their hour file mean a commit whose reply
+    /// or marking was lost, or (on a server without the many-files
+    /// endpoint) a signature request that never came: make sure the file
+    /// as it is carries this node's signature, before the records are
+    /// marked sent.
+    fn heal_signature(
+        &mut self,
+        hour: HourBucket,
+        bytes: Option<Vec<u8>>,
+        summary: &mut PushSummary,
+    ) -> Result<()> {
+        let (Some(bytes), Some(signer)) = (bytes, self.ctx.opts.signer.clone()) else {
+            return Ok(());
+        };
+        if self.ctx.opts.dry_run {
+            return Ok(());
+        }
+        let path = layout::signature_path(&self.ctx.opts.node, hour);
+        let (repo, branch) = (self.repo.clone(), self.branch.clone());
+        let found = self
+            .retrying(summary, |c| c.read_file(&repo, &path, Some(&branch)))?
+            .map_err(forge_err)?;
+        let signed = signer.sign(&bytes)?;
+        if found.as_ref().is_some_and(|f| f.content == signed) {
+            return Ok(());
+        }
+        let change = FileChange {
+            operation: if found.is_some() {
+                FileOp::Update
+            } else {
+                FileOp::Create
+            },
+            path,
+            content: signed,
+            sha: found.map(|f| f.sha),
+        };
+        self.note(
+            summary,
+            format!(
+                "{} did not carry this node's signature of the file as it is: signing it",
+                change.path
+            ),
+        );
+        self.sign_alone(&change, summary)
+    }
+
+    /// The signature of an hour file's new `content`, as a change of its
+    /// signature file (with a key; not in a dry run). The signature file is
+    /// read for its sha only when it may exist: when the hour file exists,
+    /// or after a stale sha (`look`); a new hour has none.
+    fn sign_hour(
+        &mut self,
+        hour: HourBucket,
+        content: &str,
+        look: bool,
+        summary: &mut PushSummary,
+    ) -> Result<Option<FileChange>> {
+        let Some(signer) = self
+            .ctx
+            .opts
+            .signer
+            .as_ref()
+            .filter(|_| !self.ctx.opts.dry_run)
+        else {
+            return Ok(None);
+        };
+        let signed = signer.sign(content.as_bytes())?;
+        let path = layout::signature_path(&self.ctx.opts.node, hour);
+        let sha = if look && self.repo_exists {
+            let (repo, branch) = (self.repo.clone(), self.branch.clone());
+            match self.retrying(summary, |c| c.read_file(&repo, &path, Some(&branch)))? {
+                Ok(found) => found.map(|f| f.sha),
+                Err(ForgeError::NotAFile(m)) => {
+                    return Err(fail(
+                        Kind::Data,
+                        format!(
+                            "{path} in the billing repository is not a file ({m}); remove it, only signatures belong there"
+                        ),
+                    ));
+                }
+                Err(e) => return Err(forge_err(e)),
+            }
+        } else {
+            None
+        };
+        Ok(Some(FileChange {
+            operation: if sha.is_some() {
+                FileOp::Update
+            } else {
+                FileOp::Create
+            },
+            path,
+            content: signed,
+            sha,
+        }))
+    }
+
     /// Records the remote file holds already: marked sent. After a lost
-    /// reply they are this run's: counted as pushed, with the commit found.
+    /// reply (or a 5xx) they are this run's: counted as pushed, with the
+    /// commit found, itself counted once.
     fn present(
-        &self,
+        &mut self,
         path: &str,
         ids: &[PendingId],
         landed: Option<FileOp>,
@@ -511,6 +664,11 @@ impl Drain<'_, '_> {
             None => summary.already_present += ids.len(),
             Some(operation) => {
                 summary.pushed += ids.len();
+                if let Some(sha) = &last_commit
+                    && self.landed.insert(sha.clone())
+                {
+                    summary.commits += 1;
+                }
                 summary.commit = last_commit.or(summary.commit.take());
                 summary.files.push(FilePlan {
                     path: path.to_string(),
@@ -523,8 +681,8 @@ impl Drain<'_, '_> {
         Ok(())
     }
 
-    /// An hour's remote file as it is now. A read that fails for a while
-    /// (5xx, network) is retried.
+    /// An hour's remote file as it is now (with its bytes when hour files
+    /// are signed). A read that fails for a while (5xx, network) is retried.
     fn read_hour(
         &mut self,
         path: &str,
@@ -536,16 +694,21 @@ impl Drain<'_, '_> {
         }
         let (repo, branch) = (self.repo.clone(), self.branch.clone());
         let read = self.retrying(summary, |c| c.read_file(&repo, path, Some(&branch)))?;
+        let signing = self.ctx.opts.signer.is_some();
         match read {
             Ok(None) => Ok(HourRead::Found(RemoteHour::missing())),
-            Ok(Some(file)) => Ok(match parse_hour_file(file.content, hour) {
-                Ok(records) => HourRead::Found(RemoteHour {
-                    records,
-                    sha: Some(file.sha),
-                    last_commit: file.last_commit,
-                }),
-                Err(reason) => HourRead::Unreadable(reason),
-            }),
+            Ok(Some(file)) => {
+                let bytes = signing.then(|| file.content.clone());
+                Ok(match parse_hour_file(file.content, hour) {
+                    Ok(records) => HourRead::Found(RemoteHour {
+                        records,
+                        sha: Some(file.sha),
+                        last_commit: file.last_commit,
+                        bytes,
+                    }),
+                    Err(reason) => HourRead::Unreadable(reason),
+                })
+            }
             Err(ForgeError::NotAFile(m)) => Ok(HourRead::Unreadable(m)),
             Err(e) => Err(forge_err(e)),
         }
@@ -560,6 +723,9 @@ struct RemoteHour {
     sha: Option<String>,
     /// The last commit that wrote it, if the server said.
     last_commit: Option<String>,
+    /// Its bytes, kept only when hour files are signed (to check that the
+    /// file as it is carries this node's signature).
+    bytes: Option<Vec<u8>>,
 }
 
 impl RemoteHour {
@@ -568,6 +734,7 @@ impl RemoteHour {
             records: Vec::new(),
             sha: None,
             last_commit: None,
+            bytes: None,
         }
     }
 }

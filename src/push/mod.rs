@@ -23,8 +23,9 @@ pub use retry::{
 
 use crate::error::{Kind, fail, kind_of};
 use crate::failpoint::failpoint;
-use crate::forgejo::{ClientConfig, ForgejoClient, forge_err};
+use crate::forgejo::{ForgejoClient, forge_err};
 use crate::outcome;
+use crate::record::UsageRecord;
 use crate::settings::ForgeSettings;
 use crate::spool::Spool;
 use anyhow::Result;
@@ -63,6 +64,9 @@ pub struct PushOptions {
     /// Forget ledgered keys sent more than this many days ago; `None`: never.
     pub ledger_days: Option<u32>,
     pub forge: ForgeSettings,
+    /// Signs every hour file written (DESIGN, "Signed hour files"); `None`:
+    /// hour files go unsigned.
+    pub signer: Option<crate::signing::Signer>,
 }
 
 impl PushOptions {
@@ -78,6 +82,7 @@ impl PushOptions {
             retention_days: Some(DEFAULT_RETENTION_DAYS),
             ledger_days: None,
             forge,
+            signer: None,
         }
     }
 }
@@ -105,9 +110,7 @@ pub fn run_logged(spool: &Spool, opts: &PushOptions, log: Log) -> Result<PushSum
     spool.bind_node_unless_dry(&opts.node, opts.dry_run)?;
     // Bad settings are configuration errors even when there is nothing to push.
     let branch = branch::resolve(opts.forge.branch.as_deref(), &opts.node)?;
-    let mut config = ClientConfig::new(&opts.forge.url, opts.forge.token.clone());
-    config.insecure_http = opts.forge.insecure_http;
-    let client = ForgejoClient::new(config).map_err(forge_err)?;
+    let client = ForgejoClient::new(opts.forge.client_config()).map_err(forge_err)?;
 
     // A dry run changes nothing, not even by creating the lock file: it
     // only reads, and reading tolerates records marked sent meanwhile.
@@ -123,10 +126,9 @@ pub fn run_logged(spool: &Spool, opts: &PushOptions, log: Log) -> Result<PushSum
     };
     // An error while ingesting ends the run, but like any failure after
     // the lock its outcome is written, for status and monitoring.
-    let ingested = if opts.dry_run {
-        Ok(())
-    } else {
-        ingest(spool, opts, start_time, &mut summary)
+    let (ingested, previewed) = match ingest(spool, opts, start_time, &mut summary) {
+        Ok(previewed) => (Ok(()), previewed),
+        Err(e) => (Err(e), Vec::new()),
     };
     let ctx = drain::Ctx {
         spool,
@@ -136,6 +138,7 @@ pub fn run_logged(spool: &Spool, opts: &PushOptions, log: Log) -> Result<PushSum
         per_node: branch::is_per_node(opts.forge.branch.as_deref()),
         log,
         started,
+        previewed,
     };
     if let Err(err) = ingested.and_then(|()| drain::drain(&ctx, &mut summary)) {
         summary.outcome = Outcome::Failed;
@@ -145,13 +148,20 @@ pub fn run_logged(spool: &Spool, opts: &PushOptions, log: Log) -> Result<PushSum
     Ok(close(spool, opts, summary, started))
 }
 
+/// Ingest `incoming/`, or in a dry run tell what ingesting would do and
+/// return the records it would add (the dry run plans them with the
+/// pending ones): either way the summary counts drops alike.
 fn ingest(
     spool: &Spool,
     opts: &PushOptions,
     now: chrono::DateTime<Utc>,
     summary: &mut PushSummary,
-) -> Result<()> {
-    let report = spool.ingest_incoming(&opts.node, now)?;
+) -> Result<Vec<UsageRecord>> {
+    let (previewed, report) = if opts.dry_run {
+        spool.preview_incoming(&opts.node, now)?
+    } else {
+        (Vec::new(), spool.ingest_incoming(&opts.node, now)?)
+    };
     summary.ingested = report.ingested;
     summary.ingest_duplicates = report.duplicates;
     summary.quarantined.extend(
@@ -179,7 +189,7 @@ fn ingest(
             "{held} drop(s) left in incoming/: their keys cannot be checked against a damaged ledger file (see above)"
         ));
     }
-    Ok(())
+    Ok(previewed)
 }
 
 /// After the commits: prune, count, pick the exit code and write the

@@ -54,6 +54,14 @@ pub struct ShimArgs {
     pub admin_secret_file: Option<PathBuf>,
 }
 
+/// `--signing-key-file` (push, and the shim's push-now).
+#[derive(Args, Debug, Clone, Default)]
+pub struct SigningArgs {
+    /// OpenSSH ed25519 key that signs every hour file [default: $HOME/hero/cfg/hero_usage_signing_key if it exists; none: unsigned]
+    #[arg(long, value_name = "FILE", env = "HERO_USAGE_SIGNING_KEY_FILE", value_parser = path_setting())]
+    pub signing_key_file: Option<PathBuf>,
+}
+
 /// A path setting that may be given empty: clap's own path parser refuses
 /// an empty value (exit 64), but an empty environment variable means unset.
 fn path_setting() -> impl clap::builder::TypedValueParser<Value = PathBuf> {

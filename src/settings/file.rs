@@ -22,16 +22,18 @@ pub(crate) struct ConfigFile {
     pub branch: Option<String>,
     pub admin_secret_file: Option<PathBuf>,
     pub listen: Option<String>,
+    pub signing_key_file: Option<PathBuf>,
 }
 
 impl ConfigFile {
     /// The path settings, by key: the ones resolved against the file's
     /// directory and refused when empty.
-    fn paths_mut(&mut self) -> [(&'static str, &mut Option<PathBuf>); 3] {
+    fn paths_mut(&mut self) -> [(&'static str, &mut Option<PathBuf>); 4] {
         [
             ("spool", &mut self.spool),
             ("token_file", &mut self.token_file),
             ("admin_secret_file", &mut self.admin_secret_file),
+            ("signing_key_file", &mut self.signing_key_file),
         ]
     }
 

@@ -19,7 +19,7 @@ pub(crate) mod resolve;
 pub(crate) mod secret;
 pub(crate) mod values;
 
-pub use args::{ForgeArgs, ShimArgs, SpoolArgs};
+pub use args::{ForgeArgs, ShimArgs, SigningArgs, SpoolArgs};
 pub use resolve::{Common, ForgeSettings, Resolver, ShimSettings};
 pub(crate) use resolve::{Resolved, Setting, Source};
 pub(crate) use secret::{SecretSource, exposed_secret_warning};

@@ -4,12 +4,13 @@
 //! [`ShimSettings`]); `--check` and `--print-schedule` get the same lookups
 //! as a table ([`Resolver::table`]). Secrets go through the same chain.
 
-use super::args::{ForgeArgs, ShimArgs, SpoolArgs};
+use super::args::{ForgeArgs, ShimArgs, SigningArgs, SpoolArgs};
 use super::file::{ConfigFile, home};
 use super::secret::{ADMIN_SECRET, SecretSetting, SecretSource, TOKEN};
 use super::values::{check_branch, check_token, listen_addr, refuse_control_in_url, split_repo};
 use super::{DEFAULT_LISTEN, DEFAULT_REPO};
 use crate::error::{Kind, fail};
+use crate::forgejo::ClientConfig;
 use crate::secret::Secret;
 use anyhow::{Context, Result};
 use std::ffi::OsStr;
@@ -107,6 +108,15 @@ pub struct ForgeSettings {
     pub insecure_http: bool,
 }
 
+impl ForgeSettings {
+    /// How the forge client reaches the forge.
+    pub(crate) fn client_config(&self) -> ClientConfig {
+        let mut config = ClientConfig::new(&self.url, self.token.clone());
+        config.insecure_http = self.insecure_http;
+        config
+    }
+}
+
 /// Resolved shim settings.
 #[derive(Debug, Clone)]
 pub struct ShimSettings {
@@ -123,6 +133,7 @@ pub struct Resolver {
     spool: SpoolArgs,
     forge: ForgeArgs,
     shim: ShimArgs,
+    signing: SigningArgs,
     config: Option<Resolved<PathBuf>>,
     file: ConfigFile,
 }
@@ -145,6 +156,7 @@ impl Resolver {
             spool: spool.clone(),
             forge: forge.clone(),
             shim: ShimArgs::default(),
+            signing: SigningArgs::default(),
             config,
             file,
         })
@@ -153,6 +165,12 @@ impl Resolver {
     /// With the shim's own flags.
     pub fn with_shim(mut self, shim: &ShimArgs) -> Resolver {
         self.shim = shim.clone();
+        self
+    }
+
+    /// With the signing key's flag.
+    pub fn with_signing(mut self, signing: &SigningArgs) -> Resolver {
+        self.signing = signing.clone();
         self
     }
 
@@ -209,6 +227,21 @@ impl Resolver {
     fn listen(&self) -> Resolved<String> {
         layer(&self.shim.listen, "HERO_USAGE_LISTEN", &self.file.listen)
             .unwrap_or_else(|| Resolved::new(DEFAULT_LISTEN.to_string(), Source::Default))
+    }
+
+    /// The signing key file: flag, environment, config file, or the
+    /// default path when a file is there; `None`: hour files go unsigned.
+    pub(crate) fn signing_key(&self) -> Option<Resolved<PathBuf>> {
+        layer(
+            &self.signing.signing_key_file,
+            "HERO_USAGE_SIGNING_KEY_FILE",
+            &self.file.signing_key_file,
+        )
+        .or_else(|| {
+            crate::signing::default_key_path()
+                .filter(|p| std::fs::symlink_metadata(p).is_ok())
+                .map(|p| Resolved::new(p, Source::Default))
+        })
     }
 
     /// Where the Forgejo token comes from (never the token itself).
@@ -307,6 +340,14 @@ impl Resolver {
         Ok(token)
     }
 
+    /// The key that signs the hour files, loaded (78 when it cannot be
+    /// used); `None` without one.
+    pub fn signer(&self) -> Result<Option<crate::signing::Signer>> {
+        self.signing_key()
+            .map(|k| crate::signing::Signer::load(&k.value))
+            .transpose()
+    }
+
     /// The shim's listen address and admin secret (read once here, so that
     /// a missing or empty file stops the start).
     pub fn shim(&self) -> Result<ShimSettings> {
@@ -376,6 +417,7 @@ impl Resolver {
                 "insecure_http",
                 Some(Resolved::new(insecure.value.to_string(), insecure.source)),
             ),
+            path_row("signing_key_file", self.signing_key()),
         ]
     }
 }

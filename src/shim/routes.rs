@@ -153,7 +153,13 @@ impl App {
     }
 
     fn push_now(&self) -> Response {
-        let forge = match self.settings.forge() {
+        // The key signs as the hourly job's does (read at each push-now,
+        // like the forge settings).
+        let settings = self
+            .settings
+            .forge()
+            .and_then(|f| Ok((f, self.settings.signer()?)));
+        let (forge, signer) = match settings {
             Ok(f) => f,
             Err(e) => {
                 let kind = kind_of(&e);
@@ -174,6 +180,7 @@ impl App {
             retention_days: None,
             retry: RetryPolicy::for_window(Duration::from_secs(push::PUSH_NOW_RETRY_SECONDS)),
             ledger_days: None,
+            signer,
             ..PushOptions::new(&self.node, forge)
         };
         match push::run(&self.spool, &opts) {

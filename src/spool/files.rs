@@ -8,8 +8,9 @@
 //! is a directory entry of its own, so duplicate checks, marking sent
 //! (rename) and pruning work per record exactly as for single files.
 
-use super::{PendingId, Spool, cant, file_name_for_key, fsx};
+use super::{PendingId, Spool, cant, file_name_for_key};
 use crate::error::{Kind, fail};
+use crate::fsx;
 use crate::record::{HourBucket, UsageRecord, UtcSecond, describe};
 use anyhow::{Context, Result};
 use sha2::{Digest, Sha256};

@@ -38,7 +38,7 @@ impl IndexSlot {
     }
 
     fn name(&self) -> String {
-        format!("{}.toml", super::fsx::hex(&self.digest))
+        format!("{}.toml", crate::fsx::hex(&self.digest))
     }
 
     /// Where its table lies, when the light read found it.

@@ -9,12 +9,15 @@
 //! has waited an hour. A drop's mode and its links outside the spool are
 //! never changed.
 
-use super::{MAX_RECORD_BYTES, RecordOutcome, Spool, TMP_MAX_AGE, cant, fsx};
-use crate::record::{Defaults, RecordInput, Validated, describe};
+use super::write::outcome_of;
+use super::{MAX_RECORD_BYTES, RecordOutcome, Spool, TMP_MAX_AGE, cant};
+use crate::fsx;
+use crate::record::{Defaults, RecordInput, UsageRecord, Validated, describe};
 use crate::text::escape_name;
 use anyhow::Result;
 use chrono::{DateTime, Utc};
 use sha2::{Digest, Sha256};
+use std::collections::HashMap;
 use std::ffi::{OsStr, OsString};
 use std::fs;
 use std::io;
@@ -198,15 +201,7 @@ impl Spool {
                     RecordOutcome::Recorded => report.ingested += 1,
                     RecordOutcome::Duplicate => report.duplicates += 1,
                     RecordOutcome::Conflict(fields) => {
-                        bad.push((
-                            name,
-                            format!(
-                                "idempotency_key: `{}` was already recorded on this node with different {}; \
-                                 use a new key for a new record",
-                                v.record.idempotency_key,
-                                fields.join(", ")
-                            ),
-                        ));
+                        bad.push((name, drop_conflict(&v.record.idempotency_key, &fields)));
                         continue;
                     }
                     RecordOutcome::Unchecked(why) => {
@@ -223,6 +218,55 @@ impl Spool {
         }
         self.quarantine_strays(now, &mut report)?;
         Ok(report)
+    }
+
+    /// What [`Spool::ingest_incoming`] would do, changing nothing (a dry
+    /// run): the records it would add (the first drop of each key), and its
+    /// report (duplicates, what it would quarantine or hold back).
+    pub fn preview_incoming(
+        &self,
+        node: &str,
+        now: DateTime<Utc>,
+    ) -> Result<(Vec<UsageRecord>, IngestReport)> {
+        let incoming = self.dir("incoming");
+        let mut report = IngestReport::default();
+        let mut new: Vec<Validated> = Vec::new();
+        let mut first: HashMap<String, usize> = HashMap::new();
+        for name in self.drop_names()? {
+            let shown = escape_name(&name);
+            let v = match read_drop(&incoming.join(&name), node, now) {
+                Ok(v) => v,
+                Err(Reason::Gone) => continue,
+                Err(Reason::Bad(why)) => {
+                    report.quarantined.push((shown, why));
+                    continue;
+                }
+            };
+            let key = v.record.idempotency_key.clone();
+            let outcome = match first.get(&key) {
+                // A key twice among the drops: the later one meets the first.
+                Some(&i) => Some(outcome_of(
+                    v.record
+                        .differing_fields(&new[i].record, !v.occurred_at_given),
+                )),
+                None => self.known_outcome(&v)?,
+            };
+            match outcome {
+                None => {
+                    first.insert(key, new.len());
+                    new.push(v);
+                    report.ingested += 1;
+                }
+                Some(RecordOutcome::Recorded | RecordOutcome::Duplicate) => report.duplicates += 1,
+                Some(RecordOutcome::Conflict(fields)) => {
+                    report
+                        .quarantined
+                        .push((shown, drop_conflict(&key, &fields)));
+                }
+                Some(RecordOutcome::Unchecked(why)) => report.held_back.push((shown, why)),
+            }
+        }
+        Ok((new.into_iter().map(|v| v.record).collect(), report))
     }
 
     /// Quarantine the strays in `incoming/` that have waited there longer
@@ -336,6 +380,15 @@ impl Spool {
             let _ = fs::remove_file(&tmp);
         }
     }
+}
+
+/// Why a drop whose key this node recorded with other fields is quarantined.
+fn drop_conflict(key: &str, fields: &[&str]) -> String {
+    format!(
+        "idempotency_key: `{key}` was already recorded on this node with different {}; \
+         use a new key for a new record",
+        fields.join(", ")
+    )
 }
 
 /// Read and validate one drop. `node` fills a missing `node_id`; a missing

@@ -20,7 +20,7 @@
 //! and never rewritten; the other shards go on. Every caller holds the
 //! writers' lock. Knows no network; the records come from `sent/`.
 
-use super::fsx;
+use crate::fsx;
 use crate::record::{Field, UsageRecord};
 use sha2::{Digest, Sha256};
 use std::collections::HashMap;

@@ -18,7 +18,6 @@
 //! Knows no network. Every record file holds full [`UsageRecord`]s as TOML.
 
 mod files;
-pub(crate) mod fsx;
 mod index;
 mod ingest;
 pub mod ledger;
@@ -26,6 +25,7 @@ mod node;
 mod write;
 
 use crate::error::{Kind, fail};
+use crate::fsx;
 use crate::record::{HourBucket, UsageRecord, UtcSecond};
 use anyhow::Result;
 use chrono::{DateTime, Utc};

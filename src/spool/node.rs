@@ -3,8 +3,9 @@
 //! written into `state/node` on first use by a writer (record, push, shim);
 //! every later run with another name is refused (exit 78).
 
-use super::{Spool, cant, fsx};
+use super::{Spool, cant};
 use crate::error::{Kind, fail};
+use crate::fsx;
 use crate::record::check_node_name;
 use anyhow::Result;
 use std::fs;

@@ -7,8 +7,9 @@
 //! fsynced once. A lone record gets a single-record file.
 
 use super::files::{CHUNK_RECORDS, RecordLookup, render_chunk, render_single};
-use super::{Ledger, RecordOutcome, Spool, cant, file_name_for_key, fsx};
+use super::{Ledger, RecordOutcome, Spool, cant, file_name_for_key};
 use crate::failpoint::failpoint;
+use crate::fsx;
 use crate::record::{UsageRecord, Validated};
 use anyhow::Result;
 use std::collections::HashMap;
@@ -92,6 +93,33 @@ impl Spool {
         }
         // A ledger that cannot be read: the check under the lock says so.
         Ok(matches!(self.ledger().find(key), Ok(Some(_))))
+    }
+
+    /// What recording `v` would come to, read without the lock and
+    /// changing nothing (a dry run's preview of `incoming/`): `None` when it
+    /// would be recorded; the same checks as under the lock.
+    pub(crate) fn known_outcome(&self, v: &Validated) -> Result<Option<RecordOutcome>> {
+        let key = &v.record.idempotency_key;
+        let name = file_name_for_key(key);
+        let mut lookup = RecordLookup::default();
+        for sub in ["sent", "pending"] {
+            let path = self.dir(sub).join(&name);
+            if fsx::exists_nofollow(&path)
+                .map_err(cant(|| format!("cannot check {}", path.display())))?
+            {
+                return Ok(Some(compare(v, &lookup.get(&path, &name, key)?)));
+            }
+        }
+        Ok(match self.ledger().find(key) {
+            Ok(None) => None,
+            Ok(Some(known)) => Some(outcome_of(
+                known.differing_fields(&v.record, !v.occurred_at_given),
+            )),
+            Err(e) => Some(RecordOutcome::Unchecked(format!(
+                "idempotency key `{key}` not recorded: cannot read the ledger {}: {e}",
+                self.dir("ledger").display()
+            ))),
+        })
     }
 
     /// Write the records `todo` names as chunks of at most [`CHUNK_RECORDS`]
@@ -263,7 +291,7 @@ fn compare(v: &Validated, old: &UsageRecord) -> RecordOutcome {
 }
 
 /// Duplicate when no field differs, else a conflict naming them.
-fn outcome_of(diff: Vec<&'static str>) -> RecordOutcome {
+pub(super) fn outcome_of(diff: Vec<&'static str>) -> RecordOutcome {
     if diff.is_empty() {
         RecordOutcome::Duplicate
     } else {

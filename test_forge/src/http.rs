@@ -96,6 +96,8 @@ pub enum Outcome {
     Reply(Response),
     /// Close the connection without a reply.
     Drop,
+    /// Reset the connection (TCP RST) without a reply.
+    Reset,
 }
 
 pub type Handler = Arc<dyn Fn(Request) -> Outcome + Send + Sync>;
@@ -171,7 +173,29 @@ fn serve(stream: TcpStream, handler: Handler, limits: Limits) {
         Outcome::Drop => {
             let _ = stream.shutdown(Shutdown::Both);
         }
+        Outcome::Reset => reset(stream),
     }
+}
+
+/// Close with SO_LINGER 0: the peer gets a TCP RST ("connection reset"),
+/// not an orderly end of the stream.
+fn reset(stream: TcpStream) {
+    use std::os::fd::AsRawFd;
+    let linger = libc::linger {
+        l_onoff: 1,
+        l_linger: 0,
+    };
+    // SAFETY: a valid socket and a pointer to a linger of the size given.
+    unsafe {
+        libc::setsockopt(
+            stream.as_raw_fd(),
+            libc::SOL_SOCKET,
+            libc::SO_LINGER,
+            (&linger as *const libc::linger).cast(),
+            std::mem::size_of::<libc::linger>() as libc::socklen_t,
+        );
+    }
+    drop(stream);
 }
 
 fn read_request(stream: &TcpStream, limits: Limits) -> Result<Option<Request>, (u16, String)> {

@@ -13,7 +13,8 @@
 //! so `git clone` and `git log` show what a real forge would hold.
 //!
 //! Tests steer it with [`Fault`]s (fail, delay, drop the connection before or
-//! after applying, commit a concurrent change first) and read its request log
+//! after applying, reset it or fail after applying, commit a concurrent change
+//! first) and read its request log
 //! (never the token). Scripts do the same over HTTP: `POST /_testforge/faults`,
 //! `DELETE /_testforge/faults`, `GET /_testforge/log`, `POST /_testforge/repos`,
 //! `DELETE /_testforge/stats` (all of them need the token) and
@@ -123,6 +124,13 @@ pub enum FaultAction {
     DropBefore,
     /// Apply the request, then close the connection without a reply (a lost reply).
     DropAfter,
+    /// Apply the request, then reset the connection (TCP RST) without a
+    /// reply: a lost reply that a client sees as "connection reset".
+    ResetAfter,
+    /// Apply the request, then answer `status` with `{"message": message}`
+    /// instead of its reply (a proxy's 502 or 504 after the server
+    /// committed, an error after the commit).
+    FailAfter { status: u16, message: String },
     /// First commit `content` at `path` (create or update) on the branch the
     /// request targets, as another writer would, then handle the request:
     /// the client's sha is now stale.

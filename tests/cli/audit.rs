@@ -2,7 +2,7 @@
 //! violation at a time, and clean ones), and on what the real push job wrote
 //! to the test forge, read through the API and through the bare repository.
 
-use crate::support::{TestEnv, assert_exit, git, git_cmd, run, stderr, stdout};
+use crate::support::{Run, TestEnv, git, git_cmd, run, stderr, stdout};
 use hero_usage::otoml::render_batch;
 use hero_usage::record::{UsageRecord, UtcSecond};
 use hero_usage_test_forge::{ForgeOptions, TestForge};
@@ -137,7 +137,7 @@ fn table_rows(text: &str) -> Vec<Vec<String>> {
 #[track_caller]
 pub(crate) fn only_violation(r: &Repo, kind: &str) -> Value {
     let (out, v) = r.audit_json(&[]);
-    assert_exit(&out, 65);
+    out.exit(65);
     let counts = v["violation_counts"].as_object().unwrap();
     assert_eq!(counts.keys().collect::<Vec<_>>(), [kind], "{v:#}");
     assert!(stderr(&out).contains(&format!("violations found: {}", v["violation_count"])));
@@ -148,7 +148,7 @@ pub(crate) fn only_violation(r: &Repo, kind: &str) -> Value {
 fn a_clean_repository_passes_with_history() {
     let r = clean_repo();
     let out = r.audit(&[]);
-    assert_exit(&out, 0);
+    out.exit(0);
     let text = stdout(&out);
     assert!(text.contains("violations: 0"), "{text}");
     assert!(text.contains("branches: main, usage/n2"), "{text}");
@@ -165,9 +165,9 @@ fn no_history_reads_the_heads_only() {
     let a1 = rec("n1", "k1", "0a1b", "2026-11-26 16:04:05", 999);
     let a2 = rec("n1", "k2", "0a1b", "2026-11-26 16:30:00", 100);
     r.put("n1", "2026-11-26-16", &[a1, a2]);
-    assert_exit(&r.audit(&[]), 65);
+    r.audit(&[]).exit(65);
     let out = r.audit(&["--no-history"]);
-    assert_exit(&out, 0);
+    out.exit(0);
     assert!(
         stdout(&out).contains("4 records; no history checks (--no-history)"),
         "{}",
@@ -187,7 +187,7 @@ fn a_bare_mirror_reads_the_same() {
         mirror.to_str().unwrap(),
     ]);
     let out = run(r.env.cmd("hero_usage_audit").arg("--git-dir").arg(&mirror));
-    assert_exit(&out, 0);
+    out.exit(0);
     assert!(stdout(&out).contains("4 records"), "{}", stdout(&out));
 }
 
@@ -211,7 +211,7 @@ fn a_clone_reads_the_branches_git_fetch_keeps_current() {
     let fetch = git_cmd(&clone).args(["fetch", "-q"]).output().unwrap();
     assert!(fetch.status.success());
     let out = run(r.env.cmd("hero_usage_audit").arg("--git-dir").arg(&clone));
-    assert_exit(&out, 0);
+    out.exit(0);
     assert!(
         stdout(&out).contains("branches: main, usage/n2"),
         "{}",
@@ -229,7 +229,7 @@ fn totals_match_a_hand_count() {
     let r = clean_repo();
     let csv = r.env.path("totals.csv");
     let (out, v) = r.audit_json(&["--totals", "day", "--csv", csv.to_str().unwrap()]);
-    assert_exit(&out, 0);
+    out.exit(0);
     // 0a1b on 2026-11-26: 250 + 100 (n1) + 40 (n2), 3 records; zz99: 7, 1.
     assert_eq!(
         std::fs::read_to_string(&csv).unwrap(),
@@ -240,7 +240,7 @@ fn totals_match_a_hand_count() {
     assert_eq!(v["totals"]["period"], "day");
     assert_eq!(v["totals"]["rows"][0]["amount_cents"], 390);
     let out = r.audit(&["--totals", "month", "--node", "n1"]);
-    assert_exit(&out, 0);
+    out.exit(0);
     let text = stdout(&out);
     assert!(text.contains("totals per month:"), "{text}");
     assert_eq!(
@@ -382,7 +382,7 @@ fn a_key_in_two_nodes_is_a_note_not_a_violation() {
     );
     // n2's commit on main is fine: main is the shared branch.
     let (out, v) = r.audit_json(&[]);
-    assert_exit(&out, 0);
+    out.exit(0);
     assert_eq!(v["shared_keys"], 1);
     assert_eq!(v["notes"][0]["key"], "k1");
     assert_eq!(v["notes"][0]["nodes"], serde_json::json!(["n1", "n2"]));
@@ -475,16 +475,17 @@ fn node_and_hour_filters_limit_the_audit() {
         "2026-11-26-18",
         &[rec("n2", "k7", "0a1b", "2026-11-26 19:00:00", 1)],
     );
-    assert_exit(&r.audit(&[]), 65);
-    assert_exit(&r.audit(&["--node", "n1"]), 0);
-    assert_exit(&r.audit(&["--to", "2026-11-26-17"]), 0);
-    assert_exit(&r.audit(&["--from", "2026-11-26-18", "--node", "n2"]), 65);
+    r.audit(&[]).exit(65);
+    r.audit(&["--node", "n1"]).exit(0);
+    r.audit(&["--to", "2026-11-26-17"]).exit(0);
+    r.audit(&["--from", "2026-11-26-18", "--node", "n2"])
+        .exit(65);
     let out = r.audit(&["--from", "2026-11-26-18", "--to", "2026-11-26-17"]);
-    assert_exit(&out, 64);
+    out.exit(64);
     assert!(stderr(&out).contains("--from"), "{}", stderr(&out));
-    assert_exit(&r.audit(&["--from", "2026-11-26 18"]), 64);
-    assert_exit(&r.audit(&["--node", "../x"]), 64);
-    assert_exit(&r.audit(&["--csv", "x.csv"]), 64);
+    r.audit(&["--from", "2026-11-26 18"]).exit(64);
+    r.audit(&["--node", "../x"]).exit(64);
+    r.audit(&["--csv", "x.csv"]).exit(64);
 }
 
 #[test]
@@ -492,7 +493,7 @@ fn a_git_dir_that_cannot_be_read_is_66() {
     let env = TestEnv::new();
     for p in [env.path("missing"), env.path("")] {
         let out = run(env.cmd("hero_usage_audit").arg("--git-dir").arg(&p));
-        assert_exit(&out, 66);
+        out.exit(66);
         assert!(
             stderr(&out).starts_with("hero_usage_audit: error: cannot read the git directory"),
             "{}",
@@ -530,14 +531,14 @@ fn push_as(f: &TestForge, node: &str, records: &[UsageRecord]) {
             "--occurred-at",
             &r.occurred_at.to_string(),
         ]));
-        assert_exit(&out, 0);
+        out.exit(0);
     }
     let out = run(env
         .cmd("hero_usage_push")
         .env("HERO_USAGE_FORGEJO_URL", f.base_url())
         .env("HERO_USAGE_FORGEJO_TOKEN_FILE", &token)
         .env("HERO_USAGE_REPO", format!("{OWNER}/billing")));
-    assert_exit(&out, 0);
+    out.exit(0);
 }
 
 fn audit_forge(f: &TestForge, token: &str, args: &[&str]) -> Output {
@@ -584,7 +585,7 @@ fn what_the_push_job_wrote_passes_through_the_api_and_the_bare_repository() {
     );
 
     let out = audit_forge(&f, &f.token(), &["--totals", "day"]);
-    assert_exit(&out, 0);
+    out.exit(0);
     let text = stdout(&out);
     assert!(text.contains("no history checks"), "{text}");
     assert!(text.contains("read: 2 nodes, 3 files, 4 records"), "{text}");
@@ -599,7 +600,7 @@ fn what_the_push_job_wrote_passes_through_the_api_and_the_bare_repository() {
 
     let bare = f.bare_repo(OWNER, "billing");
     let out = audit_dir(&bare, &["--json"]);
-    assert_exit(&out, 0);
+    out.exit(0);
     let v: Value = serde_json::from_str(&stdout(&out)).unwrap();
     assert_eq!(
         (v["history_checked"].as_bool(), v["records"].as_u64()),
@@ -639,17 +640,17 @@ fn the_api_source_finds_a_bad_file_and_maps_forge_failures() {
         )
         .unwrap();
     let out = audit_forge(&f, &f.token(), &[]);
-    assert_exit(&out, 65);
+    out.exit(65);
     assert!(
         stdout(&out).contains(&format!("violation not-canonical: {path}")),
         "{}",
         stdout(&out)
     );
 
-    assert_exit(&audit_forge(&f, "wrong-token-123456", &[]), 77);
+    audit_forge(&f, "wrong-token-123456", &[]).exit(77);
     let bare_env = TestEnv::new();
     let out = run(&mut bare_env.cmd("hero_usage_audit"));
-    assert_exit(&out, 78);
+    out.exit(78);
     let dead = format!(
         "http://{}",
         std::net::TcpListener::bind("127.0.0.1:0")
@@ -664,7 +665,7 @@ fn the_api_source_finds_a_bad_file_and_maps_forge_failures() {
         .cmd("hero_usage_audit")
         .env("HERO_USAGE_FORGEJO_URL", dead)
         .env("HERO_USAGE_FORGEJO_TOKEN_FILE", env.path("t")));
-    assert_exit(&out, 75);
+    out.exit(75);
 }
 
 #[test]
@@ -694,7 +695,7 @@ fn the_api_source_reads_every_nodes_branch() {
     r.git(&["push", "-q", bare.to_str().unwrap(), "usage/n2", "feature"]);
 
     let out = audit_forge(&f, &f.token(), &["--json", "--totals", "month"]);
-    assert_exit(&out, 0);
+    out.exit(0);
     let v: Value = serde_json::from_str(&stdout(&out)).unwrap();
     assert_eq!(v["branches"], serde_json::json!(["main", "usage/n2"]));
     assert_eq!(v["ignored_branches"], serde_json::json!(["feature"]));

@@ -5,7 +5,7 @@
 //! what cannot be told. And innocent merges still pass.
 
 use crate::audit::{Repo, clean_repo, rec};
-use crate::support::{assert_exit, git_cmd, run, stderr, stdout};
+use crate::support::{Run, git_cmd, run, stderr, stdout};
 use hero_usage::otoml::render_batch;
 use hero_usage::record::UsageRecord;
 use serde_json::Value;
@@ -92,7 +92,7 @@ fn of_kind(v: &Value, kind: &str) -> Vec<Value> {
 #[track_caller]
 fn violations(r: &Repo, args: &[&str]) -> Value {
     let (out, v) = r.audit_json(args);
-    assert_exit(&out, 65);
+    out.exit(65);
     v
 }
 
@@ -281,7 +281,7 @@ fn innocent_merges_pass() {
     ]);
     r.git(&["branch", "-q", "-D", "side"]);
     let (out, v) = r.audit_json(&["--totals", "month"]);
-    assert_exit(&out, 0);
+    out.exit(0);
     assert_eq!(v["records"], 8, "{v:#}");
     assert_eq!(v["violation_count"], 0, "{v:#}");
 }
@@ -466,7 +466,7 @@ fn a_clone_without_origin_head_needs_the_default_branch_named() {
             .args(args))
     };
     let out = audit(&[]);
-    assert_exit(&out, 0);
+    out.exit(0);
     assert!(
         stdout(&out).contains("branches: billing, usage/n2"),
         "{}",
@@ -477,17 +477,17 @@ fn a_clone_without_origin_head_needs_the_default_branch_named() {
         .output()
         .unwrap();
     let out = audit(&[]);
-    assert_exit(&out, 66);
+    out.exit(66);
     assert!(
         stderr(&out).contains("origin/HEAD") && stderr(&out).contains("--default-branch"),
         "{}",
         stderr(&out)
     );
     let out = audit(&["--default-branch", "billing"]);
-    assert_exit(&out, 0);
+    out.exit(0);
     assert!(stdout(&out).contains("5 records"), "{}", stdout(&out));
     let out = audit(&["--default-branch", "nope"]);
-    assert_exit(&out, 66);
+    out.exit(66);
     assert!(stderr(&out).contains("nope"), "{}", stderr(&out));
 }
 
@@ -507,7 +507,7 @@ fn a_mirror_whose_head_names_a_missing_branch_is_66() {
         .output()
         .unwrap();
     let out = run(r.env.cmd("hero_usage_audit").arg("--git-dir").arg(&mirror));
-    assert_exit(&out, 66);
+    out.exit(66);
     assert!(stderr(&out).contains("gone"), "{}", stderr(&out));
 }
 
@@ -523,7 +523,7 @@ fn a_shallow_clone_says_so() {
     let url = format!("file://{}", r.dir.display());
     r.git(&["clone", "-q", "--depth", "1", &url, clone.to_str().unwrap()]);
     let out = run(r.env.cmd("hero_usage_audit").arg("--git-dir").arg(&clone));
-    assert_exit(&out, 66);
+    out.exit(66);
     assert!(stderr(&out).contains("shallow"), "{}", stderr(&out));
     let out = run(r
         .env
@@ -531,7 +531,7 @@ fn a_shallow_clone_says_so() {
         .arg("--git-dir")
         .arg(&clone)
         .arg("--no-history"));
-    assert_exit(&out, 0);
+    out.exit(0);
 }
 
 // ------------------------------------------------------------- 6. --state
@@ -545,7 +545,7 @@ fn state_proves_appends_and_finds_force_pushes_and_deleted_branches() {
     let r = clean_repo();
     let state = r.env.path("audit-state");
     let (out, v) = state_audit(&r, &state);
-    assert_exit(&out, 0);
+    out.exit(0);
     assert_eq!(
         (v["records"].as_u64(), v["commits"].as_u64()),
         (Some(4), Some(5)),
@@ -554,7 +554,7 @@ fn state_proves_appends_and_finds_force_pushes_and_deleted_branches() {
     // An append: only the new commit is walked, every record still counted.
     r.put("n1", "2026-11-26-16", &hour16(&[k("k4", 4)]));
     let (out, v) = state_audit(&r, &state);
-    assert_exit(&out, 0);
+    out.exit(0);
     assert_eq!(
         (
             v["records"].as_u64(),
@@ -571,7 +571,7 @@ fn state_proves_appends_and_finds_force_pushes_and_deleted_branches() {
         &[rec("n1", "k3", "0a1b", "2026-11-26 21:00:00", 3)],
     );
     let (out, v) = state_audit(&r, &state);
-    assert_exit(&out, 65);
+    out.exit(65);
     assert_eq!(of_kind(&v, "duplicate-key")[0]["key"], "k3", "{v:#}");
     r.git(&["reset", "-q", "--hard", "HEAD~1"]);
     // A force push: main rewritten without the last append.
@@ -579,7 +579,7 @@ fn state_proves_appends_and_finds_force_pushes_and_deleted_branches() {
     r.git(&["reset", "-q", "--hard", "HEAD~1"]);
     r.put("n1", "2026-11-26-16", &hour16(&[k("k5", 5)]));
     let (out, v) = state_audit(&r, &state);
-    assert_exit(&out, 65);
+    out.exit(65);
     let rewritten = of_kind(&v, "rewritten-branch");
     assert_eq!(rewritten.len(), 1, "{v:#}");
     assert_eq!(
@@ -590,13 +590,13 @@ fn state_proves_appends_and_finds_force_pushes_and_deleted_branches() {
         (Some("main"), Some(proved.as_str()))
     );
     // The state was not updated: the next run says so again.
-    assert_exit(&state_audit(&r, &state).0, 65);
+    state_audit(&r, &state).0.exit(65);
     r.git(&["reset", "-q", "--hard", &proved]);
-    assert_exit(&state_audit(&r, &state).0, 0);
+    state_audit(&r, &state).0.exit(0);
     // A deleted node branch.
     r.git(&["branch", "-q", "-D", "usage/n2"]);
     let (out, v) = state_audit(&r, &state);
-    assert_exit(&out, 65);
+    out.exit(65);
     let deleted = of_kind(&v, "deleted-branch");
     assert_eq!(
         (deleted.len(), deleted[0]["branch"].as_str()),
@@ -604,10 +604,8 @@ fn state_proves_appends_and_finds_force_pushes_and_deleted_branches() {
         "{v:#}"
     );
     // --state proves the whole history only.
-    assert_exit(
-        &r.audit(&["--state", state.to_str().unwrap(), "--node", "n1"]),
-        64,
-    );
+    r.audit(&["--state", state.to_str().unwrap(), "--node", "n1"])
+        .exit(64);
 }
 
 // ------------------------------------------------ 7. one node, one spool
@@ -660,7 +658,7 @@ fn two_spools_writing_one_node_without_an_adoption_are_found() {
         &format!("Hero-Usage-Spool: {SPOOL_B}\nHero-Usage-Adopts: {SPOOL_A}"),
     );
     let (out, v) = r.audit_json(&[]);
-    assert_exit(&out, 0);
+    out.exit(0);
     assert_eq!(v["spools"]["n1"], serde_json::json!([SPOOL_A, SPOOL_B]));
     assert!(stdout(&r.audit(&[])).contains(&format!("spools of n1: {SPOOL_A}, {SPOOL_B}")));
 }

@@ -3,8 +3,9 @@
 //! the push; read-only commands create nothing; remote hour files as
 //! editors leave them are read. Real binaries, real spools, the test forge.
 
+use crate::support::forge::{OWNER, REPO, forge_env, token_file};
 use crate::support::{
-    TestEnv, assert_exit, files_under, rejection_reasons, run, status_json, stderr, stdout,
+    Run, TestEnv, files_under, rejection_reasons, run, status_json, stderr, stdout,
 };
 use hero_usage::otoml::render_batch;
 use hero_usage::record::{UsageRecord, UtcSecond};
@@ -16,8 +17,6 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 use std::time::Duration;
 
-const OWNER: &str = "lhumina_code";
-const REPO: &str = "billing";
 const VALID: &str =
     "idempotency_key = \"KEY\"\nuser_sid = \"0a1b\"\namount_cents = 5\nresource_kind = \"cpu\"\n";
 
@@ -32,8 +31,7 @@ impl Node {
     fn new() -> Node {
         let env = TestEnv::new();
         let forge = TestForge::start(ForgeOptions::default());
-        let token_file = env.path("token");
-        std::fs::write(&token_file, format!("{}\n", forge.token())).unwrap();
+        let token_file = token_file(&env, &forge);
         Node {
             env,
             forge,
@@ -43,9 +41,12 @@ impl Node {
 
     fn push_cmd(&self) -> Command {
         let mut c = self.env.cmd("hero_usage_push");
-        c.env("HERO_USAGE_FORGEJO_URL", self.forge.base_url())
-            .env("HERO_USAGE_FORGEJO_TOKEN_FILE", &self.token_file)
-            .env("HERO_USAGE_REPO", format!("{OWNER}/{REPO}"));
+        forge_env(
+            &mut c,
+            &self.forge.base_url(),
+            &self.token_file,
+            &format!("{OWNER}/{REPO}"),
+        );
         c
     }
 
@@ -94,7 +95,7 @@ fn a_bad_drop_with_a_245_character_name_is_quarantined_and_the_rest_pushed() {
     node.drop_file(long.as_str(), "not = [toml");
     node.drop_file("good.toml", &valid("good"));
     let out = node.push(&[]);
-    assert_exit(&out, 65);
+    out.exit(65);
     assert!(
         stdout(&out).contains("pushed 1 records"),
         "{}",
@@ -109,7 +110,7 @@ fn a_bad_drop_with_a_245_character_name_is_quarantined_and_the_rest_pushed() {
     assert!(node.reasons().contains(&long), "{}", node.reasons());
     assert!(stderr(&out).contains(&long), "{}", stderr(&out));
     // Shown once: the next run is clean.
-    assert_exit(&node.push(&[]), 0);
+    node.push(&[]).exit(0);
     assert!(std::fs::read_dir(node.incoming()).unwrap().next().is_none());
 }
 
@@ -119,13 +120,14 @@ fn a_drop_with_a_non_utf8_name_is_counted_alerted_and_ingested() {
     node.open();
     let name = OsString::from_vec(b"caf\xe9-drop.toml".to_vec());
     node.drop_file(name, &valid("cafe"));
-    let (code, v) = status_json(&node.env, &[]);
-    assert_eq!((code, v["incoming"].as_i64()), (Some(0), Some(1)), "{v}");
+    let (st, v) = status_json(&node.env, &[]);
+    st.exit(0);
+    assert_eq!(v["incoming"].as_i64(), Some(1), "{v}");
     std::thread::sleep(Duration::from_millis(1100));
-    let (code, _) = status_json(&node.env, &["--max-age", "0"]);
-    assert_eq!(code, Some(1), "--max-age fires for it");
+    let (st, _) = status_json(&node.env, &["--max-age", "0"]);
+    st.exit_for(1, "--max-age fires for it");
     let out = node.push(&[]);
-    assert_exit(&out, 0);
+    out.exit(0);
     assert!(
         stdout(&out).contains("pushed 1 records"),
         "{}",
@@ -141,7 +143,7 @@ fn bad_drops_with_control_characters_in_their_names_are_escaped_in_messages() {
     let name = OsString::from_vec(b"evil\n\x1b[2J\xff.toml".to_vec());
     node.drop_file(name, "not toml [");
     let out = node.push(&[]);
-    assert_exit(&out, 65);
+    out.exit(65);
     let err = stderr(&out);
     assert!(!err.contains('\x1b'), "raw ESC in {err:?}");
     assert!(err.contains("evil\\n\\u{1b}[2J\\xff.toml"), "{err}");
@@ -168,7 +170,7 @@ fn every_kind_of_drop_is_ingested_or_quarantined_and_none_stops_the_push() {
     let _socket = std::os::unix::net::UnixListener::bind(inc.join("sock.toml")).unwrap();
     node.drop_file("good.toml", &valid("good"));
     let out = node.push(&[]);
-    assert_exit(&out, 65);
+    out.exit(65);
     assert!(
         stdout(&out).contains("pushed 1 records"),
         "{}",
@@ -187,7 +189,7 @@ fn every_kind_of_drop_is_ingested_or_quarantined_and_none_stops_the_push() {
         std::fs::read_to_string(rejected.join("dir.toml/inner")).unwrap(),
         "kept"
     );
-    assert_exit(&node.push(&[]), 0);
+    node.push(&[]).exit(0);
 }
 
 #[test]
@@ -198,7 +200,7 @@ fn quarantining_a_hard_linked_drop_changes_nothing_outside_the_spool() {
     std::fs::write(&outside, "shared = [broken").unwrap();
     std::fs::set_permissions(&outside, std::fs::Permissions::from_mode(0o644)).unwrap();
     std::fs::hard_link(&outside, node.incoming().join("linked.toml")).unwrap();
-    assert_exit(&node.push(&[]), 65);
+    node.push(&[]).exit(65);
     let m = std::fs::metadata(&outside).unwrap();
     assert_eq!(m.mode() & 0o777, 0o644, "the shared inode's mode changed");
     assert_eq!(
@@ -216,10 +218,10 @@ fn quarantining_a_hard_linked_drop_changes_nothing_outside_the_spool() {
 fn status_and_a_dry_run_create_nothing_in_an_existing_spool() {
     let node = Node::new();
     std::fs::create_dir(&node.env.spool).unwrap();
-    let (code, v) = status_json(&node.env, &[]);
-    assert_eq!(code, Some(0), "{v}");
+    let (st, v) = status_json(&node.env, &[]);
+    st.exit_for(0, &v.to_string());
     assert!(list(&node.env.spool).is_empty(), "status created something");
-    assert_exit(&node.push(&["--dry-run"]), 0);
+    node.push(&["--dry-run"]).exit(0);
     assert!(
         list(&node.env.spool).is_empty(),
         "a dry run created something"
@@ -241,8 +243,8 @@ fn max_age_of_2_to_the_63_or_more_does_not_wrap() {
     node.open();
     node.drop_file("waiting.toml", &valid("k"));
     for max in ["9223372036854775808", "18446744073709551615"] {
-        let (code, v) = status_json(&node.env, &["--max-age", max]);
-        assert_eq!(code, Some(0), "--max-age {max}: {v}");
+        let (st, v) = status_json(&node.env, &["--max-age", max]);
+        st.exit_for(0, &format!("--max-age {max}: {v}"));
     }
 }
 
@@ -295,9 +297,9 @@ fn remote_hours_with_a_bom_a_comment_or_a_spaced_prefix_are_read_and_rewritten()
             "--occurred-at",
             &at(h),
         ]));
-        assert_exit(&out, 0);
+        out.exit(0);
     }
-    assert_exit(&node.push(&[]), 0);
+    node.push(&[]).exit(0);
     for h in 1..=3 {
         let got = node.forge.file(OWNER, REPO, "main", &path(h)).unwrap();
         let want = render_batch(&[old[h as usize - 1].clone(), rec(&format!("new{h}"), h)]);
@@ -340,7 +342,7 @@ fn a_drop_that_cannot_be_moved_is_reported_and_stops_nothing() {
     let mut push = unprivileged(&node.push_cmd(), node.env.dir.path());
     std::fs::set_permissions(&stuck, std::fs::Permissions::from_mode(0o500)).unwrap();
     let out = run(&mut push);
-    assert_exit(&out, 65);
+    out.exit(65);
     assert!(
         stdout(&out).contains("pushed 1 records"),
         "{}",
@@ -368,7 +370,7 @@ fn a_file_in_incoming_without_toml_is_counted_then_quarantined_never_unseen() {
     std::fs::write(incoming.join(".editor-swap"), "ignored: a dot name").unwrap();
     let status = |env: &TestEnv| {
         let out = run(env.cmd("hero_usage_status").arg("--json"));
-        assert_exit(&out, 0);
+        out.exit(0);
         serde_json::from_str::<serde_json::Value>(&stdout(&out)).unwrap()
     };
     assert_eq!(status(&env)["incoming"], 2, "status counts what waits");

@@ -2,7 +2,7 @@
 //! spool failures are 73, output that cannot be written is 74, input that
 //! cannot be read 66, configuration 78, a bad command line 64.
 
-use crate::support::{TestEnv, assert_exit, files_under, run, stderr, stdout};
+use crate::support::{Run, TestEnv, files_under, run, stderr, stdout};
 use hero_usage_test_forge::{ForgeOptions, TestForge};
 use std::path::Path;
 use std::process::{Command, Output};
@@ -55,14 +55,14 @@ fn record_sh(env: &TestEnv, prefix: &str, args: &[String], suffix: &str) -> Outp
 fn a_full_stdout_is_74_and_says_the_record_was_stored() {
     let env = TestEnv::new();
     let out = record_sh(&env, "", &record_args("k1"), ">/dev/full");
-    assert_exit(&out, 74);
+    out.exit(74);
     assert!(
         stderr(&out).contains("the record was stored"),
         "{}",
         stderr(&out)
     );
     let again = run(env.cmd("hero_usage_record").args(record_args("k1")));
-    assert_exit(&again, 0);
+    again.exit(0);
     assert_eq!(stdout(&again), "duplicate k1\n");
     // --stdin too: the lines were stored, the answers lost.
     let out = sh(
@@ -73,12 +73,12 @@ fn a_full_stdout_is_74_and_says_the_record_was_stored() {
             crate::support::bin("hero_usage_record").display()
         )),
     );
-    assert_exit(&out, 74);
+    out.exit(74);
     assert!(stderr(&out).contains("stored"), "{}", stderr(&out));
     // A full stderr does not turn a data error into a crash (101).
     let mut bad = record_args("k3");
     bad[3] = "X".into();
-    assert_exit(&record_sh(&env, "", &bad, "2>/dev/full"), 65);
+    record_sh(&env, "", &bad, "2>/dev/full").exit(65);
 }
 
 #[test]
@@ -88,7 +88,7 @@ fn stdin_that_cannot_be_read_is_66() {
         .cmd("hero_usage_record")
         .arg("--stdin")
         .stdin(std::fs::File::open("/").unwrap()));
-    assert_exit(&out, 66);
+    out.exit(66);
     assert!(
         stderr(&out).contains("cannot read stdin"),
         "{}",
@@ -100,7 +100,7 @@ fn stdin_that_cannot_be_read_is_66() {
 fn a_file_size_limit_fails_the_write_with_73_and_leaves_no_tmp_file() {
     let env = TestEnv::new();
     let out = record_sh(&env, "ulimit -f 0;", &record_args("k1"), "");
-    assert_exit(&out, 73);
+    out.exit(73);
     assert!(stderr(&out).contains("File too large"), "{}", stderr(&out));
     assert!(files_under(&env.spool.join("tmp")).is_empty());
     assert!(files_under(&env.spool.join("pending")).is_empty());
@@ -125,13 +125,13 @@ fn bad_tokens_and_branches_are_configuration_78() {
     for (problem, token) in cases {
         std::fs::write(&token_file, token).unwrap();
         let out = run(&mut push());
-        assert_exit(&out, 78);
+        out.exit(78);
         assert!(stderr(&out).contains(problem), "{}", stderr(&out));
     }
     // A token "file" that is a fifo or a device is refused, never read.
     for special in ["/dev/zero", "/dev/null"] {
         let out = run(push().env("HERO_USAGE_FORGEJO_TOKEN_FILE", special));
-        assert_exit(&out, 78);
+        out.exit(78);
         assert!(
             stderr(&out).contains("not a regular file"),
             "{}",
@@ -140,7 +140,7 @@ fn bad_tokens_and_branches_are_configuration_78() {
     }
     std::fs::write(&token_file, forge.token()).unwrap();
     let out = run(push().env("HERO_USAGE_BRANCH", "../main"));
-    assert_exit(&out, 78);
+    out.exit(78);
     assert!(stderr(&out).contains("branch"), "{}", stderr(&out));
     assert!(forge.requests().is_empty(), "no request was made");
 }
@@ -152,7 +152,7 @@ fn a_missing_required_flag_is_64_a_missing_json_field_65() {
         run(env
             .cmd("hero_usage_record")
             .args(["--idempotency-key", "k", "--user-sid", "0a1b"]));
-    assert_exit(&out, 64);
+    out.exit(64);
     let err = stderr(&out);
     assert!(
         err.contains("missing --amount-cents, --resource-kind"),
@@ -162,7 +162,7 @@ fn a_missing_required_flag_is_64_a_missing_json_field_65() {
         env.cmd("hero_usage_record").arg("--stdin"),
         b"{\"idempotency_key\":\"k\",\"user_sid\":\"0a1b\"}\n",
     );
-    assert_exit(&out, 65);
+    out.exit(65);
 }
 
 #[test]
@@ -171,7 +171,7 @@ fn status_and_help_to_a_full_stdout_are_74() {
     for args in ["", "--json", "--version"] {
         let bin = crate::support::bin("hero_usage_status");
         let out = sh(&env, &format!("exec '{}' {args} >/dev/full", bin.display()));
-        assert_exit(&out, 74);
+        out.exit(74);
     }
 }
 
@@ -184,17 +184,14 @@ fn a_control_character_in_the_forge_url_is_78_not_a_retried_75() {
     let token_file = env.path("token");
     std::fs::write(&token_file, forge.token()).unwrap();
     let url = format!("{}/\x1b[31m", forge.base_url());
-    assert_exit(
-        &run(env.cmd("hero_usage_record").args(record_args("k1"))),
-        0,
-    );
+    run(env.cmd("hero_usage_record").args(record_args("k1"))).exit(0);
     for extra in [None, Some("--check")] {
         let mut c = env.cmd("hero_usage_push");
         c.env("HERO_USAGE_FORGEJO_URL", &url)
             .env("HERO_USAGE_FORGEJO_TOKEN_FILE", &token_file)
             .args(extra);
         let out = run(&mut c);
-        assert_exit(&out, 78);
+        out.exit(78);
         let text = format!("{}{}", stdout(&out), stderr(&out));
         assert!(text.contains("control character"), "{text}");
         assert!(!text.contains('\x1b'), "escaped, never raw: {text:?}");
@@ -221,7 +218,7 @@ fn an_empty_path_in_the_config_file_is_78_naming_the_key() {
                 .arg("--config")
                 .arg(&config);
             let out = run(c.args(&args));
-            assert_exit(&out, 78);
+            out.exit(78);
             assert!(
                 stderr(&out).contains(&format!("{key} is empty")),
                 "{binary} {key}: {}",
@@ -251,7 +248,7 @@ fn a_config_file_that_is_a_device_or_a_fifo_is_78_never_read() {
             config.display()
         );
         let out = sh(&env, &script);
-        assert_exit(&out, 78);
+        out.exit(78);
         assert!(
             stderr(&out).contains("not a regular file"),
             "{}",
@@ -275,16 +272,16 @@ fn a_full_stderr_is_never_a_crash() {
         .args(["--print-schedule", "cron"])
         .stdout(std::process::Stdio::null())
         .stderr(full()));
-    assert_exit(&out, 74);
+    out.exit(74);
     // An error that stderr cannot take keeps its own code (78, no URL).
     let out = run(env.cmd("hero_usage_push").arg("--once").stderr(full()));
-    assert_exit(&out, 78);
+    out.exit(78);
     // --json's error line goes to stderr too; the object still reaches stdout.
     let out = run(env
         .cmd("hero_usage_push")
         .args(["--once", "--json"])
         .stderr(full()));
-    assert_exit(&out, 78);
+    out.exit(78);
     assert!(
         stdout(&out).contains("\"exit_code\":78"),
         "{}",
@@ -301,7 +298,7 @@ fn an_unknown_config_key_and_plain_http_to_a_remote_host_are_78() {
     let config = env.path("hero_usage.toml");
     std::fs::write(&config, "forgejo_urll = \"http://127.0.0.1:9\"\n").unwrap();
     let out = run(env.cmd("hero_usage_push").arg("--config").arg(&config));
-    assert_exit(&out, 78);
+    out.exit(78);
     assert!(stderr(&out).contains("forgejo_urll"), "{}", stderr(&out));
 
     let token = env.path("token");
@@ -310,6 +307,6 @@ fn an_unknown_config_key_and_plain_http_to_a_remote_host_are_78() {
         .cmd("hero_usage_push")
         .env("HERO_USAGE_FORGEJO_URL", "http://192.0.2.1")
         .env("HERO_USAGE_FORGEJO_TOKEN_FILE", &token));
-    assert_exit(&out, 78);
+    out.exit(78);
     assert!(stderr(&out).contains("https"), "{}", stderr(&out));
 }

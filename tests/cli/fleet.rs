@@ -3,9 +3,8 @@
 //! backlogs, a proxy's body limit, and per-node branches. Retries use the
 //! short test waits (`HERO_USAGE_TEST_RETRY_MS`), so nothing sleeps for long.
 
-use crate::push::{Node, OWNER, REPO, code, git};
-use crate::support::{run, run_with_stdin, stderr, stdout};
-use hero_usage::otoml::parse_batch;
+use crate::support::forge::{Node, OWNER, REPO, git, keys_on};
+use crate::support::{Run, run, run_with_stdin, stderr, stdout};
 use hero_usage_test_forge::{ForgeOptions, TestForge};
 use serde_json::Value;
 use std::collections::BTreeMap;
@@ -45,7 +44,7 @@ fn record_lines(node: &Node, text: &str) {
         node.env.cmd("hero_usage_record").arg("--stdin"),
         text.as_bytes(),
     );
-    assert_eq!(code(&o), Some(0), "{}", stderr(&o));
+    o.exit(0);
 }
 
 /// `n` nodes, each with `records` records over `hours` hours.
@@ -79,22 +78,6 @@ fn push_all(nodes: &[Node], args: &[&str]) -> Vec<Output> {
         .collect()
 }
 
-/// Every key of every `nodes/*/` file on `branch`, with repeats, per node folder.
-fn keys_on(forge: &TestForge, branch: &str) -> BTreeMap<String, Vec<String>> {
-    let list = git(forge, &["ls-tree", "-r", "--name-only", branch]);
-    let mut out: BTreeMap<String, Vec<String>> = BTreeMap::new();
-    for path in list.lines().filter(|p| p.starts_with("nodes/")) {
-        let node = path.split('/').nth(1).unwrap().to_string();
-        let text = String::from_utf8(forge.file(OWNER, REPO, branch, path).unwrap()).unwrap();
-        let keys = parse_batch(&text)
-            .unwrap()
-            .into_iter()
-            .map(|r| r.idempotency_key);
-        out.entry(node).or_default().extend(keys);
-    }
-    out
-}
-
 fn summary(o: &Output) -> Value {
     serde_json::from_slice(&o.stdout)
         .unwrap_or_else(|e| panic!("{e}: {}\n{}", stdout(o), stderr(o)))
@@ -102,7 +85,7 @@ fn summary(o: &Output) -> Value {
 
 fn assert_fleet_landed(forge: &TestForge, nodes: &[Node], outs: &[Output], records: usize) {
     for (node, o) in nodes.iter().zip(outs) {
-        assert_eq!(code(o), Some(0), "{}: {}", node.env.node, stderr(o));
+        o.exit_for(0, &node.env.node);
         assert_eq!(summary(o)["pushed"], records, "{}", stdout(o));
         assert_eq!(node.pending(), 0);
     }
@@ -147,12 +130,12 @@ fn per_node_branches_never_race_and_hold_only_their_node() {
     // up its default branch before its own branch (which must not become
     // the default). Then the rest push at the same instant.
     let first = run(nodes[0].push_cmd().args(["--branch", "usage/{node}"]));
-    assert_eq!(code(&first), Some(0), "{}", stderr(&first));
+    first.exit(0);
     forge.reset_stats();
     let mut outs = vec![first];
     outs.extend(push_all(&nodes[1..], &["--branch", "usage/{node}"]));
     for (node, o) in nodes.iter().zip(&outs) {
-        assert_eq!(code(o), Some(0), "{}: {}", node.env.node, stderr(o));
+        o.exit_for(0, &node.env.node);
         assert_eq!(node.pending(), 0);
     }
     // The repository was empty: its default branch was set up first, and
@@ -184,7 +167,7 @@ fn per_node_branches_never_race_and_hold_only_their_node() {
     let node = &nodes[0];
     record_lines(node, &lines("late", 2, 1));
     let o = run(node.push_cmd().args(["--branch", "usage/{node}"]));
-    assert_eq!(code(&o), Some(0), "{}", stderr(&o));
+    o.exit(0);
     let keys = keys_on(&forge, &format!("usage/{}", node.env.node));
     assert_eq!(keys[&node.env.node].len(), 6);
 }
@@ -195,7 +178,7 @@ fn a_backlog_larger_than_one_commit_drains_in_one_run() {
     let node = Node::named(&forge, "big", &format!("{OWNER}/{REPO}"));
     record_lines(&node, &lines("b", 500, 10));
     let o = node.push(&["--max-records", "120", "--json"]);
-    assert_eq!(code(&o), Some(0), "{}", stderr(&o));
+    o.exit(0);
     let v = summary(&o);
     assert_eq!(v["pushed"], 500, "{v}");
     assert!(v["commits"].as_u64().unwrap() >= 5, "{v}");
@@ -214,7 +197,7 @@ fn a_body_limit_shrinks_the_batch_and_the_run_drains() {
     // to begin with, 7 times the limit.
     record_lines(&node, &lines("p", 480, 12));
     let o = node.push(&["--json"]);
-    assert_eq!(code(&o), Some(0), "{}", stderr(&o));
+    o.exit(0);
     let v = summary(&o);
     assert_eq!(v["pushed"], 480, "{v}");
     assert!(stderr(&o).contains("413"), "{}", stderr(&o));
@@ -242,7 +225,7 @@ fn a_single_file_too_large_for_the_server_leaves_only_its_hour_pending() {
                {\"idempotency_key\":\"x2\",\"user_sid\":\"0a1b\",\"amount_cents\":1,\"resource_kind\":\"cpu_hours\",\"occurred_at\":\"2026-11-20 06:00:00\"}\n";
     record_lines(&node, two);
     let o = node.push(&["--json"]);
-    assert_eq!(code(&o), Some(75), "{}", stderr(&o));
+    o.exit(75);
     let v = summary(&o);
     assert_eq!(v["pushed"], 2, "{v}");
     assert_eq!(node.pending(), 200);
@@ -259,11 +242,11 @@ fn a_node_branch_is_never_made_from_a_default_branch_with_node_files() {
     let node = Node::named(&forge, "mover", &format!("{OWNER}/{REPO}"));
     record_lines(&node, &lines("m", 2, 1));
     let o = node.push(&[]);
-    assert_eq!(code(&o), Some(0), "{}", stderr(&o));
+    o.exit(0);
     // Now per-node: creating usage/mover from main would copy nodes/.
     record_lines(&node, &lines("later", 1, 1));
     let o = node.push(&["--branch", "usage/{node}"]);
-    assert_eq!(code(&o), Some(78), "{}", stderr(&o));
+    o.exit(78);
     assert!(stderr(&o).contains("nodes/"), "{}", stderr(&o));
     assert_eq!(node.pending(), 1);
     assert!(forge.head(OWNER, REPO, "usage/mover").is_none());
@@ -303,7 +286,7 @@ fn an_old_forge_gets_every_record_once(forge: &TestForge, hours: usize, args: &[
     let mut with_json = args.to_vec();
     with_json.push("--json");
     let o = node.push(&with_json);
-    assert_eq!(code(&o), Some(0), "{}", stderr(&o));
+    o.exit(0);
     assert_eq!(summary(&o)["pushed"], 600, "{}", stdout(&o));
     let keys = keys_on(forge, "main").remove("old").unwrap_or_default();
     let mut seen = BTreeMap::new();
@@ -324,7 +307,7 @@ fn an_old_forge_gets_every_record_once(forge: &TestForge, hours: usize, args: &[
     );
     assert_eq!(node.pending(), 0);
     let again = node.push(&["--json"]);
-    assert_eq!(code(&again), Some(0), "{}", stderr(&again));
+    again.exit(0);
     let v = summary(&again);
     assert_eq!(
         (v["outcome"].as_str(), v["pushed"].as_u64()),
@@ -363,4 +346,54 @@ fn a_forge_without_the_many_files_endpoint_behind_a_body_limit_gets_every_record
     let forge = old_forge(404, 0, Some(128 * 1024));
     an_old_forge_gets_every_record_once(&forge, 13, &[]);
     assert!(forge.stats().too_large >= 1, "{:?}", forge.stats());
+}
+
+/// Issue 16, item 6: a commit that landed but whose reply was cut by a TCP
+/// reset was taken for a proxy's 413 ("raise client_max_body_size"), and
+/// its records were reported "already present" (by the same run, or the
+/// next). Only a reset before the whole body was sent can be a body limit;
+/// this one is a lost reply: the run finds its records and reports them
+/// pushed, with the commit.
+#[test]
+fn a_reset_after_the_commit_landed_is_a_lost_reply_not_a_body_limit() {
+    let forge = racing_forge(0, false);
+    let node = Node::named(&forge, "reset", &format!("{OWNER}/{REPO}"));
+    // Two hour files, a request body of some 430 KB (over 256 KiB, where a
+    // broken connection while sending is taken for a body limit).
+    record_lines(&node, &lines("r", 1400, 2));
+    forge.inject(hero_usage_test_forge::Fault::new(
+        Some("POST"),
+        "/contents",
+        hero_usage_test_forge::FaultAction::ResetAfter,
+    ));
+    let o = node.push(&["--json"]);
+    o.exit(0);
+    let v = summary(&o);
+    let err = stderr(&o);
+    assert!(
+        !err.contains("413") && !err.contains("client_max_body_size"),
+        "{err}"
+    );
+    assert!(
+        forge
+            .requests()
+            .iter()
+            .any(|r| r.fault.as_deref() == Some("reset_after")),
+        "the reset happened"
+    );
+    assert_eq!(
+        (v["pushed"].as_u64(), v["already_present"].as_u64()),
+        (Some(1400), Some(0)),
+        "{v}"
+    );
+    let head = forge.head(OWNER, REPO, "main").unwrap();
+    assert_eq!(v["commit"].as_str(), Some(head.as_str()), "{v}");
+    assert_eq!(node.pending(), 0);
+    assert_eq!(keys_on(&forge, "main")["reset"].len(), 1400);
+    let again = summary(&node.push(&["--json"]));
+    assert_eq!(
+        (again["pushed"].as_u64(), again["already_present"].as_u64()),
+        (Some(0), Some(0)),
+        "{again}"
+    );
 }

@@ -1,6 +1,7 @@
 //! One integration-test binary: every test runs the real binaries on real
 //! temporary directories (see `support::TestEnv`).
 
+mod architecture;
 mod audit;
 mod audit_tamper;
 mod docs;
@@ -15,5 +16,6 @@ mod push;
 mod record;
 mod scripts;
 mod shim;
+mod signing;
 mod status;
 mod support;

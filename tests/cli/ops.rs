@@ -2,7 +2,7 @@
 //! relative paths, secret file modes, `--quiet`, monitoring, `--help`, the
 //! install script. Real binaries, real files, the test forge on loopback.
 
-use crate::support::{TestEnv, assert_exit, bin, record, repo_root, run, stderr, stdout};
+use crate::support::{Run, TestEnv, bin, record, repo_root, run, stderr, stdout};
 use hero_usage_test_forge::{ForgeOptions, TestForge};
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
@@ -56,7 +56,7 @@ fn cron_line_is_quiet_splayed_marked_and_installs_once() {
     let forge = TestForge::start(ForgeOptions::default());
     let op = Op::new(&forge);
     let out = run(op.push().args(["--print-schedule", "cron"]));
-    assert_exit(&out, 0);
+    out.exit(0);
     let line = stdout(&out);
     let minute: u32 = line.split_whitespace().next().unwrap().parse().unwrap();
     assert!(minute < 60);
@@ -99,7 +99,7 @@ fn cron_line_is_quiet_splayed_marked_and_installs_once() {
             .arg("-c")
             .arg(&install)
             .env("PATH", &path));
-        assert_exit(&o, 0);
+        o.exit(0);
     }
     let installed = std::fs::read_to_string(&tab).unwrap();
     assert_eq!(installed, format!("MAILTO=ops\n{line}"), "{installed}");
@@ -114,7 +114,7 @@ fn hero_proc_action_takes_its_name_and_splays() {
         "--action-name",
         "hero_onboarding_billing_cron",
     ]));
-    assert_exit(&out, 0);
+    out.exit(0);
     let v: serde_json::Value = serde_json::from_str(&stdout(&out)).unwrap();
     assert_eq!(v["name"], "hero_onboarding_billing_cron");
     assert_eq!(v["schedule_policy"]["interval_ms"], 3_600_000);
@@ -135,10 +135,10 @@ fn hero_proc_action_takes_its_name_and_splays() {
             "--action-name",
             bad,
         ]));
-        assert_exit(&out, 64);
+        out.exit(64);
     }
     let out = run(env.cmd("hero_usage_push").args(["--action-name", "x"]));
-    assert_exit(&out, 64);
+    out.exit(64);
 }
 
 #[test]
@@ -149,7 +149,7 @@ fn a_token_only_in_this_shell_is_a_note_with_the_fix() {
         .args(["--print-schedule", "cron"])
         .env("HERO_USAGE_FORGEJO_URL", "https://forge.example.org")
         .env("HERO_USAGE_FORGEJO_TOKEN", "a-token-value-123"));
-    assert_exit(&out, 0);
+    out.exit(0);
     let (o, e) = (stdout(&out), stderr(&out));
     assert!(!o.contains("a-token-value-123") && !e.contains("a-token-value-123"));
     assert!(e.contains("HERO_USAGE_FORGEJO_TOKEN"), "{e}");
@@ -167,7 +167,7 @@ fn a_token_only_in_this_shell_is_a_note_with_the_fix() {
         .cmd("hero_usage_push")
         .args(["--print-schedule", "cron", "--config"])
         .arg(&cfg));
-    assert_exit(&out, 0);
+    out.exit(0);
     assert!(!stderr(&out).contains("note:"), "{}", stderr(&out));
     assert!(stdout(&out).contains(&format!("--config {}", cfg.display())));
 }
@@ -180,7 +180,7 @@ fn a_control_character_in_any_schedule_is_refused() {
             .cmd("hero_usage_push")
             .args(["--print-schedule", scheduler])
             .env("HERO_USAGE_SPOOL", env.path("sp\nool")));
-        assert_exit(&out, 78);
+        out.exit(78);
         assert!(stdout(&out).is_empty(), "{scheduler}: {}", stdout(&out));
         assert!(
             stderr(&out).contains("control character"),
@@ -191,7 +191,7 @@ fn a_control_character_in_any_schedule_is_refused() {
             .cmd("hero_usage_push")
             .args(["--print-schedule", scheduler, "--token-file"])
             .arg(env.path("tok\u{1b}en")));
-        assert_exit(&out, 78);
+        out.exit(78);
     }
 }
 
@@ -204,7 +204,7 @@ fn systemd_units(env: &TestEnv, dir: &Path) -> String {
         .arg(&cfg)
         .arg("--out")
         .arg(dir));
-    assert_exit(&out, 0);
+    out.exit(0);
     // Root alone is told about --service-user; nothing else is noted.
     let err = stderr(&out);
     assert!(
@@ -263,7 +263,7 @@ fn systemd_units_run_as_the_printing_user_and_verify() {
         eprintln!("skipped systemd-analyze verify: {err}");
         return;
     }
-    assert_exit(&o, 0);
+    o.exit(0);
     assert!(!err.contains("hero_usage"), "{err}");
 }
 
@@ -295,7 +295,7 @@ fn relative_paths_in_a_config_file_are_beside_it() {
         .env_remove("HERO_USAGE_SPOOL")
         .env("HERO_USAGE_CONFIG", "../cfg/hero_usage.toml")
         .current_dir(&elsewhere));
-    assert_exit(&out, 0);
+    out.exit(0);
     let v: serde_json::Value = serde_json::from_str(&stdout(&out)).unwrap();
     let spool = PathBuf::from(v["spool"].as_str().unwrap());
     assert_eq!(spool, elsewhere.join("../cfg/q"), "{v}");
@@ -310,7 +310,7 @@ fn check_shows_sources_probes_and_exits_as_a_push_would() {
     let (forge, ro) = forge_with_read_only();
     let op = Op::new(&forge);
     let out = run(op.push().args(["--check", "--node", "n-flag"]));
-    assert_exit(&out, 0);
+    out.exit(0);
     let text = stdout(&out);
     assert!(!text.contains(&forge.token()), "the token leaked");
     for want in [
@@ -336,14 +336,14 @@ fn check_shows_sources_probes_and_exits_as_a_push_would() {
         .push()
         .arg("--check")
         .env("HERO_USAGE_FORGEJO_TOKEN_FILE", &ro_file));
-    assert_exit(&out, 77);
+    out.exit(77);
     assert!(
         stdout(&out).contains("the token may not write it (403)"),
         "{}",
         stdout(&out)
     );
     let out = run(op.push().arg("--check"));
-    assert_exit(&out, 0);
+    out.exit(0);
     assert!(
         stdout(&out).contains("exists; the token may write it"),
         "{}",
@@ -359,7 +359,7 @@ fn check_names_a_wrong_base_url_as_such() {
         let out = run(op
             .push()
             .args(["--check", "--repo", "nobody/x", "--forgejo-url", &url]));
-        assert_exit(&out, 78);
+        out.exit(78);
         let text = stdout(&out);
         assert!(text.contains("is --forgejo-url the base URL?"), "{text}");
         assert!(!text.contains("neither an organisation"), "{text}");
@@ -372,12 +372,12 @@ fn check_names_a_wrong_base_url_as_such() {
         .push()
         .arg("--check")
         .env("HERO_USAGE_FORGEJO_TOKEN_FILE", &bad));
-    assert_exit(&out, 77);
+    out.exit(77);
     let out = run(op
         .push()
         .arg("--check")
         .env_remove("HERO_USAGE_FORGEJO_URL"));
-    assert_exit(&out, 78);
+    out.exit(78);
     assert!(
         stdout(&out).contains("FAIL settings: no Forgejo URL"),
         "{}",
@@ -392,7 +392,7 @@ fn push_names_a_wrong_base_url_as_such() {
     record(&op.env, "k1");
     for url in [format!("{}/api/v1", op.url), format!("{}/web", op.url)] {
         let out = run(op.push().args(["--once", "--forgejo-url", &url]));
-        assert_exit(&out, 78);
+        out.exit(78);
         let text = stderr(&out);
         assert!(text.contains("is --forgejo-url the base URL?"), "{text}");
         assert!(!text.contains("neither an organisation"), "{text}");
@@ -405,7 +405,7 @@ fn a_secret_file_open_to_others_is_a_warning_naming_chmod() {
     let op = Op::new(&forge);
     std::fs::set_permissions(&op.token_file, std::fs::Permissions::from_mode(0o644)).unwrap();
     let out = run(op.push().arg("--quiet"));
-    assert_exit(&out, 0);
+    out.exit(0);
     let err = stderr(&out);
     assert!(
         err.contains(&format!("token file {}", op.token_file.display())),
@@ -414,7 +414,7 @@ fn a_secret_file_open_to_others_is_a_warning_naming_chmod() {
     assert!(err.contains("chmod 600"), "{err}");
     std::fs::set_permissions(&op.token_file, std::fs::Permissions::from_mode(0o600)).unwrap();
     let out = run(&mut op.push());
-    assert_exit(&out, 0);
+    out.exit(0);
     assert!(!stderr(&out).contains("chmod"), "{}", stderr(&out));
 }
 
@@ -423,7 +423,7 @@ fn quiet_prints_only_on_failure() {
     let forge = TestForge::start(ForgeOptions::default());
     let op = Op::new(&forge);
     let out = run(op.push().arg("--quiet"));
-    assert_exit(&out, 0);
+    out.exit(0);
     assert!(
         stdout(&out).is_empty() && stderr(&out).is_empty(),
         "{}",
@@ -431,7 +431,7 @@ fn quiet_prints_only_on_failure() {
     );
     record(&op.env, "k1");
     let out = run(op.push().arg("--quiet").env("HERO_USAGE_REPO", "nobody/x"));
-    assert!(out.status.code() != Some(0));
+    out.fails();
     assert!(!stderr(&out).is_empty());
 }
 
@@ -441,7 +441,7 @@ fn prometheus_shows_the_last_success_even_after_a_failure() {
     let op = Op::new(&forge);
     let metric = |op: &Op| {
         let out = run(op.env.cmd("hero_usage_status").arg("--prometheus"));
-        assert_exit(&out, 0);
+        out.exit(0);
         let text = stdout(&out);
         assert!(
             text.contains("# TYPE hero_usage_last_success_timestamp_seconds gauge"),
@@ -454,7 +454,7 @@ fn prometheus_shows_the_last_success_even_after_a_failure() {
             .unwrap()
     };
     assert_eq!(metric(&op), 0.0);
-    assert_exit(&run(&mut op.push()), 0);
+    run(&mut op.push()).exit(0);
     let first = metric(&op);
     let now = chrono::Utc::now().timestamp() as f64;
     assert!((now - first).abs() < 120.0, "{first} vs {now}");
@@ -462,7 +462,7 @@ fn prometheus_shows_the_last_success_even_after_a_failure() {
     let out = run(op
         .push()
         .env("HERO_USAGE_FORGEJO_URL", "http://127.0.0.1:1"));
-    assert_exit(&out, 75);
+    out.exit(75);
     assert_eq!(metric(&op), first);
 }
 
@@ -475,7 +475,7 @@ fn every_help_ends_at_its_man_page_and_completions_generate() {
         "hero_usage_status",
     ] {
         let out = run(Command::new(bin(b)).arg("--help"));
-        assert_exit(&out, 0);
+        out.exit(0);
         let help = stdout(&out);
         assert!(
             help.trim_end().ends_with(&format!("See man 1 {b}.")),
@@ -484,12 +484,12 @@ fn every_help_ends_at_its_man_page_and_completions_generate() {
         assert!(help.contains("--completions <SHELL>"), "{help}");
         for shell in ["bash", "zsh", "fish"] {
             let out = run(Command::new(bin(b)).args(["--completions", shell]));
-            assert_exit(&out, 0);
+            out.exit(0);
             assert!(stdout(&out).contains(b), "{b} {shell}");
         }
     }
     let out = run(Command::new(bin("hero_usage_push")).args(["--completions", "tcsh"]));
-    assert_exit(&out, 64);
+    out.exit(64);
 }
 
 #[test]
@@ -508,7 +508,7 @@ fn install_script_installs_a_tree_man_reads_and_is_idempotent() {
             .arg("--from")
             .arg(&from)
             .env("HOME", &env.home));
-        assert_exit(&out, 0);
+        out.exit(0);
         assert!(stdout(&out).contains("MANPATH"), "{}", stdout(&out));
         listing.push(crate::support::files_under(&prefix));
     }
@@ -529,7 +529,7 @@ fn install_script_installs_a_tree_man_reads_and_is_idempotent() {
         assert!(prefix.join(rel).is_file(), "{rel} not installed");
     }
     let out = run(Command::new(prefix.join("bin/hero_usage_status")).arg("--version"));
-    assert_exit(&out, 0);
+    out.exit(0);
     let Some(man) = which("man") else {
         eprintln!("skipped man -M: man is not installed (.ci/run installs man-db)");
         return;
@@ -539,7 +539,7 @@ fn install_script_installs_a_tree_man_reads_and_is_idempotent() {
         .arg(prefix.join("share/man"))
         .args(["-P", "cat", "7", "hero_usage"])
         .env("MANWIDTH", "80"));
-    assert_exit(&out, 0);
+    out.exit(0);
     assert!(stdout(&out).contains("hero_usage"), "{}", stdout(&out));
 }
 
@@ -627,7 +627,7 @@ fn check_names_a_web_server_that_is_not_forgejo() {
     let op = Op::new(&forge);
     let url = plain_web_server();
     let out = run(op.push().args(["--check", "--forgejo-url", &url]));
-    assert_exit(&out, 78);
+    out.exit(78);
     let text = stdout(&out);
     let fail = text.lines().find(|l| l.starts_with("FAIL")).unwrap();
     assert!(fail.contains("is --forgejo-url the base URL?"), "{text}");
@@ -648,7 +648,7 @@ fn the_shim_warns_about_an_admin_secret_open_to_others() {
         .arg(busy.local_addr().unwrap().to_string())
         .arg("--admin-secret-file")
         .arg(&secret));
-    assert!(out.status.code() != Some(0));
+    out.fails();
     let err = stderr(&out);
     assert!(
         err.contains(&format!("warning: admin secret file {}", secret.display())),
@@ -702,7 +702,7 @@ fn install_script_with_a_relative_prefix_prints_absolute_paths() {
         .arg(&from)
         .current_dir(&cwd)
         .env("HOME", &env.home));
-    assert_exit(&out, 0);
+    out.exit(0);
     let abs = std::fs::canonicalize(cwd.join("rel")).unwrap();
     assert!(abs.join("bin/hero_usage_push").is_file());
     let text = stdout(&out);
@@ -732,7 +732,7 @@ fn the_readme_token_step_works_as_written_on_a_fresh_home() {
         .args(["-c", &format!("umask 022; {step}\numask")])
         .env("HOME", &home)
         .env("TOKEN", "0123456789abcdef0123"));
-    assert_exit(&out, 0);
+    out.exit(0);
     let token = home.join("hero/cfg/forgejo_token");
     assert_eq!(
         std::fs::read_to_string(&token).unwrap(),
@@ -749,7 +749,7 @@ fn check_exits_78_for_a_spool_of_another_node_as_the_push_would() {
     let forge = TestForge::start(ForgeOptions::default());
     let op = Op::new(&forge);
     let out = run(op.push().arg("--check"));
-    assert_exit(&out, 0);
+    out.exit(0);
     assert!(
         stdout(&out).contains("does not exist yet"),
         "{}",
@@ -759,8 +759,8 @@ fn check_exits_78_for_a_spool_of_another_node_as_the_push_would() {
     record(&op.env, "k1");
     let check = run(op.push().arg("--check").env("HERO_NODE_ID", "renamed-node"));
     let push = run(op.push().env("HERO_NODE_ID", "renamed-node"));
-    assert_exit(&push, 78);
-    assert_exit(&check, 78);
+    push.exit(78);
+    check.exit(78);
     let text = stdout(&check);
     let fail = text
         .lines()
@@ -771,7 +771,7 @@ fn check_exits_78_for_a_spool_of_another_node_as_the_push_would() {
         "{text}"
     );
     let out = run(op.push().arg("--check"));
-    assert_exit(&out, 0);
+    out.exit(0);
     assert!(stdout(&out).contains(&format!("belongs to node {}", op.env.node)));
 }
 
@@ -788,7 +788,7 @@ fn a_relative_out_dir_gives_install_commands_that_work_from_anywhere() {
             .args(["--print-schedule", scheduler, "--out", "units", "--config"])
             .arg(&cfg)
             .current_dir(&cwd));
-        assert_exit(&out, 0);
+        out.exit(0);
         let abs = cwd.join("units");
         let text = stdout(&out);
         assert!(text.contains(&format!("{}/", abs.display())), "{text}");
@@ -804,7 +804,7 @@ fn the_open_secret_warning_escapes_the_name_and_quotes_the_chmod() {
     std::fs::write(&odd, format!("{}\n", forge.token())).unwrap();
     std::fs::set_permissions(&odd, std::fs::Permissions::from_mode(0o644)).unwrap();
     let out = run(op.push().env("HERO_USAGE_FORGEJO_TOKEN_FILE", &odd));
-    assert_exit(&out, 0);
+    out.exit(0);
     let err = stderr(&out);
     assert!(!err.contains('\x1b'), "{err:?}");
     assert!(err.contains("my token\\u{1b}[31m"), "{err}");
@@ -849,7 +849,7 @@ fn units_for_a_service_user_are_sandboxed_to_an_exposure_of_at_most_3() {
         ])
         .arg("--out")
         .arg(&dir));
-    assert_exit(&out, 0);
+    out.exit(0);
     let printed = stdout(&out);
     assert!(
         printed.contains("install -d -m 700 -o hero-usage /var/lib/hero_usage/queue"),
@@ -911,7 +911,7 @@ fn a_service_user_name_is_checked() {
             .cmd("hero_usage_push")
             .args(["--print-schedule", "systemd"])
             .arg(format!("--service-user={bad}")));
-        assert_exit(&out, 64);
+        out.exit(64);
         assert!(stderr(&out).contains("--service-user"), "{}", stderr(&out));
     }
 }

@@ -1,6 +1,7 @@
 //! `hero_usage_record` and the spool: validation, idempotency, concurrency,
 //! the shell drop box, crash safety, modes, locking, man pages.
 
+use crate::support::forge::{node_keys as remote_keys, push as push_to};
 use crate::support::*;
 use chrono::Utc;
 use hero_usage::record::UsageRecord;
@@ -124,7 +125,7 @@ fn non_lock_files(spool: &Path) -> Vec<PathBuf> {
 fn records_and_prints_recorded() {
     let env = TestEnv::new();
     let o = run(&mut record_cmd(&env, &good_args()));
-    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    o.exit(0);
     assert_eq!(stdout(&o), "recorded job-42-2026-11-26T16\n");
     let recs = records(&env.spool);
     assert_eq!(recs.len(), 1);
@@ -159,7 +160,7 @@ fn every_invalid_field_exits_65_names_it_and_writes_nothing() {
         let env = TestEnv::new();
         let o = run(&mut record_cmd(&env, &with(&good_args(), flag, value)));
         let err = stderr(&o);
-        assert_eq!(o.status.code(), Some(65), "{flag}={value}: {err}");
+        o.exit_for(65, &format!("{flag}={value}: {err}"));
         assert!(err.contains(&format!("{field}:")), "{flag}={value}: {err}");
         assert!(err.starts_with("hero_usage_record: error: "), "{err}");
         assert_eq!(stdout(&o), "");
@@ -174,7 +175,7 @@ fn every_invalid_field_exits_65_names_it_and_writes_nothing() {
     let o = run(env
         .cmd(REC)
         .args(["--idempotency-key", "k", "--user-sid", "X"]));
-    assert_eq!(o.status.code(), Some(64), "{}", stderr(&o));
+    o.exit(64);
     let err = stderr(&o);
     assert!(
         err.contains("missing --amount-cents, --resource-kind (also: user_sid: "),
@@ -189,12 +190,9 @@ fn every_invalid_field_exits_65_names_it_and_writes_nothing() {
 #[test]
 fn duplicate_exits_0_and_keeps_one_file() {
     let env = TestEnv::new();
-    assert_eq!(
-        run(&mut record_cmd(&env, &good_args())).status.code(),
-        Some(0)
-    );
+    run(&mut record_cmd(&env, &good_args())).exit(0);
     let o = run(&mut record_cmd(&env, &good_args()));
-    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    o.exit(0);
     assert_eq!(stdout(&o), "duplicate job-42-2026-11-26T16\n");
     assert_eq!(records(&env.spool).len(), 1);
     assert_eq!(
@@ -207,17 +205,14 @@ fn duplicate_exits_0_and_keeps_one_file() {
 #[test]
 fn conflict_exits_65_and_names_the_fields() {
     let env = TestEnv::new();
-    assert_eq!(
-        run(&mut record_cmd(&env, &good_args())).status.code(),
-        Some(0)
-    );
+    run(&mut record_cmd(&env, &good_args())).exit(0);
     let changed = with(
         &with(&good_args(), "--amount-cents", "251"),
         "--user-sid",
         "0a1c",
     );
     let o = run(&mut record_cmd(&env, &changed));
-    assert_eq!(o.status.code(), Some(65));
+    o.exit(65);
     let err = stderr(&o);
     assert!(
         err.contains("amount_cents") && err.contains("user_sid"),
@@ -237,7 +232,7 @@ fn retry_with_defaulted_time_is_a_duplicate() {
         .into_iter()
         .filter(|(k, _)| *k != "--occurred-at")
         .collect();
-    assert_eq!(run(&mut record_cmd(&env, &args)).status.code(), Some(0));
+    run(&mut record_cmd(&env, &args)).exit(0);
     // The first call's "now" lies in the past (no sleep: the stored
     // record's defaulted time is moved back an hour instead).
     let stored = env
@@ -256,14 +251,14 @@ fn retry_with_defaulted_time_is_a_duplicate() {
     let earlier = earlier.format("%Y-%m-%d %H:%M:%S").to_string();
     std::fs::write(&stored, text.replace(&at, &earlier)).unwrap();
     let o = run(&mut record_cmd(&env, &args));
-    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    o.exit(0);
     assert_eq!(stdout(&o), "duplicate job-42-2026-11-26T16\n");
     // With an explicit, different time it is a conflict on occurred_at.
     let o = run(&mut record_cmd(
         &env,
         &with(&args, "--occurred-at", "2020-01-01 00:00:00"),
     ));
-    assert_eq!(o.status.code(), Some(65));
+    o.exit(65);
     assert!(stderr(&o).contains("occurred_at"));
 }
 
@@ -271,21 +266,21 @@ fn retry_with_defaulted_time_is_a_duplicate() {
 fn usage_errors_exit_64_and_help_works() {
     let env = TestEnv::new();
     let o = run(env.cmd(REC).arg("--no-such-flag"));
-    assert_eq!(o.status.code(), Some(64));
+    o.exit(64);
     assert!(
         stderr(&o).starts_with("hero_usage_record: error:"),
         "{}",
         stderr(&o)
     );
     let o = run(env.cmd(REC).args(["--stdin", "--user-sid", "0a1b"]));
-    assert_eq!(o.status.code(), Some(64), "--stdin with field flags");
+    o.exit_for(64, "--stdin with field flags");
     let o = run(&mut env.cmd(REC));
-    assert_eq!(o.status.code(), Some(64), "no fields at all");
+    o.exit_for(64, "no fields at all");
     let o = run(env.cmd(REC).arg("--help"));
-    assert_eq!(o.status.code(), Some(0));
+    o.exit(0);
     assert!(stdout(&o).contains("--idempotency-key"));
     let o = run(env.cmd(REC).arg("--version"));
-    assert_eq!(o.status.code(), Some(0));
+    o.exit(0);
     assert!(stdout(&o).starts_with("hero_usage_record "));
     assert!(!env.spool.exists(), "nothing created");
 }
@@ -321,7 +316,7 @@ fn eight_concurrent_writers_one_file_per_key() {
     let mut duplicate = 0;
     for child in children {
         let o = child.wait_with_output().unwrap();
-        assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+        o.exit(0);
         for line in stdout(&o).lines() {
             if line.starts_with("recorded ") {
                 recorded += 1;
@@ -368,7 +363,7 @@ fn stdin_mixes_valid_duplicate_and_invalid_lines() {
     ]
     .concat();
     let o = run_with_stdin(env.cmd(REC).arg("--stdin"), input.as_bytes());
-    assert_eq!(o.status.code(), Some(65), "{}", stderr(&o));
+    o.exit(65);
     assert_eq!(stdout(&o), "recorded a\nduplicate a\nrecorded c\n");
     let err = stderr(&o);
     for (n, what) in [
@@ -419,7 +414,7 @@ fn shell_drop_from_the_man_page_is_ingested() {
         .arg("-c")
         .arg(&script)
         .env("SPOOL", &env.spool));
-    assert_eq!(o.status.code(), Some(0), "{script}\n{}", stderr(&o));
+    o.exit_for(0, &script);
     assert_eq!(files_under(&env.spool.join("incoming")).len(), 1);
     let report = spool.ingest_incoming("test-node", Utc::now()).unwrap();
     assert_eq!((report.ingested, report.duplicates), (1, 0), "{report:?}");
@@ -438,7 +433,7 @@ fn shell_drop_from_the_man_page_is_ingested() {
         .arg("-c")
         .arg(&script)
         .env("SPOOL", &env.spool));
-    assert_eq!(o.status.code(), Some(0));
+    o.exit(0);
     let report = spool.ingest_incoming("test-node", Utc::now()).unwrap();
     assert_eq!((report.ingested, report.duplicates), (0, 1));
     assert!(files_under(&env.spool.join("incoming")).is_empty());
@@ -447,7 +442,7 @@ fn shell_drop_from_the_man_page_is_ingested() {
         &env,
         &with(&good_args(), "--amount-cents", "1"),
     ));
-    assert_eq!(o.status.code(), Some(65));
+    o.exit(65);
 }
 
 #[test]
@@ -544,7 +539,7 @@ fn symlinked_spool_directory_is_refused() {
     std::fs::create_dir_all(&env.spool).unwrap();
     std::os::unix::fs::symlink(&elsewhere, env.spool.join("pending")).unwrap();
     let o = run(&mut record_cmd(&env, &good_args()));
-    assert_eq!(o.status.code(), Some(73), "{}", stderr(&o));
+    o.exit(73);
     assert!(stderr(&o).contains("symbolic link"), "{}", stderr(&o));
     assert!(files_under(&elsewhere).is_empty());
 }
@@ -576,7 +571,7 @@ fn crash_at_every_step_leaves_no_record_or_a_complete_one() {
         });
         let input = if stdin { lines.concat() } else { String::new() };
         let o = run_with_stdin(&mut c, input.as_bytes());
-        assert_eq!(o.status.code(), None, "{fp}: must abort: {}", stderr(&o));
+        o.killed_for(fp);
         assert!(
             !stdout(&o).contains("recorded"),
             "{fp}: no success claimed before the end"
@@ -591,14 +586,14 @@ fn crash_at_every_step_leaves_no_record_or_a_complete_one() {
             // The same batch again: what survived is a duplicate, the rest
             // is recorded, nothing is lost or doubled.
             let o = run_with_stdin(env.cmd(REC).arg("--stdin"), lines.concat().as_bytes());
-            assert_eq!(o.status.code(), Some(0), "{fp}: {}", stderr(&o));
+            o.exit_for(0, fp);
             let out = stdout(&o);
             assert_eq!(out.matches("duplicate ").count(), recs.len(), "{fp}: {out}");
             assert_eq!(out.matches("recorded ").count(), 3 - recs.len(), "{fp}");
             assert_eq!(records(&env.spool).len(), 3, "{fp}");
         }
         let o = run(&mut record_cmd(&env, &good_args()));
-        assert_eq!(o.status.code(), Some(0), "{fp}: {}", stderr(&o));
+        o.exit_for(0, fp);
         let want = if recs.is_empty() && !stdin {
             "recorded"
         } else {
@@ -615,7 +610,7 @@ fn crash_at_every_step_leaves_no_record_or_a_complete_one() {
             &env,
             &with(&good_args(), "--amount-cents", "1"),
         ));
-        assert_eq!(o.status.code(), Some(65), "{fp}");
+        o.exit_for(65, fp);
     }
 }
 
@@ -641,10 +636,7 @@ fn tmp_files_are_aged_by_ctime_so_a_backdated_drop_is_not_lost() {
 #[test]
 fn modes_are_0700_for_dirs_and_0600_for_files() {
     let env = TestEnv::new();
-    assert_eq!(
-        run(&mut record_cmd(&env, &good_args())).status.code(),
-        Some(0)
-    );
+    run(&mut record_cmd(&env, &good_args())).exit(0);
     let spool = Spool::open(&env.spool).unwrap();
     drop(spool.try_lock_push().unwrap());
     spool.write_state("outcome.json", b"{}").unwrap();
@@ -680,10 +672,7 @@ fn modes_are_0700_for_dirs_and_0600_for_files() {
 #[test]
 fn sent_records_still_detect_duplicates_and_conflicts() {
     let env = TestEnv::new();
-    assert_eq!(
-        run(&mut record_cmd(&env, &good_args())).status.code(),
-        Some(0)
-    );
+    run(&mut record_cmd(&env, &good_args())).exit(0);
     let spool = Spool::open(&env.spool).unwrap();
     let load = pending_as_the_push_reads_it(&spool);
     assert!(load.damaged.is_empty());
@@ -702,7 +691,7 @@ fn sent_records_still_detect_duplicates_and_conflicts() {
         &env,
         &with(&good_args(), "--resource-kind", "gpu"),
     ));
-    assert_eq!(o.status.code(), Some(65));
+    o.exit(65);
     assert!(stderr(&o).contains("resource_kind"));
     assert!(files_under(&env.spool.join("pending")).is_empty());
     // Pruning by the time it was marked sent.
@@ -729,17 +718,14 @@ fn sent_records_still_detect_duplicates_and_conflicts() {
         &env,
         &with(&good_args(), "--resource-kind", "gpu"),
     ));
-    assert_exit(&o, 65);
+    o.exit(65);
     assert!(stderr(&o).contains("resource_kind"), "{}", stderr(&o));
 }
 
 #[test]
 fn push_lock_is_exclusive_and_quarantine_pending_moves_with_reason() {
     let env = TestEnv::new();
-    assert_eq!(
-        run(&mut record_cmd(&env, &good_args())).status.code(),
-        Some(0)
-    );
+    run(&mut record_cmd(&env, &good_args())).exit(0);
     let spool = Spool::open(&env.spool).unwrap();
     let held = spool.try_lock_push().unwrap().expect("free");
     assert!(
@@ -794,7 +780,7 @@ fn writers_lock_interoperates_with_flock_1() {
     let start = Instant::now();
     let o = run(&mut record_cmd(&env, &good_args()));
     let waited = start.elapsed();
-    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    o.exit(0);
     assert_eq!(stdout(&o), "recorded job-42-2026-11-26T16\n");
     // flock(1) releases the lock when it exits: it must be gone already.
     assert!(
@@ -834,14 +820,14 @@ fn lock_held_too_long_is_a_temporary_failure() {
     .unwrap();
     let started = Instant::now();
     let o = run(record_cmd(&env, &good_args()).env(WAIT.0, WAIT.1));
-    assert_eq!(o.status.code(), Some(75), "{}", stderr(&o));
+    o.exit(75);
     assert!(stderr(&o).contains("lock"), "{}", stderr(&o));
     assert!(
         started.elapsed() < Duration::from_secs(5),
         "the wait was shortened"
     );
     let o = batch.wait_with_output().unwrap();
-    assert_eq!(o.status.code(), Some(75), "{}", stderr(&o));
+    o.exit(75);
     assert_eq!(stdout(&o), "", "nothing claimed");
     drop(open_stdin);
     assert!(records(&env.spool).is_empty());
@@ -895,7 +881,7 @@ fn stdin_batch_is_one_fsynced_chunk_file_linked_under_each_key() {
     // A repeat inside the batch is a duplicate of its first line.
     input.push_str("{\"idempotency_key\":\"k-3\",\"user_sid\":\"0a1b\",\"amount_cents\":3,\"resource_kind\":\"gpu\"}\n");
     let o = run_with_stdin(env.cmd(REC).arg("--stdin"), input.as_bytes());
-    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    o.exit(0);
     assert_eq!(stdout(&o).matches("recorded ").count(), n);
     assert!(stdout(&o).ends_with("duplicate k-3\n"), "{}", stdout(&o));
 
@@ -929,10 +915,10 @@ fn stdin_batch_is_one_fsynced_chunk_file_linked_under_each_key() {
         ]))
     };
     let o = one("7");
-    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    o.exit(0);
     assert_eq!(stdout(&o), "duplicate k-7\n");
     let o = one("8");
-    assert_eq!(o.status.code(), Some(65));
+    o.exit(65);
     assert!(stderr(&o).contains("amount_cents"), "{}", stderr(&o));
 }
 
@@ -1017,7 +1003,7 @@ fn stdin_records_each_line_as_it_comes_without_waiting_for_more() {
     }
     drop(input);
     let status = child.wait().unwrap();
-    assert_eq!(status.code(), Some(0));
+    assert!(status.success(), "{status}");
 }
 
 #[test]
@@ -1037,7 +1023,7 @@ fn amounts_are_plain_numbers_and_each_field_is_given_once() {
     .map(|l| format!("{l}\n"))
     .concat();
     let o = run_with_stdin(env.cmd(REC).arg("--stdin"), input.as_bytes());
-    assert_eq!(o.status.code(), Some(65), "{}", stderr(&o));
+    o.exit(65);
     assert_eq!(stdout(&o), "recorded ok\n");
     let err = stderr(&o);
     for (n, what) in [
@@ -1064,7 +1050,7 @@ fn amounts_are_plain_numbers_and_each_field_is_given_once() {
             &env,
             &with(&good_args(), "--amount-cents", bad),
         ));
-        assert_eq!(o.status.code(), Some(65), "{bad:?}: {}", stderr(&o));
+        o.exit_for(65, &format!("{bad:?}"));
         assert!(stderr(&o).contains("amount_cents"), "{}", stderr(&o));
     }
     assert_eq!(records(&env.spool).len(), 1);
@@ -1096,57 +1082,19 @@ fn occurred_at_outside_2000_to_now_plus_5_min_is_refused_naming_it() {
             &env,
             &with(&good_args(), "--occurred-at", bad),
         ));
-        assert_exit(&o, 65);
+        o.exit(65);
         assert!(stderr(&o).contains("occurred_at"), "{bad}: {}", stderr(&o));
     }
     let line = r#"{"idempotency_key":"k1","user_sid":"0a1b","amount_cents":1,"resource_kind":"cpu","occurred_at":"0000-01-01T00:30:00+01:00"}"#;
     let o = run_with_stdin(env.cmd(REC).arg("--stdin"), format!("{line}\n").as_bytes());
-    assert_exit(&o, 65);
+    o.exit(65);
     assert!(stderr(&o).contains("line 1: occurred_at"), "{}", stderr(&o));
     assert!(records(&env.spool).is_empty());
     let o = run(&mut record_cmd(
         &env,
         &with(&good_args(), "--occurred-at", "2000-01-01 00:00:00"),
     ));
-    assert_exit(&o, 0);
-}
-
-/// A push of `env`'s spool to `forge` (repo `o/billing`), with extra args.
-fn push_to(env: &TestEnv, forge: &hero_usage_test_forge::TestForge, args: &[&str]) -> Output {
-    let token = env.path("token");
-    std::fs::write(&token, forge.token()).unwrap();
-    run(env
-        .cmd("hero_usage_push")
-        .env("HERO_USAGE_FORGEJO_URL", forge.base_url())
-        .env("HERO_USAGE_FORGEJO_TOKEN_FILE", &token)
-        .env("HERO_USAGE_REPO", "lhumina_code/billing")
-        .args(args))
-}
-
-/// Every key of the billing repo's hour files of `node`, with repeats.
-fn remote_keys(forge: &hero_usage_test_forge::TestForge, node: &str) -> Vec<String> {
-    let mut keys = Vec::new();
-    if forge.head("lhumina_code", "billing", "main").is_none() {
-        return keys;
-    }
-    let ls = run(Command::new("git")
-        .arg("--git-dir")
-        .arg(forge.bare_repo("lhumina_code", "billing"))
-        .args(["ls-tree", "-r", "--name-only", "main"]));
-    for p in stdout(&ls).lines() {
-        if p.starts_with(&format!("nodes/{node}/")) {
-            let text = String::from_utf8(forge.file("lhumina_code", "billing", "main", p).unwrap())
-                .unwrap();
-            keys.extend(
-                hero_usage::otoml::parse_batch(&text)
-                    .unwrap()
-                    .into_iter()
-                    .map(|r| r.idempotency_key),
-            );
-        }
-    }
-    keys.sort();
-    keys
+    o.exit(0);
 }
 
 fn json_line(key: &str, at: &str, amount: u64) -> String {
@@ -1164,10 +1112,7 @@ fn one_damaged_table_of_a_chunk_quarantines_only_its_own_entry() {
         .iter()
         .map(|k| json_line(k, at, 7) + "\n")
         .collect();
-    assert_exit(
-        &run_with_stdin(env.cmd(REC).arg("--stdin"), lines.as_bytes()),
-        0,
-    );
+    run_with_stdin(env.cmd(REC).arg("--stdin"), lines.as_bytes()).exit(0);
     // Damage the table of `b` only, in the chunk all three share.
     let entry = env.spool.join("pending").join(file_name_for_key("b"));
     let text = std::fs::read_to_string(&entry).unwrap();
@@ -1179,7 +1124,7 @@ fn one_damaged_table_of_a_chunk_quarantines_only_its_own_entry() {
     assert_ne!(text, torn);
     std::fs::write(&entry, torn).unwrap(); // in place: every link sees it
     let o = push_to(&env, &forge, &[]);
-    assert_exit(&o, 65);
+    o.exit(65);
     assert_eq!(remote_keys(&forge, "test-node"), ["a", "c"]);
     let rejected = files_under(&env.spool.join("rejected"));
     assert_eq!(rejected.len(), 2, "{rejected:?}"); // the entry and its reason
@@ -1193,10 +1138,7 @@ fn a_spool_belongs_to_one_node_a_renamed_node_exits_78_naming_both() {
     let mut env = TestEnv::new();
     env.node = "nodeA".into();
     let line = json_line("r1", "2026-11-20 16:04:05", 7) + "\n";
-    assert_exit(
-        &run_with_stdin(env.cmd(REC).arg("--stdin"), line.as_bytes()),
-        0,
-    );
+    run_with_stdin(env.cmd(REC).arg("--stdin"), line.as_bytes()).exit(0);
     assert_eq!(
         std::fs::read_to_string(env.spool.join("state/node")).unwrap(),
         "nodeA\n"
@@ -1214,7 +1156,7 @@ fn a_spool_belongs_to_one_node_a_renamed_node_exits_78_naming_both() {
         FaultAction::DropAfter,
     ));
     forge.inject(Fault::new(Some("GET"), "/contents/", FaultAction::DropBefore).times(100));
-    assert_exit(&push_to(&env, &forge, &["--retry-seconds", "1"]), 75);
+    push_to(&env, &forge, &["--retry-seconds", "1"]).exit(75);
     forge.clear_faults();
 
     env.node = "nodeB".into();
@@ -1227,7 +1169,7 @@ fn a_spool_belongs_to_one_node_a_renamed_node_exits_78_naming_both() {
         )),
         run_with_stdin(env.cmd(REC).arg("--stdin"), line.as_bytes()),
     ] {
-        assert_exit(&o, 78);
+        o.exit(78);
         let err = stderr(&o);
         assert!(err.contains("`nodeA`") && err.contains("`nodeB`"), "{err}");
     }
@@ -1236,7 +1178,7 @@ fn a_spool_belongs_to_one_node_a_renamed_node_exits_78_naming_both() {
         .cmd("hero_usage_shim")
         .env("HERO_ONBOARDING_ADMIN_SECRET", "a-long-enough-admin-secret")
         .args(["--listen", "127.0.0.1:0"]));
-    assert_exit(&o, 78);
+    o.exit(78);
     assert!(stderr(&o).contains("`nodeA`"), "{}", stderr(&o));
     assert_eq!(remote_keys(&forge, "nodeB"), Vec::<String>::new());
     assert_eq!(remote_keys(&forge, "nodeA"), ["r1"]);
@@ -1244,16 +1186,16 @@ fn a_spool_belongs_to_one_node_a_renamed_node_exits_78_naming_both() {
 
     // The old name still works, and heals the lost reply without a repeat.
     env.node = "nodeA".into();
-    assert_exit(&push_to(&env, &forge, &[]), 0);
+    push_to(&env, &forge, &[]).exit(0);
     assert_eq!(remote_keys(&forge, "nodeA"), ["r1"]);
 }
 
 #[test]
 fn read_only_users_do_not_bind_the_spool() {
     let env = TestEnv::new();
-    assert_exit(&run(&mut record_cmd(&env, &good_args())), 0);
+    run(&mut record_cmd(&env, &good_args())).exit(0);
     std::fs::remove_file(env.spool.join("state/node")).unwrap();
-    assert_exit(&run(env.cmd("hero_usage_status").arg("--json")), 0);
+    run(env.cmd("hero_usage_status").arg("--json")).exit(0);
     let o = run(env
         .cmd("hero_usage_push")
         .arg("--dry-run")
@@ -1285,18 +1227,18 @@ fn a_pushed_key_is_known_for_ever_after_its_record_was_pruned() {
         }
         run(&mut c)
     };
-    assert_exit(&r1("5", Some(&h)), 0);
-    assert_exit(&push_to(&env, &forge, &["--retention-days", "0"]), 0);
-    assert_exit(&push_to(&env, &forge, &["--retention-days", "0"]), 0);
+    r1("5", Some(&h)).exit(0);
+    push_to(&env, &forge, &["--retention-days", "0"]).exit(0);
+    push_to(&env, &forge, &["--retention-days", "0"]).exit(0);
     assert!(files_under(&env.spool.join("sent")).is_empty(), "pruned");
     let o = r1("5", None);
-    assert_exit(&o, 0);
+    o.exit(0);
     assert_eq!(stdout(&o), "duplicate r1\n");
     let o = r1("6", None);
-    assert_exit(&o, 65);
+    o.exit(65);
     assert!(stderr(&o).contains("amount_cents"), "{}", stderr(&o));
     let o = r1("5", Some("2026-01-01 00:00:00"));
-    assert_exit(&o, 65);
+    o.exit(65);
     assert!(stderr(&o).contains("occurred_at"), "{}", stderr(&o));
     // The same through --stdin, and nothing new to push.
     let line = format!(
@@ -1304,7 +1246,7 @@ fn a_pushed_key_is_known_for_ever_after_its_record_was_pruned() {
     );
     let o = run_with_stdin(env.cmd(REC).arg("--stdin"), format!("{line}\n").as_bytes());
     assert_eq!(stdout(&o), "duplicate r1\n");
-    assert_exit(&push_to(&env, &forge, &[]), 0);
+    push_to(&env, &forge, &[]).exit(0);
     assert_eq!(remote_keys(&forge, "test-node"), ["r1"]);
     // The same through a drop (its time is the file's: compared without
     // it), and a drop that differs is a conflict, quarantined naming it.
@@ -1316,17 +1258,17 @@ fn a_pushed_key_is_known_for_ever_after_its_record_was_pruned() {
         std::fs::write(env.spool.join("incoming").join(name), body).unwrap();
     };
     drop_r1("same.toml", 5);
-    assert_exit(&push_to(&env, &forge, &[]), 0);
+    push_to(&env, &forge, &[]).exit(0);
     assert!(files_under(&env.spool.join("incoming")).is_empty());
     assert!(files_under(&env.spool.join("pending")).is_empty());
     drop_r1("other.toml", 6);
-    assert_exit(&push_to(&env, &forge, &[]), 65);
+    push_to(&env, &forge, &[]).exit(65);
     let reasons = rejection_reasons(&env.spool);
     assert_eq!(reasons.len(), 1, "{reasons:?}");
     assert!(reasons[0].contains("amount_cents"), "{reasons:?}");
     assert_eq!(remote_keys(&forge, "test-node"), ["r1"]);
     // --ledger-days bounds it: a key sent today stays for 0 days' horizon.
-    assert_exit(&push_to(&env, &forge, &["--ledger-days", "0"]), 0);
+    push_to(&env, &forge, &["--ledger-days", "0"]).exit(0);
     assert_eq!(stdout(&r1("5", None)), "duplicate r1\n");
 }
 
@@ -1450,11 +1392,8 @@ fn pruning_quarantines_a_damaged_sent_record_instead_of_forgetting_its_key() {
     let forge = hero_usage_test_forge::TestForge::start(Default::default());
     let env = TestEnv::new();
     let line = json_line("r1", "2026-11-20 16:04:05", 7) + "\n";
-    assert_exit(
-        &run_with_stdin(env.cmd(REC).arg("--stdin"), line.as_bytes()),
-        0,
-    );
-    assert_exit(&push_to(&env, &forge, &[]), 0);
+    run_with_stdin(env.cmd(REC).arg("--stdin"), line.as_bytes()).exit(0);
+    push_to(&env, &forge, &[]).exit(0);
     let entry = env.spool.join("sent").join(file_name_for_key("r1"));
     std::fs::write(&entry, "not a record").unwrap();
     push_to(&env, &forge, &["--retention-days", "0"]);
@@ -1472,7 +1411,7 @@ fn a_node_id_other_than_the_node_name_is_refused_on_every_path() {
     let mut args = good_args();
     args.push(("--node-id", "other-node"));
     let o = run(&mut record_cmd(&env, &args));
-    assert_exit(&o, 65);
+    o.exit(65);
     assert!(stderr(&o).contains("node_id"), "{}", stderr(&o));
     assert!(stderr(&o).contains("`test-node`"), "{}", stderr(&o));
     let lines = format!(
@@ -1481,7 +1420,7 @@ fn a_node_id_other_than_the_node_name_is_refused_on_every_path() {
         json_line("b", "2026-11-20 16:04:05", 1).replace('}', r#","node_id":"test-node"}"#),
     );
     let o = run_with_stdin(env.cmd(REC).arg("--stdin"), lines.as_bytes());
-    assert_exit(&o, 65);
+    o.exit(65);
     assert!(stderr(&o).contains("line 1: node_id"), "{}", stderr(&o));
     assert!(stdout(&o).contains("recorded b"), "{}", stdout(&o));
 }
@@ -1493,10 +1432,7 @@ fn a_pending_record_of_another_node_is_quarantined_not_pushed() {
     let forge = hero_usage_test_forge::TestForge::start(Default::default());
     let env = TestEnv::new();
     let line = json_line("mine", "2026-11-20 16:04:05", 7) + "\n";
-    assert_exit(
-        &run_with_stdin(env.cmd(REC).arg("--stdin"), line.as_bytes()),
-        0,
-    );
+    run_with_stdin(env.cmd(REC).arg("--stdin"), line.as_bytes()).exit(0);
     let theirs = "amount_cents = 3\ndescription = \"\"\nidempotency_key = \"theirs\"\n\
                   node_id = \"other-node\"\noccurred_at = \"2026-11-20 16:05:00\"\n\
                   resource_kind = \"cpu\"\nuser_sid = \"0a1b\"\n";
@@ -1506,7 +1442,7 @@ fn a_pending_record_of_another_node_is_quarantined_not_pushed() {
     )
     .unwrap();
     let o = push_to(&env, &forge, &[]);
-    assert_exit(&o, 65);
+    o.exit(65);
     assert_eq!(remote_keys(&forge, "test-node"), ["mine"]);
     let reasons = rejection_reasons(&env.spool);
     assert_eq!(reasons.len(), 1, "{reasons:?}");
@@ -1519,7 +1455,7 @@ fn a_pending_record_of_another_node_is_quarantined_not_pushed() {
 #[test]
 fn a_damaged_ledger_base_is_73_naming_the_file_and_the_fix() {
     let env = TestEnv::new();
-    assert_exit(&run(&mut record_cmd(&env, &good_args())), 0);
+    run(&mut record_cmd(&env, &good_args())).exit(0);
     let key = "job-43";
     let shard = hero_usage::spool::ledger::key_digest(key)[0];
     let ledger = env.spool.join("ledger");
@@ -1530,20 +1466,18 @@ fn a_damaged_ledger_base_is_73_naming_the_file_and_the_fix() {
         &env,
         &with(&good_args(), "--idempotency-key", key),
     ));
-    assert_exit(&o, 73);
+    o.exit(73);
     let err = stderr(&o);
     assert!(err.contains(&base.display().to_string()), "{err}");
     assert!(err.contains("restore") || err.contains("Restore"), "{err}");
     assert!(err.contains(".damaged"), "{err}");
     // A base cut short is damage too, not a shorter ledger.
     std::fs::write(&base, [7u8; 10]).unwrap();
-    assert_exit(
-        &run(&mut record_cmd(
-            &env,
-            &with(&good_args(), "--idempotency-key", key),
-        )),
-        73,
-    );
+    run(&mut record_cmd(
+        &env,
+        &with(&good_args(), "--idempotency-key", key),
+    ))
+    .exit(73);
 }
 
 /// Every pending record, read the way the push reads a batch: one index
@@ -1571,12 +1505,9 @@ fn push_into_the_ledger(env: &TestEnv, forge: &hero_usage_test_forge::TestForge,
         .format("%Y-%m-%d %H:%M:%S")
         .to_string();
     let lines: String = keys.iter().map(|k| json_line(k, &at, 7) + "\n").collect();
-    assert_exit(
-        &run_with_stdin(env.cmd(REC).arg("--stdin"), lines.as_bytes()),
-        0,
-    );
-    assert_exit(&push_to(env, forge, &[]), 0);
-    assert_exit(&push_to(env, forge, &["--retention-days", "0"]), 0);
+    run_with_stdin(env.cmd(REC).arg("--stdin"), lines.as_bytes()).exit(0);
+    push_to(env, forge, &[]).exit(0);
+    push_to(env, forge, &["--retention-days", "0"]).exit(0);
     assert!(files_under(&env.spool.join("sent")).is_empty(), "pruned");
 }
 
@@ -1612,10 +1543,7 @@ fn a_damaged_ledger_log_entry_is_refused_never_forgotten_nor_rewritten() {
         .format("%Y-%m-%d %H:%M:%S")
         .to_string();
     let line = json_line(&late, &at, 7) + "\n";
-    assert_exit(
-        &run_with_stdin(env.cmd(REC).arg("--stdin"), line.as_bytes()),
-        0,
-    );
+    run_with_stdin(env.cmd(REC).arg("--stdin"), line.as_bytes()).exit(0);
     let log = env.spool.join("ledger/2a.log");
     let mut bytes = std::fs::read(&log).unwrap();
     assert_eq!(bytes.len(), 3 * 64);
@@ -1623,7 +1551,7 @@ fn a_damaged_ledger_log_entry_is_refused_never_forgotten_nor_rewritten() {
     std::fs::write(&log, &bytes).unwrap();
     for key in &keys {
         let o = retry(&env, key);
-        assert_exit(&o, 73);
+        o.exit(73);
         assert!(
             stderr(&o).contains("2a.log") && stderr(&o).contains("mv "),
             "{}",
@@ -1639,7 +1567,7 @@ fn a_damaged_ledger_log_entry_is_refused_never_forgotten_nor_rewritten() {
         json_line(&fresh, &at, 7)
     );
     let o = run_with_stdin(env.cmd(REC).arg("--stdin"), lines.as_bytes());
-    assert_exit(&o, 73);
+    o.exit(73);
     assert_eq!(stdout(&o), format!("recorded {fresh}\n"));
     assert!(
         stderr(&o).contains("line 1: ") && stderr(&o).contains("2a.log"),
@@ -1653,7 +1581,7 @@ fn a_damaged_ledger_log_entry_is_refused_never_forgotten_nor_rewritten() {
     );
     std::fs::write(env.spool.join("incoming/retry.toml"), drop).unwrap();
     let o = push_to(&env, &forge, &["--retention-days", "0"]);
-    assert_exit(&o, 73);
+    o.exit(73);
     assert!(stderr(&o).contains("incoming/retry.toml"), "{}", stderr(&o));
     assert!(env.spool.join("incoming/retry.toml").exists());
     let mut want = keys.clone();
@@ -1678,15 +1606,12 @@ fn a_damaged_sent_record_keeps_its_key_and_is_reported_once() {
         .format("%Y-%m-%d %H:%M:%S")
         .to_string();
     let line = json_line("r1", &at, 7) + "\n";
-    assert_exit(
-        &run_with_stdin(env.cmd(REC).arg("--stdin"), line.as_bytes()),
-        0,
-    );
-    assert_exit(&push_to(&env, &forge, &[]), 0);
+    run_with_stdin(env.cmd(REC).arg("--stdin"), line.as_bytes()).exit(0);
+    push_to(&env, &forge, &[]).exit(0);
     let entry = env.spool.join("sent").join(file_name_for_key("r1"));
     std::fs::write(&entry, "not a record").unwrap();
     let o = push_to(&env, &forge, &["--retention-days", "0"]);
-    assert_exit(&o, 65);
+    o.exit(65);
     assert!(
         stderr(&o).contains(&format!("quarantined sent/{}", file_name_for_key("r1"))),
         "{}",
@@ -1694,17 +1619,17 @@ fn a_damaged_sent_record_keeps_its_key_and_is_reported_once() {
     );
     assert!(!entry.exists());
     assert_eq!(rejection_reasons(&env.spool).len(), 1);
-    assert_exit(&push_to(&env, &forge, &["--retention-days", "0"]), 0);
+    push_to(&env, &forge, &["--retention-days", "0"]).exit(0);
     // The retry is a duplicate, through the flags and a drop alike.
     let o = retry(&env, "r1");
-    assert_exit(&o, 0);
+    o.exit(0);
     assert_eq!(stdout(&o), "duplicate r1\n");
     std::fs::write(
         env.spool.join("incoming/r1.toml"),
         "idempotency_key = \"r1\"\nuser_sid = \"0a1b\"\namount_cents = 7\nresource_kind = \"cpu\"\n",
     )
     .unwrap();
-    assert_exit(&push_to(&env, &forge, &[]), 0);
+    push_to(&env, &forge, &[]).exit(0);
     assert!(files_under(&env.spool.join("pending")).is_empty());
     assert_eq!(remote_keys(&forge, "test-node"), ["r1"]);
 }
@@ -1730,7 +1655,7 @@ fn one_damaged_ledger_shard_holds_back_only_its_own_records() {
         .map(|k| json_line(k, &at, 3) + "\n")
         .collect();
     let o = run_with_stdin(env.cmd(REC).arg("--stdin"), lines.as_bytes());
-    assert_exit(&o, 73);
+    o.exit(73);
     assert_eq!(
         stdout(&o),
         format!("recorded {}\nrecorded {}\n", good[0], good[1])
@@ -1749,7 +1674,7 @@ fn one_damaged_ledger_shard_holds_back_only_its_own_records() {
     drop("bad.toml", &bad[1]);
     drop("good.toml", &good[2]);
     let o = push_to(&env, &forge, &["--json"]);
-    assert_exit(&o, 73);
+    o.exit(73);
     let v: serde_json::Value = serde_json::from_str(stdout(&o).trim()).unwrap();
     assert_eq!(v["pushed"], 3, "{v}");
     assert!(stderr(&o).contains("incoming/bad.toml") && stderr(&o).contains("5c.base"));

@@ -1,7 +1,7 @@
 //! The shipped scripts as an operator runs them: the smoke test against a
 //! forge that fails. Real scripts, real binaries, the test forge on loopback.
 
-use crate::support::{TestEnv, bin, repo_root, run, stderr, stdout};
+use crate::support::{Run, TestEnv, bin, repo_root, run, stderr, stdout};
 use hero_usage_test_forge::{Fault, ForgeOptions, TestForge};
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
@@ -65,7 +65,7 @@ fn smoke_against_a_failing_forge_says_what_it_waits_for_and_keeps_the_token_off_
         .env("HERO_USAGE_TEST_RETRY_MS", "5,50,1500"));
     let took = started.elapsed();
     let text = stdout(&out);
-    assert_eq!(out.status.code(), Some(1), "{text}\n{}", stderr(&out));
+    out.exit_for(1, &text);
     let wait = text
         .find("...  push-usage-now through the shim")
         .unwrap_or_else(|| panic!("no progress line before the push: {text}"));
@@ -130,7 +130,7 @@ fn install_uninstall_removes_what_it_installed_and_nothing_else() {
         std::fs::write(f, "mine\n").unwrap();
     }
     let out = install_sh(home, &["--no-build", "--from", &debug_bin_dir()]);
-    crate::support::assert_exit(&out, 0);
+    out.exit(0);
     let manifest = prefix.join("share/hero_usage/installed");
     let listed = std::fs::read_to_string(&manifest).unwrap();
     let bash_user = home.join(".local/share/bash-completion/completions/hero_usage_push");
@@ -143,15 +143,12 @@ fn install_uninstall_removes_what_it_installed_and_nothing_else() {
     let old = prefix.join("bin/hero_usage_retired");
     std::fs::write(&old, "old\n").unwrap();
     std::fs::write(&manifest, format!("{listed}f {}\n", old.display())).unwrap();
-    crate::support::assert_exit(
-        &install_sh(home, &["--no-build", "--from", &debug_bin_dir()]),
-        0,
-    );
+    install_sh(home, &["--no-build", "--from", &debug_bin_dir()]).exit(0);
     assert!(!old.exists(), "a file the old version installed is left");
     assert_eq!(std::fs::read_to_string(&manifest).unwrap(), listed);
 
     let out = install_sh(home, &["--uninstall"]);
-    crate::support::assert_exit(&out, 0);
+    out.exit(0);
     let left: Vec<PathBuf> = crate::support::files_under(home);
     assert_eq!(left, {
         let mut v = vec![config.clone(), spool_file.clone(), own_tool.clone()];
@@ -167,7 +164,7 @@ fn install_uninstall_removes_what_it_installed_and_nothing_else() {
     );
     // A second uninstall finds no manifest and says so.
     let out = install_sh(home, &["--uninstall"]);
-    crate::support::assert_exit(&out, 66);
+    out.exit(66);
     assert!(stderr(&out).contains("no manifest"), "{}", stderr(&out));
 }
 
@@ -182,7 +179,7 @@ fn install_without_cargo_suggests_no_build_from() {
         .arg(repo_root().join("scripts/install.sh"))
         .env("HOME", &env.home)
         .env("PATH", &tools));
-    crate::support::assert_exit(&out, 69);
+    out.exit(69);
     let err = stderr(&out);
     assert!(err.contains("cargo is not installed"), "{err}");
     assert!(err.contains("--no-build --from DIR"), "{err}");
@@ -201,7 +198,7 @@ fn bash_finds_the_completions_of_a_home_install() {
     }
     let env = TestEnv::new();
     let out = install_sh(&env.home, &["--no-build", "--from", &debug_bin_dir()]);
-    crate::support::assert_exit(&out, 0);
+    out.exit(0);
     for b in ["hero_usage_push", "hero_usage_audit"] {
         // What a new interactive bash does on the first TAB after the name.
         let script = format!(
@@ -214,7 +211,7 @@ fn bash_finds_the_completions_of_a_home_install() {
             .env_remove("XDG_DATA_HOME")
             .env_remove("XDG_DATA_DIRS")
             .env_remove("BASH_COMPLETION_USER_DIR"));
-        crate::support::assert_exit(&out, 0);
+        out.exit(0);
         assert!(
             stdout(&out).contains(&format!("-F _{b} {b}")),
             "{}",

@@ -2,7 +2,8 @@
 //! spool and secret file, driven by raw HTTP over a plain `TcpStream` (which
 //! is also how the limits are tested).
 
-use crate::support::{TestEnv, files_under, run, stderr, stdout};
+use crate::support::forge::{OWNER, REPO, forge_env};
+use crate::support::{Run, TestEnv, files_under, run, stderr, stdout};
 use hero_usage::otoml::parse_batch;
 use hero_usage_test_forge::{ForgeOptions, TestForge};
 use serde_json::{Value, json};
@@ -293,7 +294,7 @@ fn record_then_duplicate_then_conflict() {
 
     // The same spool as hero_usage_status sees it.
     let out = run(shim.env.cmd("hero_usage_status").arg("--json"));
-    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    out.exit(0);
     let status: Value = serde_json::from_str(stdout(&out).trim()).unwrap();
     assert_eq!(status["pending"], 1);
     // A record without occurred_at defaults to now; retrying it is a duplicate.
@@ -627,16 +628,9 @@ fn rotating_the_secret_file_needs_no_restart() {
     assert!(!log.contains(new), "{log}");
 }
 
-const OWNER: &str = "lhumina_code";
-const REPO: &str = "billing";
-
 fn with_forge(url: &str, token_file: PathBuf) -> impl FnOnce(&mut Command) {
     let url = url.to_string();
-    move |c: &mut Command| {
-        c.env("HERO_USAGE_FORGEJO_URL", url)
-            .env("HERO_USAGE_FORGEJO_TOKEN_FILE", token_file)
-            .env("HERO_USAGE_REPO", format!("{OWNER}/{REPO}"));
-    }
+    move |c: &mut Command| forge_env(c, &url, &token_file, &format!("{OWNER}/{REPO}"))
 }
 
 #[test]
@@ -791,7 +785,7 @@ fn refuses_a_non_loopback_address_without_allow_remote() {
         .cmd("hero_usage_shim")
         .args(["--listen", "0.0.0.0:0", "--admin-secret-file"])
         .arg(&secret));
-    assert_eq!(out.status.code(), Some(78), "{}", stderr(&out));
+    out.exit(78);
     assert!(stderr(&out).contains("--allow-remote"), "{}", stderr(&out));
     assert!(stderr(&out).starts_with("hero_usage_shim: error: "));
     // The environment and the config file are held to the same rule.
@@ -799,7 +793,7 @@ fn refuses_a_non_loopback_address_without_allow_remote() {
         .cmd("hero_usage_shim")
         .env("HERO_USAGE_LISTEN", "0.0.0.0:0")
         .env("HERO_ONBOARDING_ADMIN_SECRET_FILE", &secret));
-    assert_eq!(out.status.code(), Some(78), "{}", stderr(&out));
+    out.exit(78);
 }
 
 #[test]
@@ -818,7 +812,7 @@ fn allow_remote_binds_any_address() {
 fn no_admin_secret_refuses_to_start() {
     let env = TestEnv::new();
     let out = run(env.cmd("hero_usage_shim").args(["--listen", "127.0.0.1:0"]));
-    assert_eq!(out.status.code(), Some(78), "{}", stderr(&out));
+    out.exit(78);
     assert!(stderr(&out).contains("admin secret"), "{}", stderr(&out));
     // An empty secret file is no secret either.
     let empty = env.path("empty");
@@ -827,7 +821,7 @@ fn no_admin_secret_refuses_to_start() {
         .cmd("hero_usage_shim")
         .args(["--listen", "127.0.0.1:0", "--admin-secret-file"])
         .arg(&empty));
-    assert_eq!(out.status.code(), Some(78), "{}", stderr(&out));
+    out.exit(78);
 }
 
 #[test]
@@ -842,4 +836,44 @@ fn the_secret_from_the_environment_works_and_is_never_logged() {
     let (code, log) = shim.stop();
     assert_eq!(code, Some(0));
     assert!(!log.contains(value), "{log}");
+}
+
+#[test]
+fn push_now_signs_with_the_key_the_hourly_job_uses() {
+    // A key ssh-keygen made, named by the environment, as for the hourly job.
+    let forge = TestForge::start(ForgeOptions::default());
+    let env = TestEnv::new();
+    let token = env.path("token");
+    std::fs::write(&token, forge.token()).unwrap();
+    let key = env.path("node_key");
+    let made = run(Command::new("ssh-keygen")
+        .args(["-q", "-t", "ed25519", "-N", "", "-f"])
+        .arg(&key));
+    assert!(made.status.success(), "{}", stderr(&made));
+    let public = std::fs::read_to_string(env.path("node_key.pub")).unwrap();
+    let allowed = env.path("allowed_signers");
+    std::fs::write(&allowed, format!("test-node {public}")).unwrap();
+    let url = forge.base_url();
+    let setup = with_forge(&url, token);
+    let key_env = key.clone();
+    let shim = Shim::start_with(env, move |c: &mut Command| {
+        setup(c);
+        c.env("HERO_USAGE_SIGNING_KEY_FILE", key_env);
+    });
+    assert_eq!(shim.record(&record("job-1", 250)).status, 201);
+    let r = shim.post("/admin/push-usage-now", "");
+    assert_eq!(r.status, 200, "{r:?}");
+    let hour = "usage_2026-11-20-16.otoml";
+    let data = forge
+        .file(OWNER, REPO, "main", &format!("nodes/test-node/{hour}"))
+        .unwrap();
+    let sig = forge
+        .file(
+            OWNER,
+            REPO,
+            "main",
+            &format!("signatures/test-node/{hour}.sig"),
+        )
+        .expect("the signature beside the hour file");
+    crate::signing::ssh_verify(&allowed, "test-node", &data, &sig).unwrap();
 }

@@ -1,14 +1,14 @@
 //! `hero_usage_status`: counts, the last push, JSON, Prometheus and the
 //! `--max-age` alerting hook, through the real binary.
 
-use crate::support::{TestEnv, files_under, record, run, status_json as json, stderr, stdout};
+use crate::support::{Run, TestEnv, files_under, record, run, status_json as json, stderr, stdout};
 use std::time::{Duration, SystemTime};
 
 #[test]
 fn a_missing_spool_reads_as_empty_and_is_not_created() {
     let env = TestEnv::new();
-    let (code, v) = json(&env, &[]);
-    assert_eq!(code, Some(0));
+    let (st, v) = json(&env, &[]);
+    st.exit(0);
     assert_eq!(v["pending"], 0);
     assert!(v["last_push"].is_null());
     assert!(!env.spool.exists());
@@ -19,8 +19,8 @@ fn counts_pending_and_alerts_on_max_age() {
     let env = TestEnv::new();
     record(&env, "a");
     record(&env, "b");
-    let (code, v) = json(&env, &["--max-age", "3600"]);
-    assert_eq!(code, Some(0));
+    let (st, v) = json(&env, &["--max-age", "3600"]);
+    st.exit(0);
     assert_eq!(v["pending"], 2);
     assert_eq!(v["node"], "test-node");
     assert!(v["oldest_pending_age_seconds"].as_i64().unwrap() < 3600);
@@ -34,11 +34,11 @@ fn counts_pending_and_alerts_on_max_age() {
         .unwrap()
         .set_modified(old)
         .unwrap();
-    let (code, v) = json(&env, &["--max-age", "3600"]);
-    assert_eq!(code, Some(1));
+    let (st, v) = json(&env, &["--max-age", "3600"]);
+    st.exit(1);
     assert!(v["oldest_pending_age_seconds"].as_i64().unwrap() >= 7200);
     let out = run(env.cmd("hero_usage_status").args(["--max-age", "3600"]));
-    assert_eq!(out.status.code(), Some(1));
+    out.exit(1);
     assert!(
         stderr(&out).contains("more than 3600 s"),
         "{}",
@@ -57,13 +57,13 @@ fn prometheus_exposition_and_the_last_push() {
         .cmd("hero_usage_push")
         .env("HERO_USAGE_FORGEJO_URL", "http://127.0.0.1:9")
         .env("HERO_USAGE_FORGEJO_TOKEN", "t0ken-value"));
-    assert_eq!(out.status.code(), Some(75), "{}", stderr(&out));
+    out.exit(75);
     let (_, v) = json(&env, &[]);
     assert_eq!(v["last_push"]["outcome"], "failed");
     assert_eq!(v["last_push"]["exit_code"], 75);
 
     let out = run(env.cmd("hero_usage_status").arg("--prometheus"));
-    assert_eq!(out.status.code(), Some(0));
+    out.exit(0);
     let text = stdout(&out);
     for line in [
         "# TYPE hero_usage_pending_records gauge",
@@ -90,7 +90,7 @@ fn settings_come_from_flag_then_environment_then_config_then_default() {
     std::fs::create_dir_all(cfg.parent().unwrap()).unwrap();
     let spool_of = |cmd: &mut std::process::Command| {
         let out = run(cmd.arg("--json"));
-        assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+        out.exit(0);
         let v: serde_json::Value = serde_json::from_str(stdout(&out).trim()).unwrap();
         (
             v["spool"].as_str().unwrap().to_string(),
@@ -143,14 +143,14 @@ fn settings_come_from_flag_then_environment_then_config_then_default() {
     assert_eq!(got, (show(&a), "cfg-node".to_string()));
     // A bad node name is a configuration error.
     let out = run(env.cmd("hero_usage_status").env("HERO_NODE_ID", "../etc"));
-    assert_eq!(out.status.code(), Some(78), "{}", stderr(&out));
+    out.exit(78);
 }
 
 #[test]
 fn version_names_the_binary() {
     let env = TestEnv::new();
     let out = run(env.cmd("hero_usage_status").arg("--version"));
-    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    out.exit(0);
     assert!(
         stdout(&out).starts_with("hero_usage_status "),
         "{}",
@@ -186,8 +186,8 @@ fn a_drop_waiting_in_incoming_counts_for_the_age_and_the_alert() {
     // has waited counts from its arrival in incoming/ (its ctime): now.
     let three_days = 3 * 86400;
     drop_aged(&env, "x.toml", Duration::from_secs(three_days));
-    let (code, v) = json(&env, &["--max-age", "3600"]);
-    assert_eq!(code, Some(0), "{v}");
+    let (st, v) = json(&env, &["--max-age", "3600"]);
+    st.exit_for(0, &v.to_string());
     assert_eq!(
         (v["pending"].as_i64(), v["incoming"].as_i64()),
         (Some(0), Some(1))
@@ -200,7 +200,7 @@ fn a_drop_waiting_in_incoming_counts_for_the_age_and_the_alert() {
     // Once it has waited longer than --max-age, the alert fires.
     std::thread::sleep(Duration::from_millis(1100));
     let out = run(env.cmd("hero_usage_status").args(["--max-age", "0"]));
-    assert_eq!(out.status.code(), Some(1), "{}", stdout(&out));
+    out.exit(1);
     assert!(
         stdout(&out).contains("incoming  1 (oldest dropped "),
         "{}",
@@ -222,8 +222,8 @@ fn a_drop_waiting_in_incoming_counts_for_the_age_and_the_alert() {
 
     // Once pushed into pending/ (here: taken away), the alert is quiet again.
     std::fs::remove_file(env.spool.join("incoming/x.toml")).unwrap();
-    let (code, _) = json(&env, &["--max-age", "0"]);
-    assert_eq!(code, Some(0));
+    let (st, _) = json(&env, &["--max-age", "0"]);
+    st.exit(0);
 }
 
 #[test]
@@ -233,8 +233,8 @@ fn a_symlinked_drop_is_aged_by_the_link_not_its_target() {
     let kept = env.path("old.toml");
     std::fs::rename(&target, &kept).unwrap();
     std::os::unix::fs::symlink(&kept, env.spool.join("incoming/link.toml")).unwrap();
-    let (code, v) = json(&env, &["--max-age", "3600"]);
-    assert_eq!(code, Some(0), "{v}");
+    let (st, v) = json(&env, &["--max-age", "3600"]);
+    st.exit_for(0, &v.to_string());
     assert_eq!(v["incoming"], 1);
     assert!(
         v["oldest_pending_age_seconds"].as_i64().unwrap() < 3600,
@@ -256,7 +256,7 @@ fn a_spool_that_is_not_a_directory_is_an_error_not_an_empty_spool() {
             .arg("--spool")
             .arg(spool)
             .args(["--json", "--max-age", "1"]));
-        assert_eq!(out.status.code(), Some(73), "{}", stdout(&out));
+        out.exit(73);
         let err = stderr(&out);
         assert!(err.starts_with("hero_usage_status: error: "), "{err}");
         assert!(err.contains(&spool.display().to_string()), "{err}");
@@ -276,14 +276,14 @@ fn a_corrupt_outcome_file_is_reported_unreadable_not_as_never_ran() {
         ("[1, 2]", "not a JSON object"),
     ] {
         std::fs::write(&outcome, content).unwrap();
-        let (code, v) = json(&env, &[]);
-        assert_eq!(code, Some(0), "{v}");
+        let (st, v) = json(&env, &[]);
+        st.exit_for(0, &v.to_string());
         assert!(v["last_push"].is_null(), "{v}");
         let reason = v["last_push_unreadable"].as_str().unwrap_or_default();
         assert!(reason.contains(why), "{content:?}: {v}");
 
         let out = run(&mut env.cmd("hero_usage_status"));
-        assert_eq!(out.status.code(), Some(0));
+        out.exit(0);
         let text = stdout(&out);
         assert!(
             text.contains("last push unreadable outcome file "),
@@ -302,8 +302,8 @@ fn a_corrupt_outcome_file_is_reported_unreadable_not_as_never_ran() {
     // A directory in its place cannot be read either.
     std::fs::remove_file(&outcome).unwrap();
     std::fs::create_dir(&outcome).unwrap();
-    let (code, v) = json(&env, &[]);
-    assert_eq!(code, Some(0), "{v}");
+    let (st, v) = json(&env, &[]);
+    st.exit_for(0, &v.to_string());
     assert!(v["last_push_unreadable"].is_string(), "{v}");
     // Nor is a symlink followed, even to a good outcome.
     std::fs::remove_dir(&outcome).unwrap();
@@ -335,7 +335,7 @@ fn control_characters_in_the_spool_path_are_escaped_in_the_text() {
     let env = TestEnv::new();
     let spool = env.path("sp\x1b[2Jool\nx");
     let out = run(env.cmd("hero_usage_status").env("HERO_USAGE_SPOOL", &spool));
-    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    out.exit(0);
     let text = stdout(&out);
     assert!(!text.contains('\x1b'), "{text:?}");
     assert!(text.contains("sp\\u{1b}[2Jool\\nx"), "{text}");
@@ -352,7 +352,7 @@ fn a_spool_of_another_node_is_78_naming_both_never_figures_under_the_wrong_name(
             .cmd("hero_usage_status")
             .env("HERO_NODE_ID", "another-node")
             .args(args));
-        assert_eq!(out.status.code(), Some(78), "{}", stderr(&out));
+        out.exit(78);
         assert!(stdout(&out).is_empty(), "{}", stdout(&out));
         let err = stderr(&out);
         assert!(
@@ -360,8 +360,9 @@ fn a_spool_of_another_node_is_78_naming_both_never_figures_under_the_wrong_name(
             "{err}"
         );
     }
-    let (code, v) = json(&env, &[]);
-    assert_eq!((code, v["node"].as_str()), (Some(0), Some(bound.as_str())));
+    let (st, v) = json(&env, &[]);
+    st.exit(0);
+    assert_eq!(v["node"].as_str(), Some(bound.as_str()));
 }
 
 #[test]
@@ -383,7 +384,7 @@ fn out_writes_the_textfile_atomically_readable_by_node_exporter() {
         .env("HOME", &env.home)
         .env("HERO_USAGE_SPOOL", &env.spool)
         .env("HERO_NODE_ID", &env.node));
-    crate::support::assert_exit(&out, 0);
+    out.exit(0);
     assert!(stdout(&out).is_empty(), "{}", stdout(&out));
     let text = std::fs::read_to_string(&file).unwrap();
     assert!(
@@ -402,7 +403,7 @@ fn out_writes_the_textfile_atomically_readable_by_node_exporter() {
         .cmd("hero_usage_status")
         .args(["--prometheus", "--out"])
         .arg(&missing));
-    crate::support::assert_exit(&out, 74);
+    out.exit(74);
     assert!(
         stderr(&out).contains("the report was not written"),
         "{}",
@@ -435,7 +436,7 @@ fn status_by_another_user_than_the_spools_owner_says_whose_it_is_and_what_to_run
         .arg(&env.spool)
         .env("HOME", "/")
         .env("HERO_NODE_ID", &env.node));
-    crate::support::assert_exit(&out, 73);
+    out.exit(73);
     let err = stderr(&out);
     assert!(
         err.contains("it belongs to user root (mode 700) and this is user nobody"),

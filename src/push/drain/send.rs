@@ -5,7 +5,7 @@ use crate::error::Kind;
 use crate::error::fail;
 use crate::failpoint::failpoint;
 use crate::forgejo::forge_err;
-use crate::forgejo::{FileOp, ForgeError, ForgejoClient};
+use crate::forgejo::{FileChange, FileOp, ForgeError, ForgejoClient};
 use crate::outcome::{Problem, PushSummary};
 use anyhow::Result;
 use std::collections::VecDeque;
@@ -50,7 +50,7 @@ impl Drain<'_, '_> {
                     failures += 1;
                     let first = *first_failure.get_or_insert_with(Instant::now);
                     self.wait_or_give_up(&e, failures, first, summary)?;
-                    if matches!(e, ForgeError::Network(_) | ForgeError::Timeout(_)) {
+                    if e.may_have_applied() {
                         chunk.meta.iter_mut().for_each(|m| m.maybe_landed = true);
                     }
                     if e.needs_reread() {
@@ -88,13 +88,18 @@ impl Drain<'_, '_> {
             chunk.changes.len()
         ));
         client
-            .change_files(&self.repo, &chunk.changes, &opts)
+            .commit_changes(&self.repo, &chunk.files(), &opts)
             .map(|r| r.commit_sha)
     }
 
     /// The commit landed: mark its records sent, durably, before anything else.
     fn committed(&mut self, chunk: Chunk, sha: String, summary: &mut PushSummary) -> Result<()> {
         failpoint("push-after-commit");
+        if self.single_files
+            && let Some(sig) = chunk.meta.first().and_then(|m| m.signature.as_ref())
+        {
+            self.sign_alone(sig, summary)?;
+        }
         summary.commits += 1;
         summary.commit = Some(sha);
         self.create_from = None;
@@ -106,6 +111,54 @@ impl Drain<'_, '_> {
         }
         let records = chunk.meta.into_iter().flat_map(|m| m.fresh).collect();
         self.marker.mark(self.ctx.spool, records)
+    }
+
+    /// On a server without the many-files endpoint, an hour file's signature
+    /// cannot share its commit: it follows in the very next request, the
+    /// hour's records marked sent only after it (a crash in between leaves
+    /// them pending: the next run finds them present and signs the hour
+    /// again). A signature that cannot be written is reported (75), never
+    /// the reason to send the hour file again.
+    pub(super) fn sign_alone(&mut self, sig: &FileChange, summary: &mut PushSummary) -> Result<()> {
+        let (repo, branch) = (self.repo.clone(), self.branch.clone());
+        let mut sha = sig.sha.clone();
+        let mut result = Err(ForgeError::Network(String::new()));
+        for _ in 0..3 {
+            let opts = self.commit_options(format!(
+                "usage: signature of {} from node {}",
+                sig.path, self.ctx.opts.node
+            ));
+            summary.attempts += 1;
+            result = self.retrying(summary, |c| match &sha {
+                Some(sha) => c.update_file(&repo, &sig.path, &sig.content, sha, &opts),
+                None => c.create_file(&repo, &sig.path, &sig.content, &opts),
+            })?;
+            match &result {
+                Err(e) if e.needs_reread() => {
+                    sha = self
+                        .retrying(summary, |c| c.read_file(&repo, &sig.path, Some(&branch)))?
+                        .map_err(forge_err)?
+                        .map(|f| f.sha);
+                }
+                _ => break,
+            }
+        }
+        match result {
+            Ok(r) => {
+                summary.commits += 1;
+                summary.commit = Some(r.commit_sha);
+            }
+            Err(e) => {
+                summary.unreadable_hours.push(Problem {
+                    what: sig.path.clone(),
+                    reason: format!(
+                        "the hour file was committed, but its signature could not be: {e}; it is written when the hour next changes"
+                    ),
+                });
+                summary.failure.get_or_insert(Kind::TempFail);
+            }
+        }
+        Ok(())
     }
 
     /// A 413: halve the chunk and keep the smaller size for the rest of the
@@ -214,7 +267,10 @@ impl Drain<'_, '_> {
         for (change, meta) in chunk.changes.into_iter().zip(chunk.meta) {
             let landed = meta.maybe_landed.then_some(change.operation);
             drop(change);
-            if let Some((c, mut m)) = self.plan_hour(meta.hour, meta.fresh, landed, summary)? {
+            let reread = true;
+            if let Some((c, mut m)) =
+                self.plan_hour(meta.hour, meta.fresh, landed, reread, summary)?
+            {
                 m.maybe_landed = meta.maybe_landed;
                 out.push(c, m);
             }

@@ -89,7 +89,7 @@ pub(super) fn control(st: &State, req: &Request, rest: &str) -> Response {
 }
 
 /// `{"method": "PUT"|null, "path_contains": "...", "times": 1, "action":
-/// "fail"|"delay"|"drop_before"|"drop_after"|"concurrent_commit", "status",
+/// "fail"|"delay"|"drop_before"|"drop_after"|"reset_after"|"fail_after"|"concurrent_commit", "status",
 /// "message", "delay_ms", "file", "content" (base64)}`
 pub(super) fn parse_fault(body: &[u8]) -> Result<Fault, String> {
     let v: Value = serde_json::from_slice(body).map_err(|e| format!("invalid JSON: {e}"))?;
@@ -103,6 +103,11 @@ pub(super) fn parse_fault(body: &[u8]) -> Result<Fault, String> {
         )),
         "drop_before" => FaultAction::DropBefore,
         "drop_after" => FaultAction::DropAfter,
+        "reset_after" => FaultAction::ResetAfter,
+        "fail_after" => FaultAction::FailAfter {
+            status: v["status"].as_u64().unwrap_or(500) as u16,
+            message: v["message"].as_str().unwrap_or("").to_string(),
+        },
         "concurrent_commit" => FaultAction::ConcurrentCommit {
             path: v["file"]
                 .as_str()

@@ -64,7 +64,8 @@ pub(crate) fn handle(st: &State, req: Request) -> Outcome {
 
     let fault = take_fault(st, &req.method, &path);
     let mut fault_name = None;
-    let mut drop_after = false;
+    let mut drop_after = None;
+    let mut fail_after = None;
     if let Some(f) = fault {
         match f.action {
             FaultAction::Fail { status, message } => {
@@ -81,8 +82,16 @@ pub(crate) fn handle(st: &State, req: Request) -> Outcome {
                 return Outcome::Drop;
             }
             FaultAction::DropAfter => {
-                drop_after = true;
+                drop_after = Some(Outcome::Drop);
                 fault_name = Some("drop_after");
+            }
+            FaultAction::ResetAfter => {
+                drop_after = Some(Outcome::Reset);
+                fault_name = Some("reset_after");
+            }
+            FaultAction::FailAfter { status, message } => {
+                fail_after = Some((status, message));
+                fault_name = Some("fail_after");
             }
             FaultAction::ConcurrentCommit {
                 path: file,
@@ -94,10 +103,13 @@ pub(crate) fn handle(st: &State, req: Request) -> Outcome {
         }
     }
 
-    let resp = route(st, &req, &path, &auth).unwrap_or_else(|e| e);
-    if drop_after {
+    let mut resp = route(st, &req, &path, &auth).unwrap_or_else(|e| e);
+    if let Some((status, message)) = fail_after {
+        resp = error(st, status, &message);
+    }
+    if let Some(end) = drop_after {
         log(st, &req, &logged_path, 0, fault_name);
-        return Outcome::Drop;
+        return end;
     }
     log(st, &req, &logged_path, resp.status, fault_name);
     Outcome::Reply(resp)

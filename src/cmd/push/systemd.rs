@@ -1,6 +1,6 @@
 //! The systemd units of a schedule (`--print-schedule systemd`, and the
 //! Debian package's units, rendered by the same code from
-//! [`crate::schedule::debian_job`]): the push service and its hourly timer,
+//! [`super::schedule::debian_job`]): the push service and its hourly timer,
 //! the shim's service, and optionally a minutely status timer for
 //! node_exporter's textfile collector.
 //!
@@ -12,7 +12,7 @@
 //! the shim 1.2 and the status 0.4 (9.6 without). User units get only what a user manager
 //! can do without user namespaces (`NoNewPrivileges=`, `UMask=`).
 
-use crate::schedule::{Job, RunAs, SPLAY_SECONDS, ScheduleFile, minute_for};
+use super::schedule::{Job, RunAs, SPLAY_SECONDS, ScheduleFile, minute_for};
 use crate::text::is_plain;
 use std::path::Path;
 

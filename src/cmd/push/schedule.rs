@@ -186,7 +186,7 @@ fn splayed(push: &[String]) -> Vec<String> {
 pub fn render(scheduler: Scheduler, job: &Job) -> Vec<ScheduleFile> {
     match scheduler {
         Scheduler::HeroProc => vec![hero_proc_action(job)],
-        Scheduler::Systemd => crate::systemd::units(job),
+        Scheduler::Systemd => super::systemd::units(job),
         Scheduler::Cron => vec![ScheduleFile {
             name: "hero_usage_push.cron".into(),
             content: format!("{}\n", cron_line(job)),
@@ -242,7 +242,7 @@ pub fn install_commands(scheduler: Scheduler, job: &Job, dir: Option<&Path>) -> 
                 shell_word(CRON_MARK)
             )]
         }
-        Scheduler::Systemd => crate::systemd::install_commands(job, &at),
+        Scheduler::Systemd => super::systemd::install_commands(job, &at),
     }
 }
 
@@ -362,6 +362,12 @@ pub fn prepare(req: &Request, settings: &Resolver, common: &Common) -> Result<Pr
             read.push(std::path::absolute(&p).unwrap_or(p));
         }
     }
+    // The signing key must stay readable in the sandbox too.
+    read.extend(
+        settings
+            .signing_key()
+            .map(|k| std::path::absolute(&k.value).unwrap_or(k.value)),
+    );
     let job = Job {
         node: Some(common.node.clone()),
         push,
@@ -472,6 +478,15 @@ fn forge_words(settings: &Resolver, config: Option<&Path>) -> (Vec<String>, Vec<
             "no Forgejo URL is configured: the scheduled push would exit 78 every hour; set forgejo_url in {where_}"
         ));
     }
+    // The key signs the scheduled runs too: carried unless the config file
+    // names it (the default path depends on a HOME the scheduler may not share).
+    if let Some(key) = settings
+        .signing_key()
+        .filter(|k| k.source != Source::Config)
+    {
+        let path = std::path::absolute(&key.value).unwrap_or(key.value);
+        words.extend(["--signing-key-file".into(), path.display().to_string()]);
+    }
     match settings.token() {
         Some(Resolved {
             value: SecretSource::File(path),
@@ -545,7 +560,7 @@ pub fn stdout_text(scheduler: Scheduler, job: &Job, out: Option<&Path>) -> Strin
             for f in &files {
                 s.push_str(&format!(
                     "# {}/{}\n{}\n",
-                    crate::systemd::unit_dir(&job.run_as),
+                    super::systemd::unit_dir(&job.run_as),
                     f.name,
                     f.content
                 ));

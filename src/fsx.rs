@@ -1,5 +1,6 @@
-//! Small file-system helpers for the spool: create with fixed modes, open
-//! without following symbolic links, fsync a directory, unique names.
+//! Small file-system helpers (the spool's, the audit's state): create with
+//! fixed modes, open without following symbolic links, fsync a directory,
+//! unique names. A leaf: it imports nothing of ours.
 //!
 //! Without the libc crate there is no `O_NOFOLLOW`; instead every open of an
 //! existing spool file checks `symlink_metadata` first and compares the opened

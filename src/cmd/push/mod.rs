@@ -1,15 +1,21 @@
 //! `hero_usage_push`: the hourly job. Flags here, the job in [`crate::push`].
-//! See `man 1 hero_usage_push`.
+//! See `man 1 hero_usage_push`. `--check` is [`check`], `--print-schedule`
+//! is [`schedule`].
+
+mod check;
+mod schedule;
+mod systemd;
 
 use crate::console::{err_line, out};
 use crate::error::{Exit, kind_of};
 use crate::push::{self, Outcome, PushOptions, PushSummary, RetryPolicy};
-use crate::schedule::{self, Scheduler};
-use crate::settings::{ForgeArgs, ForgeSettings, Resolver, SpoolArgs};
+use crate::settings::{ForgeArgs, ForgeSettings, Resolver, SigningArgs, SpoolArgs};
+use crate::signing;
 use crate::spool::Spool;
 use crate::text::one_line;
 use anyhow::Result;
 use clap::Parser;
+use schedule::Scheduler;
 use std::process::ExitCode;
 use std::time::Duration;
 
@@ -23,6 +29,14 @@ pub struct Cli {
     pub spool: SpoolArgs,
     #[command(flatten)]
     pub forge: ForgeArgs,
+    #[command(flatten)]
+    pub signing: SigningArgs,
+    /// Create the node's signing key if it is missing (mode 0600, never overwrites one); print its allowed_signers line
+    #[arg(long, conflicts_with_all = ["print_schedule", "check", "dry_run", "print_public_key"])]
+    pub init_signing_key: bool,
+    /// Print the signing key's allowed_signers line (<node> namespaces="hero-usage" ssh-ed25519 ...)
+    #[arg(long, conflicts_with_all = ["print_schedule", "check", "dry_run"])]
+    pub print_public_key: bool,
     /// Accepted for schedulers configured with it; every run is one-shot
     #[arg(long)]
     pub once: bool,
@@ -105,7 +119,7 @@ fn failed_json(err: &anyhow::Error) -> Result<Exit> {
 
 /// One push run (or a printed schedule); returns how it ends.
 pub(crate) fn run(cli: Cli) -> Result<Exit> {
-    let settings = Resolver::load(&cli.spool, &cli.forge)?;
+    let settings = Resolver::load(&cli.spool, &cli.forge)?.with_signing(&cli.signing);
     let common = settings.common()?;
     if let Some(scheduler) = cli.print_schedule {
         let request = schedule::Request {
@@ -123,13 +137,17 @@ pub(crate) fn run(cli: Cli) -> Result<Exit> {
         }
         return Ok(Exit::Ok);
     }
+    if cli.init_signing_key || cli.print_public_key {
+        return public_key(&cli, &settings, &common.node);
+    }
     if cli.check {
-        return crate::check::run(&settings, &common);
+        return check::run(&settings, &common);
     }
     if let Some(w) = settings.token_file_warning() {
         let _ = err_line(&format!("{BINARY}: warning: {w}"));
     }
     let forge = settings.forge()?;
+    let signer = settings.signer()?;
     let summary = if cli.dry_run && !common.spool.exists() {
         // A dry run creates nothing, not even the spool: nothing to push.
         PushSummary {
@@ -141,7 +159,8 @@ pub(crate) fn run(cli: Cli) -> Result<Exit> {
         if !cli.dry_run {
             std::thread::sleep(push::splay_delay(&common.node, cli.splay));
         }
-        let opts = options(&cli, &common.node, forge);
+        let mut opts = options(&cli, &common.node, forge);
+        opts.signer = signer;
         // Retries are told as they happen, but not by a quiet run: cron
         // mails whatever it prints. They stay in the summary's notes.
         let quiet = cli.quiet;
@@ -167,6 +186,46 @@ pub(crate) fn run(cli: Cli) -> Result<Exit> {
     }
     report(&summary);
     Ok(summary.exit())
+}
+
+/// `--init-signing-key` (create the key unless it exists) and
+/// `--print-public-key`: the allowed_signers line on stdout.
+fn public_key(cli: &Cli, settings: &Resolver, node: &str) -> Result<Exit> {
+    let located = settings.signing_key().map(|k| k.value);
+    let signer = if cli.init_signing_key {
+        let path = match located {
+            Some(p) => p,
+            None => signing::default_key_path().ok_or_else(|| {
+                crate::error::fail(
+                    crate::error::Kind::Config,
+                    "no place for the signing key: set --signing-key-file, HERO_USAGE_SIGNING_KEY_FILE or HOME",
+                )
+            })?,
+        };
+        let (signer, created) = signing::init_key(&path, node)?;
+        err_line(&format!(
+            "{BINARY}: {} {}; put this line into the billing side's allowed_signers file:",
+            if created {
+                "created the signing key (mode 0600)"
+            } else {
+                "kept the existing signing key"
+            },
+            path.display()
+        ))?;
+        signer
+    } else {
+        match located {
+            Some(p) => signing::Signer::load(&p)?,
+            None => {
+                return Err(crate::error::fail(
+                    crate::error::Kind::Config,
+                    "no signing key: create one with --init-signing-key, or set --signing-key-file, HERO_USAGE_SIGNING_KEY_FILE or signing_key_file in the config file",
+                ));
+            }
+        }
+    };
+    out(&format!("{}\n", signer.allowed_signers_line(node)))?;
+    Ok(Exit::Ok)
 }
 
 fn options(cli: &Cli, node: &str, forge: ForgeSettings) -> PushOptions {
