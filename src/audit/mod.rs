@@ -342,7 +342,7 @@ fn run_forge(settings: &ForgeSettings, opts: &Options) -> Result<Report> {
     let repo = forge
         .client
         .get_repo(&crate::forgejo::RepoRef::new(&forge.owner, &forge.repo))
-        .map_err(crate::forgejo::forge_err)?;
+        .map_err(api::api_err)?;
     let mut places = vec![Place {
         branch: repo.default_branch.clone(),
         commit: None,

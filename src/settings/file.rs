@@ -22,17 +22,20 @@ pub(crate) struct ConfigFile {
     pub branch: Option<String>,
     pub admin_secret_file: Option<PathBuf>,
     pub listen: Option<String>,
+    pub ca_file: Option<PathBuf>,
+    pub insecure_http: Option<bool>,
     pub signing_key_file: Option<PathBuf>,
 }
 
 impl ConfigFile {
     /// The path settings, by key: the ones resolved against the file's
     /// directory and refused when empty.
-    fn paths_mut(&mut self) -> [(&'static str, &mut Option<PathBuf>); 4] {
+    fn paths_mut(&mut self) -> [(&'static str, &mut Option<PathBuf>); 5] {
         [
             ("spool", &mut self.spool),
             ("token_file", &mut self.token_file),
             ("admin_secret_file", &mut self.admin_secret_file),
+            ("ca_file", &mut self.ca_file),
             ("signing_key_file", &mut self.signing_key_file),
         ]
     }
@@ -52,6 +55,7 @@ impl ConfigFile {
             )
         })?;
         file.refuse_empty_paths(path)?;
+        file.expand_home(path)?;
         file.resolve_relative(path.parent().unwrap_or(Path::new("/")));
         Ok(file)
     }
@@ -74,6 +78,39 @@ impl ConfigFile {
             )),
             None => Ok(()),
         }
+    }
+
+    /// A leading `~/` means the home directory, as in a shell (a scheduler
+    /// runs no shell to expand it). `~user/` is not expanded: refused with
+    /// the fix, never taken as a folder named `~user`.
+    fn expand_home(&mut self, path: &Path) -> Result<()> {
+        let home = home();
+        for (key, p) in self.paths_mut() {
+            let Some(p) = p else { continue };
+            let Some(text) = p.to_str().filter(|t| t.starts_with('~')) else {
+                continue;
+            };
+            let expanded = match (text.strip_prefix("~/"), &home) {
+                (Some(rest), Some(h)) => h.join(rest),
+                _ => {
+                    return Err(fail(
+                        Kind::Config,
+                        format!(
+                            "config file {}: {key} = {text:?}: only a leading ~/ is expanded \
+                             (to $HOME{}); write the full path",
+                            path.display(),
+                            if home.is_none() {
+                                ", which is not set"
+                            } else {
+                                ""
+                            }
+                        ),
+                    ));
+                }
+            };
+            *p = expanded;
+        }
+        Ok(())
     }
 
     /// Paths in a config file name files beside it, not in whatever
