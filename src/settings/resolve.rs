@@ -462,7 +462,7 @@ fn absolute(p: PathBuf) -> PathBuf {
 }
 
 /// The host name, from the kernel (no libc needed).
-fn host_name() -> Result<String> {
+pub(crate) fn host_name() -> Result<String> {
     let raw = std::fs::read_to_string("/proc/sys/kernel/hostname")
         .or_else(|_| std::fs::read_to_string("/etc/hostname"))
         .context("cannot tell the host name; set --node or HERO_NODE_ID")

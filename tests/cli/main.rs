@@ -18,6 +18,7 @@ mod scripts;
 mod settings;
 mod shim;
 mod signing;
+mod spools;
 mod status;
 mod support;
 mod tls;

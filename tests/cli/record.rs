@@ -117,7 +117,12 @@ fn spawn_stdin(env: &TestEnv) -> (std::process::Child, std::process::ChildStdin)
 fn non_lock_files(spool: &Path) -> Vec<PathBuf> {
     files_under(spool)
         .into_iter()
-        .filter(|p| !p.ends_with("lock") && !p.ends_with("push.lock") && !p.ends_with("state/node"))
+        .filter(|p| {
+            !p.ends_with("lock")
+                && !p.ends_with("push.lock")
+                && !p.ends_with("state/node")
+                && !p.ends_with("state/spool_id")
+        })
         .collect()
 }
 

@@ -71,6 +71,9 @@ pub struct Cli {
     #[arg(long, value_name = "N",
           value_parser = clap::value_parser!(u32).range(0..=push::MAX_RETENTION_DAYS as i64))]
     pub ledger_days: Option<u32>,
+    /// Take the node name over from another spool that pushed it last (see man 7 hero_usage, MOVING A NODE)
+    #[arg(long, conflicts_with_all = ["print_schedule", "check"])]
+    pub adopt_node: bool,
     /// Print what a scheduler needs to run this job hourly, then exit
     #[arg(long, value_name = "SCHEDULER")]
     pub print_schedule: Option<Scheduler>,
@@ -237,6 +240,7 @@ fn options(cli: &Cli, node: &str, forge: ForgeSettings) -> PushOptions {
         retry: RetryPolicy::for_window(Duration::from_secs(cli.retry_seconds)),
         retention_days: Some(cli.retention_days),
         ledger_days: cli.ledger_days,
+        adopt_node: cli.adopt_node,
         ..PushOptions::new(node, forge)
     }
 }
