@@ -47,7 +47,7 @@ const FORBIDDEN: &[(&[&str], &[&str], &str)] = &[
 // `config` is the settings' name before `settings/` (c5c63dd).
 
 /// Modules that import nothing of ours.
-const GROUND: &[&str] = &["error", "text", "secret", "failpoint", "fsx"];
+const GROUND: &[&str] = &["error", "text", "secret", "failpoint", "fsx", "users"];
 /// Pure data and its rules.
 const MODEL: &[&str] = &["record", "otoml", "layout"];
 /// The binaries' faces: command line, printing, exit codes.
