@@ -12,6 +12,7 @@ mod forge;
 mod man_examples;
 mod ops;
 mod otoml;
+mod output;
 mod push;
 mod record;
 mod scripts;
