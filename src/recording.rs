@@ -1,11 +1,11 @@
 //! The recording use case that `hero_usage_record` and the HTTP shim share:
 //! a record's fields → validated → durably in the spool, one at a time
-//! ([`record_one`]) or in group commits ([`commit_groups`], which
-//! [`record_lines`] runs over JSON lines). Answers go to the caller (a sink,
+//! ([`record_validated`]) or in group commits ([`commit_groups`], which
+//! [`record_lines`] runs over JSON lines and the shim over requests). Answers go to the caller (a sink,
 //! a closure); printing and HTTP are theirs.
 
 use crate::error::{Kind, fail};
-use crate::record::{Defaults, FieldError, RecordInput, Validated, describe};
+use crate::record::{Defaults, RecordInput, Validated, describe};
 use crate::spool::{CHUNK_RECORDS, RecordOutcome, Spool};
 use anyhow::Result;
 use chrono::Utc;
@@ -37,14 +37,6 @@ impl Written {
     }
 }
 
-/// What validating and recording one input came to.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum OneOutcome {
-    /// Broken rules; nothing was written.
-    Invalid(Vec<FieldError>),
-    Written(Written),
-}
-
 /// The message for a key reused with different content.
 pub fn conflict_message(key: &str, fields: &[&str]) -> String {
     format!(
@@ -67,15 +59,6 @@ pub fn defaults_now(node: &str) -> Defaults {
 pub fn record_validated(spool: &Spool, v: Validated) -> Result<Written> {
     let outcome = spool.record(&v)?;
     Ok(Written::new(v.record.idempotency_key, outcome))
-}
-
-/// Validate one record (defaults: `node`, now) and record it durably. An
-/// invalid record writes nothing.
-pub fn record_one(spool: &Spool, node: &str, input: &RecordInput) -> Result<OneOutcome> {
-    match input.validate(&defaults_now(node)) {
-        Ok(v) => Ok(OneOutcome::Written(record_validated(spool, v)?)),
-        Err(errs) => Ok(OneOutcome::Invalid(errs)),
-    }
 }
 
 /// Both ends of a group commit: what a queued item is, and where the
@@ -202,7 +185,7 @@ fn spawn_reader(
             buf: Vec::with_capacity(1024),
         };
         loop {
-            let next = reader.next_line(&node);
+            let next = reader.next_line(&|| defaults_now(&node));
             let more = matches!(next, Ok(Some(_)));
             // Stop at the end, after an error, or when nobody listens.
             let Some(line) = next.transpose() else { break };
@@ -229,7 +212,7 @@ struct LineReader {
 
 impl LineReader {
     /// The next line that is not blank; `None` at the end of the input.
-    fn next_line(&mut self, node: &str) -> Result<Option<Line>> {
+    fn next_line(&mut self, defaults: &dyn Fn() -> Defaults) -> Result<Option<Line>> {
         loop {
             self.buf.clear();
             let (n, too_long) = read_line_bounded(&mut *self.input, &mut self.buf)?;
@@ -248,15 +231,30 @@ impl LineReader {
                 continue;
             }
             let rec = RecordInput::from_json_text(text);
-            return match rec.and_then(|i| {
-                i.validate(&defaults_now(node))
-                    .map_err(|errs| describe(&errs))
-            }) {
+            return match rec.and_then(|i| i.validate(&defaults()).map_err(|errs| describe(&errs))) {
                 Ok(v) => Ok(Some(Line::Good(self.line_no, v))),
                 Err(problem) => bad(problem),
             };
         }
     }
+}
+
+/// What `--stdin` makes of `input`, line by line, without a spool: each
+/// line that is not blank, numbered, as its record or its problem.
+pub fn read_lines(input: &[u8], defaults: &Defaults) -> Vec<(usize, Result<Validated, String>)> {
+    let mut reader = LineReader {
+        input: Box::new(std::io::Cursor::new(input.to_vec())),
+        line_no: 0,
+        buf: Vec::new(),
+    };
+    let mut out = Vec::new();
+    while let Ok(Some(line)) = reader.next_line(&|| defaults.clone()) {
+        out.push(match line {
+            Line::Good(n, v) => (n, Ok(v)),
+            Line::Bad(n, problem) => (n, Err(problem)),
+        });
+    }
+    out
 }
 
 /// Read one line (without its newline) of at most [`MAX_LINE_BYTES`]; a
@@ -299,6 +297,75 @@ fn read_line_bounded(input: &mut dyn BufRead, buf: &mut Vec<u8>) -> Result<(usiz
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::record::sample_record;
+
+    /// A group's tags and what became of them (or the error).
+    type Group = (Vec<usize>, std::result::Result<Vec<Written>, String>);
+
+    /// Collects what [`commit_groups`] answers.
+    #[derive(Default)]
+    struct Collect(Vec<Group>);
+
+    impl GroupSink<(usize, Validated)> for Collect {
+        type Tag = usize;
+
+        fn admit(&mut self, item: (usize, Validated)) -> Result<Option<(usize, Validated)>> {
+            Ok(Some(item))
+        }
+
+        fn answer(&mut self, tags: Vec<usize>, written: Result<Vec<Written>>) -> Result<()> {
+            self.0.push((tags, written.map_err(|e| format!("{e:#}"))));
+            Ok(())
+        }
+    }
+
+    fn queued(records: &[(&str, u64)]) -> Receiver<(usize, Validated)> {
+        let (tx, rx) = std::sync::mpsc::channel();
+        for (i, (key, cents)) in records.iter().enumerate() {
+            let v = Validated {
+                record: sample_record(key, *cents),
+                occurred_at_given: true,
+            };
+            tx.send((i, v)).unwrap();
+        }
+        rx
+    }
+
+    #[test]
+    fn one_group_decides_a_duplicate_and_a_conflict_per_record() {
+        let dir = tempfile::tempdir().unwrap();
+        let spool = Spool::open(dir.path()).unwrap();
+        let mut got = Collect::default();
+        let queue = queued(&[("a", 1), ("b", 2), ("a", 1), ("a", 9)]);
+        commit_groups(&spool, &queue, &mut got).unwrap();
+        assert_eq!(got.0.len(), 1, "one group");
+        let (tags, written) = &got.0[0];
+        assert_eq!(tags, &[0, 1, 2, 3]);
+        let key = |k: &str| k.to_string();
+        assert_eq!(
+            written.as_ref().unwrap(),
+            &[
+                Written::Recorded(key("a")),
+                Written::Recorded(key("b")),
+                Written::Duplicate(key("a")),
+                Written::Conflict(key("a"), vec!["amount_cents"]),
+            ]
+        );
+    }
+
+    #[test]
+    fn an_error_fails_the_whole_group() {
+        let dir = tempfile::tempdir().unwrap();
+        let spool = Spool::open(dir.path()).unwrap();
+        // Nothing can be linked into a pending/ that is a file.
+        std::fs::remove_dir(dir.path().join("pending")).unwrap();
+        std::fs::write(dir.path().join("pending"), "").unwrap();
+        let mut got = Collect::default();
+        commit_groups(&spool, &queued(&[("a", 1), ("b", 2)]), &mut got).unwrap();
+        assert_eq!(got.0.len(), 1);
+        assert_eq!(got.0[0].0, [0, 1]);
+        assert!(got.0[0].1.is_err(), "{:?}", got.0[0].1);
+    }
 
     #[test]
     fn long_lines_are_cut_and_skipped() {

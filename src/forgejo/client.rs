@@ -1,5 +1,6 @@
 //! The agent, one request, and the answer turned into a typed error.
 
+use super::transport::{Cause, cause};
 use super::url::{check_base_url, encode_path, encode_segment};
 use super::{ClientConfig, ForgeError, Method, RepoRef, Repository};
 use crate::secret::{Secret, scrub_token};
@@ -35,6 +36,8 @@ pub struct ForgejoClient {
     /// Base URL without a trailing slash, e.g. `https://h/forgejo`.
     base: String,
     token: Secret,
+    /// The CA file trusted instead of the system's store, for messages.
+    ca_file: Option<std::path::PathBuf>,
 }
 
 impl fmt::Debug for ForgejoClient {
@@ -81,7 +84,11 @@ impl ForgejoClient {
                 "the token holds a control character, a space or a non-ASCII character; check the token file".into(),
             ));
         }
+        let tls = ureq::tls::TlsConfig::builder()
+            .root_certs(root_certs(cfg.ca_file.as_deref())?)
+            .build();
         let config = ureq::Agent::config_builder()
+            .tls_config(tls)
             .http_status_as_error(false)
             .max_redirects(0)
             .timeout_connect(Some(cfg.connect_timeout))
@@ -92,6 +99,7 @@ impl ForgejoClient {
             agent: ureq::Agent::new_with_config(config),
             base,
             token: cfg.token,
+            ca_file: cfg.ca_file,
         })
     }
 
@@ -215,23 +223,55 @@ impl ForgejoClient {
         Ok((status, bytes))
     }
 
+    /// A request without an answer, its cause named with the likely fix:
+    /// refused and an unknown host may pass (75), TLS that cannot work as
+    /// configured will not (78).
     pub(super) fn transport_error(&self, what: &str, e: ureq::Error) -> ForgeError {
         let msg = self.scrub(&format!("{what}: {e}"));
-        match &e {
-            ureq::Error::Timeout(_) => ForgeError::Timeout(msg),
-            ureq::Error::Io(io)
-                if matches!(
-                    io.kind(),
-                    std::io::ErrorKind::TimedOut | std::io::ErrorKind::WouldBlock
-                ) =>
-            {
-                ForgeError::Timeout(msg)
-            }
-            ureq::Error::BodyExceedsLimit(_) => ForgeError::Invalid {
+        let base = &self.base;
+        match cause(&e) {
+            Cause::Timeout => ForgeError::Timeout(msg),
+            Cause::TooLarge => ForgeError::Invalid {
                 status: 200,
                 message: msg,
             },
-            _ => ForgeError::Network(msg),
+            Cause::Refused => ForgeError::Network(format!(
+                "{msg}: connection refused at {base}: is the forge running, and is the port in \
+                 --forgejo-url right?"
+            )),
+            Cause::UnknownHost => ForgeError::Network(format!(
+                "{msg}: the host name in {base} does not resolve: check its spelling in \
+                 --forgejo-url and this machine's DNS"
+            )),
+            Cause::Certificate(why) => ForgeError::Tls(format!(
+                "{msg}: the forge's certificate cannot be verified ({why}){}",
+                self.trust_hint()
+            )),
+            Cause::NotTls => ForgeError::Tls(format!(
+                "{msg}: {base} does not speak TLS on that port (a plain-HTTP port?): use http:// \
+                 for a forge on loopback, or the port where the forge serves https"
+            )),
+            Cause::Tls(why) => ForgeError::Tls(format!(
+                "{msg}: TLS with {base} failed ({why}){}",
+                self.trust_hint()
+            )),
+            Cause::Other => ForgeError::Network(msg),
+        }
+    }
+
+    /// What to do about a certificate: which store was used, and --ca-file.
+    fn trust_hint(&self) -> String {
+        match &self.ca_file {
+            Some(f) => format!(
+                "; the CA certificates in --ca-file {} do not verify it: give the file with the \
+                 CA that issued the forge's certificate",
+                f.display()
+            ),
+            None => "; the operating system's trust store does not verify it: if the forge's \
+                     certificate comes from a private CA, give that CA's certificate with \
+                     --ca-file FILE (or HERO_USAGE_CA_FILE, or ca_file in the config file), or \
+                     add it to the system's store (update-ca-certificates)"
+                .to_string(),
         }
     }
 
@@ -298,8 +338,14 @@ impl ForgejoClient {
     }
 
     /// GET a JSON answer of at most `limit` bytes (folder and branch
-    /// listings); a non-2xx status as a typed error.
-    pub(super) fn get_json(&self, api_path: &str, limit: u64) -> Result<Value, ForgeError> {
+    /// listings) as `T` (a typed shape keeps memory near the answer's size:
+    /// a `Value` takes many times it); a non-2xx status as a typed error, a
+    /// 2xx answer of another shape as `Invalid`.
+    pub(super) fn get_json<T: serde::de::DeserializeOwned>(
+        &self,
+        api_path: &str,
+        limit: u64,
+    ) -> Result<T, ForgeError> {
         let what = format!("{} {api_path}", Method::Get);
         let (status, bytes) = self.send(Method::Get, api_path, None, limit)?;
         if !(200..300).contains(&status) {
@@ -307,7 +353,7 @@ impl ForgejoClient {
         }
         serde_json::from_slice(&bytes).map_err(|e| ForgeError::Invalid {
             status,
-            message: format!("{what}: the answer is not JSON: {e}"),
+            message: format!("{what}: the answer is not the JSON expected: {e}"),
         })
     }
 
@@ -370,6 +416,32 @@ impl ForgejoClient {
         let v = self.call_json(Call::CreateRepo, Method::Post, &path, Some(&body))?;
         parse_repo(&v)
     }
+}
+
+/// The certificates a server's must chain to: the CA file's, or the
+/// operating system's trust store (its platform verifier).
+fn root_certs(ca_file: Option<&std::path::Path>) -> Result<ureq::tls::RootCerts, ForgeError> {
+    use ureq::tls::{PemItem, RootCerts, parse_pem};
+    let Some(path) = ca_file else {
+        return Ok(RootCerts::PlatformVerifier);
+    };
+    let bad = |why: String| {
+        ForgeError::Tls(format!(
+            "--ca-file {}: {why}; give a file of PEM CA certificates (-----BEGIN CERTIFICATE-----)",
+            path.display()
+        ))
+    };
+    let pem = std::fs::read(path).map_err(|e| bad(e.to_string()))?;
+    let mut certs = Vec::new();
+    for item in parse_pem(&pem) {
+        if let PemItem::Certificate(c) = item.map_err(|e| bad(e.to_string()))? {
+            certs.push(c);
+        }
+    }
+    if certs.is_empty() {
+        return Err(bad("it holds no certificate".into()));
+    }
+    Ok(RootCerts::new_with_certs(&certs))
 }
 
 /// The start of a body that is not the JSON expected, for a message.

@@ -24,6 +24,25 @@ fn file_path(route: &str, repo: &RepoRef, path: &str) -> String {
 impl ForgejoClient {
     /// A file's blob sha and bytes; `None` when it does not exist (404) or
     /// the repository is empty (`[]`).
+    /// The message of commit `sha` (`GET /repos/{o}/{r}/git/commits/{sha}`,
+    /// without stats, verification or the list of files).
+    pub fn commit_message(&self, repo: &RepoRef, sha: &str) -> Result<String, ForgeError> {
+        let api = format!(
+            "{}/git/commits/{}?stat=false&verification=false&files=false",
+            Self::repo_path(repo),
+            encode_segment(sha)
+        );
+        let v = self.call_json(Call::Other, Method::Get, &api, None)?;
+        v.get("commit")
+            .and_then(|c| c.get("message"))
+            .and_then(Value::as_str)
+            .map(str::to_string)
+            .ok_or_else(|| ForgeError::Invalid {
+                status: 200,
+                message: format!("GET {api}: the answer has no commit.message"),
+            })
+    }
+
     pub fn read_file(
         &self,
         repo: &RepoRef,

@@ -25,8 +25,12 @@ pub enum ForgeError {
     TooLarge(String),
     /// 5xx.
     Server { status: u16, message: String },
-    /// Could not connect, connection reset, reply lost, TLS failure.
+    /// Could not connect, connection reset, reply lost.
     Network(String),
+    /// TLS cannot work as configured: a certificate the trust store cannot
+    /// verify, TLS spoken to a plain-HTTP port. The next run would fail the
+    /// same way: configuration (78).
+    Tls(String),
     /// Connect or request deadline passed.
     Timeout(String),
     /// Any other answer (400, other 4xx, malformed body).
@@ -53,7 +57,7 @@ impl ForgeError {
             | ForgeError::TooLarge(_)
             | ForgeError::AlreadyExists(_) => Kind::TempFail,
             ForgeError::Unauthorized(_) | ForgeError::Forbidden(_) => Kind::NoPerm,
-            ForgeError::Config(_) | ForgeError::NotFound(_) => Kind::Config,
+            ForgeError::Config(_) | ForgeError::NotFound(_) | ForgeError::Tls(_) => Kind::Config,
             ForgeError::Invalid {
                 status: 408 | 429, ..
             } => Kind::TempFail,
@@ -110,6 +114,7 @@ impl ForgeError {
             | ForgeError::Unsupported(m)
             | ForgeError::TooLarge(m)
             | ForgeError::Network(m)
+            | ForgeError::Tls(m)
             | ForgeError::Timeout(m)
             | ForgeError::Config(m)
             | ForgeError::NotAFile(m)
@@ -148,6 +153,7 @@ impl fmt::Display for ForgeError {
                 write!(f, "forge: server error {status}: {message}")
             }
             ForgeError::Network(m) => write!(f, "forge unreachable: {m}"),
+            ForgeError::Tls(m) => write!(f, "forge TLS: {m}"),
             ForgeError::Timeout(m) => write!(f, "forge timed out: {m}"),
             ForgeError::Invalid { status, message } => {
                 write!(f, "forge: unexpected answer {status}: {message}")
@@ -185,6 +191,8 @@ mod tests {
         assert_eq!(ForgeError::Unauthorized("x".into()).kind(), Kind::NoPerm);
         assert_eq!(ForgeError::PushRejected("x".into()).kind(), Kind::TempFail);
         assert_eq!(ForgeError::Config("x".into()).kind(), Kind::Config);
+        assert_eq!(ForgeError::Tls("x".into()).kind(), Kind::Config);
+        assert!(!ForgeError::Tls("x".into()).is_retryable());
         assert_eq!(ForgeError::Encode("x".into()).kind(), Kind::Internal);
         assert_eq!(ForgeError::TooLarge("x".into()).kind(), Kind::TempFail);
         assert!(ForgeError::StaleSha("x".into()).is_retryable());

@@ -20,13 +20,14 @@ mod contents;
 mod error;
 mod listing;
 mod probe;
+mod transport;
 mod url;
 
 pub use client::ForgejoClient;
 pub(crate) use contents::change_size;
 pub use error::ForgeError;
 pub(crate) use error::forge_err;
-pub use listing::{Branch, DirEntry, EntryKind, Folder};
+pub use listing::{Branch, DirEntry, EntryKind, Folder, MAX_PAGES};
 pub use probe::WriteAccess;
 
 use crate::secret::Secret;
@@ -41,6 +42,9 @@ pub struct ClientConfig {
     pub token: Secret,
     /// Allow plain `http://` to a host that is not loopback.
     pub insecure_http: bool,
+    /// Trust only the CA certificates (PEM) in this file; `None`: the
+    /// operating system's trust store.
+    pub ca_file: Option<std::path::PathBuf>,
     pub connect_timeout: Duration,
     /// Whole-request deadline (connect, send, receive).
     pub timeout: Duration,
@@ -53,6 +57,7 @@ impl ClientConfig {
             base_url: base_url.to_string(),
             token,
             insecure_http: false,
+            ca_file: None,
             connect_timeout: Duration::from_secs(10),
             timeout: Duration::from_secs(120),
         }

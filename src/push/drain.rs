@@ -16,9 +16,11 @@
 
 mod mark;
 mod send;
+mod writer;
 
 use super::merge::{Conflict, Pending, merge_hour, parse_hour_file};
-use super::{Log, Outcome, Problem, PushOptions, PushSummary};
+use super::trailer;
+use super::{Event, Log, Outcome, Problem, PushOptions, PushSummary};
 use crate::error::{Kind, fail};
 use crate::failpoint::{failpoint, test_knob};
 use crate::forgejo::{
@@ -47,6 +49,9 @@ pub(super) struct Ctx<'a> {
     /// A dry run's records of drops still in `incoming/` (a push would
     /// ingest them first): planned with the first batch.
     pub previewed: Vec<UsageRecord>,
+    /// This spool's id (`None` only in a dry run of a spool that has none
+    /// yet: every other spool's commit is then another's).
+    pub spool_id: Option<String>,
 }
 
 /// One hour's change and what it means for the spool.
@@ -132,6 +137,12 @@ struct Drain<'a, 'c> {
     /// Commits this run's requests made though their answers were lost (or
     /// 5xx), found by re-reading: counted once each.
     landed: HashSet<String>,
+    /// The spool each commit read so far names (its `Hero-Usage-Spool:`
+    /// trailer; `None`: it has none), so that a commit is read once.
+    writers: HashMap<String, Option<String>>,
+    /// Spools of this node whose hour files this run takes over
+    /// (`--adopt-node`): named in every commit it makes from then on.
+    adopted: std::collections::BTreeSet<String>,
 }
 
 /// Drain the spool into the billing repository.
@@ -146,6 +157,7 @@ pub(super) fn drain(ctx: &Ctx, summary: &mut PushSummary) -> Result<()> {
     }
     let mut d = Drain::start(ctx, summary)?;
     let mut batch = Some(first);
+    let mut batches = 0;
     loop {
         let hours = match batch.take() {
             Some(h) => h,
@@ -159,6 +171,12 @@ pub(super) fn drain(ctx: &Ctx, summary: &mut PushSummary) -> Result<()> {
         if ctx.opts.dry_run || progress(summary) == before {
             break;
         }
+        batches += 1;
+        (ctx.log)(Event::Progress {
+            batches,
+            pushed: summary.pushed,
+            commits: summary.commits,
+        });
         if ctx.started.elapsed() >= ctx.opts.max_seconds {
             d.note(
                 summary,
@@ -305,6 +323,8 @@ impl<'a, 'c> Drain<'a, 'c> {
             rng: super::retry::Rng::new(&opts.node),
             marker: mark::Marker::default(),
             landed: HashSet::new(),
+            writers: HashMap::new(),
+            adopted: Default::default(),
             branch,
         };
         if let Some(found) = found.filter(|_| d.branch != default && !opts.dry_run) {
@@ -359,8 +379,7 @@ impl<'a, 'c> Drain<'a, 'c> {
             (see man 7 hero_usage). Each node commits to its own branch; nodes/<node>/ holds its hour files.\n";
         let opts = CommitOptions {
             branch: Some(default.to_string()),
-            message: format!("Set up the billing repository (by node {node})"),
-            ..self.commit_options(String::new())
+            ..self.commit_options(format!("Set up the billing repository (by node {node})"))
         };
         let repo = self.repo.clone();
         // A lost race is retried; "already exists": another node was first.
@@ -377,14 +396,17 @@ impl<'a, 'c> Drain<'a, 'c> {
         CommitOptions {
             branch: Some(self.branch.clone()),
             new_branch_from: self.create_from.clone(),
-            message,
+            message: match &self.ctx.spool_id {
+                Some(id) => trailer::with_trailers(&message, id, &self.adopted),
+                None => message,
+            },
             author_name: format!("hero_usage_push on {node}"),
             author_email: format!("{node}@hero-usage.invalid"),
         }
     }
 
     fn note(&self, summary: &mut PushSummary, note: String) {
-        (self.ctx.log)(&note);
+        (self.ctx.log)(Event::Note(&note));
         summary.notes.push(note);
     }
 }
@@ -508,6 +530,7 @@ impl Drain<'_, '_> {
                 return Ok(None);
             }
         };
+        let writer = last_commit.clone();
         let merge = merge_hour(&records, pending);
         quarantine_conflicts(self.ctx, &path, &merge.conflicts, summary);
         if merge.fresh.is_empty() && !merge.present.is_empty() {
@@ -523,6 +546,9 @@ impl Drain<'_, '_> {
         )?;
         if merge.fresh.is_empty() {
             return Ok(None);
+        }
+        if sha.is_some() {
+            self.check_writer(&path, writer.as_deref(), summary)?;
         }
         let content = render_batch(records.iter().chain(merge.fresh.iter().map(|(_, r)| r)));
         let signature = self.sign_hour(hour, &content, sha.is_some() || reread, summary)?;

@@ -15,6 +15,7 @@ mod branch;
 mod drain;
 pub mod merge;
 mod retry;
+pub mod trailer;
 
 pub use crate::outcome::{FilePlan, OUTCOME_FILE, Outcome, Problem, PushSummary};
 pub use retry::{
@@ -63,6 +64,9 @@ pub struct PushOptions {
     pub retention_days: Option<u32>,
     /// Forget ledgered keys sent more than this many days ago; `None`: never.
     pub ledger_days: Option<u32>,
+    /// Take the node name over from another spool that pushed it last
+    /// (`--adopt-node`; DESIGN, "One node, one spool").
+    pub adopt_node: bool,
     pub forge: ForgeSettings,
     /// Signs every hour file written (DESIGN, "Signed hour files"); `None`:
     /// hour files go unsigned.
@@ -81,15 +85,29 @@ impl PushOptions {
             retry: RetryPolicy::for_window(Duration::from_secs(DEFAULT_RETRY_SECONDS)),
             retention_days: Some(DEFAULT_RETENTION_DAYS),
             ledger_days: None,
+            adopt_node: false,
             forge,
             signer: None,
         }
     }
 }
 
-/// Where a run tells what it is doing while it does it (retries): the
-/// binary prints it with its name, the shim keeps it in the summary only.
-pub type Log<'a> = &'a dyn Fn(&str);
+/// What a run tells while it runs.
+#[derive(Debug, Clone, Copy)]
+pub enum Event<'a> {
+    /// A retry, a stop: kept in the summary's notes too.
+    Note(&'a str),
+    /// A batch was committed: the run's totals so far.
+    Progress {
+        batches: usize,
+        pushed: usize,
+        commits: usize,
+    },
+}
+
+/// Where a run tells what it is doing while it does it: the binary prints
+/// it with its name, the shim keeps the notes in the summary only.
+pub type Log<'a> = &'a dyn Fn(Event<'_>);
 
 /// Run one push, telling nobody along the way (the notes are in the summary).
 pub fn run(spool: &Spool, opts: &PushOptions) -> Result<PushSummary> {
@@ -108,6 +126,11 @@ pub fn run_logged(spool: &Spool, opts: &PushOptions, log: Log) -> Result<PushSum
         ..Default::default()
     };
     spool.bind_node_unless_dry(&opts.node, opts.dry_run)?;
+    let spool_id = if opts.dry_run {
+        spool.existing_spool_id()?
+    } else {
+        Some(spool.spool_id()?)
+    };
     // Bad settings are configuration errors even when there is nothing to push.
     let branch = branch::resolve(opts.forge.branch.as_deref(), &opts.node)?;
     let client = ForgejoClient::new(opts.forge.client_config()).map_err(forge_err)?;
@@ -139,6 +162,7 @@ pub fn run_logged(spool: &Spool, opts: &PushOptions, log: Log) -> Result<PushSum
         log,
         started,
         previewed,
+        spool_id,
     };
     if let Err(err) = ingested.and_then(|()| drain::drain(&ctx, &mut summary)) {
         summary.outcome = Outcome::Failed;

@@ -38,6 +38,9 @@ pub struct ForgeArgs {
     /// Allow a plain http:// Forgejo URL that is not a loopback address
     #[arg(long)]
     pub insecure_http: bool,
+    /// Trust only the CA certificates (PEM) in FILE for the forge [default: the system's trust store]
+    #[arg(long, value_name = "FILE", env = "HERO_USAGE_CA_FILE", value_parser = path_setting())]
+    pub ca_file: Option<PathBuf>,
 }
 
 /// The shim's own settings.

@@ -22,17 +22,20 @@ pub(crate) struct ConfigFile {
     pub branch: Option<String>,
     pub admin_secret_file: Option<PathBuf>,
     pub listen: Option<String>,
+    pub ca_file: Option<PathBuf>,
+    pub insecure_http: Option<bool>,
     pub signing_key_file: Option<PathBuf>,
 }
 
 impl ConfigFile {
     /// The path settings, by key: the ones resolved against the file's
     /// directory and refused when empty.
-    fn paths_mut(&mut self) -> [(&'static str, &mut Option<PathBuf>); 4] {
+    fn paths_mut(&mut self) -> [(&'static str, &mut Option<PathBuf>); 5] {
         [
             ("spool", &mut self.spool),
             ("token_file", &mut self.token_file),
             ("admin_secret_file", &mut self.admin_secret_file),
+            ("ca_file", &mut self.ca_file),
             ("signing_key_file", &mut self.signing_key_file),
         ]
     }
@@ -45,15 +48,33 @@ impl ConfigFile {
                 format!("cannot read config file {}: {why}", path.display()),
             )
         })?;
-        let mut file: ConfigFile = toml::from_str(&text).map_err(|e| {
+        ConfigFile::parse(&text, path)
+    }
+
+    /// The settings in `text`, the file at `path` (which names it in errors
+    /// and against whose directory relative paths are resolved).
+    pub(crate) fn parse(text: &str, path: &Path) -> Result<ConfigFile> {
+        let mut file: ConfigFile = toml::from_str(text).map_err(|e| {
             fail(
                 Kind::Config,
                 format!("config file {}: {}", path.display(), e.message()),
             )
         })?;
         file.refuse_empty_paths(path)?;
+        file.expand_home(path)?;
         file.resolve_relative(path.parent().unwrap_or(Path::new("/")));
         Ok(file)
+    }
+
+    /// The path settings as they are now.
+    pub(crate) fn paths(&self) -> [(&'static str, Option<&Path>); 5] {
+        [
+            ("spool", self.spool.as_deref()),
+            ("token_file", self.token_file.as_deref()),
+            ("admin_secret_file", self.admin_secret_file.as_deref()),
+            ("ca_file", self.ca_file.as_deref()),
+            ("signing_key_file", self.signing_key_file.as_deref()),
+        ]
     }
 
     /// An empty path in the file is a mistake, never "unset" (a line that
@@ -74,6 +95,39 @@ impl ConfigFile {
             )),
             None => Ok(()),
         }
+    }
+
+    /// A leading `~/` means the home directory, as in a shell (a scheduler
+    /// runs no shell to expand it). `~user/` is not expanded: refused with
+    /// the fix, never taken as a folder named `~user`.
+    fn expand_home(&mut self, path: &Path) -> Result<()> {
+        let home = home();
+        for (key, p) in self.paths_mut() {
+            let Some(p) = p else { continue };
+            let Some(text) = p.to_str().filter(|t| t.starts_with('~')) else {
+                continue;
+            };
+            let expanded = match (text.strip_prefix("~/"), &home) {
+                (Some(rest), Some(h)) => h.join(rest),
+                _ => {
+                    return Err(fail(
+                        Kind::Config,
+                        format!(
+                            "config file {}: {key} = {text:?}: only a leading ~/ is expanded \
+                             (to $HOME{}); write the full path",
+                            path.display(),
+                            if home.is_none() {
+                                ", which is not set"
+                            } else {
+                                ""
+                            }
+                        ),
+                    ));
+                }
+            };
+            *p = expanded;
+        }
+        Ok(())
     }
 
     /// Paths in a config file name files beside it, not in whatever

@@ -106,6 +106,8 @@ pub struct ForgeSettings {
     pub repo: String,
     pub branch: Option<String>,
     pub insecure_http: bool,
+    /// CA certificates trusted instead of the system's store.
+    pub ca_file: Option<PathBuf>,
 }
 
 impl ForgeSettings {
@@ -113,6 +115,7 @@ impl ForgeSettings {
     pub(crate) fn client_config(&self) -> ClientConfig {
         let mut config = ClientConfig::new(&self.url, self.token.clone());
         config.insecure_http = self.insecure_http;
+        config.ca_file = self.ca_file.clone();
         config
     }
 }
@@ -217,11 +220,20 @@ impl Resolver {
     }
 
     fn insecure_http(&self) -> Resolved<bool> {
-        if self.forge.insecure_http {
-            Resolved::new(true, Source::Flag)
-        } else {
-            Resolved::new(false, Source::Default)
+        match (self.forge.insecure_http, self.file.insecure_http) {
+            (true, _) => Resolved::new(true, Source::Flag),
+            (false, Some(v)) => Resolved::new(v, Source::Config),
+            (false, None) => Resolved::new(false, Source::Default),
         }
+    }
+
+    /// The CA file trusted instead of the system's store, if any.
+    pub(crate) fn ca_file(&self) -> Option<Resolved<PathBuf>> {
+        layer(
+            &self.forge.ca_file,
+            "HERO_USAGE_CA_FILE",
+            &self.file.ca_file,
+        )
     }
 
     fn listen(&self) -> Resolved<String> {
@@ -316,6 +328,7 @@ impl Resolver {
             repo,
             branch,
             insecure_http: self.insecure_http().value,
+            ca_file: self.ca_file().map(|c| absolute(c.value)),
         })
     }
 
@@ -413,6 +426,7 @@ impl Resolver {
             row("token", token),
             row("repo", Some(self.repo())),
             row("branch", self.branch()),
+            path_row("ca_file", self.ca_file()),
             row(
                 "insecure_http",
                 Some(Resolved::new(insecure.value.to_string(), insecure.source)),
@@ -443,8 +457,13 @@ fn secret(
     config.map(|p| Resolved::new(file(p), Source::Config))
 }
 
+/// A path as the process found it, whatever directory it later runs in.
+fn absolute(p: PathBuf) -> PathBuf {
+    std::path::absolute(&p).unwrap_or(p)
+}
+
 /// The host name, from the kernel (no libc needed).
-fn host_name() -> Result<String> {
+pub(crate) fn host_name() -> Result<String> {
     let raw = std::fs::read_to_string("/proc/sys/kernel/hostname")
         .or_else(|_| std::fs::read_to_string("/etc/hostname"))
         .context("cannot tell the host name; set --node or HERO_NODE_ID")

@@ -1,11 +1,14 @@
 //! `hero_usage_shim`: a minimal HTTP shim on loopback that turns requests
 //! into the library calls the binaries make (man 1 hero_usage_shim). The
-//! server itself is [`http`]; the admin secret is [`auth`]; the routes are
-//! [`routes`]. See `man 1 hero_usage_shim`.
+//! server is [`server`] (connections) and [`http`] (the protocol); the
+//! admin secret is [`auth`]; the routes are [`routes`]; records are group
+//! committed by [`commit`]. See `man 1 hero_usage_shim`.
 
 pub mod auth;
+pub mod commit;
 pub mod http;
 pub mod routes;
+pub mod server;
 
 use crate::console::err_line;
 use crate::error::{Kind, fail};
@@ -31,7 +34,7 @@ pub fn run(settings: &Resolver) -> Result<()> {
     }
     let spool = Spool::open(&common.spool)?;
     spool.bind_node(&common.node)?;
-    let server = http::Server::bind(addr, BINARY, http::Limits::from_env()).map_err(|e| {
+    let server = server::Server::bind(addr, BINARY, http::Limits::from_env()).map_err(|e| {
         let kind = if e.kind() == std::io::ErrorKind::AddrInUse {
             Kind::TempFail
         } else {
@@ -40,7 +43,7 @@ pub fn run(settings: &Resolver) -> Result<()> {
         fail(kind, format!("cannot listen on {addr}: {e}"))
     })?;
     let local = server.local_addr()?;
-    let stopper = server.stopper()?;
+    let stopper = server.stopper();
     let mut signals = signal_hook::iterator::Signals::new([
         signal_hook::consts::SIGTERM,
         signal_hook::consts::SIGINT,
@@ -57,8 +60,10 @@ pub fn run(settings: &Resolver) -> Result<()> {
                 stopper.stop();
             }
         })?;
+    let commits = commit::Commits::start(spool.clone(), routes::record_answer)?;
     let app = routes::App {
         spool,
+        commits,
         node: common.node.clone(),
         secret,
         settings: settings.clone(),

@@ -1,13 +1,15 @@
 //! The shim's routes: each turns a request into the library call a binary
-//! makes (`record_one`, `push::run`, `StatusReport::gather`) and its outcome
-//! into a status code and a JSON body.
+//! makes (a group commit of records, `push::run`, `StatusReport::gather`)
+//! and its outcome into a status code and a JSON body.
 
 use super::auth;
-use super::http::{Handler, Head, Request, Response};
+use super::commit::Commits;
+use super::http::{Head, Request, Response};
+use super::server::{Handler, Reply};
 use crate::error::{Exit, Kind, kind_of};
 use crate::push::{self, Outcome, PushOptions, PushSummary, RetryPolicy};
 use crate::record::{FieldError, RawValue, RecordInput};
-use crate::recording::{OneOutcome, Written, conflict_message, record_one};
+use crate::recording::{Written, conflict_message, defaults_now};
 use crate::settings::Resolver;
 use crate::settings::SecretSource;
 use crate::spool::Spool;
@@ -18,6 +20,8 @@ use std::time::Duration;
 /// Everything a request may need.
 pub struct App {
     pub spool: Spool,
+    /// The group committer of records.
+    pub commits: Commits,
     pub node: String,
     pub secret: SecretSource,
     /// The forge settings are resolved at push time, so the shim runs
@@ -76,14 +80,15 @@ impl Handler for App {
         Ok(())
     }
 
-    fn handle(&self, request: &Request) -> Response {
-        match route(&request.head.path).map(|r| r.0) {
+    fn handle(&self, request: Request, reply: Reply) {
+        let resp = match route(&request.head.path).map(|r| r.0) {
             Some(Route::Healthz) => Response::json(200, &json!({"status": "ok"})),
             Some(Route::Status) => self.status(),
-            Some(Route::Record) => self.record(request),
+            Some(Route::Record) => return self.record(&request, reply),
             Some(Route::PushNow) => self.push_now(),
             None => Response::error(404, "not-found", "no such route"),
-        }
+        };
+        reply.send(resp);
     }
 }
 
@@ -122,33 +127,14 @@ impl App {
         }
     }
 
-    fn record(&self, request: &Request) -> Response {
-        let input = match record_input(request) {
-            Ok(input) => input,
-            Err(errors) => return invalid(&errors),
-        };
-        match record_one(&self.spool, &self.node, &input) {
-            Ok(OneOutcome::Invalid(errors)) => invalid(&errors),
-            Ok(OneOutcome::Written(Written::Recorded(key))) => {
-                Response::json(201, &json!({"status": "recorded", "idempotency_key": key}))
-            }
-            Ok(OneOutcome::Written(Written::Duplicate(key))) => {
-                Response::json(200, &json!({"status": "duplicate", "idempotency_key": key}))
-            }
-            Ok(OneOutcome::Written(Written::Conflict(key, fields))) => Response::json(
-                422,
-                &json!({
-                    "status": "conflict",
-                    "idempotency_key": key,
-                    "fields": fields,
-                    "error": conflict_message(&key, &fields),
-                }),
-            ),
-            // Its ledger shard is damaged: this record alone is refused.
-            Ok(OneOutcome::Written(Written::Unchecked(_, why))) => {
-                Response::error(500, "error", why.clone()).with_note(why)
-            }
-            Err(e) => failure(&e),
+    /// Validate the record here; a valid one joins the next group commit,
+    /// which answers it once it is durable.
+    fn record(&self, request: &Request, reply: Reply) {
+        let valid =
+            record_input(request).and_then(|input| input.validate(&defaults_now(&self.node)));
+        match valid {
+            Ok(v) => self.commits.submit(reply, v),
+            Err(errors) => reply.send(invalid(&errors)),
         }
     }
 
@@ -237,6 +223,34 @@ fn record_input(request: &Request) -> Result<RecordInput, Vec<FieldError>> {
         }
     }
     Ok(input)
+}
+
+/// The answer to a record of a group commit of `group` records.
+pub fn record_answer(written: Result<&Written, &anyhow::Error>, group: usize) -> Response {
+    let resp = match written {
+        Ok(Written::Recorded(key)) => {
+            Response::json(201, &json!({"status": "recorded", "idempotency_key": key}))
+        }
+        Ok(Written::Duplicate(key)) => {
+            Response::json(200, &json!({"status": "duplicate", "idempotency_key": key}))
+        }
+        Ok(Written::Conflict(key, fields)) => Response::json(
+            422,
+            &json!({
+                "status": "conflict",
+                "idempotency_key": key,
+                "fields": fields,
+                "error": conflict_message(key, fields),
+            }),
+        ),
+        // Its ledger shard is damaged: this record alone is refused.
+        Ok(Written::Unchecked(_, why)) => {
+            return Response::error(500, "error", why.clone())
+                .with_note(format!("group={group}: {why}"));
+        }
+        Err(e) => return failure(e).with_note(format!("group={group}: {e:#}")),
+    };
+    resp.with_note(format!("group={group}"))
 }
 
 fn invalid(errors: &[FieldError]) -> Response {

@@ -511,9 +511,11 @@ fn forge() -> TestForge {
 }
 
 /// Record `records` on `node` and push them to the forge with the real binaries.
+/// Each node keeps one spool across calls (one node, one spool).
 fn push_as(f: &TestForge, node: &str, records: &[UsageRecord]) {
     let mut env = TestEnv::new();
     env.node = node.to_string();
+    env.spool = f.root().join(format!("spool-of-{node}"));
     let token = env.path("token");
     std::fs::write(&token, f.token()).unwrap();
     for r in records {

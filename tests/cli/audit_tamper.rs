@@ -5,7 +5,7 @@
 //! what cannot be told. And innocent merges still pass.
 
 use crate::audit::{Repo, clean_repo, rec};
-use crate::support::{Run, git_cmd, run, stderr, stdout};
+use crate::support::{Run, fake_server, git_cmd, run, stderr, stdout};
 use hero_usage::otoml::render_batch;
 use hero_usage::record::UsageRecord;
 use serde_json::Value;
@@ -590,9 +590,9 @@ fn state_proves_appends_and_finds_force_pushes_and_deleted_branches() {
         (Some("main"), Some(proved.as_str()))
     );
     // The state was not updated: the next run says so again.
-    state_audit(&r, &state).0.exit(65);
+    (state_audit(&r, &state).0).exit(65);
     r.git(&["reset", "-q", "--hard", &proved]);
-    state_audit(&r, &state).0.exit(0);
+    (state_audit(&r, &state).0).exit(0);
     // A deleted node branch.
     r.git(&["branch", "-q", "-D", "usage/n2"]);
     let (out, v) = state_audit(&r, &state);
@@ -661,4 +661,110 @@ fn two_spools_writing_one_node_without_an_adoption_are_found() {
     out.exit(0);
     assert_eq!(v["spools"]["n1"], serde_json::json!([SPOOL_A, SPOOL_B]));
     assert!(stdout(&r.audit(&[])).contains(&format!("spools of n1: {SPOOL_A}, {SPOOL_B}")));
+}
+
+// ------------------------------------------------------ 8. the API source
+
+/// A forge whose repository answers well and whose branch listing is
+/// `branches(page)`: (status line, body).
+fn hostile_forge(branches: fn(usize) -> (&'static str, String)) -> String {
+    fake_server(move |head: &str| {
+        let path = head
+            .split_whitespace()
+            .nth(1)
+            .unwrap_or_default()
+            .to_string();
+        if let Some(q) = path.split_once("/branches?page=") {
+            let page = q.1.split('&').next().unwrap().parse().unwrap_or(0);
+            let (status, body) = branches(page);
+            return (status.to_string(), "application/json".to_string(), body);
+        }
+        if path.ends_with("/repos/o/billing") {
+            let body = r#"{"name":"billing","full_name":"o/billing","default_branch":"main","empty":false}"#;
+            return ("200 OK".into(), "application/json".into(), body.to_string());
+        }
+        (
+            "404 Not Found".into(),
+            "application/json".into(),
+            r#"{"message":"not found"}"#.into(),
+        )
+    })
+}
+
+fn audit_api(url: &str, knobs: &[(&str, &str)]) -> std::process::Output {
+    let env = crate::support::TestEnv::new();
+    std::fs::write(env.path("token"), "token-abcdefgh").unwrap();
+    let mut cmd = env.cmd("hero_usage_audit");
+    cmd.env("HERO_USAGE_FORGEJO_URL", url)
+        .env("HERO_USAGE_FORGEJO_TOKEN_FILE", env.path("token"))
+        .env("HERO_USAGE_REPO", "o/billing");
+    for (k, v) in knobs {
+        cmd.env(k, v);
+    }
+    run(&mut cmd)
+}
+
+fn page_of(page: usize) -> String {
+    let items: Vec<String> = (0..50)
+        .map(|i| {
+            format!(
+                r#"{{"name":"b{page}-{i}","commit":{{"id":"{:040x}"}}}}"#,
+                page * 50 + i
+            )
+        })
+        .collect();
+    format!("[{}]", items.join(","))
+}
+
+#[test]
+fn the_api_source_pages_a_bounded_number_of_times() {
+    // A branch listing that never ends (the bound is 2000 pages; 20 here).
+    let endless = hostile_forge(|page| ("200 OK", page_of(page)));
+    let out = audit_api(&endless, &[("HERO_USAGE_TEST_AUDIT_MAX_PAGES", "20")]);
+    out.exit(75);
+    let why = stderr(&out);
+    assert!(why.contains("did not end after 20 pages"), "{why}");
+}
+
+#[test]
+fn the_api_source_calls_an_answer_that_is_not_the_json_expected_75() {
+    // 200 answers that are not the JSON expected.
+    for body in [
+        "<html>nginx</html>",
+        r#"{"branches":"all of them"}"#,
+        r#"[{"nom":"main"}]"#,
+    ] {
+        let url = match body {
+            "<html>nginx</html>" => hostile_forge(|_| ("200 OK", "<html>nginx</html>".into())),
+            b if b.starts_with('{') => {
+                hostile_forge(|_| ("200 OK", r#"{"branches":"all of them"}"#.into()))
+            }
+            _ => hostile_forge(|_| ("200 OK", r#"[{"nom":"main"}]"#.into())),
+        };
+        let out = audit_api(&url, &[]);
+        out.exit(75);
+        assert!(
+            stderr(&out).contains("not what the Forgejo API gives"),
+            "{body}: {}",
+            stderr(&out)
+        );
+    }
+}
+
+#[test]
+fn the_api_source_refuses_a_huge_page_and_meets_its_deadline() {
+    // A 57 MB page is refused unread, not parsed into GBs.
+    let out = audit_api(
+        &hostile_forge(|_| ("200 OK", format!("[{}]", "0,".repeat(28 << 20) + "0"))),
+        &[],
+    );
+    out.exit(75);
+    // A server that pages slowly for ever meets the deadline.
+    let slow = hostile_forge(|page| {
+        std::thread::sleep(std::time::Duration::from_millis(50));
+        ("200 OK", page_of(page))
+    });
+    let out = audit_api(&slow, &[("HERO_USAGE_TEST_AUDIT_DEADLINE_MS", "300")]);
+    out.exit(75);
+    assert!(stderr(&out).contains("deadline"), "{}", stderr(&out));
 }

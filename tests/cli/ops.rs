@@ -2,7 +2,7 @@
 //! relative paths, secret file modes, `--quiet`, monitoring, `--help`, the
 //! install script. Real binaries, real files, the test forge on loopback.
 
-use crate::support::{Run, TestEnv, bin, record, repo_root, run, stderr, stdout};
+use crate::support::{Run, TestEnv, bin, fake_server, record, repo_root, run, stderr, stdout};
 use hero_usage_test_forge::{ForgeOptions, TestForge};
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
@@ -586,31 +586,6 @@ fn the_example_config_holds_every_setting_and_loads() {
         "{}",
         stdout(&out)
     );
-}
-
-/// A one-request-per-connection HTTP server on loopback whose answer to
-/// each request head is `answer(head)`: (status line, content type, body).
-fn fake_server(answer: fn(&str) -> (&'static str, &'static str, &'static str)) -> String {
-    use std::io::{Read, Write};
-    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-    let addr = listener.local_addr().unwrap();
-    std::thread::spawn(move || {
-        for conn in listener.incoming() {
-            let Ok(mut conn) = conn else { continue };
-            let mut head = Vec::new();
-            let mut byte = [0u8; 1];
-            while !head.ends_with(b"\r\n\r\n") && conn.read(&mut byte).unwrap_or(0) == 1 {
-                head.push(byte[0]);
-            }
-            let (status, content_type, body) = answer(&String::from_utf8_lossy(&head));
-            let _ = write!(
-                conn,
-                "HTTP/1.1 {status}\r\nContent-Type: {content_type}\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
-                body.len()
-            );
-        }
-    });
-    format!("http://{addr}")
 }
 
 /// A web server that is not Forgejo: every request gets the same HTML page.

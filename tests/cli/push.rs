@@ -1015,11 +1015,11 @@ fn a_conflicting_record_of_a_chunk_is_quarantined_alone() {
     };
     record(&first, lines(1, &["q1", "q2"]));
     first.push(&[]).exit(0);
-    // Another spool of the node reuses both keys with another amount, in
-    // one chunk with a new record.
+    // Another spool of the node (which takes the node over) reuses both
+    // keys with another amount, in one chunk with a new record.
     let other = Node::new(&forge);
     record(&other, lines(2, &["q1", "q2", "q3"]));
-    let out = other.push(&[]);
+    let out = other.push(&["--adopt-node"]);
     out.exit(65);
     assert_eq!(remote_keys(&forge, &[H16]), ["q1", "q2", "q3"]);
     for rec in rejected_records_alone(&other, 2) {

@@ -117,7 +117,12 @@ fn spawn_stdin(env: &TestEnv) -> (std::process::Child, std::process::ChildStdin)
 fn non_lock_files(spool: &Path) -> Vec<PathBuf> {
     files_under(spool)
         .into_iter()
-        .filter(|p| !p.ends_with("lock") && !p.ends_with("push.lock") && !p.ends_with("state/node"))
+        .filter(|p| {
+            !p.ends_with("lock")
+                && !p.ends_with("push.lock")
+                && !p.ends_with("state/node")
+                && !p.ends_with("state/spool_id")
+        })
         .collect()
 }
 
@@ -776,21 +781,30 @@ fn hold_lock_with_flock(spool: &Spool, command: &[&str]) -> std::process::Child 
 fn writers_lock_interoperates_with_flock_1() {
     let env = TestEnv::new();
     let spool = Spool::open(&env.spool).unwrap();
-    let mut holder = hold_lock_with_flock(&spool, &["sleep", "0.5"]);
-    let start = Instant::now();
+    // The holder's last act under the lock is to write a marker: a record
+    // linked into pending/ after the release changed its inode (ctime) after
+    // the marker's. (Whether the holder has exited yet is no proof: the
+    // kernel drops the lock before the process becomes a zombie, so on a
+    // busy machine the record may finish first.)
+    let marker = env.path("released");
+    let script = format!("sleep 0.5; : > '{}'", marker.display());
+    let mut holder = hold_lock_with_flock(&spool, &["sh", "-c", &script]);
     let o = run(&mut record_cmd(&env, &good_args()));
-    let waited = start.elapsed();
     o.exit(0);
     assert_eq!(stdout(&o), "recorded job-42-2026-11-26T16\n");
-    // flock(1) releases the lock when it exits: it must be gone already.
+    let ctime = |p: &Path| {
+        use std::os::unix::fs::MetadataExt;
+        let m = std::fs::metadata(p).unwrap();
+        (m.ctime(), m.ctime_nsec())
+    };
+    assert!(marker.exists(), "recorded while flock(1) held the lock");
+    let written = records(&env.spool);
+    assert_eq!(written.len(), 1);
     assert!(
-        holder.try_wait().unwrap().is_some(),
-        "recorded while flock(1) held the lock"
+        ctime(&written[0].0) >= ctime(&marker),
+        "the record is older than the lock's release"
     );
-    assert!(
-        waited >= Duration::from_millis(300),
-        "did not wait for flock(1): {waited:?}"
-    );
+    holder.wait().unwrap();
 }
 
 #[test]

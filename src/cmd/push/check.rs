@@ -10,7 +10,7 @@
 
 use crate::error::{Exit, Kind, kind_of};
 use crate::forgejo::{ForgeError, ForgejoClient, RepoRef, WriteAccess};
-use crate::settings::{Common, ForgeSettings, Resolver, Setting};
+use crate::settings::{Common, ForgeSettings, Resolver, Setting, Source};
 use crate::text::one_line;
 use anyhow::Result;
 use std::fmt::Write;
@@ -22,8 +22,12 @@ const BODY_CHARS: usize = 300;
 /// Run the check; print it; return the exit a push would get.
 pub fn run(settings: &Resolver, common: &Common) -> Result<Exit> {
     let settings_in = settings;
-    let mut report = settings_text(&settings.table());
+    let table = settings.table();
+    let mut report = settings_text(&table);
     if let Some(w) = settings.token_file_warning() {
+        let _ = writeln!(report, "warning {w}");
+    }
+    if let Some(w) = unpinned_node_warning(&table) {
         let _ = writeln!(report, "warning {w}");
     }
     let exit = match settings.forge() {
@@ -44,6 +48,21 @@ pub fn run(settings: &Resolver, common: &Common) -> Result<Exit> {
     let _ = writeln!(report, "check: a push would exit {}", exit.code());
     crate::console::out(&report)?;
     Ok(exit)
+}
+
+/// A node name that is the host name by default: a rename of the host
+/// would move the node's records to another folder (and the spool, bound
+/// to the old name, refuses the new one).
+fn unpinned_node_warning(table: &[Setting]) -> Option<String> {
+    let node = table
+        .iter()
+        .find(|s| s.name == "node" && s.source == Source::Default)?;
+    Some(format!(
+        "node name {} is the host name by default: pin it (node = \"...\" in the config \
+         file, or --node / HERO_NODE_ID), so that renaming the host does not move this node's \
+         billing",
+        one_line(node.value.as_deref().unwrap_or(""))
+    ))
 }
 
 /// The spool as a push would find it: usable, and bound to this node name
@@ -112,6 +131,7 @@ fn settings_text(settings: &[Setting]) -> String {
     for st in settings {
         let value = st.value.as_deref().unwrap_or(match st.name {
             "branch" => "(the repository's default branch)",
+            "ca_file" => "(the system's trust store)",
             "signing_key_file" => "(none: hour files go unsigned)",
             _ => "(not set)",
         });

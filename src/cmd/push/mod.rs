@@ -16,6 +16,7 @@ use crate::text::one_line;
 use anyhow::Result;
 use clap::Parser;
 use schedule::Scheduler;
+use std::io::IsTerminal;
 use std::process::ExitCode;
 use std::time::Duration;
 
@@ -71,6 +72,9 @@ pub struct Cli {
     #[arg(long, value_name = "N",
           value_parser = clap::value_parser!(u32).range(0..=push::MAX_RETENTION_DAYS as i64))]
     pub ledger_days: Option<u32>,
+    /// Take the node name over from another spool that pushed it last (see man 7 hero_usage, MOVING A NODE)
+    #[arg(long, conflicts_with_all = ["print_schedule", "check"])]
+    pub adopt_node: bool,
     /// Print what a scheduler needs to run this job hourly, then exit
     #[arg(long, value_name = "SCHEDULER")]
     pub print_schedule: Option<Scheduler>,
@@ -157,17 +161,29 @@ pub(crate) fn run(cli: Cli) -> Result<Exit> {
         }
     } else {
         if !cli.dry_run {
-            std::thread::sleep(push::splay_delay(&common.node, cli.splay));
+            splay(&common.node, cli.splay, cli.quiet);
         }
         let mut opts = options(&cli, &common.node, forge);
         opts.signer = signer;
         // Retries are told as they happen, but not by a quiet run: cron
         // mails whatever it prints. They stay in the summary's notes.
         let quiet = cli.quiet;
-        let log = |note: &str| {
-            if !quiet {
+        // Progress only for a person watching: a terminal, not a log.
+        let watched = !quiet && std::io::stderr().is_terminal();
+        let log = |event: push::Event| match event {
+            push::Event::Note(note) if !quiet => {
                 let _ = err_line(&format!("{BINARY}: {}", one_line(note)));
             }
+            push::Event::Progress {
+                batches,
+                pushed,
+                commits,
+            } if watched => {
+                let _ = err_line(&format!(
+                    "{BINARY}: batch {batches} done: {pushed} records pushed in {commits} commit(s) so far"
+                ));
+            }
+            _ => {}
         };
         // A dry run creates nothing in the spool, not even its sub-directories.
         let spool = if cli.dry_run {
@@ -186,6 +202,24 @@ pub(crate) fn run(cli: Cli) -> Result<Exit> {
     }
     report(&summary);
     Ok(summary.exit())
+}
+
+/// `--splay`: sleep this node's delay, saying how long and why first (a
+/// silent wait of minutes looks like a hang), unless `--quiet`.
+fn splay(node: &str, splay: u64, quiet: bool) {
+    let delay = push::splay_delay(node, splay);
+    if delay.is_zero() {
+        return;
+    }
+    if !quiet {
+        let _ = err_line(&format!(
+            "{BINARY}: waiting {:.1} s before pushing (--splay {splay}: node {node}'s place in \
+             the window, the same every run, so that a fleet started at once does not commit \
+             at once)",
+            delay.as_secs_f64()
+        ));
+    }
+    std::thread::sleep(delay);
 }
 
 /// `--init-signing-key` (create the key unless it exists) and
@@ -237,6 +271,7 @@ fn options(cli: &Cli, node: &str, forge: ForgeSettings) -> PushOptions {
         retry: RetryPolicy::for_window(Duration::from_secs(cli.retry_seconds)),
         retention_days: Some(cli.retention_days),
         ledger_days: cli.ledger_days,
+        adopt_node: cli.adopt_node,
         ..PushOptions::new(node, forge)
     }
 }

@@ -362,10 +362,11 @@ pub fn prepare(req: &Request, settings: &Resolver, common: &Common) -> Result<Pr
             read.push(std::path::absolute(&p).unwrap_or(p));
         }
     }
-    // The signing key must stay readable in the sandbox too.
+    // The signing key and the CA file must stay readable in the sandbox too.
     read.extend(
-        settings
-            .signing_key()
+        [settings.signing_key(), settings.ca_file()]
+            .into_iter()
+            .flatten()
             .map(|k| std::path::absolute(&k.value).unwrap_or(k.value)),
     );
     let job = Job {
@@ -456,19 +457,24 @@ fn forge_words(settings: &Resolver, config: Option<&Path>) -> (Vec<String>, Vec<
     );
     let table = settings.table();
     for s in table.iter().filter(|s| s.source.is_shell_only()) {
+        let value = s.value.clone().unwrap_or_default();
         let flag = match s.name {
             "forgejo_url" => "--forgejo-url",
             "repo" => "--repo",
             "branch" => "--branch",
+            "ca_file" => "--ca-file",
+            "insecure_http" if value == "true" => {
+                words.push("--insecure-http".into());
+                continue;
+            }
             _ => continue,
         };
-        words.extend([flag.to_string(), s.value.clone().unwrap_or_default()]);
-    }
-    let insecure = table
-        .iter()
-        .any(|s| s.name == "insecure_http" && s.value.as_deref() == Some("true"));
-    if insecure {
-        words.push("--insecure-http".into());
+        let value = match s.name {
+            // A scheduler starts elsewhere: a path must not be relative.
+            "ca_file" => std::path::absolute(&value).map_or(value, |p| p.display().to_string()),
+            _ => value,
+        };
+        words.extend([flag.to_string(), value]);
     }
     let url_set = table
         .iter()

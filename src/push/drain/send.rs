@@ -101,6 +101,8 @@ impl Drain<'_, '_> {
             self.sign_alone(sig, summary)?;
         }
         summary.commits += 1;
+        // Files it wrote are this spool's: no need to read who wrote them.
+        self.writers.insert(sha.clone(), self.ctx.spool_id.clone());
         summary.commit = Some(sha);
         self.create_from = None;
         for (change, meta) in chunk.changes.iter().zip(&chunk.meta) {

@@ -333,6 +333,7 @@ fn repo_route(
         ("GET", ["contents", ..]) => get_contents(st, req, g, owner, name, &file_path(1)),
         ("GET", ["raw", ..]) => get_raw(st, req, g, &file_path(1)),
         ("GET", ["commits"]) => list_commits(st, req, g),
+        ("GET", ["git", "commits", sha]) => get_commit(st, g, owner, name, sha),
         ("POST", ["contents"]) | ("POST", ["contents", ""]) => {
             require_scope(st, auth, SCOPE_REPO)?;
             let seen = st

@@ -249,3 +249,30 @@ pub(super) fn list_commits(st: &State, req: &Request, g: &Git) -> Res {
         .collect();
     Ok(Response::json(200, &Value::Array(list)))
 }
+
+/// `GET /repos/{o}/{r}/git/commits/{sha}` (a commit sha or a branch): a
+/// `Commit`, its message in `commit.message`; 404 when there is none.
+/// `stat`, `verification` and `files` are accepted; files and stats are
+/// always left empty.
+pub(super) fn get_commit(st: &State, g: &Git, owner: &str, name: &str, r: &str) -> Res {
+    let Some(sha) = resolve_ref(g, r) else {
+        return Err(error(st, 404, &format!("sha not found [sha: {r}]")));
+    };
+    let ctx = Ctx::after_commit(st, g, owner, name, r, &sha);
+    let rc = ctx.commit_json(&sha);
+    if rc.is_null() {
+        return Err(error(st, 404, &format!("sha not found [sha: {r}]")));
+    }
+    Ok(Response::json(
+        200,
+        &json!({
+            "url": rc["url"], "sha": sha, "created": rc["created"], "html_url": rc["html_url"],
+            "commit": {
+                "url": rc["url"], "author": rc["author"], "committer": rc["committer"],
+                "message": rc["message"], "tree": rc["tree"], "verification": verification(),
+            },
+            "author": null, "committer": null, "parents": rc["parents"],
+            "files": [], "stats": {"total": 0, "additions": 0, "deletions": 0},
+        }),
+    ))
+}

@@ -291,3 +291,45 @@ fn run_checks_pass_on_what_happened_and_fail_on_anything_else() {
         assert!(caught.is_err(), "a check passed that should fail");
     }
 }
+
+/// A one-request-per-connection HTTP server on loopback whose answer to
+/// each request head is `answer(head)`: (status line, content type, body).
+pub fn fake_server<F, S>(answer: F) -> String
+where
+    F: Fn(&str) -> (S, S, S) + Send + 'static,
+    S: AsRef<str>,
+{
+    use std::io::{Read, Write};
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = listener.local_addr().unwrap();
+    std::thread::spawn(move || {
+        for conn in listener.incoming() {
+            let Ok(mut conn) = conn else { continue };
+            let mut head = Vec::new();
+            let mut byte = [0u8; 1];
+            while !head.ends_with(b"\r\n\r\n") && conn.read(&mut byte).unwrap_or(0) == 1 {
+                head.push(byte[0]);
+            }
+            let (status, content_type, body) = answer(&String::from_utf8_lossy(&head));
+            let body = body.as_ref();
+            let _ = write!(
+                conn,
+                "HTTP/1.1 {}\r\nContent-Type: {}\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+                status.as_ref(),
+                content_type.as_ref(),
+                body.len()
+            );
+        }
+    });
+    format!("http://{addr}")
+}
+
+/// A loopback port nobody listens on (bound, then closed): a connection to
+/// it is refused.
+pub fn closed_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}

@@ -1,0 +1,93 @@
+//! Group commit of the records that requests carry: workers validate a
+//! record and queue it with its [`Reply`]; one committer thread takes what
+//! is queued and records it as one group ([`commit_groups`], the loop
+//! `hero_usage_record --stdin` runs too: one chunk, its fsync and the
+//! directory's, then each record linked, deduplicated and checked for
+//! conflicts as alone), and only then answers each request. Records that
+//! arrive during a commit form the next group; no timer holds one back. An
+//! error fails the whole group: nothing of it is acknowledged.
+
+use super::http::Response;
+use super::server::Reply;
+use crate::record::Validated;
+use crate::recording::{GroupSink, Written, commit_groups};
+use crate::spool::Spool;
+use anyhow::Result;
+use std::sync::mpsc::{self, Receiver, Sender};
+
+/// The answer to one record of a group of `group`: what became of it, or
+/// the error that failed the group.
+pub type Answer = fn(Result<&Written, &anyhow::Error>, group: usize) -> Response;
+
+/// The queue into the committer thread.
+pub struct Commits {
+    queue: Sender<(Reply, Validated)>,
+    answer: Answer,
+}
+
+impl Commits {
+    /// Start the committer thread on `spool`.
+    pub fn start(spool: Spool, answer: Answer) -> std::io::Result<Commits> {
+        let (queue, rx) = mpsc::channel();
+        std::thread::Builder::new()
+            .name("group-commit".into())
+            .spawn(move || run(&spool, &rx, answer))?;
+        Ok(Commits { queue, answer })
+    }
+
+    /// Queue a valid record; its request is answered once the group that
+    /// holds it is durable.
+    pub fn submit(&self, reply: Reply, record: Validated) {
+        if let Err(mpsc::SendError((reply, _))) = self.queue.send((reply, record)) {
+            let e = anyhow::anyhow!("the committer thread is gone (a bug); see the shim's log");
+            reply.send((self.answer)(Err(&e), 1));
+        }
+    }
+}
+
+/// The committer thread. In debug builds `HERO_USAGE_TEST_SHIM_GROUP=N`
+/// makes the first group wait for N records, so that a test can put
+/// records into one group without racing the clock.
+fn run(spool: &Spool, rx: &Receiver<(Reply, Validated)>, answer: Answer) {
+    let mut sink = Answers(answer);
+    let first = crate::failpoint::test_knob("HERO_USAGE_TEST_SHIM_GROUP")
+        .and_then(|n| n.parse::<usize>().ok());
+    if let Some(n) = first {
+        let (tx, group) = mpsc::channel();
+        for item in rx.iter().take(n) {
+            let _ = tx.send(item);
+        }
+        drop(tx);
+        let _ = commit_groups(spool, &group, &mut sink);
+    }
+    // The sink never fails, so this returns when the queue closes.
+    let _ = commit_groups(spool, rx, &mut sink);
+}
+
+/// Answers each request of a group.
+struct Answers(Answer);
+
+impl GroupSink<(Reply, Validated)> for Answers {
+    type Tag = Reply;
+
+    fn admit(&mut self, item: (Reply, Validated)) -> Result<Option<(Reply, Validated)>> {
+        Ok(Some(item))
+    }
+
+    fn answer(&mut self, replies: Vec<Reply>, written: Result<Vec<Written>>) -> Result<()> {
+        let group = replies.len();
+        match written {
+            Ok(written) => {
+                for (reply, w) in replies.into_iter().zip(&written) {
+                    reply.send((self.0)(Ok(w), group));
+                }
+            }
+            Err(e) => {
+                for reply in replies {
+                    reply.send((self.0)(Err(&e), group));
+                }
+            }
+        }
+        Ok(())
+    }
+}
