@@ -9,7 +9,7 @@
 //! gives the same signature, byte for byte the one `ssh-keygen` writes.
 
 use crate::error::{Kind, fail};
-use crate::settings::file::read_small_text;
+use crate::fsx::read_small_text;
 use anyhow::Result;
 use ssh_key::{Algorithm, HashAlg, LineEnding, PrivateKey, PublicKey, SshSig};
 use std::fmt;
