@@ -330,12 +330,26 @@ pub fn read_blob(repo: &gix::Repository, id: &str) -> Result<Vec<u8>> {
 }
 
 /// Lists the trees at branch heads.
-pub struct GitLister<'a>(pub &'a gix::Repository);
+pub struct GitLister<'a> {
+    repo: &'a gix::Repository,
+    /// Look up each file's size (a header read each); without, a listing
+    /// only names what is there.
+    sizes: bool,
+}
 
-impl GitLister<'_> {
+impl<'a> GitLister<'a> {
+    pub fn new(repo: &'a gix::Repository) -> Self {
+        GitLister { repo, sizes: true }
+    }
+
+    /// Names and ids only: what earlier tips held (`--state`).
+    pub fn names_only(repo: &'a gix::Repository) -> Self {
+        GitLister { repo, sizes: false }
+    }
+
     fn entry(&self, e: TreeEntry) -> Result<Entry> {
         let size = match e.kind {
-            EntryKind::File => Some(object_size(self.0, e.id)?),
+            EntryKind::File if self.sizes => Some(object_size(self.repo, e.id)?),
             _ => None,
         };
         Ok(Entry {
@@ -351,8 +365,8 @@ impl GitLister<'_> {
 impl Lister for GitLister<'_> {
     fn nodes(&mut self, place: &Place) -> Result<Vec<Entry>> {
         let commit = parse_id(place.commit.as_deref().unwrap_or_default())?;
-        let root = commit_tree(self.0, commit)?;
-        entries(self.0, root)?
+        let root = commit_tree(self.repo, commit)?;
+        entries(self.repo, root)?
             .into_iter()
             .filter(|e| e.name.eq_ignore_ascii_case(NODES))
             .map(|e| self.entry(e))
@@ -360,7 +374,7 @@ impl Lister for GitLister<'_> {
     }
 
     fn list(&mut self, _: &Place, _: &str, dir: &Entry) -> Result<Vec<Entry>> {
-        entries(self.0, parse_id(&dir.id)?)?
+        entries(self.repo, parse_id(&dir.id)?)?
             .into_iter()
             .map(|e| self.entry(e))
             .collect()

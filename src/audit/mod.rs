@@ -85,7 +85,7 @@ fn run_git(path: &std::path::Path, opts: &Options) -> Result<Report> {
     }
     let branches = git::branches(&repo, opts.default_branch.as_deref())?;
     let places: Vec<Place> = branches.all().iter().map(|b| b.place()).collect();
-    let mut layout = walk::collect(&mut git::GitLister(&repo), &places, &opts.filter)?;
+    let mut layout = walk::collect(&mut git::GitLister::new(&repo), &places, &opts.filter)?;
     let state_dir = opts.state.as_deref().map(StateDir::new);
     let before = match &state_dir {
         Some(d) => d.load()?,
@@ -225,7 +225,11 @@ fn remembered(
                 commit: Some(id.to_string()),
             })
             .collect();
-        let old = walk::collect(&mut git::GitLister(repo), &old_places, &opts.filter)?;
+        let old = walk::collect(
+            &mut git::GitLister::names_only(repo),
+            &old_places,
+            &opts.filter,
+        )?;
         let known: HashSet<(&str, &str)> = old
             .files
             .values()

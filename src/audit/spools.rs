@@ -15,7 +15,8 @@ pub const ADOPTS_TRAILER: &str = "Hero-Usage-Adopts";
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Trailers {
     pub spool: Option<String>,
-    pub adopts: Option<String>,
+    /// One id per `Hero-Usage-Adopts:` line.
+    pub adopts: Vec<String>,
 }
 
 /// The trailers of a commit message: `Key: value` lines of its last
@@ -35,7 +36,7 @@ pub fn trailers(message: &str) -> Trailers {
         if key.eq_ignore_ascii_case(SPOOL_TRAILER) {
             out.spool = Some(value);
         } else if key.eq_ignore_ascii_case(ADOPTS_TRAILER) {
-            out.adopts = Some(value);
+            out.adopts.push(value);
         }
     }
     out
@@ -67,7 +68,7 @@ impl Spools {
             n.ids.push(id.clone());
         }
         let why = match &n.current {
-            Some(current) if current != id && t.adopts.as_ref() != Some(current) => Some(format!(
+            Some(current) if current != id && !t.adopts.contains(current) => Some(format!(
                 "written by spool {current}, then by spool {id} without {ADOPTS_TRAILER}: {current} (two spools pushing as one node bill retries twice; see MOVING A NODE in man 7 hero_usage)"
             )),
             _ => None,
@@ -87,7 +88,7 @@ mod tests {
     fn t(spool: Option<&str>, adopts: Option<&str>) -> Trailers {
         Trailers {
             spool: spool.map(str::to_string),
-            adopts: adopts.map(str::to_string),
+            adopts: adopts.map(str::to_string).into_iter().collect(),
         }
     }
 
@@ -101,6 +102,9 @@ mod tests {
             trailers(&format!("x\n\n{SPOOL_TRAILER}: 12")),
             t(None, None)
         );
+        let two =
+            format!("x\n\n{ADOPTS_TRAILER}: {A}\n{ADOPTS_TRAILER}: {B}\n{SPOOL_TRAILER}: {A}\n");
+        assert_eq!(trailers(&two).adopts, [A, B]);
         let upper = A.to_ascii_uppercase();
         assert_eq!(
             trailers(&format!("x\n\n{SPOOL_TRAILER}: {upper}")),

@@ -47,7 +47,7 @@ const FORBIDDEN: &[(&[&str], &[&str], &str)] = &[
 // `config` is the settings' name before `settings/` (c5c63dd).
 
 /// Modules that import nothing of ours.
-const GROUND: &[&str] = &["error", "text", "secret", "failpoint", "fsx"];
+const GROUND: &[&str] = &["error", "text", "secret", "failpoint", "fsx", "users"];
 /// Pure data and its rules.
 const MODEL: &[&str] = &["record", "otoml", "layout"];
 /// The binaries' faces: command line, printing, exit codes.
@@ -112,6 +112,69 @@ fn the_arrows_point_down() {
 }
 
 #[test]
+fn the_modules_form_no_circle() {
+    let root = match std::env::var_os("HERO_USAGE_ARCH_SRC") {
+        Some(dir) => PathBuf::from(dir),
+        None => repo_root().join("src"),
+    };
+    let imports = imports_under(&root);
+    if let Some(circle) = circle(&imports) {
+        panic!(
+            "a circle between modules in {}:\n{}",
+            root.display(),
+            circle.join("\n")
+        );
+    }
+}
+
+/// A circle of top-level modules, one import per arrow (`file:line: text`),
+/// if there is one.
+fn circle(imports: &[Import]) -> Option<Vec<String>> {
+    use std::collections::{BTreeMap, BTreeSet};
+    let mut edges: BTreeMap<&str, BTreeMap<&str, &Import>> = BTreeMap::new();
+    for i in imports {
+        edges.entry(&i.from).or_default().entry(&i.to).or_insert(i);
+    }
+    // Depth first; a module met again on the current path closes a circle.
+    fn visit<'a>(
+        m: &'a str,
+        edges: &BTreeMap<&'a str, BTreeMap<&'a str, &'a Import>>,
+        path: &mut Vec<&'a Import>,
+        done: &mut BTreeSet<&'a str>,
+    ) -> Option<Vec<String>> {
+        if done.contains(m) {
+            return None;
+        }
+        for (to, i) in edges.get(m).into_iter().flatten() {
+            if let Some(k) = path.iter().position(|p| p.from == *to) {
+                let mut arrows: Vec<&Import> = path[k..].to_vec();
+                arrows.push(i);
+                return Some(
+                    arrows
+                        .iter()
+                        .map(|a| {
+                            format!("{} → {}: {}:{}: {}", a.from, a.to, a.file, a.line, a.text)
+                        })
+                        .collect(),
+                );
+            }
+            path.push(i);
+            let found = visit(to, edges, path, done);
+            path.pop();
+            if found.is_some() {
+                return found;
+            }
+        }
+        done.insert(m);
+        None
+    }
+    let mut done = BTreeSet::new();
+    edges
+        .keys()
+        .find_map(|m| visit(m, &edges, &mut Vec::new(), &mut done))
+}
+
+#[test]
 fn the_reader_finds_every_kind_of_path_and_the_rules_refuse_them() {
     let found = |file: &str, code: &str| -> Vec<(String, String)> {
         imports_of(file, code)
@@ -169,6 +232,13 @@ fn the_reader_finds_every_kind_of_path_and_the_rules_refuse_them() {
     ] {
         assert!(forbidden(from, to).is_none(), "{from} → {to}");
     }
+    let mut graph = imports_of("a.rs", "use crate::b::X;");
+    graph.extend(imports_of("b/mod.rs", "use crate::c::Y;"));
+    assert_eq!(circle(&graph), None);
+    graph.extend(imports_of("c.rs", "fn f() { crate::a::g() }"));
+    let found = circle(&graph).expect("a → b → c → a");
+    assert_eq!(found.len(), 3, "{found:?}");
+    assert!(found[2].starts_with("c → a: c.rs:1:"), "{found:?}");
 }
 
 /// Why the arrow `from` → `to` is forbidden, if it is.
