@@ -80,20 +80,23 @@ if [ ! -d "$bare" ]; then
     git clone -q --mirror --no-local "$src" "$bare"
 fi
 
-timed() { # label, command...: wall seconds and peak RSS from /usr/bin/time
+timed() { # label, command...: wall and CPU (user+sys) seconds and peak RSS from /usr/bin/time
     local label=$1; shift
     local log; log=$(mktemp)
     /usr/bin/time -v "$@" >"$log.out" 2>"$log" || true
-    local wall rss
+    local wall rss user sys
     wall=$(grep "Elapsed (wall clock)" "$log" | awk '{print $NF}')
+    user=$(grep "User time" "$log" | awk '{print $NF}')
+    sys=$(grep "System time" "$log" | awk '{print $NF}')
     rss=$(grep "Maximum resident set size" "$log" | awk '{print $NF}')
-    printf '%-44s %12s %10d MiB\n' "$label" "$wall" $((rss / 1024))
-    grep -E '^(read|violations):' "$log.out" | sed 's/^/    /' | cut -c1-110 || true
+    printf '%-48s %10s %9.2f %8d MiB\n' "$label" "$wall" "$(awk -v u="$user" -v s="$sys" 'BEGIN{print u+s}')" $((rss / 1024))
+    grep -E '^(read|violations|state):' "$log.out" | sed 's/^/    /' | cut -c1-110 || true
     rm -f "$log" "$log.out"
 }
 
 echo "repository: $nodes nodes x $hours hours x $records records = $((nodes * hours * records)) records, $((nodes * hours)) files"
-printf '%-44s %12s %14s\n' "what" "wall" "peak RSS"
+printf '%-48s %10s %9s %12s\n' "what" "wall" "CPU s" "peak RSS"
+echo "(wall is what the machine gave; CPU is user+sys, the figure to compare on a shared machine)"
 timed "git rev-list --count --all" git -C "$bare" rev-list --count --all
 timed "git cat-file --batch-all-objects --batch" sh -c "git -C '$bare' cat-file --batch-all-objects --batch >/dev/null; echo read all objects"
 timed "audit: head checks + totals (--no-history)" "$audit" --git-dir "$bare" --no-history --totals day
