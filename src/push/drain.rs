@@ -20,7 +20,7 @@ mod writer;
 
 use super::merge::{Conflict, Pending, merge_hour, parse_hour_file};
 use super::trailer;
-use super::{Log, Outcome, Problem, PushOptions, PushSummary};
+use super::{Event, Log, Outcome, Problem, PushOptions, PushSummary};
 use crate::error::{Kind, fail};
 use crate::failpoint::{failpoint, test_knob};
 use crate::forgejo::{
@@ -157,6 +157,7 @@ pub(super) fn drain(ctx: &Ctx, summary: &mut PushSummary) -> Result<()> {
     }
     let mut d = Drain::start(ctx, summary)?;
     let mut batch = Some(first);
+    let mut batches = 0;
     loop {
         let hours = match batch.take() {
             Some(h) => h,
@@ -170,6 +171,12 @@ pub(super) fn drain(ctx: &Ctx, summary: &mut PushSummary) -> Result<()> {
         if ctx.opts.dry_run || progress(summary) == before {
             break;
         }
+        batches += 1;
+        (ctx.log)(Event::Progress {
+            batches,
+            pushed: summary.pushed,
+            commits: summary.commits,
+        });
         if ctx.started.elapsed() >= ctx.opts.max_seconds {
             d.note(
                 summary,
@@ -399,7 +406,7 @@ impl<'a, 'c> Drain<'a, 'c> {
     }
 
     fn note(&self, summary: &mut PushSummary, note: String) {
-        (self.ctx.log)(&note);
+        (self.ctx.log)(Event::Note(&note));
         summary.notes.push(note);
     }
 }

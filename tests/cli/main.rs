@@ -12,6 +12,7 @@ mod fleet;
 mod forge;
 mod ops;
 mod otoml;
+mod output;
 mod push;
 mod record;
 mod scripts;
