@@ -109,16 +109,9 @@ fn a_long_drain_shows_progress_on_a_terminal_only() {
         node.record(&crate::support::forge::rec(k, &at, 100));
     }
     // script(1) gives the push a terminal.
-    let push = node.push_cmd();
-    let mut c = Command::new("script");
-    for (k, v) in push.get_envs() {
-        match v {
-            Some(v) => c.env(k, v),
-            None => c.env_remove(k),
-        };
-    }
-    let line = format!("{} --max-records 1", bin("hero_usage_push").display());
-    let out = run(c.args(["-qec", &line, "/dev/null"]));
+    let mut push = node.push_cmd();
+    push.args(["--max-records", "1"]);
+    let out = on_a_terminal(push);
     out.exit(0)
         .stdout_has("batch 1 done: 1 records pushed")
         .stdout_has("batch 3 done: 3 records pushed in 3 commit(s) so far");
@@ -172,4 +165,43 @@ fn the_test_forge_process_leaves_no_scratch_directory_when_killed() {
         let left: Vec<_> = std::fs::read_dir(&scratch).unwrap().collect();
         assert!(left.is_empty(), "SIG{signal} left {left:?}");
     }
+}
+
+/// `command` run with a terminal (script(1)): its stdout and stderr, merged.
+fn on_a_terminal(command: Command) -> std::process::Output {
+    let mut c = Command::new("script");
+    for (k, v) in command.get_envs() {
+        match v {
+            Some(v) => c.env(k, v),
+            None => c.env_remove(k),
+        };
+    }
+    let words: Vec<String> = std::iter::once(command.get_program())
+        .chain(command.get_args())
+        .map(|w| format!("'{}'", w.to_string_lossy().replace('\'', "'\\''")))
+        .collect();
+    run(c.args(["-qec", &words.join(" "), "/dev/null"]))
+}
+
+#[test]
+fn a_long_audit_shows_progress_on_a_terminal_only() {
+    let repo = crate::audit::Repo::new();
+    for node in ["node-a", "node-b"] {
+        let r = crate::audit::rec(node, &format!("{node}-1"), "0a1b", "2026-11-26 16:00:00", 5);
+        repo.put(node, "2026-11-26-16", &[r]);
+    }
+    let mut audit = repo.env.cmd("hero_usage_audit");
+    audit.arg("--git-dir").arg(&repo.dir);
+    let out = on_a_terminal(audit);
+    out.exit(0)
+        .stdout_has("hero_usage_audit: node node-a: 1 hour file(s) read (")
+        .stdout_has("of 2 nodes)")
+        .stdout_has("hero_usage_audit: walking the history of main");
+    let out = repo.audit(&[]);
+    out.exit(0);
+    assert!(
+        !stderr(&out).contains("hour file(s) read"),
+        "{}",
+        stderr(&out)
+    );
 }
