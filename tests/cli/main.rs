@@ -10,6 +10,7 @@ mod drops;
 mod exit_codes;
 mod fleet;
 mod forge;
+mod man_examples;
 mod ops;
 mod otoml;
 mod output;
