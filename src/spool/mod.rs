@@ -38,8 +38,10 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 pub use files::CHUNK_RECORDS;
+pub(crate) use files::{record_in_file, render_chunk, render_single};
 pub use index::{IndexScan, IndexSlot, PendingIndex};
 pub use ingest::IngestReport;
+pub(crate) use ingest::parse_drop;
 pub use ledger::{Ledger, LedgerEntry};
 
 /// What pruning `sent/` did (see [`Spool::prune_sent`]).

@@ -10,6 +10,7 @@ mod drops;
 mod exit_codes;
 mod fleet;
 mod forge;
+mod fuzz_corpora;
 mod man_examples;
 mod ops;
 mod otoml;
