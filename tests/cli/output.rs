@@ -3,8 +3,7 @@
 //! terminal; and the test forge process, killed, leaves nothing behind.
 
 use crate::support::forge::{Node, OWNER, REPO, start};
-use crate::support::{Run, bin, record, run, stderr, stdout};
-use std::net::TcpListener;
+use crate::support::{Run, bin, closed_port, record, run, stderr, stdout};
 use std::os::unix::fs::MetadataExt;
 use std::process::{Command, Stdio};
 
@@ -31,11 +30,7 @@ fn the_splay_says_how_long_it_waits_and_why_unless_quiet() {
 /// A node whose forge refuses connections: every push fails with 75.
 fn unreachable_node() -> Node {
     let forge = start();
-    let port = TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
+    let port = closed_port();
     let mut node = Node::new(&forge);
     node.url = format!("http://127.0.0.1:{port}");
     record(&node.env, "k1");
