@@ -96,13 +96,6 @@ impl Run for Output {
     }
 }
 
-/// [`Run::exit`] as a function: the older spelling, kept while tests
-/// written with it are in flight on other branches.
-#[track_caller]
-pub fn assert_exit(o: &Output, code: i32) {
-    o.exit(code);
-}
-
 fn shown(o: &Output) -> String {
     format!(
         " ({})\n--- stdout:\n{}\n--- stderr:\n{}",
