@@ -17,6 +17,8 @@ pub(crate) mod fsx;
 pub mod layout;
 pub mod otoml;
 pub(crate) mod outcome;
+#[doc(hidden)]
+pub mod props;
 pub mod push;
 pub mod record;
 pub mod recording;

@@ -97,9 +97,10 @@ impl PushSummary {
     }
 
     /// What the push binary prints: the summary line, and for a dry run the
-    /// file each commit would write.
+    /// file each commit would write. A failure's error is not in it: the
+    /// binary prints that on stderr, once.
     pub fn text(&self) -> String {
-        let mut text = format!("{}\n", self.line());
+        let mut text = format!("{}\n", self.line_with(ErrorText::OnStderr));
         if self.outcome == Outcome::DryRun {
             for f in &self.files {
                 text.push_str(&format!(
@@ -111,8 +112,12 @@ impl PushSummary {
         text
     }
 
-    /// The one summary line.
+    /// The one summary line, a failure's error in it (the shim's log).
     pub fn line(&self) -> String {
+        self.line_with(ErrorText::Inline)
+    }
+
+    fn line_with(&self, error: ErrorText) -> String {
         let mut s = match self.outcome {
             Outcome::Locked => return "another push holds the lock; nothing done".to_string(),
             Outcome::DryRun => format!(
@@ -131,7 +136,10 @@ impl PushSummary {
                 } else {
                     String::new()
                 },
-                self.error.as_deref().unwrap_or("unknown error")
+                match error {
+                    ErrorText::Inline => self.error.as_deref().unwrap_or("unknown error"),
+                    ErrorText::OnStderr => "the error is on stderr",
+                }
             ),
             Outcome::Pushed => format!(
                 "pushed {} records in {} file(s), {}commit {} ({} already present)",
@@ -164,6 +172,14 @@ impl PushSummary {
         ));
         s
     }
+}
+
+/// Where a failed run's error is told: in the summary line, or on stderr
+/// beside it (never both).
+#[derive(Clone, Copy)]
+enum ErrorText {
+    Inline,
+    OnStderr,
 }
 
 /// A summary's failure as its exit code, in the JSON that scripts read.

@@ -185,7 +185,7 @@ fn spawn_reader(
             buf: Vec::with_capacity(1024),
         };
         loop {
-            let next = reader.next_line(&node);
+            let next = reader.next_line(&|| defaults_now(&node));
             let more = matches!(next, Ok(Some(_)));
             // Stop at the end, after an error, or when nobody listens.
             let Some(line) = next.transpose() else { break };
@@ -212,7 +212,7 @@ struct LineReader {
 
 impl LineReader {
     /// The next line that is not blank; `None` at the end of the input.
-    fn next_line(&mut self, node: &str) -> Result<Option<Line>> {
+    fn next_line(&mut self, defaults: &dyn Fn() -> Defaults) -> Result<Option<Line>> {
         loop {
             self.buf.clear();
             let (n, too_long) = read_line_bounded(&mut *self.input, &mut self.buf)?;
@@ -231,15 +231,30 @@ impl LineReader {
                 continue;
             }
             let rec = RecordInput::from_json_text(text);
-            return match rec.and_then(|i| {
-                i.validate(&defaults_now(node))
-                    .map_err(|errs| describe(&errs))
-            }) {
+            return match rec.and_then(|i| i.validate(&defaults()).map_err(|errs| describe(&errs))) {
                 Ok(v) => Ok(Some(Line::Good(self.line_no, v))),
                 Err(problem) => bad(problem),
             };
         }
     }
+}
+
+/// What `--stdin` makes of `input`, line by line, without a spool: each
+/// line that is not blank, numbered, as its record or its problem.
+pub fn read_lines(input: &[u8], defaults: &Defaults) -> Vec<(usize, Result<Validated, String>)> {
+    let mut reader = LineReader {
+        input: Box::new(std::io::Cursor::new(input.to_vec())),
+        line_no: 0,
+        buf: Vec::new(),
+    };
+    let mut out = Vec::new();
+    while let Ok(Some(line)) = reader.next_line(&|| defaults.clone()) {
+        out.push(match line {
+            Line::Good(n, v) => (n, Ok(v)),
+            Line::Bad(n, problem) => (n, Err(problem)),
+        });
+    }
+    out
 }
 
 /// Read one line (without its newline) of at most [`MAX_LINE_BYTES`]; a

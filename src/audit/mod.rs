@@ -68,6 +68,9 @@ pub struct Options {
     pub state: Option<PathBuf>,
     /// `--allowed-signers FILE`: every hour file must be signed by its node.
     pub allowed_signers: Option<crate::signing::AllowedSigners>,
+    /// Told what the audit is at (a node read, a branch's history walked):
+    /// the binary shows it on a terminal, so that a long audit is seen to move.
+    pub progress: fn(&str),
 }
 
 /// Run the audit.
@@ -113,9 +116,11 @@ fn run_git(path: &std::path::Path, opts: &Options) -> Result<Report> {
     }
     if opts.history {
         if let Some(d) = &branches.default {
+            (opts.progress)(&format!("walking the history of {}", d.name));
             history.walk(d, None)?;
         }
         for b in &branches.usage {
+            (opts.progress)(&format!("walking the history of {}", b.name));
             history.walk(b, b.name.strip_prefix("usage/"))?;
         }
     }
@@ -292,6 +297,7 @@ fn git_nodes_in_parallel(
     use std::sync::atomic::{AtomicUsize, Ordering::Relaxed};
     let nodes: Vec<(&String, &Vec<walk::FileRef>)> = layout.files.iter().collect();
     let next = AtomicUsize::new(0);
+    let finished = AtomicUsize::new(0);
     let workers = std::thread::available_parallelism()
         .map_or(1, |n| n.get())
         .clamp(1, 4);
@@ -314,6 +320,12 @@ fn git_nodes_in_parallel(
             };
             let outcome = audit_node(files, &mut read, opts.now, &mut totals, memory);
             done.push((i, outcome.and_then(|o| spill_keys(node, o, spill))));
+            let read = finished.fetch_add(1, Relaxed) + 1;
+            (opts.progress)(&format!(
+                "node {node}: {} hour file(s) read ({read} of {} nodes)",
+                files.len(),
+                nodes.len()
+            ));
         }
         (done, totals)
     };
@@ -374,10 +386,20 @@ fn run_forge(settings: &ForgeSettings, opts: &Options) -> Result<Report> {
     };
     let mut read = |f: &walk::FileRef| forge.read(&f.place, &f.path);
     let mut totals = opts.period.map(Totals::new);
+    let nodes = layout.files.len();
     let outcomes = layout
         .files
-        .values()
-        .map(|files| audit_node(files, &mut read, opts.now, &mut totals, Memory::default()))
+        .iter()
+        .enumerate()
+        .map(|(i, (node, files))| {
+            let outcome = audit_node(files, &mut read, opts.now, &mut totals, Memory::default());
+            (opts.progress)(&format!(
+                "node {node}: {} hour file(s) read ({} of {nodes} nodes)",
+                files.len(),
+                i + 1
+            ));
+            outcome
+        })
         .collect::<Result<Vec<_>>>()?;
     let source = format!(
         "forge {} {}/{}",

@@ -12,6 +12,7 @@ use crate::record::{HourBucket, check_node_name};
 use crate::settings::{ForgeArgs, Resolver, SpoolArgs};
 use anyhow::Result;
 use clap::Parser;
+use std::io::IsTerminal;
 use std::path::PathBuf;
 use std::process::ExitCode;
 
@@ -142,6 +143,13 @@ pub(crate) fn run(cli: Cli) -> Result<Exit> {
             .as_deref()
             .map(crate::signing::AllowedSigners::load)
             .transpose()?,
+        progress: if std::io::stderr().is_terminal() {
+            |what| {
+                let _ = err_line(&format!("{BINARY}: {}", crate::text::one_line(what)));
+            }
+        } else {
+            |_| {}
+        },
     };
     let report = audit::run(&opts)?;
     if let (Some(path), Some(t)) = (&cli.csv, &report.totals) {

@@ -20,7 +20,7 @@ mod writer;
 
 use super::merge::{Conflict, Pending, merge_hour, parse_hour_file};
 use super::trailer;
-use super::{Log, Outcome, Problem, PushOptions, PushSummary};
+use super::{Event, Log, Outcome, Problem, PushOptions, PushSummary};
 use crate::error::{Kind, fail};
 use crate::failpoint::{failpoint, test_knob};
 use crate::forgejo::{
@@ -143,6 +143,9 @@ struct Drain<'a, 'c> {
     /// Spools of this node whose hour files this run takes over
     /// (`--adopt-node`): named in every commit it makes from then on.
     adopted: std::collections::BTreeSet<String>,
+    /// Spools an earlier run adopted (`state/adopted`): their files are
+    /// this spool's, no flag needed.
+    adopted_before: HashSet<String>,
 }
 
 /// Drain the spool into the billing repository.
@@ -157,6 +160,7 @@ pub(super) fn drain(ctx: &Ctx, summary: &mut PushSummary) -> Result<()> {
     }
     let mut d = Drain::start(ctx, summary)?;
     let mut batch = Some(first);
+    let mut batches = 0;
     loop {
         let hours = match batch.take() {
             Some(h) => h,
@@ -170,6 +174,12 @@ pub(super) fn drain(ctx: &Ctx, summary: &mut PushSummary) -> Result<()> {
         if ctx.opts.dry_run || progress(summary) == before {
             break;
         }
+        batches += 1;
+        (ctx.log)(Event::Progress {
+            batches,
+            pushed: summary.pushed,
+            commits: summary.commits,
+        });
         if ctx.started.elapsed() >= ctx.opts.max_seconds {
             d.note(
                 summary,
@@ -318,6 +328,7 @@ impl<'a, 'c> Drain<'a, 'c> {
             landed: HashSet::new(),
             writers: HashMap::new(),
             adopted: Default::default(),
+            adopted_before: ctx.spool.adopted_spools()?.into_iter().collect(),
             branch,
         };
         if let Some(found) = found.filter(|_| d.branch != default && !opts.dry_run) {
@@ -399,7 +410,7 @@ impl<'a, 'c> Drain<'a, 'c> {
     }
 
     fn note(&self, summary: &mut PushSummary, note: String) {
-        (self.ctx.log)(&note);
+        (self.ctx.log)(Event::Note(&note));
         summary.notes.push(note);
     }
 }

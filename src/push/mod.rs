@@ -92,9 +92,22 @@ impl PushOptions {
     }
 }
 
-/// Where a run tells what it is doing while it does it (retries): the
-/// binary prints it with its name, the shim keeps it in the summary only.
-pub type Log<'a> = &'a dyn Fn(&str);
+/// What a run tells while it runs.
+#[derive(Debug, Clone, Copy)]
+pub enum Event<'a> {
+    /// A retry, a stop: kept in the summary's notes too.
+    Note(&'a str),
+    /// A batch was committed: the run's totals so far.
+    Progress {
+        batches: usize,
+        pushed: usize,
+        commits: usize,
+    },
+}
+
+/// Where a run tells what it is doing while it does it: the binary prints
+/// it with its name, the shim keeps the notes in the summary only.
+pub type Log<'a> = &'a dyn Fn(Event<'_>);
 
 /// Run one push, telling nobody along the way (the notes are in the summary).
 pub fn run(spool: &Spool, opts: &PushOptions) -> Result<PushSummary> {

@@ -48,7 +48,13 @@ impl ConfigFile {
                 format!("cannot read config file {}: {why}", path.display()),
             )
         })?;
-        let mut file: ConfigFile = toml::from_str(&text).map_err(|e| {
+        ConfigFile::parse(&text, path)
+    }
+
+    /// The settings in `text`, the file at `path` (which names it in errors
+    /// and against whose directory relative paths are resolved).
+    pub(crate) fn parse(text: &str, path: &Path) -> Result<ConfigFile> {
+        let mut file: ConfigFile = toml::from_str(text).map_err(|e| {
             fail(
                 Kind::Config,
                 format!("config file {}: {}", path.display(), e.message()),
@@ -58,6 +64,17 @@ impl ConfigFile {
         file.expand_home(path)?;
         file.resolve_relative(path.parent().unwrap_or(Path::new("/")));
         Ok(file)
+    }
+
+    /// The path settings as they are now.
+    pub(crate) fn paths(&self) -> [(&'static str, Option<&Path>); 5] {
+        [
+            ("spool", self.spool.as_deref()),
+            ("token_file", self.token_file.as_deref()),
+            ("admin_secret_file", self.admin_secret_file.as_deref()),
+            ("ca_file", self.ca_file.as_deref()),
+            ("signing_key_file", self.signing_key_file.as_deref()),
+        ]
     }
 
     /// An empty path in the file is a mistake, never "unset" (a line that

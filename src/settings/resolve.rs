@@ -227,7 +227,8 @@ impl Resolver {
         }
     }
 
-    fn ca_file(&self) -> Option<Resolved<PathBuf>> {
+    /// The CA file trusted instead of the system's store, if any.
+    pub(crate) fn ca_file(&self) -> Option<Resolved<PathBuf>> {
         layer(
             &self.forge.ca_file,
             "HERO_USAGE_CA_FILE",

@@ -129,6 +129,13 @@ fn parse_tables(bytes: &[u8], bodies: impl IntoIterator<Item = Range<usize>>) ->
     out
 }
 
+/// The record the entry of `key` reads back from a record file's bytes (a
+/// single record or a chunk), or why it is damaged: what reading `pending/`
+/// and `sent/` makes of them, without the file system.
+pub(crate) fn record_in_file(bytes: &[u8], key: &str) -> std::result::Result<UsageRecord, String> {
+    parse_file(bytes).take(&file_name_for_key(key))
+}
+
 impl ParsedFile {
     /// The record that belongs under `name`, or why it is damaged.
     fn take(&mut self, name: &str) -> std::result::Result<UsageRecord, String> {

@@ -425,17 +425,27 @@ pub(crate) fn read_drop(path: &Path, node: &str, now: DateTime<Utc>) -> Result<V
             });
         }
     };
-    let text =
-        String::from_utf8(bytes).map_err(|_| Reason::Bad("drop: is not UTF-8 text".into()))?;
-    let input = RecordInput::from_toml(&text).map_err(|p| Reason::Bad(format!("drop: {p}")))?;
+    let mtime = m.modified().ok().map(DateTime::<Utc>::from);
+    parse_drop(bytes, node, now, mtime).map_err(Reason::Bad)
+}
+
+/// A drop's bytes as a record, or why it is refused: the drop reader
+/// without the file system. `mtime` (the file's modification time) is the
+/// `occurred_at` of a drop that gives none.
+pub(crate) fn parse_drop(
+    bytes: Vec<u8>,
+    node: &str,
+    now: DateTime<Utc>,
+    mtime: Option<DateTime<Utc>>,
+) -> Result<Validated, String> {
+    let text = String::from_utf8(bytes).map_err(|_| "drop: is not UTF-8 text".to_string())?;
+    let input = RecordInput::from_toml(&text).map_err(|p| format!("drop: {p}"))?;
     let defaults = Defaults {
         node: node.to_string(),
         now,
-        occurred_at: m.modified().ok().map(DateTime::<Utc>::from),
+        occurred_at: mtime,
     };
-    input
-        .validate(&defaults)
-        .map_err(|errs| Reason::Bad(describe(&errs)))
+    input.validate(&defaults).map_err(|errs| describe(&errs))
 }
 
 #[cfg(test)]

@@ -1,5 +1,6 @@
 //! `hero_usage_test_forge`: run the test forge as a process for scripts and
-//! the demo. Prints its base URL on stdout when ready; runs until killed.
+//! the demo. Prints its base URL on stdout when ready; runs until SIGTERM,
+//! SIGINT or SIGHUP, then removes its temporary directory.
 //!
 //! Flags: `--root DIR` (bare repositories; default: a temporary directory),
 //! `--token-file FILE` (required), `--read-only-token-file FILE`,
@@ -106,11 +107,19 @@ fn main() {
     if !orgs_given {
         opts.orgs = ForgeOptions::default().orgs;
     }
+    // Signals are caught before the forge makes its scratch directory, so
+    // that `kill` (the README's tour ends with one) never leaves it behind.
+    let mut signals = signal_hook::iterator::Signals::new([
+        signal_hook::consts::SIGTERM,
+        signal_hook::consts::SIGINT,
+        signal_hook::consts::SIGHUP,
+    ])
+    .unwrap_or_else(|e| die(&format!("cannot handle signals: {e}")));
     let forge = TestForge::try_start(opts).unwrap_or_else(|e| die(&e));
     let mut out = std::io::stdout();
     let _ = writeln!(out, "{}", forge.base_url());
     let _ = out.flush();
-    loop {
-        std::thread::park();
-    }
+    signals.forever().next();
+    // Dropping the forge stops it and removes its scratch repositories.
+    drop(forge);
 }

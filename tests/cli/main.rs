@@ -4,13 +4,17 @@
 mod architecture;
 mod audit;
 mod audit_tamper;
+mod crash_sweep;
 mod docs;
 mod drops;
 mod exit_codes;
 mod fleet;
 mod forge;
+mod fuzz_corpora;
+mod man_examples;
 mod ops;
 mod otoml;
+mod output;
 mod push;
 mod record;
 mod scripts;

@@ -78,3 +78,29 @@ fn insecure_http_is_a_config_key_as_check_lists_it() {
     out.exit(75);
     assert!(text.contains("does not resolve"), "{text}");
 }
+
+#[test]
+fn a_schedule_carries_a_shell_only_ca_file_and_keeps_it_readable() {
+    let env = crate::support::TestEnv::new();
+    let out = run(env.cmd("hero_usage_push").args([
+        "--print-schedule",
+        "systemd",
+        "--service-user",
+        "hero-usage",
+        "--spool",
+        "/var/lib/hero_usage/queue",
+        "--forgejo-url",
+        "https://f.example.org",
+        "--ca-file",
+        "/home/ops/forge-ca.pem",
+    ]));
+    out.exit(0);
+    let units = stdout(&out);
+    assert!(
+        units.contains("--ca-file /home/ops/forge-ca.pem"),
+        "{units}"
+    );
+    // The sandbox hides /home unless a path the job reads is there.
+    assert!(units.contains("ProtectHome=read-only"), "{units}");
+    assert!(!units.contains("ProtectHome=yes"), "{units}");
+}

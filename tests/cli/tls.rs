@@ -7,7 +7,7 @@
 //! with their likely fix named.
 
 use crate::support::forge::{Node, start};
-use crate::support::{Run, record, run, stderr, stdout};
+use crate::support::{Run, closed_port, record, run, stderr, stdout};
 use rustls::pki_types::pem::PemObject;
 use rustls::pki_types::{CertificateDer, PrivateKeyDer};
 use std::io::{ErrorKind, Read, Write};
@@ -277,12 +277,7 @@ fn https_to_a_plain_http_port_is_78_naming_http_vs_https() {
 #[test]
 fn refused_and_unknown_hosts_stay_75_with_their_fix_named() {
     let forge = start();
-    // A port nobody listens on: bound, then closed.
-    let port = TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
+    let port = closed_port();
     let node = node_at(&forge, &format!("http://127.0.0.1:{port}"));
     let out = node.push(&["--retry-seconds", "0"]);
     out.exit(75);

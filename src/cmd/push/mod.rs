@@ -16,6 +16,7 @@ use crate::text::one_line;
 use anyhow::Result;
 use clap::Parser;
 use schedule::Scheduler;
+use std::io::IsTerminal;
 use std::process::ExitCode;
 use std::time::Duration;
 
@@ -160,17 +161,29 @@ pub(crate) fn run(cli: Cli) -> Result<Exit> {
         }
     } else {
         if !cli.dry_run {
-            std::thread::sleep(push::splay_delay(&common.node, cli.splay));
+            splay(&common.node, cli.splay, cli.quiet);
         }
         let mut opts = options(&cli, &common.node, forge);
         opts.signer = signer;
         // Retries are told as they happen, but not by a quiet run: cron
         // mails whatever it prints. They stay in the summary's notes.
         let quiet = cli.quiet;
-        let log = |note: &str| {
-            if !quiet {
+        // Progress only for a person watching: a terminal, not a log.
+        let watched = !quiet && std::io::stderr().is_terminal();
+        let log = |event: push::Event| match event {
+            push::Event::Note(note) if !quiet => {
                 let _ = err_line(&format!("{BINARY}: {}", one_line(note)));
             }
+            push::Event::Progress {
+                batches,
+                pushed,
+                commits,
+            } if watched => {
+                let _ = err_line(&format!(
+                    "{BINARY}: batch {batches} done: {pushed} records pushed in {commits} commit(s) so far"
+                ));
+            }
+            _ => {}
         };
         // A dry run creates nothing in the spool, not even its sub-directories.
         let spool = if cli.dry_run {
@@ -189,6 +202,24 @@ pub(crate) fn run(cli: Cli) -> Result<Exit> {
     }
     report(&summary);
     Ok(summary.exit())
+}
+
+/// `--splay`: sleep this node's delay, saying how long and why first (a
+/// silent wait of minutes looks like a hang), unless `--quiet`.
+fn splay(node: &str, splay: u64, quiet: bool) {
+    let delay = push::splay_delay(node, splay);
+    if delay.is_zero() {
+        return;
+    }
+    if !quiet {
+        let _ = err_line(&format!(
+            "{BINARY}: waiting {:.1} s before pushing (--splay {splay}: node {node}'s place in \
+             the window, the same every run, so that a fleet started at once does not commit \
+             at once)",
+            delay.as_secs_f64()
+        ));
+    }
+    std::thread::sleep(delay);
 }
 
 /// `--init-signing-key` (create the key unless it exists) and

@@ -362,10 +362,11 @@ pub fn prepare(req: &Request, settings: &Resolver, common: &Common) -> Result<Pr
             read.push(std::path::absolute(&p).unwrap_or(p));
         }
     }
-    // The signing key must stay readable in the sandbox too.
+    // The signing key and the CA file must stay readable in the sandbox too.
     read.extend(
-        settings
-            .signing_key()
+        [settings.signing_key(), settings.ca_file()]
+            .into_iter()
+            .flatten()
             .map(|k| std::path::absolute(&k.value).unwrap_or(k.value)),
     );
     let job = Job {

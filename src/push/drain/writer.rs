@@ -38,7 +38,10 @@ impl Drain<'_, '_> {
         let Some(other) = writer else {
             return Ok(()); // an older tool's commit binds nothing
         };
-        if self.ctx.spool_id.as_ref() == Some(&other) || self.adopted.contains(&other) {
+        if self.ctx.spool_id.as_ref() == Some(&other)
+            || self.adopted.contains(&other)
+            || self.adopted_before.contains(&other)
+        {
             return Ok(());
         }
         let node = &self.ctx.opts.node;

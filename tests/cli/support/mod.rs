@@ -323,3 +323,13 @@ where
     });
     format!("http://{addr}")
 }
+
+/// A loopback port nobody listens on (bound, then closed): a connection to
+/// it is refused.
+pub fn closed_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
