@@ -1,7 +1,8 @@
-//! Signed hour files (DESIGN, "Signed hour files"): a node signs the exact
-//! bytes of every hour file it writes with its OpenSSH ed25519 key, as
-//! `ssh-keygen -Y sign -n hero-usage` would (SSHSIG, armored, sha512), and
-//! the billing side checks them against an OpenSSH `allowed_signers` file.
+//! Signed hour files (man 1 hero_usage_push, SIGNED HOUR FILES): a node
+//! signs the exact bytes of every hour file it writes with its OpenSSH
+//! ed25519 key, as `ssh-keygen -Y sign -n hero-usage` would (SSHSIG,
+//! armored, sha512), and the billing side checks them against an OpenSSH
+//! `allowed_signers` file.
 //! The signature of `nodes/<node>/usage_<hour>.otoml` lives at
 //! `signatures/<node>/usage_<hour>.otoml.sig`.
 //!

@@ -16,7 +16,7 @@ pub const NODE_FILE: &str = "node";
 /// The state file that holds the spool's id: 128 random bits in hex, made
 /// when the spool is bound (an older spool gets one on first use). Its
 /// commits carry it (`Hero-Usage-Spool:`), so that two spools pushing as
-/// one node are told apart (DESIGN, "One node, one spool").
+/// one node are told apart (man 1 hero_usage_push, ONE NODE, ONE SPOOL).
 pub const SPOOL_ID_FILE: &str = "spool_id";
 /// The state file listing the spool ids this spool adopted, one a line.
 pub const ADOPTED_FILE: &str = "adopted";

@@ -1,4 +1,5 @@
-//! One node, one spool (issue 16, item 5; DESIGN, "One node, one spool"):
+//! One node, one spool (issue 16, item 5; man 1 hero_usage_push, ONE NODE,
+//! ONE SPOOL):
 //! every commit names its spool in a `Hero-Usage-Spool:` trailer, and a
 //! spool that would change an hour file another spool of its node wrote
 //! last stops (78) until `--adopt-node` takes the node over.

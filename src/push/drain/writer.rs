@@ -1,4 +1,4 @@
-//! One node, one spool (DESIGN): before an hour file that exists is
+//! One node, one spool (man 1 hero_usage_push, ONE NODE, ONE SPOOL): before an hour file that exists is
 //! changed, the commit that wrote it last is read (once per commit) for the
 //! spool it names. Another spool of this node wrote it: two spools push as
 //! one node, which bills retried keys twice across hours, so the run stops
