@@ -32,6 +32,9 @@
 # and parses every pending record once), and the push's ratio against that
 # (goal <= 3). A run indexes the spool by each record's key and time lines,
 # then each batch parses only its own records: one parse of every record.
+# SIGN=1 gives the node a signing key (a fresh ed25519 key): every hour file
+# pushed is signed too, one signature per changed file (the same goals hold;
+# compare with a run of SIGN=0, the default, which pushes unsigned).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 RECORDS=${RECORDS:-100000}
@@ -48,6 +51,16 @@ BIN=target/release
 FORGE=${FORGE:-$BIN/hero_usage_test_forge} # another build of the test forge may be named
 work=$(mktemp -d)
 trap '[ "${forge_pid:-0}" -gt 0 ] && kill "$forge_pid" 2>/dev/null || true; rm -rf "$work"' EXIT
+
+# The signing key (SIGN=1), or none: an empty key setting falls back to the
+# default path, so HOME points at the scratch dir, where there is no key.
+export HOME=$work
+unset HERO_USAGE_SIGNING_KEY_FILE
+if [ "${SIGN:-0}" = 1 ]; then
+    export HERO_USAGE_SIGNING_KEY_FILE=$work/signing_key
+    HERO_NODE_ID=bench-node "$BIN/hero_usage_push" --spool "$work/keyspool" --init-signing-key >/dev/null 2>&1
+    echo "signing: every hour file is signed with $HERO_USAGE_SIGNING_KEY_FILE"
+fi
 
 # The records: RECORDS over 24 hours ending an hour ago.
 # records N HOURS: N records over HOURS hours ending an hour ago, as JSON lines.
@@ -151,6 +164,11 @@ print(len(json.load(urllib.request.urlopen(req))))
 PY
 )")
         commits+=("$(git --git-dir "$work/forge/lhumina_code/billing.git" rev-list --count main)")
+        if [ "${SIGN:-0}" = 1 ]; then
+            tree=$(git --git-dir "$work/forge/lhumina_code/billing.git" ls-tree -r --name-only main)
+            [ "$(grep -c '^signatures/' <<<"$tree")" = "$(grep -c '^nodes/' <<<"$tree")" ] ||
+                { echo "not every hour file is signed" >&2; exit 1; }
+        fi
         pending=$(find "$work/spool/pending" -type f | wc -l)
         [ "$pending" = 0 ] || { echo "push left $pending records pending: $(cat "$work/push.out")" >&2; exit 1; }
         rejected=$(find "$work/spool/rejected" -type f | wc -l)

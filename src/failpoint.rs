@@ -2,12 +2,23 @@
 //! the process abort (no destructors, no flush: like a power cut for the spool)
 //! when it reaches `failpoint("<name>")`. Release builds compile this to nothing.
 
-/// Abort here if the environment names this point (debug builds only).
+/// Abort here if the environment names this point (debug builds only), or
+/// when this is the Nth crash point the process reaches and
+/// `HERO_USAGE_CRASH_AT=N`: a test sweeps N over every step of a run, as a
+/// kill -9 at each one would.
 #[inline]
 pub fn failpoint(name: &str) {
     #[cfg(debug_assertions)]
     {
         if std::env::var_os("HERO_USAGE_FAILPOINT").is_some_and(|w| w == name) {
+            std::process::abort();
+        }
+        static REACHED: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+        if let Some(at) = std::env::var("HERO_USAGE_CRASH_AT")
+            .ok()
+            .and_then(|n| n.parse::<u64>().ok())
+            && REACHED.fetch_add(1, std::sync::atomic::Ordering::SeqCst) + 1 == at
+        {
             std::process::abort();
         }
     }

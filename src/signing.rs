@@ -1,7 +1,8 @@
-//! Signed hour files (DESIGN, "Signed hour files"): a node signs the exact
-//! bytes of every hour file it writes with its OpenSSH ed25519 key, as
-//! `ssh-keygen -Y sign -n hero-usage` would (SSHSIG, armored, sha512), and
-//! the billing side checks them against an OpenSSH `allowed_signers` file.
+//! Signed hour files (man 1 hero_usage_push, SIGNED HOUR FILES): a node
+//! signs the exact bytes of every hour file it writes with its OpenSSH
+//! ed25519 key, as `ssh-keygen -Y sign -n hero-usage` would (SSHSIG,
+//! armored, sha512), and the billing side checks them against an OpenSSH
+//! `allowed_signers` file.
 //! The signature of `nodes/<node>/usage_<hour>.otoml` lives at
 //! `signatures/<node>/usage_<hour>.otoml.sig`.
 //!
@@ -9,6 +10,7 @@
 //! gives the same signature, byte for byte the one `ssh-keygen` writes.
 
 use crate::error::{Kind, fail};
+use crate::fsx::read_small_text;
 use anyhow::Result;
 use ssh_key::{Algorithm, HashAlg, LineEnding, PrivateKey, PublicKey, SshSig};
 use std::fmt;
@@ -54,7 +56,7 @@ impl Signer {
             )
         };
         check_private_mode(path).map_err(&bad)?;
-        let text = read_text(path, MAX_KEY_BYTES).map_err(&bad)?;
+        let text = read_small_text(path, MAX_KEY_BYTES).map_err(&bad)?;
         let key = PrivateKey::from_openssh(text.trim_start()).map_err(|e| {
             bad(format!(
                 "not an OpenSSH private key ({e}); make one with hero_usage_push --init-signing-key or ssh-keygen -t ed25519"
@@ -188,23 +190,6 @@ fn check_private_mode(path: &Path) -> std::result::Result<(), String> {
     Ok(())
 }
 
-/// A small regular text file (a link to one is followed), at most `max` bytes.
-fn read_text(path: &Path, max: u64) -> std::result::Result<String, String> {
-    use std::io::Read;
-    let meta = std::fs::metadata(path).map_err(|e| e.to_string())?;
-    if !meta.is_file() {
-        return Err("it is not a regular file".into());
-    }
-    let mut bytes = Vec::new();
-    std::fs::File::open(path)
-        .and_then(|f| f.take(max + 1).read_to_end(&mut bytes))
-        .map_err(|e| e.to_string())?;
-    if bytes.len() as u64 > max {
-        return Err(format!("it is larger than {max} bytes"));
-    }
-    String::from_utf8(bytes).map_err(|_| "it is not UTF-8 text".into())
-}
-
 /// What checking one signature found.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Verdict {
@@ -270,7 +255,7 @@ impl AllowedSigners {
     /// Read and parse a file; any fault is a configuration error (78)
     /// naming the file and line.
     pub fn load(path: &Path) -> Result<AllowedSigners> {
-        let text = read_text(path, MAX_ALLOWED_SIGNERS_BYTES).map_err(|why| {
+        let text = read_small_text(path, MAX_ALLOWED_SIGNERS_BYTES).map_err(|why| {
             fail(
                 Kind::Config,
                 format!("cannot read allowed signers file {}: {why}", path.display()),

@@ -96,6 +96,15 @@ impl StatusReport {
                 }
                 (SpoolCounts::default(), Ok(None))
             }
+            // A directory on the way that this user may not enter: the
+            // spool of another user, most likely (a service user's).
+            Err(e) if e.kind() == io::ErrorKind::PermissionDenied => {
+                return Err(cannot(format!(
+                    "{e}: a directory on the way to it is closed to this user; \
+                     run as the spool's owner (sudo -u OWNER hero_usage_status), \
+                     or read the metrics its status timer writes (--out)"
+                )));
+            }
             Err(e) => return Err(cannot(e.to_string())),
         };
         let (last_push, last_push_unreadable) = match outcome {

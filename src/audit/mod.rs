@@ -98,7 +98,11 @@ fn run_git(path: &std::path::Path, opts: &Options) -> Result<Report> {
     if let (Some(st), Some(dir)) = (&before, &state_dir) {
         memory = remembered(&repo, st, dir, &branches, &mut layout, opts)?;
     }
-    let (mut outcomes, totals) = git_nodes_in_parallel(path, &layout, opts, &memory.proved)?;
+    let empty = State::empty();
+    let spill = state_dir
+        .as_ref()
+        .map(|d| (d, before.as_ref().unwrap_or(&empty)));
+    let (outcomes, totals) = git_nodes_in_parallel(path, &layout, opts, &memory.proved, spill)?;
     let head_blobs = layout
         .files
         .values()
@@ -123,8 +127,8 @@ fn run_git(path: &std::path::Path, opts: &Options) -> Result<Report> {
     let new_keys: NewKeys = layout
         .files
         .keys()
-        .zip(outcomes.iter_mut())
-        .map(|(n, o)| (n.clone(), (o.records, std::mem::take(&mut o.new_pairs))))
+        .zip(outcomes.iter())
+        .map(|(n, o)| (n.clone(), (o.records, o.new_keys)))
         .collect();
     let commits = history.commits();
     let mut report = assemble(
@@ -159,14 +163,13 @@ fn run_git(path: &std::path::Path, opts: &Options) -> Result<Report> {
     if let Some(dir) = state_dir.filter(|_| report.clean()) {
         let old = before.unwrap_or_else(State::empty);
         let next = next_state(&old, &branches, &report.spools, &new_keys);
-        let pairs = new_keys.into_iter().map(|(n, (_, p))| (n, p)).collect();
-        dir.save(&next, &pairs, &old)?;
+        dir.save(&next)?;
     }
     Ok(report)
 }
 
-/// Per node: the records this run counted and their (key, record) digests.
-type NewKeys = BTreeMap<String, (u64, Vec<(u64, u64)>)>;
+/// Per node: the records this run counted and the digests it appended.
+type NewKeys = BTreeMap<String, (u64, u64)>;
 
 /// What an earlier clean run proved, as this run uses it.
 #[derive(Default)]
@@ -269,10 +272,10 @@ fn next_state(
         .map(|b| (b.name.clone(), b.tip.to_string()))
         .collect();
     next.spools = spools.clone();
-    for (node, (records, pairs)) in new_keys {
+    for (node, (records, keys)) in new_keys {
         let n = next.nodes.entry(node.clone()).or_default();
         n.records += records;
-        n.keys += pairs.len() as u64;
+        n.keys += keys;
     }
     next
 }
@@ -289,6 +292,7 @@ fn git_nodes_in_parallel(
     layout: &Layout,
     opts: &Options,
     proved: &BTreeMap<String, state::Proved>,
+    spill: Option<(&StateDir, &State)>,
 ) -> Result<(Vec<NodeOutcome>, Option<Totals>)> {
     use std::sync::atomic::{AtomicUsize, Ordering::Relaxed};
     let nodes: Vec<(&String, &Vec<walk::FileRef>)> = layout.files.iter().collect();
@@ -314,10 +318,8 @@ fn git_nodes_in_parallel(
                 proved: proved.get(*node),
                 remember: opts.state.is_some(),
             };
-            done.push((
-                i,
-                audit_node(files, &mut read, opts.now, &mut totals, memory),
-            ));
+            let outcome = audit_node(files, &mut read, opts.now, &mut totals, memory);
+            done.push((i, outcome.and_then(|o| spill_keys(node, o, spill))));
             let read = finished.fetch_add(1, Relaxed) + 1;
             (opts.progress)(&format!(
                 "node {node}: {} hour file(s) read ({read} of {} nodes)",
@@ -419,6 +421,22 @@ fn run_forge(settings: &ForgeSettings, opts: &Options) -> Result<Report> {
         report.signatures = Some(found);
     }
     Ok(report)
+}
+
+/// With `--state`, append a node's new keys to its keys file at once (so
+/// that memory holds one node's at a time); they count only once a clean
+/// run saves the state.
+fn spill_keys(
+    node: &str,
+    mut o: NodeOutcome,
+    spill: Option<(&StateDir, &State)>,
+) -> Result<NodeOutcome> {
+    if let Some((dir, old)) = spill {
+        dir.append_keys(node, old, &o.new_pairs)?;
+        o.new_keys = o.new_pairs.len() as u64;
+        o.new_pairs = Vec::new();
+    }
+    Ok(o)
 }
 
 /// Put the nodes' outcomes together and name the keys nodes share.

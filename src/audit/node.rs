@@ -22,8 +22,11 @@ pub struct NodeOutcome {
     pub keys: Vec<ShortDigest>,
     /// Records counted: each key once, and not those an earlier run proved.
     pub records: u64,
-    /// The new records' (key, record) digests, for `--state`.
+    /// The new records' (key, record) digests, for `--state` (appended to
+    /// its keys file as soon as the node is done, then dropped).
     pub new_pairs: Vec<(u64, u64)>,
+    /// How many digests `--state` took.
+    pub new_keys: u64,
 }
 
 /// What earlier runs proved of a node (`--state`), and whether to keep the
@@ -108,6 +111,7 @@ pub fn audit_node(
         keys: keys.into_sorted_digests(),
         records,
         new_pairs,
+        new_keys: 0,
     })
 }
 

@@ -142,22 +142,28 @@ impl StateDir {
         Ok(Proved::new(pairs))
     }
 
-    /// Append each node's new keys, then replace `state.json`.
-    pub fn save(
-        &self,
-        state: &State,
-        new_keys: &BTreeMap<String, Vec<(u64, u64)>>,
-        old: &State,
-    ) -> Result<()> {
+    /// Append a node's new keys past what `old` counts (they count once
+    /// [`save`](Self::save) records the new count: a run that finds a
+    /// violation leaves them uncounted, and the next append cuts them).
+    pub fn append_keys(&self, node: &str, old: &State, pairs: &[(u64, u64)]) -> Result<()> {
+        if pairs.is_empty() {
+            return Ok(());
+        }
         let keys_dir = self.dir.join("keys");
         std::fs::create_dir_all(&keys_dir).map_err(|e| unwritable(&keys_dir, e))?;
-        for (node, pairs) in new_keys.iter().filter(|(_, p)| !p.is_empty()) {
-            let path = self.keys_path(node);
-            let before = old.nodes.get(node).map_or(0, |n| n.keys) * PAIR as u64;
-            self.append(&path, before, pairs)
-                .map_err(|e| unwritable(&path, e))?;
+        let path = self.keys_path(node);
+        let before = old.nodes.get(node).map_or(0, |n| n.keys) * PAIR as u64;
+        self.append(&path, before, pairs)
+            .map_err(|e| unwritable(&path, e))
+    }
+
+    /// Replace `state.json` (after the keys it counts were appended).
+    pub fn save(&self, state: &State) -> Result<()> {
+        std::fs::create_dir_all(&self.dir).map_err(|e| unwritable(&self.dir, e))?;
+        let keys_dir = self.dir.join("keys");
+        if keys_dir.is_dir() {
+            fsx::sync_dir(&keys_dir).map_err(|e| unwritable(&keys_dir, e))?;
         }
-        fsx::sync_dir(&keys_dir).map_err(|e| unwritable(&keys_dir, e))?;
         let path = self.dir.join(STATE_FILE);
         let bytes = serde_json::to_vec(state).map_err(|e| fail(Kind::Internal, e.to_string()))?;
         let tmp = self.dir.join(fsx::unique_name(".state.json"));
@@ -217,9 +223,9 @@ mod tests {
                 keys: 2,
             },
         );
-        let mut new = BTreeMap::new();
-        new.insert("n1".to_string(), vec![(9, 1), (3, 2)]);
-        sd.save(&st, &new, &State::empty()).unwrap();
+        sd.append_keys("n1", &State::empty(), &[(9, 1), (3, 2)])
+            .unwrap();
+        sd.save(&st).unwrap();
         assert_eq!(sd.load().unwrap().unwrap(), st);
         let p = sd.keys("n1", &st.nodes["n1"]).unwrap();
         assert_eq!((p.get(3), p.get(9), p.get(4)), (Some(2), Some(1), None));
@@ -234,8 +240,8 @@ mod tests {
                 keys: 3,
             },
         );
-        new.insert("n1".to_string(), vec![(5, 5)]);
-        sd.save(&next, &new, &st).unwrap();
+        sd.append_keys("n1", &st, &[(5, 5)]).unwrap();
+        sd.save(&next).unwrap();
         let p = sd.keys("n1", &next.nodes["n1"]).unwrap();
         assert_eq!((p.get(5), p.get(4), p.get(3)), (Some(5), None, Some(2)));
     }

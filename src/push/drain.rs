@@ -143,6 +143,9 @@ struct Drain<'a, 'c> {
     /// Spools of this node whose hour files this run takes over
     /// (`--adopt-node`): named in every commit it makes from then on.
     adopted: std::collections::BTreeSet<String>,
+    /// Spools an earlier run adopted (`state/adopted`): their files are
+    /// this spool's, no flag needed.
+    adopted_before: HashSet<String>,
 }
 
 /// Drain the spool into the billing repository.
@@ -325,6 +328,7 @@ impl<'a, 'c> Drain<'a, 'c> {
             landed: HashSet::new(),
             writers: HashMap::new(),
             adopted: Default::default(),
+            adopted_before: ctx.spool.adopted_spools()?.into_iter().collect(),
             branch,
         };
         if let Some(found) = found.filter(|_| d.branch != default && !opts.dry_run) {

@@ -65,10 +65,11 @@ pub struct PushOptions {
     /// Forget ledgered keys sent more than this many days ago; `None`: never.
     pub ledger_days: Option<u32>,
     /// Take the node name over from another spool that pushed it last
-    /// (`--adopt-node`; DESIGN, "One node, one spool").
+    /// (`--adopt-node`; man 1 hero_usage_push, ONE NODE, ONE SPOOL).
     pub adopt_node: bool,
     pub forge: ForgeSettings,
-    /// Signs every hour file written (DESIGN, "Signed hour files"); `None`:
+    /// Signs every hour file written (man 1 hero_usage_push, SIGNED HOUR
+    /// FILES); `None`:
     /// hour files go unsigned.
     pub signer: Option<crate::signing::Signer>,
 }

@@ -1,5 +1,5 @@
-//! The trailers the push's commit messages end with (DESIGN, "One node, one
-//! spool"): `Hero-Usage-Spool: <spool id>` on every commit, and
+//! The trailers the push's commit messages end with (man 1 hero_usage_push,
+//! ONE NODE, ONE SPOOL): `Hero-Usage-Spool: <spool id>` on every commit, and
 //! `Hero-Usage-Adopts: <old id>` on a commit that takes a node over from
 //! another spool. The audit reads the same lines: keep the format exactly.
 

@@ -168,22 +168,4 @@ pub(crate) fn home() -> Option<PathBuf> {
         .map(PathBuf::from)
 }
 
-/// A small text file: only a regular file (a symbolic link to one is
-/// followed), and at most `max` bytes of it, so that a fifo cannot hang the
-/// run nor `/dev/zero` fill the memory. The error is why, for a message
-/// that never quotes the content.
-pub(crate) fn read_small_text(path: &Path, max: u64) -> std::result::Result<String, String> {
-    use std::io::Read;
-    let meta = std::fs::metadata(path).map_err(|e| e.to_string())?;
-    if !meta.is_file() {
-        return Err("it is not a regular file".into());
-    }
-    let mut bytes = Vec::new();
-    std::fs::File::open(path)
-        .and_then(|f| f.take(max + 1).read_to_end(&mut bytes))
-        .map_err(|e| e.to_string())?;
-    if bytes.len() as u64 > max {
-        return Err(format!("it is larger than {max} bytes"));
-    }
-    String::from_utf8(bytes).map_err(|_| "it is not UTF-8 text".into())
-}
+pub(crate) use crate::fsx::read_small_text;

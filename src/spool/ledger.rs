@@ -484,6 +484,7 @@ impl Shard {
                 Err(e) => return Err(e),
             };
             f.write_all_at(&bytes, whole)?;
+            crate::failpoint::failpoint("ledger-after-write");
             f.sync_data()?;
         }
         self.log.extend_from_slice(new);
@@ -509,6 +510,7 @@ impl Shard {
         let path = shard_path(dir, n, "base");
         let bytes: Vec<u8> = all.iter().flat_map(|e| e.0).collect();
         replace_synced(dir, &path, &format!(".{n:02x}.base"), &bytes)?;
+        crate::failpoint::failpoint("ledger-after-base");
         // The new base must be durable before the log it absorbed empties.
         fsx::sync_dir(dir)?;
         if let Some(log) = not_found_ok(fsx::open_regular(&shard_path(dir, n, "log"), true))? {

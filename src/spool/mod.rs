@@ -25,6 +25,7 @@ mod node;
 mod write;
 
 use crate::error::{Kind, fail};
+use crate::failpoint::failpoint;
 use crate::fsx;
 use crate::record::{HourBucket, UsageRecord, UtcSecond};
 use anyhow::Result;
@@ -403,7 +404,7 @@ impl Spool {
             // ctime: that is when it was marked sent, which retention counts
             // from (no extra open per record).
             match fs::rename(&from, &to) {
-                Ok(()) => {}
+                Ok(()) => failpoint("mark-after-rename"),
                 Err(e) if e.kind() == io::ErrorKind::NotFound => {
                     if fsx::exists_nofollow(&to)
                         .map_err(cant(|| format!("cannot check {}", to.display())))?
@@ -567,13 +568,14 @@ impl Spool {
             }
         }
         ledger.append(&new).map_err(ledger_err)?;
+        failpoint("prune-after-append");
         for id in &kept_entries {
             let p = sent.join(id.as_str());
             match fs::remove_file(&p) {
                 Err(e) if e.kind() != io::ErrorKind::NotFound => {
                     return Err(cant(|| format!("cannot remove {}", p.display()))(e));
                 }
-                _ => {}
+                _ => failpoint("prune-after-remove"),
             }
         }
         for (id, reason) in &kept_damaged {
@@ -582,6 +584,7 @@ impl Spool {
                  with it is a duplicate), its fields could not be kept"
             );
             self.quarantine_locked(&sent.join(id.as_str()), id.as_str(), &why)?;
+            failpoint("prune-after-quarantine");
             report
                 .quarantined
                 .push((format!("sent/{}", id.as_str()), why));

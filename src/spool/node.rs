@@ -16,8 +16,10 @@ pub const NODE_FILE: &str = "node";
 /// The state file that holds the spool's id: 128 random bits in hex, made
 /// when the spool is bound (an older spool gets one on first use). Its
 /// commits carry it (`Hero-Usage-Spool:`), so that two spools pushing as
-/// one node are told apart (DESIGN, "One node, one spool").
+/// one node are told apart (man 1 hero_usage_push, ONE NODE, ONE SPOOL).
 pub const SPOOL_ID_FILE: &str = "spool_id";
+/// The state file listing the spool ids this spool adopted, one a line.
+pub const ADOPTED_FILE: &str = "adopted";
 
 impl Spool {
     /// Bind the spool to `node` on first use; refuse (78) a spool bound to
@@ -66,6 +68,35 @@ impl Spool {
                 format!("state/{SPOOL_ID_FILE} vanished after it was written"),
             )
         })
+    }
+
+    /// The spools whose node this spool took over (`--adopt-node`), as
+    /// `state/adopted` lists them: hour files they wrote last are this
+    /// spool's to change from then on.
+    pub fn adopted_spools(&self) -> Result<Vec<String>> {
+        let path = self.state_dir().join(ADOPTED_FILE);
+        match self.read_state(ADOPTED_FILE) {
+            Ok(Some(bytes)) => Ok(String::from_utf8_lossy(&bytes)
+                .lines()
+                .map(str::trim)
+                .filter(|l| is_spool_id(l))
+                .map(str::to_string)
+                .collect()),
+            Ok(None) => Ok(Vec::new()),
+            Err(e) => Err(cant(|| format!("cannot read {}", path.display()))(e)),
+        }
+    }
+
+    /// Remember `ids` as adopted (after a commit that names them landed).
+    pub fn add_adopted_spools<'a>(&self, ids: impl IntoIterator<Item = &'a String>) -> Result<()> {
+        let mut all = self.adopted_spools()?;
+        for id in ids {
+            if !all.contains(id) {
+                all.push(id.clone());
+            }
+        }
+        let text: String = all.iter().map(|id| format!("{id}\n")).collect();
+        self.write_state(ADOPTED_FILE, text.as_bytes())
     }
 
     /// The spool's id, if it has one (read only: a dry run, status).

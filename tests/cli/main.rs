@@ -4,6 +4,7 @@
 mod architecture;
 mod audit;
 mod audit_tamper;
+mod crash_sweep;
 mod docs;
 mod drops;
 mod exit_codes;

@@ -7,7 +7,7 @@
 //! URL) are replaced by the test's own, each replacement required to match,
 //! so that an example that drifts from what the binaries do fails here.
 
-use crate::support::{TestEnv, bin, repo_root, run, stderr, stdout};
+use crate::support::{Run, TestEnv, bin, repo_root, run, stderr, stdout};
 use hero_usage_test_forge::{ForgeOptions, TestForge};
 use std::os::unix::fs::PermissionsExt;
 use std::path::Path;
@@ -174,11 +174,7 @@ impl Reader<'_> {
             .env("HERO_USAGE_LISTEN", &self.shim)
             .env("HERO_USAGE_TEST_RETRY_MS", "5,50,3000"));
         let (o, e) = (stdout(&out), stderr(&out));
-        assert_eq!(
-            out.status.code(),
-            Some(0),
-            "{script}\n--- stdout\n{o}\n--- stderr\n{e}"
-        );
+        out.exit_for(0, &script);
         for bad in [
             "command not found",
             "No such file or directory",

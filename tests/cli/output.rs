@@ -71,7 +71,7 @@ fn stderr_lines_carry_syslog_priorities_when_stderr_is_the_journal() {
             .stdout(Stdio::null())
             .status()
             .unwrap();
-        assert_eq!(status.code(), Some(75));
+        assert_eq!(status.code(), Some(75), "{status}");
         std::fs::read_to_string(&log).unwrap()
     };
     let text = push("journal", true);

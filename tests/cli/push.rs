@@ -98,35 +98,45 @@ fn push_again_is_a_no_op_and_a_late_record_updates_its_hour() {
     assert_eq!(changed.trim(), H16);
 }
 
-#[test]
-fn lost_reply_is_healed_by_rereading_in_the_same_run() {
+/// A commit request that `fault` answers wrongly after the commit was
+/// applied: the run finds its records in the re-read and reports them as
+/// its own push, with the commit; no second commit, nothing left.
+fn landed_without_its_answer(fault: FaultAction, what: &str) {
     let forge = forge();
     let node = Node::new(&forge);
     for r in &three() {
         node.record(r);
     }
     forge.create_repo(OWNER, REPO, true);
-    forge.inject(Fault::new(
-        Some("POST"),
-        "/contents",
-        FaultAction::DropAfter,
-    ));
+    forge.inject(Fault::new(Some("POST"), "/contents", fault));
     let out = node.push(&["--json"]);
-    out.exit(0);
-    assert_eq!(commits(&forge), 1, "the re-read found the landed commit");
+    out.exit_for(0, what);
+    assert_eq!(
+        commits(&forge),
+        1,
+        "{what}: the re-read found the landed commit"
+    );
     // Reported as this run's push, with the commit found, not "nothing to push".
     let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
-    assert_eq!(v["outcome"], "pushed", "{v}");
-    assert_eq!(v["pushed"], 3, "{v}");
-    assert_eq!(v["already_present"], 0, "{v}");
-    assert_eq!(v["commits"], 1, "{v}");
+    assert_eq!(v["outcome"], "pushed", "{what}: {v}");
+    assert_eq!(v["pushed"], 3, "{what}: {v}");
+    assert_eq!(v["already_present"], 0, "{what}: {v}");
+    assert_eq!(v["commits"], 1, "{what}: {v}");
     let head = forge.head(OWNER, REPO, "main").unwrap();
-    assert_eq!(v["commit"].as_str(), Some(head.as_str()), "{v}");
+    assert_eq!(v["commit"].as_str(), Some(head.as_str()), "{what}: {v}");
     assert_eq!(
         remote_keys(&forge, &[H16, H17]),
-        ["job-1", "job-2", "job-3"]
+        ["job-1", "job-2", "job-3"],
+        "{what}"
     );
-    assert_eq!(node.pending(), 0);
+    assert_eq!(node.pending(), 0, "{what}");
+    let again: serde_json::Value = serde_json::from_slice(&node.push(&["--json"]).stdout).unwrap();
+    assert_eq!(again["already_present"], 0, "{what}: {again}");
+}
+
+#[test]
+fn lost_reply_is_healed_by_rereading_in_the_same_run() {
+    landed_without_its_answer(FaultAction::DropAfter, "lost reply");
 }
 
 /// Issue 16, item 7: a 5xx answered after the commit was applied (a
@@ -136,34 +146,11 @@ fn lost_reply_is_healed_by_rereading_in_the_same_run() {
 #[test]
 fn a_5xx_after_the_commit_landed_is_reported_as_pushed_by_this_run() {
     for status in [500, 502, 504] {
-        let forge = forge();
-        let node = Node::new(&forge);
-        for r in &three() {
-            node.record(r);
-        }
-        forge.create_repo(OWNER, REPO, true);
-        forge.inject(Fault::new(
-            Some("POST"),
-            "/contents",
-            FaultAction::FailAfter {
-                status,
-                message: String::new(),
-            },
-        ));
-        let out = node.push(&["--json"]);
-        out.exit_for(0, &status.to_string());
-        assert_eq!(commits(&forge), 1, "{status}: no second commit");
-        let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
-        assert_eq!(v["outcome"], "pushed", "{status}: {v}");
-        assert_eq!(v["pushed"], 3, "{status}: {v}");
-        assert_eq!(v["already_present"], 0, "{status}: {v}");
-        assert_eq!(v["commits"], 1, "{status}: {v}");
-        let head = forge.head(OWNER, REPO, "main").unwrap();
-        assert_eq!(v["commit"].as_str(), Some(head.as_str()), "{status}: {v}");
-        assert_eq!(node.pending(), 0);
-        let again: serde_json::Value =
-            serde_json::from_slice(&node.push(&["--json"]).stdout).unwrap();
-        assert_eq!(again["already_present"], 0, "{status}: {again}");
+        let fault = FaultAction::FailAfter {
+            status,
+            message: String::new(),
+        };
+        landed_without_its_answer(fault, &status.to_string());
     }
 }
 

@@ -1,17 +1,13 @@
-//! Signed hour files (DESIGN, "Signed hour files"): the key's life
+//! Signed hour files (man 1 hero_usage_push, SIGNED HOUR FILES): the key's life
 //! (`--init-signing-key`, `--print-public-key`, a key others may read), and
 //! every signature a push writes checked by the real `ssh-keygen -Y verify`.
 
 use crate::support::forge::{Node, OWNER, REPO, git, rec};
-use crate::support::{run, stderr, stdout};
+use crate::support::{Run, run, stderr, stdout};
 use hero_usage_test_forge::{ForgeOptions, TestForge};
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
-
-fn code(o: &Output) -> Option<i32> {
-    o.status.code()
-}
 
 /// The default key path in a test's HOME.
 pub(crate) fn default_key(node: &Node) -> PathBuf {
@@ -21,7 +17,7 @@ pub(crate) fn default_key(node: &Node) -> PathBuf {
 /// Make the node's key with `--init-signing-key`; its allowed_signers line.
 pub(crate) fn init_key(node: &Node) -> String {
     let out = node.push(&["--init-signing-key"]);
-    assert_eq!(code(&out), Some(0), "{}", stderr(&out));
+    out.exit(0);
     stdout(&out)
 }
 
@@ -116,7 +112,7 @@ fn every_hour_file_a_push_writes_is_signed_in_its_commit_and_ssh_keygen_verifies
         node.record(&rec(k, at, 1));
     }
     let out = node.push(&[]);
-    assert_eq!(code(&out), Some(0), "{}", stderr(&out));
+    out.exit(0);
     assert_eq!(all_verify(&forge, "main", "test-node", &allowed), 3);
     let first = changed(&forge, "main");
     assert_eq!(
@@ -128,7 +124,7 @@ fn every_hour_file_a_push_writes_is_signed_in_its_commit_and_ssh_keygen_verifies
     // A merged hour is signed again, in the commit that changes it.
     node.record(&rec("a2", "2026-11-20 16:30:00", 2));
     let out = node.push(&[]);
-    assert_eq!(code(&out), Some(0), "{}", stderr(&out));
+    out.exit(0);
     assert_eq!(
         changed(&forge, "main"),
         [
@@ -156,7 +152,7 @@ fn without_the_many_files_endpoint_each_signature_follows_its_hour_file() {
         node.record(&rec(k, at, 1));
     }
     let out = node.push(&[]);
-    assert_eq!(code(&out), Some(0), "{}", stderr(&out));
+    out.exit(0);
     assert_eq!(all_verify(&forge, "main", "test-node", &allowed), 2);
     // Oldest first: each hour file, then its signature, never another hour between.
     let log = git(&forge, &["log", "--reverse", "--format=%H", "main"]);
@@ -197,7 +193,7 @@ fn a_signature_request_that_never_came_is_written_by_the_next_run() {
     );
     node.record(&r);
     let out = node.push(&[]);
-    assert_eq!(code(&out), Some(0), "{}", stderr(&out));
+    out.exit(0);
     assert!(stderr(&out).contains("signing it"), "{}", stderr(&out));
     assert_eq!(all_verify(&forge, "main", "test-node", &allowed), 1);
     assert_eq!(node.pending(), 0);
@@ -214,12 +210,12 @@ fn init_signing_key_makes_a_0600_key_and_never_overwrites_one() {
     let before = std::fs::read(&key).unwrap();
     // ssh-keygen reads it too: the public half it derives is ours.
     let derived = run(Command::new("ssh-keygen").arg("-y").arg("-f").arg(&key));
-    assert_eq!(code(&derived), Some(0), "{}", stderr(&derived));
+    derived.exit(0);
     let ours = line.trim_end().split(" ").nth(3).unwrap();
     assert!(stdout(&derived).contains(ours), "{}", stdout(&derived));
 
     let out = node.push(&["--init-signing-key"]);
-    assert_eq!(code(&out), Some(0), "{}", stderr(&out));
+    out.exit(0);
     assert!(
         stderr(&out).contains("kept the existing"),
         "{}",
@@ -237,7 +233,7 @@ fn init_signing_key_makes_a_0600_key_and_never_overwrites_one() {
         .arg("--init-signing-key")
         .arg("--signing-key-file")
         .arg(&other));
-    assert_eq!(code(&out), Some(78), "{}", stderr(&out));
+    out.exit(78);
     assert_eq!(std::fs::read_to_string(&other).unwrap(), "hello");
 }
 
@@ -250,12 +246,12 @@ fn a_key_others_may_read_is_78_and_nothing_is_pushed() {
     std::fs::set_permissions(&key, std::fs::Permissions::from_mode(0o640)).unwrap();
     node.record(&rec("a", "2026-11-20 16:04:05", 1));
     let out = node.push(&[]);
-    assert_eq!(code(&out), Some(78), "{}", stderr(&out));
+    out.exit(78);
     assert!(stderr(&out).contains("chmod 600"), "{}", stderr(&out));
     assert_eq!(node.pending(), 1);
     assert!(forge.head(OWNER, REPO, "main").is_none());
     let out = node.push(&["--print-public-key"]);
-    assert_eq!(code(&out), Some(78), "{}", stderr(&out));
+    out.exit(78);
 }
 
 #[test]
@@ -267,19 +263,19 @@ fn a_key_from_the_environment_signs_and_a_missing_one_is_78() {
         .push_cmd()
         .arg("--init-signing-key")
         .env("HERO_USAGE_SIGNING_KEY_FILE", &key));
-    assert_eq!(code(&out), Some(0), "{}", stderr(&out));
+    out.exit(0);
     let allowed = node.env.path("allowed_signers");
     std::fs::write(&allowed, stdout(&out)).unwrap();
     assert!(!default_key(&node).exists());
     node.record(&rec("a", "2026-11-20 16:04:05", 1));
     let out = run(node.push_cmd().env("HERO_USAGE_SIGNING_KEY_FILE", &key));
-    assert_eq!(code(&out), Some(0), "{}", stderr(&out));
+    out.exit(0);
     assert_eq!(all_verify(&forge, "main", "test-node", &allowed), 1);
 
     let out = run(node
         .push_cmd()
         .env("HERO_USAGE_SIGNING_KEY_FILE", node.env.path("missing")));
-    assert_eq!(code(&out), Some(78), "{}", stderr(&out));
+    out.exit(78);
 }
 
 #[test]
@@ -299,7 +295,7 @@ fn the_request_size_counts_the_signatures() {
         node.record(&rec(&format!("k{h}"), &format!("2026-11-20 {h}:04:05"), 1));
     }
     let out = node.push(&["--max-request-bytes", "4096"]);
-    assert_eq!(code(&out), Some(0), "{}", stderr(&out));
+    out.exit(0);
     assert!(!stderr(&out).contains("413"), "{}", stderr(&out));
     assert_eq!(all_verify(&forge, "main", "test-node", &allowed), 6);
     let commits = git(&forge, &["rev-list", "--count", "main"]);
@@ -311,7 +307,7 @@ fn check_tells_whether_hour_files_are_signed() {
     let forge = forge();
     let node = Node::new(&forge);
     let out = node.push(&["--check"]);
-    assert_eq!(code(&out), Some(0), "{}", stdout(&out));
+    out.exit(0);
     assert!(
         stdout(&out).contains("note hour files go unsigned"),
         "{}",
@@ -322,13 +318,13 @@ fn check_tells_whether_hour_files_are_signed() {
     let cfg = node.env.home.join("hero/cfg/hero_usage.toml");
     std::fs::write(&cfg, "signing_key_file = \"hero_usage_signing_key\"\n").unwrap();
     let out = node.push(&["--check"]);
-    assert_eq!(code(&out), Some(0), "{}", stdout(&out));
+    out.exit(0);
     let text = stdout(&out);
     assert!(text.contains("signing_key_file config"), "{text}");
     assert!(text.contains(line.trim_end()), "{text}");
     std::fs::set_permissions(default_key(&node), std::fs::Permissions::from_mode(0o644)).unwrap();
     let out = node.push(&["--check"]);
-    assert_eq!(code(&out), Some(78), "{}", stdout(&out));
+    out.exit(78);
     assert!(
         stdout(&out).contains("FAIL signing key"),
         "{}",
@@ -345,19 +341,19 @@ fn a_printed_schedule_signs_with_the_same_key() {
         .push_cmd()
         .args(["--init-signing-key", "--signing-key-file"])
         .arg(&key));
-    assert_eq!(code(&out), Some(0), "{}", stderr(&out));
+    out.exit(0);
     let out = run(node
         .push_cmd()
         .args(["--print-schedule", "cron", "--signing-key-file"])
         .arg(&key));
-    assert_eq!(code(&out), Some(0), "{}", stderr(&out));
+    out.exit(0);
     let want = format!("--signing-key-file {}", key.display());
     assert!(stdout(&out).contains(&want), "{}", stdout(&out));
 }
 
 /// `hero_usage_audit --git-dir <the forge's bare repo> --allowed-signers
 /// FILE --json`: the exit code and the report.
-fn audit(forge: &TestForge, node: &Node, allowed: &Path) -> (Option<i32>, serde_json::Value) {
+fn audit(forge: &TestForge, node: &Node, allowed: &Path) -> (Output, serde_json::Value) {
     let out = run(node
         .env
         .cmd("hero_usage_audit")
@@ -368,7 +364,7 @@ fn audit(forge: &TestForge, node: &Node, allowed: &Path) -> (Option<i32>, serde_
         .arg("--json"));
     let v: serde_json::Value = serde_json::from_str(&stdout(&out))
         .unwrap_or_else(|e| panic!("not JSON ({e}): {}\n{}", stdout(&out), stderr(&out)));
-    (code(&out), v)
+    (out, v)
 }
 
 fn count(report: &serde_json::Value, kind: &str) -> u64 {
@@ -386,7 +382,7 @@ fn signed_repo() -> (TestForge, Node, PathBuf) {
     node.record(&rec("a", "2026-11-20 16:04:05", 1));
     node.record(&rec("b", "2026-11-20 17:00:00", 1));
     let out = node.push(&[]);
-    assert_eq!(code(&out), Some(0), "{}", stderr(&out));
+    out.exit(0);
     (forge, node, allowed)
 }
 
@@ -396,8 +392,8 @@ const S16: &str = "signatures/test-node/usage_2026-11-20-16.otoml.sig";
 #[test]
 fn audit_a_clean_signed_repository_is_0() {
     let (forge, node, allowed) = signed_repo();
-    let (code, report) = audit(&forge, &node, &allowed);
-    assert_eq!(code, Some(0), "{report}");
+    let (ran, report) = audit(&forge, &node, &allowed);
+    ran.exit_for(0, &report.to_string());
     assert_eq!(report["signatures"]["verified"], 2, "{report}");
 }
 
@@ -413,8 +409,8 @@ fn audit_a_record_changed_by_another_writer_under_the_old_signature_is_65() {
         &[(H16, Some(changed.as_bytes()))],
         "more",
     );
-    let (code, report) = audit(&forge, &node, &allowed);
-    assert_eq!(code, Some(65), "{report}");
+    let (ran, report) = audit(&forge, &node, &allowed);
+    ran.exit_for(65, &report.to_string());
     assert_eq!(count(&report, "bad-signature"), 1, "{report}");
 }
 
@@ -422,8 +418,8 @@ fn audit_a_record_changed_by_another_writer_under_the_old_signature_is_65() {
 fn audit_a_signature_removed_is_65() {
     let (forge, node, allowed) = signed_repo();
     forge.commit_files(OWNER, REPO, "main", &[(S16, None)], "drop it");
-    let (code, report) = audit(&forge, &node, &allowed);
-    assert_eq!(code, Some(65), "{report}");
+    let (ran, report) = audit(&forge, &node, &allowed);
+    ran.exit_for(65, &report.to_string());
     assert_eq!(count(&report, "unsigned"), 1, "{report}");
 }
 
@@ -439,9 +435,9 @@ fn audit_a_file_signed_with_another_nodes_key_is_65() {
     std::fs::write(&allowed, format!("{a_line}{b_line}")).unwrap();
     a.record(&rec("a", "2026-11-20 16:04:05", 1));
     let out = run(a.push_cmd().arg("--signing-key-file").arg(default_key(&b)));
-    assert_eq!(code(&out), Some(0), "{}", stderr(&out));
-    let (code, report) = audit(&forge, &a, &allowed);
-    assert_eq!(code, Some(65), "{report}");
+    out.exit(0);
+    let (ran, report) = audit(&forge, &a, &allowed);
+    ran.exit_for(65, &report.to_string());
     assert_eq!(count(&report, "bad-signature"), 1, "{report}");
     let v = &report["violations"][0];
     assert!(v["detail"].as_str().unwrap().contains("node-b"), "{v}");
@@ -454,9 +450,9 @@ fn audit_an_unsigned_write_after_the_nodes_first_signed_one_is_65() {
     std::fs::rename(default_key(&node), node.env.path("key.away")).unwrap();
     node.record(&rec("c", "2026-11-20 18:00:00", 1));
     let out = node.push(&[]);
-    assert_eq!(code(&out), Some(0), "{}", stderr(&out));
-    let (code, report) = audit(&forge, &node, &allowed);
-    assert_eq!(code, Some(65), "{report}");
+    out.exit(0);
+    let (ran, report) = audit(&forge, &node, &allowed);
+    ran.exit_for(65, &report.to_string());
     assert_eq!(count(&report, "unsigned"), 1, "{report}");
     let v = &report["violations"][0];
     assert_eq!(
@@ -472,15 +468,15 @@ fn audit_files_written_before_the_node_signed_are_notes_and_a_hand_made_signatur
     node.record(&rec("a", "2026-11-20 16:04:05", 1));
     node.record(&rec("b", "2026-11-20 17:00:00", 1));
     let out = node.push(&[]);
-    assert_eq!(code(&out), Some(0), "{}", stderr(&out));
+    out.exit(0);
     // Signing starts now: hour 18 is signed, 16 and 17 were written before.
     let line = init_key(&node);
     let allowed = node.env.path("allowed_signers");
     std::fs::write(&allowed, &line).unwrap();
     node.record(&rec("c", "2026-11-20 18:00:00", 1));
-    assert_eq!(code(&node.push(&[])), Some(0));
-    let (code_now, report) = audit(&forge, &node, &allowed);
-    assert_eq!(code_now, Some(0), "{report}");
+    node.push(&[]).exit(0);
+    let (ran, report) = audit(&forge, &node, &allowed);
+    ran.exit_for(0, &report.to_string());
     assert_eq!(report["signatures"]["verified"], 1, "{report}");
     assert_eq!(
         report["signatures"]["unsigned_before_signing"]
@@ -498,17 +494,17 @@ fn audit_files_written_before_the_node_signed_are_notes_and_a_hand_made_signatur
         .args(["-Y", "sign", "-n", "hero-usage", "-f"])
         .arg(default_key(&node))
         .arg(&data));
-    assert_eq!(code(&out), Some(0), "{}", stderr(&out));
+    out.exit(0);
     let sig = std::fs::read(dir.path().join("usage_2026-11-20-16.otoml.sig")).unwrap();
     forge.commit_files(OWNER, REPO, "main", &[(S16, Some(&sig))], "signed by hand");
-    let (code_now, report) = audit(&forge, &node, &allowed);
-    assert_eq!(code_now, Some(0), "{report}");
+    let (ran, report) = audit(&forge, &node, &allowed);
+    ran.exit_for(0, &report.to_string());
     assert_eq!(report["signatures"]["verified"], 2, "{report}");
     // A signature without its hour file is a violation.
     let orphan = "signatures/test-node/usage_2026-11-20-19.otoml.sig";
     forge.commit_files(OWNER, REPO, "main", &[(orphan, Some(&sig))], "orphan");
-    let (code_now, report) = audit(&forge, &node, &allowed);
-    assert_eq!(code_now, Some(65), "{report}");
+    let (ran, report) = audit(&forge, &node, &allowed);
+    ran.exit_for(65, &report.to_string());
     assert_eq!(count(&report, "orphan-signature"), 1, "{report}");
 }
 
@@ -527,10 +523,10 @@ fn audit_through_the_api_checks_the_signatures_at_the_heads() {
             .arg("--json"));
         let v: serde_json::Value = serde_json::from_str(&stdout(&out))
             .unwrap_or_else(|e| panic!("not JSON ({e}): {}\n{}", stdout(&out), stderr(&out)));
-        (code(&out), v)
+        (out, v)
     };
-    let (code_now, report) = api(&forge);
-    assert_eq!(code_now, Some(0), "{report}");
+    let (ran, report) = api(&forge);
+    ran.exit_for(0, &report.to_string());
     assert_eq!(report["signatures"]["verified"], 2, "{report}");
     let text = String::from_utf8(file(&forge, "main", H16).unwrap()).unwrap();
     let changed = text.replace("amount_cents = 1", "amount_cents = 1000");
@@ -541,7 +537,7 @@ fn audit_through_the_api_checks_the_signatures_at_the_heads() {
         &[(H16, Some(changed.as_bytes()))],
         "more",
     );
-    let (code_now, report) = api(&forge);
-    assert_eq!(code_now, Some(65), "{report}");
+    let (ran, report) = api(&forge);
+    ran.exit_for(65, &report.to_string());
     assert_eq!(count(&report, "bad-signature"), 1, "{report}");
 }

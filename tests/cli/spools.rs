@@ -1,4 +1,5 @@
-//! One node, one spool (issue 16, item 5; DESIGN, "One node, one spool"):
+//! One node, one spool (issue 16, item 5; man 1 hero_usage_push, ONE NODE,
+//! ONE SPOOL):
 //! every commit names its spool in a `Hero-Usage-Spool:` trailer, and a
 //! spool that would change an hour file another spool of its node wrote
 //! last stops (78) until `--adopt-node` takes the node over.
@@ -43,6 +44,7 @@ fn a_second_spool_of_one_node_exits_78_until_it_adopts_the_node() {
     let forge = forge();
     let a = Node::new(&forge);
     a.record(&rec("a-1", "2026-11-20 16:04:05", 1));
+    a.record(&rec("a-17", "2026-11-20 17:04:05", 1));
     a.push(&[]).exit(0);
     let id_a = spool_id(&a);
     assert_eq!(id_a.len(), 32, "{id_a}");
@@ -83,10 +85,13 @@ fn a_second_spool_of_one_node_exits_78_until_it_adopts_the_node() {
         )),
         "{msg:?}"
     );
-    // From then on the new spool pushes without it, and the old one,
-    // started again, refuses.
+    // From then on the new spool pushes without it, to the other hours of
+    // the old spool too, and the old one, started again, refuses.
     b.record(&rec("b-2", "2026-11-20 16:40:00", 3));
+    b.record(&rec("b-17", "2026-11-20 17:40:00", 3));
     b.push(&[]).exit(0);
+    let msg = last_message(&forge);
+    assert!(!msg.contains("Hero-Usage-Adopts"), "{msg:?}");
     a.record(&rec("a-2", "2026-11-20 16:50:00", 4));
     a.push(&[]).exit(78).stderr_has(&id_b);
     assert_eq!(keys(&forge), ["a-1", "b-1", "b-2"]);

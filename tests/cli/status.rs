@@ -427,15 +427,27 @@ fn status_by_another_user_than_the_spools_owner_says_whose_it_is_and_what_to_run
     };
     let env = TestEnv::new();
     record(&env, "a");
+    let as_nobody = || {
+        run(std::process::Command::new(runuser)
+            .args(["-u", "nobody", "--"])
+            .arg(crate::support::bin("hero_usage_status"))
+            .arg("--spool")
+            .arg(&env.spool)
+            .env("HOME", "/")
+            .env("HERO_NODE_ID", &env.node))
+    };
+    // A directory on the way that nobody may enter.
+    std::fs::set_permissions(env.dir.path(), std::fs::Permissions::from_mode(0o700)).unwrap();
+    let out = as_nobody();
+    out.exit(73);
+    let err = stderr(&out);
+    assert!(
+        err.contains("closed to this user; run as the spool's owner"),
+        "{err}"
+    );
     // The path to the spool is open to all; the spool itself is 0700, as made.
     std::fs::set_permissions(env.dir.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
-    let out = run(std::process::Command::new(runuser)
-        .args(["-u", "nobody", "--"])
-        .arg(crate::support::bin("hero_usage_status"))
-        .arg("--spool")
-        .arg(&env.spool)
-        .env("HOME", "/")
-        .env("HERO_NODE_ID", &env.node));
+    let out = as_nobody();
     out.exit(73);
     let err = stderr(&out);
     assert!(

@@ -103,6 +103,18 @@ impl Drain<'_, '_> {
         summary.commits += 1;
         // Files it wrote are this spool's: no need to read who wrote them.
         self.writers.insert(sha.clone(), self.ctx.spool_id.clone());
+        // A commit naming the spools it adopts landed: remembered, so that
+        // their other hours need no --adopt-node again.
+        let newly: Vec<&String> = self
+            .adopted
+            .iter()
+            .filter(|id| !self.adopted_before.contains(*id))
+            .collect();
+        if !newly.is_empty() {
+            self.ctx.spool.add_adopted_spools(newly.iter().copied())?;
+            let done: Vec<String> = newly.into_iter().cloned().collect();
+            self.adopted_before.extend(done);
+        }
         summary.commit = Some(sha);
         self.create_from = None;
         for (change, meta) in chunk.changes.iter().zip(&chunk.meta) {

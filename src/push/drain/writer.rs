@@ -1,4 +1,4 @@
-//! One node, one spool (DESIGN): before an hour file that exists is
+//! One node, one spool (man 1 hero_usage_push, ONE NODE, ONE SPOOL): before an hour file that exists is
 //! changed, the commit that wrote it last is read (once per commit) for the
 //! spool it names. Another spool of this node wrote it: two spools push as
 //! one node, which bills retried keys twice across hours, so the run stops
@@ -38,7 +38,10 @@ impl Drain<'_, '_> {
         let Some(other) = writer else {
             return Ok(()); // an older tool's commit binds nothing
         };
-        if self.ctx.spool_id.as_ref() == Some(&other) || self.adopted.contains(&other) {
+        if self.ctx.spool_id.as_ref() == Some(&other)
+            || self.adopted.contains(&other)
+            || self.adopted_before.contains(&other)
+        {
             return Ok(());
         }
         let node = &self.ctx.opts.node;
