@@ -513,9 +513,20 @@ fn forge() -> TestForge {
 /// Record `records` on `node` and push them to the forge with the real binaries.
 /// Each node keeps one spool across calls (one node, one spool).
 fn push_as(f: &TestForge, node: &str, records: &[UsageRecord]) {
+    push_from(f, node, &format!("spool-of-{node}"), records, &[]);
+}
+
+/// Record `records` in the spool `spool` as `node` and push them.
+pub(crate) fn push_from(
+    f: &TestForge,
+    node: &str,
+    spool: &str,
+    records: &[UsageRecord],
+    args: &[&str],
+) {
     let mut env = TestEnv::new();
     env.node = node.to_string();
-    env.spool = f.root().join(format!("spool-of-{node}"));
+    env.spool = f.root().join(spool);
     let token = env.path("token");
     std::fs::write(&token, f.token()).unwrap();
     for r in records {
@@ -539,7 +550,8 @@ fn push_as(f: &TestForge, node: &str, records: &[UsageRecord]) {
         .cmd("hero_usage_push")
         .env("HERO_USAGE_FORGEJO_URL", f.base_url())
         .env("HERO_USAGE_FORGEJO_TOKEN_FILE", &token)
-        .env("HERO_USAGE_REPO", format!("{OWNER}/billing")));
+        .env("HERO_USAGE_REPO", format!("{OWNER}/billing"))
+        .args(args));
     out.exit(0);
 }
 
@@ -707,4 +719,35 @@ fn the_api_source_reads_every_nodes_branch() {
     );
     assert_eq!(v["totals"]["rows"][0]["amount_cents"], 255);
     assert_eq!(v["history_checked"], false);
+}
+
+#[test]
+fn two_spools_pushing_as_one_node_are_found_and_an_adoption_is_not() {
+    let f = forge();
+    let at = |key: &str, node: &str, t: &str| rec(node, key, "0a1b", t, 1);
+    push_from(&f, "n1", "a", &[at("k1", "n1", "2026-11-26 16:00:00")], &[]);
+    // Another spool as n1, a new hour file: nothing for the push to refuse.
+    push_from(&f, "n1", "b", &[at("k2", "n1", "2026-11-26 18:00:00")], &[]);
+    push_from(&f, "n2", "c", &[at("k3", "n2", "2026-11-26 16:00:00")], &[]);
+    push_from(
+        &f,
+        "n2",
+        "d",
+        &[at("k4", "n2", "2026-11-26 16:30:00")],
+        &["--adopt-node"],
+    );
+    let out = audit_dir(&f.bare_repo(OWNER, "billing"), &["--json"]);
+    out.exit(65);
+    let v: Value = serde_json::from_str(&stdout(&out)).unwrap();
+    assert_eq!(
+        v["violation_counts"],
+        serde_json::json!({"two-spools": 1}),
+        "{v:#}"
+    );
+    assert_eq!(
+        v["violations"][0]["file"],
+        "nodes/n1/usage_2026-11-26-18.otoml"
+    );
+    assert_eq!(v["spools"]["n1"].as_array().unwrap().len(), 2, "{v:#}");
+    assert_eq!(v["spools"]["n2"].as_array().unwrap().len(), 2, "{v:#}");
 }
