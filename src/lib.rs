@@ -29,4 +29,5 @@ pub mod signing;
 pub mod spool;
 pub(crate) mod status;
 pub(crate) mod text;
+pub mod trailer;
 pub(crate) mod users;

@@ -11,10 +11,11 @@ use super::filter::Filter;
 use super::findings::{Findings, Place, Violation, ViolationKind};
 use super::git::{Branch, MAX_FILE_BYTES, commit_tree, read_bounded, unreadable};
 use super::history::{lost_records, wrong_author};
-use super::spools::{Spools, trailers};
+use super::spools::Spools;
 use crate::error::{Kind, fail};
 use crate::layout::{self, NODES};
 use crate::record::UsageRecord;
+use crate::trailer;
 use anyhow::Result;
 use gix::ObjectId;
 use std::collections::{HashMap, HashSet, VecDeque};
@@ -200,7 +201,7 @@ impl<'a> HistoryWalk<'a> {
         message: &str,
         authored: &[&Change],
     ) {
-        let t = trailers(message);
+        let t = trailer::read(message);
         let mut nodes_done = HashSet::new();
         for ch in authored.iter().filter(|c| self.filter.wants_node(&c.node)) {
             if !nodes_done.insert(ch.node.as_str()) {

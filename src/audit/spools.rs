@@ -5,46 +5,9 @@
 //! commit adopts the id before it. Commits without the trailer (older
 //! tools) bind nothing. Pure.
 
+use crate::trailer::{ADOPTS, Trailers};
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
-
-pub const SPOOL_TRAILER: &str = "Hero-Usage-Spool";
-pub const ADOPTS_TRAILER: &str = "Hero-Usage-Adopts";
-
-/// The spool trailers of one commit message.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct Trailers {
-    pub spool: Option<String>,
-    /// One id per `Hero-Usage-Adopts:` line.
-    pub adopts: Vec<String>,
-}
-
-/// The trailers of a commit message: `Key: value` lines of its last
-/// paragraph; a value that is no spool id (32 hex digits) is no trailer.
-pub fn trailers(message: &str) -> Trailers {
-    let last = message.trim_end().rsplit("\n\n").next().unwrap_or_default();
-    let mut out = Trailers::default();
-    for line in last.lines() {
-        let Some((key, value)) = line.split_once(':') else {
-            continue;
-        };
-        let value = value.trim();
-        if !is_spool_id(value) {
-            continue;
-        }
-        let value = value.to_ascii_lowercase();
-        if key.eq_ignore_ascii_case(SPOOL_TRAILER) {
-            out.spool = Some(value);
-        } else if key.eq_ignore_ascii_case(ADOPTS_TRAILER) {
-            out.adopts.push(value);
-        }
-    }
-    out
-}
-
-fn is_spool_id(s: &str) -> bool {
-    s.len() == 32 && s.bytes().all(|b| b.is_ascii_hexdigit())
-}
 
 /// The spool ids that wrote one node, first writer first, and the one
 /// that holds it now.
@@ -69,7 +32,7 @@ impl Spools {
         }
         let why = match &n.current {
             Some(current) if current != id && !t.adopts.contains(current) => Some(format!(
-                "written by spool {current}, then by spool {id} without {ADOPTS_TRAILER}: {current} (two spools pushing as one node bill retries twice; see MOVING A NODE in man 7 hero_usage)"
+                "written by spool {current}, then by spool {id} without {ADOPTS}: {current} (two spools pushing as one node bill retries twice; see MOVING A NODE in man 7 hero_usage)"
             )),
             _ => None,
         };
@@ -90,26 +53,6 @@ mod tests {
             spool: spool.map(str::to_string),
             adopts: adopts.map(str::to_string).into_iter().collect(),
         }
-    }
-
-    #[test]
-    fn trailers_are_read_from_the_last_paragraph() {
-        let m = format!("n1: 3 records\n\n{SPOOL_TRAILER}: {A}\n{ADOPTS_TRAILER}: {B}\n");
-        assert_eq!(trailers(&m), t(Some(A), Some(B)));
-        let m = format!("{SPOOL_TRAILER}: {A}\n\nbody after");
-        assert_eq!(trailers(&m), t(None, None));
-        assert_eq!(
-            trailers(&format!("x\n\n{SPOOL_TRAILER}: 12")),
-            t(None, None)
-        );
-        let two =
-            format!("x\n\n{ADOPTS_TRAILER}: {A}\n{ADOPTS_TRAILER}: {B}\n{SPOOL_TRAILER}: {A}\n");
-        assert_eq!(trailers(&two).adopts, [A, B]);
-        let upper = A.to_ascii_uppercase();
-        assert_eq!(
-            trailers(&format!("x\n\n{SPOOL_TRAILER}: {upper}")),
-            t(Some(A), None)
-        );
     }
 
     #[test]

@@ -19,7 +19,6 @@ mod send;
 mod writer;
 
 use super::merge::{Conflict, Pending, merge_hour, parse_hour_file};
-use super::trailer;
 use super::{Event, Log, Outcome, Problem, PushOptions, PushSummary};
 use crate::error::{Kind, fail};
 use crate::failpoint::{failpoint, test_knob};
@@ -32,6 +31,7 @@ use crate::otoml::render_batch;
 use crate::outcome::FilePlan;
 use crate::record::{HourBucket, UsageRecord};
 use crate::spool::{PendingId, PendingIndex, Spool};
+use crate::trailer;
 use anyhow::Result;
 use std::collections::{HashMap, HashSet, VecDeque};
 use std::time::Instant;

@@ -15,7 +15,6 @@ mod branch;
 mod drain;
 pub mod merge;
 mod retry;
-pub mod trailer;
 
 pub use crate::outcome::{FilePlan, OUTCOME_FILE, Outcome, Problem, PushSummary};
 pub use retry::{

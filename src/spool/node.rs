@@ -7,6 +7,7 @@ use super::{Spool, cant};
 use crate::error::{Kind, fail};
 use crate::fsx;
 use crate::record::check_node_name;
+use crate::trailer::is_spool_id;
 use anyhow::Result;
 use std::fs;
 use std::io;
@@ -189,11 +190,6 @@ fn mismatch(spool: &Spool, bound: &str, node: &str) -> String {
          then move this spool aside and start a new one (man 5 hero_usage_spool, NODE NAME)",
         spool.root().display()
     )
-}
-
-/// A spool id: 32 lowercase hex digits.
-pub fn is_spool_id(s: &str) -> bool {
-    s.len() == 32 && s.bytes().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f'))
 }
 
 /// 128 random bits from the kernel, as hex.

@@ -49,7 +49,7 @@ const FORBIDDEN: &[(&[&str], &[&str], &str)] = &[
 /// Modules that import nothing of ours.
 const GROUND: &[&str] = &["error", "text", "secret", "failpoint", "fsx", "users"];
 /// Pure data and its rules.
-const MODEL: &[&str] = &["record", "otoml", "layout"];
+const MODEL: &[&str] = &["record", "otoml", "layout", "trailer"];
 /// The binaries' faces: command line, printing, exit codes.
 const FACES: &[&str] = &["cmd", "cli"];
 

@@ -8,7 +8,7 @@ use super::Drain;
 use crate::error::{Kind, fail};
 use crate::forgejo::forge_err;
 use crate::outcome::PushSummary;
-use crate::push::trailer;
+use crate::trailer;
 use anyhow::Result;
 
 impl Drain<'_, '_> {
@@ -30,7 +30,7 @@ impl Drain<'_, '_> {
                 let message = self
                     .retrying(summary, |c| c.commit_message(&repo, &commit))?
                     .map_err(forge_err)?;
-                let w = trailer::spool_of(&message).map(str::to_string);
+                let w = trailer::read(&message).spool;
                 self.writers.insert(sha.to_string(), w.clone());
                 w
             }
