@@ -141,17 +141,12 @@ fn run_git(path: &std::path::Path, opts: &Options) -> Result<Report> {
     report.findings.merge(branches.findings.clone());
     report.findings.merge(memory.findings);
     report.findings.merge(history.findings);
-    if let Some(allowed) = &opts.allowed_signers {
-        let mut heads = signed::GitHeads::new(&repo);
-        let found = signed::check(
-            &mut heads,
-            &places,
-            &opts.filter,
-            allowed,
-            &mut report.findings,
-        )?;
-        report.signatures = Some(found);
-    }
+    check_signatures(
+        &mut signed::GitHeads::new(&repo),
+        &places,
+        opts,
+        &mut report,
+    )?;
     report.spools = history.spools;
     report.no_history_because = (!opts.history).then(|| "--no-history".to_string());
     report.commits = commits;
@@ -409,18 +404,28 @@ fn run_forge(settings: &ForgeSettings, opts: &Options) -> Result<Report> {
     );
     let mut report = assemble(source, &places, &layout, (outcomes, totals), &mut read)?;
     report.ignored_branches = ignored;
+    check_signatures(
+        &mut signed::ForgeHeads(&mut forge),
+        &places,
+        opts,
+        &mut report,
+    )?;
+    Ok(report)
+}
+
+/// With `--allowed-signers`, every hour file at the heads `src` reads needs
+/// its node's signature (man 1 hero_usage_audit, SIGNATURES).
+fn check_signatures(
+    src: &mut dyn signed::HeadSource,
+    places: &[Place],
+    opts: &Options,
+    report: &mut Report,
+) -> Result<()> {
     if let Some(allowed) = &opts.allowed_signers {
-        let mut heads = signed::ForgeHeads(&mut forge);
-        let found = signed::check(
-            &mut heads,
-            &places,
-            &opts.filter,
-            allowed,
-            &mut report.findings,
-        )?;
+        let found = signed::check(src, places, &opts.filter, allowed, &mut report.findings)?;
         report.signatures = Some(found);
     }
-    Ok(report)
+    Ok(())
 }
 
 /// With `--state`, append a node's new keys to its keys file at once (so
