@@ -56,7 +56,8 @@ impl Default for Limits {
 impl Limits {
     /// The defaults, or in debug builds (tests) shorter times from
     /// `HERO_USAGE_TEST_SHIM_TIMES=<idle ms>,<deadline ms>` and fewer waiting
-    /// connections from `HERO_USAGE_TEST_SHIM_WAITING=<n>`.
+    /// connections from `HERO_USAGE_TEST_SHIM_WAITING=<n>`, and fewer
+    /// workers from `HERO_USAGE_TEST_SHIM_WORKERS=<n>`.
     pub fn from_env() -> Limits {
         let mut limits = Limits::default();
         if let Some(v) = crate::failpoint::test_knob("HERO_USAGE_TEST_SHIM_TIMES") {
@@ -70,6 +71,11 @@ impl Limits {
             crate::failpoint::test_knob("HERO_USAGE_TEST_SHIM_WAITING").and_then(|v| v.parse().ok())
         {
             limits.waiting = n;
+        }
+        if let Some(n) =
+            crate::failpoint::test_knob("HERO_USAGE_TEST_SHIM_WORKERS").and_then(|v| v.parse().ok())
+        {
+            limits.workers = n;
         }
         limits
     }

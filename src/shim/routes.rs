@@ -90,6 +90,12 @@ impl Handler for App {
         };
         reply.send(resp);
     }
+
+    /// A health check, and a record (validated here, then queued for the
+    /// group commit), never wait; the others read the spool or push.
+    fn quick(&self, head: &Head) -> bool {
+        matches!(route(&head.path), Some((Route::Healthz | Route::Record, _)))
+    }
 }
 
 fn unauthorized() -> Response {

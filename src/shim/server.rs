@@ -1,7 +1,8 @@
 //! The shim's HTTP server on `std::net` and poll(2), without an async
 //! runtime. One poller thread accepts connections and reads each request
 //! whole (head and body) without blocking; only a complete request (or one
-//! whose time is up) goes on, to a fixed pool of worker threads. So idle and
+//! whose time is up) goes on: a quick one ([`Handler::quick`]) is handled
+//! there, the others go to a fixed pool of worker threads. So idle and
 //! slow connections wait outside the workers: they cost a file descriptor
 //! and a few bytes each, and at most [`Limits::waiting`] of them are kept
 //! (the oldest is closed when a new one comes). A request is answered
@@ -41,6 +42,13 @@ pub trait Handler: Send + Sync + 'static {
     /// Answer a whole request that passed [`Handler::check`], now or later,
     /// from any thread, through `reply`.
     fn handle(&self, request: Request, reply: Reply);
+    /// Whether [`Handler::check`] and [`Handler::handle`] never wait for
+    /// this request (no fsync, no network; a queue is fine): the poller then
+    /// answers it itself, sparing the hop through a worker, which is most of
+    /// a lone record's latency besides its fsync.
+    fn quick(&self, _head: &Head) -> bool {
+        false
+    }
 }
 
 /// What the poller and the answering threads share.
@@ -183,6 +191,7 @@ impl Server {
             wake_rx: self.wake_rx,
             shared: self.shared,
             jobs,
+            handler,
             conns: Vec::new(),
         }
         .run();
@@ -212,21 +221,26 @@ fn waiting_room() -> usize {
     usize::try_from(room).unwrap_or(usize::MAX)
 }
 
-/// A worker: answer complete requests until the poller is gone. A panic in
-/// the handler answers 500 (the dropped [`Reply`] does).
+/// A worker: answer complete requests until the poller is gone.
 fn work(rx: &Mutex<Receiver<Job>>, handler: &dyn Handler) {
     loop {
         let next = rx.lock().map(|r| r.recv());
-        let Ok(Ok(Job { request, reply })) = next else {
+        let Ok(Ok(job)) = next else {
             break;
         };
-        let _ = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
-            match handler.check(&request.head) {
-                Ok(()) => handler.handle(request, reply),
-                Err(resp) => reply.send(resp),
-            }
-        }));
+        run_job(handler, job);
     }
+}
+
+/// Check and handle one request. A panic in the handler answers 500 (the
+/// dropped [`Reply`] does) and ends neither a worker nor the poller.
+fn run_job(handler: &dyn Handler, Job { request, reply }: Job) {
+    let _ = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+        match handler.check(&request.head) {
+            Ok(()) => handler.handle(request, reply),
+            Err(resp) => reply.send(resp),
+        }
+    }));
 }
 
 /// One answer owed: the connection its request came on. Answered exactly
@@ -418,6 +432,7 @@ struct Poller {
     wake_rx: UnixStream,
     shared: Arc<Shared>,
     jobs: SyncSender<Job>,
+    handler: Arc<dyn Handler>,
     conns: Vec<Conn>,
 }
 
@@ -639,8 +654,8 @@ impl Poller {
         self.hand_off(conn, Request { head, body })
     }
 
-    /// Give a complete request to the workers; when their queue is full, a
-    /// short 503.
+    /// Give a complete request to the workers (a quick one is handled
+    /// here); when their queue is full, a short 503.
     fn hand_off(&mut self, conn: Conn, request: Request) -> Step {
         let keep_alive = request.head.keep_alive && !conn.eof;
         self.shared.in_flight.fetch_add(1, Ordering::SeqCst);
@@ -649,6 +664,10 @@ impl Poller {
             shared: self.shared.clone(),
             keep_alive,
         };
+        if self.handler.quick(&request.head) {
+            run_job(&*self.handler, Job { request, reply });
+            return Step::Gone;
+        }
         match self.jobs.try_send(Job { request, reply }) {
             Ok(()) => Step::Gone,
             Err(TrySendError::Full(job) | TrySendError::Disconnected(job)) => {

@@ -768,6 +768,42 @@ fn push_now_is_503_when_the_forge_is_down_or_not_configured() {
     assert_eq!(shim.stop().0, Some(0));
 }
 
+/// The one worker waits on a forge that never answers (a push-now): a
+/// record and a health check are still answered at once, since the poller
+/// handles what never waits and workers take only what may (the status, a
+/// push). Before, a record queued behind the push for its 120 s timeout.
+#[test]
+fn records_are_answered_while_every_worker_waits_on_the_forge() {
+    let silent = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let url = format!("http://{}", silent.local_addr().unwrap());
+    let env = TestEnv::new();
+    let token = env.path("token");
+    std::fs::write(&token, "some-token").unwrap();
+    let forge = with_forge(&url, token);
+    let shim = Shim::start_with(env, |c| {
+        forge(c);
+        c.env("HERO_USAGE_TEST_SHIM_WORKERS", "1");
+    });
+    assert_eq!(shim.record(&record("job-1", 1)).status, 201);
+    let mut push = shim.connect();
+    let req = format!(
+        "POST /admin/push-usage-now HTTP/1.1\r\n{HEADER}: {SECRET}\r\nContent-Length: 0\r\n\r\n"
+    );
+    push.write_all(req.as_bytes()).unwrap();
+    // The forge sees the push's connection: the worker is waiting on it.
+    let _held = silent.accept().expect("push-now reaches the forge");
+    let t = Instant::now();
+    assert_eq!(shim.request("GET", "/healthz", &[], "").status, 200);
+    let r = shim.record(&record("job-busy", 1));
+    assert_eq!(r.status, 201, "{r:?}");
+    let took = t.elapsed();
+    assert!(
+        took < Duration::from_millis(1500),
+        "a push waiting on the forge delayed a record by {took:?}"
+    );
+    assert_eq!(pending(&shim), 2);
+}
+
 #[test]
 fn push_now_is_409_while_another_push_runs() {
     let env = TestEnv::new();
