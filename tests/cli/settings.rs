@@ -73,7 +73,7 @@ fn insecure_http_is_a_config_key_as_check_lists_it() {
         config.to_str().unwrap(),
     ]));
     let text = stdout(&out);
-    assert!(text.contains("insecure_http  config    true"), "{text}");
+    assert!(text.contains("insecure_http    config    true"), "{text}");
     // Past the URL rule: the host does not resolve, a temporary failure.
     out.exit(75);
     assert!(text.contains("does not resolve"), "{text}");
