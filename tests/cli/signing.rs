@@ -4,7 +4,7 @@
 
 use crate::support::forge::{Node, OWNER, REPO, forge_env, git, rec};
 use crate::support::{Run, run, run_with_stdin, stderr, stdout};
-use hero_usage_test_forge::{ForgeOptions, TestForge};
+use hero_usage_test_forge::{Fault, ForgeOptions, TestForge};
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
@@ -187,6 +187,30 @@ fn without_the_many_files_endpoint_each_signature_follows_its_hour_file() {
             "signatures/test-node/usage_2026-11-20-17.otoml.sig",
         ]
     );
+    assert_eq!(node.pending(), 0);
+}
+
+/// On a server without the many-files endpoint, the signature's own
+/// request failing past the retry window ends the run (75) with the hour's
+/// records pending, so that the next run signs the hour: not a note that
+/// waits for the hour to change again.
+#[test]
+fn a_signature_request_that_keeps_failing_leaves_its_hour_pending_until_signed() {
+    let forge = TestForge::start(ForgeOptions {
+        no_multi_file: true,
+        ..ForgeOptions::default()
+    });
+    let (node, _, allowed) = keyed_node(&forge);
+    node.record(&rec("a", "2026-11-20 16:04:05", 1));
+    forge.inject(Fault::fail("POST", "/contents/signatures/", 500, "").times(1000));
+    let out = run(node
+        .push_cmd()
+        .env(hero_usage::push::TEST_WAITS_ENV, "5,50,300"));
+    out.exit(75).stderr_has("retries used up");
+    assert_eq!(node.pending(), 1);
+    forge.clear_faults();
+    node.push(&[]).exit(0);
+    assert_eq!(all_verify(&forge, "main", "test-node", &allowed), 1);
     assert_eq!(node.pending(), 0);
 }
 
