@@ -314,11 +314,14 @@ fn check_shows_sources_probes_and_exits_as_a_push_would() {
     let text = stdout(&out);
     assert!(!text.contains(&forge.token()), "the token leaked");
     for want in [
-        "node           flag      n-flag",
-        "forgejo_url    env",
-        &format!("token          env       file {}", op.token_file.display()),
-        "repo           env       billing-bot/billing",
-        "branch         default",
+        "node             flag      n-flag",
+        "forgejo_url      env",
+        &format!(
+            "token            env       file {}",
+            op.token_file.display()
+        ),
+        "repo             env       billing-bot/billing",
+        "branch           default",
         "ok   the token is accepted: user billing-bot",
         "does not exist yet; the token may create it under user billing-bot",
         "check: a push would exit 0",
@@ -582,7 +585,7 @@ fn the_example_config_holds_every_setting_and_loads() {
     // It loads (no unknown key, 78 only from the token file missing).
     assert!(!stdout(&out).contains("unknown field"), "{}", stdout(&out));
     assert!(
-        stdout(&out).contains("config         flag"),
+        stdout(&out).contains("config           flag"),
         "{}",
         stdout(&out)
     );

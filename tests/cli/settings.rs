@@ -74,7 +74,7 @@ fn insecure_http_is_a_config_key_as_check_lists_it() {
         config.to_str().unwrap(),
     ]));
     let text = stdout(&out);
-    assert!(text.contains("insecure_http  config    true"), "{text}");
+    assert!(text.contains("insecure_http    config    true"), "{text}");
     // Past the URL rule: the host does not resolve, a temporary failure.
     out.exit(75);
     assert!(text.contains("does not resolve"), "{text}");
@@ -102,6 +102,25 @@ fn a_schedule_carries_a_shell_only_ca_file_and_keeps_it_readable() {
         "{units}"
     );
     // The sandbox hides /home unless a path the job reads is there.
+    assert!(units.contains("ProtectHome=read-only"), "{units}");
+    assert!(!units.contains("ProtectHome=yes"), "{units}");
+    // So does a signing key only the config file names: the units carry
+    // the config, not the key, and must still see the key's home.
+    let config = env.path("hero_usage.toml");
+    std::fs::write(&config, "signing_key_file = \"/home/ops/node_key\"\n").unwrap();
+    let out = run(env
+        .cmd("hero_usage_push")
+        .args([
+            "--print-schedule",
+            "systemd",
+            "--service-user",
+            "hero-usage",
+        ])
+        .args(["--spool", "/var/lib/hero_usage/queue", "--config"])
+        .arg(&config));
+    out.exit(0);
+    let units = stdout(&out);
+    assert!(!units.contains("--signing-key-file"), "{units}");
     assert!(units.contains("ProtectHome=read-only"), "{units}");
     assert!(!units.contains("ProtectHome=yes"), "{units}");
 }

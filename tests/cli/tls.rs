@@ -199,7 +199,7 @@ fn a_private_ca_is_78_naming_ca_file_until_it_is_given() {
     let fail = text.lines().find(|l| l.starts_with("FAIL")).unwrap();
     assert!(fail.contains("--ca-file"), "{text}");
     assert!(
-        text.contains("ca_file        default   (the system's trust store)"),
+        text.contains("ca_file          default   (the system's trust store)"),
         "{text}"
     );
 
@@ -222,7 +222,7 @@ fn a_private_ca_is_78_naming_ca_file_until_it_is_given() {
         .env("HERO_USAGE_CONFIG", &config));
     out.exit(0);
     assert!(
-        stdout(&out).contains(&format!("ca_file        config    {ca}")),
+        stdout(&out).contains(&format!("ca_file          config    {ca}")),
         "{}",
         stdout(&out)
     );

@@ -126,8 +126,10 @@ fn signing_step(settings: &Resolver, common: &Common, report: &mut String) -> Op
     }
 }
 
+/// The settings as a table whose columns line up, whatever the longest name.
 fn settings_text(settings: &[Setting]) -> String {
     let mut s = String::from("settings (flag > env > config > default):\n");
+    let width = settings.iter().map(|st| st.name.len()).max().unwrap_or(0);
     for st in settings {
         let value = st.value.as_deref().unwrap_or(match st.name {
             "branch" => "(the repository's default branch)",
@@ -137,7 +139,7 @@ fn settings_text(settings: &[Setting]) -> String {
         });
         let _ = writeln!(
             s,
-            "  {:<14} {:<9} {}",
+            "  {:<width$} {:<9} {}",
             st.name,
             st.source.as_str(),
             one_line(value)
@@ -276,5 +278,46 @@ fn probe_create(client: &ForgejoClient, repo: &RepoRef, login: &str) -> Result<S
             )),
         )),
         Err(e) => Err(failed(&e)),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_settings_table_lines_up_whatever_the_longest_name() {
+        let row = |name, value: Option<&str>, source| Setting {
+            name,
+            value: value.map(String::from),
+            source,
+        };
+        let text = settings_text(&[
+            row("node", Some("n1"), Source::Flag),
+            row("insecure_http", Some("false"), Source::Default),
+            row("signing_key_file", None, Source::Default),
+            row("repo", Some("o/r"), Source::Config),
+        ]);
+        // Every row's source starts in one column, and so does its value.
+        let columns: Vec<(usize, usize)> = text
+            .lines()
+            .skip(1)
+            .map(|line| {
+                let source = line[2..].find(' ').map(|i| i + 2).unwrap();
+                let source = source + line[source..].find(|c| c != ' ').unwrap();
+                let value = source + line[source..].find(' ').unwrap();
+                let value = value + line[value..].find(|c| c != ' ').unwrap();
+                (source, value)
+            })
+            .collect();
+        assert_eq!(columns.len(), 4, "{text}");
+        assert!(
+            columns.iter().all(|c| *c == columns[0]),
+            "{columns:?}\n{text}"
+        );
+        assert!(
+            text.contains("  signing_key_file default   (none: hour files go unsigned)\n"),
+            "{text}"
+        );
     }
 }

@@ -86,6 +86,8 @@ pub mod debian {
 /// The job the Debian package's units run: binaries in /usr/bin, the
 /// system user `hero-usage`, the config in /etc (which names the node and
 /// the forge), the spool in /var/lib; nothing starts before the config exists.
+/// Home directories stay visible (read-only): the units cannot know
+/// whether the config names a signing key, token or CA file there.
 #[cfg(test)]
 pub fn debian_job() -> Job {
     let bin = |b: &str| format!("{}/{b}", debian::BIN_DIR);
@@ -114,7 +116,7 @@ pub fn debian_job() -> Job {
             group: None,
         },
         spool: PathBuf::from(debian::SPOOL),
-        home_paths: false,
+        home_paths: true,
         condition: Some(PathBuf::from(debian::CONFIG)),
     }
 }
@@ -747,6 +749,8 @@ mod tests {
              --config /etc/hero_usage/hero_usage.toml\n"
         ));
         assert!(files[0].content.contains("User=hero-usage\n"));
+        // A key the config names under /home must stay readable.
+        assert!(files[0].content.contains("ProtectHome=read-only\n"));
         assert!(files[1].content.contains("OnCalendar=*-*-* *:00:00\n"));
     }
 

@@ -9,7 +9,8 @@
 //! directories unless a path they read is there, no devices, no kernel
 //! knobs, no capabilities, the `@system-service` system calls, and only the
 //! address families they use. `systemd-analyze security` rates the push and
-//! the shim 1.2 and the status 0.4 (9.6 without). User units get only what a user manager
+//! the shim 1.2 (1.3 with home directories read-only) and the status 0.4
+//! (9.6 without). User units get only what a user manager
 //! can do without user namespaces (`NoNewPrivileges=`, `UMask=`).
 
 use super::schedule::{Job, RunAs, SPLAY_SECONDS, ScheduleFile, minute_for};
@@ -68,10 +69,10 @@ struct Reach<'a> {
 /// but for the `ReadWritePaths=`).
 fn sandbox(job: &Job, reach: &Reach) -> String {
     // Measured with systemd 252's `systemd-analyze security --offline=yes`.
-    let score = if reach.families.is_empty() {
-        "0.4"
-    } else {
-        "1.2"
+    let score = match (reach.families.is_empty(), job.home_paths) {
+        (true, _) => "0.4",
+        (false, false) => "1.2",
+        (false, true) => "1.3",
     };
     let mut s = format!("# Sandbox: systemd-analyze security rates this unit {score} (OK).\n");
     for w in &reach.writes {
