@@ -102,6 +102,33 @@ impl ForgeError {
         matches!(self, ForgeError::StaleSha(_) | ForgeError::AlreadyExists(_))
     }
 
+    /// The same error with `note` after its message (every retried kind
+    /// shows its message last): a retry that gave up says so.
+    pub(crate) fn noting(mut self, note: &str) -> ForgeError {
+        match &mut self {
+            ForgeError::NotFound(m)
+            | ForgeError::AlreadyExists(m)
+            | ForgeError::StaleSha(m)
+            | ForgeError::Unauthorized(m)
+            | ForgeError::Forbidden(m)
+            | ForgeError::PushRejected(m)
+            | ForgeError::Unsupported(m)
+            | ForgeError::TooLarge(m)
+            | ForgeError::Network(m)
+            | ForgeError::Tls(m)
+            | ForgeError::Timeout(m)
+            | ForgeError::Config(m)
+            | ForgeError::NotAFile(m)
+            | ForgeError::Encode(m)
+            | ForgeError::Server { message: m, .. }
+            | ForgeError::Invalid { message: m, .. } => {
+                m.push_str("; ");
+                m.push_str(note);
+            }
+        }
+        self
+    }
+
     /// The message kept with the error.
     pub(crate) fn message(&self) -> &str {
         match self {
@@ -183,6 +210,23 @@ pub(crate) fn forge_err(e: ForgeError) -> anyhow::Error {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_note_follows_the_message_as_shown() {
+        for e in [
+            ForgeError::Network("reset".into()),
+            ForgeError::StaleSha("sha does not match".into()),
+            ForgeError::Server {
+                status: 502,
+                message: String::new(),
+            },
+        ] {
+            let (want, kind) = (format!("{e}; retries used up"), e.kind());
+            let noted = e.noting("retries used up");
+            assert_eq!(noted.to_string(), want);
+            assert_eq!(noted.kind(), kind);
+        }
+    }
 
     #[test]
     fn kinds() {

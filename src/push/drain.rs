@@ -346,7 +346,7 @@ impl<'a, 'c> Drain<'a, 'c> {
     fn prepare_branch(&mut self, found: &Repository, summary: &mut PushSummary) -> Result<()> {
         let (repo, branch) = (self.repo.clone(), self.branch.clone());
         if self
-            .retrying(summary, |c| c.branch_exists(&repo, &branch))?
+            .retrying(summary, |c| c.branch_exists(&repo, &branch))
             .map_err(forge_err)?
         {
             return Ok(());
@@ -357,7 +357,7 @@ impl<'a, 'c> Drain<'a, 'c> {
         } else if self.ctx.per_node {
             match self.retrying(summary, |c| {
                 c.read_file(&repo, layout::NODES, Some(&default))
-            })? {
+            }) {
                 Err(ForgeError::NotAFile(_)) => {
                     return Err(fail(
                         Kind::Config,
@@ -389,7 +389,7 @@ impl<'a, 'c> Drain<'a, 'c> {
         // A lost race is retried; "already exists": another node was first.
         match self.retrying(summary, |c| {
             c.create_file(&repo, "README.md", readme.as_bytes(), &opts)
-        })? {
+        }) {
             Ok(_) | Err(ForgeError::AlreadyExists(_)) => Ok(()),
             Err(e) => Err(forge_err(e)),
         }
@@ -596,7 +596,7 @@ impl Drain<'_, '_> {
         let path = layout::signature_path(&self.ctx.opts.node, hour);
         let (repo, branch) = (self.repo.clone(), self.branch.clone());
         let found = self
-            .retrying(summary, |c| c.read_file(&repo, &path, Some(&branch)))?
+            .retrying(summary, |c| c.read_file(&repo, &path, Some(&branch)))
             .map_err(forge_err)?;
         let signed = signer.sign(&bytes)?;
         if found.as_ref().is_some_and(|f| f.content == signed) {
@@ -646,7 +646,7 @@ impl Drain<'_, '_> {
         let path = layout::signature_path(&self.ctx.opts.node, hour);
         let sha = if look && self.repo_exists {
             let (repo, branch) = (self.repo.clone(), self.branch.clone());
-            match self.retrying(summary, |c| c.read_file(&repo, &path, Some(&branch)))? {
+            match self.retrying(summary, |c| c.read_file(&repo, &path, Some(&branch))) {
                 Ok(found) => found.map(|f| f.sha),
                 Err(ForgeError::NotAFile(m)) => {
                     return Err(fail(
@@ -723,7 +723,7 @@ impl Drain<'_, '_> {
             return Ok(HourRead::Found(RemoteHour::missing()));
         }
         let (repo, branch) = (self.repo.clone(), self.branch.clone());
-        let read = self.retrying(summary, |c| c.read_file(&repo, path, Some(&branch)))?;
+        let read = self.retrying(summary, |c| c.read_file(&repo, path, Some(&branch)));
         let signing = self.ctx.opts.signer.is_some();
         match read {
             Ok(None) => Ok(HourRead::Found(RemoteHour::missing())),

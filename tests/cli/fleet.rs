@@ -213,6 +213,24 @@ fn a_body_limit_shrinks_the_batch_and_the_run_drains() {
 }
 
 #[test]
+fn a_file_larger_than_max_request_bytes_goes_alone() {
+    let forge = racing_forge(0, false);
+    let node = Node::named(&forge, "small", &format!("{OWNER}/{REPO}"));
+    // Three hour files of some 4 KB each, each over the 1 KiB asked for.
+    record_lines(&node, &lines("s", 60, 3));
+    let o = node.push(&["--max-request-bytes", "1024", "--json"]);
+    o.exit(0);
+    assert_eq!(summary(&o)["commits"], 3, "{}", stdout(&o));
+    let subjects = git(&forge, &["log", "--format=%s", "main"]);
+    assert_eq!(
+        subjects.lines().collect::<Vec<_>>(),
+        ["usage: 20 records from node small in 1 file(s)"; 3],
+        "one file a request"
+    );
+    assert_eq!(keys_on(&forge, "main")["small"].len(), 60);
+}
+
+#[test]
 fn a_single_file_too_large_for_the_server_leaves_only_its_hour_pending() {
     let forge = TestForge::start(ForgeOptions {
         max_body_bytes: Some(16 * 1024),
@@ -231,7 +249,8 @@ fn a_single_file_too_large_for_the_server_leaves_only_its_hour_pending() {
     assert_eq!(node.pending(), 200);
     let err = stderr(&o);
     assert!(err.contains("usage_2026-11-20-00.otoml"), "{err}");
-    assert!(err.contains("client_max_body_size"), "{err}");
+    // It names the size the server must take (a file of some 40 KB: 1 MiB).
+    assert!(err.contains("client_max_body_size 1m"), "{err}");
     let keys = keys_on(&forge, "main");
     assert_eq!(keys["heavy"], ["x1", "x2"]);
 }

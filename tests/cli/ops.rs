@@ -139,6 +139,39 @@ fn hero_proc_action_takes_its_name_and_splays() {
     }
     let out = run(env.cmd("hero_usage_push").args(["--action-name", "x"]));
     out.exit(64);
+    // Without --action-name: the name every node's hero_proc knows it by.
+    let out = run(env
+        .cmd("hero_usage_push")
+        .args(["--print-schedule", "hero_proc"]));
+    out.exit(0);
+    let v: serde_json::Value = serde_json::from_str(&stdout(&out)).unwrap();
+    assert_eq!(v["name"], "hero_usage_billing_cron");
+}
+
+/// The crontab line's minute past the hour: derived from the node name
+/// (the same for it whatever else changes; spread over a fleet), so that
+/// many nodes do not all hit the forge at :00.
+#[test]
+fn the_cron_minute_is_derived_from_the_node_name() {
+    let env = TestEnv::new();
+    let minute = |node: &str, spool: &str| -> u32 {
+        let out = run(env
+            .cmd("hero_usage_push")
+            .args(["--print-schedule", "cron", "--spool", spool])
+            .env("HERO_NODE_ID", node));
+        out.exit(0);
+        let line = stdout(&out);
+        line.split_whitespace().next().unwrap().parse().unwrap()
+    };
+    let fleet: Vec<u32> = (0..8)
+        .map(|i| minute(&format!("node-{i}"), "/srv/a"))
+        .collect();
+    for (i, m) in fleet.iter().enumerate() {
+        assert!(*m < 60);
+        assert_eq!(minute(&format!("node-{i}"), "/srv/b"), *m, "node-{i}");
+    }
+    let distinct: std::collections::BTreeSet<_> = fleet.iter().collect();
+    assert!(distinct.len() > 2, "eight nodes at minutes {fleet:?}");
 }
 
 #[test]

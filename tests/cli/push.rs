@@ -51,9 +51,14 @@ fn three_records_two_hours_one_canonical_commit() {
     assert_eq!(file(&forge, H16).unwrap(), render_batch(&records[..2]));
     assert_eq!(file(&forge, H17).unwrap(), render_batch(&records[2..]));
     assert_eq!(commits(&forge), 1, "the repo was created empty: one commit");
+    // The author the audit tells a node's commits by; the subject names
+    // the node and the counts.
     let author = git(&forge, &["log", "-1", "--format=%an <%ae>|%s", "main"]);
-    assert!(author.contains("test-node"), "{author}");
-    assert!(author.contains('3'), "message names the count: {author}");
+    assert_eq!(
+        author.trim(),
+        "hero_usage_push on test-node <test-node@hero-usage.invalid>\
+         |usage: 3 records from node test-node in 2 file(s)"
+    );
     assert_eq!(node.pending(), 0);
     assert_eq!(files_under(&node.env.spool.join("sent")).len(), 3);
     // The summary the status command reads.
@@ -291,6 +296,35 @@ fn stale_sha_is_retried_and_both_writers_survive() {
     }
 }
 
+/// Another writer creates the hour file between the read (none there) and
+/// the commit: 422 `repository file already exists` is a stale read, re-read
+/// and merged, not an error.
+#[test]
+fn an_hour_file_created_meanwhile_is_reread_and_both_writers_survive() {
+    let forge = forge();
+    forge.create_repo(OWNER, REPO, false);
+    let node = Node::new(&forge);
+    let mine = three().remove(2);
+    node.record(&mine);
+    let other = rec("other-writer", "2026-11-20 17:30:00", 1);
+    forge.inject(Fault::new(
+        Some("POST"),
+        "/contents",
+        FaultAction::ConcurrentCommit {
+            path: H17.to_string(),
+            content: render_batch(std::slice::from_ref(&other)).into_bytes(),
+        },
+    ));
+    node.push(&[]).exit(0);
+    assert_eq!(file(&forge, H17).unwrap(), render_batch(&[mine, other]));
+    assert!(
+        forge.requests().iter().any(|r| r.status == 422),
+        "{:?}",
+        forge.requests()
+    );
+    assert_eq!(node.pending(), 0);
+}
+
 #[test]
 fn servers_without_the_many_files_endpoint_get_one_request_per_file() {
     let forge = TestForge::start(ForgeOptions {
@@ -346,6 +380,7 @@ fn a_missing_repo_is_created_under_the_org_or_the_user_and_an_empty_repo_works()
             .any(|r| r.path.starts_with("/api/v1/orgs/lhumina_code/repos") && r.status == 201)
     );
     assert_eq!(remote_keys(&forge, &[H16]), ["job-1"]);
+    assert!(created_private(&forge, OWNER, REPO));
 
     // Under the token's user.
     let user_repo = format!("{}/mine", forge.user());
@@ -360,6 +395,7 @@ fn a_missing_repo_is_created_under_the_org_or_the_user_and_an_empty_repo_works()
             .any(|r| r.path.starts_with("/api/v1/user/repos") && r.status == 201)
     );
     assert!(forge.file(&forge.user(), "mine", "main", H16).is_some());
+    assert!(created_private(&forge, &forge.user(), "mine"));
 
     // An existing empty repository.
     forge.create_repo(OWNER, "empty", true);
@@ -368,6 +404,40 @@ fn a_missing_repo_is_created_under_the_org_or_the_user_and_an_empty_repo_works()
     let out = node.push(&[]);
     out.exit(0);
     assert!(forge.file(OWNER, "empty", "main", H16).is_some());
+}
+
+/// The repository was created private (the test forge keeps the
+/// `private` of the create request beside the bare repository).
+fn created_private(forge: &TestForge, owner: &str, name: &str) -> bool {
+    let flag = forge.bare_repo(owner, name).join("testforge-private");
+    std::fs::read_to_string(flag).unwrap() == "true"
+}
+
+/// Another node created the repository between this run's look (404) and
+/// its create: the 409 means it exists, and the run pushes into it.
+#[test]
+fn a_409_on_create_means_the_repo_exists_and_the_push_goes_on() {
+    let forge = forge();
+    forge.create_repo(OWNER, REPO, true);
+    let node = Node::new(&forge);
+    node.record(&three()[0]);
+    forge.inject(Fault::fail(
+        "GET",
+        &format!("/repos/{OWNER}/{REPO}"),
+        404,
+        "The target couldn't be found.",
+    ));
+    node.push(&[]).exit(0);
+    assert!(
+        forge
+            .requests()
+            .iter()
+            .any(|r| r.path.starts_with("/api/v1/orgs/lhumina_code/repos") && r.status == 409),
+        "{:?}",
+        forge.requests()
+    );
+    assert_eq!(remote_keys(&forge, &[H16]), ["job-1"]);
+    assert_eq!(node.pending(), 0);
 }
 
 #[test]
@@ -426,9 +496,9 @@ fn two_pushes_at_once_one_pushes_the_other_says_the_lock_is_held() {
     forge.inject(Fault::new(
         Some("GET"),
         "/repos/",
-        FaultAction::Delay(Duration::from_millis(800)),
+        FaultAction::Delay(Duration::from_millis(2000)),
     ));
-    let first = node
+    let mut first = node
         .push_cmd()
         .stdout(std::process::Stdio::piped())
         .spawn()
@@ -447,14 +517,26 @@ fn two_pushes_at_once_one_pushes_the_other_says_the_lock_is_held() {
         "{}",
         stdout(&second)
     );
+    // The push's lock is its own: recording does not wait for the network.
+    crate::support::record(&node.env, "while-pushing");
+    assert!(
+        first.try_wait().unwrap().is_none(),
+        "the record waited for the push to finish"
+    );
     let first = first.wait_with_output().unwrap();
     first.exit(0);
+    // Its first commit holds the three; the record made meanwhile goes in
+    // its next batch (or the next run's): two commits in all, every key once.
+    let said = stdout(&first);
     assert!(
-        stdout(&first).contains("pushed 3 records"),
-        "{}",
-        stdout(&first)
+        said.contains("pushed 3 records") || said.contains("pushed 4 records"),
+        "{said}"
     );
-    assert_eq!(commits(&forge), 1);
+    node.push(&[]).exit(0);
+    assert_eq!(commits(&forge), 2);
+    assert_eq!(node.pending(), 0);
+    let keys = crate::support::forge::node_keys(&forge, "test-node");
+    assert_eq!(keys, ["job-1", "job-2", "job-3", "while-pushing"]);
 }
 
 #[test]
@@ -650,6 +732,34 @@ fn max_records_bounds_each_commit_and_a_run_drains_oldest_hours_first() {
         ],
         "{log}"
     );
+}
+
+/// `--max-seconds`: no new batch starts once the run has lasted that long;
+/// what is left waits for the next run, and the run still exits 0.
+#[test]
+fn max_seconds_stops_the_drain_between_batches_and_the_next_run_goes_on() {
+    let forge = forge();
+    let node = Node::new(&forge);
+    for r in &three() {
+        node.record(r);
+    }
+    let out = node.push(&["--max-records", "2", "--max-seconds", "0", "--json"]);
+    out.exit(0);
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(
+        (v["pushed"].as_u64(), v["commits"].as_u64()),
+        (Some(2), Some(1)),
+        "{v}"
+    );
+    assert_eq!(v["pending_after"], 1, "{v}");
+    assert!(stderr(&out).contains("--max-seconds 0"), "{}", stderr(&out));
+    assert_eq!(remote_keys(&forge, &[H16, H17]), ["job-1", "job-2"]);
+    node.push(&[]).exit(0);
+    assert_eq!(
+        remote_keys(&forge, &[H16, H17]),
+        ["job-1", "job-2", "job-3"]
+    );
+    assert_eq!(node.pending(), 0);
 }
 
 #[test]

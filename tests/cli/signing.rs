@@ -2,12 +2,12 @@
 //! (`--init-signing-key`, `--print-public-key`, a key others may read), and
 //! every signature a push writes checked by the real `ssh-keygen -Y verify`.
 
-use crate::support::forge::{Node, OWNER, REPO, git, rec};
-use crate::support::{Run, run, stderr, stdout};
-use hero_usage_test_forge::{ForgeOptions, TestForge};
+use crate::support::forge::{Node, OWNER, REPO, forge_env, git, rec};
+use crate::support::{Run, run, run_with_stdin, stderr, stdout};
+use hero_usage_test_forge::{Fault, ForgeOptions, TestForge};
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output, Stdio};
+use std::process::{Command, Output};
 
 /// The default key path in a test's HOME.
 pub(crate) fn default_key(node: &Node) -> PathBuf {
@@ -21,6 +21,17 @@ pub(crate) fn init_key(node: &Node) -> String {
     stdout(&out)
 }
 
+/// A node with its key made by `--init-signing-key`, and the billing
+/// side's allowed_signers file holding its line (after a comment and a
+/// blank line): the node, its line, the file.
+fn keyed_node(forge: &TestForge) -> (Node, String, PathBuf) {
+    let node = Node::new(forge);
+    let line = init_key(&node);
+    let allowed = node.env.path("allowed_signers");
+    std::fs::write(&allowed, format!("# billing side\n\n{line}")).unwrap();
+    (node, line, allowed)
+}
+
 /// `ssh-keygen -Y verify` of `sig` over `data` by `principal`: its output
 /// when it says good, else `Err` with what it said.
 pub(crate) fn ssh_verify(
@@ -32,25 +43,34 @@ pub(crate) fn ssh_verify(
     let dir = crate::support::temp_dir();
     let sig_file = dir.path().join("file.sig");
     std::fs::write(&sig_file, sig).unwrap();
-    let mut child = Command::new("ssh-keygen")
-        .args(["-Y", "verify", "-n", "hero-usage", "-I", principal, "-f"])
-        .arg(allowed)
-        .arg("-s")
-        .arg(&sig_file)
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("ssh-keygen (openssh-client) must be installed: .ci/run installs it");
-    use std::io::Write;
-    child.stdin.take().unwrap().write_all(data).unwrap();
-    let out = child.wait_with_output().unwrap();
+    let out = run_with_stdin(
+        Command::new("ssh-keygen")
+            .args(["-Y", "verify", "-n", "hero-usage", "-I", principal, "-f"])
+            .arg(allowed)
+            .arg("-s")
+            .arg(&sig_file),
+        data,
+    );
     let said = format!("{}{}", stdout(&out), stderr(&out));
     if out.status.success() {
         Ok(said)
     } else {
         Err(said)
     }
+}
+
+/// `ssh-keygen -Y sign -n hero-usage` of `data` with `key`, as a person
+/// signs an hour file by hand: the signature file it writes.
+fn ssh_sign(key: &Path, data: &[u8]) -> Vec<u8> {
+    let dir = crate::support::temp_dir();
+    let file = dir.path().join("usage.otoml");
+    std::fs::write(&file, data).unwrap();
+    let out = run(Command::new("ssh-keygen")
+        .args(["-Y", "sign", "-n", "hero-usage", "-f"])
+        .arg(key)
+        .arg(&file));
+    out.exit(0);
+    std::fs::read(dir.path().join("usage.otoml.sig")).unwrap()
 }
 
 fn file(forge: &TestForge, branch: &str, path: &str) -> Option<Vec<u8>> {
@@ -96,14 +116,11 @@ fn changed(forge: &TestForge, commit: &str) -> Vec<String> {
 #[test]
 fn every_hour_file_a_push_writes_is_signed_in_its_commit_and_ssh_keygen_verifies_it() {
     let forge = forge();
-    let node = Node::new(&forge);
-    let line = init_key(&node);
+    let (node, line, allowed) = keyed_node(&forge);
     assert!(
         line.starts_with("test-node namespaces=\"hero-usage\" ssh-ed25519 AAAA"),
         "{line}"
     );
-    let allowed = node.env.path("allowed_signers");
-    std::fs::write(&allowed, format!("# billing side\n\n{line}")).unwrap();
     for (k, at) in [
         ("a", "2026-11-20 16:04:05"),
         ("b", "2026-11-20 17:00:00"),
@@ -114,6 +131,13 @@ fn every_hour_file_a_push_writes_is_signed_in_its_commit_and_ssh_keygen_verifies
     let out = node.push(&[]);
     out.exit(0);
     assert_eq!(all_verify(&forge, "main", "test-node", &allowed), 3);
+    // Byte for byte what ssh-keygen -Y sign writes (armored SSHSIG, sha512,
+    // namespace hero-usage) with the same key.
+    let h16 = file(&forge, "main", H16).unwrap();
+    assert_eq!(
+        String::from_utf8(file(&forge, "main", S16).unwrap()).unwrap(),
+        String::from_utf8(ssh_sign(&default_key(&node), &h16)).unwrap()
+    );
     let first = changed(&forge, "main");
     assert_eq!(
         first.len(),
@@ -144,10 +168,7 @@ fn without_the_many_files_endpoint_each_signature_follows_its_hour_file() {
         no_multi_file: true,
         ..ForgeOptions::default()
     });
-    let node = Node::new(&forge);
-    let line = init_key(&node);
-    let allowed = node.env.path("allowed_signers");
-    std::fs::write(&allowed, &line).unwrap();
+    let (node, _, allowed) = keyed_node(&forge);
     for (k, at) in [("a", "2026-11-20 16:04:05"), ("b", "2026-11-20 17:00:00")] {
         node.record(&rec(k, at, 1));
     }
@@ -169,16 +190,37 @@ fn without_the_many_files_endpoint_each_signature_follows_its_hour_file() {
     assert_eq!(node.pending(), 0);
 }
 
+/// On a server without the many-files endpoint, the signature's own
+/// request failing past the retry window ends the run (75) with the hour's
+/// records pending, so that the next run signs the hour: not a note that
+/// waits for the hour to change again.
+#[test]
+fn a_signature_request_that_keeps_failing_leaves_its_hour_pending_until_signed() {
+    let forge = TestForge::start(ForgeOptions {
+        no_multi_file: true,
+        ..ForgeOptions::default()
+    });
+    let (node, _, allowed) = keyed_node(&forge);
+    node.record(&rec("a", "2026-11-20 16:04:05", 1));
+    forge.inject(Fault::fail("POST", "/contents/signatures/", 500, "").times(1000));
+    let out = run(node
+        .push_cmd()
+        .env(hero_usage::push::TEST_WAITS_ENV, "5,50,300"));
+    out.exit(75).stderr_has("retries used up");
+    assert_eq!(node.pending(), 1);
+    forge.clear_faults();
+    node.push(&[]).exit(0);
+    assert_eq!(all_verify(&forge, "main", "test-node", &allowed), 1);
+    assert_eq!(node.pending(), 0);
+}
+
 #[test]
 fn a_signature_request_that_never_came_is_written_by_the_next_run() {
     // The hour file landed, its records were left pending (a crash before
     // the signature's request, on a server without the many-files
     // endpoint): the next run finds them present and signs the file.
     let forge = forge();
-    let node = Node::new(&forge);
-    let line = init_key(&node);
-    let allowed = node.env.path("allowed_signers");
-    std::fs::write(&allowed, &line).unwrap();
+    let (node, _, allowed) = keyed_node(&forge);
     let r = rec("a", "2026-11-20 16:04:05", 1);
     forge.create_repo(OWNER, REPO, true);
     forge.commit_files(
@@ -287,10 +329,7 @@ fn the_request_size_counts_the_signatures() {
         max_body_bytes: Some(4096),
         ..ForgeOptions::default()
     });
-    let node = Node::new(&forge);
-    let line = init_key(&node);
-    let allowed = node.env.path("allowed_signers");
-    std::fs::write(&allowed, &line).unwrap();
+    let (node, _, allowed) = keyed_node(&forge);
     for h in 10..16 {
         node.record(&rec(&format!("k{h}"), &format!("2026-11-20 {h}:04:05"), 1));
     }
@@ -354,31 +393,59 @@ fn a_printed_schedule_signs_with_the_same_key() {
 /// `hero_usage_audit --git-dir <the forge's bare repo> --allowed-signers
 /// FILE --json`: the exit code and the report.
 fn audit(forge: &TestForge, node: &Node, allowed: &Path) -> (Output, serde_json::Value) {
-    let out = run(node
-        .env
-        .cmd("hero_usage_audit")
-        .arg("--git-dir")
-        .arg(forge.bare_repo(OWNER, REPO))
-        .arg("--allowed-signers")
-        .arg(allowed)
-        .arg("--json"));
+    let mut c = node.env.cmd("hero_usage_audit");
+    c.arg("--git-dir").arg(forge.bare_repo(OWNER, REPO));
+    audit_report(c, allowed)
+}
+
+/// `hero_usage_audit` as `c` says, with `--allowed-signers FILE --json`:
+/// the exit code and the report.
+fn audit_report(mut c: Command, allowed: &Path) -> (Output, serde_json::Value) {
+    let out = run(c.arg("--allowed-signers").arg(allowed).arg("--json"));
     let v: serde_json::Value = serde_json::from_str(&stdout(&out))
         .unwrap_or_else(|e| panic!("not JSON ({e}): {}\n{}", stdout(&out), stderr(&out)));
     (out, v)
+}
+
+/// Another writer raises a record's amount in hour 16, leaving the
+/// node's signature of the old bytes beside it.
+fn change_h16_under_its_signature(forge: &TestForge) {
+    let text = String::from_utf8(file(forge, "main", H16).unwrap()).unwrap();
+    let changed = text.replace("amount_cents = 1", "amount_cents = 1000");
+    forge.commit_files(
+        OWNER,
+        REPO,
+        "main",
+        &[(H16, Some(changed.as_bytes()))],
+        "more",
+    );
 }
 
 fn count(report: &serde_json::Value, kind: &str) -> u64 {
     report["violation_counts"][kind].as_u64().unwrap_or(0)
 }
 
+/// An audit's run and report that found nothing (exit 0): the report.
+#[track_caller]
+fn clean((ran, report): (Output, serde_json::Value)) -> serde_json::Value {
+    ran.exit_for(0, &report.to_string());
+    report
+}
+
+/// An audit's run and report that found one violation of `kind` (exit
+/// 65): the report.
+#[track_caller]
+fn one_violation((ran, report): (Output, serde_json::Value), kind: &str) -> serde_json::Value {
+    ran.exit_for(65, &report.to_string());
+    assert_eq!(count(&report, kind), 1, "{report}");
+    report
+}
+
 /// A node with a key, an allowed_signers file holding its line, and two
 /// signed hours pushed.
 fn signed_repo() -> (TestForge, Node, PathBuf) {
     let forge = forge();
-    let node = Node::new(&forge);
-    let line = init_key(&node);
-    let allowed = node.env.path("allowed_signers");
-    std::fs::write(&allowed, format!("# billing side\n{line}")).unwrap();
+    let (node, _, allowed) = keyed_node(&forge);
     node.record(&rec("a", "2026-11-20 16:04:05", 1));
     node.record(&rec("b", "2026-11-20 17:00:00", 1));
     let out = node.push(&[]);
@@ -392,35 +459,22 @@ const S16: &str = "signatures/test-node/usage_2026-11-20-16.otoml.sig";
 #[test]
 fn audit_a_clean_signed_repository_is_0() {
     let (forge, node, allowed) = signed_repo();
-    let (ran, report) = audit(&forge, &node, &allowed);
-    ran.exit_for(0, &report.to_string());
+    let report = clean(audit(&forge, &node, &allowed));
     assert_eq!(report["signatures"]["verified"], 2, "{report}");
 }
 
 #[test]
 fn audit_a_record_changed_by_another_writer_under_the_old_signature_is_65() {
     let (forge, node, allowed) = signed_repo();
-    let text = String::from_utf8(file(&forge, "main", H16).unwrap()).unwrap();
-    let changed = text.replace("amount_cents = 1", "amount_cents = 1000");
-    forge.commit_files(
-        OWNER,
-        REPO,
-        "main",
-        &[(H16, Some(changed.as_bytes()))],
-        "more",
-    );
-    let (ran, report) = audit(&forge, &node, &allowed);
-    ran.exit_for(65, &report.to_string());
-    assert_eq!(count(&report, "bad-signature"), 1, "{report}");
+    change_h16_under_its_signature(&forge);
+    one_violation(audit(&forge, &node, &allowed), "bad-signature");
 }
 
 #[test]
 fn audit_a_signature_removed_is_65() {
     let (forge, node, allowed) = signed_repo();
     forge.commit_files(OWNER, REPO, "main", &[(S16, None)], "drop it");
-    let (ran, report) = audit(&forge, &node, &allowed);
-    ran.exit_for(65, &report.to_string());
-    assert_eq!(count(&report, "unsigned"), 1, "{report}");
+    one_violation(audit(&forge, &node, &allowed), "unsigned");
 }
 
 #[test]
@@ -436,9 +490,7 @@ fn audit_a_file_signed_with_another_nodes_key_is_65() {
     a.record(&rec("a", "2026-11-20 16:04:05", 1));
     let out = run(a.push_cmd().arg("--signing-key-file").arg(default_key(&b)));
     out.exit(0);
-    let (ran, report) = audit(&forge, &a, &allowed);
-    ran.exit_for(65, &report.to_string());
-    assert_eq!(count(&report, "bad-signature"), 1, "{report}");
+    let report = one_violation(audit(&forge, &a, &allowed), "bad-signature");
     let v = &report["violations"][0];
     assert!(v["detail"].as_str().unwrap().contains("node-b"), "{v}");
 }
@@ -451,9 +503,7 @@ fn audit_an_unsigned_write_after_the_nodes_first_signed_one_is_65() {
     node.record(&rec("c", "2026-11-20 18:00:00", 1));
     let out = node.push(&[]);
     out.exit(0);
-    let (ran, report) = audit(&forge, &node, &allowed);
-    ran.exit_for(65, &report.to_string());
-    assert_eq!(count(&report, "unsigned"), 1, "{report}");
+    let report = one_violation(audit(&forge, &node, &allowed), "unsigned");
     let v = &report["violations"][0];
     assert_eq!(
         v["file"], "nodes/test-node/usage_2026-11-20-18.otoml",
@@ -475,8 +525,7 @@ fn audit_files_written_before_the_node_signed_are_notes_and_a_hand_made_signatur
     std::fs::write(&allowed, &line).unwrap();
     node.record(&rec("c", "2026-11-20 18:00:00", 1));
     node.push(&[]).exit(0);
-    let (ran, report) = audit(&forge, &node, &allowed);
-    ran.exit_for(0, &report.to_string());
+    let report = clean(audit(&forge, &node, &allowed));
     assert_eq!(report["signatures"]["verified"], 1, "{report}");
     assert_eq!(
         report["signatures"]["unsigned_before_signing"]
@@ -487,57 +536,26 @@ fn audit_files_written_before_the_node_signed_are_notes_and_a_hand_made_signatur
         "{report}"
     );
     // Hour 16 signed by hand with ssh-keygen: accepted.
-    let dir = crate::support::temp_dir();
-    let data = dir.path().join("usage_2026-11-20-16.otoml");
-    std::fs::write(&data, file(&forge, "main", H16).unwrap()).unwrap();
-    let out = run(Command::new("ssh-keygen")
-        .args(["-Y", "sign", "-n", "hero-usage", "-f"])
-        .arg(default_key(&node))
-        .arg(&data));
-    out.exit(0);
-    let sig = std::fs::read(dir.path().join("usage_2026-11-20-16.otoml.sig")).unwrap();
+    let sig = ssh_sign(&default_key(&node), &file(&forge, "main", H16).unwrap());
     forge.commit_files(OWNER, REPO, "main", &[(S16, Some(&sig))], "signed by hand");
-    let (ran, report) = audit(&forge, &node, &allowed);
-    ran.exit_for(0, &report.to_string());
+    let report = clean(audit(&forge, &node, &allowed));
     assert_eq!(report["signatures"]["verified"], 2, "{report}");
     // A signature without its hour file is a violation.
     let orphan = "signatures/test-node/usage_2026-11-20-19.otoml.sig";
     forge.commit_files(OWNER, REPO, "main", &[(orphan, Some(&sig))], "orphan");
-    let (ran, report) = audit(&forge, &node, &allowed);
-    ran.exit_for(65, &report.to_string());
-    assert_eq!(count(&report, "orphan-signature"), 1, "{report}");
+    one_violation(audit(&forge, &node, &allowed), "orphan-signature");
 }
 
 #[test]
 fn audit_through_the_api_checks_the_signatures_at_the_heads() {
     let (forge, node, allowed) = signed_repo();
-    let api = |forge: &TestForge| {
-        let out = run(node
-            .env
-            .cmd("hero_usage_audit")
-            .env("HERO_USAGE_FORGEJO_URL", forge.base_url())
-            .env("HERO_USAGE_FORGEJO_TOKEN_FILE", &node.token_file)
-            .env("HERO_USAGE_REPO", format!("{OWNER}/{REPO}"))
-            .arg("--allowed-signers")
-            .arg(&allowed)
-            .arg("--json"));
-        let v: serde_json::Value = serde_json::from_str(&stdout(&out))
-            .unwrap_or_else(|e| panic!("not JSON ({e}): {}\n{}", stdout(&out), stderr(&out)));
-        (out, v)
+    let api = || {
+        let mut c = node.env.cmd("hero_usage_audit");
+        forge_env(&mut c, &node.url, &node.token_file, &node.repo);
+        audit_report(c, &allowed)
     };
-    let (ran, report) = api(&forge);
-    ran.exit_for(0, &report.to_string());
+    let report = clean(api());
     assert_eq!(report["signatures"]["verified"], 2, "{report}");
-    let text = String::from_utf8(file(&forge, "main", H16).unwrap()).unwrap();
-    let changed = text.replace("amount_cents = 1", "amount_cents = 1000");
-    forge.commit_files(
-        OWNER,
-        REPO,
-        "main",
-        &[(H16, Some(changed.as_bytes()))],
-        "more",
-    );
-    let (ran, report) = api(&forge);
-    ran.exit_for(65, &report.to_string());
-    assert_eq!(count(&report, "bad-signature"), 1, "{report}");
+    change_h16_under_its_signature(&forge);
+    one_violation(api(), "bad-signature");
 }

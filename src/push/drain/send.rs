@@ -2,7 +2,6 @@
 
 use super::{Chunk, Drain, HourMeta, file_plan};
 use crate::error::Kind;
-use crate::error::fail;
 use crate::failpoint::failpoint;
 use crate::forgejo::forge_err;
 use crate::forgejo::{FileChange, FileOp, ForgeError, ForgejoClient};
@@ -49,7 +48,8 @@ impl Drain<'_, '_> {
                 e if e.is_retryable() => {
                     failures += 1;
                     let first = *first_failure.get_or_insert_with(Instant::now);
-                    self.wait_or_give_up(&e, failures, first, summary)?;
+                    self.wait_or_give_up(&e, failures, first, summary)
+                        .map_err(forge_err)?;
                     if e.may_have_applied() {
                         chunk.meta.iter_mut().for_each(|m| m.maybe_landed = true);
                     }
@@ -146,14 +146,18 @@ impl Drain<'_, '_> {
             result = self.retrying(summary, |c| match &sha {
                 Some(sha) => c.update_file(&repo, &sig.path, &sig.content, sha, &opts),
                 None => c.create_file(&repo, &sig.path, &sig.content, &opts),
-            })?;
-            match &result {
+            });
+            match result {
                 Err(e) if e.needs_reread() => {
                     sha = self
-                        .retrying(summary, |c| c.read_file(&repo, &sig.path, Some(&branch)))?
+                        .retrying(summary, |c| c.read_file(&repo, &sig.path, Some(&branch)))
                         .map_err(forge_err)?
                         .map(|f| f.sha);
+                    result = Err(e);
                 }
+                // Retries used up: the run ends and the hour stays pending,
+                // so that the next run signs it (not just reported).
+                Err(e) if e.is_retryable() => return Err(forge_err(e)),
                 _ => break,
             }
         }
@@ -211,24 +215,22 @@ impl Drain<'_, '_> {
         summary.failure = Some(Kind::TempFail);
     }
 
-    /// Wait before the next try, or give up when the retry window would pass.
+    /// Wait before the next try, or give up when the retry window would
+    /// pass: then `e`, saying so.
     fn wait_or_give_up(
         &mut self,
         e: &ForgeError,
         failures: u32,
         first: Instant,
         summary: &mut PushSummary,
-    ) -> Result<()> {
+    ) -> Result<(), ForgeError> {
         let policy = self.ctx.opts.retry;
         let wait = policy.wait(failures, &mut self.rng);
         if first.elapsed() + wait > policy.window {
-            return Err(fail(
-                e.kind(),
-                format!(
-                    "{e}; {failures} attempt(s) over {} s, retries used up; nothing is lost, the next run retries",
-                    first.elapsed().as_secs()
-                ),
-            ));
+            return Err(e.clone().noting(&format!(
+                "{failures} attempt(s) over {} s, retries used up; nothing is lost, the next run retries",
+                first.elapsed().as_secs()
+            )));
         }
         let then = if e.needs_reread() {
             "re-reading and retrying"
@@ -246,13 +248,15 @@ impl Drain<'_, '_> {
         Ok(())
     }
 
-    /// A read, retried while it fails for a while (5xx, network, timeout)
-    /// within the retry window; any other answer is the caller's.
+    /// A call, retried while it fails for a while (5xx, network, timeout)
+    /// within the retry window; any other answer is the caller's. So a
+    /// retryable error that comes back (but a stale sha) means the retries
+    /// are used up.
     pub(super) fn retrying<T>(
         &mut self,
         summary: &mut PushSummary,
         mut call: impl FnMut(&ForgejoClient) -> Result<T, ForgeError>,
-    ) -> Result<Result<T, ForgeError>> {
+    ) -> Result<T, ForgeError> {
         let mut failures = 0;
         let mut first_failure = None;
         loop {
@@ -262,7 +266,7 @@ impl Drain<'_, '_> {
                     let first = *first_failure.get_or_insert_with(Instant::now);
                     self.wait_or_give_up(&e, failures, first, summary)?;
                 }
-                other => return Ok(other),
+                other => return other,
             }
         }
     }
@@ -272,7 +276,7 @@ impl Drain<'_, '_> {
         let (repo, branch) = (self.repo.clone(), self.branch.clone());
         if self.create_from.is_some()
             && self
-                .retrying(summary, |c| c.branch_exists(&repo, &branch))?
+                .retrying(summary, |c| c.branch_exists(&repo, &branch))
                 .map_err(forge_err)?
         {
             self.create_from = None; // a lost reply created it

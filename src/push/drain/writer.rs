@@ -28,7 +28,7 @@ impl Drain<'_, '_> {
             None => {
                 let (repo, commit) = (self.repo.clone(), sha.to_string());
                 let message = self
-                    .retrying(summary, |c| c.commit_message(&repo, &commit))?
+                    .retrying(summary, |c| c.commit_message(&repo, &commit))
                     .map_err(forge_err)?;
                 let w = trailer::read(&message).spool;
                 self.writers.insert(sha.to_string(), w.clone());
