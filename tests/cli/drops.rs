@@ -427,7 +427,10 @@ fn a_drop_without_occurred_at_or_node_id_takes_its_mtime_and_the_node_name() {
         at.format("%Y-%m-%d %H:%M:%S").to_string()
     );
     assert_eq!(r.node_id, "test-node");
-    assert!(node.incoming().join(".not-yet.toml").is_file(), "a dot name stays");
+    assert!(
+        node.incoming().join(".not-yet.toml").is_file(),
+        "a dot name stays"
+    );
     assert_eq!(node.pending(), 0);
     assert!(node.rejected().is_empty(), "{:?}", node.rejected());
 }
