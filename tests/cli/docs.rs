@@ -17,15 +17,27 @@ fn rendered(page: &str) -> String {
     stdout(&o).replace(['\u{2010}', '\u{2212}'], "-")
 }
 
-/// Every long flag (and `--help`, `--version`) of `cmd`, walked recursively.
+/// Every long flag (and `--help`, `--version`) of `cmd` that `--help`
+/// shows, walked recursively.
 fn long_flags(cmd: &clap::Command) -> Vec<String> {
+    flags_where(cmd, |a| !a.is_hide_set())
+}
+
+/// Every long flag `cmd` takes, hidden ones too.
+fn all_long_flags(cmd: &clap::Command) -> Vec<String> {
+    flags_where(cmd, |_| true)
+}
+
+fn flags_where(cmd: &clap::Command, keep: fn(&clap::Arg) -> bool) -> Vec<String> {
+    let mut cmd = cmd.clone();
+    cmd.build();
     let mut flags: Vec<String> = cmd
         .get_arguments()
-        .filter(|a| !a.is_hide_set())
+        .filter(|a| keep(a))
         .filter_map(|a| a.get_long().map(|l| format!("--{l}")))
         .collect();
     for sub in cmd.get_subcommands() {
-        flags.extend(long_flags(sub));
+        flags.extend(flags_where(sub, keep));
     }
     flags
 }
@@ -80,4 +92,110 @@ fn the_flag_walk_finds_flags_and_the_check_can_fail() {
     let text = rendered("hero_usage_status.1");
     assert!(!text.contains("--no-such-flag-anywhere"));
     assert!(text.contains("--max-age"));
+}
+
+/// DESIGN's "Binaries": the flags each binary takes (every binary takes
+/// `--spool` and `--config`; "the forge settings" are these five).
+const FORGE: [&str; 5] = [
+    "--forgejo-url",
+    "--token-file",
+    "--repo",
+    "--branch",
+    "--ca-file",
+];
+
+#[test]
+fn every_binary_takes_the_flags_the_contract_gives_it() {
+    use hero_usage::cmd;
+    let binaries: [(&str, clap::Command, &[&str]); 5] = [
+        (
+            "record",
+            cmd::command::<cmd::record::Cli>(),
+            &[
+                "--idempotency-key",
+                "--user-sid",
+                "--amount-cents",
+                "--resource-kind",
+                "--description",
+                "--occurred-at",
+                "--node-id",
+                "--stdin",
+                "--node",
+            ],
+        ),
+        (
+            "push",
+            cmd::command::<cmd::push::Cli>(),
+            &[
+                "--once",
+                "--dry-run",
+                "--json",
+                "--max-records",
+                "--max-request-bytes",
+                "--max-seconds",
+                "--retry-seconds",
+                "--splay",
+                "--retention-days",
+                "--ledger-days",
+                "--insecure-http",
+                "--quiet",
+                "--check",
+                "--print-schedule",
+                "--action-name",
+                "--service-user",
+                "--init-signing-key",
+                "--print-public-key",
+                "--adopt-node",
+                "--node",
+                "--signing-key-file",
+            ],
+        ),
+        (
+            "shim",
+            cmd::command::<cmd::shim::Cli>(),
+            &[
+                "--listen",
+                "--allow-remote",
+                "--admin-secret-file",
+                "--node",
+            ],
+        ),
+        (
+            "status",
+            cmd::command::<cmd::status::Cli>(),
+            &["--json", "--prometheus", "--max-age", "--node"],
+        ),
+        (
+            "audit",
+            cmd::command::<cmd::audit::Cli>(),
+            &[
+                "--git-dir",
+                "--default-branch",
+                "--node",
+                "--from",
+                "--to",
+                "--json",
+                "--totals",
+                "--csv",
+                "--state",
+                "--allowed-signers",
+            ],
+        ),
+    ];
+    for (name, command, own) in binaries {
+        let taken = all_long_flags(&command);
+        let forge: &[&str] = if matches!(name, "push" | "shim" | "audit") {
+            &FORGE
+        } else {
+            &[]
+        };
+        let missing: Vec<&str> = ["--spool", "--config", "--help", "--version"]
+            .iter()
+            .chain(own)
+            .chain(forge)
+            .filter(|f| !taken.iter().any(|t| t == *f))
+            .copied()
+            .collect();
+        assert!(missing.is_empty(), "hero_usage_{name} lacks {missing:?}");
+    }
 }

@@ -310,3 +310,46 @@ fn an_unknown_config_key_and_plain_http_to_a_remote_host_are_78() {
     out.exit(78);
     assert!(stderr(&out).contains("https"), "{}", stderr(&out));
 }
+
+/// All five binaries: `--help` and `--version` print to stdout and exit 0;
+/// a bad command line is 64 and an unknown config key 78, each with the
+/// contract's error line on stderr.
+#[test]
+fn every_binary_answers_help_and_version_and_a_bad_flag_is_64() {
+    let env = TestEnv::new();
+    let config = env.path("typo.toml");
+    std::fs::write(&config, "spoool = \"/var/x\"\n").unwrap();
+    for b in [
+        "hero_usage_record",
+        "hero_usage_push",
+        "hero_usage_shim",
+        "hero_usage_status",
+        "hero_usage_audit",
+    ] {
+        let out = run(env.cmd(b).arg("--help"));
+        out.exit_for(0, b).stdout_has(&format!("Usage: {b} "));
+        let out = run(env.cmd(b).arg("--version"));
+        out.exit_for(0, b);
+        let version = format!("{b} {}\n", env!("CARGO_PKG_VERSION"));
+        assert_eq!(stdout(&out), version, "{b} --version");
+        let out = run(env.cmd(b).arg("--no-such-flag"));
+        out.exit_for(64, b);
+        assert!(
+            stderr(&out).starts_with(&format!("{b}: error: ")),
+            "{b}: {}",
+            stderr(&out)
+        );
+        assert_eq!(stdout(&out), "", "{b}: errors go to stderr only");
+        let out = crate::support::run_with_stdin(
+            env.cmd(b)
+                .arg("--config")
+                .arg(&config)
+                .args((b == "hero_usage_record").then_some("--stdin")),
+            b"",
+        );
+        out.exit_for(78, b)
+            .stderr_has(&format!("{b}: error: config file {}", config.display()))
+            .stderr_has("spoool");
+    }
+    assert!(!env.spool.exists(), "none of them created the spool");
+}

@@ -1706,3 +1706,104 @@ fn one_damaged_ledger_shard_holds_back_only_its_own_records() {
         "{s}"
     );
 }
+
+/// Each field's rule at its edges, in one `--stdin` run: the last value
+/// accepted and the first refused (a refused line names its field), and
+/// RFC 3339 with an offset stored as UTC.
+#[test]
+fn every_field_is_accepted_at_its_bounds_and_refused_one_past() {
+    let mut env = TestEnv::new();
+    env.node = format!("n{}", "-".repeat(63)); // a node name of 64
+    let minutes = |m: i64| {
+        (Utc::now() + chrono::Duration::minutes(m))
+            .format("%Y-%m-%d %H:%M:%S")
+            .to_string()
+    };
+    let long = |c: &str, n: usize| c.repeat(n);
+    let node = env.node.clone();
+    // (field, value as JSON, the field a refusal names; None: accepted)
+    let cases: Vec<(&str, serde_json::Value, bool)> = vec![
+        ("idempotency_key", long("k", 255).into(), true),
+        ("idempotency_key", "!~".into(), true),
+        ("idempotency_key", long("k", 256).into(), false),
+        ("idempotency_key", "".into(), false),
+        ("idempotency_key", "a b".into(), false),
+        ("idempotency_key", "a\u{7f}".into(), false),
+        ("idempotency_key", "é".into(), false),
+        ("user_sid", "0a1b".into(), true),
+        ("user_sid", "0a1b2c".into(), true),
+        ("user_sid", "0a1".into(), false),
+        ("user_sid", "0a1b2c3".into(), false),
+        ("user_sid", "0A1b".into(), false),
+        ("amount_cents", 0.into(), true),
+        ("amount_cents", 1_000_000_000_000u64.into(), true),
+        ("amount_cents", 1_000_000_000_001u64.into(), false),
+        ("amount_cents", (-1).into(), false),
+        ("resource_kind", "a".into(), true),
+        ("resource_kind", format!("a{}", long("z", 63)).into(), true),
+        ("resource_kind", "a0_.-".into(), true),
+        ("resource_kind", format!("a{}", long("z", 64)).into(), false),
+        ("resource_kind", "".into(), false),
+        ("resource_kind", "0a".into(), false),
+        ("resource_kind", "aB".into(), false),
+        ("description", "".into(), true),
+        ("description", long("é", 1024).into(), true),
+        ("description", long("é", 1025).into(), false),
+        ("description", "a\nb".into(), false),
+        ("description", "a\u{7f}".into(), false),
+        ("occurred_at", "2000-01-01 00:00:00".into(), true),
+        ("occurred_at", "2000-01-01T01:00:00+01:00".into(), true),
+        ("occurred_at", minutes(4).into(), true),
+        ("occurred_at", "1999-12-31 23:59:59".into(), false),
+        ("occurred_at", "2000-01-01T00:59:59+01:00".into(), false),
+        ("occurred_at", minutes(6).into(), false),
+        ("occurred_at", "2026-11-26T16:04:05".into(), false),
+        ("node_id", node.clone().into(), true),
+        ("node_id", format!("{node}x").into(), false),
+        ("node_id", ".n".into(), false),
+        ("node_id", "".into(), false),
+    ];
+    let mut input = String::new();
+    for (i, (field, value, _)) in cases.iter().enumerate() {
+        let mut line = serde_json::json!({
+            "idempotency_key": format!("edge-{i}"),
+            "user_sid": "0a1b",
+            "amount_cents": 1,
+            "resource_kind": "cpu",
+        });
+        line[*field] = value.clone();
+        input.push_str(&format!("{line}\n"));
+    }
+    let o = run_with_stdin(env.cmd(REC).arg("--stdin"), input.as_bytes());
+    o.exit(65);
+    let (out, err) = (stdout(&o), stderr(&o));
+    for (i, (field, value, accepted)) in cases.iter().enumerate() {
+        let key = match (*field, value) {
+            ("idempotency_key", serde_json::Value::String(k)) => k.clone(),
+            _ => format!("edge-{i}"),
+        };
+        let refusal = format!("line {}: {field}:", i + 1);
+        let recorded = out.lines().any(|l| l == format!("recorded {key}"));
+        let refused = err.lines().any(|l| l.starts_with(&refusal));
+        assert_eq!(
+            (recorded, refused),
+            (*accepted, !*accepted),
+            "{field} = {value}\n--- stdout:\n{out}--- stderr:\n{err}"
+        );
+    }
+    let stored: std::collections::BTreeMap<_, _> = records(&env.spool)
+        .into_iter()
+        .map(|(_, r)| (r.idempotency_key, r.occurred_at.to_string()))
+        .collect();
+    assert_eq!(stored.len(), cases.iter().filter(|c| c.2).count());
+    let at = |given: &str| {
+        let i = cases.iter().position(|c| c.1 == given).unwrap();
+        stored[&format!("edge-{i}")].clone()
+    };
+    assert_eq!(at("2000-01-01 00:00:00"), "2000-01-01 00:00:00");
+    assert_eq!(
+        at("2000-01-01T01:00:00+01:00"),
+        "2000-01-01 00:00:00",
+        "the offset converted to UTC"
+    );
+}
