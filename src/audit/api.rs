@@ -44,8 +44,9 @@ pub struct Forge {
     pub client: ForgejoClient,
     pub owner: String,
     pub repo: String,
-    /// The `nodes` listing fetched by [`Lister::nodes`], used by the next `list`.
-    pending: Option<Vec<Entry>>,
+    /// The listing of a top folder fetched by [`Lister::top`], used by
+    /// the next `list` of that folder.
+    pending: Option<(String, Vec<Entry>)>,
     started: Instant,
     budget: Duration,
 }
@@ -147,15 +148,15 @@ fn entry(e: DirEntry) -> Entry {
 }
 
 impl Lister for Forge {
-    fn nodes(&mut self, place: &Place) -> Result<Vec<Entry>> {
-        let list = match self.contents(place, crate::layout::NODES)? {
+    fn top(&mut self, place: &Place, name: &str) -> Result<Vec<Entry>> {
+        let list = match self.contents(place, name)? {
             None => return Ok(Vec::new()),
             Some(Folder::NotADir(e)) => return Ok(e.map(entry).into_iter().collect()),
             Some(Folder::Dir(list)) => list,
         };
-        self.pending = Some(list.into_iter().map(entry).collect());
+        self.pending = Some((name.to_string(), list.into_iter().map(entry).collect()));
         Ok(vec![Entry {
-            name: crate::layout::NODES.to_string(),
+            name: name.to_string(),
             kind: EntryKind::Dir,
             mode: None,
             size: None,
@@ -164,9 +165,7 @@ impl Lister for Forge {
     }
 
     fn list(&mut self, place: &Place, path: &str, _: &Entry) -> Result<Vec<Entry>> {
-        if path == crate::layout::NODES
-            && let Some(p) = self.pending.take()
-        {
+        if let Some((_, p)) = self.pending.take_if(|(top, _)| top == path) {
             return Ok(p);
         }
         Ok(match self.contents(place, path)? {

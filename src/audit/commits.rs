@@ -13,7 +13,7 @@ use super::git::{Branch, MAX_FILE_BYTES, commit_tree, read_bounded, unreadable};
 use super::history::{lost_records, wrong_author};
 use super::spools::Spools;
 use crate::error::{Kind, fail};
-use crate::layout::{self, NODES};
+use crate::layout::{self, NODES, SIGNATURES};
 use crate::record::UsageRecord;
 use crate::trailer;
 use anyhow::Result;
@@ -27,10 +27,12 @@ const CACHED_RECORDS: usize = 256 * 1024;
 /// The largest tree the walk reads.
 const MAX_TREE_BYTES: u64 = 64 * 1024 * 1024;
 
-/// A file under `nodes/<node>/` that a commit added, changed or removed
-/// against one parent.
+/// A file under `nodes/<node>/` or `signatures/<node>/` that a commit
+/// added, changed or removed against one parent.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub struct Change {
+    /// `nodes` or `signatures`.
+    pub top: &'static str,
     pub node: String,
     pub name: String,
     pub old: Option<ObjectId>,
@@ -171,14 +173,15 @@ impl<'a> HistoryWalk<'a> {
         let mut diffs = Vec::with_capacity(parents.len());
         for p in &parents {
             let parent_tree = p.map(|p| commit_tree(self.repo, p)).transpose()?;
-            diffs.push(node_changes(self.repo, parent_tree, tree)?);
+            diffs.push(changes(self.repo, parent_tree, tree)?);
         }
         let authored = authored(&diffs);
         self.check_authorship(&place, own_node, &author, &message, &authored);
         let mut done = HashSet::new();
         for (parent, diff) in parents.iter().zip(&diffs) {
             for ch in diff {
-                let wanted = self.filter.wants_node(&ch.node)
+                let wanted = ch.top == NODES
+                    && self.filter.wants_node(&ch.node)
                     && layout::hour_of_file_name(&ch.name)
                         .is_some_and(|h| self.filter.wants_hour(h));
                 if wanted && done.insert((ch.node.as_str(), ch.name.as_str(), ch.old, ch.new)) {
@@ -207,8 +210,14 @@ impl<'a> HistoryWalk<'a> {
             if !nodes_done.insert(ch.node.as_str()) {
                 continue;
             }
-            let path = format!("{NODES}/{}/{}", ch.node, ch.name);
-            if let Some(why) = wrong_author(&ch.node, name, email) {
+            let path = format!("{}/{}/{}", ch.top, ch.node, ch.name);
+            // Changes list nodes/ first, so a node's hour files are never
+            // skipped. A signature may be committed by anyone (one made by
+            // hand with ssh-keygen): it proves itself (--allowed-signers).
+            let wrong = (ch.top == NODES)
+                .then(|| wrong_author(&ch.node, name, email))
+                .flatten();
+            if let Some(why) = wrong {
                 self.findings.push(Violation::new(
                     ViolationKind::WrongAuthor,
                     &path,
@@ -319,21 +328,14 @@ fn authored(diffs: &[Vec<Change>]) -> Vec<&Change> {
     let Some((first, rest)) = diffs.split_first() else {
         return Vec::new();
     };
-    let others: Vec<HashSet<(&str, &str)>> = rest
-        .iter()
-        .map(|d| {
-            d.iter()
-                .map(|c| (c.node.as_str(), c.name.as_str()))
-                .collect()
-        })
-        .collect();
+    fn key(c: &Change) -> (&str, &str, &str) {
+        (c.top, &c.node, &c.name)
+    }
+    let others: Vec<HashSet<(&str, &str, &str)>> =
+        rest.iter().map(|d| d.iter().map(key).collect()).collect();
     first
         .iter()
-        .filter(|c| {
-            others
-                .iter()
-                .all(|o| o.contains(&(c.node.as_str(), c.name.as_str())))
-        })
+        .filter(|c| others.iter().all(|o| o.contains(&key(c))))
         .collect()
 }
 
@@ -410,36 +412,48 @@ fn differing(old: &[(&[u8], ObjectId)], new: &[(&[u8], ObjectId)]) -> Vec<Differ
 }
 
 /// The `nodes` folder of a root tree.
-fn nodes_tree(repo: &gix::Repository, root: Option<ObjectId>) -> Result<Option<ObjectId>> {
-    let Some(root) = root else { return Ok(None) };
+/// The `nodes` and `signatures` folders of a root tree.
+fn top_trees(repo: &gix::Repository, root: Option<ObjectId>) -> Result<[Option<ObjectId>; 2]> {
+    let Some(root) = root else {
+        return Ok([None, None]);
+    };
     let t = tree(repo, root)?;
     let d = t.decode().map_err(unreadable(format!("tree {root}")))?;
-    Ok(d.entries
-        .iter()
-        .find(|e| e.filename == NODES && e.mode.is_tree())
-        .map(|e| e.oid.to_owned()))
+    Ok([NODES, SIGNATURES].map(|top| {
+        d.entries
+            .iter()
+            .find(|e| e.filename == top && e.mode.is_tree())
+            .map(|e| e.oid.to_owned())
+    }))
 }
 
-/// What changed under `nodes/` between two root trees (unchanged subtrees
-/// are skipped by id, so a commit costs what it touched).
-pub fn node_changes(
+/// What changed under `nodes/` and `signatures/` between two root trees
+/// (unchanged subtrees are skipped by id, so a commit costs what it touched).
+pub fn changes(
     repo: &gix::Repository,
     old: Option<ObjectId>,
     new: ObjectId,
 ) -> Result<Vec<Change>> {
-    let (old_nodes, new_nodes) = (nodes_tree(repo, old)?, nodes_tree(repo, Some(new))?);
-    if old_nodes == new_nodes {
-        return Ok(Vec::new());
-    }
+    let olds = top_trees(repo, old)?;
+    let news = top_trees(repo, Some(new))?;
     let mut out = Vec::new();
-    for (node, o, n) in diff_level(repo, old_nodes, new_nodes, true)? {
-        for (name, a, b) in diff_level(repo, o, n, false)? {
-            out.push(Change {
-                node: node.clone(),
-                name,
-                old: a,
-                new: b,
-            });
+    for (top, (old_top, new_top)) in [NODES, SIGNATURES]
+        .into_iter()
+        .zip(olds.into_iter().zip(news))
+    {
+        if old_top == new_top {
+            continue;
+        }
+        for (node, o, n) in diff_level(repo, old_top, new_top, true)? {
+            for (name, a, b) in diff_level(repo, o, n, false)? {
+                out.push(Change {
+                    top,
+                    node: node.clone(),
+                    name,
+                    old: a,
+                    new: b,
+                });
+            }
         }
     }
     Ok(out)
@@ -494,6 +508,7 @@ mod tests {
     #[test]
     fn a_merge_authored_only_what_differs_from_every_parent() {
         let ch = |name: &str| Change {
+            top: NODES,
             node: "n1".into(),
             name: name.into(),
             old: None,

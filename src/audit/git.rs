@@ -6,7 +6,6 @@
 use super::findings::{Findings, Place, Violation, ViolationKind};
 use super::walk::{Entry, EntryKind, Lister};
 use crate::error::{Kind, fail};
-use crate::layout::NODES;
 use anyhow::Result;
 use gix::ObjectId;
 use std::collections::BTreeMap;
@@ -363,12 +362,12 @@ impl<'a> GitLister<'a> {
 }
 
 impl Lister for GitLister<'_> {
-    fn nodes(&mut self, place: &Place) -> Result<Vec<Entry>> {
+    fn top(&mut self, place: &Place, name: &str) -> Result<Vec<Entry>> {
         let commit = parse_id(place.commit.as_deref().unwrap_or_default())?;
         let root = commit_tree(self.repo, commit)?;
         entries(self.repo, root)?
             .into_iter()
-            .filter(|e| e.name.eq_ignore_ascii_case(NODES))
+            .filter(|e| e.name.eq_ignore_ascii_case(name))
             .map(|e| self.entry(e))
             .collect()
     }

@@ -63,7 +63,7 @@ pub fn check(
     let mut out = Signatures::default();
     let mut verified: HashMap<(String, String, String), Verdict> = HashMap::new();
     for place in places {
-        let head = read_head(src, place, filter, findings)?;
+        let head = read_head(src, place, filter)?;
         for (node, files) in &head.files {
             let sigs = head.sigs.get(node);
             let first_signed = sigs.and_then(|s| s.keys().next().copied());
@@ -161,14 +161,9 @@ fn unsigned(
     Ok(())
 }
 
-/// The hour files and signatures at one head; other names under
-/// `signatures/` are violations (names under `nodes/` are the walk's).
-fn read_head(
-    src: &mut dyn HeadSource,
-    place: &Place,
-    filter: &Filter,
-    findings: &mut Findings,
-) -> Result<Head> {
+/// The hour files and signatures at one head (other names are the
+/// walk's violations, reported with or without `--allowed-signers`).
+fn read_head(src: &mut dyn HeadSource, place: &Place, filter: &Filter) -> Result<Head> {
     let mut head = Head::default();
     for dir in src.list(place, NODES)? {
         if dir.kind != EntryKind::Dir
@@ -190,38 +185,23 @@ fn read_head(
         }
     }
     for dir in src.list(place, SIGNATURES)? {
+        if dir.kind != EntryKind::Dir
+            || layout::bad_node_name(&dir.name).is_some()
+            || !filter.wants_node(&dir.name)
+        {
+            continue;
+        }
         let path = format!("{SIGNATURES}/{}", dir.name);
-        if dir.kind != EntryKind::Dir || layout::bad_node_name(&dir.name).is_some() {
-            if filter.wants_all() {
-                findings.push(Violation::new(
-                    ViolationKind::BadName,
-                    &path,
-                    place,
-                    "only node folders belong in signatures/",
-                ));
-            }
-            continue;
-        }
-        if !filter.wants_node(&dir.name) {
-            continue;
-        }
         for f in src.list(place, &path)? {
-            let file = format!("{path}/{}", f.name);
-            match layout::hour_of_signature_name(&f.name) {
-                Some(hour) if f.kind == EntryKind::File && f.mode.is_none_or(|m| m == 0o100644) => {
-                    if filter.wants_hour(hour) {
-                        head.sigs
-                            .entry(dir.name.clone())
-                            .or_default()
-                            .insert(hour, f.id);
-                    }
-                }
-                _ => findings.push(Violation::new(
-                    ViolationKind::BadName,
-                    &file,
-                    place,
-                    "the only names allowed in a signatures folder are usage_YYYY-MM-DD-HH.otoml.sig, regular files",
-                )),
+            if let Some(hour) = layout::hour_of_signature_name(&f.name).filter(|h| {
+                f.kind == EntryKind::File
+                    && f.mode.is_none_or(|m| m == git::REGULAR_FILE)
+                    && filter.wants_hour(*h)
+            }) {
+                head.sigs
+                    .entry(dir.name.clone())
+                    .or_default()
+                    .insert(hour, f.id);
             }
         }
     }
@@ -383,9 +363,9 @@ impl HeadSource for ForgeHeads<'_> {
             size: None,
             id: String::new(),
         };
-        // `nodes` is listed through the walk's own call, which keeps it.
-        if path == NODES {
-            let top = self.0.nodes(place)?;
+        // A top folder is listed through the walk's own call, which keeps it.
+        if path == NODES || path == SIGNATURES {
+            let top = self.0.top(place, path)?;
             if top.iter().all(|e| e.kind != EntryKind::Dir) {
                 return Ok(Vec::new());
             }

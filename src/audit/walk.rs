@@ -1,12 +1,12 @@
-//! The files at the heads of the branches: walk `nodes/` on each branch,
-//! keep hour files (once per path and content: a file held by two branches
-//! is read once), report every other name. Any source that can list a
-//! folder can be walked ([`Lister`]).
+//! The files at the heads of the branches: walk `nodes/` and `signatures/`
+//! on each branch, keep hour files (once per path and content: a file held
+//! by two branches is read once), report every other name. Any source that
+//! can list a folder can be walked ([`Lister`]).
 
 use super::filter::Filter;
 use super::findings::{Findings, Place, Violation, ViolationKind};
 use super::git::{MAX_FILE_BYTES, REGULAR_FILE};
-use crate::layout::{self, NODES};
+use crate::layout::{self, NODES, SIGNATURES};
 use crate::record::HourBucket;
 use anyhow::Result;
 use std::collections::{BTreeMap, HashMap, HashSet};
@@ -33,9 +33,9 @@ pub struct Entry {
 
 /// A source that lists folders at a branch's head.
 pub trait Lister {
-    /// The entries at the top of the branch's tree named `nodes` in any
-    /// case (more than one is a violation).
-    fn nodes(&mut self, place: &Place) -> Result<Vec<Entry>>;
+    /// The entries at the top of the branch's tree named `name` (`nodes`,
+    /// `signatures`) in any case (more than one is a violation).
+    fn top(&mut self, place: &Place, name: &str) -> Result<Vec<Entry>>;
     /// The entries of folder `dir` found at `path`.
     fn list(&mut self, place: &Place, path: &str, dir: &Entry) -> Result<Vec<Entry>>;
 }
@@ -64,28 +64,25 @@ impl Layout {
     }
 }
 
-/// Walk `nodes/` on every branch.
+/// Walk `nodes/` and `signatures/` on every branch.
 pub fn collect(src: &mut dyn Lister, branches: &[Place], filter: &Filter) -> Result<Layout> {
     let mut out = Layout::default();
     let mut seen: HashSet<(String, String)> = HashSet::new();
     for place in branches {
-        let tops = src.nodes(place)?;
-        same_names(&mut out, filter.wants_all(), "", &tops, place);
-        for nodes in tops.iter().filter(|e| e.name == NODES) {
-            if nodes.kind != EntryKind::Dir {
-                bad(
-                    &mut out,
-                    filter.wants_all(),
-                    NODES,
-                    place,
-                    "`nodes` is not a folder",
-                );
-                continue;
-            }
-            let listing = src.list(place, NODES, nodes)?;
-            same_names(&mut out, filter.wants_all(), NODES, &listing, place);
-            for node in listing {
-                walk_node(src, &mut out, &mut seen, filter, place, node)?;
+        for top in [NODES, SIGNATURES] {
+            let tops = src.top(place, top)?;
+            same_names(&mut out, filter.wants_all(), "", &tops, place);
+            for dir in tops.iter().filter(|e| e.name == top) {
+                if dir.kind != EntryKind::Dir {
+                    let why = format!("`{top}` is not a folder");
+                    bad(&mut out, filter.wants_all(), top, place, &why);
+                    continue;
+                }
+                let listing = src.list(place, top, dir)?;
+                same_names(&mut out, filter.wants_all(), top, &listing, place);
+                for node in listing {
+                    walk_node(src, &mut out, &mut seen, filter, place, top, node)?;
+                }
             }
         }
     }
@@ -101,12 +98,13 @@ fn walk_node(
     seen: &mut HashSet<(String, String)>,
     filter: &Filter,
     place: &Place,
+    top: &str,
     node: Entry,
 ) -> Result<()> {
-    let path = format!("{NODES}/{}", node.name);
+    let path = format!("{top}/{}", node.name);
     if node.kind != EntryKind::Dir {
-        let why = "only node folders belong in nodes/";
-        bad(out, filter.wants_all(), &path, place, why);
+        let why = format!("only node folders belong in {top}/");
+        bad(out, filter.wants_all(), &path, place, &why);
         return Ok(());
     }
     if let Some(why) = layout::bad_node_name(&node.name) {
@@ -119,9 +117,37 @@ fn walk_node(
     let files = src.list(place, &path, &node)?;
     same_names(out, true, &path, &files, place);
     for file in files {
-        add_file(out, seen, filter, place, &node.name, file);
+        if top == SIGNATURES {
+            check_signature(out, place, &path, &file);
+        } else {
+            add_file(out, seen, filter, place, &node.name, file);
+        }
     }
     Ok(())
+}
+
+/// A name in a node's signatures folder: `usage_YYYY-MM-DD-HH.otoml.sig`,
+/// a regular file of mode 100644 (whether it signs its hour file is
+/// `--allowed-signers`' to check).
+fn check_signature(out: &mut Layout, place: &Place, dir: &str, file: &Entry) {
+    let path = format!("{dir}/{}", file.name);
+    if layout::hour_of_signature_name(&file.name).is_none() {
+        let why = "not a signature: the only names allowed in a signatures folder are \
+                   usage_YYYY-MM-DD-HH.otoml.sig";
+        return bad(out, true, &path, place, why);
+    }
+    if file.kind != EntryKind::File {
+        let why = "not a regular file (a link, folder or submodule)";
+        return bad(out, true, &path, place, why);
+    }
+    if let Some(mode) = file.mode.filter(|m| *m != REGULAR_FILE) {
+        out.findings.push(Violation::new(
+            ViolationKind::BadMode,
+            &path,
+            place,
+            format!("mode {mode:o}: a signature is a regular file, mode 100644"),
+        ));
+    }
 }
 
 /// A folder holding one name twice (a tree made with `git mktree`: git
@@ -244,12 +270,14 @@ mod tests {
     }
 
     impl Lister for Fake {
-        fn nodes(&mut self, place: &Place) -> Result<Vec<Entry>> {
-            Ok(self
-                .0
-                .get(&format!("/{}", place.branch))
+        fn top(&mut self, place: &Place, name: &str) -> Result<Vec<Entry>> {
+            let root = self.0.get(&format!("/{}", place.branch));
+            Ok(root
+                .into_iter()
+                .flatten()
+                .filter(|e| e.name.eq_ignore_ascii_case(name))
                 .cloned()
-                .unwrap_or_default())
+                .collect())
         }
         fn list(&mut self, _: &Place, path: &str, _: &Entry) -> Result<Vec<Entry>> {
             Ok(self.0.get(path).cloned().unwrap_or_default())

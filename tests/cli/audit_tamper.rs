@@ -768,3 +768,51 @@ fn the_api_source_refuses_a_huge_page_and_meets_its_deadline() {
     out.exit(75);
     assert!(stderr(&out).contains("deadline"), "{}", stderr(&out));
 }
+
+// -------------------------------------------------------- 9. signatures/
+
+#[test]
+fn signatures_folders_hold_only_signatures_written_by_their_node() {
+    let r = clean_repo();
+    // Checked with or without --allowed-signers: names, modes, branches.
+    r.put_raw(
+        "n1",
+        "signatures/n1/usage_2026-11-26-16.otoml.sig.bak",
+        b"x",
+    );
+    r.put_raw("n1", "signatures/README", b"x");
+    let exec = "signatures/n1/usage_2026-11-27-00.otoml.sig";
+    std::fs::write(r.dir.join(exec), b"sig").unwrap();
+    let executable = std::os::unix::fs::PermissionsExt::from_mode(0o755);
+    std::fs::set_permissions(r.dir.join(exec), executable).unwrap();
+    r.git(&["add", exec]);
+    r.commit_as(PUSH_N1.0, PUSH_N1.1, "n1: an executable signature");
+    r.git(&["checkout", "-q", "usage/n2"]);
+    let foreign = "signatures/n3/usage_2026-11-26-16.otoml.sig";
+    let c = r.put_raw("n2", foreign, b"sig");
+    r.git(&["checkout", "-q", "main"]);
+    let v = violations(&r, &[]);
+    let mut bad: Vec<Value> = of_kind(&v, "bad-name")
+        .iter()
+        .map(|x| x["file"].clone())
+        .collect();
+    bad.sort_by_key(|f| f.to_string());
+    assert_eq!(
+        bad,
+        [
+            "signatures/README",
+            "signatures/n1/usage_2026-11-26-16.otoml.sig.bak"
+        ],
+        "{v:#}"
+    );
+    assert_eq!(of_kind(&v, "bad-mode")[0]["file"], exec, "{v:#}");
+    // A signature proves itself whoever commits it (--allowed-signers
+    // checks it), but a node's branch holds that node's folders only.
+    let found = of_kind(&v, "foreign-node");
+    assert_eq!(
+        (found[0]["file"].as_str(), found[0]["commit"].as_str()),
+        (Some(foreign), Some(c.as_str())),
+        "{v:#}"
+    );
+    assert_eq!(v["violation_count"], 4, "{v:#}");
+}
