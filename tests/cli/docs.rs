@@ -197,5 +197,16 @@ fn every_binary_takes_the_flags_the_contract_gives_it() {
             .copied()
             .collect();
         assert!(missing.is_empty(), "hero_usage_{name} lacks {missing:?}");
+        // A secret is never a flag's value (it would show in `ps`): only
+        // the file that holds it is.
+        for f in taken
+            .iter()
+            .filter(|f| f.contains("token") || f.contains("secret"))
+        {
+            assert!(
+                f.ends_with("-file"),
+                "hero_usage_{name} takes a secret as {f}"
+            );
+        }
     }
 }

@@ -396,3 +396,41 @@ fn a_file_in_incoming_without_toml_is_counted_then_quarantined_never_unseen() {
         (0.into(), 2.into())
     );
 }
+
+/// A drop without `occurred_at` happened at its file's modification time
+/// (not when the push found it), and one without `node_id` is the node's;
+/// a dot name is not a drop: the push leaves it alone.
+#[test]
+fn a_drop_without_occurred_at_or_node_id_takes_its_mtime_and_the_node_name() {
+    let node = Node::new();
+    node.open();
+    let three_hours_ago = std::time::SystemTime::now() - Duration::from_secs(3 * 3600 + 7);
+    let drop = node.drop_file("backdated.toml", &valid("backdated"));
+    std::fs::File::options()
+        .write(true)
+        .open(&drop)
+        .unwrap()
+        .set_modified(three_hours_ago)
+        .unwrap();
+    node.drop_file(".not-yet.toml", &valid("hidden"));
+    node.push(&[]).exit(0);
+    let at = chrono::DateTime::<chrono::Utc>::from(three_hours_ago);
+    let path = format!("nodes/test-node/usage_{}.otoml", at.format("%Y-%m-%d-%H"));
+    let text = node.forge.file(OWNER, REPO, "main", &path);
+    let text = String::from_utf8(text.unwrap_or_else(|| panic!("no {path}"))).unwrap();
+    let records = hero_usage::otoml::parse_batch(&text).unwrap();
+    assert_eq!(records.len(), 1, "{text}");
+    let r = &records[0];
+    assert_eq!(r.idempotency_key, "backdated");
+    assert_eq!(
+        r.occurred_at.to_string(),
+        at.format("%Y-%m-%d %H:%M:%S").to_string()
+    );
+    assert_eq!(r.node_id, "test-node");
+    assert!(
+        node.incoming().join(".not-yet.toml").is_file(),
+        "a dot name stays"
+    );
+    assert_eq!(node.pending(), 0);
+    assert!(node.rejected().is_empty(), "{:?}", node.rejected());
+}

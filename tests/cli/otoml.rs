@@ -1,5 +1,6 @@
 //! Conformance: our canonical writer is byte-identical to the reference
-//! implementation `herolib_otoml::dump_otoml`, and its output loads back.
+//! implementation `herolib_otoml::dump_otoml`, its output loads back, and
+//! a push writes DESIGN's example file as printed there.
 
 use hero_usage::otoml::{parse_batch, render_batch};
 use hero_usage::record::{UsageRecord, UtcSecond};
@@ -136,4 +137,44 @@ fn reader_accepts_plain_toml_and_our_own_output() {
         clean
     );
     assert!(plain.starts_with("[[records]]"));
+}
+
+/// DESIGN's example, end to end: the record given to `hero_usage_record`
+/// on node-7 and pushed is that very file, at that very path.
+#[test]
+fn the_contracts_example_hour_file_is_what_a_push_writes() {
+    use crate::support::forge::{Node, OWNER, REPO, file, start};
+    use crate::support::{Run, run};
+    let forge = start();
+    let node = Node::named(&forge, "node-7", &format!("{OWNER}/{REPO}"));
+    run(node.env.cmd("hero_usage_record").args([
+        "--idempotency-key",
+        "job-42-2026-11-26T16",
+        "--user-sid",
+        "0a1b",
+        "--amount-cents",
+        "250",
+        "--resource-kind",
+        "cpu_hours",
+        "--description",
+        "4 vCPU for 1 h",
+        "--occurred-at",
+        "2026-11-26T17:04:05+01:00",
+    ]))
+    .exit(0);
+    node.push(&[]).exit(0);
+    let expected = "O:
+[[records]]
+amount_cents = 250
+description = \"4 vCPU for 1 h\"
+idempotency_key = \"job-42-2026-11-26T16\"
+node_id = \"node-7\"
+occurred_at = \"2026-11-26 16:04:05\"
+resource_kind = \"cpu_hours\"
+user_sid = \"0a1b\"
+";
+    assert_eq!(
+        file(&forge, "nodes/node-7/usage_2026-11-26-16.otoml").as_deref(),
+        Some(expected)
+    );
 }

@@ -151,7 +151,7 @@ fn check_row(text: &str, name: &str) -> (String, String) {
 
 /// Every setting `push --check` lists, peeled layer by layer: with every
 /// layer given the highest wins; without it the next; without any, the
-/// default. (`spool` and `node`: status.rs's
+/// default. Config paths given as `~/...` are under the home directory. (`spool` and `node`: status.rs's
 /// `settings_come_from_flag_then_environment_then_config_then_default`.)
 #[test]
 fn every_forge_setting_is_flag_then_environment_then_config_then_default() {
@@ -159,7 +159,9 @@ fn every_forge_setting_is_flag_then_environment_then_config_then_default() {
     let p = |name: &str| env.path(name).display().to_string();
     let url = |who: &str| format!("http://127.0.0.1:{}/{who}", crate::support::closed_port());
     let (u1, u2, u3) = (url("flag"), url("env"), url("config"));
-    let (t1, t2, t3) = (p("t-flag"), p("t-envfile"), p("t-config"));
+    let (t1, t2) = (p("t-flag"), p("t-envfile"));
+    // Config paths start with `~/`: the home directory.
+    let home = env.home.display().to_string();
     let flag = |f: &'static str, v: &str| Layer::Flag(f, Some(v.to_string()));
     let cfg = |key: &str, v: &str| Layer::Config(format!("{key} = {v:?}"));
     let rows: Vec<Layered> = vec![
@@ -184,7 +186,10 @@ fn every_forge_setting_is_flag_then_environment_then_config_then_default() {
                     Layer::Env("HERO_USAGE_FORGEJO_TOKEN_FILE", t2.clone()),
                     format!("file {t2}"),
                 ),
-                (cfg("token_file", &t3), format!("file {t3}")),
+                (
+                    cfg("token_file", "~/t-config"),
+                    format!("file {home}/t-config"),
+                ),
             ],
             "(not set)",
         ),
@@ -217,7 +222,7 @@ fn every_forge_setting_is_flag_then_environment_then_config_then_default() {
             vec![
                 (flag("--ca-file", &p("ca-flag")), p("ca-flag")),
                 (Layer::Env("HERO_USAGE_CA_FILE", p("ca-env")), p("ca-env")),
-                (cfg("ca_file", &p("ca-config")), p("ca-config")),
+                (cfg("ca_file", "~/ca-config"), format!("{home}/ca-config")),
             ],
             "(the system's trust store)",
         ),
@@ -237,7 +242,10 @@ fn every_forge_setting_is_flag_then_environment_then_config_then_default() {
                     Layer::Env("HERO_USAGE_SIGNING_KEY_FILE", p("k-env")),
                     p("k-env"),
                 ),
-                (cfg("signing_key_file", &p("k-config")), p("k-config")),
+                (
+                    cfg("signing_key_file", "~/k-config"),
+                    format!("{home}/k-config"),
+                ),
             ],
             "(none: hour files go unsigned)",
         ),
