@@ -353,3 +353,21 @@ fn every_binary_answers_help_and_version_and_a_bad_flag_is_64() {
     }
     assert!(!env.spool.exists(), "none of them created the spool");
 }
+
+/// The forge URL and the token have no default: a push without either
+/// refuses to run (78, naming every way to set it), before the spool.
+#[test]
+fn a_push_without_a_forge_url_or_a_token_is_78_and_touches_nothing() {
+    let env = TestEnv::new();
+    let out = run(&mut env.cmd("hero_usage_push"));
+    out.exit(78).stderr_has(
+        "hero_usage_push: error: no Forgejo URL: set --forgejo-url, HERO_USAGE_FORGEJO_URL or forgejo_url",
+    );
+    let out = run(env
+        .cmd("hero_usage_push")
+        .args(["--forgejo-url", "https://forge.example.org"]));
+    out.exit(78).stderr_has(
+        "no Forgejo token: set --token-file, HERO_USAGE_FORGEJO_TOKEN_FILE, HERO_USAGE_FORGEJO_TOKEN or token_file",
+    );
+    assert!(!env.spool.exists(), "the spool was touched");
+}
