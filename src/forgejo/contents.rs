@@ -319,6 +319,14 @@ fn many_files_body(changes: &[&FileChange], opts: &CommitOptions) -> Result<Vec<
     Ok(out)
 }
 
+/// The bytes a many-files request body takes besides its changes: the
+/// options every commit carries (message, author, branch) and the `files`
+/// array around the changes.
+pub(crate) fn request_overhead(opts: &CommitOptions) -> usize {
+    serde_json::to_vec(&common_body(opts)).map_or(usize::MAX / 4, |v| v.len())
+        + r#","files":[]"#.len()
+}
+
 /// About how many bytes a change takes in a many-files request body.
 pub(crate) fn change_size(c: &FileChange) -> usize {
     base64::encoded_len(c.content.len(), true).unwrap_or(usize::MAX / 4) + c.path.len() + 128

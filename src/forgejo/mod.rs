@@ -24,7 +24,7 @@ mod transport;
 mod url;
 
 pub use client::ForgejoClient;
-pub(crate) use contents::change_size;
+pub(crate) use contents::{change_size, request_overhead};
 pub use error::ForgeError;
 pub(crate) use error::forge_err;
 pub use listing::{Branch, DirEntry, EntryKind, Folder, MAX_PAGES};

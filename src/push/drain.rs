@@ -24,7 +24,7 @@ use crate::error::{Kind, fail};
 use crate::failpoint::{failpoint, test_knob};
 use crate::forgejo::{
     CommitOptions, FileChange, FileOp, ForgeError, ForgejoClient, RepoRef, Repository, change_size,
-    forge_err,
+    forge_err, request_overhead,
 };
 use crate::layout;
 use crate::otoml::render_batch;
@@ -395,6 +395,18 @@ impl<'a, 'c> Drain<'a, 'c> {
         }
     }
 
+    /// The bytes of a many-files request besides its files, at most: the
+    /// options of a commit whose message names the largest counts.
+    fn request_overhead(&self) -> usize {
+        let message = commit_message(usize::MAX, usize::MAX, &self.ctx.opts.node);
+        request_overhead(&self.commit_options(message))
+    }
+
+    /// The request body `chunk` makes, about.
+    fn request_bytes(&self, chunk: &Chunk) -> usize {
+        self.request_overhead() + chunk.bytes()
+    }
+
     fn commit_options(&self, message: String) -> CommitOptions {
         let node = &self.ctx.opts.node;
         CommitOptions {
@@ -413,6 +425,11 @@ impl<'a, 'c> Drain<'a, 'c> {
         (self.ctx.log)(Event::Note(&note));
         summary.notes.push(note);
     }
+}
+
+/// The subject of a many-files commit: the node and the counts.
+fn commit_message(records: usize, files: usize, node: &str) -> String {
+    format!("usage: {records} records from node {node} in {files} file(s)")
 }
 
 /// The repository, created when missing (not in a dry run: `None` then).
@@ -463,7 +480,7 @@ impl Drain<'_, '_> {
         }
         let mut queue = self.chunks(planned);
         while let Some(chunk) = queue.pop_front() {
-            if chunk.changes.len() > 1 && chunk.bytes() > self.limit {
+            if chunk.changes.len() > 1 && self.request_bytes(&chunk) > self.limit {
                 // Made before a 413 lowered the limit: cut it to the new size.
                 let pairs = chunk.changes.into_iter().zip(chunk.meta).collect();
                 for piece in self.chunks(pairs).into_iter().rev() {
@@ -481,13 +498,14 @@ impl Drain<'_, '_> {
     fn chunks(&self, planned: Vec<(FileChange, HourMeta)>) -> VecDeque<Chunk> {
         let mut queue = VecDeque::new();
         let mut chunk = Chunk::default();
-        let mut bytes = 0;
+        let overhead = self.request_overhead();
+        let mut bytes = overhead;
         for (change, meta) in planned {
             let size = meta.bytes(&change);
             let full = bytes + size > self.limit || self.single_files;
             if !chunk.changes.is_empty() && full {
                 queue.push_back(std::mem::take(&mut chunk));
-                bytes = 0;
+                bytes = overhead;
             }
             bytes += size;
             chunk.push(change, meta);

@@ -502,6 +502,52 @@ fn a_git_dir_that_cannot_be_read_is_66() {
     }
 }
 
+#[test]
+fn user_and_system_git_config_are_never_read() {
+    let r = clean_repo();
+    // A config git itself refuses to start with, as the user's, the
+    // system's and the one HOME holds.
+    let bad = r.env.path("bad.gitconfig");
+    std::fs::write(&bad, "[core\ngarbage\n").unwrap();
+    std::fs::write(r.env.home.join(".gitconfig"), "[core\ngarbage\n").unwrap();
+    let with_bad = |c: &mut std::process::Command| {
+        c.env("HOME", &r.env.home)
+            .env("GIT_CONFIG_GLOBAL", &bad)
+            .env("GIT_CONFIG_SYSTEM", &bad)
+            .env_remove("GIT_CONFIG_NOSYSTEM");
+    };
+    let mut git = std::process::Command::new("git");
+    with_bad(git.arg("-C").arg(&r.dir).arg("log"));
+    run(&mut git).fails();
+    let mut audit = r.env.cmd("hero_usage_audit");
+    with_bad(audit.arg("--git-dir").arg(&r.dir));
+    let out = run(&mut audit);
+    out.exit(0);
+    assert!(stdout(&out).contains("4 records"), "{}", stdout(&out));
+}
+
+#[test]
+fn a_report_or_totals_file_that_cannot_be_written_is_74() {
+    let r = clean_repo();
+    for args in [&[][..], &["--json", "--totals", "day"]] {
+        let full = std::fs::OpenOptions::new()
+            .write(true)
+            .open("/dev/full")
+            .unwrap();
+        let out = run(r
+            .env
+            .cmd("hero_usage_audit")
+            .arg("--git-dir")
+            .arg(&r.dir)
+            .args(args)
+            .stdout(full));
+        out.exit(74).stderr_has("cannot write to stdout");
+    }
+    let csv = r.env.path("no-such-dir/totals.csv");
+    let out = r.audit(&["--totals", "day", "--csv", csv.to_str().unwrap()]);
+    out.exit(74).stderr_has("totals file");
+}
+
 // ------------------------------------------------------------------ the forge
 
 const OWNER: &str = "lhumina_code";

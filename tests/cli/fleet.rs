@@ -212,6 +212,30 @@ fn a_body_limit_shrinks_the_batch_and_the_run_drains() {
     assert_eq!(keys_on(&forge, "main")["proxied"].len(), 480);
 }
 
+/// Behind a proxy that takes exactly `--max-request-bytes`, no request is
+/// refused: the commit's options (message, author, branch) count too, not
+/// only the files (they made a request of 1,566 bytes under a 1,500 limit).
+#[test]
+fn no_request_body_is_larger_than_max_request_bytes() {
+    for limit in [1500u64, 2048, 3000, 4096] {
+        let forge = TestForge::start(ForgeOptions {
+            max_body_bytes: Some(limit),
+            ..ForgeOptions::default()
+        });
+        let node = Node::named(&forge, "exact", &format!("{OWNER}/{REPO}"));
+        record_lines(&node, &lines("e", 40, 20));
+        let o = node.push(&["--max-request-bytes", &limit.to_string(), "--json"]);
+        o.exit_for(0, &limit.to_string());
+        assert_eq!(forge.stats().too_large, 0, "{limit}: {}", stderr(&o));
+        let commits = summary(&o)["commits"].as_u64().unwrap();
+        assert!(
+            commits < 20 || limit < 2048,
+            "{limit}: files share requests"
+        );
+        assert_eq!(keys_on(&forge, "main")["exact"].len(), 40);
+    }
+}
+
 #[test]
 fn a_file_larger_than_max_request_bytes_goes_alone() {
     let forge = racing_forge(0, false);

@@ -117,6 +117,7 @@ fn hero_proc_action_takes_its_name_and_splays() {
     out.exit(0);
     let v: serde_json::Value = serde_json::from_str(&stdout(&out)).unwrap();
     assert_eq!(v["name"], "hero_onboarding_billing_cron");
+    assert_eq!(v["kind"], "action", "one-shot, not a process: {v}");
     assert_eq!(v["schedule_policy"]["interval_ms"], 3_600_000);
     let script = v["script"].as_str().unwrap();
     assert!(
@@ -172,6 +173,13 @@ fn the_cron_minute_is_derived_from_the_node_name() {
     }
     let distinct: std::collections::BTreeSet<_> = fleet.iter().collect();
     assert!(distinct.len() > 2, "eight nodes at minutes {fleet:?}");
+    // The systemd timer fires at the node's minute too.
+    let out = run(env
+        .cmd("hero_usage_push")
+        .args(["--print-schedule", "systemd", "--spool", "/srv/a"])
+        .env("HERO_NODE_ID", "node-0"));
+    out.exit(0);
+    out.stdout_has(&format!("OnCalendar=*-*-* *:{:02}:00\n", fleet[0]));
 }
 
 #[test]

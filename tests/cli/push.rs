@@ -44,6 +44,7 @@ fn three_records_two_hours_one_canonical_commit() {
     }
     let out = node.push(&["--json"]);
     out.exit(0);
+    assert_eq!(stdout(&out).lines().count(), 1, "one summary line");
     let summary: serde_json::Value = serde_json::from_str(stdout(&out).trim()).unwrap();
     assert_eq!(summary["outcome"], "pushed");
     assert_eq!(summary["pushed"], 3);
@@ -84,12 +85,15 @@ fn push_again_is_a_no_op_and_a_late_record_updates_its_hour() {
         "{}",
         stdout(&again)
     );
+    assert_eq!(stdout(&again).lines().count(), 1, "one summary line");
     assert_eq!(commits(&forge), 1);
 
     let late = rec("job-0-late", "2026-11-20 16:00:00", 5);
     node.record(&late);
     let out = node.push(&[]);
     out.exit(0);
+    assert_eq!(stdout(&out).lines().count(), 1, "{}", stdout(&out));
+    out.stdout_has("pushed 1 records");
     assert_eq!(commits(&forge), 2);
     let mut h16 = records[..2].to_vec();
     h16.push(late);

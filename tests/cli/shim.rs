@@ -461,6 +461,16 @@ fn framing_limits() {
         .as_bytes(),
     );
     assert_eq!(r.status, 413, "{r:?}");
+    // Exactly 64 KiB is a body like any other (JSON allows the padding).
+    let body = record("k-64k", 1).to_string();
+    let body = format!("{body}{}", " ".repeat(64 * 1024 - body.len()));
+    let r = shim.post("/record_usage", &body);
+    assert_eq!(r.status, 201, "{r:?}");
+    // A head of exactly 8 KiB is read.
+    let start = "GET /healthz HTTP/1.1\r\nX-Pad: ";
+    let pad = "a".repeat(8 * 1024 - start.len() - 4);
+    let r = shim.raw(format!("{start}{pad}\r\n\r\n").as_bytes());
+    assert_eq!(r.status, 200, "{r:?}");
     // A 9 KiB head: 431.
     let r = shim.raw(
         format!(
@@ -474,7 +484,7 @@ fn framing_limits() {
     assert_eq!(shim.raw(b"\x01\x02 nonsense\r\n\r\n").status, 400);
     // The shim still serves.
     assert_eq!(shim.request("GET", "/healthz", &[], "").status, 200);
-    assert_eq!(pending(&shim), 0);
+    assert_eq!(pending(&shim), 1, "the 64 KiB record");
     assert_eq!(shim.stop().0, Some(0));
 }
 
@@ -765,6 +775,22 @@ fn push_now_is_503_when_the_forge_is_down_or_not_configured() {
     assert_eq!(r.json()["status"], "not-configured");
     assert_eq!(r.json()["exit_code"], 78);
     assert!(r.body.contains("Forgejo URL"), "{}", r.body);
+    assert_eq!(shim.stop().0, Some(0));
+}
+
+#[test]
+fn push_now_is_502_when_the_forge_refuses_the_token() {
+    let forge = TestForge::start(ForgeOptions::default());
+    let env = TestEnv::new();
+    let token = env.path("token");
+    std::fs::write(&token, "wrong-token-0123456789").unwrap();
+    let shim = Shim::start_with(env, with_forge(&forge.base_url(), token));
+    assert_eq!(shim.record(&record("job-1", 250)).status, 201);
+    let r = shim.post("/admin/push-usage-now", "");
+    assert_eq!(r.status, 502, "{r:?}");
+    assert_eq!(r.json()["outcome"], "failed", "{r:?}");
+    assert_eq!(r.json()["exit_code"], 77, "{r:?}");
+    assert_eq!(pending(&shim), 1, "nothing lost");
     assert_eq!(shim.stop().0, Some(0));
 }
 

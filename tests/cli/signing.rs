@@ -320,6 +320,23 @@ fn a_key_from_the_environment_signs_and_a_missing_one_is_78() {
     out.exit(78);
 }
 
+/// Per-node branches: each signature lies beside its hour file on the
+/// node's own branch, written by the commit that creates the branch.
+#[test]
+fn a_node_branch_carries_its_signatures() {
+    let forge = forge();
+    let (node, _, allowed) = keyed_node(&forge);
+    for h in 16..18 {
+        node.record(&rec(&format!("k{h}"), &format!("2026-11-20 {h}:04:05"), 1));
+    }
+    node.push(&["--branch", "usage/{node}"]).exit(0);
+    assert_eq!(
+        all_verify(&forge, "usage/test-node", "test-node", &allowed),
+        2
+    );
+    assert_eq!(changed(&forge, "usage/test-node").len(), 4, "one commit");
+}
+
 #[test]
 fn the_request_size_counts_the_signatures() {
     // A proxy refuses bodies over 4 KiB and the push is told so: with the

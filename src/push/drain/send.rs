@@ -1,6 +1,6 @@
 //! Sending one chunk: commit, and on failure retry, re-read, halve or give up.
 
-use super::{Chunk, Drain, HourMeta, file_plan};
+use super::{Chunk, Drain, HourMeta, commit_message, file_plan};
 use crate::error::Kind;
 use crate::failpoint::failpoint;
 use crate::forgejo::forge_err;
@@ -83,10 +83,7 @@ impl Drain<'_, '_> {
             };
             return result.map(|r| r.commit_sha);
         }
-        let opts = self.commit_options(format!(
-            "usage: {n} records from node {node} in {} file(s)",
-            chunk.changes.len()
-        ));
+        let opts = self.commit_options(commit_message(n, chunk.changes.len(), node));
         client
             .commit_changes(&self.repo, &chunk.files(), &opts)
             .map(|r| r.commit_sha)
@@ -188,7 +185,7 @@ impl Drain<'_, '_> {
         message: &str,
         summary: &mut PushSummary,
     ) {
-        let bytes = chunk.bytes();
+        let bytes = self.request_bytes(&chunk);
         if chunk.changes.len() > 1 {
             self.limit = self.limit.min(bytes / 2).max(1);
             let second = chunk.split_half();
