@@ -46,12 +46,31 @@ pub fn parse<T: Parser>(binary: &str) -> T {
             Err(_) => exit_now(Exit::Failed(Kind::Output)),
         },
         Err(e) => {
-            // clap's rendering starts with "error: " and ends with a newline.
-            let text = format!("{binary}: {}", e.render());
-            let _ = err_line(text.trim_end());
+            let _ = err_line(&usage_error_line(binary, &e.render().to_string()));
             exit_now(Exit::Failed(Kind::Usage))
         }
     }
+}
+
+/// clap's rendering of a bad command line (an `error: ...` line, details,
+/// a usage block, a pointer to `--help`, over several lines) as the one
+/// line every error is: `<binary>: error: <what>; see --help`. One line, so
+/// that the journal keeps it as one entry at the error priority.
+fn usage_error_line(binary: &str, rendered: &str) -> String {
+    let mut lines = rendered
+        .lines()
+        .map(str::trim)
+        .filter(|l| !l.is_empty())
+        .filter(|l| !l.starts_with("Usage:") && !l.starts_with("For more information"));
+    let first = lines.next().unwrap_or("bad command line");
+    let first = first.strip_prefix("error: ").unwrap_or(first);
+    let details: Vec<&str> = lines.collect();
+    let what = match (details.is_empty(), first.ends_with(':')) {
+        (true, _) => first.to_string(),
+        (false, true) => format!("{first} {}", details.join(", ")),
+        (false, false) => format!("{first}; {}", details.join("; ")),
+    };
+    format!("{binary}: error: {}; see --help", one_line(&what))
 }
 
 /// A binary's command line: its own flags and `--completions SHELL`, which
@@ -97,4 +116,28 @@ pub fn survive_file_size_limit() {
     let seen = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
     // Should registering fail, the default stays: nothing else changes.
     let _ = signal_hook::flag::register(signal_hook::consts::SIGXFSZ, seen);
+}
+
+#[cfg(test)]
+mod tests {
+    use super::usage_error_line;
+
+    #[test]
+    fn a_usage_error_is_one_error_line() {
+        let rendered = "error: unexpected argument '--jsn' found\n\n  tip: a similar argument \
+                        exists: '--json'\n\nUsage: hero_usage_status --json\n\nFor more \
+                        information, try '--help'.\n";
+        assert_eq!(
+            usage_error_line("hero_usage_status", rendered),
+            "hero_usage_status: error: unexpected argument '--jsn' found; tip: a similar \
+             argument exists: '--json'; see --help"
+        );
+        let rendered = "error: the argument '--stdin' cannot be used with:\n  --user-sid <SID>\n  \
+                        --node-id <NODE>\n\nUsage: hero_usage_record --stdin\n";
+        assert_eq!(
+            usage_error_line("hero_usage_record", rendered),
+            "hero_usage_record: error: the argument '--stdin' cannot be used with: \
+             --user-sid <SID>, --node-id <NODE>; see --help"
+        );
+    }
 }

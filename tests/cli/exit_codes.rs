@@ -313,7 +313,7 @@ fn an_unknown_config_key_and_plain_http_to_a_remote_host_are_78() {
 
 /// All five binaries: `--help` and `--version` print to stdout and exit 0;
 /// a bad command line is 64 and an unknown config key 78, each with the
-/// contract's error line on stderr.
+/// contract's error line on stderr (clap's several lines made one).
 #[test]
 fn every_binary_answers_help_and_version_and_a_bad_flag_is_64() {
     let env = TestEnv::new();
@@ -332,13 +332,13 @@ fn every_binary_answers_help_and_version_and_a_bad_flag_is_64() {
         out.exit_for(0, b);
         let version = format!("{b} {}\n", env!("CARGO_PKG_VERSION"));
         assert_eq!(stdout(&out), version, "{b} --version");
-        let out = run(env.cmd(b).arg("--no-such-flag"));
+        let out = run(env.cmd(b).args(["--no-such-flag", "--json"]));
         out.exit_for(64, b);
-        assert!(
-            stderr(&out).starts_with(&format!("{b}: error: ")),
-            "{b}: {}",
-            stderr(&out)
-        );
+        // One line (the journal keeps it as one entry), saying what to do.
+        let err = stderr(&out);
+        assert!(err.starts_with(&format!("{b}: error: ")), "{b}: {err}");
+        assert!(err.ends_with("; see --help\n"), "{b}: {err}");
+        assert_eq!(err.lines().count(), 1, "{b}: {err}");
         assert_eq!(stdout(&out), "", "{b}: errors go to stderr only");
         let out = crate::support::run_with_stdin(
             env.cmd(b)
@@ -352,4 +352,22 @@ fn every_binary_answers_help_and_version_and_a_bad_flag_is_64() {
             .stderr_has("spoool");
     }
     assert!(!env.spool.exists(), "none of them created the spool");
+}
+
+/// The forge URL and the token have no default: a push without either
+/// refuses to run (78, naming every way to set it), before the spool.
+#[test]
+fn a_push_without_a_forge_url_or_a_token_is_78_and_touches_nothing() {
+    let env = TestEnv::new();
+    let out = run(&mut env.cmd("hero_usage_push"));
+    out.exit(78).stderr_has(
+        "hero_usage_push: error: no Forgejo URL: set --forgejo-url, HERO_USAGE_FORGEJO_URL or forgejo_url",
+    );
+    let out = run(env
+        .cmd("hero_usage_push")
+        .args(["--forgejo-url", "https://forge.example.org"]));
+    out.exit(78).stderr_has(
+        "no Forgejo token: set --token-file, HERO_USAGE_FORGEJO_TOKEN_FILE, HERO_USAGE_FORGEJO_TOKEN or token_file",
+    );
+    assert!(!env.spool.exists(), "the spool was touched");
 }

@@ -538,15 +538,18 @@ fn symlink_drop_is_quarantined_without_reading_its_target() {
 
 #[test]
 fn symlinked_spool_directory_is_refused() {
-    let env = TestEnv::new();
-    let elsewhere = env.path("elsewhere");
-    std::fs::create_dir_all(&elsewhere).unwrap();
-    std::fs::create_dir_all(&env.spool).unwrap();
-    std::os::unix::fs::symlink(&elsewhere, env.spool.join("pending")).unwrap();
-    let o = run(&mut record_cmd(&env, &good_args()));
-    o.exit(73);
-    assert!(stderr(&o).contains("symbolic link"), "{}", stderr(&o));
-    assert!(files_under(&elsewhere).is_empty());
+    // Each part of the spool, the public ones too: none is followed.
+    for part in ["pending", "tmp", "incoming", "lock"] {
+        let env = TestEnv::new();
+        let elsewhere = env.path("elsewhere");
+        std::fs::create_dir_all(&elsewhere).unwrap();
+        std::fs::create_dir_all(&env.spool).unwrap();
+        std::os::unix::fs::symlink(&elsewhere, env.spool.join(part)).unwrap();
+        let o = run(&mut record_cmd(&env, &good_args()));
+        o.exit_for(73, part);
+        assert!(stderr(&o).contains("symbolic link"), "{}", stderr(&o));
+        assert!(files_under(&elsewhere).is_empty(), "{part}");
+    }
 }
 
 const FAILPOINTS: [&str; 5] = [
