@@ -82,12 +82,38 @@ impl Repo {
     }
 
     pub(crate) fn audit(&self, args: &[&str]) -> Output {
+        self.audit_at(&self.dir, args)
+    }
+
+    /// `hero_usage_audit --git-dir DIR ARGS` (a clone of this repository).
+    pub(crate) fn audit_at(&self, dir: &Path, args: &[&str]) -> Output {
         run(self
             .env
             .cmd("hero_usage_audit")
             .arg("--git-dir")
-            .arg(&self.dir)
+            .arg(dir)
             .args(args))
+    }
+
+    /// `git clone -q FLAGS` of this repository (by `file://` URL, so that
+    /// `--depth` holds) into the env's `name`: its path.
+    pub(crate) fn clone_as(&self, name: &str, flags: &[&str]) -> PathBuf {
+        let to = self.env.path(name);
+        let url = format!("file://{}", self.dir.display());
+        let target = to.to_str().unwrap();
+        self.git(&[&["clone", "-q"], flags, &[url.as_str(), target]].concat());
+        to
+    }
+
+    /// `git merge -q ARGS` made by a person (the admin), not a node's push.
+    pub(crate) fn merge_as_admin(&self, args: &[&str]) {
+        let who = [
+            "-c",
+            "user.name=Admin",
+            "-c",
+            "user.email=admin@example.org",
+        ];
+        self.git(&[&who[..], &["merge", "-q"], args].concat());
     }
 
     pub(crate) fn audit_json(&self, args: &[&str]) -> (Output, Value) {
@@ -178,15 +204,8 @@ fn no_history_reads_the_heads_only() {
 #[test]
 fn a_bare_mirror_reads_the_same() {
     let r = clean_repo();
-    let mirror = r.env.path("mirror.git");
-    r.git(&[
-        "clone",
-        "-q",
-        "--mirror",
-        r.dir.to_str().unwrap(),
-        mirror.to_str().unwrap(),
-    ]);
-    let out = run(r.env.cmd("hero_usage_audit").arg("--git-dir").arg(&mirror));
+    let mirror = r.clone_as("mirror.git", &["--mirror"]);
+    let out = r.audit_at(&mirror, &[]);
     out.exit(0);
     assert!(stdout(&out).contains("4 records"), "{}", stdout(&out));
 }
@@ -194,13 +213,7 @@ fn a_bare_mirror_reads_the_same() {
 #[test]
 fn a_clone_reads_the_branches_git_fetch_keeps_current() {
     let r = clean_repo();
-    let clone = r.env.path("clone");
-    r.git(&[
-        "clone",
-        "-q",
-        r.dir.to_str().unwrap(),
-        clone.to_str().unwrap(),
-    ]);
+    let clone = r.clone_as("clone", &[]);
     // Work that lands after the clone reaches it with git fetch.
     r.git(&["checkout", "-q", "usage/n2"]);
     r.put(
@@ -210,7 +223,7 @@ fn a_clone_reads_the_branches_git_fetch_keeps_current() {
     );
     let fetch = git_cmd(&clone).args(["fetch", "-q"]).output().unwrap();
     assert!(fetch.status.success());
-    let out = run(r.env.cmd("hero_usage_audit").arg("--git-dir").arg(&clone));
+    let out = r.audit_at(&clone, &[]);
     out.exit(0);
     assert!(
         stdout(&out).contains("branches: main, usage/n2"),

@@ -151,9 +151,9 @@ fn an_amount_changed_through_an_unparsable_version_is_found() {
 
 // ---------------------------------------------------------------- 2. merges
 
-#[test]
-fn a_merge_dropping_what_only_its_second_parent_held_is_found() {
-    let r = clean_repo();
+/// Two lines of n1's own work to merge: branch `side` with k8 in hour 18,
+/// and main with k9 in hour 19. Returns side's tip.
+fn side_and_main(r: &Repo) -> String {
     r.git(&["checkout", "-q", "-b", "side"]);
     r.put(
         "n1",
@@ -167,18 +167,15 @@ fn a_merge_dropping_what_only_its_second_parent_held_is_found() {
         "2026-11-26-19",
         &[rec("n1", "k9", "0a1b", "2026-11-26 19:00:00", 9)],
     );
+    side
+}
+
+#[test]
+fn a_merge_dropping_what_only_its_second_parent_held_is_found() {
+    let r = clean_repo();
+    let side = side_and_main(&r);
     // The merge moves k8 to hour 19 with another amount: hour 18 is gone.
-    r.git(&[
-        "-c",
-        "user.name=Admin",
-        "-c",
-        "user.email=admin@example.org",
-        "merge",
-        "-q",
-        "--no-commit",
-        "--no-ff",
-        "side",
-    ]);
+    r.merge_as_admin(&["--no-commit", "--no-ff", "side"]);
     r.git(&["rm", "-q", "-f", "nodes/n1/usage_2026-11-26-18.otoml"]);
     std::fs::write(
         r.dir.join("nodes/n1/usage_2026-11-26-19.otoml"),
@@ -213,17 +210,7 @@ fn pr_merge(drop_one: bool) -> (Repo, String) {
     r.put("n3", "2026-11-26-16", &both[..1]);
     r.put("n3", "2026-11-26-16", &both);
     r.git(&["checkout", "-q", "main"]);
-    r.git(&[
-        "-c",
-        "user.name=Admin",
-        "-c",
-        "user.email=admin@example.org",
-        "merge",
-        "-q",
-        "--no-commit",
-        "--allow-unrelated-histories",
-        "usage/n3",
-    ]);
+    r.merge_as_admin(&["--no-commit", "--allow-unrelated-histories", "usage/n3"]);
     if drop_one {
         let p = "nodes/n3/usage_2026-11-26-16.otoml";
         std::fs::write(r.dir.join(p), render_batch(&both[..1])).unwrap();
@@ -255,30 +242,8 @@ fn a_pull_request_merge_dropping_a_record_then_the_branch_deleted_is_found() {
 fn innocent_merges_pass() {
     let (r, _) = pr_merge(false);
     // And a merge of two lines of one node's own work.
-    r.git(&["checkout", "-q", "-b", "side"]);
-    r.put(
-        "n1",
-        "2026-11-26-18",
-        &[rec("n1", "k8", "0a1b", "2026-11-26 18:00:00", 800)],
-    );
-    r.git(&["checkout", "-q", "main"]);
-    r.put(
-        "n1",
-        "2026-11-26-19",
-        &[rec("n1", "k9", "0a1b", "2026-11-26 19:00:00", 9)],
-    );
-    r.git(&[
-        "-c",
-        "user.name=Admin",
-        "-c",
-        "user.email=admin@example.org",
-        "merge",
-        "-q",
-        "--no-ff",
-        "-m",
-        "merge",
-        "side",
-    ]);
+    side_and_main(&r);
+    r.merge_as_admin(&["--no-ff", "-m", "merge", "side"]);
     r.git(&["branch", "-q", "-D", "side"]);
     let (out, v) = r.audit_json(&["--totals", "month"]);
     out.exit(0);
@@ -450,21 +415,8 @@ fn billing_default() -> Repo {
 #[test]
 fn a_clone_without_origin_head_needs_the_default_branch_named() {
     let r = billing_default();
-    let clone = r.env.path("clone");
-    r.git(&[
-        "clone",
-        "-q",
-        r.dir.to_str().unwrap(),
-        clone.to_str().unwrap(),
-    ]);
-    let audit = |args: &[&str]| {
-        run(r
-            .env
-            .cmd("hero_usage_audit")
-            .arg("--git-dir")
-            .arg(&clone)
-            .args(args))
-    };
+    let clone = r.clone_as("clone", &[]);
+    let audit = |args: &[&str]| r.audit_at(&clone, args);
     let out = audit(&[]);
     out.exit(0);
     assert!(
@@ -494,19 +446,12 @@ fn a_clone_without_origin_head_needs_the_default_branch_named() {
 #[test]
 fn a_mirror_whose_head_names_a_missing_branch_is_66() {
     let r = billing_default();
-    let mirror = r.env.path("mirror.git");
-    r.git(&[
-        "clone",
-        "-q",
-        "--mirror",
-        r.dir.to_str().unwrap(),
-        mirror.to_str().unwrap(),
-    ]);
+    let mirror = r.clone_as("mirror.git", &["--mirror"]);
     git_cmd(&mirror)
         .args(["symbolic-ref", "HEAD", "refs/heads/gone"])
         .output()
         .unwrap();
-    let out = run(r.env.cmd("hero_usage_audit").arg("--git-dir").arg(&mirror));
+    let out = r.audit_at(&mirror, &[]);
     out.exit(66);
     assert!(stderr(&out).contains("gone"), "{}", stderr(&out));
 }
@@ -519,19 +464,11 @@ fn a_shallow_clone_says_so() {
         "2026-11-26-20",
         &[rec("n1", "k20", "0a1b", "2026-11-26 20:00:00", 20)],
     );
-    let clone = r.env.path("shallow");
-    let url = format!("file://{}", r.dir.display());
-    r.git(&["clone", "-q", "--depth", "1", &url, clone.to_str().unwrap()]);
-    let out = run(r.env.cmd("hero_usage_audit").arg("--git-dir").arg(&clone));
+    let clone = r.clone_as("shallow", &["--depth", "1"]);
+    let out = r.audit_at(&clone, &[]);
     out.exit(66);
     assert!(stderr(&out).contains("shallow"), "{}", stderr(&out));
-    let out = run(r
-        .env
-        .cmd("hero_usage_audit")
-        .arg("--git-dir")
-        .arg(&clone)
-        .arg("--no-history"));
-    out.exit(0);
+    r.audit_at(&clone, &["--no-history"]).exit(0);
 }
 
 // ------------------------------------------------------------- 6. --state

@@ -906,8 +906,15 @@ fn units_for_a_service_user_are_sandboxed_to_an_exposure_of_at_most_3() {
         eprintln!("skipped systemd-analyze security: systemd-analyze is not installed");
         return;
     };
-    for name in services {
-        match exposure(&analyze, &dir.join(name)) {
+    // And the Debian package's units (debian/units/, the same renderer's).
+    let shipped = repo_root().join("debian/units");
+    let units = services
+        .iter()
+        .map(|name| dir.join(name))
+        .chain(services.iter().map(|name| shipped.join(name)));
+    for unit in units {
+        let name = unit.display();
+        match exposure(&analyze, &unit) {
             Ok(score) => {
                 eprintln!("systemd-analyze security --offline=yes {name}: exposure {score}");
                 assert!(score <= 3.0, "{name}: exposure {score} > 3.0");
