@@ -312,13 +312,18 @@ fn every_forge_setting_is_flag_then_environment_then_config_then_default() {
     assert_eq!(got, ("default".into(), "(not set)".into()));
 }
 
-/// The shim's listen address, flag > environment > config file, seen in
-/// its refusal of an address that is not loopback (nothing is bound).
+/// The shim's own settings, flag > environment > config file, each seen
+/// in the refusal it causes (nothing is bound): a listen address that is
+/// not loopback, an admin secret file that is not there.
 #[test]
-fn the_shims_listen_address_is_flag_then_environment_then_config() {
+fn the_shims_settings_are_flag_then_environment_then_config() {
     let env = crate::support::TestEnv::new();
     let config = env.path("hero_usage.toml");
-    std::fs::write(&config, "listen = \"192.0.2.3:3\"\n").unwrap();
+    std::fs::write(
+        &config,
+        "listen = \"192.0.2.3:3\"\nadmin_secret_file = \"/config/secret\"\n",
+    )
+    .unwrap();
     let shim = || {
         let mut c = env.cmd("hero_usage_shim");
         c.env("HERO_USAGE_CONFIG", &config);
@@ -333,4 +338,23 @@ fn the_shims_listen_address_is_flag_then_environment_then_config() {
     out.exit(78).stderr_has(&refused("192.0.2.2:2"));
     let out = run(&mut shim());
     out.exit(78).stderr_has(&refused("192.0.2.3:3"));
+    // Past the address (a loopback one, taken: should the secret be found
+    // the bind fails, the shim never runs on): where the secret is read.
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let taken = listener.local_addr().unwrap().to_string();
+    let missing = |path: &str| format!("cannot read admin secret file {path}:");
+    let shim = || {
+        let mut c = shim();
+        c.args(["--listen", &taken]);
+        c
+    };
+    let out = run(shim()
+        .env("HERO_ONBOARDING_ADMIN_SECRET_FILE", "/env/secret")
+        .args(["--admin-secret-file", "/flag/secret"]));
+    out.exit(78).stderr_has(&missing("/flag/secret"));
+    let out = run(shim().env("HERO_ONBOARDING_ADMIN_SECRET_FILE", "/env/secret"));
+    out.exit(78).stderr_has(&missing("/env/secret"));
+    let out = run(&mut shim());
+    out.exit(78).stderr_has(&missing("/config/secret"));
+    drop(listener);
 }
