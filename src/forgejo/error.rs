@@ -44,6 +44,32 @@ pub enum ForgeError {
     Encode(String),
 }
 
+/// `body` with `m` bound to the message of whichever variant `e` is (a
+/// reference, or a mutable one, as `e` is): the one list of where each
+/// variant keeps its message.
+macro_rules! with_message {
+    ($e:expr, $m:ident => $body:expr) => {
+        match $e {
+            ForgeError::NotFound($m)
+            | ForgeError::AlreadyExists($m)
+            | ForgeError::StaleSha($m)
+            | ForgeError::Unauthorized($m)
+            | ForgeError::Forbidden($m)
+            | ForgeError::PushRejected($m)
+            | ForgeError::Unsupported($m)
+            | ForgeError::TooLarge($m)
+            | ForgeError::Network($m)
+            | ForgeError::Tls($m)
+            | ForgeError::Timeout($m)
+            | ForgeError::Config($m)
+            | ForgeError::NotAFile($m)
+            | ForgeError::Encode($m)
+            | ForgeError::Server { message: $m, .. }
+            | ForgeError::Invalid { message: $m, .. } => $body,
+        }
+    };
+}
+
 impl ForgeError {
     /// The exit-code kind: 75 for what the next run may cure, 77 for a
     /// refused token, 78 for configuration, 70 for a bug.
@@ -105,49 +131,16 @@ impl ForgeError {
     /// The same error with `note` after its message (every retried kind
     /// shows its message last): a retry that gave up says so.
     pub(crate) fn noting(mut self, note: &str) -> ForgeError {
-        match &mut self {
-            ForgeError::NotFound(m)
-            | ForgeError::AlreadyExists(m)
-            | ForgeError::StaleSha(m)
-            | ForgeError::Unauthorized(m)
-            | ForgeError::Forbidden(m)
-            | ForgeError::PushRejected(m)
-            | ForgeError::Unsupported(m)
-            | ForgeError::TooLarge(m)
-            | ForgeError::Network(m)
-            | ForgeError::Tls(m)
-            | ForgeError::Timeout(m)
-            | ForgeError::Config(m)
-            | ForgeError::NotAFile(m)
-            | ForgeError::Encode(m)
-            | ForgeError::Server { message: m, .. }
-            | ForgeError::Invalid { message: m, .. } => {
-                m.push_str("; ");
-                m.push_str(note);
-            }
-        }
+        with_message!(&mut self, m => {
+            m.push_str("; ");
+            m.push_str(note);
+        });
         self
     }
 
     /// The message kept with the error.
     pub(crate) fn message(&self) -> &str {
-        match self {
-            ForgeError::NotFound(m)
-            | ForgeError::AlreadyExists(m)
-            | ForgeError::StaleSha(m)
-            | ForgeError::Unauthorized(m)
-            | ForgeError::Forbidden(m)
-            | ForgeError::PushRejected(m)
-            | ForgeError::Unsupported(m)
-            | ForgeError::TooLarge(m)
-            | ForgeError::Network(m)
-            | ForgeError::Tls(m)
-            | ForgeError::Timeout(m)
-            | ForgeError::Config(m)
-            | ForgeError::NotAFile(m)
-            | ForgeError::Encode(m) => m,
-            ForgeError::Server { message, .. } | ForgeError::Invalid { message, .. } => message,
-        }
+        with_message!(self, m => m)
     }
 }
 

@@ -266,9 +266,13 @@ fn a_refused_token_exits_77_and_keeps_the_records() {
 
 #[test]
 fn stale_sha_is_retried_and_both_writers_survive() {
-    for legacy in [false, true] {
+    // Forgejo 12+, an older one (422), and one without the many-files
+    // endpoint (the update is a PUT of the one file).
+    for (legacy, single) in [(false, false), (true, false), (false, true)] {
+        let what = format!("legacy={legacy} single files={single}");
         let forge = TestForge::start(ForgeOptions {
             legacy_422: legacy,
+            no_multi_file: single,
             ..ForgeOptions::default()
         });
         let node = Node::new(&forge);
@@ -279,24 +283,29 @@ fn stale_sha_is_retried_and_both_writers_survive() {
         // Another writer updates the hour file between our read and our commit.
         let other = rec("other-writer", "2026-11-20 16:30:00", 1);
         let concurrent = render_batch(&[records[0].clone(), other.clone()]);
+        let (method, path) = if single {
+            ("PUT", "/contents/")
+        } else {
+            ("POST", "/contents")
+        };
         forge.inject(Fault::new(
-            Some("POST"),
-            "/contents",
+            Some(method),
+            path,
             FaultAction::ConcurrentCommit {
                 path: H16.to_string(),
                 content: concurrent.into_bytes(),
             },
         ));
         let out = node.push(&[]);
-        out.exit_for(0, &format!("legacy={legacy}"));
+        out.exit_for(0, &what);
         assert_eq!(
             file(&forge, H16).unwrap(),
             render_batch(&[records[0].clone(), records[1].clone(), other]),
-            "legacy={legacy}"
+            "{what}"
         );
         let statuses: Vec<u16> = forge.requests().iter().map(|r| r.status).collect();
         let stale = if legacy { 422 } else { 409 };
-        assert!(statuses.contains(&stale), "legacy={legacy}: {statuses:?}");
+        assert!(statuses.contains(&stale), "{what}: {statuses:?}");
     }
 }
 
