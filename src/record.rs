@@ -376,6 +376,13 @@ impl RecordInput {
             let raw = match v {
                 toml::Value::String(s) => RawValue::Str(s),
                 toml::Value::Integer(i) => RawValue::Int(i as i128),
+                // Without an offset it may be local time: a string in
+                // quotes says UTC (a bare `2026-11-26 16:04:05` is TOML's
+                // local date-time, not the OTOML time form).
+                toml::Value::Datetime(d) if d.offset.is_none() => RawValue::Other(
+                    "a TOML date-time without an offset (maybe local time); \
+                     write it in quotes, \"YYYY-MM-DD HH:MM:SS\" in UTC",
+                ),
                 toml::Value::Datetime(d) => RawValue::Str(d.to_string()),
                 toml::Value::Float(_) => RawValue::Other("a float"),
                 toml::Value::Boolean(_) => RawValue::Other("a boolean"),
@@ -779,6 +786,25 @@ mod tests {
                 .to_string(),
             "2026-11-26 16:04:05"
         );
+    }
+
+    #[test]
+    fn a_toml_date_time_counts_only_with_an_offset() {
+        let drop = |at: &str| {
+            RecordInput::from_toml(&format!(
+                "idempotency_key = \"k\"\nuser_sid = \"0a1b\"\namount_cents = 1\n\
+                 resource_kind = \"cpu\"\noccurred_at = {at}\n"
+            ))
+            .unwrap()
+            .validate(&defaults())
+        };
+        let v = drop("2026-11-26T17:04:05+01:00").unwrap();
+        assert_eq!(v.record.occurred_at.to_string(), "2026-11-26 16:04:05");
+        for local in ["2026-11-26 16:04:05", "2026-11-26T16:04:05"] {
+            let errs = drop(local).unwrap_err();
+            assert_eq!(errs[0].field, "occurred_at");
+            assert!(errs[0].problem.contains("write it in quotes"), "{errs:?}");
+        }
     }
 
     #[test]
