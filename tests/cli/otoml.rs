@@ -143,25 +143,19 @@ fn reader_accepts_plain_toml_and_our_own_output() {
 /// on node-7 and pushed is that very file, at that very path.
 #[test]
 fn the_contracts_example_hour_file_is_what_a_push_writes() {
+    use crate::support::Run;
     use crate::support::forge::{Node, OWNER, REPO, file, start};
-    use crate::support::{Run, run};
     let forge = start();
     let node = Node::named(&forge, "node-7", &format!("{OWNER}/{REPO}"));
-    run(node.env.cmd("hero_usage_record").args([
-        "--idempotency-key",
-        "job-42-2026-11-26T16",
-        "--user-sid",
-        "0a1b",
-        "--amount-cents",
-        "250",
-        "--resource-kind",
-        "cpu_hours",
-        "--description",
-        "4 vCPU for 1 h",
-        "--occurred-at",
-        "2026-11-26T17:04:05+01:00",
-    ]))
-    .exit(0);
+    node.record(&UsageRecord {
+        amount_cents: 250,
+        description: "4 vCPU for 1 h".into(),
+        idempotency_key: "job-42-2026-11-26T16".into(),
+        node_id: "node-7".into(),
+        occurred_at: UtcSecond::parse("2026-11-26 16:04:05").unwrap(),
+        resource_kind: "cpu_hours".into(),
+        user_sid: "0a1b".into(),
+    });
     node.push(&[]).exit(0);
     let expected = "O:
 [[records]]
