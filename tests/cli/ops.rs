@@ -2,7 +2,9 @@
 //! relative paths, secret file modes, `--quiet`, monitoring, `--help`, the
 //! install script. Real binaries, real files, the test forge on loopback.
 
-use crate::support::{Run, TestEnv, bin, fake_server, record, repo_root, run, stderr, stdout};
+use crate::support::{
+    Run, TestEnv, bin, fake_server, print_system_units, record, repo_root, run, stderr, stdout,
+};
 use hero_usage_test_forge::{ForgeOptions, TestForge};
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
@@ -852,15 +854,8 @@ fn units_for_a_service_user_are_sandboxed_to_an_exposure_of_at_most_3() {
     let cfg = env.path("etc/hero_usage.toml");
     std::fs::create_dir_all(cfg.parent().unwrap()).unwrap();
     std::fs::write(&cfg, "forgejo_url = \"https://f.example.org\"\ntoken_file = \"/etc/hero_usage/token\"\nadmin_secret_file = \"/etc/hero_usage/secret\"\n").unwrap();
-    let out = run(env
-        .cmd("hero_usage_push")
-        .args([
-            "--print-schedule",
-            "systemd",
-            "--service-user",
-            "hero-usage",
-        ])
-        .args(["--spool", "/var/lib/hero_usage/queue", "--config"])
+    let out = run(print_system_units(&env)
+        .arg("--config")
         .arg(&cfg)
         .args([
             "--status-out",

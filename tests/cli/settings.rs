@@ -4,7 +4,7 @@
 //! paths, `insecure_http` in the config file (accepted, and shown).
 
 use crate::support::forge::{Node, start};
-use crate::support::{Run, run, status_json, stdout};
+use crate::support::{Run, print_system_units, run, status_json, stdout};
 
 #[test]
 fn check_warns_on_a_node_name_that_is_the_host_name_by_default() {
@@ -83,13 +83,7 @@ fn insecure_http_is_a_config_key_as_check_lists_it() {
 #[test]
 fn a_schedule_carries_a_shell_only_ca_file_and_keeps_it_readable() {
     let env = crate::support::TestEnv::new();
-    let out = run(env.cmd("hero_usage_push").args([
-        "--print-schedule",
-        "systemd",
-        "--service-user",
-        "hero-usage",
-        "--spool",
-        "/var/lib/hero_usage/queue",
+    let out = run(print_system_units(&env).args([
         "--forgejo-url",
         "https://f.example.org",
         "--ca-file",
@@ -108,16 +102,7 @@ fn a_schedule_carries_a_shell_only_ca_file_and_keeps_it_readable() {
     // the config, not the key, and must still see the key's home.
     let config = env.path("hero_usage.toml");
     std::fs::write(&config, "signing_key_file = \"/home/ops/node_key\"\n").unwrap();
-    let out = run(env
-        .cmd("hero_usage_push")
-        .args([
-            "--print-schedule",
-            "systemd",
-            "--service-user",
-            "hero-usage",
-        ])
-        .args(["--spool", "/var/lib/hero_usage/queue", "--config"])
-        .arg(&config));
+    let out = run(print_system_units(&env).arg("--config").arg(&config));
     out.exit(0);
     let units = stdout(&out);
     assert!(!units.contains("--signing-key-file"), "{units}");

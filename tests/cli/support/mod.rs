@@ -170,6 +170,21 @@ impl TestEnv {
     }
 }
 
+/// `hero_usage_push --print-schedule systemd --service-user hero-usage
+/// --spool /var/lib/hero_usage/queue`: a server's system units, as an
+/// operator prints them (add the settings to carry).
+pub fn print_system_units(env: &TestEnv) -> Command {
+    let mut c = env.cmd("hero_usage_push");
+    c.args([
+        "--print-schedule",
+        "systemd",
+        "--service-user",
+        "hero-usage",
+    ])
+    .args(["--spool", "/var/lib/hero_usage/queue"]);
+    c
+}
+
 /// Run and return output; panics only if the process could not start.
 pub fn run(cmd: &mut Command) -> Output {
     cmd.output().expect("spawn binary")
