@@ -397,6 +397,25 @@ fn case_colliding_nodes_odd_modes_and_huge_files_are_found() {
     );
 }
 
+#[test]
+fn a_huge_version_in_history_is_too_large_and_never_read() {
+    let r = clean_repo();
+    let c = r.put_raw("n1", HOUR, &vec![0u8; 65 << 20]);
+    r.put("n1", "2026-11-26-16", &hour16(&[]));
+    let v = violations(&r, &[]);
+    assert_eq!(
+        v["violation_counts"],
+        serde_json::json!({"too-large": 1}),
+        "{v:#}"
+    );
+    let large = of_kind(&v, "too-large");
+    assert_eq!(
+        (large[0]["file"].as_str(), large[0]["commit"].as_str()),
+        (Some(HOUR), Some(c.as_str())),
+        "{v:#}"
+    );
+}
+
 // -------------------------------------------------------- 5. default branch
 
 /// A repository whose default branch is `billing`, with a stale `main`.
