@@ -21,10 +21,39 @@ pub fn report(binary: &str, err: &anyhow::Error) -> Exit {
 }
 
 /// Run a binary's `run()` and return the process status its outcome maps to.
-pub fn main_with(binary: &str, run: impl FnOnce() -> anyhow::Result<Exit>) -> ExitCode {
+/// A panic is a bug: 70, like any internal error (Rust's own is 101).
+pub fn main_with(binary: &'static str, run: impl FnOnce() -> anyhow::Result<Exit>) -> ExitCode {
     survive_file_size_limit();
-    let exit = run().unwrap_or_else(|err| report(binary, &err));
+    report_panics(binary);
+    let exit = match std::panic::catch_unwind(std::panic::AssertUnwindSafe(run)) {
+        Ok(done) => done.unwrap_or_else(|err| report(binary, &err)),
+        // The hook has said what and where.
+        Err(_) => Exit::Failed(Kind::Internal),
+    };
     ExitCode::from(exit.code())
+}
+
+/// A panic, in any thread, as one error line: `<binary>: error: internal
+/// error (a bug): <message> at <file:line>; please report it` (Rust's
+/// default is several lines in another shape). The shim answers 500 for a
+/// handler's panic and goes on; this line is its log of it.
+fn report_panics(binary: &'static str) {
+    std::panic::set_hook(Box::new(move |info| {
+        let payload = info.payload();
+        let message = payload
+            .downcast_ref::<&str>()
+            .map(|s| s.to_string())
+            .or_else(|| payload.downcast_ref::<String>().cloned())
+            .unwrap_or_else(|| "a panic".to_string());
+        let at = info
+            .location()
+            .map(|l| format!(" at {}:{}", l.file(), l.line()))
+            .unwrap_or_default();
+        let _ = err_line(&format!(
+            "{binary}: error: internal error (a bug): {}{at}; please report it",
+            one_line(&message)
+        ));
+    }));
 }
 
 /// Leave the process now (where clap or `--completions` ends it early).

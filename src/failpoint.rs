@@ -1,6 +1,7 @@
 //! Test-only crash points and knobs. In debug builds, `HERO_USAGE_FAILPOINT=<name>` makes
 //! the process abort (no destructors, no flush: like a power cut for the spool)
-//! when it reaches `failpoint("<name>")`. Release builds compile this to nothing.
+//! when it reaches `failpoint("<name>")`, and `HERO_USAGE_FAILPOINT=panic:<name>`
+//! makes it panic there (a bug). Release builds compile this to nothing.
 
 /// Abort here if the environment names this point (debug builds only), or
 /// when this is the Nth crash point the process reaches and
@@ -10,8 +11,13 @@
 pub fn failpoint(name: &str) {
     #[cfg(debug_assertions)]
     {
-        if std::env::var_os("HERO_USAGE_FAILPOINT").is_some_and(|w| w == name) {
-            std::process::abort();
+        if let Some(wanted) = std::env::var_os("HERO_USAGE_FAILPOINT") {
+            if wanted == name {
+                std::process::abort();
+            }
+            if wanted.to_str().and_then(|w| w.strip_prefix("panic:")) == Some(name) {
+                panic!("failpoint {name}");
+            }
         }
         static REACHED: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
         if let Some(at) = std::env::var("HERO_USAGE_CRASH_AT")

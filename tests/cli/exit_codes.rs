@@ -371,3 +371,24 @@ fn a_push_without_a_forge_url_or_a_token_is_78_and_touches_nothing() {
     );
     assert!(!env.spool.exists(), "the spool was touched");
 }
+
+/// A bug (a panic, here at a test-only failpoint) is 70 with one error
+/// line saying so, not Rust's 101 and its several lines.
+#[test]
+fn a_panic_is_an_internal_error_70_in_one_error_line() {
+    let env = TestEnv::new();
+    let out = run(env
+        .cmd("hero_usage_record")
+        .args(record_args("k1"))
+        .env("HERO_USAGE_FAILPOINT", "panic:record-after-fsync"));
+    out.exit(70);
+    let err = stderr(&out);
+    assert!(
+        err.starts_with(
+            "hero_usage_record: error: internal error (a bug): failpoint record-after-fsync at src/"
+        ),
+        "{err}"
+    );
+    assert_eq!(err.lines().count(), 1, "{err}");
+    assert_eq!(stdout(&out), "", "nothing was recorded");
+}
