@@ -490,6 +490,10 @@ fn node_and_hour_filters_limit_the_audit() {
     );
     r.audit(&[]).exit(65);
     r.audit(&["--node", "n1"]).exit(0);
+    // --node is repeatable: both nodes are read.
+    let (out, v) = r.audit_json(&["--node", "n1", "--node", "n2"]);
+    out.exit(65);
+    assert_eq!(v["nodes"], 2, "{v:#}");
     r.audit(&["--to", "2026-11-26-17"]).exit(0);
     r.audit(&["--from", "2026-11-26-18", "--node", "n2"])
         .exit(65);
