@@ -4,6 +4,7 @@
 
 use crate::support::{
     Run, TestEnv, bin, fake_server, print_system_units, record, repo_root, run, stderr, stdout,
+    which,
 };
 use hero_usage_test_forge::{ForgeOptions, TestForge};
 use std::os::unix::fs::PermissionsExt;
@@ -314,14 +315,6 @@ fn systemd_units_run_as_the_printing_user_and_verify() {
 fn my_uid() -> u32 {
     use std::os::unix::fs::MetadataExt;
     std::fs::metadata("/proc/self").unwrap().uid()
-}
-
-fn which(name: &str) -> Option<PathBuf> {
-    std::env::var_os("PATH").and_then(|p| {
-        std::env::split_paths(&p)
-            .map(|d| d.join(name))
-            .find(|f| f.is_file())
-    })
 }
 
 #[test]

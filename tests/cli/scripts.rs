@@ -1,21 +1,12 @@
 //! The shipped scripts as an operator runs them: the smoke test against a
 //! forge that fails. Real scripts, real binaries, the test forge on loopback.
 
-use crate::support::{Run, TestEnv, bin, repo_root, run, stderr, stdout};
+use crate::support::{Run, TestEnv, bin, repo_root, run, stderr, stdout, which};
 use hero_usage_test_forge::{Fault, ForgeOptions, TestForge};
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::{Duration, Instant};
-
-/// The first `name` on PATH.
-pub fn which(name: &str) -> Option<PathBuf> {
-    std::env::var_os("PATH").and_then(|p| {
-        std::env::split_paths(&p)
-            .map(|d| d.join(name))
-            .find(|f| f.is_file())
-    })
-}
 
 /// A directory holding `curl`, a stand-in that appends its arguments (one a
 /// line) to `log`, then runs the real curl: what `ps` would have shown.

@@ -185,6 +185,15 @@ pub fn print_system_units(env: &TestEnv) -> Command {
     c
 }
 
+/// The first `name` on PATH.
+pub fn which(name: &str) -> Option<PathBuf> {
+    std::env::var_os("PATH").and_then(|p| {
+        std::env::split_paths(&p)
+            .map(|d| d.join(name))
+            .find(|f| f.is_file())
+    })
+}
+
 /// Run and return output; panics only if the process could not start.
 pub fn run(cmd: &mut Command) -> Output {
     cmd.output().expect("spawn binary")
