@@ -9,10 +9,12 @@
 
 use super::http::Response;
 use super::server::Reply;
+use crate::error::{Exit, Kind};
 use crate::record::Validated;
 use crate::recording::{GroupSink, Written, commit_groups};
 use crate::spool::Spool;
 use anyhow::Result;
+use std::panic::AssertUnwindSafe;
 use std::sync::mpsc::{self, Receiver, Sender};
 
 /// The answer to one record of a group of `group`: what became of it, or
@@ -27,11 +29,20 @@ pub struct Commits {
 
 impl Commits {
     /// Start the committer thread on `spool`.
+    /// A panic there (a bug) ends the shim with 70, the panic logged:
+    /// records would otherwise all be refused while `/healthz` says ok, and
+    /// its supervisor restarts it. What was not acknowledged is retried by
+    /// its caller; the spool needs nothing after a crash.
     pub fn start(spool: Spool, answer: Answer) -> std::io::Result<Commits> {
         let (queue, rx) = mpsc::channel();
         std::thread::Builder::new()
             .name("group-commit".into())
-            .spawn(move || run(&spool, &rx, answer))?;
+            .spawn(move || {
+                let done = std::panic::catch_unwind(AssertUnwindSafe(|| run(&spool, &rx, answer)));
+                if done.is_err() {
+                    std::process::exit(i32::from(Exit::Failed(Kind::Internal).code()));
+                }
+            })?;
         Ok(Commits { queue, answer })
     }
 

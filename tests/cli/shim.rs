@@ -830,6 +830,43 @@ fn records_are_answered_while_every_worker_waits_on_the_forge() {
     assert_eq!(pending(&shim), 2);
 }
 
+/// A bug in the group committer (a panic, at a test-only failpoint) ends
+/// the shim with 70 and the panic in its log, for its supervisor to restart
+/// it: it must not stay up refusing every record while /healthz says ok.
+/// The record was not acknowledged; after a restart it is recorded.
+#[test]
+fn a_panic_in_the_group_committer_ends_the_shim_with_70() {
+    let mut shim = Shim::start_with(TestEnv::new(), |c| {
+        c.env("HERO_USAGE_FAILPOINT", "panic:record-after-fsync");
+    });
+    let mut s = shim.connect();
+    let body = record("job-bug", 1).to_string();
+    let req = format!(
+        "POST /record_usage HTTP/1.1\r\n{HEADER}: {SECRET}\r\nContent-Length: {}\r\n\r\n{body}",
+        body.len()
+    );
+    s.write_all(req.as_bytes()).unwrap();
+    let mut answer = String::new();
+    let _ = s.read_to_string(&mut answer);
+    assert!(!answer.contains(" 201 "), "{answer}");
+    assert_eq!(
+        wait_exit(&mut shim.child, Duration::from_secs(10)),
+        Some(70)
+    );
+    let log = shim.log();
+    assert!(
+        log.contains(
+            "hero_usage_shim: error: internal error (a bug): failpoint record-after-fsync"
+        ),
+        "{log}"
+    );
+    assert_eq!(pending(&shim), 0);
+    let (child, addr) = launch(&shim.env, true, "127.0.0.1:0", |_| {});
+    (shim.child, shim.addr) = (child, addr);
+    assert_eq!(shim.record(&record("job-bug", 1)).status, 201);
+    assert_eq!(pending(&shim), 1);
+}
+
 #[test]
 fn push_now_is_409_while_another_push_runs() {
     let env = TestEnv::new();
