@@ -310,7 +310,7 @@ fn remote_hours_with_a_bom_a_comment_or_a_spaced_prefix_are_read_and_rewritten()
 /// `cmd` as user `nobody` when this test runs as root (root may move any
 /// directory), else as it is; `tree` is handed to that user first.
 fn unprivileged(cmd: &Command, tree: &Path) -> Command {
-    let root = std::fs::metadata("/proc/self").unwrap().uid() == 0;
+    let root = crate::support::my_uid() == 0;
     let mut c = if root {
         let chown = run(Command::new("chown").arg("-R").arg("65534:65534").arg(tree));
         assert!(chown.status.success(), "{}", stderr(&chown));

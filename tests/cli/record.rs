@@ -677,6 +677,45 @@ fn modes_are_0700_for_dirs_and_0600_for_files() {
     }
 }
 
+/// A spool belongs to the user who made it: a writer run as another user,
+/// root included (`sudo hero_usage_record`, `sudo hero_usage_push`), exits
+/// 73 naming the owner and writes nothing. Root's files there (mode 0600)
+/// were unreadable to the owner, and one of them in pending/ stopped all of
+/// the owner's pushes.
+#[test]
+fn a_writer_refuses_a_spool_another_user_owns_and_writes_nothing() {
+    if my_uid() != 0 {
+        eprintln!("skipped: needs root to give the spool to another user");
+        return;
+    }
+    let env = TestEnv::new();
+    run(&mut record_cmd(&env, &good_args())).exit(0);
+    let chown = run(Command::new("chown")
+        .arg("-R")
+        .arg("65534:65534")
+        .arg(&env.spool));
+    assert!(chown.status.success(), "{}", stderr(&chown));
+    let forge = crate::support::forge::start();
+    let k2 = with(&good_args(), "--idempotency-key", "k2");
+    for out in [
+        run(&mut record_cmd(&env, &k2)),
+        push_to(&env, &forge, &["--retention-days", "0"]),
+    ] {
+        out.exit(73);
+        let err = stderr(&out);
+        assert!(
+            err.contains("belongs to user ") && err.contains("sudo -u "),
+            "{err}"
+        );
+    }
+    for e in walkdir::WalkDir::new(&env.spool) {
+        use std::os::unix::fs::MetadataExt;
+        let e = e.unwrap();
+        assert_eq!(e.metadata().unwrap().uid(), 65534, "{}", e.path().display());
+    }
+    assert_eq!(files_under(&env.spool.join("pending")).len(), 1);
+}
+
 #[test]
 fn sent_records_still_detect_duplicates_and_conflicts() {
     let env = TestEnv::new();

@@ -120,6 +120,12 @@ pub fn bin(name: &str) -> PathBuf {
     path
 }
 
+/// The uid of this test process (the owner of /proc/self).
+pub fn my_uid() -> u32 {
+    use std::os::unix::fs::MetadataExt;
+    std::fs::metadata("/proc/self").unwrap().uid()
+}
+
 /// A new temporary directory for a test, under the test forge's
 /// [`hero_usage_test_forge::scratch_root`] (tmpfs when there is room).
 pub fn temp_dir() -> tempfile::TempDir {
