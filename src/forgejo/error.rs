@@ -25,6 +25,12 @@ pub enum ForgeError {
     TooLarge(String),
     /// 5xx.
     Server { status: u16, message: String },
+    /// 429: a rate limit (a proxy's; Forgejo has none), with the wait its
+    /// `Retry-After` asks for, in seconds or as a date.
+    RateLimited {
+        message: String,
+        retry_after: Option<std::time::Duration>,
+    },
     /// Could not connect, connection reset, reply lost.
     Network(String),
     /// TLS cannot work as configured: a certificate the trust store cannot
@@ -65,6 +71,7 @@ macro_rules! with_message {
             | ForgeError::NotAFile($m)
             | ForgeError::Encode($m)
             | ForgeError::Server { message: $m, .. }
+            | ForgeError::RateLimited { message: $m, .. }
             | ForgeError::Invalid { message: $m, .. } => $body,
         }
     };
@@ -76,6 +83,7 @@ impl ForgeError {
     pub fn kind(&self) -> Kind {
         match self {
             ForgeError::Server { .. }
+            | ForgeError::RateLimited { .. }
             | ForgeError::Network(_)
             | ForgeError::Timeout(_)
             | ForgeError::StaleSha(_)
@@ -91,7 +99,7 @@ impl ForgeError {
             // proxy's page, a truncated or inconsistent JSON): the forge
             // answering garbage, which the next run may not meet.
             ForgeError::Invalid {
-                status: 408 | 429 | 200..=299,
+                status: 408 | 200..=299,
                 ..
             } => Kind::TempFail,
             ForgeError::NotAFile(_) => Kind::Data,
@@ -107,16 +115,22 @@ impl ForgeError {
         matches!(
             self,
             ForgeError::Server { .. }
+                | ForgeError::RateLimited { .. }
                 | ForgeError::Network(_)
                 | ForgeError::Timeout(_)
                 | ForgeError::StaleSha(_)
                 | ForgeError::PushRejected(_)
                 | ForgeError::AlreadyExists(_)
-                | ForgeError::Invalid {
-                    status: 408 | 429,
-                    ..
-                }
+                | ForgeError::Invalid { status: 408, .. }
         )
+    }
+
+    /// The least wait before a retry that the server asked for.
+    pub(crate) fn retry_after(&self) -> Option<std::time::Duration> {
+        match self {
+            ForgeError::RateLimited { retry_after, .. } => *retry_after,
+            _ => None,
+        }
     }
 
     /// The request may have been applied though the answer says otherwise:
@@ -178,6 +192,16 @@ impl fmt::Display for ForgeError {
             ForgeError::TooLarge(m) => write!(f, "forge: request body too large (413): {m}"),
             ForgeError::Server { status, message } => {
                 write!(f, "forge: server error {status}: {message}")
+            }
+            ForgeError::RateLimited {
+                message,
+                retry_after,
+            } => {
+                write!(f, "forge: too many requests (429): {message}")?;
+                match retry_after {
+                    Some(d) => write!(f, "; it asks to wait {} s (Retry-After)", d.as_secs()),
+                    None => Ok(()),
+                }
             }
             ForgeError::Network(m) => write!(f, "forge unreachable: {m}"),
             ForgeError::Tls(m) => write!(f, "forge TLS: {m}"),
