@@ -340,6 +340,9 @@ impl ForgejoClient {
             409 | 422 if lower.contains("sha does not match") => ForgeError::StaleSha(msg),
             409 if call == Call::CreateRepo => ForgeError::AlreadyExists(msg),
             409 => ForgeError::StaleSha(msg),
+            // Forgejo's own 413 (JSON) is its quota; a proxy's body limit
+            // answers HTML.
+            413 if lower.contains("quota") => ForgeError::QuotaExceeded(msg),
             413 => ForgeError::TooLarge(msg),
             422 if lower.contains("already exists") && call != Call::Other => {
                 ForgeError::AlreadyExists(msg)

@@ -23,6 +23,9 @@ pub enum ForgeError {
     Unsupported(String),
     /// 413: the request body is larger than the server (or its proxy) takes.
     TooLarge(String),
+    /// 413 `quota exceeded`: Forgejo's own 413, the repository owner's
+    /// storage quota is used up; a smaller request would not help.
+    QuotaExceeded(String),
     /// 5xx.
     Server { status: u16, message: String },
     /// 429: a rate limit (a proxy's; Forgejo has none), with the wait its
@@ -64,6 +67,7 @@ macro_rules! with_message {
             | ForgeError::PushRejected($m)
             | ForgeError::Unsupported($m)
             | ForgeError::TooLarge($m)
+            | ForgeError::QuotaExceeded($m)
             | ForgeError::Network($m)
             | ForgeError::Tls($m)
             | ForgeError::Timeout($m)
@@ -89,6 +93,7 @@ impl ForgeError {
             | ForgeError::StaleSha(_)
             | ForgeError::PushRejected(_)
             | ForgeError::TooLarge(_)
+            | ForgeError::QuotaExceeded(_)
             | ForgeError::AlreadyExists(_) => Kind::TempFail,
             ForgeError::Unauthorized(_) | ForgeError::Forbidden(_) => Kind::NoPerm,
             ForgeError::Config(_) | ForgeError::NotFound(_) | ForgeError::Tls(_) => Kind::Config,
@@ -190,6 +195,10 @@ impl fmt::Display for ForgeError {
                 write!(f, "forge: endpoint not supported by this server: {m}")
             }
             ForgeError::TooLarge(m) => write!(f, "forge: request body too large (413): {m}"),
+            ForgeError::QuotaExceeded(m) => write!(
+                f,
+                "forge: the repository owner's quota is used up (413): {m}; free space or raise the quota on the forge (Forgejo's [quota] settings); nothing is lost, the next run retries"
+            ),
             ForgeError::Server { status, message } => {
                 write!(f, "forge: server error {status}: {message}")
             }

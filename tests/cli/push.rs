@@ -1035,6 +1035,39 @@ fn a_429_waits_as_long_as_its_retry_after_asks() {
     }
 }
 
+/// Forgejo's own 413 is its quota, not a body limit: halving the request
+/// cannot help. One request, 75 naming the quota, everything pending; it
+/// was halved down to single files, each hour left pending with a message
+/// to raise nginx's client_max_body_size.
+#[test]
+fn a_quota_413_is_not_a_body_limit() {
+    let forge = forge();
+    let node = Node::new(&forge);
+    for r in &three() {
+        node.record(r);
+    }
+    forge.inject(Fault::fail("POST", "/contents", 413, "quota exceeded").times(100));
+    let out = node.push(&[]);
+    out.exit(75);
+    let posts = forge
+        .requests()
+        .iter()
+        .filter(|r| r.method == "POST" && r.path.ends_with("/contents"))
+        .count();
+    assert_eq!(posts, 1);
+    assert!(
+        stderr(&out).contains("quota is used up"),
+        "{}",
+        stderr(&out)
+    );
+    assert!(
+        !stdout(&out).contains("client_max_body_size"),
+        "{}",
+        stdout(&out)
+    );
+    assert_eq!(node.pending(), 3);
+}
+
 #[test]
 fn a_token_without_the_write_scope_exits_77_and_keeps_the_records() {
     let read_only = "read-only-token-0123456789abcdef";
