@@ -657,7 +657,9 @@ impl Poller {
     /// Give a complete request to the workers (a quick one is handled
     /// here); when their queue is full, a short 503.
     fn hand_off(&mut self, conn: Conn, request: Request) -> Step {
-        let keep_alive = request.head.keep_alive && !conn.eof;
+        // A client that closed its side after its requests is still owed
+        // an answer to each it pipelined: close after the last.
+        let keep_alive = request.head.keep_alive && !(conn.eof && conn.buf.is_empty());
         self.shared.in_flight.fetch_add(1, Ordering::SeqCst);
         let reply = Reply {
             conn: Some(conn),

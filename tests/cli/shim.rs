@@ -1076,6 +1076,50 @@ fn kept_alive_connections_serve_request_after_request() {
     assert_eq!(shim.stop().0, Some(0));
 }
 
+/// A client that pipelines its requests and then closes its sending side
+/// (`printf ... | nc -N`) has asked for every one of them: each is
+/// answered, the last with `Connection: close`. (The shim answered the
+/// first with close and dropped the others unread.)
+#[test]
+fn requests_pipelined_before_a_half_close_are_all_answered() {
+    let shim = Shim::start();
+    // Stopped, so that the shim reads the requests and the end together.
+    let signal = |sig: &str| {
+        assert!(
+            run(Command::new("kill").args([sig, &shim.pid()]))
+                .status
+                .success()
+        )
+    };
+    signal("-STOP");
+    let mut s = shim.connect();
+    let mut sent = String::new();
+    for key in ["job-hc-1", "job-hc-2"] {
+        let body = record(key, 3).to_string();
+        sent.push_str(&format!(
+            "POST /record_usage HTTP/1.1\r\n{HEADER}: {SECRET}\r\nContent-Length: {}\r\n\r\n{body}",
+            body.len()
+        ));
+    }
+    s.write_all(sent.as_bytes()).unwrap();
+    s.shutdown(std::net::Shutdown::Write).unwrap();
+    signal("-CONT");
+    for (key, connection) in [("job-hc-1", "keep-alive"), ("job-hc-2", "close")] {
+        let r = read_reply(&mut s);
+        assert_eq!(r.status, 201, "{r:?}");
+        assert_eq!(r.json()["idempotency_key"], key);
+        assert!(
+            r.head.contains(&format!("Connection: {connection}")),
+            "{r:?}"
+        );
+    }
+    let mut rest = Vec::new();
+    s.read_to_end(&mut rest).unwrap();
+    assert!(rest.is_empty(), "nothing after the last answer: {rest:?}");
+    assert_eq!(pending(&shim), 2);
+    assert_eq!(shim.stop().0, Some(0));
+}
+
 #[test]
 fn one_group_with_a_duplicate_and_a_conflict_inside_it() {
     // The first group waits for three records (a test knob): the three
