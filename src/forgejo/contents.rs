@@ -73,6 +73,14 @@ impl ForgejoClient {
             )));
         }
         let what = format!("GET {api}");
+        if let Some(other) = v.get("path").and_then(Value::as_str)
+            && other.trim_matches('/') != path.trim_matches('/')
+        {
+            return Err(garbage(
+                &what,
+                format!("it describes {other:?}, not the file asked for"),
+            ));
+        }
         let sha = str_field(&v, "sha", &what)?;
         let size = v.get("size").and_then(Value::as_u64).unwrap_or(0);
         let encoded = v.get("content").and_then(Value::as_str).unwrap_or("");
@@ -88,10 +96,8 @@ impl ForgejoClient {
         let clean: String = encoded.chars().filter(|c| !c.is_whitespace()).collect();
         let content = B64
             .decode(clean.as_bytes())
-            .map_err(|e| ForgeError::Invalid {
-                status: 200,
-                message: format!("{what}: content is not base64: {e}"),
-            })?;
+            .map_err(|e| garbage(&what, format!("content is not base64: {e}")))?;
+        check_blob(&what, &sha, &content)?;
         Ok(Some(RemoteFile {
             sha,
             content,
@@ -110,9 +116,11 @@ impl ForgejoClient {
         if status == 404 {
             return Ok(None);
         }
+        let what = format!("GET {raw}");
         if !(200..300).contains(&status) {
-            return Err(self.classify(Call::Other, &format!("GET {raw}"), status, &bytes));
+            return Err(self.classify(Call::Other, &what, status, &bytes));
         }
+        check_blob(&what, &sha, &bytes)?;
         Ok(Some(RemoteFile {
             sha,
             content: bytes,
@@ -162,8 +170,10 @@ impl ForgejoClient {
             None => (Call::CreateFile, Method::Post),
         };
         let api = file_path("contents", repo, path);
-        let v = self.call_json(call, method, &api, Some(&body))?;
-        commit_sha(&v, &api)
+        let what = format!("{method} {api}");
+        self.call_json(call, method, &api, Some(&body))
+            .and_then(|v| commit_sha(&v, &api))
+            .map_err(|e| unread_commit(&what, e))
     }
 
     /// Several changes in one commit (POST /contents, Forgejo 1.20+).
@@ -210,8 +220,8 @@ impl ForgejoClient {
         struct CommitRef {
             sha: Option<String>,
         }
-        let reply: Reply =
-            serde_json::from_reader(std::io::BufReader::new(reader)).map_err(|e| {
+        let reply: Reply = serde_json::from_reader(std::io::BufReader::new(reader))
+            .map_err(|e| {
                 if e.is_io() {
                     // The connection broke while the answer was coming: a lost reply.
                     ForgeError::Network(self.scrub(&format!("{what}: {e}")))
@@ -221,15 +231,77 @@ impl ForgejoClient {
                         message: format!("{what}: the answer is not JSON: {e}"),
                     }
                 }
-            })?;
+            })
+            .map_err(|e| unread_commit(&what, e))?;
         match reply.commit.and_then(|c| c.sha).filter(|s| !s.is_empty()) {
             Some(sha) => Ok(CommitResult { commit_sha: sha }),
-            None => Err(ForgeError::Invalid {
-                status,
-                message: format!("{api}: the answer has no commit.sha"),
-            }),
+            None => Err(unread_commit(
+                &what,
+                ForgeError::Invalid {
+                    status,
+                    message: format!("{api}: the answer has no commit.sha"),
+                },
+            )),
         }
     }
+}
+
+/// A 2xx answer that is not the Forgejo answer expected.
+fn garbage(what: &str, why: String) -> ForgeError {
+    ForgeError::Invalid {
+        status: 200,
+        message: format!("{what}: {why}"),
+    }
+}
+
+/// A commit request answered 2xx with something that is not Forgejo's
+/// answer (a proxy's page, a truncated or foreign JSON): the server took
+/// the request and may have committed it, so it is a lost reply (retried;
+/// the sha check and the re-read find what landed), never a reason to end
+/// the run with the commit unaccounted for.
+fn unread_commit(what: &str, e: ForgeError) -> ForgeError {
+    match e {
+        ForgeError::Invalid {
+            status: status @ 200..=299,
+            message,
+        } => ForgeError::Network(format!(
+            "{message} (answered {status}: the commit may have landed; {what} counts as a lost reply)"
+        )),
+        e => e,
+    }
+}
+
+/// The bytes read must be the blob `sha` names (git's blob id: SHA-1, or
+/// SHA-256 in a repository of that object format): a cache or proxy that
+/// answers another version, or a content cut short, would otherwise have
+/// its file rewritten from what it did not hold.
+fn check_blob(what: &str, sha: &str, content: &[u8]) -> Result<(), ForgeError> {
+    let computed = match sha.len() {
+        40 => gix::objs::compute_hash(gix::hash::Kind::Sha1, gix::objs::Kind::Blob, content)
+            .map(|id| id.to_string())
+            .map_err(|e| garbage(what, format!("cannot hash the content: {e}")))?,
+        64 => {
+            use sha2::{Digest, Sha256};
+            let mut h = Sha256::new();
+            h.update(format!("blob {}\0", content.len()).as_bytes());
+            h.update(content);
+            h.finalize()
+                .iter()
+                .map(|b| format!("{b:02x}"))
+                .collect::<String>()
+        }
+        _ => return Err(garbage(what, format!("sha {sha:?} is not a git object id"))),
+    };
+    if computed.eq_ignore_ascii_case(sha) {
+        return Ok(());
+    }
+    Err(garbage(
+        what,
+        format!(
+            "its {} bytes are blob {computed}, not the sha {sha} it names (a cache or proxy answering another version?); nothing is written from it",
+            content.len()
+        ),
+    ))
 }
 
 /// Bodies at least this large that break off while being sent are taken for
@@ -345,4 +417,31 @@ fn commit_sha(v: &Value, api: &str) -> Result<CommitResult, ForgeError> {
     Ok(CommitResult {
         commit_sha: sha.to_string(),
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_blob_must_hash_to_its_sha_in_either_object_format() {
+        let empty_sha1 = "e69de29bb2d1d6434b8b29ae775ad8c2e48c5391";
+        let empty_sha256 = "473a0f4c3be8a93681a267e3b1e9a7dcda1185436fe141f7749120a303721813";
+        check_blob("GET x", empty_sha1, b"").unwrap();
+        check_blob("GET x", &empty_sha1.to_ascii_uppercase(), b"").unwrap();
+        check_blob("GET x", empty_sha256, b"").unwrap();
+        for (sha, content) in [
+            (empty_sha1, &b"O:\n"[..]),
+            (empty_sha256, b"O:\n"),
+            ("e69de29b", b""),
+            ("", b""),
+        ] {
+            let e = check_blob("GET x", sha, content).unwrap_err();
+            assert!(
+                matches!(e, ForgeError::Invalid { status: 200, .. }),
+                "{e:?}"
+            );
+            assert_eq!(e.kind(), crate::error::Kind::TempFail);
+        }
+    }
 }

@@ -84,8 +84,12 @@ impl ForgeError {
             | ForgeError::AlreadyExists(_) => Kind::TempFail,
             ForgeError::Unauthorized(_) | ForgeError::Forbidden(_) => Kind::NoPerm,
             ForgeError::Config(_) | ForgeError::NotFound(_) | ForgeError::Tls(_) => Kind::Config,
+            // 2xx answers that are not the Forgejo answer expected (a
+            // proxy's page, a truncated or inconsistent JSON): the forge
+            // answering garbage, which the next run may not meet.
             ForgeError::Invalid {
-                status: 408 | 429, ..
+                status: 408 | 429 | 200..=299,
+                ..
             } => Kind::TempFail,
             ForgeError::NotAFile(_) => Kind::Data,
             ForgeError::Unsupported(_) | ForgeError::Invalid { .. } | ForgeError::Encode(_) => {

@@ -54,17 +54,17 @@ impl Request {
 
 pub struct Response {
     pub status: u16,
-    pub content_type: &'static str,
+    pub content_type: String,
     pub body: Vec<u8>,
     /// More headers, e.g. `X-Total-Count` of a paged list.
-    pub headers: Vec<(&'static str, String)>,
+    pub headers: Vec<(String, String)>,
 }
 
 impl Response {
     pub fn json(status: u16, v: &serde_json::Value) -> Response {
         Response {
             status,
-            content_type: "application/json;charset=utf-8",
+            content_type: "application/json;charset=utf-8".into(),
             body: serde_json::to_vec(v).expect("json"),
             headers: Vec::new(),
         }
@@ -73,7 +73,7 @@ impl Response {
     pub fn nginx_413() -> Response {
         Response {
             status: 413,
-            content_type: "text/html",
+            content_type: "text/html".into(),
             body: b"<html>\r\n<head><title>413 Request Entity Too Large</title></head>\r\n\
 <body>\r\n<center><h1>413 Request Entity Too Large</h1></center>\r\n\
 <hr><center>nginx</center>\r\n</body>\r\n</html>\r\n"
@@ -84,7 +84,7 @@ impl Response {
     pub fn bytes(status: u16, body: Vec<u8>) -> Response {
         Response {
             status,
-            content_type: "text/plain; charset=utf-8",
+            content_type: "text/plain; charset=utf-8".into(),
             body,
             headers: Vec::new(),
         }
@@ -287,6 +287,12 @@ fn reason(status: u16) -> &'static str {
         411 => "Length Required",
         413 => "Request Entity Too Large",
         422 => "Unprocessable Entity",
+        423 => "Locked",
+        429 => "Too Many Requests",
+        301 => "Moved Permanently",
+        302 => "Found",
+        307 => "Temporary Redirect",
+        308 => "Permanent Redirect",
         500 => "Internal Server Error",
         502 => "Bad Gateway",
         503 => "Service Unavailable",

@@ -13,7 +13,8 @@
 //! so `git clone` and `git log` show what a real forge would hold.
 //!
 //! Tests steer it with [`Fault`]s (fail, delay, drop the connection before or
-//! after applying, reset it or fail after applying, commit a concurrent change
+//! after applying, reset it or fail after applying, answer bytes of the
+//! test's choosing before or after applying, commit a concurrent change
 //! first) and read its request log
 //! (never the token). Scripts do the same over HTTP: `POST /_testforge/faults`,
 //! `DELETE /_testforge/faults`, `GET /_testforge/log`, `POST /_testforge/repos`,
@@ -131,10 +132,45 @@ pub enum FaultAction {
     /// instead of its reply (a proxy's 502 or 504 after the server
     /// committed, an error after the commit).
     FailAfter { status: u16, message: String },
+    /// Answer these bytes as they are, without applying: what no Forgejo
+    /// sends but a proxy, a cache or another version may (an HTML page, a
+    /// redirect to another host, a 429 with `Retry-After`, a truncated or
+    /// foreign JSON answer). `headers` go out besides Content-Type and
+    /// Content-Length.
+    Reply(RawReply),
+    /// Apply the request, then answer [`FaultAction::Reply`]'s bytes instead
+    /// of its reply (a proxy rewriting a 201 it passed on).
+    ReplyAfter(RawReply),
     /// First commit `content` at `path` (create or update) on the branch the
     /// request targets, as another writer would, then handle the request:
     /// the client's sha is now stale.
     ConcurrentCommit { path: String, content: Vec<u8> },
+}
+
+/// An answer given byte for byte (see [`FaultAction::Reply`]).
+#[derive(Clone, Debug)]
+pub struct RawReply {
+    pub status: u16,
+    pub content_type: String,
+    pub headers: Vec<(String, String)>,
+    pub body: Vec<u8>,
+}
+
+impl RawReply {
+    /// `status` with `body` as `content_type`, no other header.
+    pub fn new(status: u16, content_type: &str, body: impl Into<Vec<u8>>) -> RawReply {
+        RawReply {
+            status,
+            content_type: content_type.to_string(),
+            headers: Vec::new(),
+            body: body.into(),
+        }
+    }
+    /// The same with one more header.
+    pub fn header(mut self, name: &str, value: &str) -> RawReply {
+        self.headers.push((name.to_string(), value.to_string()));
+        self
+    }
 }
 
 impl Fault {

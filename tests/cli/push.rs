@@ -6,7 +6,7 @@ use crate::support::forge::{Node, OWNER, REPO, commits, file, git, rec, start as
 use crate::support::{Run, TestEnv, files_under, run, stderr, stdout};
 use hero_usage::otoml::{parse_batch, render_batch};
 use hero_usage::record::UsageRecord;
-use hero_usage_test_forge::{Fault, FaultAction, ForgeOptions, TestForge};
+use hero_usage_test_forge::{Fault, FaultAction, ForgeOptions, RawReply, TestForge};
 
 use std::time::Duration;
 
@@ -161,6 +161,74 @@ fn a_5xx_after_the_commit_landed_is_reported_as_pushed_by_this_run() {
         };
         landed_without_its_answer(fault, &status.to_string());
     }
+}
+
+/// A commit answered 2xx with what is not Forgejo's answer (a proxy's page,
+/// a truncated or foreign JSON) is a lost reply: it may have landed. It
+/// ended the run with 70 ("a bug"), its records left pending.
+#[test]
+fn a_2xx_commit_answer_that_cannot_be_read_is_a_lost_reply() {
+    for (body, what) in [
+        ("<html><body>Welcome to nginx!</body></html>", "html"),
+        (
+            r#"{"files":[{"name":"usage_2026-11-20-16.ot"#,
+            "truncated json",
+        ),
+        (r#"{"message":"created"}"#, "no commit.sha"),
+    ] {
+        let raw = RawReply::new(201, "application/json", body);
+        landed_without_its_answer(FaultAction::ReplyAfter(raw), what);
+    }
+}
+
+/// A contents answer must be the file asked for, its bytes hashing to its
+/// blob sha: a cache or proxy answering an older version (or an empty
+/// content without `size`) with the current sha made the push rewrite the
+/// hour file without the records it did not see: records marked sent long
+/// ago vanished from the billing repository.
+#[test]
+fn a_contents_answer_whose_bytes_are_not_its_sha_or_its_path_changes_nothing() {
+    let forge = forge();
+    let node = Node::new(&forge);
+    let [r1, r2, _] = <[UsageRecord; 3]>::try_from(three()).unwrap();
+    node.record(&r1);
+    node.record(&r2);
+    node.push(&[]).exit(0);
+    let before = file(&forge, H16).unwrap();
+    let sha = git(&forge, &["rev-parse", &format!("main:{H16}")]);
+    let b64 = |t: &str| {
+        use base64::Engine;
+        base64::engine::general_purpose::STANDARD.encode(t)
+    };
+    let older = render_batch(std::slice::from_ref(&r1));
+    let answer = |path: &str, content: &str, size: bool| {
+        let mut v = serde_json::json!({
+            "type": "file", "name": "x", "path": path, "sha": sha.trim(),
+            "encoding": "base64", "content": content,
+            "last_commit_sha": forge.head(OWNER, REPO, "main").unwrap(),
+        });
+        if size {
+            v["size"] = serde_json::json!(content.len());
+        }
+        v.to_string()
+    };
+    node.record(&rec("job-4", "2026-11-20 16:30:00", 5));
+    for (body, what) in [
+        (answer(H16, &b64(&older), true), "an older version"),
+        (answer(H16, "", false), "no content and no size"),
+        (answer(H17, &b64(&before), true), "another path"),
+    ] {
+        let raw = RawReply::new(200, "application/json", body);
+        forge.inject(Fault::new(Some("GET"), H16, FaultAction::Reply(raw)));
+        node.push(&[]).exit_for(75, what);
+        assert_eq!(file(&forge, H16).unwrap(), before, "{what}");
+        assert_eq!(node.pending(), 1, "{what}");
+    }
+    node.push(&[]).exit(0);
+    assert_eq!(
+        remote_keys(&forge, &[H16, H17]),
+        ["job-1", "job-2", "job-4"]
+    );
 }
 
 #[test]

@@ -22,7 +22,8 @@ pub(super) fn list_branches(st: &State, req: &Request, g: &Git, owner: &str, nam
         .map(|(b, c)| branch_json(st, g, owner, name, b, c))
         .collect();
     let mut r = Response::json(200, &Value::Array(list));
-    r.headers.push(("X-Total-Count", all.len().to_string()));
+    r.headers
+        .push(("X-Total-Count".into(), all.len().to_string()));
     Ok(r)
 }
 

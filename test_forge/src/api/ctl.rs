@@ -89,8 +89,9 @@ pub(super) fn control(st: &State, req: &Request, rest: &str) -> Response {
 }
 
 /// `{"method": "PUT"|null, "path_contains": "...", "times": 1, "action":
-/// "fail"|"delay"|"drop_before"|"drop_after"|"reset_after"|"fail_after"|"concurrent_commit", "status",
-/// "message", "delay_ms", "file", "content" (base64)}`
+/// "fail"|"delay"|"drop_before"|"drop_after"|"reset_after"|"fail_after"|"reply"|"reply_after"|
+/// "concurrent_commit", "status", "message", "delay_ms", "file", "content" (base64),
+/// "content_type", "headers" (an object), "body" (text, sent as is)}`
 pub(super) fn parse_fault(body: &[u8]) -> Result<Fault, String> {
     let v: Value = serde_json::from_slice(body).map_err(|e| format!("invalid JSON: {e}"))?;
     let action = match v["action"].as_str().unwrap_or("") {
@@ -108,6 +109,29 @@ pub(super) fn parse_fault(body: &[u8]) -> Result<Fault, String> {
             status: v["status"].as_u64().unwrap_or(500) as u16,
             message: v["message"].as_str().unwrap_or("").to_string(),
         },
+        "reply" | "reply_after" => {
+            let raw = crate::RawReply {
+                status: v["status"].as_u64().unwrap_or(200) as u16,
+                content_type: v["content_type"]
+                    .as_str()
+                    .unwrap_or("text/html")
+                    .to_string(),
+                headers: v["headers"]
+                    .as_object()
+                    .map(|h| {
+                        h.iter()
+                            .map(|(k, v)| (k.clone(), v.as_str().unwrap_or("").to_string()))
+                            .collect()
+                    })
+                    .unwrap_or_default(),
+                body: v["body"].as_str().unwrap_or("").as_bytes().to_vec(),
+            };
+            if v["action"] == "reply" {
+                FaultAction::Reply(raw)
+            } else {
+                FaultAction::ReplyAfter(raw)
+            }
+        }
         "concurrent_commit" => FaultAction::ConcurrentCommit {
             path: v["file"]
                 .as_str()

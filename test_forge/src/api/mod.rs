@@ -90,8 +90,16 @@ pub(crate) fn handle(st: &State, req: Request) -> Outcome {
                 fault_name = Some("reset_after");
             }
             FaultAction::FailAfter { status, message } => {
-                fail_after = Some((status, message));
+                fail_after = Some(error(st, status, &message));
                 fault_name = Some("fail_after");
+            }
+            FaultAction::Reply(raw) => {
+                log(st, &req, &logged_path, raw.status, Some("reply"));
+                return Outcome::Reply(raw_response(raw));
+            }
+            FaultAction::ReplyAfter(raw) => {
+                fail_after = Some(raw_response(raw));
+                fault_name = Some("reply_after");
             }
             FaultAction::ConcurrentCommit {
                 path: file,
@@ -104,8 +112,8 @@ pub(crate) fn handle(st: &State, req: Request) -> Outcome {
     }
 
     let mut resp = route(st, &req, &path, &auth).unwrap_or_else(|e| e);
-    if let Some((status, message)) = fail_after {
-        resp = error(st, status, &message);
+    if let Some(instead) = fail_after {
+        resp = instead;
     }
     if let Some(end) = drop_after {
         log(st, &req, &logged_path, 0, fault_name);
@@ -113,6 +121,15 @@ pub(crate) fn handle(st: &State, req: Request) -> Outcome {
     }
     log(st, &req, &logged_path, resp.status, fault_name);
     Outcome::Reply(resp)
+}
+
+fn raw_response(raw: crate::RawReply) -> Response {
+    Response {
+        status: raw.status,
+        content_type: raw.content_type,
+        body: raw.body,
+        headers: raw.headers,
+    }
 }
 
 fn strip_prefix<'a>(path: &'a str, prefix: &str) -> Option<&'a str> {

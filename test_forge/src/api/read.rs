@@ -82,7 +82,7 @@ pub(super) fn get_raw(st: &State, req: &Request, g: &Git, path: &str) -> Res {
     let data = g.blob(&e.sha).map_err(|_| internal(st))?;
     Ok(Response {
         status: 200,
-        content_type: "application/octet-stream",
+        content_type: "application/octet-stream".into(),
         body: data,
         headers: Vec::new(),
     })
