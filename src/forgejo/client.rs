@@ -213,6 +213,9 @@ impl ForgejoClient {
         limit: u64,
     ) -> Result<(u16, Vec<u8>), ForgeError> {
         let mut resp = self.request_as(auth, method, api_path, body)?;
+        if let Some(e) = self.redirected(&format!("{method} {api_path}"), &resp) {
+            return Err(e);
+        }
         let status = resp.status().as_u16();
         let bytes = resp
             .body_mut()
@@ -221,6 +224,32 @@ impl ForgejoClient {
             .read_to_vec()
             .map_err(|e| self.transport_error(&format!("{method} {api_path}"), e))?;
         Ok((status, bytes))
+    }
+
+    /// A redirect (3xx) as configuration: redirects are never followed (the
+    /// token would go along to wherever they lead, another host included),
+    /// so every run would meet it until the base URL is the one the API
+    /// answers at.
+    pub(super) fn redirected(
+        &self,
+        what: &str,
+        resp: &ureq::http::Response<ureq::Body>,
+    ) -> Option<ForgeError> {
+        let status = resp.status().as_u16();
+        if !(300..400).contains(&status) {
+            return None;
+        }
+        let to = resp
+            .headers()
+            .get("location")
+            .and_then(|l| l.to_str().ok())
+            .map(|l| l.split(['?', '#']).next().unwrap_or(""))
+            .map_or("(no Location)".to_string(), crate::text::escape_controls);
+        Some(ForgeError::Config(self.scrub(&format!(
+            "{what}: answered {status}, a redirect to {to}; redirects are never followed (the \
+             token would go along): set --forgejo-url to the address the API answers at (now {})",
+            self.base
+        ))))
     }
 
     /// A request without an answer, its cause named with the likely fix:
@@ -462,6 +491,7 @@ pub(super) fn str_field(v: &Value, key: &str, what: &str) -> Result<String, Forg
 
 fn parse_repo(v: &Value) -> Result<Repository, ForgeError> {
     let what = "repository";
+    let flag = |key: &str| v.get(key).and_then(Value::as_bool).unwrap_or(false);
     Ok(Repository {
         name: str_field(v, "name", what)?,
         full_name: str_field(v, "full_name", what)?,
@@ -480,5 +510,12 @@ fn parse_repo(v: &Value) -> Result<Repository, ForgeError> {
             .unwrap_or("")
             .to_string(),
         may_push: v.pointer("/permissions/push").and_then(Value::as_bool),
+        read_only: if flag("archived") {
+            Some("archived")
+        } else if flag("mirror") {
+            Some("a mirror")
+        } else {
+            None
+        },
     })
 }

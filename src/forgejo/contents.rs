@@ -202,6 +202,9 @@ impl ForgejoClient {
             .request_sent(Method::Post, &api, Some(&body))
             .map_err(|failed| cut_off_while_sending(failed, body.len()))?;
         drop(body);
+        if let Some(e) = self.redirected(&what, &resp) {
+            return Err(e);
+        }
         let status = resp.status().as_u16();
         let reader = resp.body_mut().with_config().limit(MAX_JSON).reader();
         if !(200..300).contains(&status) {

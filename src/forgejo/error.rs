@@ -84,6 +84,9 @@ impl ForgeError {
             | ForgeError::AlreadyExists(_) => Kind::TempFail,
             ForgeError::Unauthorized(_) | ForgeError::Forbidden(_) => Kind::NoPerm,
             ForgeError::Config(_) | ForgeError::NotFound(_) | ForgeError::Tls(_) => Kind::Config,
+            // 423: the repository was archived (read-only until someone
+            // unarchives it; the next run would meet it too).
+            ForgeError::Invalid { status: 423, .. } => Kind::Config,
             // 2xx answers that are not the Forgejo answer expected (a
             // proxy's page, a truncated or inconsistent JSON): the forge
             // answering garbage, which the next run may not meet.

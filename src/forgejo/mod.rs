@@ -97,6 +97,9 @@ pub struct Repository {
     pub owner_login: String,
     /// Whether the token's user may push to it, when the server tells.
     pub may_push: Option<bool>,
+    /// Why it takes no commit whoever asks, when it is read-only: an
+    /// archived repository (writes answer 423) or a mirror (403).
+    pub read_only: Option<&'static str>,
 }
 
 /// A file read from the forge: its blob sha (for updates) and its bytes.

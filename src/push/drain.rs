@@ -309,6 +309,16 @@ impl<'a, 'c> Drain<'a, 'c> {
         let opts = ctx.opts;
         let repo = RepoRef::new(&opts.forge.owner, &opts.forge.repo);
         let found = ensure_repo(ctx.client, &repo, opts.dry_run)?;
+        if let Some(why) = found.as_ref().and_then(|r| r.read_only)
+            && !opts.dry_run
+        {
+            return Err(fail(
+                Kind::Config,
+                format!(
+                    "the billing repository {repo} is {why}: Forgejo takes no commit to it; nothing was pushed and the records stay pending. Make it writable again (unarchive it, or convert the mirror to a regular repository), or set --repo to the billing repository in use"
+                ),
+            ));
+        }
         let default = found
             .as_ref()
             .map(|r| r.default_branch.clone())

@@ -225,6 +225,7 @@ impl Spool {
                 format!("cannot create spool {}; {hint}", root.display())
             }))?;
         }
+        refuse_another_owner(root)?;
         let mut created = false;
         for sub in SUBDIRS {
             let p = root.join(sub);
@@ -726,6 +727,33 @@ fn of_node(rec: UsageRecord, bound: Option<&str>) -> std::result::Result<UsageRe
         )),
         _ => Ok(rec),
     }
+}
+
+/// A spool is written by its owner alone (it is made mode 0700): what
+/// another user writes there, root most likely (`sudo hero_usage_record`),
+/// is a file of mode 0600 that the owner's push cannot read, and one such
+/// file in `pending/` stopped every push (73). Refused before anything is
+/// written.
+fn refuse_another_owner(root: &Path) -> Result<()> {
+    use std::os::unix::fs::MetadataExt;
+    let owner = fs::metadata(root)
+        .map_err(cant(|| format!("cannot check spool {}", root.display())))?
+        .uid();
+    let (me, _) = crate::users::current_ids();
+    if owner == me || me == u32::MAX {
+        return Ok(());
+    }
+    let name = crate::users::user_name(owner);
+    Err(fail(
+        Kind::CantCreate,
+        format!(
+            "spool {} belongs to user {name} and this is user {}: run the command as its \
+             owner (sudo -u {name} ..., or runuser -u {name} -- ...); nothing was written \
+             (what another user writes there is unreadable to the owner's push)",
+            crate::text::escape_controls(&root.display().to_string()),
+            crate::users::user_name(me),
+        ),
+    ))
 }
 
 /// When a file in `sent/` was marked sent: its ctime, which the rename into

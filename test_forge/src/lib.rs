@@ -429,6 +429,20 @@ impl TestForge {
             .expect("create repo");
     }
 
+    /// Make `owner/name` read-only as Forgejo's archived repositories
+    /// (`flag` "archived": writes answer 423) or mirrors ("mirror": 403) are;
+    /// `GET /repos/{owner}/{name}` says so in `archived` or `mirror`.
+    pub fn make_read_only(&self, owner: &str, name: &str, flag: &str) {
+        assert!(["archived", "mirror"].contains(&flag), "{flag}");
+        std::fs::write(
+            self.state
+                .repo_dir(owner, name)
+                .join(format!("testforge-{flag}")),
+            "",
+        )
+        .expect("flag the repository");
+    }
+
     /// Commit files directly (as another writer would): `(path, Some(content))`
     /// creates or updates, `(path, None)` deletes. Returns the commit sha.
     pub fn commit_files(

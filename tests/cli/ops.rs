@@ -3,8 +3,8 @@
 //! install script. Real binaries, real files, the test forge on loopback.
 
 use crate::support::{
-    Run, TestEnv, bin, fake_server, print_system_units, record, repo_root, run, stderr, stdout,
-    which,
+    Run, TestEnv, bin, fake_server, my_uid, print_system_units, record, repo_root, run, stderr,
+    stdout, which,
 };
 use hero_usage_test_forge::{ForgeOptions, TestForge};
 use std::os::unix::fs::PermissionsExt;
@@ -309,12 +309,6 @@ fn systemd_units_run_as_the_printing_user_and_verify() {
     }
     o.exit(0);
     assert!(!err.contains("hero_usage"), "{err}");
-}
-
-/// The uid of this test process (the owner of /proc/self).
-fn my_uid() -> u32 {
-    use std::os::unix::fs::MetadataExt;
-    std::fs::metadata("/proc/self").unwrap().uid()
 }
 
 #[test]

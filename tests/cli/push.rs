@@ -943,6 +943,59 @@ fn every_race_answer_is_reread_and_retried() {
     }
 }
 
+/// A read-only billing repository (archived: writes answer 423; a mirror:
+/// 403) takes no commit until someone changes it: 78 naming why, the
+/// records pending. It was 70 ("a bug") for an archived one and 77 ("the
+/// token needs write:repository") for a mirror.
+#[test]
+fn an_archived_or_mirror_repository_exits_78_and_keeps_the_records() {
+    for what in ["archived", "mirror", "archived meanwhile"] {
+        let forge = forge();
+        let node = Node::new(&forge);
+        node.record(&three()[0]);
+        forge.create_repo(OWNER, REPO, false);
+        match what {
+            "archived meanwhile" => {
+                forge.inject(Fault::fail("POST", "/contents", 423, "repo is archived"));
+            }
+            flag => {
+                forge.make_read_only(OWNER, REPO, flag);
+                let check = node.push(&["--check"]);
+                check.exit_for(78, what);
+                assert!(stdout(&check).contains(flag), "{}", stdout(&check));
+            }
+        }
+        let out = node.push(&[]);
+        out.exit_for(78, what);
+        let said = what.split(' ').next().unwrap();
+        assert!(stderr(&out).contains(said), "{what}: {}", stderr(&out));
+        assert_eq!(node.pending(), 1, "{what}");
+        assert_eq!(commits(&forge), 1, "{what}: only the README");
+    }
+}
+
+/// A redirect is never followed (the token would go along, to another host
+/// too): the base URL is not where the API answers, which every run would
+/// meet, so 78 naming where it leads and the flag to fix. It was 70.
+#[test]
+fn a_redirect_is_not_followed_and_exits_78_naming_where_it_leads() {
+    for (status, method, path) in [(301, "GET", "/repos/"), (307, "POST", "/contents")] {
+        let forge = forge();
+        let node = Node::new(&forge);
+        node.record(&three()[0]);
+        forge.create_repo(OWNER, REPO, false);
+        let to = "https://elsewhere.example/api/v1/x";
+        let raw = RawReply::new(status, "text/html", "<a>moved</a>").header("Location", to);
+        forge.inject(Fault::new(Some(method), path, FaultAction::Reply(raw)));
+        let out = node.push(&[]);
+        out.exit_for(78, method);
+        assert!(stderr(&out).contains(to), "{}", stderr(&out));
+        assert!(stderr(&out).contains("--forgejo-url"), "{}", stderr(&out));
+        assert_eq!(node.pending(), 1, "{method}");
+        assert_eq!(commits(&forge), 1, "{method}: only the README");
+    }
+}
+
 #[test]
 fn a_token_without_the_write_scope_exits_77_and_keeps_the_records() {
     let read_only = "read-only-token-0123456789abcdef";

@@ -677,6 +677,45 @@ fn modes_are_0700_for_dirs_and_0600_for_files() {
     }
 }
 
+/// A spool belongs to the user who made it: a writer run as another user,
+/// root included (`sudo hero_usage_record`, `sudo hero_usage_push`), exits
+/// 73 naming the owner and writes nothing. Root's files there (mode 0600)
+/// were unreadable to the owner, and one of them in pending/ stopped all of
+/// the owner's pushes.
+#[test]
+fn a_writer_refuses_a_spool_another_user_owns_and_writes_nothing() {
+    if my_uid() != 0 {
+        eprintln!("skipped: needs root to give the spool to another user");
+        return;
+    }
+    let env = TestEnv::new();
+    run(&mut record_cmd(&env, &good_args())).exit(0);
+    let chown = run(Command::new("chown")
+        .arg("-R")
+        .arg("65534:65534")
+        .arg(&env.spool));
+    assert!(chown.status.success(), "{}", stderr(&chown));
+    let forge = crate::support::forge::start();
+    let k2 = with(&good_args(), "--idempotency-key", "k2");
+    for out in [
+        run(&mut record_cmd(&env, &k2)),
+        push_to(&env, &forge, &["--retention-days", "0"]),
+    ] {
+        out.exit(73);
+        let err = stderr(&out);
+        assert!(
+            err.contains("belongs to user ") && err.contains("sudo -u "),
+            "{err}"
+        );
+    }
+    for e in walkdir::WalkDir::new(&env.spool) {
+        use std::os::unix::fs::MetadataExt;
+        let e = e.unwrap();
+        assert_eq!(e.metadata().unwrap().uid(), 65534, "{}", e.path().display());
+    }
+    assert_eq!(files_under(&env.spool.join("pending")).len(), 1);
+}
+
 #[test]
 fn sent_records_still_detect_duplicates_and_conflicts() {
     let env = TestEnv::new();
@@ -754,30 +793,6 @@ fn push_lock_is_exclusive_and_quarantine_pending_moves_with_reason() {
         std::fs::read_to_string(env.spool.join("rejected").join(format!("{id}.reason"))).unwrap();
     assert!(reason.contains("amount_cents differs"));
     assert_eq!(spool.counts().unwrap().pending, 0);
-}
-
-/// Start `flock SPOOL/lock sleep SECS` and wait until it holds the lock.
-/// flock(1) holding the writers' lock while it runs `command`.
-fn hold_lock_with_flock(spool: &Spool, command: &[&str]) -> std::process::Child {
-    drop(spool.lock_writers().unwrap()); // the lock file exists
-    let lock = spool.root().join("lock");
-    let child = Command::new("flock")
-        .arg(&lock)
-        .args(command)
-        .stdin(Stdio::piped())
-        .spawn()
-        .expect("flock(1) installed");
-    let f = std::fs::File::open(&lock).unwrap();
-    let start = Instant::now();
-    while f.try_lock().is_ok() {
-        f.unlock().unwrap();
-        assert!(
-            start.elapsed() < Duration::from_secs(5),
-            "flock(1) never took the lock"
-        );
-        std::thread::sleep(Duration::from_millis(20));
-    }
-    child
 }
 
 #[test]

@@ -415,9 +415,7 @@ fn out_writes_the_textfile_atomically_readable_by_node_exporter() {
 #[test]
 fn status_by_another_user_than_the_spools_owner_says_whose_it_is_and_what_to_run() {
     use std::os::unix::fs::PermissionsExt;
-    let uid = std::fs::metadata("/proc/self")
-        .map(|m| std::os::unix::fs::MetadataExt::uid(&m))
-        .unwrap();
+    let uid = crate::support::my_uid();
     let runuser = ["/usr/sbin/runuser", "/sbin/runuser"]
         .into_iter()
         .find(|p| std::path::Path::new(p).is_file());

@@ -216,7 +216,15 @@ fn probe_steps(settings: &ForgeSettings, lines: &mut String) -> Result<(), Faile
 fn probe_repo(client: &ForgejoClient, s: &ForgeSettings, login: &str) -> Result<String, Failed> {
     let repo = RepoRef::new(&s.owner, &s.repo);
     match client.get_repo(&repo) {
-        Ok(found) => probe_write(client, &repo, found.may_push),
+        Ok(found) => match found.read_only {
+            Some(why) => Err((
+                Kind::Config,
+                format!(
+                    "repository {repo} is {why}: Forgejo takes no commit to it; make it writable again or set --repo to the billing repository in use"
+                ),
+            )),
+            None => probe_write(client, &repo, found.may_push),
+        },
         Err(ForgeError::NotFound(_)) => probe_create(client, &repo, login),
         Err(e) => Err(failed(&e)),
     }

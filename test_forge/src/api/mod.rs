@@ -322,6 +322,25 @@ fn open_repo(st: &State, auth: &Auth, owner: &str, name: &str) -> Result<Git, Re
     Ok(Git::new(&dir))
 }
 
+/// Set by [`crate::TestForge::make_read_only`]: `testforge-archived` or
+/// `testforge-mirror` in the bare repository.
+pub(crate) fn has_flag(g: &Git, flag: &str) -> bool {
+    g.dir.join(format!("testforge-{flag}")).exists()
+}
+
+/// As Forgejo refuses a write to a read-only repository: an archived one
+/// with 423 (`mustNotBeArchived`, before anything else), a mirror with 403
+/// (`canWriteFiles`).
+fn writable(st: &State, g: &Git) -> Result<(), Response> {
+    if has_flag(g, "archived") {
+        return Err(error(st, 423, "repo is archived"));
+    }
+    if has_flag(g, "mirror") {
+        return Err(error(st, 403, "user does not have access to repo"));
+    }
+    Ok(())
+}
+
 fn is_private(g: &Git) -> bool {
     std::fs::read_to_string(g.dir.join("testforge-private"))
         .map(|s| s.trim() != "false")
@@ -353,6 +372,7 @@ fn repo_route(
         ("GET", ["git", "commits", sha]) => get_commit(st, g, owner, name, sha),
         ("POST", ["contents"]) | ("POST", ["contents", ""]) => {
             require_scope(st, auth, SCOPE_REPO)?;
+            writable(st, g)?;
             let seen = st
                 .multi_file_requests
                 .fetch_add(1, std::sync::atomic::Ordering::SeqCst);
@@ -369,10 +389,12 @@ fn repo_route(
         }
         ("POST", ["contents", ..]) => {
             require_scope(st, auth, SCOPE_REPO)?;
+            writable(st, g)?;
             write_one(st, req, g, owner, name, &file_path(1), false)
         }
         ("PUT", ["contents", _, ..]) => {
             require_scope(st, auth, SCOPE_REPO)?;
+            writable(st, g)?;
             write_one(st, req, g, owner, name, &file_path(1), true)
         }
         (_, [] | ["contents", ..] | ["raw", ..] | ["branches", ..]) => {
