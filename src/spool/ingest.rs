@@ -181,13 +181,14 @@ impl Spool {
         // One group commit (one chunk file) per CHUNK_RECORDS drops: memory
         // stays flat however many wait.
         for chunk in self.drop_names()?.chunks(super::CHUNK_RECORDS) {
-            let mut names: Vec<&OsString> = Vec::new();
+            // Each drop read with the inode it was read from.
+            let mut names: Vec<(&OsString, u64)> = Vec::new();
             let mut records: Vec<Validated> = Vec::new();
             let mut bad: Vec<(&OsString, String)> = Vec::new();
             for name in chunk {
                 match read_drop(&incoming.join(name), node, now) {
-                    Ok(v) => {
-                        names.push(name);
+                    Ok((v, ino)) => {
+                        names.push((name, ino));
                         records.push(v);
                     }
                     Err(Reason::Gone) => {}
@@ -196,7 +197,7 @@ impl Spool {
             }
             let outcomes = self.record_batch(&records)?;
             let mut taken = Vec::new();
-            for ((name, v), outcome) in names.into_iter().zip(&records).zip(outcomes) {
+            for (((name, ino), v), outcome) in names.into_iter().zip(&records).zip(outcomes) {
                 match outcome {
                     RecordOutcome::Recorded => report.ingested += 1,
                     RecordOutcome::Duplicate => report.duplicates += 1,
@@ -211,7 +212,7 @@ impl Spool {
                         continue;
                     }
                 }
-                taken.push(name);
+                taken.push((name, ino));
             }
             self.remove_drops(&taken)?;
             self.quarantine_drops(bad, &mut report)?;
@@ -235,7 +236,7 @@ impl Spool {
         for name in self.drop_names()? {
             let shown = escape_name(&name);
             let v = match read_drop(&incoming.join(&name), node, now) {
-                Ok(v) => v,
+                Ok((v, _)) => v,
                 Err(Reason::Gone) => continue,
                 Err(Reason::Bad(why)) => {
                     report.quarantined.push((shown, why));
@@ -294,11 +295,22 @@ impl Spool {
     }
 
     /// Remove drops whose record the spool now holds, then fsync `incoming/`.
-    fn remove_drops(&self, names: &[&OsString]) -> Result<()> {
+    /// A name that no longer holds the inode read from it is left alone: a
+    /// script renamed another drop over it meanwhile (the push may have
+    /// waited seconds for the writers' lock since it read the name), which
+    /// nobody has read yet; the next run ingests it. (Between this check and
+    /// the unlink no rename can be told apart: that window is microseconds.)
+    fn remove_drops(&self, names: &[(&OsString, u64)]) -> Result<()> {
         let incoming = self.dir("incoming");
         let mut removed = false;
-        for name in names {
+        for &(name, ino) in names {
             let p = incoming.join(name);
+            match fs::symlink_metadata(&p) {
+                Ok(m) if m.ino() == ino => {}
+                Err(e) if e.kind() == io::ErrorKind::NotFound => continue,
+                Ok(_) => continue, // another drop now: not ours to remove
+                Err(e) => return Err(cant(format!("cannot check {}", p.display()))(e)),
+            }
             match fs::remove_file(&p) {
                 Ok(()) => removed = true,
                 Err(e) if e.kind() == io::ErrorKind::NotFound => {}
@@ -391,9 +403,14 @@ fn drop_conflict(key: &str, fields: &[&str]) -> String {
     )
 }
 
-/// Read and validate one drop. `node` fills a missing `node_id`; a missing
-/// `occurred_at` is the drop's modification time.
-pub(crate) fn read_drop(path: &Path, node: &str, now: DateTime<Utc>) -> Result<Validated, Reason> {
+/// Read and validate one drop, with the inode it was read from. `node`
+/// fills a missing `node_id`; a missing `occurred_at` is the drop's
+/// modification time.
+pub(crate) fn read_drop(
+    path: &Path,
+    node: &str,
+    now: DateTime<Utc>,
+) -> Result<(Validated, u64), Reason> {
     let m = match fs::symlink_metadata(path) {
         Ok(m) => m,
         Err(e) if e.kind() == io::ErrorKind::NotFound => return Err(Reason::Gone),
@@ -408,8 +425,8 @@ pub(crate) fn read_drop(path: &Path, node: &str, now: DateTime<Utc>) -> Result<V
     if !m.is_file() {
         return Err(Reason::Bad("drop: is not a regular file".into()));
     }
-    let bytes = match fsx::read_regular(path, MAX_RECORD_BYTES) {
-        Ok(b) => b,
+    let (bytes, read) = match fsx::read_regular_meta(path, MAX_RECORD_BYTES) {
+        Ok(x) => x,
         Err(e) => {
             return Err(match e.kind() {
                 io::ErrorKind::NotFound => Reason::Gone,
@@ -425,8 +442,9 @@ pub(crate) fn read_drop(path: &Path, node: &str, now: DateTime<Utc>) -> Result<V
             });
         }
     };
-    let mtime = m.modified().ok().map(DateTime::<Utc>::from);
-    parse_drop(bytes, node, now, mtime).map_err(Reason::Bad)
+    let mtime = read.modified().ok().map(DateTime::<Utc>::from);
+    let v = parse_drop(bytes, node, now, mtime).map_err(Reason::Bad)?;
+    Ok((v, read.ino()))
 }
 
 /// A drop's bytes as a record, or why it is refused: the drop reader

@@ -5,7 +5,8 @@
 
 use crate::support::forge::{OWNER, REPO, forge_env, token_file};
 use crate::support::{
-    Run, TestEnv, files_under, rejection_reasons, run, status_json, stderr, stdout,
+    Run, TestEnv, files_under, hold_lock_with_flock, rejection_reasons, run, status_json, stderr,
+    stdout, wait_until_waiting_for_lock,
 };
 use hero_usage::otoml::render_batch;
 use hero_usage::record::{UsageRecord, UtcSecond};
@@ -14,7 +15,7 @@ use std::ffi::OsString;
 use std::os::unix::ffi::OsStringExt;
 use std::os::unix::fs::{MetadataExt, PermissionsExt};
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
+use std::process::{Command, Output, Stdio};
 use std::time::Duration;
 
 const VALID: &str =
@@ -84,6 +85,39 @@ impl Node {
 
 fn valid(key: &str) -> String {
     VALID.replace("KEY", key)
+}
+
+/// A drop renamed over one the push has read (the same name, while the
+/// push waits for the writers' lock to record what it read) is a record
+/// nobody has read: it stays for the next run. The old code removed it
+/// with the one it had read, unread: its record was lost.
+#[test]
+fn a_drop_renamed_over_one_being_ingested_is_left_for_the_next_run() {
+    let node = Node::new();
+    node.open();
+    let job = node.drop_file("job.toml", &valid("first"));
+    let spool = hero_usage::spool::Spool::open(&node.env.spool).unwrap();
+    let mut holder = hold_lock_with_flock(&spool, &["cat"]);
+    let push = node
+        .push_cmd()
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    wait_until_waiting_for_lock(&spool, push.id());
+    // A script's `mv` of its next record to the same name.
+    let next = node.env.spool.join("tmp/next");
+    std::fs::write(&next, valid("second")).unwrap();
+    std::fs::rename(&next, &job).unwrap();
+    drop(holder.stdin.take());
+    holder.wait().unwrap();
+    push.wait_with_output().unwrap().exit(0);
+    assert_eq!(std::fs::read_to_string(&job).unwrap(), valid("second"));
+    node.push(&[]).exit(0);
+    assert_eq!(
+        crate::support::forge::node_keys(&node.forge, &node.env.node),
+        ["first", "second"]
+    );
 }
 
 #[test]

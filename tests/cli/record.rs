@@ -795,30 +795,6 @@ fn push_lock_is_exclusive_and_quarantine_pending_moves_with_reason() {
     assert_eq!(spool.counts().unwrap().pending, 0);
 }
 
-/// Start `flock SPOOL/lock sleep SECS` and wait until it holds the lock.
-/// flock(1) holding the writers' lock while it runs `command`.
-fn hold_lock_with_flock(spool: &Spool, command: &[&str]) -> std::process::Child {
-    drop(spool.lock_writers().unwrap()); // the lock file exists
-    let lock = spool.root().join("lock");
-    let child = Command::new("flock")
-        .arg(&lock)
-        .args(command)
-        .stdin(Stdio::piped())
-        .spawn()
-        .expect("flock(1) installed");
-    let f = std::fs::File::open(&lock).unwrap();
-    let start = Instant::now();
-    while f.try_lock().is_ok() {
-        f.unlock().unwrap();
-        assert!(
-            start.elapsed() < Duration::from_secs(5),
-            "flock(1) never took the lock"
-        );
-        std::thread::sleep(Duration::from_millis(20));
-    }
-    child
-}
-
 #[test]
 fn writers_lock_interoperates_with_flock_1() {
     let env = TestEnv::new();

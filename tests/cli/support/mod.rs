@@ -126,6 +126,58 @@ pub fn my_uid() -> u32 {
     std::fs::metadata("/proc/self").unwrap().uid()
 }
 
+/// flock(1) holding the writers' lock while it runs `command`.
+pub fn hold_lock_with_flock(
+    spool: &hero_usage::spool::Spool,
+    command: &[&str],
+) -> std::process::Child {
+    drop(spool.lock_writers().unwrap()); // the lock file exists
+    let lock = spool.root().join("lock");
+    let child = Command::new("flock")
+        .arg(&lock)
+        .args(command)
+        .stdin(std::process::Stdio::piped())
+        .spawn()
+        .expect("flock(1) installed");
+    let f = std::fs::File::open(&lock).unwrap();
+    let start = std::time::Instant::now();
+    while f.try_lock().is_ok() {
+        f.unlock().unwrap();
+        assert!(
+            start.elapsed() < std::time::Duration::from_secs(5),
+            "flock(1) never took the lock"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    child
+}
+
+/// Wait until process `pid` waits for the writers' lock of `spool` (its
+/// blocked flock(2) shows in /proc/locks as `N: -> FLOCK ... PID DEV:INODE`).
+pub fn wait_until_waiting_for_lock(spool: &hero_usage::spool::Spool, pid: u32) {
+    use std::os::unix::fs::MetadataExt;
+    let ino = std::fs::metadata(spool.root().join("lock")).unwrap().ino();
+    let (pid, ino) = (pid.to_string(), format!(":{ino}"));
+    let start = std::time::Instant::now();
+    loop {
+        let locks = std::fs::read_to_string("/proc/locks").unwrap();
+        let waiting = locks.lines().any(|l| {
+            let f: Vec<&str> = l.split_whitespace().collect();
+            f.get(1) == Some(&"->")
+                && f.get(5) == Some(&pid.as_str())
+                && f.get(6).is_some_and(|d| d.ends_with(&ino))
+        });
+        if waiting {
+            return;
+        }
+        assert!(
+            start.elapsed() < std::time::Duration::from_secs(10),
+            "process {pid} never waited for the lock:\n{locks}"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(10));
+    }
+}
+
 /// A new temporary directory for a test, under the test forge's
 /// [`hero_usage_test_forge::scratch_root`] (tmpfs when there is room).
 pub fn temp_dir() -> tempfile::TempDir {
