@@ -38,6 +38,11 @@ pub struct Limits {
     /// beyond it the oldest is closed (503). Lowered to what the file
     /// descriptor limit allows.
     pub waiting: usize,
+    /// Connections open at once, waiting or being answered (their answers
+    /// queued for a worker or the group commit hold descriptors too):
+    /// beyond it the oldest waiting one is closed, or with none waiting the
+    /// new one is turned away (503). What the file descriptor limit allows.
+    pub open: usize,
 }
 
 impl Default for Limits {
@@ -49,6 +54,7 @@ impl Default for Limits {
             workers: 4,
             queue: 256,
             waiting: 1024,
+            open: usize::MAX,
         }
     }
 }

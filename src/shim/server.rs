@@ -30,8 +30,8 @@ use std::time::{Duration, Instant};
 const DRAIN: Duration = Duration::from_secs(1);
 /// Most bytes drained that way.
 const DRAIN_BYTES: usize = 1 << 20;
-/// File descriptors kept free for everything but waiting connections (the
-/// spool, push-now's connections to the forge, the log).
+/// File descriptors kept free for everything but connections (the spool,
+/// push-now's connections to the forge, the log).
 const SPARE_FDS: u64 = 64;
 
 /// The application behind the server.
@@ -147,7 +147,9 @@ impl Server {
         let (waker, wake_rx) = UnixStream::pair()?;
         waker.set_nonblocking(true)?;
         wake_rx.set_nonblocking(true)?;
-        limits.waiting = limits.waiting.min(waiting_room()).max(1);
+        let room = waiting_room();
+        limits.waiting = limits.waiting.min(room).max(1);
+        limits.open = limits.open.min(room).max(1);
         Ok(Server {
             listener,
             shared: Arc::new(Shared {
@@ -203,7 +205,7 @@ impl Server {
 }
 
 /// Raise the soft limit of open files to the hard one (at most 8192), and
-/// return how many waiting connections it leaves room for.
+/// return how many connections it leaves room for.
 fn waiting_room() -> usize {
     use rustix::process::{Resource, Rlimit, getrlimit, setrlimit};
     let mut lim = getrlimit(Resource::Nofile);
@@ -494,7 +496,8 @@ impl Poller {
 
     /// Accept what is waiting. A new connection is read at once (its request
     /// has often arrived with it). When [`Limits::waiting`] connections wait
-    /// already, the oldest is closed first.
+    /// already, or [`Limits::open`] are open, the oldest waiting is closed
+    /// first; with none waiting, the new one is turned away.
     fn accept(&mut self, events: &mut Vec<PollFlags>) {
         if let Some(listener) = self.listener.take() {
             self.accept_from(&listener, events);
@@ -506,8 +509,13 @@ impl Poller {
         loop {
             match listener.accept() {
                 Ok((stream, _)) => {
-                    if self.conns.len() >= self.shared.limits.waiting {
-                        self.evict_oldest(events);
+                    if self.full() && !self.evict_oldest(events) {
+                        let conn = Conn::new(stream, Instant::now());
+                        self.busy(
+                            &conn,
+                            "every connection the open-files limit allows is open",
+                        );
+                        continue;
                     }
                     if stream.set_nonblocking(true).is_err() {
                         continue;
@@ -531,6 +539,13 @@ impl Poller {
         }
     }
 
+    /// Whether a new connection must make room first.
+    fn full(&self) -> bool {
+        let (limits, answering) = (&self.shared.limits, &self.shared.in_flight);
+        self.conns.len() >= limits.waiting
+            || self.conns.len() + answering.load(Ordering::SeqCst) >= limits.open
+    }
+
     /// Close the connection that has waited longest: a short 503 unless it
     /// was idle between requests (nothing owed). Returns whether there was one.
     fn evict_oldest(&mut self, events: &mut Vec<PollFlags>) -> bool {
@@ -540,12 +555,16 @@ impl Poller {
         let conn = self.conns.swap_remove(i);
         events.swap_remove(i);
         if matches!(conn.state, State::Reading) && !conn.idle_kept_alive() {
-            let resp = Response::error(503, "busy", "the shim is busy; try again")
-                .with_note("too many connections waiting; the oldest was closed");
-            self.shared.log(&conn, &resp);
-            let _ = write_some(&conn.stream, &resp.bytes(false));
+            self.busy(&conn, "too many connections waiting; the oldest was closed");
         }
         true
+    }
+
+    /// A short 503 on a connection about to be closed, logged with `note`.
+    fn busy(&self, conn: &Conn, note: &str) {
+        let resp = Response::error(503, "busy", "the shim is busy; try again").with_note(note);
+        self.shared.log(conn, &resp);
+        let _ = write_some(&conn.stream, &resp.bytes(false));
     }
 
     /// Act on an event.
@@ -657,7 +676,9 @@ impl Poller {
     /// Give a complete request to the workers (a quick one is handled
     /// here); when their queue is full, a short 503.
     fn hand_off(&mut self, conn: Conn, request: Request) -> Step {
-        let keep_alive = request.head.keep_alive && !conn.eof;
+        // A client that closed its side after its requests is still owed
+        // an answer to each it pipelined: close after the last.
+        let keep_alive = request.head.keep_alive && !(conn.eof && conn.buf.is_empty());
         self.shared.in_flight.fetch_add(1, Ordering::SeqCst);
         let reply = Reply {
             conn: Some(conn),

@@ -1034,6 +1034,67 @@ fn idle_connections_leave_requests_served(n: usize) {
     assert!(!log.contains(" 503 "), "nothing was turned away:\n{log}");
 }
 
+/// Run the command with at most `n` open files (soft and hard limit).
+fn limit_open_files(c: &mut Command, n: u64) {
+    use rustix::process::{Resource, Rlimit, setrlimit};
+    use std::os::unix::process::CommandExt;
+    let lim = Rlimit {
+        current: Some(n),
+        maximum: Some(n),
+    };
+    // SAFETY: setrlimit(2) is async-signal-safe and allocates nothing.
+    unsafe {
+        c.pre_exec(move || setrlimit(Resource::Nofile, lim).map_err(std::io::Error::from));
+    }
+}
+
+/// Connections being answered hold their descriptors too: with the
+/// open-files limit low (200), 69 records waiting for their group (a
+/// test knob holds the first group until the 70th) and idle connections
+/// beyond the limit, the group still gets the files it needs and every
+/// record is 201. (Only waiting connections were counted: idle ones took
+/// every descriptor left, and the group failed with 500, "Too many open
+/// files".)
+#[test]
+fn connections_never_take_the_descriptors_the_spool_needs() {
+    raise_open_files_limit();
+    let shim = Shim::start_with(TestEnv::new(), |c| {
+        c.env("HERO_USAGE_TEST_SHIM_GROUP", "70");
+        c.env("HERO_USAGE_TEST_SHIM_TIMES", "30000,30000");
+        limit_open_files(c, 200);
+    });
+    let send = |key: &str| {
+        let mut s = shim.connect();
+        let body = record(key, 1).to_string();
+        let req = format!(
+            "POST /record_usage HTTP/1.1\r\n{HEADER}: {SECRET}\r\nContent-Length: {}\r\n\r\n{body}",
+            body.len()
+        );
+        s.write_all(req.as_bytes()).unwrap();
+        s
+    };
+    // Answered once every connection opened before it was accepted and
+    // read; kept open.
+    let probe = || {
+        let mut s = shim.connect();
+        s.write_all(b"GET /healthz HTTP/1.1\r\n\r\n").unwrap();
+        assert_eq!(read_reply(&mut s).status, 200);
+        s
+    };
+    let mut held: Vec<TcpStream> = (0..69).map(|i| send(&format!("job-fd-{i}"))).collect();
+    let mut open = vec![probe()];
+    open.extend((0..250).map(|_| shim.connect()));
+    open.push(probe());
+    held.push(send("job-fd-69"));
+    for (i, s) in held.iter_mut().enumerate() {
+        let r = read_reply(s);
+        assert_eq!(r.status, 201, "job-fd-{i}: {r:?}");
+    }
+    assert_eq!(pending(&shim), 70);
+    drop(open);
+    assert_eq!(shim.stop().0, Some(0));
+}
+
 #[test]
 fn sixty_four_idle_connections_delay_nothing() {
     idle_connections_leave_requests_served(64);
@@ -1073,6 +1134,50 @@ fn kept_alive_connections_serve_request_after_request() {
     s.read_to_end(&mut rest).unwrap();
     assert!(rest.is_empty(), "nothing after the last answer: {rest:?}");
     assert_eq!(pending(&shim), 1);
+    assert_eq!(shim.stop().0, Some(0));
+}
+
+/// A client that pipelines its requests and then closes its sending side
+/// (`printf ... | nc -N`) has asked for every one of them: each is
+/// answered, the last with `Connection: close`. (The shim answered the
+/// first with close and dropped the others unread.)
+#[test]
+fn requests_pipelined_before_a_half_close_are_all_answered() {
+    let shim = Shim::start();
+    // Stopped, so that the shim reads the requests and the end together.
+    let signal = |sig: &str| {
+        assert!(
+            run(Command::new("kill").args([sig, &shim.pid()]))
+                .status
+                .success()
+        )
+    };
+    signal("-STOP");
+    let mut s = shim.connect();
+    let mut sent = String::new();
+    for key in ["job-hc-1", "job-hc-2"] {
+        let body = record(key, 3).to_string();
+        sent.push_str(&format!(
+            "POST /record_usage HTTP/1.1\r\n{HEADER}: {SECRET}\r\nContent-Length: {}\r\n\r\n{body}",
+            body.len()
+        ));
+    }
+    s.write_all(sent.as_bytes()).unwrap();
+    s.shutdown(std::net::Shutdown::Write).unwrap();
+    signal("-CONT");
+    for (key, connection) in [("job-hc-1", "keep-alive"), ("job-hc-2", "close")] {
+        let r = read_reply(&mut s);
+        assert_eq!(r.status, 201, "{r:?}");
+        assert_eq!(r.json()["idempotency_key"], key);
+        assert!(
+            r.head.contains(&format!("Connection: {connection}")),
+            "{r:?}"
+        );
+    }
+    let mut rest = Vec::new();
+    s.read_to_end(&mut rest).unwrap();
+    assert!(rest.is_empty(), "nothing after the last answer: {rest:?}");
+    assert_eq!(pending(&shim), 2);
     assert_eq!(shim.stop().0, Some(0));
 }
 
