@@ -425,6 +425,15 @@ impl<'a, 'c> Drain<'a, 'c> {
         self.request_overhead() + chunk.bytes()
     }
 
+    /// The branch whose files the next commit starts from: the run's
+    /// branch, or while it does not exist yet, the branch it will be
+    /// created from (whose hour files it then holds).
+    fn read_branch(&self) -> String {
+        self.create_from
+            .clone()
+            .unwrap_or_else(|| self.branch.clone())
+    }
+
     fn commit_options(&self, message: String) -> CommitOptions {
         let node = &self.ctx.opts.node;
         CommitOptions {
@@ -671,7 +680,7 @@ impl Drain<'_, '_> {
             return Ok(());
         }
         let path = layout::signature_path(&self.ctx.opts.node, hour);
-        let (repo, branch) = (self.repo.clone(), self.branch.clone());
+        let (repo, branch) = (self.repo.clone(), self.read_branch());
         let found = self
             .retrying(summary, |c| c.read_file(&repo, &path, Some(&branch)))
             .map_err(forge_err)?;
@@ -722,7 +731,7 @@ impl Drain<'_, '_> {
         let signed = signer.sign(content.as_bytes())?;
         let path = layout::signature_path(&self.ctx.opts.node, hour);
         let sha = if look && self.repo_exists {
-            let (repo, branch) = (self.repo.clone(), self.branch.clone());
+            let (repo, branch) = (self.repo.clone(), self.read_branch());
             match self.retrying(summary, |c| c.read_file(&repo, &path, Some(&branch))) {
                 Ok(found) => found.map(|f| f.sha),
                 Err(ForgeError::NotAFile(m)) => {
@@ -796,7 +805,7 @@ impl Drain<'_, '_> {
         hour: HourBucket,
         summary: &mut PushSummary,
     ) -> Result<HourRead> {
-        let branch = self.branch.clone();
+        let branch = self.read_branch();
         self.read_hour_on(path, hour, &branch, summary)
     }
 
