@@ -196,7 +196,7 @@ pub(super) fn drain(ctx: &Ctx, summary: &mut PushSummary) -> Result<()> {
     }
     d.marker.finish()?;
     if !d.other_branches.is_empty() && !ctx.opts.dry_run && ctx.spool.pending_count()? == 0 {
-        super::branch::forget_others(ctx.spool, &[d.branch.as_str()])?;
+        super::branch::remember(ctx.spool, &[d.branch.as_str()])?;
     }
     source.report_reads();
     summary.outcome = if ctx.opts.dry_run {
@@ -331,7 +331,7 @@ impl<'a, 'c> Drain<'a, 'c> {
             .filter(|b| !b.is_empty())
             .unwrap_or_else(|| "main".to_string());
         let branch = ctx.branch.clone().unwrap_or_else(|| default.clone());
-        let other_branches = super::branch::others_remembered(ctx.spool, &branch, opts.dry_run)?;
+        let other_branches = remember_branch(ctx, &branch, summary)?;
         let mut d = Drain {
             ctx,
             repo,
@@ -457,6 +457,25 @@ impl<'a, 'c> Drain<'a, 'c> {
 /// The subject of a many-files commit: the node and the counts.
 fn commit_message(records: usize, files: usize, node: &str) -> String {
     format!("usage: {records} records from node {node} in {files} file(s)")
+}
+
+/// The branches this spool committed to before, `branch` aside; `branch`
+/// is remembered first (not in a dry run). When it cannot be (a full disk),
+/// the run still pushes, as it does when it cannot ingest, and exits 73:
+/// records waiting for room would be worse than the rare double commit a
+/// change of branch could then make of this run's lost reply.
+fn remember_branch(ctx: &Ctx, branch: &str, summary: &mut PushSummary) -> Result<Vec<String>> {
+    let known = super::branch::remembered(ctx.spool)?;
+    if !ctx.opts.dry_run && !known.iter().any(|b| b == branch) {
+        let all: Vec<&str> = known.iter().map(String::as_str).chain([branch]).collect();
+        if let Err(e) = super::branch::remember(ctx.spool, &all) {
+            super::late_error(
+                summary,
+                &e.context(format!("cannot remember branch {branch}")),
+            );
+        }
+    }
+    Ok(known.into_iter().filter(|b| b != branch).collect())
 }
 
 /// The repository, created when missing (not in a dry run: `None` then).
