@@ -21,8 +21,9 @@ pub enum Written {
     Recorded(String),
     Duplicate(String),
     Conflict(String, Vec<&'static str>),
-    /// Not recorded: the key cannot be checked (a damaged ledger shard),
-    /// with why; this record alone is held back (73).
+    /// Not recorded: the key cannot be checked (a damaged ledger shard, or
+    /// a damaged record file stored under it), with why; this record alone
+    /// is held back (73).
     Unchecked(String, String),
 }
 

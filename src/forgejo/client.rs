@@ -213,7 +213,7 @@ impl ForgejoClient {
         limit: u64,
     ) -> Result<(u16, Vec<u8>), ForgeError> {
         let mut resp = self.request_as(auth, method, api_path, body)?;
-        if let Some(e) = self.redirected(&format!("{method} {api_path}"), &resp) {
+        if let Some(e) = self.told_by_headers(&format!("{method} {api_path}"), &resp) {
             return Err(e);
         }
         let status = resp.status().as_u16();
@@ -226,16 +226,28 @@ impl ForgejoClient {
         Ok((status, bytes))
     }
 
-    /// A redirect (3xx) as configuration: redirects are never followed (the
-    /// token would go along to wherever they lead, another host included),
-    /// so every run would meet it until the base URL is the one the API
-    /// answers at.
-    pub(super) fn redirected(
+    /// The answers told by their headers, not their bodies: a 429 with the
+    /// wait its `Retry-After` asks for, and a redirect (3xx) as
+    /// configuration: redirects are never followed (the token would go
+    /// along to wherever they lead, another host included), so every run
+    /// would meet it until the base URL is the one the API answers at.
+    pub(super) fn told_by_headers(
         &self,
         what: &str,
         resp: &ureq::http::Response<ureq::Body>,
     ) -> Option<ForgeError> {
         let status = resp.status().as_u16();
+        if status == 429 {
+            let retry_after = resp
+                .headers()
+                .get("retry-after")
+                .and_then(|v| v.to_str().ok())
+                .and_then(parse_retry_after);
+            return Some(ForgeError::RateLimited {
+                message: format!("{what}: 429 Too Many Requests"),
+                retry_after,
+            });
+        }
         if !(300..400).contains(&status) {
             return None;
         }
@@ -328,6 +340,9 @@ impl ForgejoClient {
             409 | 422 if lower.contains("sha does not match") => ForgeError::StaleSha(msg),
             409 if call == Call::CreateRepo => ForgeError::AlreadyExists(msg),
             409 => ForgeError::StaleSha(msg),
+            // Forgejo's own 413 (JSON) is its quota; a proxy's body limit
+            // answers HTML.
+            413 if lower.contains("quota") => ForgeError::QuotaExceeded(msg),
             413 => ForgeError::TooLarge(msg),
             422 if lower.contains("already exists") && call != Call::Other => {
                 ForgeError::AlreadyExists(msg)
@@ -473,6 +488,18 @@ fn root_certs(ca_file: Option<&std::path::Path>) -> Result<ureq::tls::RootCerts,
     Ok(RootCerts::new_with_certs(&certs))
 }
 
+/// `Retry-After`: seconds, or an HTTP date (a wait from now; none if past).
+fn parse_retry_after(v: &str) -> Option<std::time::Duration> {
+    let v = v.trim();
+    if let Ok(secs) = v.parse::<u64>() {
+        return Some(std::time::Duration::from_secs(secs));
+    }
+    let at = chrono::DateTime::parse_from_rfc2822(v).ok()?;
+    (at.with_timezone(&chrono::Utc) - chrono::Utc::now())
+        .to_std()
+        .ok()
+}
+
 /// The start of a body that is not the JSON expected, for a message.
 pub(super) fn snippet(body: &[u8]) -> String {
     let t = String::from_utf8_lossy(body);
@@ -518,4 +545,20 @@ fn parse_repo(v: &Value) -> Result<Repository, ForgeError> {
             None
         },
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::time::Duration;
+
+    #[test]
+    fn retry_after_is_seconds_or_a_date() {
+        assert_eq!(parse_retry_after(" 120 "), Some(Duration::from_secs(120)));
+        assert_eq!(parse_retry_after("Wed, 21 Oct 2015 07:28:00 GMT"), None);
+        let soon = (chrono::Utc::now() + chrono::Duration::seconds(100)).to_rfc2822();
+        let wait = parse_retry_after(&soon).unwrap();
+        assert!(wait <= Duration::from_secs(100) && wait >= Duration::from_secs(90));
+        assert_eq!(parse_retry_after("soon"), None);
+    }
 }

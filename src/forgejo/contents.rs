@@ -202,7 +202,7 @@ impl ForgejoClient {
             .request_sent(Method::Post, &api, Some(&body))
             .map_err(|failed| cut_off_while_sending(failed, body.len()))?;
         drop(body);
-        if let Some(e) = self.redirected(&what, &resp) {
+        if let Some(e) = self.told_by_headers(&what, &resp) {
             return Err(e);
         }
         let status = resp.status().as_u16();

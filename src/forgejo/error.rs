@@ -23,8 +23,17 @@ pub enum ForgeError {
     Unsupported(String),
     /// 413: the request body is larger than the server (or its proxy) takes.
     TooLarge(String),
+    /// 413 `quota exceeded`: Forgejo's own 413, the repository owner's
+    /// storage quota is used up; a smaller request would not help.
+    QuotaExceeded(String),
     /// 5xx.
     Server { status: u16, message: String },
+    /// 429: a rate limit (a proxy's; Forgejo has none), with the wait its
+    /// `Retry-After` asks for, in seconds or as a date.
+    RateLimited {
+        message: String,
+        retry_after: Option<std::time::Duration>,
+    },
     /// Could not connect, connection reset, reply lost.
     Network(String),
     /// TLS cannot work as configured: a certificate the trust store cannot
@@ -58,6 +67,7 @@ macro_rules! with_message {
             | ForgeError::PushRejected($m)
             | ForgeError::Unsupported($m)
             | ForgeError::TooLarge($m)
+            | ForgeError::QuotaExceeded($m)
             | ForgeError::Network($m)
             | ForgeError::Tls($m)
             | ForgeError::Timeout($m)
@@ -65,6 +75,7 @@ macro_rules! with_message {
             | ForgeError::NotAFile($m)
             | ForgeError::Encode($m)
             | ForgeError::Server { message: $m, .. }
+            | ForgeError::RateLimited { message: $m, .. }
             | ForgeError::Invalid { message: $m, .. } => $body,
         }
     };
@@ -76,11 +87,13 @@ impl ForgeError {
     pub fn kind(&self) -> Kind {
         match self {
             ForgeError::Server { .. }
+            | ForgeError::RateLimited { .. }
             | ForgeError::Network(_)
             | ForgeError::Timeout(_)
             | ForgeError::StaleSha(_)
             | ForgeError::PushRejected(_)
             | ForgeError::TooLarge(_)
+            | ForgeError::QuotaExceeded(_)
             | ForgeError::AlreadyExists(_) => Kind::TempFail,
             ForgeError::Unauthorized(_) | ForgeError::Forbidden(_) => Kind::NoPerm,
             ForgeError::Config(_) | ForgeError::NotFound(_) | ForgeError::Tls(_) => Kind::Config,
@@ -91,7 +104,7 @@ impl ForgeError {
             // proxy's page, a truncated or inconsistent JSON): the forge
             // answering garbage, which the next run may not meet.
             ForgeError::Invalid {
-                status: 408 | 429 | 200..=299,
+                status: 408 | 200..=299,
                 ..
             } => Kind::TempFail,
             ForgeError::NotAFile(_) => Kind::Data,
@@ -107,16 +120,22 @@ impl ForgeError {
         matches!(
             self,
             ForgeError::Server { .. }
+                | ForgeError::RateLimited { .. }
                 | ForgeError::Network(_)
                 | ForgeError::Timeout(_)
                 | ForgeError::StaleSha(_)
                 | ForgeError::PushRejected(_)
                 | ForgeError::AlreadyExists(_)
-                | ForgeError::Invalid {
-                    status: 408 | 429,
-                    ..
-                }
+                | ForgeError::Invalid { status: 408, .. }
         )
+    }
+
+    /// The least wait before a retry that the server asked for.
+    pub(crate) fn retry_after(&self) -> Option<std::time::Duration> {
+        match self {
+            ForgeError::RateLimited { retry_after, .. } => *retry_after,
+            _ => None,
+        }
     }
 
     /// The request may have been applied though the answer says otherwise:
@@ -176,8 +195,22 @@ impl fmt::Display for ForgeError {
                 write!(f, "forge: endpoint not supported by this server: {m}")
             }
             ForgeError::TooLarge(m) => write!(f, "forge: request body too large (413): {m}"),
+            ForgeError::QuotaExceeded(m) => write!(
+                f,
+                "forge: the repository owner's quota is used up (413): {m}; free space or raise the quota on the forge (Forgejo's [quota] settings); nothing is lost, the next run retries"
+            ),
             ForgeError::Server { status, message } => {
                 write!(f, "forge: server error {status}: {message}")
+            }
+            ForgeError::RateLimited {
+                message,
+                retry_after,
+            } => {
+                write!(f, "forge: too many requests (429): {message}")?;
+                match retry_after {
+                    Some(d) => write!(f, "; it asks to wait {} s (Retry-After)", d.as_secs()),
+                    None => Ok(()),
+                }
             }
             ForgeError::Network(m) => write!(f, "forge unreachable: {m}"),
             ForgeError::Tls(m) => write!(f, "forge TLS: {m}"),

@@ -197,7 +197,8 @@ fn ingest(
                 reason,
             }),
     );
-    // A good drop whose key cannot be checked (a damaged ledger shard)
+    // A good drop whose key cannot be checked (a damaged ledger shard or
+    // stored record)
     // waits in incoming/; the rest goes on, and the run fails (73).
     let held = report.held_back.len();
     summary
@@ -210,7 +211,7 @@ fn ingest(
     if held > 0 {
         summary.failure = Some(Kind::CantCreate);
         summary.error = Some(format!(
-            "{held} drop(s) left in incoming/: their keys cannot be checked against a damaged ledger file (see above)"
+            "{held} drop(s) left in incoming/: their keys cannot be checked against a damaged ledger file or stored record (see above)"
         ));
     }
     Ok(previewed)

@@ -249,7 +249,8 @@ pub fn record_answer(written: Result<&Written, &anyhow::Error>, group: usize) ->
                 "error": conflict_message(key, fields),
             }),
         ),
-        // Its ledger shard is damaged: this record alone is refused.
+        // Its key cannot be checked (a damaged ledger shard or stored
+        // record): this record alone is refused.
         Ok(Written::Unchecked(_, why)) => {
             return Response::error(500, "error", why.clone())
                 .with_note(format!("group={group}: {why}"));

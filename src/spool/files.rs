@@ -9,7 +9,6 @@
 //! (rename) and pruning work per record exactly as for single files.
 
 use super::{PendingId, Spool, cant, file_name_for_key};
-use crate::error::{Kind, fail};
 use crate::fsx;
 use crate::record::{HourBucket, UsageRecord, UtcSecond, describe};
 use anyhow::{Context, Result};
@@ -507,14 +506,16 @@ impl StoredFile {
 }
 
 impl RecordLookup {
-    /// The record stored at `path` (an entry named `name`, for `key`).
-    pub fn get(&mut self, path: &Path, name: &str, key: &str) -> Result<UsageRecord> {
-        let bad = |reason: String| {
-            fail(
-                Kind::CantCreate,
-                format!("record {}: {reason}", path.display()),
-            )
-        };
+    /// The record stored at `path` (an entry named `name`, for `key`);
+    /// `Ok(Err(why))` when that entry is damaged (not a record file, no
+    /// record of its name), the error when the spool cannot be read.
+    pub fn get(
+        &mut self,
+        path: &Path,
+        name: &str,
+        key: &str,
+    ) -> Result<std::result::Result<UsageRecord, String>> {
+        let bad = |reason: String| format!("record {}: {reason}", path.display());
         let ino = fs::symlink_metadata(path)
             .map_err(cant(|| format!("cannot check {}", path.display())))?
             .ino();
@@ -526,9 +527,9 @@ impl RecordLookup {
             None => {
                 let file = match StoredFile::read(path, ino) {
                     Ok(Some(file)) => file,
-                    Ok(None) => return Err(bad("vanished while it was read".into())),
+                    Ok(None) => return Ok(Err(bad("vanished while it was read".into()))),
                     Err(ReadError::Io(err)) => return Err(err),
-                    Err(ReadError::Damaged(reason)) => return Err(bad(reason)),
+                    Err(ReadError::Damaged(reason)) => return Ok(Err(bad(reason))),
                 };
                 if self.recent.len() == RECENT_FILES {
                     self.recent.remove(0);
@@ -537,7 +538,7 @@ impl RecordLookup {
             }
         }
         let (_, file) = self.recent.last().expect("just pushed");
-        file.record(name, key).map_err(bad)
+        Ok(file.record(name, key).map_err(bad))
     }
 }
 

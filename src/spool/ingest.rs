@@ -37,7 +37,7 @@ pub struct IngestReport {
     /// that it prints safely; reason).
     pub quarantined: Vec<(String, String)>,
     /// Drops left in `incoming/` because their key cannot be checked (a
-    /// damaged ledger shard): (escaped name, reason).
+    /// damaged ledger shard or stored record): (escaped name, reason).
     pub held_back: Vec<(String, String)>,
 }
 

@@ -96,8 +96,9 @@ pub enum RecordOutcome {
     Duplicate,
     /// The key is known with these fields different: nothing changed.
     Conflict(Vec<&'static str>),
-    /// The key could not be checked (its ledger shard is damaged): nothing
-    /// changed, this record alone is held back (73), with why.
+    /// The key could not be checked (its ledger shard, or the record file
+    /// stored under it, is damaged): nothing changed, this record alone is
+    /// held back (73), with why.
     Unchecked(String),
 }
 

@@ -15,7 +15,7 @@ use anyhow::Result;
 use std::collections::HashMap;
 use std::fs;
 use std::io;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 /// Temporary files that are removed when dropped (on error paths too).
 struct TmpFiles(Vec<PathBuf>);
@@ -38,8 +38,8 @@ impl Spool {
 
     /// Record many records as one group commit; outcomes in input order. When
     /// this returns Ok, every `Recorded` (and `Duplicate`) is durable. A
-    /// record whose key cannot be checked (a damaged ledger shard) is
-    /// `Unchecked`, and the others go on.
+    /// record whose key cannot be checked (a damaged ledger shard or stored
+    /// record) is `Unchecked`, and the others go on.
     /// Steps: name each record, skip a lone known one, write the chunks
     /// (fsynced), then under the writers' lock check and link each, remove
     /// the tmp files and fsync `pending/`.
@@ -107,7 +107,7 @@ impl Spool {
             if fsx::exists_nofollow(&path)
                 .map_err(cant(|| format!("cannot check {}", path.display())))?
             {
-                return Ok(Some(compare(v, &lookup.get(&path, &name, key)?)));
+                return compare_stored(v, &mut lookup, &path, &name).map(Some);
             }
         }
         Ok(match self.ledger().find(key) {
@@ -196,7 +196,7 @@ impl Linker<'_> {
         if fsx::exists_nofollow(&in_sent)
             .map_err(cant(|| format!("cannot check {}", self.sent.display())))?
         {
-            return Ok(compare(v, &self.lookup.get(&in_sent, name, key)?));
+            return compare_stored(v, &mut self.lookup, &in_sent, name);
         }
         // Pushed and pruned long ago: the ledger still knows the key.
         let ledger_dir = || {
@@ -220,7 +220,7 @@ impl Linker<'_> {
                     .map_err(cant(|| format!("cannot check {}", self.pending.display())))?
                 {
                     self.changed = true;
-                    return Ok(compare(v, &self.lookup.get(&target, name, key)?));
+                    return compare_stored(v, &mut self.lookup, &target, name);
                 }
                 return Ok(RecordOutcome::Unchecked(format!(
                     "idempotency key `{key}` not recorded: {}: {e}",
@@ -235,7 +235,7 @@ impl Linker<'_> {
                     .map_err(cant(|| format!("cannot check {}", self.pending.display())))?
                 {
                     self.changed = true; // make sure what we call a duplicate is durable
-                    return Ok(compare(v, &self.lookup.get(&target, name, key)?));
+                    return compare_stored(v, &mut self.lookup, &target, name);
                 }
                 // Known at the pre-check, gone since (pruned): write it now.
                 self.single_tmp(&v.record)?
@@ -256,7 +256,7 @@ impl Linker<'_> {
             }
             Err(e) if e.kind() == io::ErrorKind::AlreadyExists => {
                 self.changed = true;
-                Ok(compare(v, &self.lookup.get(&target, name, key)?))
+                compare_stored(v, &mut self.lookup, &target, name)
             }
             Err(e) => Err(cant(|| {
                 format!("cannot link a record into {}", self.pending.display())
@@ -285,9 +285,24 @@ impl Linker<'_> {
     }
 }
 
-/// Compare a new record with the one already stored under its key.
-fn compare(v: &Validated, old: &UsageRecord) -> RecordOutcome {
-    outcome_of(v.record.differing_fields(old, !v.occurred_at_given))
+/// Compare a new record with the one stored at `path` (named `name`).
+/// A stored record that cannot be read (damaged) holds back this record
+/// alone, as a damaged ledger shard does, never the rest of its batch: the
+/// push quarantines the entry (a pending one at its next run; a sent one
+/// when pruned, its key kept in the ledger).
+fn compare_stored(
+    v: &Validated,
+    lookup: &mut RecordLookup,
+    path: &Path,
+    name: &str,
+) -> Result<RecordOutcome> {
+    let key = &v.record.idempotency_key;
+    Ok(match lookup.get(path, name, key)? {
+        Ok(old) => outcome_of(v.record.differing_fields(&old, !v.occurred_at_given)),
+        Err(why) => RecordOutcome::Unchecked(format!(
+            "idempotency key `{key}` not recorded: the record stored under it cannot be read: {why}"
+        )),
+    })
 }
 
 /// Duplicate when no field differs, else a conflict naming them.

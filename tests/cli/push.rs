@@ -996,6 +996,78 @@ fn a_redirect_is_not_followed_and_exits_78_naming_where_it_leads() {
     }
 }
 
+/// A 429's `Retry-After` is the least wait before the next try (the run's
+/// own waits are 5 to 50 ms in tests), and a wait past the retry window
+/// (3 s in tests) gives up at once: 75, one request. It was ignored.
+#[test]
+fn a_429_waits_as_long_as_its_retry_after_asks() {
+    for (after, code, posts) in [("1", 0, 2), ("10", 75, 1)] {
+        let forge = forge();
+        let node = Node::new(&forge);
+        node.record(&three()[0]);
+        let raw =
+            RawReply::new(429, "text/html", "<h1>slow down</h1>").header("Retry-After", after);
+        forge.inject(Fault::new(
+            Some("POST"),
+            "/contents",
+            FaultAction::Reply(raw),
+        ));
+        let started = std::time::Instant::now();
+        let out = node.push(&[]);
+        out.exit_for(code, after);
+        let sent = forge
+            .requests()
+            .iter()
+            .filter(|r| r.method == "POST" && r.path.ends_with("/contents"))
+            .count();
+        assert_eq!(sent, posts, "Retry-After {after}");
+        assert!(
+            stderr(&out).contains(&format!("it asks to wait {after} s (Retry-After)")),
+            "{}",
+            stderr(&out)
+        );
+        if code == 0 {
+            assert!(started.elapsed() >= Duration::from_secs(1));
+            assert_eq!(node.pending(), 0);
+        } else {
+            assert_eq!(node.pending(), 1);
+        }
+    }
+}
+
+/// Forgejo's own 413 is its quota, not a body limit: halving the request
+/// cannot help. One request, 75 naming the quota, everything pending; it
+/// was halved down to single files, each hour left pending with a message
+/// to raise nginx's client_max_body_size.
+#[test]
+fn a_quota_413_is_not_a_body_limit() {
+    let forge = forge();
+    let node = Node::new(&forge);
+    for r in &three() {
+        node.record(r);
+    }
+    forge.inject(Fault::fail("POST", "/contents", 413, "quota exceeded").times(100));
+    let out = node.push(&[]);
+    out.exit(75);
+    let posts = forge
+        .requests()
+        .iter()
+        .filter(|r| r.method == "POST" && r.path.ends_with("/contents"))
+        .count();
+    assert_eq!(posts, 1);
+    assert!(
+        stderr(&out).contains("quota is used up"),
+        "{}",
+        stderr(&out)
+    );
+    assert!(
+        !stdout(&out).contains("client_max_body_size"),
+        "{}",
+        stdout(&out)
+    );
+    assert_eq!(node.pending(), 3);
+}
+
 #[test]
 fn a_token_without_the_write_scope_exits_77_and_keeps_the_records() {
     let read_only = "read-only-token-0123456789abcdef";

@@ -1666,6 +1666,47 @@ fn a_damaged_sent_record_keeps_its_key_and_is_reported_once() {
     assert_eq!(remote_keys(&forge, "test-node"), ["r1"]);
 }
 
+/// A damaged record file stored under a key (in sent/ or pending/) holds
+/// back only the records with that key, as a damaged ledger shard does:
+/// it made every `--stdin` group (and shim group) holding such a record
+/// fail whole with 73, and a drop of that key every push, nothing pushed;
+/// a damaged sent/ entry is kept until pruning, 35 days.
+#[test]
+fn a_damaged_stored_record_holds_back_only_its_own_key() {
+    let forge = hero_usage_test_forge::TestForge::start(Default::default());
+    let env = TestEnv::new();
+    let at = (Utc::now() - chrono::Duration::hours(1))
+        .format("%Y-%m-%d %H:%M:%S")
+        .to_string();
+    run_with_stdin(env.cmd(REC).arg("--stdin"), b"").exit(0);
+    for (dir, key) in [("sent", "s1"), ("pending", "p1")] {
+        let entry = env.spool.join(dir).join(file_name_for_key(key));
+        std::fs::write(entry, "not a record").unwrap();
+    }
+    let lines: String = ["g1", "s1", "g2", "p1", "g3"]
+        .iter()
+        .map(|k| json_line(k, &at, 3) + "\n")
+        .collect();
+    let o = run_with_stdin(env.cmd(REC).arg("--stdin"), lines.as_bytes());
+    o.exit(73);
+    assert_eq!(stdout(&o), "recorded g1\nrecorded g2\nrecorded g3\n");
+    let err = stderr(&o);
+    assert!(
+        err.contains("line 2: ") && err.contains("line 4: "),
+        "{err}"
+    );
+    std::fs::write(
+        env.spool.join("incoming/s1.toml"),
+        "idempotency_key = \"s1\"\nuser_sid = \"0a1b\"\namount_cents = 3\nresource_kind = \"cpu\"\n",
+    )
+    .unwrap();
+    let o = push_to(&env, &forge, &[]);
+    o.exit(73);
+    assert!(stderr(&o).contains("incoming/s1.toml"), "{}", stderr(&o));
+    assert!(env.spool.join("incoming/s1.toml").exists());
+    assert_eq!(remote_keys(&forge, "test-node"), ["g1", "g2", "g3"]);
+}
+
 /// Issue 16, item 4: one damaged ledger base stopped everything: a drop in
 /// its shard made every push exit 73 with nothing pushed, and `--stdin`
 /// exited 73 printing nothing for the lines it had stored. Now only that

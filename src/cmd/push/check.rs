@@ -165,7 +165,7 @@ fn cut(text: &str) -> String {
 /// the error as it reads.
 fn failed(e: &ForgeError) -> Failed {
     let kind = match e {
-        ForgeError::Invalid { status, .. } if !matches!(status, 408 | 429) => Kind::Config,
+        ForgeError::Invalid { status, .. } if *status != 408 => Kind::Config,
         e => e.kind(),
     };
     (kind, cut(&e.to_string()))

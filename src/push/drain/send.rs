@@ -222,7 +222,8 @@ impl Drain<'_, '_> {
         summary: &mut PushSummary,
     ) -> Result<(), ForgeError> {
         let policy = self.ctx.opts.retry;
-        let wait = policy.wait(failures, &mut self.rng);
+        let asked = e.retry_after().unwrap_or_default();
+        let wait = policy.wait(failures, &mut self.rng).max(asked);
         if first.elapsed() + wait > policy.window {
             return Err(e.clone().noting(&format!(
                 "{failures} attempt(s) over {} s, retries used up; nothing is lost, the next run retries",
