@@ -146,6 +146,9 @@ struct Drain<'a, 'c> {
     /// Spools an earlier run adopted (`state/adopted`): their files are
     /// this spool's, no flag needed.
     adopted_before: HashSet<String>,
+    /// Branches this spool committed to before `branch` (`state/branches`):
+    /// a pending record found there is done, never committed again.
+    other_branches: Vec<String>,
 }
 
 /// Drain the spool into the billing repository.
@@ -192,6 +195,9 @@ pub(super) fn drain(ctx: &Ctx, summary: &mut PushSummary) -> Result<()> {
         }
     }
     d.marker.finish()?;
+    if !d.other_branches.is_empty() && !ctx.opts.dry_run && ctx.spool.pending_count()? == 0 {
+        super::branch::forget_others(ctx.spool, &[d.branch.as_str()])?;
+    }
     source.report_reads();
     summary.outcome = if ctx.opts.dry_run {
         Outcome::DryRun
@@ -325,6 +331,7 @@ impl<'a, 'c> Drain<'a, 'c> {
             .filter(|b| !b.is_empty())
             .unwrap_or_else(|| "main".to_string());
         let branch = ctx.branch.clone().unwrap_or_else(|| default.clone());
+        let other_branches = super::branch::others_remembered(ctx.spool, &branch, opts.dry_run)?;
         let mut d = Drain {
             ctx,
             repo,
@@ -339,6 +346,7 @@ impl<'a, 'c> Drain<'a, 'c> {
             writers: HashMap::new(),
             adopted: Default::default(),
             adopted_before: ctx.spool.adopted_spools()?.into_iter().collect(),
+            other_branches,
             branch,
         };
         if let Some(found) = found.filter(|_| d.branch != default && !opts.dry_run) {
@@ -540,10 +548,16 @@ impl Drain<'_, '_> {
         summary: &mut PushSummary,
     ) -> Result<Option<(FileChange, HourMeta)>> {
         let path = layout::hour_file_path(&self.ctx.opts.node, hour);
-        let pending: Vec<Pending> = pending
+        let mut pending: Vec<Pending> = pending
             .into_iter()
             .filter(|(id, _)| !already_quarantined(id, summary))
             .collect();
+        if !reread {
+            let Some(left) = self.done_elsewhere(&path, hour, pending, summary)? else {
+                return Ok(None);
+            };
+            pending = left;
+        }
         let RemoteHour {
             records,
             sha,
@@ -602,6 +616,41 @@ impl Drain<'_, '_> {
             signature,
         };
         Ok(Some((change, meta)))
+    }
+
+    /// The records of `pending` that no branch this spool committed to
+    /// before holds: those found there (a commit whose reply was lost
+    /// before the branch changed) are done, marked sent; conflicts are
+    /// quarantined. `None`: an earlier branch's file cannot be read, so
+    /// the hour waits (reported).
+    fn done_elsewhere(
+        &mut self,
+        path: &str,
+        hour: HourBucket,
+        mut pending: Vec<Pending>,
+        summary: &mut PushSummary,
+    ) -> Result<Option<Vec<Pending>>> {
+        for other in self.other_branches.clone() {
+            let read = self.read_hour_on(path, hour, &other, summary)?;
+            let found = match read {
+                HourRead::Found(found) => found,
+                HourRead::Unreadable(reason) => {
+                    self.stuck.insert(hour, pending.len());
+                    summary.unreadable_hours.push(Problem {
+                        what: format!("{path} on branch {other}"),
+                        reason: format!(
+                            "{reason}; this spool committed to {other} before, so its records stay pending until the file is repaired"
+                        ),
+                    });
+                    return Ok(None);
+                }
+            };
+            let merge = merge_hour(&found.records, pending);
+            quarantine_conflicts(self.ctx, path, &merge.conflicts, summary);
+            self.present(path, &merge.present, None, None, 0, summary)?;
+            pending = merge.fresh;
+        }
+        Ok(Some(pending))
     }
 
     /// Records found already in their hour file mean a commit whose reply
@@ -747,10 +796,22 @@ impl Drain<'_, '_> {
         hour: HourBucket,
         summary: &mut PushSummary,
     ) -> Result<HourRead> {
+        let branch = self.branch.clone();
+        self.read_hour_on(path, hour, &branch, summary)
+    }
+
+    /// [`Self::read_hour`] on `branch`.
+    fn read_hour_on(
+        &mut self,
+        path: &str,
+        hour: HourBucket,
+        branch: &str,
+        summary: &mut PushSummary,
+    ) -> Result<HourRead> {
         if !self.repo_exists {
             return Ok(HourRead::Found(RemoteHour::missing()));
         }
-        let (repo, branch) = (self.repo.clone(), self.branch.clone());
+        let (repo, branch) = (self.repo.clone(), branch.to_string());
         let read = self.retrying(summary, |c| c.read_file(&repo, path, Some(&branch)));
         let signing = self.ctx.opts.signer.is_some();
         match read {

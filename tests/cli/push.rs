@@ -2,7 +2,7 @@
 //! `hero_usage_push` binaries against the in-process test forge (real HTTP on
 //! loopback, real bare git repositories).
 
-use crate::support::forge::{Node, OWNER, REPO, commits, file, git, rec, start as forge};
+use crate::support::forge::{Node, OWNER, REPO, commits, file, git, keys_on, rec, start as forge};
 use crate::support::{Run, TestEnv, files_under, run, stderr, stdout};
 use hero_usage::otoml::{parse_batch, render_batch};
 use hero_usage::record::UsageRecord;
@@ -277,6 +277,71 @@ fn lost_reply_then_forge_down_exits_75_and_next_run_makes_no_new_commit() {
         ["job-1", "job-2", "job-3"]
     );
     assert_eq!(node.pending(), 0);
+}
+
+/// A commit lands but its reply is lost and the run gives up; before the
+/// next run the branch setting changes. The records are on the old branch:
+/// committing them to the new one charged every user twice (the aggregator
+/// reads both). The spool remembers the branches it committed to and merges
+/// against them until nothing is pending.
+#[test]
+fn records_a_lost_reply_left_on_another_branch_are_not_committed_again() {
+    let forge = forge();
+    let node = Node::new(&forge);
+    for r in &three() {
+        node.record(r);
+    }
+    forge.create_repo(OWNER, REPO, false);
+    forge.commit_files(
+        OWNER,
+        REPO,
+        "billing-b",
+        &[("README.md", Some(b"b\n"))],
+        "Start b",
+    );
+    forge.inject(Fault::new(
+        Some("POST"),
+        "/contents",
+        FaultAction::DropAfter,
+    ));
+    forge.inject(Fault::fail("POST", "/contents", 500, "").times(1000));
+    run(node
+        .push_cmd()
+        .env(hero_usage::push::TEST_WAITS_ENV, "5,50,300"))
+    .exit(75);
+    assert_eq!(
+        remote_keys(&forge, &[H16, H17]),
+        ["job-1", "job-2", "job-3"]
+    );
+    assert_eq!(node.pending(), 3, "not marked: the reply was lost");
+
+    forge.clear_faults();
+    let on_b = |forge: &TestForge| {
+        let mut keys = keys_on(forge, "billing-b")
+            .remove("test-node")
+            .unwrap_or_default();
+        keys.sort();
+        keys
+    };
+    let to_b = || run(node.push_cmd().env("HERO_USAGE_BRANCH", "billing-b"));
+    to_b().exit(0);
+    assert!(
+        on_b(&forge).is_empty(),
+        "committed twice: {:?}",
+        on_b(&forge)
+    );
+    assert_eq!(node.pending(), 0);
+    // Nothing pending any more: main is forgotten, later records go to b.
+    node.record(&rec("job-4", "2026-11-20 16:30:00", 5));
+    forge.clear_requests();
+    to_b().exit(0);
+    assert_eq!(on_b(&forge), ["job-4"]);
+    let on_main = forge
+        .requests()
+        .iter()
+        .filter(|r| r.path.contains("ref=main"))
+        .count();
+    assert_eq!(on_main, 0, "{:?}", forge.requests());
 }
 
 #[test]
