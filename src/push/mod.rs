@@ -147,12 +147,14 @@ pub fn run_logged(spool: &Spool, opts: &PushOptions, log: Log) -> Result<PushSum
         };
         Some(lock)
     };
-    // An error while ingesting ends the run, but like any failure after
-    // the lock its outcome is written, for status and monitoring.
-    let (ingested, previewed) = match ingest(spool, opts, start_time, &mut summary) {
-        Ok(previewed) => (Ok(()), previewed),
-        Err(e) => (Err(e), Vec::new()),
-    };
+    // An error while ingesting (a full disk, the writers' lock busy past
+    // its wait) leaves the drops in incoming/ for a later run: what is
+    // pending is pushed all the same, and the run fails with that error
+    // (like a drop held back by a damaged ledger shard).
+    let previewed = ingest(spool, opts, start_time, &mut summary).unwrap_or_else(|e| {
+        late_error(&mut summary, &e);
+        Vec::new()
+    });
     let ctx = drain::Ctx {
         spool,
         opts,
@@ -164,10 +166,14 @@ pub fn run_logged(spool: &Spool, opts: &PushOptions, log: Log) -> Result<PushSum
         previewed,
         spool_id,
     };
-    if let Err(err) = ingested.and_then(|()| drain::drain(&ctx, &mut summary)) {
+    if let Err(err) = drain::drain(&ctx, &mut summary) {
         summary.outcome = Outcome::Failed;
         summary.failure = Some(kind_of(&err));
-        summary.error = Some(format!("{err:#}"));
+        let text = format!("{err:#}");
+        summary.error = Some(match summary.error.take() {
+            Some(first) => format!("{first}; then: {text}"),
+            None => text,
+        });
     }
     Ok(close(spool, opts, summary, started))
 }

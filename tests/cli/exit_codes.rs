@@ -106,6 +106,38 @@ fn a_file_size_limit_fails_the_write_with_73_and_leaves_no_tmp_file() {
     assert!(files_under(&env.spool.join("pending")).is_empty());
 }
 
+/// A push that cannot ingest (a full disk; here a file size limit, so the
+/// drops' chunk file cannot be written) still pushes what was pending,
+/// leaves the drops in incoming/ for a later run, and exits 73. The old
+/// code pushed nothing: the ingest error ended the run.
+#[test]
+fn a_push_that_cannot_ingest_still_pushes_what_is_pending_and_exits_73() {
+    use crate::support::forge::{OWNER, REPO, node_keys, push, token_file};
+    let env = TestEnv::new();
+    let forge = TestForge::start(ForgeOptions::default());
+    let token = token_file(&env, &forge);
+    run(env.cmd("hero_usage_record").args(record_args("k1"))).exit(0);
+    let drop = env.spool.join("incoming/d1.toml");
+    let body = "idempotency_key = \"d1\"\nuser_sid = \"0a1b\"\namount_cents = 5\nresource_kind = \"cpu\"\n";
+    std::fs::write(&drop, body).unwrap();
+    let out = sh(
+        &env,
+        &format!(
+            "ulimit -f 0; HERO_USAGE_FORGEJO_URL='{}' HERO_USAGE_FORGEJO_TOKEN_FILE='{}' \
+             HERO_USAGE_REPO='{OWNER}/{REPO}' exec '{}'",
+            forge.base_url(),
+            token.display(),
+            crate::support::bin("hero_usage_push").display()
+        ),
+    );
+    out.exit(73);
+    assert!(stderr(&out).contains("File too large"), "{}", stderr(&out));
+    assert_eq!(node_keys(&forge, &env.node), ["k1"]);
+    assert!(drop.exists(), "the drop waits for a run with room");
+    push(&env, &forge, &[]).exit(0);
+    assert_eq!(node_keys(&forge, &env.node), ["d1", "k1"]);
+}
+
 #[test]
 fn bad_tokens_and_branches_are_configuration_78() {
     let env = TestEnv::new();
