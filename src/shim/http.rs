@@ -100,6 +100,8 @@ pub struct Head {
     /// HTTP/1.1 without `Connection: close`: the client may send another
     /// request on this connection.
     pub keep_alive: bool,
+    /// HTTP/1.1 (else HTTP/1.0).
+    pub http_1_1: bool,
 }
 
 impl Head {
@@ -111,10 +113,13 @@ impl Head {
             .map(|(_, v)| v.as_slice())
     }
 
-    /// Whether the client waits for `100 Continue` before the body.
+    /// Whether the client waits for `100 Continue` before the body (an
+    /// HTTP/1.0 client cannot tell it from the answer: RFC 9110, 10.1.1).
     pub fn expects_continue(&self) -> bool {
-        self.header("expect")
-            .is_some_and(|v| v.eq_ignore_ascii_case(b"100-continue"))
+        self.http_1_1
+            && self
+                .header("expect")
+                .is_some_and(|v| v.eq_ignore_ascii_case(b"100-continue"))
     }
 
     /// How often a header occurs; `name` in lower case.
@@ -329,12 +334,14 @@ fn make_head(req: &httparse::Request) -> Result<Head, Response> {
             && v.split(|&b| b == b',')
                 .any(|t| t.trim_ascii().eq_ignore_ascii_case(b"close"))
     });
+    let http_1_1 = req.version == Some(1);
     Ok(Head {
         method,
         path,
         headers,
         content_length,
-        keep_alive: req.version == Some(1) && !close,
+        keep_alive: http_1_1 && !close,
+        http_1_1,
     })
 }
 
@@ -414,6 +421,17 @@ mod tests {
             status(parse_head(long.as_bytes(), &mut seen).map(|_| unreachable!())),
             431
         );
+    }
+
+    #[test]
+    fn only_http_1_1_is_sent_100_continue() {
+        let expect = "Expect: 100-continue\r\nContent-Length: 2\r\n\r\n";
+        let h11 = head(&format!("POST / HTTP/1.1\r\n{expect}")).unwrap();
+        assert!(h11.expects_continue());
+        // RFC 9110, 10.1.1: an HTTP/1.0 request's expectation is ignored
+        // (its client cannot tell a 100 from the final answer).
+        let h10 = head(&format!("POST / HTTP/1.0\r\n{expect}")).unwrap();
+        assert!(!h10.expects_continue());
     }
 
     #[test]
