@@ -106,8 +106,9 @@ fn a_file_size_limit_fails_the_write_with_73_and_leaves_no_tmp_file() {
     assert!(files_under(&env.spool.join("pending")).is_empty());
 }
 
-/// A push that cannot ingest (a full disk; here a file size limit, so the
-/// drops' chunk file cannot be written) still pushes what was pending,
+/// A push that cannot ingest (a full disk; here a file size limit of 512
+/// bytes, which the drop's record file exceeds while the push's own small
+/// state files fit) still pushes what was pending,
 /// leaves the drops in incoming/ for a later run, and exits 73. The old
 /// code pushed nothing: the ingest error ended the run.
 #[test]
@@ -118,12 +119,16 @@ fn a_push_that_cannot_ingest_still_pushes_what_is_pending_and_exits_73() {
     let token = token_file(&env, &forge);
     run(env.cmd("hero_usage_record").args(record_args("k1"))).exit(0);
     let drop = env.spool.join("incoming/d1.toml");
-    let body = "idempotency_key = \"d1\"\nuser_sid = \"0a1b\"\namount_cents = 5\nresource_kind = \"cpu\"\n";
+    let body = format!(
+        "idempotency_key = \"d1\"\nuser_sid = \"0a1b\"\namount_cents = 5\nresource_kind = \"cpu\"\n\
+         description = \"{}\"\n",
+        "x".repeat(1000)
+    );
     std::fs::write(&drop, body).unwrap();
     let out = sh(
         &env,
         &format!(
-            "ulimit -f 0; HERO_USAGE_FORGEJO_URL='{}' HERO_USAGE_FORGEJO_TOKEN_FILE='{}' \
+            "ulimit -f 1; HERO_USAGE_FORGEJO_URL='{}' HERO_USAGE_FORGEJO_TOKEN_FILE='{}' \
              HERO_USAGE_REPO='{OWNER}/{REPO}' exec '{}'",
             forge.base_url(),
             token.display(),
