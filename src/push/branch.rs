@@ -13,13 +13,12 @@ pub const NODE_PLACEHOLDER: &str = "{node}";
 /// line (man 5 hero_usage_spool).
 const BRANCHES_FILE: &str = "branches";
 
-/// The branches this spool may have committed to besides `branch`; unless
-/// `read_only`, `branch` is remembered first, durably, before any commit
-/// to it. A commit whose reply was lost can only be found on its own
-/// branch: after the branch setting (or the default branch) changed, the
-/// records still pending may be on one of these, and must not be committed
-/// to the new branch again (the aggregator reads both).
-pub fn others_remembered(spool: &Spool, branch: &str, read_only: bool) -> Result<Vec<String>> {
+/// The branches this spool's pushes committed to (`state/branches`). A
+/// commit whose reply was lost can only be found on its own branch: after
+/// the branch setting (or the default branch) changed, the records still
+/// pending may be on one of these, and must not be committed to the new
+/// branch again (the aggregator reads both).
+pub fn remembered(spool: &Spool) -> Result<Vec<String>> {
     let path = spool.root().join("state").join(BRANCHES_FILE);
     let text = spool
         .read_state(BRANCHES_FILE)
@@ -31,25 +30,19 @@ pub fn others_remembered(spool: &Spool, branch: &str, read_only: bool) -> Result
         })?
         .map(|b| String::from_utf8_lossy(&b).into_owned())
         .unwrap_or_default();
-    let known: Vec<&str> = text
+    Ok(text
         .lines()
         .map(str::trim)
         .filter(|l| !l.is_empty())
-        .collect();
-    if !read_only && !known.contains(&branch) {
-        forget_others(spool, &[known.as_slice(), &[branch]].concat())?;
-    }
-    Ok(known
-        .into_iter()
-        .filter(|b| *b != branch)
         .map(str::to_string)
         .collect())
 }
 
-/// Remember only `keep` (after a run that left nothing pending: no record
-/// that a commit to another branch may hold is left).
-pub fn forget_others(spool: &Spool, keep: &[&str]) -> Result<()> {
-    let text: String = keep.iter().map(|b| format!("{b}\n")).collect();
+/// Remember exactly `branches`, durably (before the first commit to one
+/// not remembered yet; only the current one once a run left nothing
+/// pending).
+pub fn remember(spool: &Spool, branches: &[&str]) -> Result<()> {
+    let text: String = branches.iter().map(|b| format!("{b}\n")).collect();
     spool.write_state(BRANCHES_FILE, text.as_bytes())?;
     crate::fsx::sync_dir(&spool.root().join("state")).map_err(|e| {
         fail(

@@ -196,7 +196,7 @@ pub(super) fn drain(ctx: &Ctx, summary: &mut PushSummary) -> Result<()> {
     }
     d.marker.finish()?;
     if !d.other_branches.is_empty() && !ctx.opts.dry_run && ctx.spool.pending_count()? == 0 {
-        super::branch::forget_others(ctx.spool, &[d.branch.as_str()])?;
+        super::branch::remember(ctx.spool, &[d.branch.as_str()])?;
     }
     source.report_reads();
     summary.outcome = if ctx.opts.dry_run {
@@ -331,7 +331,7 @@ impl<'a, 'c> Drain<'a, 'c> {
             .filter(|b| !b.is_empty())
             .unwrap_or_else(|| "main".to_string());
         let branch = ctx.branch.clone().unwrap_or_else(|| default.clone());
-        let other_branches = super::branch::others_remembered(ctx.spool, &branch, opts.dry_run)?;
+        let other_branches = remember_branch(ctx, &branch, summary)?;
         let mut d = Drain {
             ctx,
             repo,
@@ -425,6 +425,15 @@ impl<'a, 'c> Drain<'a, 'c> {
         self.request_overhead() + chunk.bytes()
     }
 
+    /// The branch whose files the next commit starts from: the run's
+    /// branch, or while it does not exist yet, the branch it will be
+    /// created from (whose hour files it then holds).
+    fn read_branch(&self) -> String {
+        self.create_from
+            .clone()
+            .unwrap_or_else(|| self.branch.clone())
+    }
+
     fn commit_options(&self, message: String) -> CommitOptions {
         let node = &self.ctx.opts.node;
         CommitOptions {
@@ -448,6 +457,25 @@ impl<'a, 'c> Drain<'a, 'c> {
 /// The subject of a many-files commit: the node and the counts.
 fn commit_message(records: usize, files: usize, node: &str) -> String {
     format!("usage: {records} records from node {node} in {files} file(s)")
+}
+
+/// The branches this spool committed to before, `branch` aside; `branch`
+/// is remembered first (not in a dry run). When it cannot be (a full disk),
+/// the run still pushes, as it does when it cannot ingest, and exits 73:
+/// records waiting for room would be worse than the rare double commit a
+/// change of branch could then make of this run's lost reply.
+fn remember_branch(ctx: &Ctx, branch: &str, summary: &mut PushSummary) -> Result<Vec<String>> {
+    let known = super::branch::remembered(ctx.spool)?;
+    if !ctx.opts.dry_run && !known.iter().any(|b| b == branch) {
+        let all: Vec<&str> = known.iter().map(String::as_str).chain([branch]).collect();
+        if let Err(e) = super::branch::remember(ctx.spool, &all) {
+            super::late_error(
+                summary,
+                &e.context(format!("cannot remember branch {branch}")),
+            );
+        }
+    }
+    Ok(known.into_iter().filter(|b| b != branch).collect())
 }
 
 /// The repository, created when missing (not in a dry run: `None` then).
@@ -671,7 +699,7 @@ impl Drain<'_, '_> {
             return Ok(());
         }
         let path = layout::signature_path(&self.ctx.opts.node, hour);
-        let (repo, branch) = (self.repo.clone(), self.branch.clone());
+        let (repo, branch) = (self.repo.clone(), self.read_branch());
         let found = self
             .retrying(summary, |c| c.read_file(&repo, &path, Some(&branch)))
             .map_err(forge_err)?;
@@ -722,7 +750,7 @@ impl Drain<'_, '_> {
         let signed = signer.sign(content.as_bytes())?;
         let path = layout::signature_path(&self.ctx.opts.node, hour);
         let sha = if look && self.repo_exists {
-            let (repo, branch) = (self.repo.clone(), self.branch.clone());
+            let (repo, branch) = (self.repo.clone(), self.read_branch());
             match self.retrying(summary, |c| c.read_file(&repo, &path, Some(&branch))) {
                 Ok(found) => found.map(|f| f.sha),
                 Err(ForgeError::NotAFile(m)) => {
@@ -796,7 +824,7 @@ impl Drain<'_, '_> {
         hour: HourBucket,
         summary: &mut PushSummary,
     ) -> Result<HourRead> {
-        let branch = self.branch.clone();
+        let branch = self.read_branch();
         self.read_hour_on(path, hour, &branch, summary)
     }
 

@@ -344,6 +344,33 @@ fn records_a_lost_reply_left_on_another_branch_are_not_committed_again() {
     assert_eq!(on_main, 0, "{:?}", forge.requests());
 }
 
+/// A shared branch that does not exist yet is made by the first commit from
+/// the default branch, so its hour files are the default branch's: they
+/// must be read there. Read on the missing branch they looked missing, every
+/// create was refused (422 already exists) and the run retried until 75,
+/// every run. With and without the many-files endpoint (signed:
+/// signing::a_new_shared_branch_carries_the_default_branchs_signatures).
+#[test]
+fn a_new_shared_branch_starts_from_the_default_branchs_hour_files() {
+    for old in [false, true] {
+        let forge = TestForge::start(ForgeOptions {
+            no_multi_file: old,
+            ..ForgeOptions::default()
+        });
+        let node = Node::new(&forge);
+        node.record(&three()[0]);
+        node.push(&[]).exit(0);
+        node.record(&three()[1]);
+        let out = run(node.push_cmd().env("HERO_USAGE_BRANCH", "billing-b"));
+        out.exit_for(0, &format!("old server: {old}"));
+        let keys = keys_on(&forge, "billing-b")
+            .remove("test-node")
+            .unwrap_or_default();
+        assert_eq!(keys, ["job-1", "job-2"], "old server: {old}");
+        assert_eq!(keys_on(&forge, "main")["test-node"], ["job-1"]);
+    }
+}
+
 #[test]
 fn server_errors_exit_75_lose_nothing_and_the_next_run_succeeds() {
     let forge = forge();

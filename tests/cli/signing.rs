@@ -190,6 +190,30 @@ fn without_the_many_files_endpoint_each_signature_follows_its_hour_file() {
     assert_eq!(node.pending(), 0);
 }
 
+/// A shared branch made by the first commit from a signed default branch:
+/// its signature files are the default branch's, read there and updated.
+/// On a server without the many-files endpoint the signature's request,
+/// after the hour file's made the branch, asked to make it again (422) and
+/// the run ended 75 with the hour unsigned.
+#[test]
+fn a_new_shared_branch_carries_the_default_branchs_signatures() {
+    for old in [false, true] {
+        let forge = TestForge::start(ForgeOptions {
+            no_multi_file: old,
+            ..ForgeOptions::default()
+        });
+        let (node, _, allowed) = keyed_node(&forge);
+        node.record(&rec("a", "2026-11-20 16:04:05", 1));
+        node.push(&[]).exit(0);
+        node.record(&rec("b", "2026-11-20 16:05:00", 1));
+        node.record(&rec("c", "2026-11-20 17:00:00", 1));
+        let out = run(node.push_cmd().env("HERO_USAGE_BRANCH", "billing-b"));
+        out.exit_for(0, &format!("old server: {old}"));
+        assert_eq!(all_verify(&forge, "billing-b", "test-node", &allowed), 2);
+        assert_eq!(node.pending(), 0);
+    }
+}
+
 /// On a server without the many-files endpoint, the signature's own
 /// request failing past the retry window ends the run (75) with the hour's
 /// records pending, so that the next run signs the hour: not a note that

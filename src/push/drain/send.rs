@@ -92,6 +92,8 @@ impl Drain<'_, '_> {
     /// The commit landed: mark its records sent, durably, before anything else.
     fn committed(&mut self, chunk: Chunk, sha: String, summary: &mut PushSummary) -> Result<()> {
         failpoint("push-after-commit");
+        // The branch exists now: later commits (a signature's too) go on it.
+        self.create_from = None;
         if self.single_files
             && let Some(sig) = chunk.meta.first().and_then(|m| m.signature.as_ref())
         {
@@ -113,7 +115,6 @@ impl Drain<'_, '_> {
             self.adopted_before.extend(done);
         }
         summary.commit = Some(sha);
-        self.create_from = None;
         for (change, meta) in chunk.changes.iter().zip(&chunk.meta) {
             summary.pushed += meta.fresh.len();
             summary
