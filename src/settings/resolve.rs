@@ -16,6 +16,7 @@ use anyhow::{Context, Result};
 use std::ffi::OsStr;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
+use std::time::Duration;
 
 /// Where a setting's value came from (`hero_usage_push --check` shows it,
 /// and a printed schedule must not rely on what only this shell has).
@@ -108,6 +109,8 @@ pub struct ForgeSettings {
     pub insecure_http: bool,
     /// CA certificates trusted instead of the system's store.
     pub ca_file: Option<PathBuf>,
+    /// Longest wait for one request; `None`: the forge client's (120 s).
+    pub request_timeout: Option<Duration>,
 }
 
 impl ForgeSettings {
@@ -116,6 +119,10 @@ impl ForgeSettings {
         let mut config = ClientConfig::new(&self.url, self.token.clone());
         config.insecure_http = self.insecure_http;
         config.ca_file = self.ca_file.clone();
+        if let Some(t) = self.request_timeout {
+            config.timeout = t;
+            config.connect_timeout = config.connect_timeout.min(t);
+        }
         config
     }
 }
@@ -329,6 +336,7 @@ impl Resolver {
             branch,
             insecure_http: self.insecure_http().value,
             ca_file: self.ca_file().map(|c| absolute(c.value)),
+            request_timeout: None,
         })
     }
 

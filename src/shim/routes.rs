@@ -10,8 +10,8 @@ use crate::error::{Exit, Kind, kind_of};
 use crate::push::{self, Outcome, PushOptions, PushSummary, RetryPolicy};
 use crate::record::{FieldError, RawValue, RecordInput};
 use crate::recording::{Written, conflict_message, defaults_now};
-use crate::settings::Resolver;
 use crate::settings::SecretSource;
+use crate::settings::{ForgeSettings, Resolver};
 use crate::spool::Spool;
 use crate::status::StatusReport;
 use serde_json::json;
@@ -167,10 +167,17 @@ impl App {
                 .with_note(format!("{e:#}"));
             }
         };
-        // A person is waiting: retries stop after 30 s, not the hourly job's 300.
+        // A person is waiting: retries stop after 30 s, not the hourly job's
+        // 300, and no request waits longer than that either (a silent forge
+        // held push-now, and a SIGTERM, for the client's 120 s).
+        let retry = RetryPolicy::for_window(Duration::from_secs(push::PUSH_NOW_RETRY_SECONDS));
+        let forge = ForgeSettings {
+            request_timeout: Some(retry.window),
+            ..forge
+        };
         let opts = PushOptions {
             retention_days: None,
-            retry: RetryPolicy::for_window(Duration::from_secs(push::PUSH_NOW_RETRY_SECONDS)),
+            retry,
             ledger_days: None,
             signer,
             ..PushOptions::new(&self.node, forge)

@@ -830,6 +830,29 @@ fn records_are_answered_while_every_worker_waits_on_the_forge() {
     assert_eq!(pending(&shim), 2);
 }
 
+/// A person waits on push-now: a forge that takes the connection and never
+/// answers ends it within the retry window (3 s in tests, 30 s shipped)
+/// with 503 and nothing lost, and with it a SIGTERM that waits for it.
+/// Before, each request waited for the forge client's 120 s.
+#[test]
+fn push_now_to_a_silent_forge_ends_within_its_retry_window() {
+    let silent = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let url = format!("http://{}", silent.local_addr().unwrap());
+    let env = TestEnv::new();
+    let token = env.path("token");
+    std::fs::write(&token, "some-token").unwrap();
+    let shim = Shim::start_with(env, with_forge(&url, token));
+    assert_eq!(shim.record(&record("job-1", 1)).status, 201);
+    let t = Instant::now();
+    let r = shim.post("/admin/push-usage-now", "");
+    assert_eq!(r.status, 503, "{r:?}");
+    assert_eq!(r.json()["exit_code"], 75, "{r:?}");
+    let took = t.elapsed();
+    assert!(took < Duration::from_secs(20), "push-now took {took:?}");
+    assert_eq!(pending(&shim), 1, "nothing lost");
+    assert_eq!(shim.stop().0, Some(0));
+}
+
 /// A bug in the group committer (a panic, at a test-only failpoint) ends
 /// the shim with 70 and the panic in its log, for its supervisor to restart
 /// it: it must not stay up refusing every record while /healthz says ok.
