@@ -113,6 +113,14 @@ fn a_file_size_limit_fails_the_write_with_73_and_leaves_no_tmp_file() {
 /// code pushed nothing: the ingest error ended the run.
 #[test]
 fn a_push_that_cannot_ingest_still_pushes_what_is_pending_and_exits_73() {
+    // 512 bytes: the push's own state files fit; 0: not even state/branches
+    // does, which the run reports (73) and pushes on.
+    for limit in [1, 0] {
+        cannot_ingest_yet_pushes(limit);
+    }
+}
+
+fn cannot_ingest_yet_pushes(limit: u32) {
     use crate::support::forge::{OWNER, REPO, node_keys, push, token_file};
     let env = TestEnv::new();
     let forge = TestForge::start(ForgeOptions::default());
@@ -128,14 +136,14 @@ fn a_push_that_cannot_ingest_still_pushes_what_is_pending_and_exits_73() {
     let out = sh(
         &env,
         &format!(
-            "ulimit -f 1; HERO_USAGE_FORGEJO_URL='{}' HERO_USAGE_FORGEJO_TOKEN_FILE='{}' \
+            "ulimit -f {limit}; HERO_USAGE_FORGEJO_URL='{}' HERO_USAGE_FORGEJO_TOKEN_FILE='{}' \
              HERO_USAGE_REPO='{OWNER}/{REPO}' exec '{}'",
             forge.base_url(),
             token.display(),
             crate::support::bin("hero_usage_push").display()
         ),
     );
-    out.exit(73);
+    out.exit_for(73, &format!("ulimit -f {limit}"));
     assert!(stderr(&out).contains("File too large"), "{}", stderr(&out));
     assert_eq!(node_keys(&forge, &env.node), ["k1"]);
     assert!(drop.exists(), "the drop waits for a run with room");
