@@ -408,6 +408,12 @@ fn read_bytes(
         {
             return Err(ReadError::Damaged(format!("not a record file: {e}")));
         }
+        // A file the spool's owner may not read (root's, from a run with
+        // sudo): this entry alone is set aside, as an unreadable drop is;
+        // it stopped every push.
+        Err(e) if e.kind() == io::ErrorKind::PermissionDenied => {
+            return Err(ReadError::Damaged(format!("cannot be read: {e}")));
+        }
         Err(e) => {
             return Err(ReadError::Io(cant(|| {
                 format!("cannot read {}", path.display())

@@ -809,9 +809,17 @@ fn private_mode(moved: &Path) -> Result<()> {
     } else {
         return Ok(());
     };
-    fs::set_permissions(moved, fs::Permissions::from_mode(mode)).map_err(cant(|| {
-        format!("cannot set the mode of {}", moved.display())
-    }))
+    if m.mode() & 0o7777 == mode {
+        return Ok(());
+    }
+    match fs::set_permissions(moved, fs::Permissions::from_mode(mode)) {
+        // Another user's file (root's): its mode is not ours to change, and
+        // failing here left it in rejected/ without its reason.
+        Err(e) if e.kind() == io::ErrorKind::PermissionDenied => Ok(()),
+        other => other.map_err(cant(|| {
+            format!("cannot set the mode of {}", moved.display())
+        })),
+    }
 }
 
 #[cfg(test)]

@@ -391,6 +391,49 @@ fn a_drop_that_cannot_be_moved_is_reported_and_stops_nothing() {
     assert_eq!(node.pending(), 0);
 }
 
+/// A pending entry the spool's owner may not read (root's, mode 0600, left
+/// by an older version run with sudo) is quarantined with the error as its
+/// reason, as an unreadable drop is: the old code stopped every push on it
+/// (73, Permission denied), nothing pushed. A drop of root's (the man page's
+/// script run by root) is quarantined with its reason: the old code failed
+/// to chmod it once moved, and left it in rejected/ without one, the push
+/// failed (73).
+#[test]
+fn files_of_root_in_the_spool_are_quarantined_and_stop_nothing() {
+    if crate::support::my_uid() != 0 {
+        eprintln!("skipped: needs root to leave a file its owner cannot read");
+        return;
+    }
+    let node = Node::new();
+    node.open();
+    node.drop_file("good.toml", &valid("good"));
+    let mut push = unprivileged(&node.push_cmd(), node.env.dir.path());
+    // Made after the spool was handed to its owner: root's.
+    let name = hero_usage::spool::file_name_for_key("roots");
+    let roots = node.env.spool.join("pending").join(name);
+    let record = valid("roots")
+        + "description = \"\"\nnode_id = \"test-node\"\noccurred_at = \"2026-12-01 10:00:00\"\n";
+    std::fs::write(&roots, record).unwrap();
+    let drop = node.drop_file("roots-drop.toml", &valid("roots-drop"));
+    for file in [&roots, &drop] {
+        std::fs::set_permissions(file, std::fs::Permissions::from_mode(0o600)).unwrap();
+    }
+    let out = run(&mut push);
+    out.exit(65);
+    assert!(
+        stdout(&out).contains("pushed 1 records"),
+        "{}",
+        stdout(&out)
+    );
+    let reasons = rejection_reasons(&node.env.spool);
+    assert_eq!(reasons.len(), 2, "{}{:?}", stderr(&out), node.rejected());
+    assert!(
+        reasons.iter().all(|r| r.contains("Permission denied")),
+        "{reasons:?}"
+    );
+    assert_eq!(node.pending(), 0);
+}
+
 #[test]
 fn a_file_in_incoming_without_toml_is_counted_then_quarantined_never_unseen() {
     // A script whose `mv` lost the `.toml`, and a `.reason` moved back with
