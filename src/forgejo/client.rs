@@ -18,6 +18,9 @@ pub(super) enum Call {
     Other,
     CreateRepo,
     CreateFile,
+    /// A PUT of one file: 422 `already exists` is the branch its
+    /// `new_branch` asked for, made by a commit whose reply was lost.
+    UpdateFile,
     ManyFiles,
 }
 

@@ -165,7 +165,7 @@ impl ForgejoClient {
         let (call, method) = match sha {
             Some(sha) => {
                 body["sha"] = json!(sha);
-                (Call::Other, Method::Put)
+                (Call::UpdateFile, Method::Put)
             }
             None => (Call::CreateFile, Method::Post),
         };

@@ -9,7 +9,8 @@ use std::fmt;
 pub enum ForgeError {
     /// 404: repository, branch, org or path missing (or invisible to the token).
     NotFound(String),
-    /// 409 on repository create; 422 `repository file already exists` on file create.
+    /// 409 on repository create; 422 `repository file already exists` on
+    /// file create, `branch already exists` on a commit's `new_branch`.
     AlreadyExists(String),
     /// 409, or 422 `sha does not match`: re-read and retry.
     StaleSha(String),

@@ -371,6 +371,37 @@ fn a_new_shared_branch_starts_from_the_default_branchs_hour_files() {
     }
 }
 
+/// The commit that makes a new branch loses its reply; sent again, it is
+/// told the branch exists already (422): the branch and the records are
+/// there, found by re-reading. On a server without the many-files
+/// endpoint (a PUT) that 422 ended the run with 70.
+#[test]
+fn a_lost_reply_to_the_commit_that_made_the_branch_is_found() {
+    for old in [false, true] {
+        let forge = TestForge::start(ForgeOptions {
+            no_multi_file: old,
+            ..ForgeOptions::default()
+        });
+        let node = Node::new(&forge);
+        node.record(&three()[0]);
+        node.push(&[]).exit(0);
+        node.record(&three()[1]);
+        let method = if old { "PUT" } else { "POST" };
+        forge.inject(Fault::new(
+            Some(method),
+            "/contents",
+            FaultAction::DropAfter,
+        ));
+        let out = run(node.push_cmd().env("HERO_USAGE_BRANCH", "billing-b"));
+        out.exit_for(0, method);
+        let keys = keys_on(&forge, "billing-b")
+            .remove("test-node")
+            .unwrap_or_default();
+        assert_eq!(keys, ["job-1", "job-2"], "{method}");
+        assert_eq!(node.pending(), 0, "{method}");
+    }
+}
+
 #[test]
 fn server_errors_exit_75_lose_nothing_and_the_next_run_succeeds() {
     let forge = forge();
