@@ -184,15 +184,18 @@ impl Spool {
             // Each drop read with the inode it was read from.
             let mut names: Vec<(&OsString, u64)> = Vec::new();
             let mut records: Vec<Validated> = Vec::new();
-            let mut bad: Vec<(&OsString, String)> = Vec::new();
+            // A bad drop with the inode judged (seen before it was read).
+            let mut bad: Vec<(&OsString, Option<u64>, String)> = Vec::new();
             for name in chunk {
-                match read_drop(&incoming.join(name), node, now) {
+                let path = incoming.join(name);
+                let seen = fs::symlink_metadata(&path).ok().map(|m| m.ino());
+                match read_drop(&path, node, now) {
                     Ok((v, ino)) => {
                         names.push((name, ino));
                         records.push(v);
                     }
                     Err(Reason::Gone) => {}
-                    Err(Reason::Bad(why)) => bad.push((name, why)),
+                    Err(Reason::Bad(why)) => bad.push((name, seen, why)),
                 }
             }
             let outcomes = self.record_batch(&records)?;
@@ -202,7 +205,8 @@ impl Spool {
                     RecordOutcome::Recorded => report.ingested += 1,
                     RecordOutcome::Duplicate => report.duplicates += 1,
                     RecordOutcome::Conflict(fields) => {
-                        bad.push((name, drop_conflict(&v.record.idempotency_key, &fields)));
+                        let why = drop_conflict(&v.record.idempotency_key, &fields);
+                        bad.push((name, Some(ino), why));
                         continue;
                     }
                     RecordOutcome::Unchecked(why) => {
@@ -279,7 +283,7 @@ impl Spool {
         let incoming = self.dir("incoming");
         let limit = SystemTime::from(now) - TMP_MAX_AGE;
         let strays = self.stray_names()?;
-        let old: Vec<(&OsString, String)> = strays
+        let old: Vec<(&OsString, Option<u64>, String)> = strays
             .iter()
             .filter(|n| {
                 fs::symlink_metadata(incoming.join(n)).is_ok_and(|m| fsx::changed_at(&m) < limit)
@@ -288,7 +292,7 @@ impl Spool {
                 let why = "drop: its name does not end in `.toml`, so it was never read as a drop \
                            (it waited in incoming/ for over an hour); if it is a record, move it \
                            back into incoming/ under a name ending in .toml";
-                (n, why.to_string())
+                (n, None, why.to_string())
             })
             .collect();
         self.quarantine_drops(old, report)
@@ -325,10 +329,12 @@ impl Spool {
     }
 
     /// Move bad drops to `rejected/` with their reasons (under the writers'
-    /// lock) and list them in `report`.
+    /// lock) and list them in `report`. A name that no longer holds the
+    /// inode judged is left alone: a script renamed another drop over it
+    /// meanwhile, which nobody has read; the next run judges it.
     fn quarantine_drops(
         &self,
-        bad: Vec<(&OsString, String)>,
+        bad: Vec<(&OsString, Option<u64>, String)>,
         report: &mut IngestReport,
     ) -> Result<()> {
         if bad.is_empty() {
@@ -336,11 +342,14 @@ impl Spool {
         }
         let incoming = self.dir("incoming");
         let _lock = self.lock_writers()?;
-        for (name, reason) in bad {
+        for (name, judged, reason) in bad {
             let p = incoming.join(name);
             let Ok(m) = fs::symlink_metadata(&p) else {
                 continue; // another ingestion took it
             };
+            if judged.is_some_and(|ino| ino != m.ino()) {
+                continue;
+            }
             let shown = escape_name(name);
             let kept = if is_drop_name(name) {
                 rejected_name(name)

@@ -87,15 +87,17 @@ fn valid(key: &str) -> String {
     VALID.replace("KEY", key)
 }
 
-/// A drop renamed over one the push has read (the same name, while the
-/// push waits for the writers' lock to record what it read) is a record
-/// nobody has read: it stays for the next run. The old code removed it
-/// with the one it had read, unread: its record was lost.
+/// A drop renamed over one the push has judged (the same name, while the
+/// push waits for the writers' lock to record or quarantine what it read)
+/// is a record nobody has read: it stays for the next run. The old code
+/// removed it with the good drop it had read, unread (its record lost), and
+/// quarantined it in place of the bad one, with that one's reason.
 #[test]
 fn a_drop_renamed_over_one_being_ingested_is_left_for_the_next_run() {
     let node = Node::new();
     node.open();
     let job = node.drop_file("job.toml", &valid("first"));
+    let bad = node.drop_file("bad.toml", "not a record");
     let spool = hero_usage::spool::Spool::open(&node.env.spool).unwrap();
     let mut holder = hold_lock_with_flock(&spool, &["cat"]);
     let push = node
@@ -105,18 +107,21 @@ fn a_drop_renamed_over_one_being_ingested_is_left_for_the_next_run() {
         .spawn()
         .unwrap();
     wait_until_waiting_for_lock(&spool, push.id());
-    // A script's `mv` of its next record to the same name.
-    let next = node.env.spool.join("tmp/next");
-    std::fs::write(&next, valid("second")).unwrap();
-    std::fs::rename(&next, &job).unwrap();
+    // A script's `mv` of its next records to the same names.
+    for (name, key) in [(&job, "second"), (&bad, "third")] {
+        let next = node.env.spool.join("tmp/next");
+        std::fs::write(&next, valid(key)).unwrap();
+        std::fs::rename(&next, name).unwrap();
+    }
     drop(holder.stdin.take());
     holder.wait().unwrap();
     push.wait_with_output().unwrap().exit(0);
     assert_eq!(std::fs::read_to_string(&job).unwrap(), valid("second"));
+    assert_eq!(std::fs::read_to_string(&bad).unwrap(), valid("third"));
     node.push(&[]).exit(0);
     assert_eq!(
         crate::support::forge::node_keys(&node.forge, &node.env.node),
-        ["first", "second"]
+        ["first", "second", "third"]
     );
 }
 
