@@ -15,7 +15,6 @@ use crate::error::{Kind, fail};
 use crate::settings::{Resolver, SecretSource};
 use crate::spool::Spool;
 use anyhow::Result;
-use std::io::Write;
 use std::sync::Arc;
 
 pub const BINARY: &str = "hero_usage_shim";
@@ -68,11 +67,8 @@ pub fn run(settings: &Resolver) -> Result<()> {
         secret,
         settings: settings.clone(),
     };
-    {
-        let mut out = std::io::stdout().lock();
-        writeln!(out, "listening on http://{local}")?;
-        out.flush()?;
-    }
+    // A reader that went away (EPIPE) ends nothing: the shim serves.
+    crate::console::out(&format!("listening on http://{local}\n"))?;
     server.serve(Arc::new(app))?;
     signal_handle.close();
     let _ = err_line(&format!("{BINARY}: stopped"));

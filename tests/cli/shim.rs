@@ -955,6 +955,60 @@ fn sigterm_finishes_the_request_in_flight_then_exits_0() {
     assert!(log.contains("POST /record_usage 201"), "{log}");
 }
 
+/// The ready line on a stdout that nobody reads any more (a script read
+/// it, or never wanted it, and closed its end; SIGPIPE is ignored, so the
+/// write fails with EPIPE) does not end the shim: it serves. A stdout that
+/// cannot be written otherwise (a full disk) is 74, as for every binary.
+/// Both ended it with 70, "internal error (a bug)".
+#[test]
+fn a_closed_stdout_does_not_stop_the_shim_and_a_full_one_is_74() {
+    let env = TestEnv::new();
+    let secret = env.path("admin_secret");
+    std::fs::write(&secret, SECRET).unwrap();
+    let full = std::fs::OpenOptions::new().write(true).open("/dev/full");
+    let out = run(env
+        .cmd("hero_usage_shim")
+        .args(["--listen", "127.0.0.1:0", "--admin-secret-file"])
+        .arg(&secret)
+        .stdout(full.unwrap()));
+    out.exit(74);
+    assert!(
+        stderr(&out).contains("cannot write to stdout"),
+        "{}",
+        stderr(&out)
+    );
+
+    let addr = {
+        let free = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        free.local_addr().unwrap().to_string()
+    };
+    let (reader, writer) = std::io::pipe().unwrap();
+    drop(reader);
+    let mut child = env
+        .cmd("hero_usage_shim")
+        .args(["--listen", &addr, "--admin-secret-file"])
+        .arg(&secret)
+        .stdout(writer)
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let start = Instant::now();
+    let served = loop {
+        if let Ok(mut s) = TcpStream::connect(&addr) {
+            s.write_all(b"GET /healthz HTTP/1.1\r\n\r\n").unwrap();
+            break read_reply(&mut s).status;
+        }
+        if let Some(status) = child.try_wait().unwrap() {
+            panic!("the shim ended: {status}");
+        }
+        assert!(start.elapsed() < Duration::from_secs(10), "not listening");
+        std::thread::sleep(Duration::from_millis(10));
+    };
+    assert_eq!(served, 200);
+    let _ = child.kill();
+    let _ = child.wait();
+}
+
 #[test]
 fn refuses_a_non_loopback_address_without_allow_remote() {
     let env = TestEnv::new();
