@@ -501,6 +501,17 @@ fn ensure_repo(
                 repo.owner
             ),
         )),
+        // Forgejo refuses a name it reserves (api, admin, ...) or one that
+        // ends in .git or .wiki: every run would meet it.
+        Err(ForgeError::Invalid {
+            status: 422,
+            message,
+        }) => Err(fail(
+            Kind::Config,
+            format!(
+                "cannot create repository {repo}: the forge refuses the name ({message}); names ending in .git or .wiki and reserved ones (api, admin, ...) are not allowed: set --repo to another name"
+            ),
+        )),
         Err(e) => Err(forge_err(e)),
     }
 }

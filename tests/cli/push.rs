@@ -619,6 +619,19 @@ fn created_private(forge: &TestForge, owner: &str, name: &str) -> bool {
 
 /// Another node created the repository between this run's look (404) and
 /// its create: the 409 means it exists, and the run pushes into it.
+/// A name the forge refuses to create (422: `.git` or `.wiki` at its end, a
+/// reserved one) is configuration: 78 naming --repo. It was 70.
+#[test]
+fn a_repository_name_the_forge_refuses_is_78() {
+    let forge = forge();
+    let node = Node::named(&forge, "test-node", &format!("{OWNER}/billing.git"));
+    node.record(&three()[0]);
+    let out = node.push(&[]);
+    out.exit(78);
+    assert!(stderr(&out).contains("set --repo"), "{}", stderr(&out));
+    assert_eq!(node.pending(), 1);
+}
+
 #[test]
 fn a_409_on_create_means_the_repo_exists_and_the_push_goes_on() {
     let forge = forge();
