@@ -322,10 +322,11 @@ impl ForgejoClient {
     /// Turn a non-2xx answer into a typed error; the message is scrubbed
     /// once, whole.
     pub(super) fn classify(&self, call: Call, what: &str, status: u16, body: &[u8]) -> ForgeError {
-        let server = serde_json::from_slice::<Value>(body)
+        let forgejos = serde_json::from_slice::<Value>(body)
             .ok()
-            .and_then(|v| v.get("message").and_then(Value::as_str).map(str::to_string))
-            .unwrap_or_else(|| snippet(body));
+            .and_then(|v| v.get("message").and_then(Value::as_str).map(str::to_string));
+        let from_forgejo = forgejos.is_some();
+        let server = forgejos.unwrap_or_else(|| snippet(body));
         let lower = server.to_ascii_lowercase();
         let msg = self.scrub(&if server.is_empty() {
             format!("{what}: {status}")
@@ -333,6 +334,12 @@ impl ForgejoClient {
             format!("{what}: {status} {server}")
         });
         match status {
+            // Forgejo's 401 is JSON; another one is a proxy's, which never
+            // passed the token on.
+            401 if !from_forgejo => ForgeError::Unauthorized(format!(
+                "{msg} (not Forgejo's answer: a proxy in front of the forge refused the request, \
+                 perhaps asking for credentials of its own; the token was not checked)"
+            )),
             401 => ForgeError::Unauthorized(msg),
             403 if lower.contains("pushrejected") || lower.contains("push rejected") => {
                 ForgeError::PushRejected(msg)

@@ -1191,6 +1191,26 @@ fn a_quota_413_is_not_a_body_limit() {
     assert_eq!(node.pending(), 3);
 }
 
+/// A 401 that is not Forgejo's JSON is a proxy's: still 77 (the request
+/// was refused), but saying so, not only "check the token file".
+#[test]
+fn a_proxys_401_says_it_is_not_forgejos() {
+    let forge = forge();
+    let node = Node::new(&forge);
+    node.record(&three()[0]);
+    let page = "<html><head><title>401 Authorization Required</title></head></html>";
+    let raw = RawReply::new(401, "text/html", page).header("WWW-Authenticate", "Basic realm=\"x\"");
+    forge.inject(Fault::new(Some("GET"), "/repos/", FaultAction::Reply(raw)));
+    let out = node.push(&[]);
+    out.exit(77);
+    assert!(
+        stderr(&out).contains("a proxy in front of the forge"),
+        "{}",
+        stderr(&out)
+    );
+    assert_eq!(node.pending(), 1);
+}
+
 #[test]
 fn a_token_without_the_write_scope_exits_77_and_keeps_the_records() {
     let read_only = "read-only-token-0123456789abcdef";
