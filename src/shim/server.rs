@@ -402,7 +402,14 @@ impl Conn {
 
     /// Between requests on a kept-alive connection: nothing is owed.
     fn idle_kept_alive(&self) -> bool {
-        matches!(self.state, State::Reading) && self.served > 0 && self.buf.is_empty()
+        matches!(self.state, State::Reading) && self.served > 0 && self.no_request_read()
+    }
+
+    /// Nothing of a next request has been read: at most the empty lines a
+    /// client may send after a request (a shell's `printf '...%s\n'`),
+    /// which RFC 9112 (2.2) says to ignore.
+    fn no_request_read(&self) -> bool {
+        self.buf.iter().all(|&b| b == b'\r' || b == b'\n')
     }
 
     /// When the poller must look at this connection without an event.
@@ -649,7 +656,7 @@ impl Poller {
         let (head, end) = match parse_head(&conn.buf, &mut conn.seen) {
             Err(resp) => return self.answer_here(conn, &resp, After::Drain),
             Ok(Some(parsed)) => parsed,
-            Ok(None) if conn.eof && conn.buf.is_empty() => return Step::Gone,
+            Ok(None) if conn.eof && conn.no_request_read() => return Step::Gone,
             Ok(None) if conn.eof => {
                 let resp = bad("the request ended before its head was complete");
                 return self.answer_here(conn, &resp, After::Close);
@@ -678,7 +685,7 @@ impl Poller {
     fn hand_off(&mut self, conn: Conn, request: Request) -> Step {
         // A client that closed its side after its requests is still owed
         // an answer to each it pipelined: close after the last.
-        let keep_alive = request.head.keep_alive && !(conn.eof && conn.buf.is_empty());
+        let keep_alive = request.head.keep_alive && !(conn.eof && conn.no_request_read());
         self.shared.in_flight.fetch_add(1, Ordering::SeqCst);
         let reply = Reply {
             conn: Some(conn),

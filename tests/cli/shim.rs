@@ -1216,8 +1216,9 @@ fn kept_alive_connections_serve_request_after_request() {
 
 /// A client that pipelines its requests and then closes its sending side
 /// (`printf ... | nc -N`) has asked for every one of them: each is
-/// answered, the last with `Connection: close`. (The shim answered the
-/// first with close and dropped the others unread.)
+/// answered, the last with `Connection: close`, and a new line after the
+/// last body (a shell's `printf '...%s\n'`) is no request. (The shim
+/// answered the first with close and dropped the others unread.)
 #[test]
 fn requests_pipelined_before_a_half_close_are_all_answered() {
     let shim = Shim::start();
@@ -1239,6 +1240,7 @@ fn requests_pipelined_before_a_half_close_are_all_answered() {
             body.len()
         ));
     }
+    sent.push_str("\r\n");
     s.write_all(sent.as_bytes()).unwrap();
     s.shutdown(std::net::Shutdown::Write).unwrap();
     signal("-CONT");
