@@ -433,6 +433,10 @@ mod tests {
         check_blob("GET x", empty_sha1, b"").unwrap();
         check_blob("GET x", &empty_sha1.to_ascii_uppercase(), b"").unwrap();
         check_blob("GET x", empty_sha256, b"").unwrap();
+        // `git hash-object` of "O:\n", without and with --object-format=sha256.
+        check_blob("GET x", "328ce9a8b3382f9af93afe7e8744839da379f3f1", b"O:\n").unwrap();
+        let sha256 = "6e425cf112a0753a2281278515594e8f7e78af1f52202f94a8e8ae51d719d93e";
+        check_blob("GET x", sha256, b"O:\n").unwrap();
         for (sha, content) in [
             (empty_sha1, &b"O:\n"[..]),
             (empty_sha256, b"O:\n"),
