@@ -181,6 +181,28 @@ fn a_2xx_commit_answer_that_cannot_be_read_is_a_lost_reply() {
     }
 }
 
+/// A read answered 200 with what is not Forgejo's answer (a proxy's page,
+/// an empty or truncated body) is the forge answering garbage: 75, nothing
+/// written, the records pending. It was 70 ("a bug").
+#[test]
+fn a_read_answered_with_a_proxys_page_or_a_cut_body_is_75() {
+    for (path, body) in [
+        ("/repos/", "<html><body>Welcome to nginx!</body></html>"),
+        ("/contents/", ""),
+        ("/contents/", r#"{"type":"file","sha":"e69de29b"#),
+    ] {
+        let forge = forge();
+        let node = Node::new(&forge);
+        node.record(&three()[0]);
+        forge.create_repo(OWNER, REPO, false);
+        let raw = RawReply::new(200, "text/html", body);
+        forge.inject(Fault::new(Some("GET"), path, FaultAction::Reply(raw)));
+        node.push(&[]).exit_for(75, body);
+        assert_eq!(commits(&forge), 1, "{body}: only the README");
+        assert_eq!(node.pending(), 1, "{body}");
+    }
+}
+
 /// A contents answer must be the file asked for, its bytes hashing to its
 /// blob sha: a cache or proxy answering an older version (or an empty
 /// content without `size`) with the current sha made the push rewrite the
