@@ -2,7 +2,9 @@
 //! `hero_usage_push` binaries against the in-process test forge (real HTTP on
 //! loopback, real bare git repositories).
 
-use crate::support::forge::{Node, OWNER, REPO, commits, file, git, keys_on, rec, start as forge};
+use crate::support::forge::{
+    Node, OWNER, REPO, commits, file, git, keys_on, rec, start as forge, start_old,
+};
 use crate::support::{Run, TestEnv, files_under, run, stderr, stdout};
 use hero_usage::otoml::{parse_batch, render_batch};
 use hero_usage::record::UsageRecord;
@@ -32,6 +34,15 @@ fn remote_keys(forge: &TestForge, paths: &[&str]) -> Vec<String> {
         .collect();
     keys.sort();
     keys
+}
+
+/// The many-files commit requests the forge saw (`POST .../contents`).
+fn commit_requests(forge: &TestForge) -> usize {
+    forge
+        .requests()
+        .iter()
+        .filter(|r| r.method == "POST" && r.path.ends_with("/contents"))
+        .count()
 }
 
 #[test]
@@ -375,10 +386,7 @@ fn records_a_lost_reply_left_on_another_branch_are_not_committed_again() {
 #[test]
 fn a_new_shared_branch_starts_from_the_default_branchs_hour_files() {
     for old in [false, true] {
-        let forge = TestForge::start(ForgeOptions {
-            no_multi_file: old,
-            ..ForgeOptions::default()
-        });
+        let forge = start_old(old);
         let node = Node::new(&forge);
         node.record(&three()[0]);
         node.push(&[]).exit(0);
@@ -400,10 +408,7 @@ fn a_new_shared_branch_starts_from_the_default_branchs_hour_files() {
 #[test]
 fn a_lost_reply_to_the_commit_that_made_the_branch_is_found() {
     for old in [false, true] {
-        let forge = TestForge::start(ForgeOptions {
-            no_multi_file: old,
-            ..ForgeOptions::default()
-        });
+        let forge = start_old(old);
         let node = Node::new(&forge);
         node.record(&three()[0]);
         node.push(&[]).exit(0);
@@ -435,11 +440,7 @@ fn server_errors_exit_75_lose_nothing_and_the_next_run_succeeds() {
     let out = node.push(&["--retry-seconds", "1"]);
     out.exit(75);
     assert_eq!(node.pending(), 3);
-    let posts = forge
-        .requests()
-        .iter()
-        .filter(|r| r.method == "POST" && r.path.ends_with("/contents"))
-        .count();
+    let posts = commit_requests(&forge);
     // Retries are bounded by --retry-seconds (1 s here, with the test's
     // 5 to 50 ms waits), not by a count.
     assert!((2..200).contains(&posts), "bounded retries: {posts}");
@@ -553,10 +554,7 @@ fn an_hour_file_created_meanwhile_is_reread_and_both_writers_survive() {
 
 #[test]
 fn servers_without_the_many_files_endpoint_get_one_request_per_file() {
-    let forge = TestForge::start(ForgeOptions {
-        no_multi_file: true,
-        ..ForgeOptions::default()
-    });
+    let forge = start_old(true);
     let node = Node::new(&forge);
     let records = three();
     for r in &records {
@@ -1173,11 +1171,7 @@ fn a_429_waits_as_long_as_its_retry_after_asks() {
         let started = std::time::Instant::now();
         let out = node.push(&[]);
         out.exit_for(code, after);
-        let sent = forge
-            .requests()
-            .iter()
-            .filter(|r| r.method == "POST" && r.path.ends_with("/contents"))
-            .count();
+        let sent = commit_requests(&forge);
         assert_eq!(sent, posts, "Retry-After {after}");
         assert!(
             stderr(&out).contains(&format!("it asks to wait {after} s (Retry-After)")),
@@ -1207,11 +1201,7 @@ fn a_quota_413_is_not_a_body_limit() {
     forge.inject(Fault::fail("POST", "/contents", 413, "quota exceeded").times(100));
     let out = node.push(&[]);
     out.exit(75);
-    let posts = forge
-        .requests()
-        .iter()
-        .filter(|r| r.method == "POST" && r.path.ends_with("/contents"))
-        .count();
+    let posts = commit_requests(&forge);
     assert_eq!(posts, 1);
     assert!(
         stderr(&out).contains("quota is used up"),

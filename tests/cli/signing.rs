@@ -2,7 +2,7 @@
 //! (`--init-signing-key`, `--print-public-key`, a key others may read), and
 //! every signature a push writes checked by the real `ssh-keygen -Y verify`.
 
-use crate::support::forge::{Node, OWNER, REPO, forge_env, git, rec};
+use crate::support::forge::{Node, OWNER, REPO, forge_env, git, rec, start_old};
 use crate::support::{Run, run, run_with_stdin, stderr, stdout};
 use hero_usage_test_forge::{Fault, ForgeOptions, TestForge};
 use std::os::unix::fs::PermissionsExt;
@@ -164,10 +164,7 @@ fn every_hour_file_a_push_writes_is_signed_in_its_commit_and_ssh_keygen_verifies
 
 #[test]
 fn without_the_many_files_endpoint_each_signature_follows_its_hour_file() {
-    let forge = TestForge::start(ForgeOptions {
-        no_multi_file: true,
-        ..ForgeOptions::default()
-    });
+    let forge = start_old(true);
     let (node, _, allowed) = keyed_node(&forge);
     for (k, at) in [("a", "2026-11-20 16:04:05"), ("b", "2026-11-20 17:00:00")] {
         node.record(&rec(k, at, 1));
@@ -198,10 +195,7 @@ fn without_the_many_files_endpoint_each_signature_follows_its_hour_file() {
 #[test]
 fn a_new_shared_branch_carries_the_default_branchs_signatures() {
     for old in [false, true] {
-        let forge = TestForge::start(ForgeOptions {
-            no_multi_file: old,
-            ..ForgeOptions::default()
-        });
+        let forge = start_old(old);
         let (node, _, allowed) = keyed_node(&forge);
         node.record(&rec("a", "2026-11-20 16:04:05", 1));
         node.push(&[]).exit(0);
@@ -220,10 +214,7 @@ fn a_new_shared_branch_carries_the_default_branchs_signatures() {
 /// waits for the hour to change again.
 #[test]
 fn a_signature_request_that_keeps_failing_leaves_its_hour_pending_until_signed() {
-    let forge = TestForge::start(ForgeOptions {
-        no_multi_file: true,
-        ..ForgeOptions::default()
-    });
+    let forge = start_old(true);
     let (node, _, allowed) = keyed_node(&forge);
     node.record(&rec("a", "2026-11-20 16:04:05", 1));
     forge.inject(Fault::fail("POST", "/contents/signatures/", 500, "").times(1000));

@@ -18,6 +18,15 @@ pub fn start() -> TestForge {
     TestForge::start(ForgeOptions::default())
 }
 
+/// A test forge without the many-files endpoint when `old` (an old server:
+/// one request per file), else with the default options.
+pub fn start_old(old: bool) -> TestForge {
+    TestForge::start(ForgeOptions {
+        no_multi_file: old,
+        ..ForgeOptions::default()
+    })
+}
+
 /// A node with its spool, talking to one forge.
 pub struct Node {
     pub env: TestEnv,
