@@ -229,8 +229,8 @@ impl ForgejoClient {
         Ok((status, bytes))
     }
 
-    /// The answers told by their headers, not their bodies: a 429 with the
-    /// wait its `Retry-After` asks for, and a redirect (3xx) as
+    /// The answers told by their headers, not their bodies: a 429 (or a 503
+    /// with a `Retry-After`) with the wait it asks for, and a redirect (3xx) as
     /// configuration: redirects are never followed (the token would go
     /// along to wherever they lead, another host included), so every run
     /// would meet it until the base URL is the one the API answers at.
@@ -240,14 +240,22 @@ impl ForgejoClient {
         resp: &ureq::http::Response<ureq::Body>,
     ) -> Option<ForgeError> {
         let status = resp.status().as_u16();
+        let retry_after = resp
+            .headers()
+            .get("retry-after")
+            .and_then(|v| v.to_str().ok())
+            .and_then(parse_retry_after);
         if status == 429 {
-            let retry_after = resp
-                .headers()
-                .get("retry-after")
-                .and_then(|v| v.to_str().ok())
-                .and_then(parse_retry_after);
             return Some(ForgeError::RateLimited {
                 message: format!("{what}: 429 Too Many Requests"),
+                retry_after,
+            });
+        }
+        if status == 503 && retry_after.is_some() {
+            // A proxy or the forge in maintenance, saying for how long.
+            return Some(ForgeError::Server {
+                status,
+                message: self.scrub(&format!("{what}: 503 Service Unavailable")),
                 retry_after,
             });
         }
@@ -360,6 +368,7 @@ impl ForgejoClient {
             500..=599 => ForgeError::Server {
                 status,
                 message: msg,
+                retry_after: None,
             },
             _ => ForgeError::Invalid {
                 status,

@@ -27,8 +27,12 @@ pub enum ForgeError {
     /// 413 `quota exceeded`: Forgejo's own 413, the repository owner's
     /// storage quota is used up; a smaller request would not help.
     QuotaExceeded(String),
-    /// 5xx.
-    Server { status: u16, message: String },
+    /// 5xx, with the wait a `Retry-After` asks for (a 503's, in maintenance).
+    Server {
+        status: u16,
+        message: String,
+        retry_after: Option<std::time::Duration>,
+    },
     /// 429: a rate limit (a proxy's; Forgejo has none), with the wait its
     /// `Retry-After` asks for, in seconds or as a date.
     RateLimited {
@@ -134,7 +138,8 @@ impl ForgeError {
     /// The least wait before a retry that the server asked for.
     pub(crate) fn retry_after(&self) -> Option<std::time::Duration> {
         match self {
-            ForgeError::RateLimited { retry_after, .. } => *retry_after,
+            ForgeError::RateLimited { retry_after, .. }
+            | ForgeError::Server { retry_after, .. } => *retry_after,
             _ => None,
         }
     }
@@ -200,8 +205,16 @@ impl fmt::Display for ForgeError {
                 f,
                 "forge: the repository owner's quota is used up (413): {m}; free space or raise the quota on the forge (Forgejo's [quota] settings); nothing is lost, the next run retries"
             ),
-            ForgeError::Server { status, message } => {
-                write!(f, "forge: server error {status}: {message}")
+            ForgeError::Server {
+                status,
+                message,
+                retry_after,
+            } => {
+                write!(f, "forge: server error {status}: {message}")?;
+                match retry_after {
+                    Some(d) => write!(f, "; it asks to wait {} s (Retry-After)", d.as_secs()),
+                    None => Ok(()),
+                }
             }
             ForgeError::RateLimited {
                 message,
@@ -253,6 +266,7 @@ mod tests {
             ForgeError::Server {
                 status: 502,
                 message: String::new(),
+                retry_after: None,
             },
         ] {
             let (want, kind) = (format!("{e}; retries used up"), e.kind());

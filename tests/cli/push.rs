@@ -1152,17 +1152,23 @@ fn a_redirect_is_not_followed_and_exits_78_naming_where_it_leads() {
     }
 }
 
-/// A 429's `Retry-After` is the least wait before the next try (the run's
-/// own waits are 5 to 50 ms in tests), and a wait past the retry window
-/// (3 s in tests) gives up at once: 75, one request. It was ignored.
+/// The `Retry-After` of a 429 (a rate limit) or a 503 (maintenance) is the
+/// least wait before the next try (the run's own waits are 5 to 50 ms in
+/// tests), and a wait past the retry window (3 s in tests) gives up at
+/// once: 75, one request. It was ignored.
 #[test]
-fn a_429_waits_as_long_as_its_retry_after_asks() {
-    for (after, code, posts) in [("1", 0, 2), ("10", 75, 1)] {
+fn a_429_or_503_waits_as_long_as_its_retry_after_asks() {
+    for (status, after, code, posts) in [
+        (429, "1", 0, 2),
+        (429, "10", 75, 1),
+        (503, "1", 0, 2),
+        (503, "10", 75, 1),
+    ] {
         let forge = forge();
         let node = Node::new(&forge);
         node.record(&three()[0]);
         let raw =
-            RawReply::new(429, "text/html", "<h1>slow down</h1>").header("Retry-After", after);
+            RawReply::new(status, "text/html", "<h1>slow down</h1>").header("Retry-After", after);
         forge.inject(Fault::new(
             Some("POST"),
             "/contents",
@@ -1170,9 +1176,9 @@ fn a_429_waits_as_long_as_its_retry_after_asks() {
         ));
         let started = std::time::Instant::now();
         let out = node.push(&[]);
-        out.exit_for(code, after);
+        out.exit_for(code, &format!("{status} Retry-After {after}"));
         let sent = commit_requests(&forge);
-        assert_eq!(sent, posts, "Retry-After {after}");
+        assert_eq!(sent, posts, "{status} Retry-After {after}");
         assert!(
             stderr(&out).contains(&format!("it asks to wait {after} s (Retry-After)")),
             "{}",
