@@ -22,8 +22,6 @@ fn file_path(route: &str, repo: &RepoRef, path: &str) -> String {
 }
 
 impl ForgejoClient {
-    /// A file's blob sha and bytes; `None` when it does not exist (404) or
-    /// the repository is empty (`[]`).
     /// The message of commit `sha` (`GET /repos/{o}/{r}/git/commits/{sha}`,
     /// without stats, verification or the list of files).
     pub fn commit_message(&self, repo: &RepoRef, sha: &str) -> Result<String, ForgeError> {
@@ -37,12 +35,16 @@ impl ForgejoClient {
             .and_then(|c| c.get("message"))
             .and_then(Value::as_str)
             .map(str::to_string)
-            .ok_or_else(|| ForgeError::Invalid {
-                status: 200,
-                message: format!("GET {api}: the answer has no commit.message"),
+            .ok_or_else(|| {
+                garbage(
+                    &format!("GET {api}"),
+                    "the answer has no commit.message".into(),
+                )
             })
     }
 
+    /// A file's blob sha and bytes; `None` when it does not exist (404) or
+    /// the repository is empty (`[]`).
     pub fn read_file(
         &self,
         repo: &RepoRef,

@@ -176,6 +176,13 @@ impl ForgeError {
     }
 }
 
+/// The wait a `Retry-After` asked for, as the end of a message.
+fn asked_wait(retry_after: Option<std::time::Duration>) -> String {
+    retry_after.map_or_else(String::new, |d| {
+        format!("; it asks to wait {} s (Retry-After)", d.as_secs())
+    })
+}
+
 impl fmt::Display for ForgeError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
@@ -209,23 +216,19 @@ impl fmt::Display for ForgeError {
                 status,
                 message,
                 retry_after,
-            } => {
-                write!(f, "forge: server error {status}: {message}")?;
-                match retry_after {
-                    Some(d) => write!(f, "; it asks to wait {} s (Retry-After)", d.as_secs()),
-                    None => Ok(()),
-                }
-            }
+            } => write!(
+                f,
+                "forge: server error {status}: {message}{}",
+                asked_wait(*retry_after)
+            ),
             ForgeError::RateLimited {
                 message,
                 retry_after,
-            } => {
-                write!(f, "forge: too many requests (429): {message}")?;
-                match retry_after {
-                    Some(d) => write!(f, "; it asks to wait {} s (Retry-After)", d.as_secs()),
-                    None => Ok(()),
-                }
-            }
+            } => write!(
+                f,
+                "forge: too many requests (429): {message}{}",
+                asked_wait(*retry_after)
+            ),
             ForgeError::Network(m) => write!(f, "forge unreachable: {m}"),
             ForgeError::Tls(m) => write!(f, "forge TLS: {m}"),
             ForgeError::Timeout(m) => write!(f, "forge timed out: {m}"),

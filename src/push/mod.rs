@@ -167,13 +167,10 @@ pub fn run_logged(spool: &Spool, opts: &PushOptions, log: Log) -> Result<PushSum
         spool_id,
     };
     if let Err(err) = drain::drain(&ctx, &mut summary) {
+        // The error that ended the run decides the exit code.
         summary.outcome = Outcome::Failed;
+        late_error(&mut summary, &err);
         summary.failure = Some(kind_of(&err));
-        let text = format!("{err:#}");
-        summary.error = Some(match summary.error.take() {
-            Some(first) => format!("{first}; then: {text}"),
-            None => text,
-        });
     }
     Ok(close(spool, opts, summary, started))
 }

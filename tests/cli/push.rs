@@ -1193,6 +1193,30 @@ fn a_429_or_503_waits_as_long_as_its_retry_after_asks() {
     }
 }
 
+/// A `Retry-After` naming the largest wait a header can hold, a second or
+/// more into the retries, gives up as any wait past the window does (75,
+/// the record pending): adding it to the time already spent overflowed,
+/// and the run panicked (101, not in the exit code table).
+#[test]
+fn the_largest_retry_after_gives_up_without_overflow() {
+    let forge = forge();
+    let node = Node::new(&forge);
+    node.record(&three()[0]);
+    for after in ["1", &u64::MAX.to_string()] {
+        let raw =
+            RawReply::new(429, "text/html", "<h1>slow down</h1>").header("Retry-After", after);
+        forge.inject(Fault::new(
+            Some("POST"),
+            "/contents",
+            FaultAction::Reply(raw),
+        ));
+    }
+    let out = node.push(&[]);
+    out.exit(75);
+    assert_eq!(commit_requests(&forge), 2);
+    assert_eq!(node.pending(), 1);
+}
+
 /// Forgejo's own 413 is its quota, not a body limit: halving the request
 /// cannot help. One request, 75 naming the quota, everything pending; it
 /// was halved down to single files, each hour left pending with a message

@@ -225,7 +225,8 @@ impl Drain<'_, '_> {
         let policy = self.ctx.opts.retry;
         let asked = e.retry_after().unwrap_or_default();
         let wait = policy.wait(failures, &mut self.rng).max(asked);
-        if first.elapsed() + wait > policy.window {
+        // Saturating: a Retry-After may name any wait, u64::MAX seconds too.
+        if first.elapsed().saturating_add(wait) > policy.window {
             return Err(e.clone().noting(&format!(
                 "{failures} attempt(s) over {} s, retries used up; nothing is lost, the next run retries",
                 first.elapsed().as_secs()
