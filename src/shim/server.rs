@@ -412,6 +412,20 @@ impl Conn {
         self.buf.iter().all(|&b| b == b'\r' || b == b'\n')
     }
 
+    /// Which connections make room first: those owed nothing (idle between
+    /// requests, then draining after their answer), then one whose request
+    /// is on its way (it gets a 503), last one whose answer is still being
+    /// written (that cuts an answer owed, a record's 201; but clients that
+    /// never read their answers must not hold the room either).
+    fn eviction_rank(&self) -> u8 {
+        match self.state {
+            State::Reading if self.idle_kept_alive() => 0,
+            State::Draining { .. } => 1,
+            State::Reading => 2,
+            State::Writing { .. } => 3,
+        }
+    }
+
     /// When the poller must look at this connection without an event.
     fn due(&self, limits: &Limits) -> Instant {
         match &self.state {
@@ -503,8 +517,8 @@ impl Poller {
 
     /// Accept what is waiting. A new connection is read at once (its request
     /// has often arrived with it). When [`Limits::waiting`] connections wait
-    /// already, or [`Limits::open`] are open, the oldest waiting is closed
-    /// first; with none waiting, the new one is turned away.
+    /// already, or [`Limits::open`] are open, a waiting one is closed first
+    /// ([`Poller::make_room`]); with none waiting, the new one is turned away.
     fn accept(&mut self, events: &mut Vec<PollFlags>) {
         if let Some(listener) = self.listener.take() {
             self.accept_from(&listener, events);
@@ -516,7 +530,7 @@ impl Poller {
         loop {
             match listener.accept() {
                 Ok((stream, _)) => {
-                    if self.full() && !self.evict_oldest(events) {
+                    if self.full() && !self.make_room(events) {
                         let conn = Conn::new(stream, Instant::now());
                         self.busy(
                             &conn,
@@ -537,7 +551,7 @@ impl Poller {
                     // Out of file descriptors and the like: make room, and
                     // do not spin.
                     let _ = err_line(&format!("{}: accept failed: {e}", self.shared.name));
-                    if !self.evict_oldest(events) {
+                    if !self.make_room(events) {
                         std::thread::sleep(Duration::from_millis(50));
                     }
                     return;
@@ -553,10 +567,12 @@ impl Poller {
             || self.conns.len() + answering.load(Ordering::SeqCst) >= limits.open
     }
 
-    /// Close the connection that has waited longest: a short 503 unless it
-    /// was idle between requests (nothing owed). Returns whether there was one.
-    fn evict_oldest(&mut self, events: &mut Vec<PollFlags>) -> bool {
-        let Some(i) = (0..self.conns.len()).min_by_key(|&i| self.conns[i].start) else {
+    /// Close a waiting connection to make room, the oldest of those that
+    /// come first (see [`Conn::eviction_rank`]): a short 503 unless it was
+    /// idle between requests (nothing owed). Returns whether there was one.
+    fn make_room(&mut self, events: &mut Vec<PollFlags>) -> bool {
+        let rank = |c: &Conn| (c.eviction_rank(), c.start);
+        let Some(i) = (0..self.conns.len()).min_by_key(|&i| rank(&self.conns[i])) else {
             return false;
         };
         let conn = self.conns.swap_remove(i);

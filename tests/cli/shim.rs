@@ -612,6 +612,37 @@ fn a_full_waiting_room_closes_the_oldest_connection_first() {
 }
 
 #[test]
+fn a_full_waiting_room_closes_a_connection_owed_nothing_before_one_mid_request() {
+    // Long idle and request times: only room decides here.
+    let shim = Shim::start_with(TestEnv::new(), |c| {
+        c.env("HERO_USAGE_TEST_SHIM_WAITING", "2");
+        c.env("HERO_USAGE_TEST_SHIM_TIMES", "30000,30000");
+    });
+    // The oldest: its request is on its way (half a head).
+    let mut arriving = shim.connect();
+    arriving.write_all(b"GET /healthz HTTP/1.1\r\n").unwrap();
+    // Younger, kept alive after its answer: owed nothing.
+    let mut idle = shim.connect();
+    idle.write_all(b"GET /healthz HTTP/1.1\r\n\r\n").unwrap();
+    assert_eq!(read_reply(&mut idle).status, 200);
+    // A third connection makes room: the idle one is closed, silently.
+    assert_eq!(shim.request("GET", "/healthz", &[], "").status, 200);
+    let mut rest = Vec::new();
+    idle.set_read_timeout(Some(Duration::from_secs(10)))
+        .unwrap();
+    assert_eq!(
+        idle.read_to_end(&mut rest).unwrap(),
+        0,
+        "closed, nothing said"
+    );
+    // The request on its way is served, not turned away.
+    arriving.write_all(b"\r\n").unwrap();
+    assert_eq!(read_reply(&mut arriving).status, 200);
+    drop(arriving);
+    assert_eq!(shim.stop().0, Some(0));
+}
+
+#[test]
 fn a_stalled_or_trickling_client_gets_408_while_others_are_served() {
     // Times scaled down (0.5 s idle, 1.2 s in all) so the test does not
     // wait for the real 2 s and 5 s; the rules are the same. (The trickle
