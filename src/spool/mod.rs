@@ -247,6 +247,13 @@ impl Spool {
         })
     }
 
+    /// Refuse (73) when this user may not write the spool: another user
+    /// owns it. [`Spool::open`] checks it; `--check` asks it of a spool it
+    /// opened read-only, to exit as a push would.
+    pub fn refuse_another_owner(&self) -> Result<()> {
+        refuse_another_owner(&self.root)
+    }
+
     /// The same spool with another wait for the writers' lock.
     pub fn with_lock_wait(mut self, wait: Duration) -> Spool {
         self.lock_wait = wait;
@@ -745,12 +752,17 @@ fn refuse_another_owner(root: &Path) -> Result<()> {
         return Ok(());
     }
     let name = crate::users::user_name(owner);
+    // sudo takes an unknown user (a bind mount's) as '#UID'; runuser cannot.
+    let how = match crate::users::name_of("/etc/passwd", owner) {
+        Some(_) => format!("sudo -u {name} ..., or runuser -u {name} -- ..."),
+        None => format!("sudo -u '#{owner}' ..."),
+    };
     Err(fail(
         Kind::CantCreate,
         format!(
             "spool {} belongs to user {name} and this is user {}: run the command as its \
-             owner (sudo -u {name} ..., or runuser -u {name} -- ...); nothing was written \
-             (what another user writes there is unreadable to the owner's push)",
+             owner ({how}); nothing was written (what another user writes there is \
+             unreadable to the owner's push)",
             crate::text::escape_controls(&root.display().to_string()),
             crate::users::user_name(me),
         ),

@@ -697,15 +697,17 @@ fn a_writer_refuses_a_spool_another_user_owns_and_writes_nothing() {
     assert!(chown.status.success(), "{}", stderr(&chown));
     let forge = crate::support::forge::start();
     let k2 = with(&good_args(), "--idempotency-key", "k2");
+    // --check exits as a push by this user would: it names the owner too.
     for out in [
         run(&mut record_cmd(&env, &k2)),
         push_to(&env, &forge, &["--retention-days", "0"]),
+        push_to(&env, &forge, &["--check"]),
     ] {
         out.exit(73);
-        let err = stderr(&out);
+        let said = format!("{}{}", stdout(&out), stderr(&out));
         assert!(
-            err.contains("belongs to user ") && err.contains("sudo -u "),
-            "{err}"
+            said.contains("belongs to user ") && said.contains("sudo -u "),
+            "{said}"
         );
     }
     for e in walkdir::WalkDir::new(&env.spool) {
@@ -714,6 +716,17 @@ fn a_writer_refuses_a_spool_another_user_owns_and_writes_nothing() {
         assert_eq!(e.metadata().unwrap().uid(), 65534, "{}", e.path().display());
     }
     assert_eq!(files_under(&env.spool.join("pending")).len(), 1);
+    // An owner the user database does not know (a bind mount's): sudo
+    // takes it as '#UID' (`sudo -u 4242` would be an unknown user).
+    let chown = run(Command::new("chown").arg("4242").arg(&env.spool));
+    assert!(chown.status.success(), "{}", stderr(&chown));
+    let out = run(&mut record_cmd(&env, &k2));
+    out.exit(73);
+    assert!(
+        stderr(&out).contains("sudo -u '#4242' ..."),
+        "{}",
+        stderr(&out)
+    );
 }
 
 #[test]

@@ -79,8 +79,11 @@ fn spool_step(common: &Common, report: &mut String) -> Option<Kind> {
         );
         return None;
     }
-    let checked = crate::spool::Spool::open_read_only(&common.spool)
-        .and_then(|spool| spool.check_node(&common.node));
+    // A push by this user opens the spool to write: another user's is 73.
+    let checked = crate::spool::Spool::open_read_only(&common.spool).and_then(|spool| {
+        spool.refuse_another_owner()?;
+        spool.check_node(&common.node)
+    });
     match checked {
         Ok(bound) => {
             let how = if bound {
