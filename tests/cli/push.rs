@@ -1196,7 +1196,7 @@ fn a_429_or_503_waits_as_long_as_its_retry_after_asks() {
 /// A `Retry-After` naming the largest wait a header can hold, a second or
 /// more into the retries, gives up as any wait past the window does (75,
 /// the record pending): adding it to the time already spent overflowed,
-/// and the run panicked (101, not in the exit code table).
+/// and the run panicked (70, "internal error (a bug)", not 75).
 #[test]
 fn the_largest_retry_after_gives_up_without_overflow() {
     let forge = forge();
