@@ -751,20 +751,28 @@ fn refuse_another_owner(root: &Path) -> Result<()> {
     if owner == me || me == u32::MAX {
         return Ok(());
     }
-    let name = crate::users::user_name(owner);
+    let (name, me_name) = (crate::users::user_name(owner), crate::users::user_name(me));
     // sudo takes an unknown user (a bind mount's) as '#UID'; runuser cannot.
     let how = match crate::users::name_of("/etc/passwd", owner) {
         Some(_) => format!("sudo -u {name} ..., or runuser -u {name} -- ..."),
         None => format!("sudo -u '#{owner}' ..."),
     };
+    // Root's spool is most likely one a run with sudo made before its
+    // user's first run (a service's): that user takes it back.
+    let back = if owner == 0 {
+        let dir = crate::text::shell_word(&root.display().to_string());
+        let dir = crate::text::escape_controls(&dir);
+        format!(", or, if it is this user's spool, give it back: sudo chown -R {me_name} {dir}")
+    } else {
+        String::new()
+    };
     Err(fail(
         Kind::CantCreate,
         format!(
-            "spool {} belongs to user {name} and this is user {}: run the command as its \
-             owner ({how}); nothing was written (what another user writes there is \
-             unreadable to the owner's push)",
+            "spool {} belongs to user {name} and this is user {me_name}: run the command as \
+             its owner ({how}){back}; nothing was written (what another user writes there \
+             is unreadable to the owner's push)",
             crate::text::escape_controls(&root.display().to_string()),
-            crate::users::user_name(me),
         ),
     ))
 }

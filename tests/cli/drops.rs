@@ -6,7 +6,7 @@
 use crate::support::forge::{OWNER, REPO, forge_env, token_file};
 use crate::support::{
     Run, TestEnv, files_under, hold_lock_with_flock, rejection_reasons, run, status_json, stderr,
-    stdout, wait_until_waiting_for_lock,
+    stdout, unprivileged, wait_until_waiting_for_lock,
 };
 use hero_usage::otoml::render_batch;
 use hero_usage::record::{UsageRecord, UtcSecond};
@@ -344,30 +344,6 @@ fn remote_hours_with_a_bom_a_comment_or_a_spaced_prefix_are_read_and_rewritten()
         let want = render_batch(&[old[h as usize - 1].clone(), rec(&format!("new{h}"), h)]);
         assert_eq!(String::from_utf8(got).unwrap(), want, "hour {h}");
     }
-}
-
-/// `cmd` as user `nobody` when this test runs as root (root may move any
-/// directory), else as it is; `tree` is handed to that user first.
-fn unprivileged(cmd: &Command, tree: &Path) -> Command {
-    let root = crate::support::my_uid() == 0;
-    let mut c = if root {
-        let chown = run(Command::new("chown").arg("-R").arg("65534:65534").arg(tree));
-        assert!(chown.status.success(), "{}", stderr(&chown));
-        let mut c = Command::new("setpriv");
-        c.args(["--reuid=65534", "--regid=65534", "--clear-groups", "--"])
-            .arg(cmd.get_program());
-        c
-    } else {
-        Command::new(cmd.get_program())
-    };
-    c.args(cmd.get_args());
-    for (k, v) in cmd.get_envs() {
-        match v {
-            Some(v) => c.env(k, v),
-            None => c.env_remove(k),
-        };
-    }
-    c
 }
 
 #[test]

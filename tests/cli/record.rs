@@ -727,6 +727,19 @@ fn a_writer_refuses_a_spool_another_user_owns_and_writes_nothing() {
         "{}",
         stderr(&out)
     );
+    // A spool root made (a run with sudo before its owner's first): the
+    // owner is told to take it back, not to run as root.
+    let mut rec = unprivileged(&record_cmd(&env, &k2), env.dir.path());
+    let chown = run(Command::new("chown").arg("0:0").arg(&env.spool));
+    assert!(chown.status.success(), "{}", stderr(&chown));
+    let out = run(&mut rec);
+    out.exit(73);
+    let shown = env.spool.display();
+    assert!(
+        stderr(&out).contains(&format!("sudo chown -R nobody {shown}")),
+        "{}",
+        stderr(&out)
+    );
 }
 
 #[test]

@@ -126,6 +126,30 @@ pub fn my_uid() -> u32 {
     std::fs::metadata("/proc/self").unwrap().uid()
 }
 
+/// `cmd` as user `nobody` when this test runs as root (root may move any
+/// directory), else as it is; `tree` is handed to that user first.
+pub fn unprivileged(cmd: &Command, tree: &Path) -> Command {
+    let root = my_uid() == 0;
+    let mut c = if root {
+        let chown = run(Command::new("chown").arg("-R").arg("65534:65534").arg(tree));
+        assert!(chown.status.success(), "{}", stderr(&chown));
+        let mut c = Command::new("setpriv");
+        c.args(["--reuid=65534", "--regid=65534", "--clear-groups", "--"])
+            .arg(cmd.get_program());
+        c
+    } else {
+        Command::new(cmd.get_program())
+    };
+    c.args(cmd.get_args());
+    for (k, v) in cmd.get_envs() {
+        match v {
+            Some(v) => c.env(k, v),
+            None => c.env_remove(k),
+        };
+    }
+    c
+}
+
 /// flock(1) holding the writers' lock while it runs `command`.
 pub fn hold_lock_with_flock(
     spool: &hero_usage::spool::Spool,
