@@ -1152,6 +1152,17 @@ fn a_redirect_is_not_followed_and_exits_78_naming_where_it_leads() {
     }
 }
 
+/// The next commit request is answered `status` with `Retry-After: after`
+/// (a proxy's page, as a rate limit or maintenance sends it).
+fn ask_to_wait(forge: &TestForge, status: u16, after: &str) {
+    let raw = RawReply::new(status, "text/html", "<h1>slow down</h1>").header("Retry-After", after);
+    forge.inject(Fault::new(
+        Some("POST"),
+        "/contents",
+        FaultAction::Reply(raw),
+    ));
+}
+
 /// The `Retry-After` of a 429 (a rate limit) or a 503 (maintenance) is the
 /// least wait before the next try (the run's own waits are 5 to 50 ms in
 /// tests), and a wait past the retry window (3 s in tests) gives up at
@@ -1167,13 +1178,7 @@ fn a_429_or_503_waits_as_long_as_its_retry_after_asks() {
         let forge = forge();
         let node = Node::new(&forge);
         node.record(&three()[0]);
-        let raw =
-            RawReply::new(status, "text/html", "<h1>slow down</h1>").header("Retry-After", after);
-        forge.inject(Fault::new(
-            Some("POST"),
-            "/contents",
-            FaultAction::Reply(raw),
-        ));
+        ask_to_wait(&forge, status, after);
         let started = std::time::Instant::now();
         let out = node.push(&[]);
         out.exit_for(code, &format!("{status} Retry-After {after}"));
@@ -1203,13 +1208,7 @@ fn the_largest_retry_after_gives_up_without_overflow() {
     let node = Node::new(&forge);
     node.record(&three()[0]);
     for after in ["1", &u64::MAX.to_string()] {
-        let raw =
-            RawReply::new(429, "text/html", "<h1>slow down</h1>").header("Retry-After", after);
-        forge.inject(Fault::new(
-            Some("POST"),
-            "/contents",
-            FaultAction::Reply(raw),
-        ));
+        ask_to_wait(&forge, 429, after);
     }
     let out = node.push(&[]);
     out.exit(75);
