@@ -408,19 +408,10 @@ fn read_bytes(
         {
             return Err(ReadError::Damaged(format!("not a record file: {e}")));
         }
-        // A stored record the spool's owner may not read (root's, left by a
-        // run with sudo; a security policy) is not damaged: quarantined, it
-        // would leave the push for good (a policy would take every one). The
-        // run stops, loudly, until the owner is given it back.
-        Err(e) if e.kind() == io::ErrorKind::PermissionDenied => {
-            return Err(ReadError::Io(cant(|| {
-                format!(
-                    "cannot read {}; nothing is lost: give the spool back to its user \
-                     (sudo chown -R USER SPOOL) or allow the reads",
-                    path.display()
-                )
-            })(e)));
-        }
+        // Anything else stops the run. A stored record the spool's owner
+        // may not read (root's, left by a run with sudo; a security policy)
+        // is not damaged: quarantined, it would leave the push for good (a
+        // policy would take every one); [`cant`] names the fix.
         Err(e) => {
             return Err(ReadError::Io(cant(|| {
                 format!("cannot read {}", path.display())

@@ -200,8 +200,19 @@ impl<F: FnOnce() -> String> What for F {
 }
 
 /// An I/O error as "the spool cannot be written" (73), saying what failed.
+/// A permission error names the fix: a file in the spool its owner may not
+/// use (its lock, state or a record root left by a run with sudo) stops
+/// writers and the push until it is given back.
 fn cant(what: impl What) -> impl FnOnce(io::Error) -> anyhow::Error {
-    move |e| fail(Kind::CantCreate, format!("{}: {e}", what.what()))
+    move |e| {
+        let fix = if e.kind() == io::ErrorKind::PermissionDenied {
+            "; every file in the spool must be its owner's: give it back with \
+             sudo chown -R USER SPOOL (nothing is lost meanwhile)"
+        } else {
+            ""
+        };
+        fail(Kind::CantCreate, format!("{}: {e}{fix}", what.what()))
+    }
 }
 
 impl Spool {

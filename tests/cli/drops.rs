@@ -379,7 +379,8 @@ fn a_drop_that_cannot_be_moved_is_reported_and_stops_nothing() {
 /// not bad input: the push stops with 73 naming the file and the fix, every
 /// record stays pending (none is set aside in rejected/, where a policy that
 /// denies reads would send them all), and once the file is given back the
-/// next push pushes them all.
+/// next push pushes them all. A lock of root's names the same fix (it said
+/// only "Permission denied").
 #[test]
 fn files_of_root_in_the_spool_lose_nothing() {
     if crate::support::my_uid() != 0 {
@@ -427,6 +428,20 @@ fn files_of_root_in_the_spool_lose_nothing() {
         stdout(&out)
     );
     assert_eq!(node.pending(), 0);
+
+    // A writers' lock of root's stops the push the same way, naming the fix.
+    node.drop_file("later.toml", &valid("later"));
+    let lock = node.env.spool.join("lock");
+    let chown = run(Command::new("chown").arg("0:0").arg(&lock));
+    assert!(chown.status.success(), "{}", stderr(&chown));
+    std::fs::set_permissions(&lock, std::fs::Permissions::from_mode(0o600)).unwrap();
+    let out = run(&mut push);
+    out.exit(73);
+    let err = stderr(&out);
+    assert!(
+        err.contains("lock") && err.contains("sudo chown -R"),
+        "{err}"
+    );
 }
 
 #[test]
