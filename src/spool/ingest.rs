@@ -46,8 +46,9 @@ pub struct IngestReport {
 pub(crate) enum Reason {
     /// It is no longer there (another ingestion took it).
     Gone,
-    /// It is not a valid record: quarantine it with this reason.
-    Bad(String),
+    /// It is not a valid record: quarantine it with this reason, if its
+    /// name still holds the inode judged (`None`: it could not be seen).
+    Bad { why: String, judged: Option<u64> },
 }
 
 /// Longest name a quarantined drop keeps as it is; a longer one (or one
@@ -184,18 +185,16 @@ impl Spool {
             // Each drop read with the inode it was read from.
             let mut names: Vec<(&OsString, u64)> = Vec::new();
             let mut records: Vec<Validated> = Vec::new();
-            // A bad drop with the inode judged (seen before it was read).
+            // A bad drop with the inode judged.
             let mut bad: Vec<(&OsString, Option<u64>, String)> = Vec::new();
             for name in chunk {
-                let path = incoming.join(name);
-                let seen = fs::symlink_metadata(&path).ok().map(|m| m.ino());
-                match read_drop(&path, node, now) {
+                match read_drop(&incoming.join(name), node, now) {
                     Ok((v, ino)) => {
                         names.push((name, ino));
                         records.push(v);
                     }
                     Err(Reason::Gone) => {}
-                    Err(Reason::Bad(why)) => bad.push((name, seen, why)),
+                    Err(Reason::Bad { why, judged }) => bad.push((name, judged, why)),
                 }
             }
             let outcomes = self.record_batch(&records)?;
@@ -242,7 +241,7 @@ impl Spool {
             let v = match read_drop(&incoming.join(&name), node, now) {
                 Ok((v, _)) => v,
                 Err(Reason::Gone) => continue,
-                Err(Reason::Bad(why)) => {
+                Err(Reason::Bad { why, .. }) => {
                     report.quarantined.push((shown, why));
                     continue;
                 }
@@ -423,16 +422,25 @@ pub(crate) fn read_drop(
     let m = match fs::symlink_metadata(path) {
         Ok(m) => m,
         Err(e) if e.kind() == io::ErrorKind::NotFound => return Err(Reason::Gone),
-        Err(e) => return Err(Reason::Bad(format!("drop: cannot be checked: {e}"))),
+        Err(e) => {
+            return Err(Reason::Bad {
+                why: format!("drop: cannot be checked: {e}"),
+                judged: None,
+            });
+        }
+    };
+    let bad = |why: String| Reason::Bad {
+        why,
+        judged: Some(m.ino()),
     };
     if m.file_type().is_symlink() {
-        return Err(Reason::Bad(
+        return Err(bad(
             "drop: is a symbolic link; a drop must be a regular file (its target was not read)"
                 .into(),
         ));
     }
     if !m.is_file() {
-        return Err(Reason::Bad("drop: is not a regular file".into()));
+        return Err(bad("drop: is not a regular file".into()));
     }
     let (bytes, read) = match fsx::read_regular_meta(path, MAX_RECORD_BYTES) {
         Ok(x) => x,
@@ -440,19 +448,17 @@ pub(crate) fn read_drop(
             return Err(match e.kind() {
                 io::ErrorKind::NotFound => Reason::Gone,
                 io::ErrorKind::InvalidData => {
-                    Reason::Bad(format!("drop: is larger than {MAX_RECORD_BYTES} bytes"))
+                    bad(format!("drop: is larger than {MAX_RECORD_BYTES} bytes"))
                 }
-                io::ErrorKind::InvalidInput => {
-                    Reason::Bad("drop: changed while it was opened".into())
-                }
+                io::ErrorKind::InvalidInput => bad("drop: changed while it was opened".into()),
                 // Unreadable (mode 000, an I/O error): quarantined, so that
                 // it never stops the push; nothing is lost by moving it.
-                _ => Reason::Bad(format!("drop: cannot be read: {e}")),
+                _ => bad(format!("drop: cannot be read: {e}")),
             });
         }
     };
     let mtime = read.modified().ok().map(DateTime::<Utc>::from);
-    let v = parse_drop(bytes, node, now, mtime).map_err(Reason::Bad)?;
+    let v = parse_drop(bytes, node, now, mtime).map_err(bad)?;
     Ok((v, read.ino()))
 }
 
